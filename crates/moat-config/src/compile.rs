@@ -1,0 +1,542 @@
+//! Raw TOML to runtime config. Each check reports into a [`Sink`] and carries on, so one load
+//! lists every problem; defaults live here, in one place, next to the checks.
+
+use crate::duration::parse_duration;
+use crate::errors::{line_col, ConfigError, ConfigErrors, Sink};
+use crate::model::*;
+use crate::presets;
+use crate::raw::*;
+use ipnet::IpNet;
+use moat_core::PrefixLens;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Command-line settings that win over the file, so `moat run --listen … --upstream …` works
+/// with no config file at all.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<Vec<String>>,
+    pub upstream: Option<String>,
+    pub presets: Vec<String>,
+    pub state_dir: Option<String>,
+    pub rule_files: Vec<PathBuf>,
+}
+
+/// Loads `path` (or the embedded defaults when `None`), applies `ov`, and compiles.
+pub fn load(path: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigErrors> {
+    let (file, src) = match path {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(s) => (p.display().to_string(), s),
+            Err(e) => {
+                return Err(ConfigErrors(vec![ConfigError {
+                    file: p.display().to_string(),
+                    line: 0,
+                    column: 0,
+                    field: "-".into(),
+                    message: format!("cannot read: {e}"),
+                }]))
+            }
+        },
+        None => ("<defaults>".to_string(), String::new()),
+    };
+    let raw: RawConfig = parse_toml(&file, &src)?;
+    let base = path
+        .and_then(|p| p.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    compile(raw, &file, &src, &base, ov)
+}
+
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    src: &str,
+) -> Result<T, ConfigErrors> {
+    toml::from_str(src).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let (line, column) = line_col(src, span.start);
+        let token = src.get(span.clone()).unwrap_or("").trim();
+        let field = if token.is_empty() || token.len() > 40 || token.contains('\n') {
+            "-".to_string()
+        } else {
+            token.to_string()
+        };
+        ConfigErrors(vec![ConfigError {
+            file: file.to_string(),
+            line,
+            column,
+            field,
+            message: e.message().trim().to_string(),
+        }])
+    })
+}
+
+fn compile(
+    raw: RawConfig,
+    file: &str,
+    src: &str,
+    base: &Path,
+    ov: &Overrides,
+) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut sink = Sink {
+        file,
+        src,
+        errors: &mut errors,
+    };
+    let server = server(&raw.server, &mut sink, ov);
+    let limits = limits(&raw.limits, &mut sink);
+    let tls = raw.tls.as_ref().map(|t| tls(t, &mut sink, base));
+    let acme = raw.acme.as_ref().map(|a| acme(a, &mut sink, base));
+    let admin = admin(&raw.admin, &mut sink, base);
+    let bans = bans(&raw.bans, &mut sink);
+
+    // Policy sources in evaluation order: the operator's own rules first, so an `allow` there
+    // wins over a preset, then rule files, then presets.
+    let mut sources: Vec<(String, String, RawRuleFile)> = vec![(
+        file.to_string(),
+        src.to_string(),
+        RawRuleFile {
+            rule: raw.rule,
+            rate_limit: raw.rate_limit,
+            decoy: raw.decoy,
+        },
+    )];
+    let mut files: Vec<(PathBuf, Option<std::ops::Range<usize>>)> = raw
+        .rule_files
+        .iter()
+        .map(|f| (base.join(f.get_ref()), Some(f.span())))
+        .collect();
+    files.extend(ov.rule_files.iter().map(|p| (p.clone(), None)));
+    for (path, span) in files {
+        let name = path.display().to_string();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match parse_toml::<RawRuleFile>(&name, &text) {
+                Ok(rf) => sources.push((name, text, rf)),
+                Err(e) => sink.errors.extend(e.0),
+            },
+            Err(e) => match span {
+                Some(s) => sink.at(s, "rule_files", format!("cannot read {name}: {e}")),
+                None => sink.nowhere("--rules", format!("cannot read {name}: {e}")),
+            },
+        }
+    }
+    let mut preset_names: Vec<(String, Option<std::ops::Range<usize>>)> = raw
+        .presets
+        .iter()
+        .map(|p| (p.get_ref().clone(), Some(p.span())))
+        .collect();
+    preset_names.extend(ov.presets.iter().map(|p| (p.clone(), None)));
+    let mut seen = std::collections::HashSet::new();
+    for (name, span) in preset_names {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        match presets::get(&name) {
+            Some(text) => {
+                let pfile = format!("preset:{name}");
+                match parse_toml::<RawRuleFile>(&pfile, text) {
+                    Ok(rf) => sources.push((pfile, text.to_string(), rf)),
+                    Err(e) => sink.errors.extend(e.0),
+                }
+            }
+            None => {
+                let msg = format!(
+                    "unknown preset `{name}`; known: {}",
+                    presets::NAMES.join(", ")
+                );
+                match span {
+                    Some(s) => sink.at(s, "presets", msg),
+                    None => sink.nowhere("--preset", msg),
+                }
+            }
+        }
+    }
+    let policy = crate::compile_policy::policy(&sources, sink.errors);
+
+    if errors.is_empty() {
+        Ok(Config {
+            server,
+            limits,
+            tls,
+            acme,
+            admin,
+            bans,
+            policy,
+        })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+pub(crate) fn dur(v: Option<&S<String>>, field: &str, default: Duration, s: &mut Sink) -> Duration {
+    match v {
+        None => default,
+        Some(v) => parse_duration(v.get_ref()).unwrap_or_else(|m| {
+            s.at(v.span(), field, m);
+            default
+        }),
+    }
+}
+
+fn num<T: Copy + Into<u64>>(
+    v: Option<&S<T>>,
+    field: &str,
+    min: u64,
+    default: T,
+    s: &mut Sink,
+) -> T {
+    match v {
+        Some(x) if (*x.get_ref()).into() < min => {
+            s.at(x.span(), field, format!("must be at least {min}"));
+            default
+        }
+        Some(x) => *x.get_ref(),
+        None => default,
+    }
+}
+
+fn addr(
+    v: &str,
+    span: Option<std::ops::Range<usize>>,
+    field: &str,
+    s: &mut Sink,
+) -> Option<SocketAddr> {
+    match v.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            let m = format!("`{v}` is not an address:port such as 127.0.0.1:8080 or [::]:443");
+            match span {
+                Some(sp) => s.at(sp, field, m),
+                None => s.nowhere(field, m),
+            }
+            None
+        }
+    }
+}
+
+pub(crate) fn nets(list: &[S<String>], field: &str, s: &mut Sink) -> Vec<IpNet> {
+    list.iter()
+        .filter_map(|v| {
+            let t = v.get_ref().trim();
+            t.parse::<IpNet>()
+                .ok()
+                .or_else(|| t.parse::<IpAddr>().ok().map(IpNet::from))
+                .or_else(|| {
+                    s.at(
+                        v.span(),
+                        field,
+                        format!("`{t}` is not an IP address or CIDR prefix"),
+                    );
+                    None
+                })
+        })
+        .collect()
+}
+
+fn server(r: &RawServer, s: &mut Sink, ov: &Overrides) -> Server {
+    let listen = match (&ov.listen, &r.listen) {
+        (Some(l), _) => l
+            .iter()
+            .filter_map(|a| addr(a, None, "--listen", s))
+            .collect(),
+        (None, Some(l)) => l
+            .iter()
+            .filter_map(|a| addr(a.get_ref(), Some(a.span()), "server.listen", s))
+            .collect(),
+        (None, None) => vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+    };
+    let upstream_src = ov.upstream.as_ref().map(|u| (u.clone(), None)).or_else(|| {
+        r.upstream
+            .as_ref()
+            .map(|u| (u.get_ref().clone(), Some(u.span())))
+    });
+    let upstream = match upstream_src {
+        None => {
+            s.nowhere(
+                "server.upstream",
+                "required: the URL of the app to protect (or --upstream)",
+            );
+            http::Uri::from_static("http://127.0.0.1:1")
+        }
+        Some((u, span)) => match u.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => uri,
+            _ => {
+                let m = format!("`{u}` must be an http:// URL with a host and port");
+                match span {
+                    Some(sp) => s.at(sp, "server.upstream", m),
+                    None => s.nowhere("--upstream", m),
+                }
+                http::Uri::from_static("http://127.0.0.1:1")
+            }
+        },
+    };
+    let state_dir = ov
+        .state_dir
+        .clone()
+        .or_else(|| r.state_dir.as_ref().map(|d| d.get_ref().clone()))
+        .unwrap_or_else(|| "moat-state".to_string());
+    let store = match r.store.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+        None | Some(("sqlite", _)) => StoreKind::Sqlite,
+        Some(("memory", _)) => StoreKind::Memory,
+        Some((other, sp)) => {
+            s.at(
+                sp,
+                "server.store",
+                format!("`{other}`: use sqlite or memory"),
+            );
+            StoreKind::Sqlite
+        }
+    };
+    let client_ip_headers = match &r.client_ip_headers {
+        None => vec![
+            ClientIpHeader::FlyClientIp,
+            ClientIpHeader::CfConnectingIp,
+            ClientIpHeader::Forwarded,
+            ClientIpHeader::XForwardedFor,
+        ],
+        Some(list) => list
+            .iter()
+            .filter_map(|h| match h.get_ref().to_ascii_lowercase().as_str() {
+                "x-forwarded-for" => Some(ClientIpHeader::XForwardedFor),
+                "forwarded" => Some(ClientIpHeader::Forwarded),
+                "fly-client-ip" => Some(ClientIpHeader::FlyClientIp),
+                "cf-connecting-ip" => Some(ClientIpHeader::CfConnectingIp),
+                other => {
+                    s.at(h.span(), "server.client_ip_headers", format!("`{other}`: use x-forwarded-for, forwarded, fly-client-ip or cf-connecting-ip"));
+                    None
+                }
+            })
+            .collect(),
+    };
+    let mut lens = PrefixLens::default();
+    if let Some(v) = &r.prefix_v4 {
+        if !(8..=32).contains(v.get_ref()) {
+            s.at(v.span(), "server.prefix_v4", "must be between 8 and 32");
+        } else {
+            lens.v4 = *v.get_ref();
+        }
+    }
+    if let Some(v) = &r.prefix_v6 {
+        if !(16..=128).contains(v.get_ref()) {
+            s.at(v.span(), "server.prefix_v6", "must be between 16 and 128");
+        } else {
+            lens.v6 = *v.get_ref();
+        }
+    }
+    Server {
+        listen,
+        upstream,
+        state_dir: PathBuf::from(state_dir),
+        store,
+        trusted_proxies: nets(&r.trusted_proxies, "server.trusted_proxies", s),
+        client_ip_headers,
+        proxy_protocol: r.proxy_protocol,
+        prefix_lens: lens,
+    }
+}
+
+fn limits(r: &RawLimits, s: &mut Sink) -> Limits {
+    Limits {
+        header_timeout: dur(
+            r.header_timeout.as_ref(),
+            "limits.header_timeout",
+            Duration::from_secs(10),
+            s,
+        ),
+        body_timeout: dur(
+            r.body_timeout.as_ref(),
+            "limits.body_timeout",
+            Duration::from_secs(30),
+            s,
+        ),
+        idle_timeout: dur(
+            r.idle_timeout.as_ref(),
+            "limits.idle_timeout",
+            Duration::from_secs(60),
+            s,
+        ),
+        upstream_timeout: dur(
+            r.upstream_timeout.as_ref(),
+            "limits.upstream_timeout",
+            Duration::from_secs(60),
+            s,
+        ),
+        max_header_bytes: num(
+            r.max_header_bytes.as_ref(),
+            "limits.max_header_bytes",
+            1024,
+            32 * 1024,
+            s,
+        ) as usize,
+        max_body_bytes: num(
+            r.max_body_bytes.as_ref(),
+            "limits.max_body_bytes",
+            0,
+            10 * 1024 * 1024,
+            s,
+        ),
+        max_json_body_bytes: num(
+            r.max_json_body_bytes.as_ref(),
+            "limits.max_json_body_bytes",
+            64,
+            64 * 1024,
+            s,
+        ) as usize,
+        max_connections: num(
+            r.max_connections.as_ref(),
+            "limits.max_connections",
+            1,
+            10_000,
+            s,
+        ) as usize,
+        tarpit_max_concurrent: num(
+            r.tarpit_max_concurrent.as_ref(),
+            "limits.tarpit_max_concurrent",
+            0,
+            256,
+            s,
+        ) as usize,
+    }
+}
+
+fn path(v: &S<String>, base: &Path) -> PathBuf {
+    base.join(v.get_ref())
+}
+
+fn tls(r: &RawTls, s: &mut Sink, base: &Path) -> Tls {
+    let listen = match &r.listen {
+        Some(l) => l
+            .iter()
+            .filter_map(|a| addr(a.get_ref(), Some(a.span()), "tls.listen", s))
+            .collect(),
+        None => vec![SocketAddr::from(([0, 0, 0, 0], 443))],
+    };
+    if r.cert.is_some() != r.key.is_some() {
+        s.nowhere("tls.cert", "tls.cert and tls.key go together");
+    }
+    Tls {
+        listen,
+        cert: r.cert.as_ref().map(|c| path(c, base)),
+        key: r.key.as_ref().map(|k| path(k, base)),
+    }
+}
+
+fn acme(r: &RawAcme, s: &mut Sink, base: &Path) -> Acme {
+    if r.domains.is_empty() {
+        s.nowhere("acme.domains", "name at least one domain");
+    }
+    let challenge = match r
+        .challenge
+        .as_ref()
+        .map(|c| (c.get_ref().as_str(), c.span()))
+    {
+        None | Some(("http-01", _)) => AcmeChallengeKind::Http01,
+        Some(("tls-alpn-01", _)) => AcmeChallengeKind::TlsAlpn01,
+        Some((o, sp)) => {
+            s.at(
+                sp,
+                "acme.challenge",
+                format!("`{o}`: use http-01 or tls-alpn-01"),
+            );
+            AcmeChallengeKind::Http01
+        }
+    };
+    Acme {
+        domains: r
+            .domains
+            .iter()
+            .map(|d| d.get_ref().to_ascii_lowercase())
+            .collect(),
+        email: r.email.as_ref().map(|e| e.get_ref().clone()),
+        directory: r
+            .directory
+            .as_ref()
+            .map(|d| d.get_ref().clone())
+            .unwrap_or_else(|| "https://acme-v02.api.letsencrypt.org/directory".into()),
+        challenge,
+        renew_before: dur(
+            r.renew_before.as_ref(),
+            "acme.renew_before",
+            Duration::from_secs(30 * 86400),
+            s,
+        ),
+        directory_ca: r.directory_ca.as_ref().map(|c| path(c, base)),
+    }
+}
+
+fn admin(r: &RawAdmin, s: &mut Sink, base: &Path) -> Admin {
+    let listen = r
+        .listen
+        .as_ref()
+        .and_then(|l| addr(l.get_ref(), Some(l.span()), "admin.listen", s))
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9090)));
+    if !listen.ip().is_loopback() && !r.expose {
+        match &r.listen {
+            Some(l) => s.at(
+                l.span(),
+                "admin.listen",
+                "not a loopback address; set admin.expose = true to allow it",
+            ),
+            None => s.nowhere("admin.listen", "must be loopback"),
+        }
+    }
+    if let Some(t) = &r.token {
+        if t.get_ref().len() < 16 {
+            s.at(t.span(), "admin.token", "use at least 16 characters");
+        }
+    }
+    Admin {
+        listen,
+        token: r.token.as_ref().map(|t| t.get_ref().clone()),
+        token_file: r.token_file.as_ref().map(|t| path(t, base)),
+    }
+}
+
+fn bans(r: &RawBans, s: &mut Sink) -> Bans {
+    let status = num(r.status.as_ref(), "bans.status", 100, 403u16, s);
+    Bans {
+        base_ttl: dur(
+            r.base_ttl.as_ref(),
+            "bans.base_ttl",
+            Duration::from_secs(15 * 60),
+            s,
+        ),
+        max_ttl: dur(
+            r.max_ttl.as_ref(),
+            "bans.max_ttl",
+            Duration::from_secs(7 * 86400),
+            s,
+        ),
+        factor: num(r.factor.as_ref(), "bans.factor", 1, 4u32, s),
+        offences_to_ban: num(
+            r.offences_to_ban.as_ref(),
+            "bans.offences_to_ban",
+            1,
+            5u32,
+            s,
+        ),
+        offence_window: dur(
+            r.offence_window.as_ref(),
+            "bans.offence_window",
+            Duration::from_secs(600),
+            s,
+        ),
+        prefix_threshold: num(
+            r.prefix_threshold.as_ref(),
+            "bans.prefix_threshold",
+            0,
+            5u32,
+            s,
+        ),
+        prefix_window: dur(
+            r.prefix_window.as_ref(),
+            "bans.prefix_window",
+            Duration::from_secs(600),
+            s,
+        ),
+        status,
+        body: r.body.clone().unwrap_or_else(|| "Forbidden\n".into()),
+        allow: nets(&r.allow, "bans.allow", s),
+    }
+}

@@ -1,0 +1,320 @@
+//! Rules, rate limits and decoys from every policy source (config, rule files, presets), compiled
+//! in two passes: decoys first, because a rule may name a decoy defined in a later file.
+
+use crate::compile::dur;
+use crate::errors::{ConfigError, Sink};
+use crate::model::*;
+use crate::raw::*;
+use moat_rules::Expr;
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) fn policy(
+    sources: &[(String, String, RawRuleFile)],
+    errors: &mut Vec<ConfigError>,
+) -> Policy {
+    let mut p = Policy::default();
+    let mut ids = HashSet::new();
+    for (file, src, rf) in sources {
+        let mut s = Sink { file, src, errors };
+        for d in &rf.decoy {
+            if !ids.insert(format!("decoy:{}", d.id.get_ref())) {
+                s.at(
+                    d.id.span(),
+                    "decoy.id",
+                    format!("decoy `{}` is defined twice", d.id.get_ref()),
+                );
+                continue;
+            }
+            let status = match &d.status {
+                Some(v) if !(100..=599).contains(v.get_ref()) => {
+                    s.at(v.span(), "decoy.status", "must be an HTTP status (100-599)");
+                    200
+                }
+                Some(v) => *v.get_ref(),
+                None => 200,
+            };
+            p.decoys.push(Decoy {
+                id: d.id.get_ref().clone(),
+                status,
+                body: d.body.clone(),
+                headers: d
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                    .collect(),
+                learn: d
+                    .learn
+                    .as_ref()
+                    .and_then(|e| expr(e, "decoy.learn", &mut s)),
+            });
+        }
+    }
+    for (file, src, rf) in sources {
+        let mut s = Sink { file, src, errors };
+        for r in &rf.rule {
+            if !ids.insert(format!("rule:{}", r.id.get_ref())) {
+                s.at(
+                    r.id.span(),
+                    "rule.id",
+                    format!("rule `{}` is defined twice", r.id.get_ref()),
+                );
+            }
+            let e = expr(&r.expression, "rule.expression", &mut s);
+            let a = action(&r.action_view(), "rule", true, &p, &mut s);
+            if let (Some(expr), Some(action)) = (e, a) {
+                p.rules.push(Rule {
+                    id: r.id.get_ref().clone(),
+                    description: r.description.clone(),
+                    expr,
+                    action,
+                    offence: r.offence,
+                    origin: file.clone(),
+                });
+            }
+        }
+        for l in &rf.rate_limit {
+            if !ids.insert(format!("rate_limit:{}", l.id.get_ref())) {
+                s.at(
+                    l.id.span(),
+                    "rate_limit.id",
+                    format!("rate limit `{}` is defined twice", l.id.get_ref()),
+                );
+            }
+            // Outer None: the expression failed to compile; inner None: the limit counts everything.
+            let e = match &l.expression {
+                None => Some(None),
+                Some(x) => expr(x, "rate_limit.expression", &mut s).map(Some),
+            };
+            let key = limit_key(&l.key, &mut s);
+            let period = dur(
+                Some(&l.period),
+                "rate_limit.period",
+                Duration::from_secs(60),
+                &mut s,
+            );
+            if period.is_zero() {
+                s.at(
+                    l.period.span(),
+                    "rate_limit.period",
+                    "must be longer than zero",
+                );
+            }
+            let requests = *l.requests.get_ref();
+            if requests == 0 {
+                s.at(
+                    l.requests.span(),
+                    "rate_limit.requests",
+                    "must be at least 1",
+                );
+            }
+            let burst = l.burst.as_ref().map_or(requests, |b| *b.get_ref());
+            if burst == 0 {
+                if let Some(b) = &l.burst {
+                    s.at(b.span(), "rate_limit.burst", "must be at least 1");
+                }
+            }
+            let default_keys = if matches!(key, Some(LimitKey::Ip | LimitKey::Prefix)) {
+                1_000_000
+            } else {
+                100_000
+            };
+            let a = action(&l.action_view(), "rate_limit", false, &p, &mut s);
+            if let (Some(e), Some(key), Some(action)) = (e, key, a) {
+                p.rate_limits.push(RateLimit {
+                    id: l.id.get_ref().clone(),
+                    description: l.description.clone(),
+                    expr: e,
+                    key,
+                    requests: requests.max(1),
+                    period: period.max(Duration::from_millis(1)),
+                    burst: burst.max(1),
+                    max_keys: l
+                        .max_keys
+                        .as_ref()
+                        .map_or(default_keys, |m| (*m.get_ref()).max(16) as usize),
+                    ban: l.ban,
+                    action,
+                    origin: file.clone(),
+                });
+            }
+        }
+    }
+    p
+}
+
+/// Where the expression text starts inside its TOML string, so a parse error's column lands on
+/// the right character of the file.
+fn value_start(src: &str, span: &Range<usize>) -> usize {
+    let text = src.get(span.clone()).unwrap_or("");
+    let quote = if text.starts_with("'''") || text.starts_with("\"\"\"") {
+        3
+    } else {
+        1
+    };
+    let mut start = span.start + quote;
+    // TOML trims a newline right after a multi-line opening quote.
+    if quote == 3 && src[start..].starts_with('\n') {
+        start += 1;
+    }
+    start
+}
+
+fn expr(e: &S<String>, field: &str, s: &mut Sink) -> Option<Arc<Expr>> {
+    match Expr::parse(e.get_ref()) {
+        Ok(x) => Some(Arc::new(x)),
+        Err(err) => {
+            let at = value_start(s.src, &e.span()) + err.offset;
+            let rendered = err.render(e.get_ref());
+            s.at(at..at, field, format!("{}\n{}", err.message, rendered));
+            None
+        }
+    }
+}
+
+fn limit_key(k: &S<String>, s: &mut Sink) -> Option<LimitKey> {
+    let v = k.get_ref().trim();
+    let (kind, arg) = v.split_once(':').map_or((v, ""), |(a, b)| (a, b.trim()));
+    let key = match (kind, arg.is_empty()) {
+        ("ip", true) => LimitKey::Ip,
+        ("prefix", true) => LimitKey::Prefix,
+        ("global", true) => LimitKey::Global,
+        ("header", false) => LimitKey::Header(arg.to_ascii_lowercase()),
+        ("json", false) => LimitKey::Json(arg.to_string()),
+        ("json_domain", false) => LimitKey::JsonDomain(arg.to_string()),
+        _ => {
+            s.at(
+                k.span(),
+                "rate_limit.key",
+                format!(
+                    "`{v}`: use ip, prefix, global, header:NAME, json:FIELD or json_domain:FIELD"
+                ),
+            );
+            return None;
+        }
+    };
+    Some(key)
+}
+
+fn action(a: &RawAction, what: &str, rule: bool, p: &Policy, s: &mut Sink) -> Option<Action> {
+    let name = a.action.map(|n| (n.get_ref().as_str(), n.span()));
+    let Some((name, span)) = name else {
+        s.nowhere(
+            &format!("{what}.action"),
+            "missing; one of allow, skip, log, block, decoy, tarpit, challenge",
+        );
+        return None;
+    };
+    if !rule && matches!(name, "allow" | "skip") {
+        s.at(
+            span,
+            &format!("{what}.action"),
+            format!("`{name}` makes no sense for a rate limit"),
+        );
+        return None;
+    }
+    simple_action(name, span, a, what, p, s, 0)
+}
+
+fn simple_action(
+    name: &str,
+    span: Range<usize>,
+    a: &RawAction,
+    what: &str,
+    p: &Policy,
+    s: &mut Sink,
+    depth: u8,
+) -> Option<Action> {
+    let field = format!("{what}.action");
+    Some(match name {
+        "allow" => Action::Allow,
+        "skip" => Action::Skip,
+        "log" => Action::Log,
+        "block" => {
+            let status = match a.status {
+                Some(v) if !(100..=599).contains(v.get_ref()) => {
+                    s.at(
+                        v.span(),
+                        &format!("{what}.status"),
+                        "must be an HTTP status (100-599)",
+                    );
+                    return None;
+                }
+                Some(v) => *v.get_ref(),
+                None => 403,
+            };
+            Action::Block {
+                status,
+                body: a.body.cloned().unwrap_or_else(|| "Forbidden\n".into()),
+            }
+        }
+        "decoy" => {
+            let Some(d) = a.decoy else {
+                s.at(
+                    span,
+                    &format!("{what}.decoy"),
+                    "a decoy action names its decoy: decoy = \"ID\"",
+                );
+                return None;
+            };
+            match p.decoy(d.get_ref()) {
+                Some(i) => Action::Decoy(i),
+                None => {
+                    s.at(
+                        d.span(),
+                        &format!("{what}.decoy"),
+                        format!("no decoy `{}` is defined", d.get_ref()),
+                    );
+                    return None;
+                }
+            }
+        }
+        "tarpit" if depth == 0 || depth == 1 => {
+            let delay = dur(
+                a.delay,
+                &format!("{what}.delay"),
+                Duration::from_secs(10),
+                s,
+            );
+            let (then, tspan) = a.then.map_or(("block", span.clone()), |t| {
+                (t.get_ref().as_str(), t.span())
+            });
+            if !matches!(then, "block" | "decoy") {
+                s.at(
+                    tspan,
+                    &format!("{what}.then"),
+                    format!("`{then}`: a tarpit ends in block or decoy"),
+                );
+                return None;
+            }
+            let then = simple_action(then, tspan, a, what, p, s, 2)?;
+            Action::Tarpit {
+                delay,
+                then: Box::new(then),
+            }
+        }
+        "challenge" if depth == 0 => {
+            let (fb, fspan) = a.fallback.map_or(("block", span.clone()), |t| {
+                (t.get_ref().as_str(), t.span())
+            });
+            if !matches!(fb, "block" | "decoy" | "tarpit") {
+                s.at(
+                    fspan,
+                    &format!("{what}.fallback"),
+                    format!("`{fb}`: use block, decoy or tarpit"),
+                );
+                return None;
+            }
+            let fallback = simple_action(fb, fspan, a, what, p, s, 1)?;
+            Action::Challenge {
+                fallback: Box::new(fallback),
+            }
+        }
+        other => {
+            s.at(span, &field, format!("unknown action `{other}`; one of allow, skip, log, block, decoy, tarpit, challenge"));
+            return None;
+        }
+    })
+}

@@ -1,0 +1,17 @@
+//! Moat's configuration: TOML as written (`raw`), checked and compiled into the typed runtime
+//! model (`model`). Loading never stops at the first problem it can get past: every semantic
+//! error is collected and reported at once, each with its file, line, column and field, so an
+//! operator fixes a config in one round instead of ten.
+
+mod compile;
+mod compile_policy;
+mod duration;
+mod errors;
+pub mod model;
+pub mod presets;
+pub mod raw;
+
+pub use compile::{load, Overrides};
+pub use duration::parse_duration;
+pub use errors::{ConfigError, ConfigErrors};
+pub use model::*;

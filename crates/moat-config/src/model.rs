@@ -1,0 +1,220 @@
+//! The compiled, typed configuration that the rest of Moat runs on. Nothing here is optional in
+//! the sense of "maybe invalid": `compile` has already checked and defaulted every value.
+
+use ipnet::IpNet;
+use moat_core::PrefixLens;
+use moat_rules::Expr;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    pub limits: Limits,
+    pub tls: Option<Tls>,
+    pub acme: Option<Acme>,
+    pub admin: Admin,
+    pub bans: Bans,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientIpHeader {
+    XForwardedFor,
+    Forwarded,
+    FlyClientIp,
+    CfConnectingIp,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: Vec<SocketAddr>,
+    pub upstream: http::Uri,
+    pub state_dir: PathBuf,
+    pub store: StoreKind,
+    pub trusted_proxies: Vec<IpNet>,
+    pub client_ip_headers: Vec<ClientIpHeader>,
+    pub proxy_protocol: bool,
+    pub prefix_lens: PrefixLens,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: u64,
+    pub max_json_body_bytes: usize,
+    pub max_connections: usize,
+    pub tarpit_max_concurrent: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub listen: Vec<SocketAddr>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallengeKind {
+    Http01,
+    TlsAlpn01,
+}
+
+#[derive(Debug, Clone)]
+pub struct Acme {
+    pub domains: Vec<String>,
+    pub email: Option<String>,
+    pub directory: String,
+    pub challenge: AcmeChallengeKind,
+    pub renew_before: Duration,
+    pub directory_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Bans {
+    pub base_ttl: Duration,
+    pub max_ttl: Duration,
+    pub factor: u32,
+    pub offences_to_ban: u32,
+    pub offence_window: Duration,
+    pub prefix_threshold: u32,
+    pub prefix_window: Duration,
+    pub status: u16,
+    pub body: String,
+    pub allow: Vec<IpNet>,
+}
+
+/// Rules, rate limits and decoys from the config, its rule files and presets, in that order.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+    pub rate_limits: Vec<RateLimit>,
+    pub decoys: Vec<Decoy>,
+}
+
+impl Policy {
+    /// Whether any rule or limit reads the JSON body; only then does the proxy buffer bodies.
+    pub fn needs_body(&self) -> bool {
+        self.rules.iter().any(|r| r.expr.needs_body())
+            || self.rate_limits.iter().any(|l| {
+                matches!(l.key, LimitKey::Json(_) | LimitKey::JsonDomain(_))
+                    || l.expr.as_ref().is_some_and(|e| e.needs_body())
+            })
+            || self
+                .decoys
+                .iter()
+                .any(|d| d.learn.as_ref().is_some_and(|e| e.needs_body()))
+    }
+
+    pub fn decoy(&self, id: &str) -> Option<usize> {
+        self.decoys.iter().position(|d| d.id == id)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub description: String,
+    pub expr: Arc<Expr>,
+    pub action: Action,
+    pub offence: bool,
+    /// The file (or `preset:NAME`) the rule came from, for `moat rules test` and logs.
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Forward at once: no further rules and no rate limits.
+    Allow,
+    /// Stop evaluating rules; rate limits still apply.
+    Skip,
+    /// Record the match and go on.
+    Log,
+    Block {
+        status: u16,
+        body: String,
+    },
+    /// Index into `Policy::decoys`.
+    Decoy(usize),
+    Tarpit {
+        delay: Duration,
+        then: Box<Action>,
+    },
+    /// The browser proof is a later piece; until then a challenge is its fallback action.
+    Challenge {
+        fallback: Box<Action>,
+    },
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Skip => "skip",
+            Action::Log => "log",
+            Action::Block { .. } => "block",
+            Action::Decoy(_) => "decoy",
+            Action::Tarpit { .. } => "tarpit",
+            Action::Challenge { .. } => "challenge",
+        }
+    }
+    /// Whether the request stops here without reaching the upstream.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, Action::Log | Action::Skip | Action::Allow)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    Ip,
+    Prefix,
+    Global,
+    Header(String),
+    /// A JSON body field, lowercased and trimmed (the target email).
+    Json(String),
+    /// The domain part of an email in a JSON body field.
+    JsonDomain(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    pub id: String,
+    pub description: String,
+    pub expr: Option<Arc<Expr>>,
+    pub key: LimitKey,
+    pub requests: u32,
+    pub period: Duration,
+    pub burst: u32,
+    pub max_keys: usize,
+    pub ban: bool,
+    pub action: Action,
+    pub origin: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decoy {
+    pub id: String,
+    pub status: u16,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+    pub learn: Option<Arc<Expr>>,
+}

@@ -1,0 +1,225 @@
+//! The configuration exactly as written in TOML. Every table denies unknown fields so a typo is an
+//! error with a line number instead of a silently ignored setting. Values that need checking keep
+//! their source span (`Spanned`) so `compile` can point at them.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub limits: RawLimits,
+    pub tls: Option<RawTls>,
+    pub acme: Option<RawAcme>,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub bans: RawBans,
+    /// Names of embedded presets (`ghost`, `wordpress`, `generic-form`).
+    #[serde(default)]
+    pub presets: Vec<S<String>>,
+    /// Paths of rule files, relative to this config file.
+    #[serde(default)]
+    pub rule_files: Vec<S<String>>,
+    #[serde(default)]
+    pub rule: Vec<RawRule>,
+    #[serde(default)]
+    pub rate_limit: Vec<RawRateLimit>,
+    #[serde(default)]
+    pub decoy: Vec<RawDecoy>,
+}
+
+/// A rule file (and every preset) holds only policy: rules, rate limits and decoys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuleFile {
+    #[serde(default)]
+    pub rule: Vec<RawRule>,
+    #[serde(default)]
+    pub rate_limit: Vec<RawRateLimit>,
+    #[serde(default)]
+    pub decoy: Vec<RawDecoy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<Vec<S<String>>>,
+    pub upstream: Option<S<String>>,
+    pub state_dir: Option<S<String>>,
+    /// `sqlite` (default) or `memory`.
+    pub store: Option<S<String>>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<S<String>>,
+    /// Which headers a trusted proxy may set: x-forwarded-for, forwarded, fly-client-ip,
+    /// cf-connecting-ip.
+    pub client_ip_headers: Option<Vec<S<String>>>,
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    pub prefix_v4: Option<S<u8>>,
+    pub prefix_v6: Option<S<u8>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub header_timeout: Option<S<String>>,
+    pub body_timeout: Option<S<String>>,
+    pub idle_timeout: Option<S<String>>,
+    pub upstream_timeout: Option<S<String>>,
+    pub max_header_bytes: Option<S<u64>>,
+    pub max_body_bytes: Option<S<u64>>,
+    pub max_json_body_bytes: Option<S<u64>>,
+    pub max_connections: Option<S<u64>>,
+    pub tarpit_max_concurrent: Option<S<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub listen: Option<Vec<S<String>>>,
+    pub cert: Option<S<String>>,
+    pub key: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    pub domains: Vec<S<String>>,
+    pub email: Option<S<String>>,
+    pub directory: Option<S<String>>,
+    /// `http-01` (default) or `tls-alpn-01`.
+    pub challenge: Option<S<String>>,
+    pub renew_before: Option<S<String>>,
+    /// A PEM CA bundle to trust for the directory (private or test CAs).
+    pub directory_ca: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<S<String>>,
+    pub token: Option<S<String>>,
+    pub token_file: Option<S<String>>,
+    /// Must be set to listen on a non-loopback address: admin interfaces stay local by default.
+    #[serde(default)]
+    pub expose: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBans {
+    pub base_ttl: Option<S<String>>,
+    pub max_ttl: Option<S<String>>,
+    pub factor: Option<S<u32>>,
+    pub offences_to_ban: Option<S<u32>>,
+    pub offence_window: Option<S<String>>,
+    pub prefix_threshold: Option<S<u32>>,
+    pub prefix_window: Option<S<String>>,
+    pub status: Option<S<u16>>,
+    pub body: Option<String>,
+    #[serde(default)]
+    pub allow: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub id: S<String>,
+    #[serde(default)]
+    pub description: String,
+    pub expression: S<String>,
+    pub action: Option<S<String>>,
+    pub status: Option<S<u16>>,
+    pub body: Option<String>,
+    pub decoy: Option<S<String>>,
+    pub delay: Option<S<String>>,
+    /// For `tarpit`: what follows the delay (`block` or `decoy`).
+    pub then: Option<S<String>>,
+    /// For `challenge`: what to do until the browser proof exists (`block`, `decoy`, `tarpit`).
+    pub fallback: Option<S<String>>,
+    /// A match counts as an offence towards a ban of the client address.
+    #[serde(default)]
+    pub offence: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub id: S<String>,
+    #[serde(default)]
+    pub description: String,
+    /// Which requests count; all when absent.
+    pub expression: Option<S<String>>,
+    /// ip, prefix, global, header:NAME, json:FIELD, json_domain:FIELD
+    pub key: S<String>,
+    pub requests: S<u32>,
+    pub period: S<String>,
+    pub burst: Option<S<u32>>,
+    pub max_keys: Option<S<u64>>,
+    /// Exceeding the limit also counts as an offence towards a ban of the address.
+    #[serde(default)]
+    pub ban: bool,
+    pub action: Option<S<String>>,
+    pub status: Option<S<u16>>,
+    pub body: Option<String>,
+    pub decoy: Option<S<String>>,
+    pub delay: Option<S<String>>,
+    /// For `tarpit`: what follows the delay (`block` or `decoy`).
+    pub then: Option<S<String>>,
+    /// For `challenge`: what to do until the browser proof exists (`block`, `decoy`, `tarpit`).
+    pub fallback: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDecoy {
+    pub id: S<String>,
+    #[serde(default)]
+    pub description: String,
+    pub status: Option<S<u16>>,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// An expression naming the route whose first genuine success is recorded and replayed.
+    pub learn: Option<S<String>>,
+}
+
+/// Borrowed view of the action fields, which rules and rate limits both carry. serde's `flatten`
+/// would share them, but it cannot be combined with `deny_unknown_fields` or `Spanned`.
+pub struct RawAction<'a> {
+    pub action: Option<&'a S<String>>,
+    pub status: Option<&'a S<u16>>,
+    pub body: Option<&'a String>,
+    pub decoy: Option<&'a S<String>>,
+    pub delay: Option<&'a S<String>>,
+    pub then: Option<&'a S<String>>,
+    pub fallback: Option<&'a S<String>>,
+}
+
+macro_rules! action_view {
+    ($t:ty) => {
+        impl $t {
+            pub fn action_view(&self) -> RawAction<'_> {
+                RawAction {
+                    action: self.action.as_ref(),
+                    status: self.status.as_ref(),
+                    body: self.body.as_ref(),
+                    decoy: self.decoy.as_ref(),
+                    delay: self.delay.as_ref(),
+                    then: self.then.as_ref(),
+                    fallback: self.fallback.as_ref(),
+                }
+            }
+        }
+    };
+}
+action_view!(RawRule);
+action_view!(RawRateLimit);

@@ -1,0 +1,288 @@
+//! The decider: the one owner of bans. It turns offences into bans (with escalation and prefix
+//! aggregation), writes them to the store, and publishes a new guard snapshot. It runs on its
+//! own thread, fed by a bounded channel the request path only ever `try_send`s to, so a flood
+//! of offences can slow decisions down but never the proxy.
+
+use crate::guard::GuardSnapshot;
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use moat_config::Bans;
+use moat_core::{prefix_of, Clock, Decision, Origin, PrefixLens, Scope, Verdict};
+use moat_store::Store;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub enum Command {
+    /// Something that counts towards a ban of this address.
+    Offence {
+        ip: IpAddr,
+        rule: String,
+    },
+    Ban {
+        scope: Scope,
+        ttl: Option<Duration>,
+        reason: String,
+        origin: Origin,
+    },
+    Unban {
+        scope: Scope,
+        reply: Option<SyncSender<bool>>,
+    },
+    Allow {
+        net: IpNet,
+    },
+    /// Answers once every command sent before it is applied.
+    Flush(SyncSender<()>),
+    Shutdown,
+}
+
+pub struct Decider {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) guard: Arc<ArcSwap<GuardSnapshot>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) bans: Bans,
+    pub(crate) lens: PrefixLens,
+    /// Recent offence times per address, bounded.
+    offences: HashMap<IpAddr, VecDeque<u64>>,
+    /// Recent distinct banned addresses per prefix, for prefix escalation.
+    prefix_bans: HashMap<IpNet, VecDeque<(IpAddr, u64)>>,
+    store_version: u64,
+}
+
+const MAX_TRACKED: usize = 200_000;
+
+impl Decider {
+    pub fn new(
+        store: Arc<dyn Store>,
+        guard: Arc<ArcSwap<GuardSnapshot>>,
+        clock: Arc<dyn Clock>,
+        bans: Bans,
+        lens: PrefixLens,
+    ) -> Self {
+        let store_version = store.changed().unwrap_or(0);
+        Decider {
+            store,
+            guard,
+            clock,
+            bans,
+            lens,
+            offences: HashMap::new(),
+            prefix_bans: HashMap::new(),
+            store_version,
+        }
+    }
+
+    pub fn run(mut self, rx: Receiver<Command>) {
+        self.publish();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(cmd) => {
+                    let mut dirty = self.apply(cmd);
+                    // Apply a burst of commands with one snapshot rebuild.
+                    while let Ok(cmd) = rx.try_recv() {
+                        if matches!(cmd, Command::Shutdown) {
+                            self.publish();
+                            return;
+                        }
+                        if let Command::Flush(reply) = cmd {
+                            if dirty {
+                                self.publish();
+                                dirty = false;
+                            }
+                            let _ = reply.send(());
+                            continue;
+                        }
+                        dirty |= self.apply(cmd);
+                    }
+                    if dirty {
+                        self.publish();
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => self.tick(),
+            }
+        }
+    }
+
+    /// Periodic work: pick up writes by other processes (`moat bans add`), drop expired bans.
+    fn tick(&mut self) {
+        let v = self.store.changed().unwrap_or(self.store_version);
+        if v != self.store_version {
+            self.store_version = v;
+            self.publish();
+        }
+        let now = self.clock.now_ms();
+        let window = self.bans.offence_window.as_millis() as u64;
+        self.offences
+            .retain(|_, q| q.back().is_some_and(|t| t + window > now));
+        let pwindow = self.bans.prefix_window.as_millis() as u64;
+        self.prefix_bans
+            .retain(|_, q| q.back().is_some_and(|(_, t)| t + pwindow > now));
+    }
+
+    fn publish(&mut self) {
+        let now = self.clock.now_ms();
+        let mut allow = self.bans.allow.clone();
+        match self.store.allowlist() {
+            Ok(extra) => allow.extend(extra),
+            Err(e) => tracing::error!(error = %e, "cannot read the allowlist from the store"),
+        }
+        match self.store.decisions(now) {
+            Ok(d) => self.guard.store(Arc::new(GuardSnapshot::new(allow, d))),
+            Err(e) => tracing::error!(error = %e, "cannot read decisions from the store"),
+        }
+        // Our own writes bump nothing for us, but keep the version current anyway.
+        self.store_version = self.store.changed().unwrap_or(self.store_version);
+    }
+
+    /// Returns whether the guard needs rebuilding.
+    fn apply(&mut self, cmd: Command) -> bool {
+        let now = self.clock.now_ms();
+        match cmd {
+            Command::Offence { ip, rule } => self.offence(ip, rule, now),
+            Command::Ban {
+                scope,
+                ttl,
+                reason,
+                origin,
+            } => {
+                self.ban(scope, ttl, reason, origin, now);
+                true
+            }
+            Command::Unban { scope, reply } => {
+                let removed = self.store.remove_decision(&scope).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "unban failed");
+                    false
+                });
+                if let Some(r) = reply {
+                    let _ = r.send(removed);
+                }
+                true
+            }
+            Command::Allow { net } => {
+                if let Err(e) = self.store.allow(net, "moat allow", now) {
+                    tracing::error!(error = %e, "allow failed");
+                }
+                true
+            }
+            Command::Flush(reply) => {
+                let _ = reply.send(());
+                false
+            }
+            Command::Shutdown => false,
+        }
+    }
+
+    fn offence(&mut self, ip: IpAddr, rule: String, now: u64) -> bool {
+        let g = self.guard.load();
+        if g.is_allowlisted(ip) || !matches!(g.check(ip, now), crate::GuardVerdict::Clear) {
+            return false;
+        }
+        if self.offences.len() >= MAX_TRACKED && !self.offences.contains_key(&ip) {
+            self.tick();
+            if self.offences.len() >= MAX_TRACKED {
+                return false;
+            }
+        }
+        let window = self.bans.offence_window.as_millis() as u64;
+        let q = self.offences.entry(ip).or_default();
+        while q.front().is_some_and(|t| t + window <= now) {
+            q.pop_front();
+        }
+        q.push_back(now);
+        if q.len() < self.bans.offences_to_ban as usize {
+            return false;
+        }
+        self.offences.remove(&ip);
+        let reason = format!(
+            "{} offences within {:?} (last: {rule})",
+            self.bans.offences_to_ban, self.bans.offence_window
+        );
+        self.ban(Scope::Ip(ip), None, reason, Origin::Rule(rule), now);
+        true
+    }
+
+    /// Bans with escalation: each repeat doubles (by `factor`) the last ban, up to `max_ttl`.
+    fn ban(
+        &mut self,
+        scope: Scope,
+        ttl: Option<Duration>,
+        reason: String,
+        origin: Origin,
+        now: u64,
+    ) {
+        if let Scope::Ip(ip) = scope {
+            if self.guard.load().is_allowlisted(ip) {
+                tracing::info!(%ip, "not banning an allowlisted address");
+                return;
+            }
+        }
+        let forget = now.saturating_sub(30 * 86_400_000);
+        let offences = match self.store.record_ban(&scope, now) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record ban history");
+                self.store.ban_count(&scope, forget).unwrap_or(0) + 1
+            }
+        };
+        let expires_ms = match ttl {
+            Some(t) => Some(now + t.as_millis() as u64),
+            None if origin == Origin::Manual => None,
+            None => Some(now + self.escalated_ttl(offences).as_millis() as u64),
+        };
+        let d = Decision {
+            scope: scope.clone(),
+            verdict: Verdict::Ban,
+            created_ms: now,
+            expires_ms,
+            reason,
+            origin,
+            offences,
+        };
+        tracing::info!(target: "moat::decision", scope = %d.scope, offences, expires_ms = ?d.expires_ms, origin = %d.origin, reason = %d.reason, "ban");
+        if let Err(e) = self.store.put_decision(&d) {
+            tracing::error!(error = %e, "cannot store ban");
+        }
+        if let Scope::Ip(ip) = scope {
+            self.escalate_prefix(ip, now);
+        }
+    }
+
+    pub(crate) fn escalated_ttl(&self, offences: u32) -> Duration {
+        let mut ttl = self.bans.base_ttl;
+        for _ in 1..offences {
+            ttl = ttl.saturating_mul(self.bans.factor);
+            if ttl >= self.bans.max_ttl {
+                break;
+            }
+        }
+        ttl.min(self.bans.max_ttl)
+    }
+
+    fn escalate_prefix(&mut self, ip: IpAddr, now: u64) {
+        if self.bans.prefix_threshold == 0 {
+            return;
+        }
+        let net = prefix_of(ip, self.lens);
+        let window = self.bans.prefix_window.as_millis() as u64;
+        let q = self.prefix_bans.entry(net).or_default();
+        while q.front().is_some_and(|(_, t)| t + window <= now) {
+            q.pop_front();
+        }
+        if !q.iter().any(|(a, _)| *a == ip) {
+            q.push_back((ip, now));
+        }
+        if q.len() >= self.bans.prefix_threshold as usize {
+            let n = q.len();
+            self.prefix_bans.remove(&net);
+            let reason = format!(
+                "{n} addresses of {net} banned within {:?}",
+                self.bans.prefix_window
+            );
+            self.ban(Scope::Prefix(net), None, reason, Origin::Escalation, now);
+        }
+    }
+}

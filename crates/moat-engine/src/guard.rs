@@ -1,0 +1,91 @@
+//! The guard: an immutable snapshot of the allowlist and active bans, swapped atomically by the
+//! decider, so the request path checks a client with a few hash lookups and never waits on the
+//! store, a lock or the network.
+
+use ipnet::IpNet;
+use moat_core::{Decision, Scope};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuardVerdict {
+    /// On the allowlist: nothing else applies.
+    Allowlisted,
+    Banned(Arc<Decision>),
+    Clear,
+}
+
+#[derive(Debug, Default)]
+pub struct GuardSnapshot {
+    allow: Vec<IpNet>,
+    ips: HashMap<IpAddr, Arc<Decision>>,
+    /// Prefix bans by prefix length, so a lookup masks the address once per length in use.
+    prefixes: Vec<(u8, HashMap<IpNet, Arc<Decision>>)>,
+}
+
+fn normalize(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl GuardSnapshot {
+    pub fn new(allow: Vec<IpNet>, decisions: impl IntoIterator<Item = Decision>) -> Self {
+        let mut s = GuardSnapshot {
+            allow,
+            ..Default::default()
+        };
+        for d in decisions {
+            if d.verdict != moat_core::Verdict::Ban {
+                continue;
+            }
+            match d.scope {
+                Scope::Ip(ip) => {
+                    s.ips.insert(normalize(ip), Arc::new(d));
+                }
+                Scope::Prefix(net) => {
+                    let len = net.prefix_len();
+                    let i = match s.prefixes.iter().position(|(l, _)| *l == len) {
+                        Some(i) => i,
+                        None => {
+                            s.prefixes.push((len, HashMap::new()));
+                            s.prefixes.len() - 1
+                        }
+                    };
+                    s.prefixes[i].1.insert(net, Arc::new(d));
+                }
+            }
+        }
+        s
+    }
+
+    pub fn check(&self, ip: IpAddr, now_ms: u64) -> GuardVerdict {
+        let ip = normalize(ip);
+        if self.allow.iter().any(|n| n.contains(&ip)) {
+            return GuardVerdict::Allowlisted;
+        }
+        if let Some(d) = self.ips.get(&ip).filter(|d| d.active_at(now_ms)) {
+            return GuardVerdict::Banned(d.clone());
+        }
+        for (len, map) in &self.prefixes {
+            let Ok(net) = IpNet::new(ip, *len) else {
+                continue;
+            };
+            if let Some(d) = map.get(&net.trunc()).filter(|d| d.active_at(now_ms)) {
+                return GuardVerdict::Banned(d.clone());
+            }
+        }
+        GuardVerdict::Clear
+    }
+
+    pub fn is_allowlisted(&self, ip: IpAddr) -> bool {
+        let ip = normalize(ip);
+        self.allow.iter().any(|n| n.contains(&ip))
+    }
+
+    pub fn ban_count(&self) -> usize {
+        self.ips.len() + self.prefixes.iter().map(|(_, m)| m.len()).sum::<usize>()
+    }
+}

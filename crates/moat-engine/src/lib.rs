@@ -1,0 +1,149 @@
+//! Moat's decision engine, between the sensors and the enforcers.
+//!
+//! Sensors ask the [`Engine`] two things inline: what the guard snapshot says about a client
+//! (allowlisted, banned, clear) and whether a rate limit still has room. Both answer from memory
+//! in well under a microsecond. Everything that may lead to a ban goes to the [`decider`] thread
+//! as a command, which owns escalation, the store writes and the next snapshot.
+
+pub mod decider;
+pub mod guard;
+pub mod limiter;
+
+pub use guard::{GuardSnapshot, GuardVerdict};
+pub use limiter::Limiter;
+
+use arc_swap::ArcSwap;
+use decider::{Command, Decider};
+use ipnet::IpNet;
+use moat_config::{Bans, RateLimit};
+use moat_core::{Clock, Origin, PrefixLens, Scope};
+use moat_store::Store;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Engine {
+    guard: Arc<ArcSwap<GuardSnapshot>>,
+    tx: SyncSender<Command>,
+    clock: Arc<dyn Clock>,
+    limiters: Vec<Limiter>,
+    store: Arc<dyn Store>,
+    /// Offences dropped because the decider was behind: a metric, never a stall.
+    pub dropped: AtomicU64,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// Starts the decider thread. `limits` are the policy's rate limits, in order; their index is
+    /// what [`Engine::check_limit`] takes.
+    pub fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        bans: Bans,
+        lens: PrefixLens,
+        limits: &[RateLimit],
+    ) -> Arc<Engine> {
+        let guard = Arc::new(ArcSwap::from_pointee(GuardSnapshot::default()));
+        let (tx, rx) = sync_channel(65_536);
+        let decider = Decider::new(store.clone(), guard.clone(), clock.clone(), bans, lens);
+        let thread = std::thread::Builder::new()
+            .name("moat-decider".into())
+            .spawn(move || decider.run(rx))
+            .expect("spawning the decider thread");
+        let limiters = limits
+            .iter()
+            .map(|l| Limiter::new(l.requests, l.period.as_nanos() as u64, l.burst, l.max_keys))
+            .collect();
+        let e = Arc::new(Engine {
+            guard,
+            tx,
+            clock,
+            limiters,
+            store,
+            dropped: AtomicU64::new(0),
+            thread: std::sync::Mutex::new(Some(thread)),
+        });
+        e.flush();
+        e
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub fn check(&self, ip: IpAddr) -> GuardVerdict {
+        self.guard.load().check(ip, self.clock.now_ms())
+    }
+
+    pub fn snapshot(&self) -> Arc<GuardSnapshot> {
+        self.guard.load_full()
+    }
+
+    /// True if the request fits limit `idx` for `key`.
+    pub fn check_limit(&self, idx: usize, key: &[u8]) -> bool {
+        match self.limiters.get(idx) {
+            Some(l) => l.check(key, self.clock.now_ms().saturating_mul(1_000_000)),
+            None => true,
+        }
+    }
+
+    pub fn limiter_keys(&self) -> usize {
+        self.limiters.iter().map(Limiter::len).sum()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn send(&self, c: Command) {
+        if self.tx.try_send(c).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn offence(&self, ip: IpAddr, rule: &str) {
+        self.send(Command::Offence {
+            ip,
+            rule: rule.to_string(),
+        });
+    }
+
+    pub fn ban(&self, scope: Scope, ttl: Option<Duration>, reason: &str, origin: Origin) {
+        let _ = self.tx.send(Command::Ban {
+            scope,
+            ttl,
+            reason: reason.to_string(),
+            origin,
+        });
+    }
+
+    pub fn unban(&self, scope: Scope) -> bool {
+        let (tx, rx) = sync_channel(1);
+        let _ = self.tx.send(Command::Unban {
+            scope,
+            reply: Some(tx),
+        });
+        rx.recv().unwrap_or(false)
+    }
+
+    pub fn allow(&self, net: IpNet) {
+        let _ = self.tx.send(Command::Allow { net });
+    }
+
+    /// Waits until every command sent so far is applied and published.
+    pub fn flush(&self) {
+        let (tx, rx) = sync_channel(1);
+        if self.tx.send(Command::Flush(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown);
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}

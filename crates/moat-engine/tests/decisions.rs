@@ -1,0 +1,188 @@
+//! Issue 2, decisions: bans with escalation, prefix aggregation, the allowlist winning, and bans
+//! surviving a restart of the engine on the same SQLite store.
+
+use moat_config::Bans;
+use moat_core::{ManualClock, Origin, PrefixLens, Scope};
+use moat_engine::{Engine, GuardVerdict};
+use moat_store::{SqliteStore, Store};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn bans() -> Bans {
+    Bans {
+        base_ttl: Duration::from_secs(60),
+        max_ttl: Duration::from_secs(600),
+        factor: 4,
+        offences_to_ban: 3,
+        offence_window: Duration::from_secs(60),
+        prefix_threshold: 3,
+        prefix_window: Duration::from_secs(600),
+        status: 403,
+        body: String::new(),
+        allow: vec!["10.9.9.9/32".parse().unwrap()],
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn start(store: Arc<dyn Store>, clock: Arc<ManualClock>) -> Arc<Engine> {
+    Engine::start(store, clock, bans(), PrefixLens::default(), &[])
+}
+
+fn banned_until(e: &Engine, a: &str) -> Option<u64> {
+    match e.check(ip(a)) {
+        GuardVerdict::Banned(d) => d.expires_ms,
+        _ => None,
+    }
+}
+
+#[test]
+fn offences_ban_and_repeat_offenders_wait_longer_up_to_the_max() {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let e = start(Arc::new(moat_store::MemoryStore::new()), clock.clone());
+    for _ in 0..2 {
+        e.offence(ip("10.0.0.1"), "r");
+    }
+    e.flush();
+    assert_eq!(
+        e.check(ip("10.0.0.1")),
+        GuardVerdict::Clear,
+        "two offences are not enough"
+    );
+    e.offence(ip("10.0.0.1"), "r");
+    e.flush();
+    assert_eq!(banned_until(&e, "10.0.0.1"), Some(1_000_000 + 60_000));
+
+    let mut expected = [240_000u64, 600_000, 600_000].into_iter();
+    for _ in 0..3 {
+        clock.advance_ms(700_000);
+        e.flush();
+        assert_eq!(
+            e.check(ip("10.0.0.1")),
+            GuardVerdict::Clear,
+            "the ban expired"
+        );
+        for _ in 0..3 {
+            e.offence(ip("10.0.0.1"), "r");
+        }
+        e.flush();
+        let now = clock.now_ms_for_test();
+        assert_eq!(
+            banned_until(&e, "10.0.0.1"),
+            Some(now + expected.next().unwrap())
+        );
+    }
+}
+
+trait NowForTest {
+    fn now_ms_for_test(&self) -> u64;
+}
+impl NowForTest for ManualClock {
+    fn now_ms_for_test(&self) -> u64 {
+        moat_core::Clock::now_ms(self)
+    }
+}
+
+#[test]
+fn enough_banned_addresses_in_one_prefix_ban_the_prefix_but_not_the_allowlist() {
+    let clock = Arc::new(ManualClock::new(5_000));
+    let e = start(Arc::new(moat_store::MemoryStore::new()), clock);
+    for a in ["10.9.9.1", "10.9.9.2"] {
+        e.ban(
+            Scope::parse(a).unwrap(),
+            None,
+            "t",
+            Origin::Rule("t".into()),
+        );
+    }
+    e.flush();
+    assert_eq!(e.check(ip("10.9.9.77")), GuardVerdict::Clear);
+    e.ban(
+        Scope::parse("10.9.9.3").unwrap(),
+        None,
+        "t",
+        Origin::Rule("t".into()),
+    );
+    e.flush();
+    assert!(
+        matches!(e.check(ip("10.9.9.77")), GuardVerdict::Banned(d) if d.scope.to_string() == "10.9.9.0/24")
+    );
+    assert_eq!(
+        e.check(ip("10.9.9.9")),
+        GuardVerdict::Allowlisted,
+        "the allowlist always wins"
+    );
+    assert_eq!(e.check(ip("10.9.8.1")), GuardVerdict::Clear);
+}
+
+#[test]
+fn allowlisted_addresses_are_never_banned_and_moat_allow_unbans() {
+    let clock = Arc::new(ManualClock::new(5_000));
+    let e = start(Arc::new(moat_store::MemoryStore::new()), clock);
+    e.ban(Scope::parse("10.1.1.1").unwrap(), None, "t", Origin::Manual);
+    e.flush();
+    assert!(matches!(e.check(ip("10.1.1.1")), GuardVerdict::Banned(_)));
+    e.allow("10.1.1.1/32".parse().unwrap());
+    e.flush();
+    assert_eq!(e.check(ip("10.1.1.1")), GuardVerdict::Allowlisted);
+    for _ in 0..10 {
+        e.offence(ip("10.9.9.9"), "r");
+    }
+    e.flush();
+    assert_eq!(e.check(ip("10.9.9.9")), GuardVerdict::Allowlisted);
+}
+
+#[test]
+fn bans_survive_a_restart_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(5_000));
+    {
+        let store = Arc::new(SqliteStore::open_dir(dir.path()).unwrap());
+        let e = start(store, clock.clone());
+        e.ban(
+            Scope::parse("2001:db8::1").unwrap(),
+            None,
+            "t",
+            Origin::Rule("x".into()),
+        );
+        e.flush();
+        // No shutdown: the process may die at any point after a flush.
+        std::mem::forget(e);
+    }
+    let store = Arc::new(SqliteStore::open_dir(dir.path()).unwrap());
+    let e = start(store, clock);
+    assert!(matches!(
+        e.check(ip("2001:db8::1")),
+        GuardVerdict::Banned(_)
+    ));
+}
+
+#[test]
+fn a_ban_written_by_another_process_is_picked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(5_000));
+    let e = start(Arc::new(SqliteStore::open_dir(dir.path()).unwrap()), clock);
+    let other = SqliteStore::open_dir(dir.path()).unwrap();
+    other
+        .put_decision(&moat_core::Decision {
+            scope: Scope::parse("10.2.2.2").unwrap(),
+            verdict: moat_core::Verdict::Ban,
+            created_ms: 1,
+            expires_ms: None,
+            reason: "cli".into(),
+            origin: Origin::Manual,
+            offences: 1,
+        })
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while e.check(ip("10.2.2.2")) == GuardVerdict::Clear {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ban from another process not seen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

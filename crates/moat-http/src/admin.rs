@@ -1,0 +1,132 @@
+//! The admin listener: Prometheus `/metrics` and a JSON view of bans, on loopback, behind a
+//! bearer token. `/healthz` answers without a token so a container runtime can probe it.
+
+use crate::body::ProxyBody;
+use crate::shield::{text, Shield};
+use http::{header, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub async fn serve(
+    shield: Arc<Shield>,
+    listener: TcpListener,
+    token: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let token = Arc::new(token);
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            _ = shutdown.changed() => return,
+        };
+        let shield = shield.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let r = route(&shield, &token, req);
+                async move { Ok::<_, std::convert::Infallible>(r) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// Compares without an early exit, so response timing does not reveal a token prefix.
+fn token_ok(req: &Request<Incoming>, token: &str) -> bool {
+    let Some(given) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn route(shield: &Shield, token: &str, req: Request<Incoming>) -> Response<ProxyBody> {
+    if req.uri().path() == "/healthz" {
+        return text(StatusCode::OK, "ok\n");
+    }
+    if !token_ok(&req, token) {
+        let mut r = text(
+            StatusCode::UNAUTHORIZED,
+            "admin token required (Authorization: Bearer ...)\n",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let snap = shield.engine.snapshot();
+            let body = shield.metrics.render(&[
+                (
+                    "moat_bans_active",
+                    "Active bans (addresses and prefixes).",
+                    snap.ban_count() as u64,
+                ),
+                (
+                    "moat_ratelimit_keys",
+                    "Keys tracked by all rate limiters.",
+                    shield.engine.limiter_keys() as u64,
+                ),
+                (
+                    "moat_offences_dropped",
+                    "Offences dropped because the decider was behind.",
+                    shield
+                        .engine
+                        .dropped
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                ),
+            ]);
+            let mut r = text(StatusCode::OK, body);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        "/api/bans" => {
+            let list = shield
+                .engine
+                .store()
+                .decisions(shield.engine.now_ms())
+                .unwrap_or_default();
+            let json: Vec<_> = list
+                .iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "scope": d.scope.to_string(), "verdict": d.verdict.as_str(),
+                        "created_ms": d.created_ms, "expires_ms": d.expires_ms,
+                        "reason": d.reason, "origin": d.origin.to_string(), "offences": d.offences,
+                    })
+                })
+                .collect();
+            let mut r = text(
+                StatusCode::OK,
+                serde_json::to_string_pretty(&json).unwrap_or_default(),
+            );
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}

@@ -1,0 +1,198 @@
+//! Assembles a running HTTP shield from a compiled config: store, engine, shield, listeners,
+//! TLS and ACME, admin. `moat run`, `moat demo` and the tests all start Moat through
+//! [`start`], binding port 0 where they want the OS to choose.
+
+use crate::acme::{AcmeChallenge, AcmeManager, AcmeSettings, Http01Tokens};
+use crate::shield::Shield;
+use crate::tls::{self, CertStore};
+use moat_config::{AcmeChallengeKind, Config, StoreKind};
+use moat_core::Clock;
+use moat_engine::Engine;
+use moat_store::{MemoryStore, SqliteStore, Store};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] moat_store::StoreError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Acme(#[from] crate::acme::AcmeError),
+    #[error("admin token: {0}")]
+    Token(String),
+}
+
+pub struct Running {
+    pub http_addrs: Vec<SocketAddr>,
+    pub tls_addrs: Vec<SocketAddr>,
+    pub admin_addr: SocketAddr,
+    pub admin_token: String,
+    pub shield: Arc<Shield>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets open requests finish (bounded), and stops the decider.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.shield.engine.shutdown();
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| AppError::Bind(addr, e))
+}
+
+pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, AppError> {
+    Ok(match cfg.server.store {
+        StoreKind::Sqlite => Arc::new(SqliteStore::open_dir(&cfg.server.state_dir)?),
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+    })
+}
+
+/// The admin token: configured, read from a file, or generated once into the state directory
+/// (mode 0600) so that the admin API is never open by default.
+pub fn admin_token(cfg: &Config) -> Result<String, AppError> {
+    if let Some(t) = &cfg.admin.token {
+        return Ok(t.clone());
+    }
+    let path = cfg
+        .admin
+        .token_file
+        .clone()
+        .unwrap_or_else(|| cfg.server.state_dir.join("admin.token"));
+    match std::fs::read_to_string(&path) {
+        Ok(t) if t.trim().len() >= 16 => return Ok(t.trim().to_string()),
+        Ok(_) => {
+            return Err(AppError::Token(format!(
+                "{} holds fewer than 16 characters",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(AppError::Token(format!("{}: {e}", path.display())))
+        }
+        Err(_) => {}
+    }
+    let token: String = (0..32).map(|_| fastrand::alphanumeric()).collect();
+    write_private(&path, &token)
+        .map_err(|e| AppError::Token(format!("{}: {e}", path.display())))?;
+    tracing::info!(path = %path.display(), "generated an admin token");
+    Ok(token)
+}
+
+fn write_private(path: &Path, data: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data.as_bytes())?;
+    f.sync_all()
+}
+
+pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppError> {
+    let cfg = Arc::new(cfg);
+    std::fs::create_dir_all(&cfg.server.state_dir)
+        .map_err(|e| moat_store::StoreError::Dir(cfg.server.state_dir.display().to_string(), e))?;
+    let store = open_store(&cfg)?;
+    let engine = Engine::start(
+        store,
+        clock,
+        cfg.bans.clone(),
+        cfg.server.prefix_lens,
+        &cfg.policy.rate_limits,
+    );
+    let (tx, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let mut acme_tokens = None;
+    let mut acceptor = None;
+    if let Some(t) = &cfg.tls {
+        let certs = Arc::new(CertStore::new());
+        if let (Some(c), Some(k)) = (&t.cert, &t.key) {
+            certs.set_default(Some(tls::load_certified_key(c, k)?));
+        }
+        if let Some(a) = &cfg.acme {
+            let mut s = AcmeSettings::new(a.domains.clone(), cfg.server.state_dir.clone());
+            s.contact_email = a.email.clone();
+            s.directory_url = a.directory.clone();
+            s.challenge = match a.challenge {
+                AcmeChallengeKind::Http01 => AcmeChallenge::Http01,
+                AcmeChallengeKind::TlsAlpn01 => AcmeChallenge::TlsAlpn01,
+            };
+            s.renew_before = a.renew_before;
+            s.extra_roots_pem = a.directory_ca.clone();
+            let tokens = Http01Tokens::new();
+            let mgr = AcmeManager::new(s, certs.clone(), tokens.clone())?;
+            acme_tokens = Some(tokens);
+            tasks.push(tokio::spawn(mgr.run(rx.clone())));
+        }
+        acceptor = Some(tokio_rustls::TlsAcceptor::from(tls::server_config(certs)?));
+    }
+
+    let shield = Arc::new(Shield::new(cfg.clone(), engine, acme_tokens));
+    let mut http_addrs = Vec::new();
+    for a in &cfg.server.listen {
+        let l = bind(*a).await?;
+        http_addrs.push(l.local_addr().map_err(|e| AppError::Bind(*a, e))?);
+        tasks.push(tokio::spawn(crate::server::serve(
+            shield.clone(),
+            l,
+            None,
+            rx.clone(),
+        )));
+    }
+    let mut tls_addrs = Vec::new();
+    if let (Some(t), Some(acc)) = (&cfg.tls, acceptor) {
+        for a in &t.listen {
+            let l = bind(*a).await?;
+            tls_addrs.push(l.local_addr().map_err(|e| AppError::Bind(*a, e))?);
+            tasks.push(tokio::spawn(crate::server::serve(
+                shield.clone(),
+                l,
+                Some(acc.clone()),
+                rx.clone(),
+            )));
+        }
+    }
+    let admin_token = admin_token(&cfg)?;
+    let l = bind(cfg.admin.listen).await?;
+    let admin_addr = l
+        .local_addr()
+        .map_err(|e| AppError::Bind(cfg.admin.listen, e))?;
+    tasks.push(tokio::spawn(crate::admin::serve(
+        shield.clone(),
+        l,
+        admin_token.clone(),
+        rx.clone(),
+    )));
+    Ok(Running {
+        http_addrs,
+        tls_addrs,
+        admin_addr,
+        admin_token,
+        shield,
+        shutdown: tx,
+        tasks,
+    })
+}

@@ -1,0 +1,167 @@
+//! Request bodies: streamed to the upstream under a size cap and a per-chunk timeout, and read
+//! into memory (up to a small cap) only when a rule needs a JSON field.
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+pub fn full(b: impl Into<Bytes>) -> ProxyBody {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+pub fn empty() -> ProxyBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("no request body data for {0:?}")]
+    Timeout(Duration),
+}
+
+/// Wraps the client's body: errors when it exceeds `max` bytes or stalls for `timeout`, which
+/// aborts the upstream request instead of letting a slow or endless upload hold it.
+pub struct Guarded<B> {
+    inner: B,
+    seen: u64,
+    max: u64,
+    timeout: Duration,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl<B> Guarded<B> {
+    pub fn new(inner: B, max: u64, timeout: Duration) -> Self {
+        Guarded {
+            inner,
+            seen: 0,
+            max,
+            timeout,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+impl<B> Body for Guarded<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    self.seen += d.len() as u64;
+                    if self.seen > self.max {
+                        return Poll::Ready(Some(Err(BodyError::TooLarge(self.max).into())));
+                    }
+                }
+                let t = self.timeout;
+                self.sleep.as_mut().reset(Instant::now() + t);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match self.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::Timeout(self.timeout).into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+use std::future::Future;
+
+/// What reading the start of a body gave.
+pub struct Peeked {
+    /// The whole body when it fit under the cap.
+    pub complete: Option<Bytes>,
+    /// The body to forward: the bytes already read followed by the rest of the stream.
+    pub body: ProxyBody,
+}
+
+/// Reads up to `cap` bytes. If the body ends within the cap, it is returned whole for the rules;
+/// otherwise what was read is chained back in front of the rest, so nothing is lost.
+pub async fn peek(body: Guarded<Incoming>, cap: usize) -> Result<Peeked, BoxError> {
+    let mut body = body;
+    let mut buf = BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => {
+                let b = buf.freeze();
+                return Ok(Peeked {
+                    complete: Some(b.clone()),
+                    body: full(b),
+                });
+            }
+            Some(Err(e)) => return Err(e),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(d) => {
+                    buf.extend_from_slice(&d);
+                    if buf.len() > cap {
+                        let head = buf.freeze();
+                        let chained = Chained {
+                            first: Some(head),
+                            rest: body,
+                        };
+                        return Ok(Peeked {
+                            complete: None,
+                            body: chained.boxed(),
+                        });
+                    }
+                }
+                // Trailers before the cap: keep what we have; trailers are dropped (rare on requests).
+                Err(_) => {
+                    let b = buf.freeze();
+                    return Ok(Peeked {
+                        complete: Some(b.clone()),
+                        body: full(b),
+                    });
+                }
+            },
+        }
+    }
+}
+
+/// The already-read head, then the remaining frames of the guarded body.
+struct Chained {
+    first: Option<Bytes>,
+    rest: Guarded<Incoming>,
+}
+
+impl Body for Chained {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(b) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(b))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+}

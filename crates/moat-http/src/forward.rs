@@ -1,0 +1,140 @@
+//! Forwarding to the upstream over a keep-alive pool: hop-by-hop headers removed (RFC 9110
+//! §7.6.1), forwarding headers rewritten, WebSocket upgrades spliced through.
+
+use crate::body::{BoxError, ProxyBody};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::time::Duration;
+
+pub type Upstream = Client<HttpConnector, ProxyBody>;
+
+pub fn client(timeout: Duration) -> Upstream {
+    let mut c = HttpConnector::new();
+    c.set_nodelay(true);
+    c.set_connect_timeout(Some(timeout.min(Duration::from_secs(10))));
+    c.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .build(c)
+}
+
+const HOP_BY_HOP: [header::HeaderName; 6] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::TRAILER,
+];
+
+/// Removes the hop-by-hop headers and those the Connection header names. Keep-Alive and
+/// Proxy-Connection are not standard names in `http`, so they go by string.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for n in named {
+        h.remove(n.as_str());
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+    h.remove("keep-alive");
+    h.remove("proxy-connection");
+}
+
+/// An HTTP/1.1 upgrade request (WebSocket): `Connection: upgrade` plus an `Upgrade` protocol.
+pub fn upgrade_protocol(h: &HeaderMap) -> Option<HeaderValue> {
+    let conn_upgrade = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    if conn_upgrade {
+        h.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+pub fn upstream_uri(base: &Uri, req_uri: &Uri) -> Uri {
+    let pq = req_uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = base.scheme().cloned();
+    parts.authority = base.authority().cloned();
+    parts.path_and_query = pq.parse().ok();
+    Uri::from_parts(parts).unwrap_or_else(|_| base.clone())
+}
+
+pub enum ForwardError {
+    Timeout,
+    Failed(BoxError),
+}
+
+/// Sends `req` (already rewritten) and returns the upstream's response with hop-by-hop headers
+/// removed. For an upgrade, the 101 is returned to the client and both upgraded connections
+/// are joined in a background task.
+pub async fn forward(
+    client: &Upstream,
+    mut req: Request<ProxyBody>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    protocol: Option<HeaderValue>,
+    timeout: Duration,
+) -> Result<Response<Incoming>, ForwardError> {
+    *req.version_mut() = Version::HTTP_11;
+    strip_hop_by_hop(req.headers_mut());
+    if let Some(p) = &protocol {
+        req.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        req.headers_mut().insert(header::UPGRADE, p.clone());
+    }
+    let mut resp = match tokio::time::timeout(timeout, client.request(req)).await {
+        Err(_) => return Err(ForwardError::Timeout),
+        Ok(Err(e)) => return Err(ForwardError::Failed(Box::new(e))),
+        Ok(Ok(r)) => r,
+    };
+    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_side) = client_upgrade {
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            let proto = resp.headers().get(header::UPGRADE).cloned();
+            tokio::spawn(async move {
+                match tokio::try_join!(client_side, upstream_side) {
+                    Ok((c, u)) => {
+                        let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                            tracing::debug!(error = %e, "upgraded connection ended");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                }
+            });
+            strip_hop_by_hop(resp.headers_mut());
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Some(p) = proto {
+                resp.headers_mut().insert(header::UPGRADE, p);
+            }
+            return Ok(resp);
+        }
+    }
+    strip_hop_by_hop(resp.headers_mut());
+    Ok(resp)
+}
+
+pub fn boxed_incoming(b: Incoming) -> ProxyBody {
+    b.map_err(|e| -> BoxError { Box::new(e) }).boxed()
+}

@@ -1,0 +1,20 @@
+//! Moat's HTTP shield: the reverse proxy that sits in front of a web app.
+//!
+//! Each request passes the phases of [`pipeline`]: client address resolution, the guard's ban
+//! check, rules, rate limits, then an action (forward, block, decoy, tarpit, challenge). Bodies
+//! stream both ways; only a rule that needs a JSON field makes Moat read (a capped) body first.
+
+pub mod acme;
+pub mod client_addr;
+pub mod proxy_protocol;
+pub mod tls;
+pub mod body;
+pub mod decoy;
+pub mod forward;
+pub mod io;
+pub mod metrics;
+pub mod request_view;
+pub mod shield;
+pub mod server;
+pub mod admin;
+pub mod app;

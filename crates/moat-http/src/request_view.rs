@@ -1,0 +1,163 @@
+//! What the rules see of a request, and the keys rate limits count by. Computed once per
+//! request from the parts hyper parsed; the JSON body is present only when a rule needs it.
+
+use moat_config::LimitKey;
+use moat_core::{prefix_of, PrefixLens};
+use serde_json::Value;
+use std::net::IpAddr;
+
+/// Browsers send Sec-Fetch-* and client hints only to "potentially trustworthy" origins: HTTPS,
+/// localhost and loopback addresses. Rules comparing headers with the user agent need to know.
+pub fn secure_context(ssl: bool, host: &str) -> bool {
+    if ssl {
+        return true;
+    }
+    let h = host_without_port(host);
+    h.eq_ignore_ascii_case("localhost")
+        || h.to_ascii_lowercase().ends_with(".localhost")
+        || h.trim_matches(|c| c == '[' || c == ']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn host_without_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => h,
+        _ => host,
+    }
+}
+
+/// Parses a body for `http.request.body.json`: JSON whatever the content type claims (a script
+/// may lie about it), or an urlencoded form turned into an object of strings.
+pub fn parse_body(content_type: &str, body: &[u8]) -> Option<Value> {
+    let trimmed = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|i| &body[i..])?;
+    if trimmed.starts_with(b"{") {
+        return serde_json::from_slice(body).ok();
+    }
+    if content_type
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        let text = std::str::from_utf8(body).ok()?;
+        let mut map = serde_json::Map::new();
+        for pair in text.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            map.entry(percent_decode(k))
+                .or_insert(Value::String(percent_decode(v)));
+        }
+        return Some(Value::Object(map));
+    }
+    None
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An email as one mailbox: lowercased, trimmed, `+tag` removed, and Gmail's ignored dots
+/// dropped, so trivial variations of one victim's address share one limit.
+pub fn normalize_email(s: &str) -> String {
+    let s = s.trim().to_lowercase();
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return s;
+    };
+    let local = local.split('+').next().unwrap_or(local);
+    let local = if domain == "gmail.com" || domain == "googlemail.com" {
+        local.replace('.', "")
+    } else {
+        local.to_string()
+    };
+    format!("{local}@{domain}")
+}
+
+fn json_str(json: Option<&Value>, field: &str) -> Option<String> {
+    match json?.get(field)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The key a request counts under for a limit, or None when the request has no such key (no
+/// email field, no header), in which case that limit does not apply to it.
+pub fn limit_key(
+    key: &LimitKey,
+    ip: IpAddr,
+    lens: PrefixLens,
+    headers: &http::HeaderMap,
+    json: Option<&Value>,
+) -> Option<Vec<u8>> {
+    Some(match key {
+        LimitKey::Ip => ip.to_canonical().to_string().into_bytes(),
+        LimitKey::Prefix => prefix_of(ip, lens).to_string().into_bytes(),
+        LimitKey::Global => b"*".to_vec(),
+        LimitKey::Header(name) => headers.get(name.as_str())?.as_bytes().to_vec(),
+        LimitKey::Json(f) => normalize_email(&json_str(json, f)?).into_bytes(),
+        LimitKey::JsonDomain(f) => {
+            let e = json_str(json, f)?;
+            e.trim().rsplit_once('@')?.1.to_lowercase().into_bytes()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_context_follows_browsers() {
+        assert!(secure_context(true, "example.com"));
+        assert!(secure_context(false, "localhost:8080"));
+        assert!(secure_context(false, "127.0.0.1:80"));
+        assert!(secure_context(false, "[::1]:8080"));
+        assert!(!secure_context(false, "example.com"));
+        assert!(!secure_context(false, "10.0.0.1:8080"));
+    }
+
+    #[test]
+    fn bodies_parse_as_json_or_form() {
+        let v = parse_body("text/plain", br#" {"email":"A@x.org"}"#).unwrap();
+        assert_eq!(v["email"], "A@x.org");
+        let v = parse_body(
+            "application/x-www-form-urlencoded",
+            b"email=a%40x.org&name=J+D",
+        )
+        .unwrap();
+        assert_eq!(v["email"], "a@x.org");
+        assert_eq!(v["name"], "J D");
+        assert!(parse_body("text/plain", b"hello").is_none());
+        assert!(parse_body("application/x-www-form-urlencoded", b"a=%zz%4").is_some());
+    }
+
+    #[test]
+    fn emails_normalize_to_one_mailbox() {
+        assert_eq!(normalize_email(" J.Doe+news@GMail.com "), "jdoe@gmail.com");
+        assert_eq!(normalize_email("j.doe+x@example.org"), "j.doe@example.org");
+    }
+}

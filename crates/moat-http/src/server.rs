@@ -1,0 +1,154 @@
+//! Listeners and connections: accept (under a connection cap), PROXY protocol from trusted
+//! peers, TLS, then hyper serving HTTP/1.1 and HTTP/2 with upgrades, all under the header and
+//! idle timeouts. Malformed requests are answered 400 (431 for oversized headers) by hyper
+//! itself and only ever end their own connection.
+
+use crate::io::IdleTimeout;
+use crate::proxy_protocol::{self, Prefixed};
+use crate::shield::{ConnInfo, Shield};
+use crate::tls;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+/// Serves one listener until `shutdown` turns true; then waits (bounded) for open connections.
+pub async fn serve(
+    shield: Arc<Shield>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let conns = Arc::new(Semaphore::new(shield.cfg.limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let watcher = Arc::new(graceful);
+    loop {
+        let permit = tokio::select! {
+            p = conns.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let shield = shield.clone();
+        let tls = tls.clone();
+        let watcher = watcher.clone();
+        tokio::spawn(async move {
+            connection(shield, stream, peer, tls, &watcher).await;
+            drop(permit);
+        });
+    }
+    if let Ok(g) = Arc::try_unwrap(watcher) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), g.shutdown()).await;
+    }
+}
+
+async fn connection(
+    shield: Arc<Shield>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    graceful: &hyper_util::server::graceful::GracefulShutdown,
+) {
+    let lim = &shield.cfg.limits;
+    let mut real_peer = peer;
+    let mut prefix = Vec::new();
+    if shield.cfg.server.proxy_protocol && shield.trusts(peer.ip()) {
+        match proxy_protocol::read_header(&mut stream, lim.header_timeout).await {
+            Ok((source, rest)) => {
+                if let Some(s) = source {
+                    real_peer = s;
+                }
+                prefix = rest;
+            }
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "bad PROXY protocol header; closing");
+                return;
+            }
+        }
+    }
+    let io = IdleTimeout::new(Prefixed::new(prefix, stream), lim.idle_timeout);
+    match tls {
+        None => {
+            http(
+                shield,
+                io,
+                ConnInfo {
+                    peer: real_peer,
+                    tls: false,
+                },
+                graceful,
+            )
+            .await
+        }
+        Some(acceptor) => {
+            let accepted = tokio::time::timeout(lim.header_timeout, acceptor.accept(io)).await;
+            match accepted {
+                Ok(Ok(s)) => {
+                    if tls::is_acme_tls_alpn(&s) {
+                        return; // a TLS-ALPN-01 validation: the handshake was the answer
+                    }
+                    http(
+                        shield,
+                        s,
+                        ConnInfo {
+                            peer: real_peer,
+                            tls: true,
+                        },
+                        graceful,
+                    )
+                    .await
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn http<I>(
+    shield: Arc<Shield>,
+    io: I,
+    info: ConnInfo,
+    graceful: &hyper_util::server::graceful::GracefulShutdown,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let lim = &shield.cfg.limits;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(lim.header_timeout)
+        .max_buf_size(lim.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(lim.max_header_bytes as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(None);
+    let svc_shield = shield.clone();
+    let svc = service_fn(move |req| {
+        let s = svc_shield.clone();
+        async move { Ok::<_, std::convert::Infallible>(s.handle(req, info).await) }
+    });
+    let conn = b.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    let conn = graceful.watch(conn.into_owned());
+    if let Err(e) = conn.await {
+        tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
+    }
+}

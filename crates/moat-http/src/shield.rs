@@ -1,0 +1,451 @@
+//! The request pipeline, in the order a request meets it:
+//!
+//! 1. client address (socket, or a trusted proxy's header), ACME HTTP-01 answers;
+//! 2. the guard: allowlisted clients go straight through, banned ones are marked;
+//! 3. rules, first match wins (`log` goes on, `skip` stops the rules, `allow` forwards);
+//! 4. a banned client that no rule answered gets the ban response;
+//! 5. rate limits, each keyed its own way;
+//! 6. forwarding, where a decoy in learning mode records the upstream's first success.
+
+use crate::acme::{http01_response, Http01Tokens};
+use crate::body::{empty, full, peek, BodyError, BoxError, Guarded, ProxyBody};
+use crate::client_addr::{self, ClientAddrPolicy, ClientIpSource, TrustedProxies};
+use crate::decoy::Decoys;
+use crate::forward::{self, boxed_incoming, ForwardError, Upstream};
+use crate::metrics::Metrics;
+use crate::request_view::{limit_key, parse_body, secure_context};
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use moat_config::{Action, ClientIpHeader, Config};
+use moat_engine::{Engine, GuardVerdict};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// What the connection layer knows about a request's transport.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The socket peer, or the source a trusted PROXY-protocol header disclosed.
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+pub struct Shield {
+    pub cfg: Arc<Config>,
+    pub engine: Arc<Engine>,
+    pub decoys: Decoys,
+    pub metrics: Metrics,
+    upstream: Upstream,
+    addr_policy: ClientAddrPolicy,
+    tarpit: Arc<Semaphore>,
+    acme_tokens: Option<Http01Tokens>,
+    needs_body: bool,
+}
+
+/// The first rule or limit that decided, kept for the decision log.
+struct Hit<'a> {
+    id: &'a str,
+    action: &'a Action,
+    key: Option<String>,
+}
+
+impl Shield {
+    pub fn new(cfg: Arc<Config>, engine: Arc<Engine>, acme_tokens: Option<Http01Tokens>) -> Self {
+        let sources = cfg
+            .server
+            .client_ip_headers
+            .iter()
+            .map(|h| match h {
+                ClientIpHeader::XForwardedFor => ClientIpSource::XForwardedFor,
+                ClientIpHeader::Forwarded => ClientIpSource::Forwarded,
+                ClientIpHeader::FlyClientIp => ClientIpSource::FlyClientIp,
+                ClientIpHeader::CfConnectingIp => ClientIpSource::CfConnectingIp,
+            })
+            .collect();
+        let addr_policy = ClientAddrPolicy {
+            trusted: TrustedProxies::new(cfg.server.trusted_proxies.clone()),
+            sources,
+        };
+        Shield {
+            decoys: Decoys::new(cfg.policy.decoys.clone(), engine.store().clone()),
+            metrics: Metrics::default(),
+            upstream: forward::client(cfg.limits.upstream_timeout),
+            tarpit: Arc::new(Semaphore::new(cfg.limits.tarpit_max_concurrent)),
+            needs_body: cfg.policy.needs_body(),
+            addr_policy,
+            acme_tokens,
+            engine,
+            cfg,
+        }
+    }
+
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.addr_policy.trusted.contains(peer)
+    }
+
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Response<ProxyBody> {
+        self.metrics
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (req, incoming) = req.into_parts();
+        let peer = conn.peer.ip().to_canonical();
+        let client = client_addr::resolve(&self.addr_policy, peer, &req.headers);
+        let forwarded_https = self.trusts(peer)
+            && req
+                .headers
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+        let ssl = conn.tls || forwarded_https;
+        let host = req
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri.authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+
+        if let Some(tokens) = &self.acme_tokens {
+            if let Some(ka) = http01_response(tokens, req.uri.path()) {
+                return text(StatusCode::OK, ka);
+            }
+        }
+        let declared = req
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.cfg.limits.max_body_bytes) {
+            return text(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n");
+        }
+
+        let verdict = self.engine.check(client);
+        let lim = &self.cfg.limits;
+        let guarded = |b: Incoming| Guarded::new(b, lim.max_body_bytes, lim.body_timeout);
+        if verdict == GuardVerdict::Allowlisted {
+            let body = guarded(incoming).boxed();
+            return self.forward(req, body, client, ssl, &host, None).await;
+        }
+        let banned = matches!(verdict, GuardVerdict::Banned(_));
+
+        // Read (a capped prefix of) the body only when a rule or limit looks inside it.
+        let (json, body) = if self.needs_body && has_body(&req.method) {
+            match peek(guarded(incoming), lim.max_json_body_bytes).await {
+                Ok(p) => {
+                    let ct = req
+                        .headers
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    (
+                        p.complete.as_deref().and_then(|b| parse_body(ct, b)),
+                        p.body,
+                    )
+                }
+                Err(e) => return body_error(&e),
+            }
+        } else {
+            (None, guarded(incoming).boxed())
+        };
+
+        let pq = req
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let view = moat_rules::Request {
+            method: req.method.as_str(),
+            uri: &pq,
+            path: req.uri.path(),
+            query: req.uri.query().unwrap_or(""),
+            host: &host,
+            headers: &req.headers,
+            ip: client,
+            prefix_lens: self.cfg.server.prefix_lens,
+            json: json.as_ref(),
+            ssl,
+            secure_context: secure_context(ssl, &host),
+            banned,
+        };
+        let policy = &self.cfg.policy;
+        let mut hit: Option<Hit> = None;
+        let mut skip_limits = false;
+        for rule in &policy.rules {
+            if !rule.expr.matches(&view) {
+                continue;
+            }
+            match rule.action {
+                Action::Log => self.log_decision(client, &rule.id, "log", None, &view),
+                Action::Skip => {
+                    self.log_decision(client, &rule.id, "skip", None, &view);
+                    break;
+                }
+                Action::Allow => {
+                    self.log_decision(client, &rule.id, "allow", None, &view);
+                    skip_limits = true;
+                    break;
+                }
+                _ => {
+                    if rule.offence {
+                        self.engine.offence(client, &rule.id);
+                    }
+                    hit = Some(Hit {
+                        id: &rule.id,
+                        action: &rule.action,
+                        key: None,
+                    });
+                    break;
+                }
+            }
+        }
+        let ban_action;
+        if hit.is_none() && banned {
+            ban_action = Action::Block {
+                status: self.cfg.bans.status,
+                body: self.cfg.bans.body.clone(),
+            };
+            hit = Some(Hit {
+                id: "ban",
+                action: &ban_action,
+                key: None,
+            });
+        }
+        if hit.is_none() && !skip_limits {
+            for (i, l) in policy.rate_limits.iter().enumerate() {
+                if l.expr.as_ref().is_some_and(|e| !e.matches(&view)) {
+                    continue;
+                }
+                let Some(key) =
+                    limit_key(&l.key, client, view.prefix_lens, view.headers, view.json)
+                else {
+                    continue;
+                };
+                if self.engine.check_limit(i, &key) {
+                    continue;
+                }
+                if l.ban {
+                    self.engine.offence(client, &l.id);
+                }
+                let key = String::from_utf8_lossy(&key).into_owned();
+                if matches!(l.action, Action::Log) {
+                    self.log_decision(client, &l.id, "log", Some(&key), &view);
+                    continue;
+                }
+                hit = Some(Hit {
+                    id: &l.id,
+                    action: &l.action,
+                    key: Some(key),
+                });
+                break;
+            }
+        }
+        if let Some(h) = hit {
+            self.log_decision(client, h.id, h.action.name(), h.key.as_deref(), &view);
+            return self.act(h.action).await;
+        }
+        let learn = (0..self.decoys.defs().len()).find(|&i| {
+            self.decoys.wants_to_learn(i)
+                && self.decoys.defs()[i]
+                    .learn
+                    .as_ref()
+                    .is_some_and(|e| e.matches(&view))
+        });
+        self.forward(req, body, client, ssl, &host, learn).await
+    }
+
+    /// Runs a terminal action.
+    async fn act(&self, action: &Action) -> Response<ProxyBody> {
+        match action {
+            Action::Tarpit { delay, then } => {
+                match self.tarpit.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        tokio::time::sleep(*delay).await;
+                        drop(permit);
+                    }
+                    // Over the cap the tarpit answers at once: holding more would let the
+                    // attacker spend our memory and sockets instead of their time.
+                    Err(_) => {
+                        self.metrics
+                            .tarpit_overflow
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                self.immediate(then)
+            }
+            Action::Challenge { fallback } => match fallback.as_ref() {
+                Action::Tarpit { .. } => Box::pin(self.act(fallback)).await,
+                other => self.immediate(other),
+            },
+            other => self.immediate(other),
+        }
+    }
+
+    fn immediate(&self, action: &Action) -> Response<ProxyBody> {
+        match action {
+            Action::Decoy(i) => self.decoys.respond(*i),
+            Action::Block { status, body } => text(
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN),
+                body.clone(),
+            ),
+            _ => text(StatusCode::FORBIDDEN, "Forbidden\n"),
+        }
+    }
+
+    async fn forward(
+        &self,
+        mut parts: http::request::Parts,
+        body: ProxyBody,
+        client: IpAddr,
+        ssl: bool,
+        host: &str,
+        learn: Option<usize>,
+    ) -> Response<ProxyBody> {
+        let protocol = (parts.version == http::Version::HTTP_11)
+            .then(|| forward::upgrade_protocol(&parts.headers))
+            .flatten();
+        let client_upgrade = protocol
+            .as_ref()
+            .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+        parts.uri = forward::upstream_uri(&self.cfg.server.upstream, &parts.uri);
+        if !parts.headers.contains_key(header::HOST) {
+            if let Ok(h) = HeaderValue::from_str(host) {
+                parts.headers.insert(header::HOST, h);
+            }
+        }
+        client_addr::rewrite_forwarding(
+            &mut parts.headers,
+            client,
+            ssl,
+            (!host.is_empty()).then_some(host),
+        );
+        let up = Request::from_parts(parts, body);
+        self.metrics
+            .forwarded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let resp = match forward::forward(
+            &self.upstream,
+            up,
+            client_upgrade,
+            protocol,
+            self.cfg.limits.upstream_timeout,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(ForwardError::Timeout) => {
+                self.metrics
+                    .upstream_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return text(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n");
+            }
+            Err(ForwardError::Failed(e)) => {
+                if let Some(b) = find_body_error(e.as_ref()) {
+                    return body_error_kind(b);
+                }
+                self.metrics
+                    .upstream_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(error = %e, "upstream request failed");
+                return text(StatusCode::BAD_GATEWAY, "Bad Gateway\n");
+            }
+        };
+        match learn {
+            Some(i) if resp.status().is_success() => self.learn_and_return(i, resp).await,
+            _ => resp.map(boxed_incoming),
+        }
+    }
+
+    /// Buffers the upstream's response (capped) to record it as decoy `i`, then returns it.
+    async fn learn_and_return(&self, i: usize, resp: Response<Incoming>) -> Response<ProxyBody> {
+        const CAP: usize = 256 * 1024;
+        let (parts, body) = resp.into_parts();
+        let limited = http_body_util::Limited::new(body, CAP);
+        match limited.collect().await {
+            Ok(c) => {
+                let bytes: Bytes = c.to_bytes();
+                self.decoys.record(i, parts.status, &parts.headers, &bytes);
+                Response::from_parts(parts, full(bytes))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not learn the decoy response");
+                Response::from_parts(parts, empty())
+            }
+        }
+    }
+
+    fn log_decision(
+        &self,
+        client: IpAddr,
+        rule: &str,
+        action: &'static str,
+        key: Option<&str>,
+        v: &moat_rules::Request<'_>,
+    ) {
+        self.metrics.decision(rule, action);
+        let ua = v
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        tracing::info!(
+            target: "moat::decision",
+            client = %client,
+            rule,
+            action,
+            key = key.unwrap_or(""),
+            method = v.method,
+            path = v.path,
+            host = v.host,
+            user_agent = ua,
+            banned = v.banned,
+            "decision"
+        );
+    }
+}
+
+fn has_body(m: &Method) -> bool {
+    !matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut r = Response::new(full(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn find_body_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyError> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(b) = err.downcast_ref::<BodyError>() {
+            return Some(b);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+fn body_error_kind(b: &BodyError) -> Response<ProxyBody> {
+    match b {
+        BodyError::TooLarge(_) => text(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n"),
+        BodyError::Timeout(_) => text(StatusCode::REQUEST_TIMEOUT, "Request Timeout\n"),
+    }
+}
+
+fn body_error(e: &BoxError) -> Response<ProxyBody> {
+    match find_body_error(e.as_ref()) {
+        Some(b) => body_error_kind(b),
+        None => text(StatusCode::BAD_REQUEST, "Bad Request\n"),
+    }
+}

@@ -1,0 +1,90 @@
+//! An in-memory store: same contract as SQLite, nothing on disk.
+
+use crate::{LearnedResponse, Result, Store};
+use ipnet::IpNet;
+use moat_core::{Decision, Scope};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    decisions: HashMap<Scope, Decision>,
+    history: HashMap<Scope, (u32, u64)>,
+    allow: Vec<IpNet>,
+    learned: HashMap<String, LearnedResponse>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic elsewhere while holding the lock leaves plain data, still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn put_decision(&self, d: &Decision) -> Result<()> {
+        self.lock().decisions.insert(d.scope.clone(), d.clone());
+        Ok(())
+    }
+    fn remove_decision(&self, scope: &Scope) -> Result<bool> {
+        Ok(self.lock().decisions.remove(scope).is_some())
+    }
+    fn decisions(&self, now_ms: u64) -> Result<Vec<Decision>> {
+        let mut g = self.lock();
+        g.decisions.retain(|_, d| d.active_at(now_ms));
+        Ok(g.decisions.values().cloned().collect())
+    }
+    fn ban_count(&self, scope: &Scope, forget_before_ms: u64) -> Result<u32> {
+        Ok(self
+            .lock()
+            .history
+            .get(scope)
+            .filter(|(_, last)| *last >= forget_before_ms)
+            .map_or(0, |(n, _)| *n))
+    }
+    fn record_ban(&self, scope: &Scope, now_ms: u64) -> Result<u32> {
+        let mut g = self.lock();
+        let e = g.history.entry(scope.clone()).or_insert((0, now_ms));
+        e.0 += 1;
+        e.1 = now_ms;
+        Ok(e.0)
+    }
+    fn allowlist(&self) -> Result<Vec<IpNet>> {
+        Ok(self.lock().allow.clone())
+    }
+    fn allow(&self, net: IpNet, _note: &str, _now_ms: u64) -> Result<()> {
+        let mut g = self.lock();
+        if !g.allow.contains(&net) {
+            g.allow.push(net);
+        }
+        Ok(())
+    }
+    fn unallow(&self, net: IpNet) -> Result<bool> {
+        let mut g = self.lock();
+        let before = g.allow.len();
+        g.allow.retain(|n| *n != net);
+        Ok(g.allow.len() != before)
+    }
+    fn learned(&self, decoy: &str) -> Result<Option<LearnedResponse>> {
+        Ok(self.lock().learned.get(decoy).cloned())
+    }
+    fn learn(&self, decoy: &str, r: &LearnedResponse) -> Result<bool> {
+        let mut g = self.lock();
+        if g.learned.contains_key(decoy) {
+            return Ok(false);
+        }
+        g.learned.insert(decoy.to_string(), r.clone());
+        Ok(true)
+    }
+    fn changed(&self) -> Result<u64> {
+        Ok(0)
+    }
+}

@@ -1,0 +1,299 @@
+//! The SQLite store, in WAL mode: a committed write survives `kill -9` of the process, and other
+//! processes (the `moat bans` command) can write while Moat runs.
+
+use crate::{LearnedResponse, Result, Store, StoreError};
+use ipnet::IpNet;
+use moat_core::{Decision, Origin, Scope, Verdict};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS decisions (
+    scope TEXT PRIMARY KEY,
+    verdict TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER,
+    reason TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    offences INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ban_history (
+    scope TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    last_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS allowlist (
+    net TEXT PRIMARY KEY,
+    note TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS learned_decoys (
+    decoy TEXT PRIMARY KEY,
+    status INTEGER NOT NULL,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+";
+
+impl SqliteStore {
+    /// Opens (creating if needed) `dir/moat.db`.
+    pub fn open_dir(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
+        Self::open(&dir.join("moat.db"))
+    }
+
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // WAL + NORMAL: a commit is durable against a process crash (kill -9); only a power
+        // loss may drop the last transactions, which for bans is an acceptable trade for speed.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn row_to_decision(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, i64, Option<i64>, String, String, i64)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+impl Store for SqliteStore {
+    fn put_decision(&self, d: &Decision) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO decisions VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                d.scope.to_string(),
+                d.verdict.as_str(),
+                d.created_ms as i64,
+                d.expires_ms.map(|e| e as i64),
+                d.reason,
+                d.origin.to_string(),
+                d.offences as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn remove_decision(&self, scope: &Scope) -> Result<bool> {
+        let n = self.conn().execute(
+            "DELETE FROM decisions WHERE scope = ?1",
+            [scope.to_string()],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn decisions(&self, now_ms: u64) -> Result<Vec<Decision>> {
+        let c = self.conn();
+        c.execute(
+            "DELETE FROM decisions WHERE expires_ms IS NOT NULL AND expires_ms <= ?1",
+            [now_ms as i64],
+        )?;
+        let mut stmt = c.prepare(
+            "SELECT scope, verdict, created_ms, expires_ms, reason, origin, offences FROM decisions ORDER BY created_ms",
+        )?;
+        let rows = stmt.query_map([], row_to_decision)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (scope, verdict, created, expires, reason, origin, offences) = row?;
+            let corrupt = |detail: String| StoreError::Corrupt {
+                table: "decisions",
+                detail,
+            };
+            out.push(Decision {
+                scope: Scope::parse(&scope).map_err(|e| corrupt(e.to_string()))?,
+                verdict: Verdict::parse(&verdict)
+                    .ok_or_else(|| corrupt(format!("verdict {verdict}")))?,
+                created_ms: created as u64,
+                expires_ms: expires.map(|e| e as u64),
+                reason,
+                origin: Origin::parse(&origin),
+                offences: offences as u32,
+            });
+        }
+        Ok(out)
+    }
+
+    fn ban_count(&self, scope: &Scope, forget_before_ms: u64) -> Result<u32> {
+        let n: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT count FROM ban_history WHERE scope = ?1 AND last_ms >= ?2",
+                params![scope.to_string(), forget_before_ms as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(n.unwrap_or(0) as u32)
+    }
+
+    fn record_ban(&self, scope: &Scope, now_ms: u64) -> Result<u32> {
+        let n: i64 = self.conn().query_row(
+            "INSERT INTO ban_history VALUES (?1, 1, ?2)
+             ON CONFLICT(scope) DO UPDATE SET count = count + 1, last_ms = ?2
+             RETURNING count",
+            params![scope.to_string(), now_ms as i64],
+            |r| r.get(0),
+        )?;
+        Ok(n as u32)
+    }
+
+    fn allowlist(&self) -> Result<Vec<IpNet>> {
+        let c = self.conn();
+        let mut stmt = c.prepare("SELECT net FROM allowlist")?;
+        let nets = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .filter_map(|r| r.ok())
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        Ok(nets)
+    }
+
+    fn allow(&self, net: IpNet, note: &str, now_ms: u64) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO allowlist VALUES (?1, ?2, ?3)",
+            params![net.to_string(), note, now_ms as i64],
+        )?;
+        Ok(())
+    }
+
+    fn unallow(&self, net: IpNet) -> Result<bool> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM allowlist WHERE net = ?1", [net.to_string()])?
+            > 0)
+    }
+
+    fn learned(&self, decoy: &str) -> Result<Option<LearnedResponse>> {
+        let row: Option<(i64, String, Vec<u8>)> = self
+            .conn()
+            .query_row(
+                "SELECT status, headers, body FROM learned_decoys WHERE decoy = ?1",
+                [decoy],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        row.map(|(status, headers, body)| {
+            let headers: Vec<(String, String)> =
+                serde_json::from_str(&headers).map_err(|e| StoreError::Corrupt {
+                    table: "learned_decoys",
+                    detail: e.to_string(),
+                })?;
+            Ok(LearnedResponse {
+                status: status as u16,
+                headers,
+                body,
+            })
+        })
+        .transpose()
+    }
+
+    fn learn(&self, decoy: &str, r: &LearnedResponse) -> Result<bool> {
+        let headers = serde_json::to_string(&r.headers).unwrap_or_else(|_| "[]".into());
+        let n = self.conn().execute(
+            "INSERT OR IGNORE INTO learned_decoys VALUES (?1, ?2, ?3, ?4)",
+            params![decoy, r.status as i64, headers, r.body],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn changed(&self) -> Result<u64> {
+        let v: i64 = self
+            .conn()
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        Ok(v as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ban(scope: &str, expires: Option<u64>) -> Decision {
+        Decision {
+            scope: Scope::parse(scope).unwrap(),
+            verdict: Verdict::Ban,
+            created_ms: 1,
+            expires_ms: expires,
+            reason: "test".into(),
+            origin: Origin::Manual,
+            offences: 1,
+        }
+    }
+
+    #[test]
+    fn decisions_persist_across_reopen_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SqliteStore::open_dir(dir.path()).unwrap();
+            s.put_decision(&ban("10.0.0.1", Some(1000))).unwrap();
+            s.put_decision(&ban("10.1.0.0/24", None)).unwrap();
+            assert_eq!(
+                s.record_ban(&Scope::parse("10.0.0.1").unwrap(), 5).unwrap(),
+                1
+            );
+            assert_eq!(
+                s.record_ban(&Scope::parse("10.0.0.1").unwrap(), 6).unwrap(),
+                2
+            );
+        }
+        let s = SqliteStore::open_dir(dir.path()).unwrap();
+        assert_eq!(s.decisions(500).unwrap().len(), 2);
+        let left = s.decisions(1000).unwrap();
+        assert_eq!(left, vec![ban("10.1.0.0/24", None)]);
+        assert_eq!(
+            s.ban_count(&Scope::parse("10.0.0.1").unwrap(), 0).unwrap(),
+            2
+        );
+        assert_eq!(
+            s.ban_count(&Scope::parse("10.0.0.1").unwrap(), 7).unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn learns_only_the_first_response() {
+        let s = SqliteStore::open(Path::new(":memory:")).unwrap();
+        let r = LearnedResponse {
+            status: 201,
+            headers: vec![("x-a".into(), "1".into())],
+            body: b"Created.".to_vec(),
+        };
+        assert!(s.learn("d", &r).unwrap());
+        let mut other = r.clone();
+        other.status = 500;
+        assert!(!s.learn("d", &other).unwrap());
+        assert_eq!(s.learned("d").unwrap(), Some(r));
+    }
+
+    #[test]
+    fn another_connection_write_changes_data_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SqliteStore::open_dir(dir.path()).unwrap();
+        let b = SqliteStore::open_dir(dir.path()).unwrap();
+        let v0 = a.changed().unwrap();
+        b.put_decision(&ban("10.0.0.9", None)).unwrap();
+        assert_ne!(a.changed().unwrap(), v0);
+    }
+}

@@ -1,0 +1,118 @@
+//! `moat run` and `moat check`.
+
+use crate::ConfigArgs;
+use anyhow::Context;
+use moat_config::{load, Config, Overrides};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Address to listen on (repeatable), e.g. 0.0.0.0:8080.
+    #[arg(long)]
+    listen: Vec<String>,
+    /// The app to protect, e.g. http://127.0.0.1:2368.
+    #[arg(long)]
+    upstream: Option<String>,
+    #[command(flatten)]
+    cfg: ConfigArgs,
+    /// Log format: json (one object per line) or text.
+    #[arg(long, default_value = "json")]
+    log_format: String,
+}
+
+pub fn overrides(c: &ConfigArgs) -> Overrides {
+    Overrides {
+        presets: c.presets.clone(),
+        state_dir: c.state_dir.clone(),
+        rule_files: c.rules.clone(),
+        ..Default::default()
+    }
+}
+
+/// Loads the config; on errors prints all of them and returns None.
+pub fn load_or_report(c: &ConfigArgs, ov: Overrides) -> Option<Config> {
+    match load(c.config.as_deref(), &ov) {
+        Ok(cfg) => Some(cfg),
+        Err(errs) => {
+            for e in &errs.0 {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{} error(s)", errs.0.len());
+            None
+        }
+    }
+}
+
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    if format == "text" {
+        b.init();
+    } else {
+        b.json().flatten_event(true).with_current_span(false).init();
+    }
+}
+
+pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut ov = overrides(&a.cfg);
+    if !a.listen.is_empty() {
+        ov.listen = Some(a.listen.clone());
+    }
+    ov.upstream = a.upstream.clone();
+    let Some(cfg) = load_or_report(&a.cfg, ov) else {
+        return Ok(ExitCode::from(1));
+    };
+    init_logging(&a.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let running = moat_http::app::start(cfg, Arc::new(moat_core::SystemClock)).await.context("starting")?;
+        tracing::info!(
+            http = ?running.http_addrs, tls = ?running.tls_addrs, admin = %running.admin_addr,
+            rules = running.shield.cfg.policy.rules.len(), rate_limits = running.shield.cfg.policy.rate_limits.len(),
+            upstream = %running.shield.cfg.server.upstream, "moat is running"
+        );
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        running.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+pub fn check(c: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    let mut ov = overrides(c);
+    if c.config.is_none() {
+        // Without a file there is nothing to name the app; check the rest against Ghost's port.
+        ov.upstream = Some("http://127.0.0.1:2368".into());
+    }
+    let Some(cfg) = load_or_report(c, ov) else {
+        return Ok(ExitCode::from(1));
+    };
+    let p = &cfg.policy;
+    println!(
+        "ok: {} rule(s), {} rate limit(s), {} decoy(s); listen {:?} -> {}",
+        p.rules.len(),
+        p.rate_limits.len(),
+        p.decoys.len(),
+        cfg.server.listen,
+        cfg.server.upstream
+    );
+    Ok(ExitCode::SUCCESS)
+}

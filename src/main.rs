@@ -1,0 +1,89 @@
+//! `moat`: the command line. Parses arguments, loads and compiles the config, and hands over to
+//! the library crates; no policy lives here.
+
+mod cmd_bans;
+mod cmd_rules;
+mod cmd_run;
+mod demo;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "moat",
+    version,
+    about = "A self-hosted shield against scripted abuse: reverse proxy with rules, rate limits, decoys and bans."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// Where the config comes from; shared by every subcommand that needs one.
+#[derive(clap::Args, Clone, Default)]
+pub struct ConfigArgs {
+    /// TOML config file (optional: embedded defaults otherwise).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Embedded preset to load: ghost, wordpress, generic-form (repeatable).
+    #[arg(long = "preset")]
+    pub presets: Vec<String>,
+    /// Extra rule file (repeatable).
+    #[arg(long = "rules")]
+    pub rules: Vec<PathBuf>,
+    /// State directory (SQLite database, admin token, ACME files).
+    #[arg(long)]
+    pub state_dir: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the reverse proxy in front of an app.
+    Run(cmd_run::RunArgs),
+    /// Start a small sign-up site behind Moat (ghost preset), attack it from rotating loopback
+    /// addresses next to real-looking sign-ups, and show what got through.
+    Demo(demo::DemoArgs),
+    /// Check a config (and its rule files and presets); print every error with file and line.
+    Check {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Work with rules.
+    Rules {
+        #[command(subcommand)]
+        cmd: cmd_rules::RulesCmd,
+    },
+    /// List, add or remove bans (works whether Moat runs or not).
+    Bans {
+        #[command(subcommand)]
+        cmd: cmd_bans::BansCmd,
+    },
+    /// Put an address or prefix on the allowlist and lift its bans: unban yourself.
+    Allow {
+        /// An address or CIDR prefix.
+        addr: String,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Run(a) => cmd_run::run(a),
+        Cmd::Demo(a) => demo::run(a),
+        Cmd::Check { cfg } => cmd_run::check(&cfg),
+        Cmd::Rules { cmd } => cmd_rules::run(cmd),
+        Cmd::Bans { cmd } => cmd_bans::run(cmd),
+        Cmd::Allow { addr, cfg } => cmd_bans::allow(&addr, &cfg),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("moat: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
