@@ -66,9 +66,10 @@ impl SqliteStore {
     }
 }
 
-fn row_to_decision(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, String, i64, Option<i64>, String, String, i64)> {
+/// A decisions row as stored: scope, verdict, created, expires, reason, origin, offences.
+type DecisionRow = (String, String, i64, Option<i64>, String, String, i64);
+
+fn row_to_decision(r: &rusqlite::Row<'_>) -> rusqlite::Result<DecisionRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,

@@ -1,0 +1,147 @@
+//! Issue 2, config: typed compile of every section, and errors that name file, line and field,
+//! all reported at once.
+
+use moat_config::{load, Action, LimitKey, Overrides};
+use std::io::Write;
+
+fn write(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn errors(text: &str) -> Vec<String> {
+    let f = write(text);
+    match load(Some(f.path()), &Overrides::default()) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => {
+            e.0.iter()
+                .map(|e| format!("{}:{}:{}", e.line, e.field, e.message))
+                .collect()
+        }
+    }
+}
+
+#[test]
+fn every_semantic_error_is_reported_at_once_with_its_line() {
+    let errs = errors(
+        r#"[server]
+listen = ["127.0.0.1:8080"]
+upstream = "ftp://nope"
+
+[limits]
+header_timeout = "10 parsecs"
+
+[[rule]]
+id = "r1"
+expression = 'http.user_agent contains "x" and'
+action = "block"
+
+[[rule]]
+id = "r2"
+expression = 'http.request.uri.path eq "/"'
+action = "explode"
+
+[[rate_limit]]
+id = "l1"
+key = "cookie:x"
+requests = 3
+period = "1h"
+action = "block"
+"#,
+    );
+    let lines: Vec<&str> = errs.iter().map(|e| e.split(':').next().unwrap()).collect();
+    assert_eq!(lines, ["3", "6", "10", "16", "20"], "{errs:#?}");
+    assert!(errs[0].contains("server.upstream"));
+    assert!(errs[1].contains("limits.header_timeout"));
+    assert!(errs[2].contains("rule.expression"));
+    assert!(errs[3].contains("unknown action `explode`"));
+    assert!(errs[4].contains("rate_limit.key"));
+}
+
+#[test]
+fn an_unknown_field_names_its_line_and_the_field() {
+    let errs = errors("[server]\nupstream = \"http://127.0.0.1:1\"\nlistn = [\"x\"]\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("3:listn:"), "{errs:?}");
+    assert!(errs[0].contains("unknown field"), "{errs:?}");
+}
+
+#[test]
+fn the_error_display_names_the_file() {
+    let f = write("[bans]\nbase_ttl = \"forever\"\n[server]\nupstream = \"http://127.0.0.1:1\"\n");
+    let e = load(Some(f.path()), &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!("{}:2:12: bans.base_ttl", f.path().display())),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_parse_error_in_an_expression_points_at_the_column_in_the_file() {
+    let f = write("[server]\nupstream = \"http://127.0.0.1:1\"\n[[rule]]\nid = \"x\"\nexpression = 'http.usr_agent eq \"a\"'\naction = \"log\"\n");
+    let e = load(Some(f.path()), &Overrides::default()).unwrap_err();
+    assert_eq!((e.0[0].line, e.0[0].column), (5, 15), "{e}");
+    assert!(e.0[0].message.contains('^'), "renders a caret: {e}");
+}
+
+#[test]
+fn presets_compile_and_decoys_resolve() {
+    let ov = Overrides {
+        upstream: Some("http://127.0.0.1:2368".into()),
+        presets: vec!["ghost".into(), "wordpress".into(), "generic-form".into()],
+        ..Default::default()
+    };
+    let cfg = load(None, &ov).unwrap();
+    let ghost = cfg
+        .policy
+        .rules
+        .iter()
+        .find(|r| r.id == "ghost-script-user-agent")
+        .unwrap();
+    assert_eq!(
+        ghost.action,
+        Action::Decoy(cfg.policy.decoy("ghost-created").unwrap())
+    );
+    assert!(ghost.offence);
+    let per_email = cfg
+        .policy
+        .rate_limits
+        .iter()
+        .find(|l| l.id == "ghost-per-email")
+        .unwrap();
+    assert_eq!(
+        (per_email.requests, per_email.burst, per_email.key.clone()),
+        (3, 3, LimitKey::Json("email".into()))
+    );
+    assert!(cfg.policy.needs_body());
+    assert!(
+        cfg.admin.listen.ip().is_loopback(),
+        "admin defaults to loopback"
+    );
+}
+
+#[test]
+fn an_unknown_preset_and_a_missing_decoy_are_errors() {
+    let ov = Overrides {
+        upstream: Some("http://127.0.0.1:1".into()),
+        presets: vec!["joomla".into()],
+        ..Default::default()
+    };
+    let e = load(None, &ov).unwrap_err().to_string();
+    assert!(e.contains("unknown preset `joomla`"), "{e}");
+    let errs = errors("[server]\nupstream = \"http://127.0.0.1:1\"\n[[rule]]\nid = \"x\"\nexpression = 'ssl'\naction = \"decoy\"\ndecoy = \"nope\"\n");
+    assert!(
+        errs[0].starts_with("7:rule.decoy:no decoy `nope`"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn admin_refuses_a_public_address_unless_exposed() {
+    let errs =
+        errors("[server]\nupstream = \"http://127.0.0.1:1\"\n[admin]\nlisten = \"0.0.0.0:9090\"\n");
+    assert!(errs[0].starts_with("4:admin.listen"), "{errs:?}");
+}

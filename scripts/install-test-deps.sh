@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the real peers the tests run against, if missing: pebble (Let's Encrypt's test ACME
+# server), wrk and nginx (benchmarks), and the Python attack clients (aiohttp, requests).
+# Idempotent: a machine that has them installs nothing.
+set -euo pipefail
+missing=()
+command -v pebble >/dev/null 2>&1 || missing+=(pebble)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "need root to apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! python3 -c 'import aiohttp, requests, pytest' 2>/dev/null; then
+  python3 -m pip install -q -r "$(dirname "$0")/../tests/e2e/requirements.txt"
+fi
