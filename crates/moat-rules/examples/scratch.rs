@@ -211,5 +211,5 @@ fn main() {
     let total: f64 = v.iter().map(|x| x.0).sum();
     v.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
     println!("total {total:.1} ns");
-    for (t, s) in v.iter().skip(40).step_by(6) { println!("{t:7.1}  {}", s.split_whitespace().collect::<Vec<_>>().join(" ")); }
+    for (t, s) in v.iter().take(30) { println!("{t:7.1}  {}", s.split_whitespace().collect::<Vec<_>>().join(" ")); }
 }

@@ -26,6 +26,7 @@
 //! - `ip.src` matches IPv4-mapped IPv6 clients (`::ffff:10.0.0.1`) against IPv4 networks.
 
 mod ast;
+mod closures;
 mod compile;
 mod error;
 mod eval;
@@ -68,7 +69,10 @@ pub struct Request<'a> {
 #[derive(Clone)]
 pub struct Expr {
     source: String,
+    /// The checked tree, kept for `explain`.
     root: ast::Node,
+    /// The same rule as closures, for `matches`.
+    pred: closures::Pred,
     needs_body: bool,
 }
 
@@ -84,6 +88,7 @@ impl Expr {
         let parsed = parser::parse(src)?;
         Ok(Expr {
             source: src.to_string(),
+            pred: closures::build(&parsed.root),
             root: parsed.root,
             needs_body: parsed.needs_body,
         })
@@ -91,7 +96,7 @@ impl Expr {
 
     /// Whether the rule matches `req`.
     pub fn matches(&self, req: &Request<'_>) -> bool {
-        eval::node(&self.root, req)
+        (self.pred)(req)
     }
 
     /// Human-readable reasons why it matched/did not: the leaf comparisons that decided the

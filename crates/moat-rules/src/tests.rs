@@ -60,7 +60,10 @@ impl Fx {
 
     fn m(&self, src: &str) -> bool {
         let e = Expr::parse(src).unwrap_or_else(|e| panic!("{}", e.render(src)));
-        e.matches(&self.req())
+        let got = e.matches(&self.req());
+        // The specialised closures must agree with the plain tree walk on every rule.
+        assert_eq!(got, crate::eval::node(&e.root, &self.req()), "closure vs tree: {src}");
+        got
     }
 
     /// Asserts each rule matches and that a twisted copy of it does not, so no assertion can

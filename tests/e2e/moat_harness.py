@@ -1,0 +1,510 @@
+"""Shared machinery for Moat's end-to-end tests: the Ghost-like upstream, the Moat process,
+and HTTP clients that send from chosen loopback source addresses (127.x.y.z)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import requests
+from aiohttp import hdrs, web
+from requests.adapters import HTTPAdapter
+
+ADMIN_TOKEN = "0123456789abcdef0123"
+MAGIC_LINK = "/members/api/send-magic-link/"
+ADMIN_SESSION = "/ghost/api/admin/session/"
+
+CHROME_UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
+
+SIGNUP_PAGE = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>A Ghost blog</title></head>
+<body><h1>Subscribe</h1>
+<form data-members-form="signup"><input data-members-email type="email" name="email">
+<button type="submit">Subscribe</button></form>
+</body></html>
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# The binary
+
+
+def moat_bin() -> Path:
+    """MOAT_BIN, else $CARGO_TARGET_DIR/debug/moat, else ~/.cache/moat-target/debug/moat."""
+    env = os.environ.get("MOAT_BIN")
+    if env:
+        return Path(env)
+    target = os.environ.get("CARGO_TARGET_DIR")
+    if target:
+        p = Path(target) / "debug" / "moat"
+        if p.exists():
+            return p
+    return Path.home() / ".cache" / "moat-target" / "debug" / "moat"
+
+
+def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    """Runs `moat ARGS...` to completion, capturing text output."""
+    return subprocess.run(
+        [str(moat_bin()), *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------------
+# The upstream: a small Ghost imitation that records everything reaching it
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    json: object
+    peer: str
+
+    def header(self, name: str) -> str | None:
+        vals = self.header_all(name)
+        return vals[0] if vals else None
+
+    def header_all(self, name: str) -> list[str]:
+        n = name.lower()
+        return [v for k, v in self.headers if k.lower() == n]
+
+    @property
+    def xff(self) -> str | None:
+        return self.header("x-forwarded-for")
+
+
+class GhostCreated(web.Response):
+    """Ghost answers the magic-link route with 201, `Created.` and NO content type. aiohttp
+    adds `application/octet-stream` to any non-empty body while writing the head; drop it
+    there."""
+
+    async def _write_headers(self) -> None:  # noqa: D401 (aiohttp internal hook)
+        self._headers.popall(hdrs.CONTENT_TYPE, None)
+        await super()._write_headers()
+
+
+class Upstream:
+    """An aiohttp server on its own event loop in a background thread."""
+
+    def __init__(self) -> None:
+        self.requests: list[Seen] = []
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- server
+
+    async def _record(self, request: web.Request) -> Seen:
+        body = await request.read()
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        seen = Seen(
+            method=request.method,
+            path=request.path,
+            headers=list(request.headers.items()),
+            body=body,
+            json=parsed,
+            peer=peer[0] if peer else "",
+        )
+        with self._lock:
+            self.requests.append(seen)
+        return seen
+
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        return web.Response(body=SIGNUP_PAGE, content_type="text/html", charset="utf-8")
+
+    async def _created(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        resp = GhostCreated(status=201, body=b"Created.")
+        # Headers Ghost (Express) sends on this route; a static decoy would not have them, so
+        # they show whether Moat replays the learned response.
+        resp.headers["X-Powered-By"] = "Express"
+        resp.headers["Cache-Control"] = (
+            "no-cache, private, no-store, must-revalidate, max-stale=0, post-check=0, pre-check=0"
+        )
+        resp.headers["Vary"] = "Accept-Encoding"
+        return resp
+
+    async def _other(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        return web.Response(text="ok\n")
+
+    async def _start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/", self._index)
+        app.router.add_post(MAGIC_LINK, self._created)
+        app.router.add_post(ADMIN_SESSION, self._created)
+        app.router.add_route("*", "/{tail:.*}", self._other)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def start(self) -> "Upstream":
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            except Exception:
+                pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    # -- assertions
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def seen(self, path: str | None = None, method: str | None = None) -> list[Seen]:
+        with self._lock:
+            out = list(self.requests)
+        return [
+            r
+            for r in out
+            if (path is None or r.path == path) and (method is None or r.method == method)
+        ]
+
+    def magic_links(self) -> list[Seen]:
+        return self.seen(MAGIC_LINK, "POST")
+
+
+# --------------------------------------------------------------------------------------------
+# The Moat process
+
+_ADDR = re.compile(r"(\d+\.\d+\.\d+\.\d+):(\d+)")
+
+
+class Moat:
+    """`moat run` as a child process; stdout (JSON log lines) and stderr are collected by
+    reader threads. Listens on port 0 unless told otherwise and learns its ports from the
+    startup line."""
+
+    def __init__(
+        self,
+        upstream_url: str,
+        state_dir: Path,
+        config_path: Path,
+        presets: tuple[str, ...] = ("ghost",),
+        listen: str = "127.0.0.1:0",
+    ) -> None:
+        self.upstream_url = upstream_url
+        self.state_dir = state_dir
+        self.config_path = config_path
+        self.presets = presets
+        self.listen = listen
+        self.proc: subprocess.Popen | None = None
+        self.stdout_lines: list[str] = []
+        self.stderr_lines: list[str] = []
+        self._cv = threading.Condition()
+        self.port = 0
+        self.admin_port = 0
+        self.starts = 0
+
+    # -- lifecycle
+
+    def _pump(self, stream, sink: list[str]) -> None:
+        for line in iter(stream.readline, ""):
+            with self._cv:
+                sink.append(line.rstrip("\n"))
+                self._cv.notify_all()
+        stream.close()
+
+    def start(self, timeout: float = 20) -> "Moat":
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        args = [str(moat_bin()), "run", "--listen", self.listen, "--upstream", self.upstream_url]
+        for p in self.presets:
+            args += ["--preset", p]
+        args += [
+            "--state-dir",
+            str(self.state_dir),
+            "--config",
+            str(self.config_path),
+            "--log-format",
+            "json",
+        ]
+        first = len(self.stdout_lines)
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env={**os.environ, "RUST_LOG": "info"},
+        )
+        self.starts += 1
+        for stream, sink in ((self.proc.stdout, self.stdout_lines), (self.proc.stderr, self.stderr_lines)):
+            threading.Thread(target=self._pump, args=(stream, sink), daemon=True).start()
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                for line in self.stdout_lines[first:]:
+                    if "moat is running" in line:
+                        self._parse_startup(line)
+                        return self
+                if self.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"moat exited with {self.proc.returncode} before running:\n"
+                        + "\n".join(self.stdout_lines[first:] + self.stderr_lines)
+                    )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.kill()
+                    raise RuntimeError(
+                        "moat did not log 'moat is running' in time:\n"
+                        + "\n".join(self.stdout_lines[first:] + self.stderr_lines)
+                    )
+                self._cv.wait(min(left, 0.2))
+
+    def _parse_startup(self, line: str) -> None:
+        obj = json.loads(line)
+        http = _ADDR.findall(str(obj.get("http", "")))
+        admin = _ADDR.findall(str(obj.get("admin", "")))
+        assert http, f"no http address in the startup line: {line}"
+        assert admin, f"no admin address in the startup line: {line}"
+        self.port = int(http[0][1])
+        self.admin_port = int(admin[0][1])
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM (graceful), then SIGKILL if it lingers."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    # -- addresses
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_base(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    # -- logs
+
+    def log_objects(self) -> list[dict]:
+        """Every stdout line, parsed; a line that is not JSON fails the caller."""
+        with self._cv:
+            lines = list(self.stdout_lines)
+        out = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError as e:
+                raise AssertionError(f"moat wrote a non-JSON line to stdout: {line!r}") from e
+        return out
+
+    def decisions(self) -> list[dict]:
+        return [o for o in self.log_objects() if o.get("message") == "decision"]
+
+    def wait_for(self, pred, timeout: float = 5.0, interval: float = 0.05):
+        """Polls `pred()` until it returns something truthy; returns the last value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            v = pred()
+            if v or time.monotonic() >= deadline:
+                return v
+            time.sleep(interval)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return run_cli(*args, "--state-dir", str(self.state_dir))
+
+    def bans(self) -> list[dict]:
+        r = self.cli("bans", "list", "--json")
+        assert r.returncode == 0, f"moat bans list failed: {r.stdout}{r.stderr}"
+        return json.loads(r.stdout)
+
+
+def config_text(extra: str = "", admin_listen: str = "127.0.0.1:0") -> str:
+    """A config file body: an admin listener that cannot clash, the token, and `extra` (TOML
+    tables only: the presets come from --preset)."""
+    return f'[admin]\nlisten = "{admin_listen}"\ntoken = "{ADMIN_TOKEN}"\n\n{extra}'
+
+
+# --------------------------------------------------------------------------------------------
+# Clients from chosen source addresses
+
+
+class SourceAddressAdapter(HTTPAdapter):
+    def __init__(self, source_ip: str, **kw) -> None:
+        self.source_ip = source_ip
+        super().__init__(**kw)
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.source_ip, 0)
+        return super().init_poolmanager(*args, **kwargs)
+
+
+def session_from(ip: str) -> requests.Session:
+    s = requests.Session()
+    a = SourceAddressAdapter(ip)
+    s.mount("http://", a)
+    s.mount("https://", a)
+    return s
+
+
+def address_pool(count: int, first_octets: tuple[int, ...] = (10,), per_prefix: int = 10) -> list[str]:
+    """`count` distinct loopback addresses, `per_prefix` in each /24, spread over 127.A.B.0/24
+    for A in `first_octets`."""
+    out = []
+    b = 0
+    while len(out) < count:
+        for a in first_octets:
+            for host in range(per_prefix):
+                out.append(f"127.{a}.{b}.{10 + host}")
+                if len(out) == count:
+                    return out
+        b += 1
+    return out
+
+
+def chrome_headers(base: str, **extra: str) -> dict[str, str]:
+    """The header set Chrome 131 sends on Ghost Portal's fetch() to the magic-link route."""
+    h = {
+        "User-Agent": CHROME_UA,
+        "Accept": "*/*",
+        "Accept-Language": "en-US,en;q=0.9",
+        "Accept-Encoding": "gzip, deflate, br, zstd",
+        "Content-Type": "application/json",
+        "Origin": base,
+        "Referer": base + "/",
+        "sec-ch-ua": '"Google Chrome";v="131", "Chromium";v="131", "Not_A Brand";v="24"',
+        "sec-ch-ua-mobile": "?0",
+        "sec-ch-ua-platform": '"Windows"',
+        "sec-fetch-site": "same-origin",
+        "sec-fetch-mode": "cors",
+        "sec-fetch-dest": "empty",
+    }
+    h.update(extra)
+    return h
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    def comparable(self) -> tuple:
+        """Status, body, and the header multiset except Date, names lowercased."""
+        hs = sorted((k.lower(), v) for k, v in self.headers if k.lower() != "date")
+        return (self.status, self.body, tuple(hs))
+
+    def header_names(self) -> set[str]:
+        return {k.lower() for k, _ in self.headers}
+
+
+def reply_from_requests(r: requests.Response) -> Reply:
+    # r.raw.headers keeps repeated headers; r.content is the decoded body (no encodings here).
+    return Reply(r.status_code, r.content, list(r.raw.headers.items()))
+
+
+def post_from(ip: str, url: str, *, headers: dict | None = None, json_body=None, data=None,
+              timeout: float = 10) -> Reply:
+    with session_from(ip) as s:
+        r = s.post(url, headers=headers, json=json_body, data=data, timeout=timeout)
+        return reply_from_requests(r)
+
+
+def get_from(ip: str, url: str, *, headers: dict | None = None, timeout: float = 10) -> Reply:
+    with session_from(ip) as s:
+        r = s.get(url, headers=headers, timeout=timeout)
+        return reply_from_requests(r)
+
+
+async def aio_post(ip: str, url: str, json_body, headers: dict | None = None,
+                   timeout: float = 10) -> Reply:
+    """One POST with aiohttp's defaults (its own User-Agent) from source address `ip`."""
+    conn = aiohttp.TCPConnector(local_addr=(ip, 0))
+    async with aiohttp.ClientSession(
+        connector=conn, timeout=aiohttp.ClientTimeout(total=timeout)
+    ) as s:
+        async with s.post(url, json=json_body, headers=headers) as r:
+            body = await r.read()
+            hs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in r.raw_headers]
+            return Reply(r.status, body, hs)
+
+
+def raw_exchange(ip: str, port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Sends raw bytes from `ip` and reads until the server closes or goes quiet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(ip, 0)) as s:
+        s.sendall(data)
+        chunks = []
+        s.settimeout(timeout)
+        try:
+            while True:
+                c = s.recv(65536)
+                if not c:
+                    break
+                chunks.append(c)
+                if _complete_response(b"".join(chunks)):
+                    break
+        except (socket.timeout, ConnectionResetError):
+            pass
+        return b"".join(chunks)
+
+
+def _complete_response(buf: bytes) -> bool:
+    head, sep, body = buf.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    m = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+    if m:
+        return len(body) >= int(m.group(1))
+    return False
+
+
+def status_of(raw: bytes) -> int | None:
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", raw)
+    return int(m.group(1)) if m else None
