@@ -15,6 +15,8 @@ from moat_harness import (
     aio_post,
     chrome_headers,
     post_from,
+    raw_exchange,
+    status_of,
 )
 
 FIREFOX_UA = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
@@ -148,3 +150,33 @@ def test_browser_requests_reach_ghost_with_the_real_client_address(moat, upstrea
         assert s.header("sec-fetch-mode") == "cors"
         assert s.header("sec-ch-ua") and "Chromium" in s.header("sec-ch-ua")
         assert s.header("user-agent") == CHROME_UA
+
+
+def _raw_post(moat, headers: dict[str, str], email: str) -> bytes:
+    body = ('{"email":"%s"}' % email).encode()
+    head = f"POST {MAGIC_LINK} HTTP/1.1\r\nHost: 127.0.0.1:{moat.port}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head += f"Content-Length: {len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
+def _mask_date(raw: bytes) -> bytes:
+    import re
+
+    return re.sub(rb"(?im)^(date: )[^\r\n]*", rb"\1<masked>", raw)
+
+
+def test_decoy_is_byte_identical_on_the_wire(moat, upstream):
+    """ghost.toml promises an answer byte-identical to Ghost's own success: the same bytes on
+    the wire, header order included, with only the Date value differing."""
+    genuine = raw_exchange("127.0.0.2", moat.port,
+                           _raw_post(moat, chrome_headers(moat.base), "reader@example.com"))
+    assert len(upstream.magic_links()) == 1
+    script = raw_exchange("127.10.0.10", moat.port,
+                          _raw_post(moat, {"User-Agent": "python-requests/2.32.3",
+                                           "Accept": "*/*", "Content-Type": "application/json"},
+                                    "victim@example.org"))
+    assert len(upstream.magic_links()) == 1, "the script reached the upstream"
+    assert status_of(genuine) == 201 and genuine.endswith(b"\r\n\r\nCreated."), genuine
+    assert _mask_date(script) == _mask_date(genuine), (
+        f"decoy and genuine success differ on the wire\ngenuine: {genuine!r}\ndecoy:   {script!r}")

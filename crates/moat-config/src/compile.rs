@@ -365,7 +365,7 @@ fn limits(r: &RawLimits, s: &mut Sink) -> Limits {
         max_header_bytes: num(
             r.max_header_bytes.as_ref(),
             "limits.max_header_bytes",
-            1024,
+            8192,
             32 * 1024,
             s,
         ) as usize,

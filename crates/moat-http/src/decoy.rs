@@ -10,9 +10,10 @@ use moat_store::{LearnedResponse, Store};
 use std::sync::{Arc, RwLock};
 
 /// Headers that differ between two genuine responses, or must never be replayed to someone
-/// else (a session cookie), plus those hyper sets itself per connection.
+/// else (a session cookie), plus the hop-by-hop ones. `date` and `content-length` are not here:
+/// they are recorded as placeholders and regenerated in place, so the replay keeps the
+/// upstream's header order (a script could otherwise tell a decoy by where `date` sits).
 const VOLATILE: &[&str] = &[
-    "date",
     "set-cookie",
     "age",
     "expires",
@@ -24,7 +25,6 @@ const VOLATILE: &[&str] = &[
     "server-timing",
     "x-runtime",
     "x-response-time",
-    "content-length",
     "transfer-encoding",
     "connection",
     "keep-alive",
@@ -110,9 +110,15 @@ impl Decoys {
                 (d.status, d.headers.clone(), Bytes::from(d.body.clone()))
             }
         };
+        let len = body.len();
         let mut resp = Response::new(full(body));
         *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
         for (n, v) in headers {
+            let v = match n.as_str() {
+                "date" => httpdate::fmt_http_date(std::time::SystemTime::now()),
+                "content-length" => len.to_string(),
+                _ => v,
+            };
             if let (Ok(n), Ok(v)) = (HeaderName::try_from(n), HeaderValue::try_from(v)) {
                 resp.headers_mut().append(n, v);
             }

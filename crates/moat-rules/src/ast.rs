@@ -5,10 +5,10 @@
 //! sorted), so that evaluation is only comparisons and never allocates for plain tests.
 
 use crate::fields::{BoolField, StrField};
+use crate::pattern::Pattern;
 use crate::wildcard::Wildcard;
 use http::HeaderName;
 use memchr::memmem::Finder;
-use regex::bytes::Regex;
 
 /// A byte range of the source, kept so `explain` can quote the rule as it was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +21,9 @@ pub(crate) struct Span {
 pub(crate) enum Node {
     And(Vec<Node>),
     Or(Vec<Node>),
-    Xor(Box<Node>, Box<Node>),
+    /// n-ary (true when an odd number of operands are), so a long chain stays flat instead of
+    /// nesting one level per `xor`.
+    Xor(Vec<Node>),
     Not(Box<Node>, Span),
     Cmp(Box<Cmp>),
 }
@@ -132,7 +134,7 @@ pub(crate) enum StrTest {
     Eq(Box<[u8]>),
     Ord(OrdOp, Box<[u8]>),
     Contains(Box<Finder<'static>>),
-    Matches(Regex),
+    Matches(Box<Pattern>),
     Wildcard(Wildcard),
     /// Sorted, for binary search.
     In(Box<[Box<[u8]>]>),

@@ -12,6 +12,7 @@ use crate::eval;
 use crate::fields::{BoolField, StrField};
 use crate::Request;
 use http::HeaderName;
+use ipnet::IpNet;
 use std::sync::Arc;
 
 pub(crate) type Pred = Arc<dyn Fn(&Request<'_>) -> bool + Send + Sync>;
@@ -38,10 +39,16 @@ pub(crate) fn build(n: &Node) -> Pred {
                 Arc::new(move |r| xs.iter().any(|x| x(r)))
             }
         },
-        Node::Xor(a, b) => {
-            let (a, b) = (build(a), build(b));
-            Arc::new(move |r| a(r) != b(r))
-        }
+        Node::Xor(xs) => match &xs[..] {
+            [a, b] => {
+                let (a, b) = (build(a), build(b));
+                Arc::new(move |r| a(r) != b(r))
+            }
+            _ => {
+                let xs: Vec<Pred> = xs.iter().map(build).collect();
+                Arc::new(move |r| xs.iter().fold(false, |acc, x| acc != x(r)))
+            }
+        },
         Node::Not(x, _) => {
             let x = build(x);
             Arc::new(move |r| !x(r))
@@ -87,7 +94,13 @@ impl Get for FirstHeader {
 fn leaf(c: &Cmp) -> Pred {
     let neg = c.negate;
     match (&c.lhs, &c.test) {
-        (Operand::Str { base: StrBase::Field(f), case: Case::Keep }, Test::Str(t)) => match f {
+        (
+            Operand::Str {
+                base: StrBase::Field(f),
+                case: Case::Keep,
+            },
+            Test::Str(t),
+        ) => match f {
             StrField::Method => str_leaf(Method, t, neg),
             StrField::Uri => str_leaf(Uri, t, neg),
             StrField::Path => str_leaf(Path, t, neg),
@@ -95,11 +108,16 @@ fn leaf(c: &Cmp) -> Pred {
             StrField::Host => str_leaf(Host, t, neg),
             StrField::UserAgent => str_leaf(FirstHeader(http::header::USER_AGENT), t, neg),
             StrField::Referer => str_leaf(FirstHeader(http::header::REFERER), t, neg),
-            StrField::Cookie | StrField::IpPrefix => generic(c),
+            StrField::IpPrefix => prefix_leaf(c, t, neg),
+            StrField::Cookie => generic(c),
         },
-        (Operand::Str { base: StrBase::Index(ListBase::Header(h), 0), case: Case::Keep }, Test::Str(t)) => {
-            str_leaf(FirstHeader(h.clone()), t, neg)
-        }
+        (
+            Operand::Str {
+                base: StrBase::Index(ListBase::Header(h), 0),
+                case: Case::Keep,
+            },
+            Test::Str(t),
+        ) => str_leaf(FirstHeader(h.clone()), t, neg),
         (Operand::Len(LenOf::List(ListBase::Header(h))), Test::Int(t)) => {
             let (h, t) = (h.clone(), t.clone());
             Arc::new(move |r| int(&t, r.headers.get_all(&h).iter().count()) != neg)
@@ -131,6 +149,22 @@ fn leaf(c: &Cmp) -> Pred {
         }
         _ => generic(c),
     }
+}
+
+/// `ip.src.prefix eq "10.1.2.0/24"` / `in {...}` compare networks instead of formatting the
+/// client's prefix as text on every request. The formatted text is canonical, so a literal
+/// that is not the canonical text of some network can never be equal to it and is dropped.
+fn prefix_leaf(c: &Cmp, t: &StrTest, neg: bool) -> Pred {
+    let canonical = |l: &[u8]| {
+        let net: IpNet = std::str::from_utf8(l).ok()?.parse().ok()?;
+        (net.to_string().as_bytes() == l).then_some(net)
+    };
+    let nets: Vec<IpNet> = match t {
+        StrTest::Eq(l) => canonical(l).into_iter().collect(),
+        StrTest::In(set) => set.iter().filter_map(|l| canonical(l)).collect(),
+        _ => return generic(c),
+    };
+    Arc::new(move |r| nets.contains(&moat_core::prefix_of(r.ip, r.prefix_lens)) != neg)
 }
 
 fn generic(c: &Cmp) -> Pred {

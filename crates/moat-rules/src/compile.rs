@@ -170,7 +170,7 @@ pub(crate) fn test(
                 let lit = cx.one(rhs, op)?;
                 let at = lit.at;
                 let pat = String::from_utf8(cx.bytes(lit)?).unwrap_or_default();
-                StrTest::Matches(regex(src, at, &pat)?)
+                crate::pattern::plan(&pat, regex(src, at, &pat)?)
             }
             Op::Wildcard { strict } => {
                 StrTest::Wildcard(Wildcard::new(&cx.bytes(cx.one(rhs, op)?)?, strict))

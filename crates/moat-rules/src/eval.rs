@@ -18,7 +18,7 @@ pub(crate) fn node(n: &Node, req: &Request<'_>) -> bool {
     match n {
         Node::And(xs) => xs.iter().all(|x| node(x, req)),
         Node::Or(xs) => xs.iter().any(|x| node(x, req)),
-        Node::Xor(a, b) => node(a, req) != node(b, req),
+        Node::Xor(xs) => xs.iter().fold(false, |acc, x| acc != node(x, req)),
         Node::Not(x, _) => !node(x, req),
         Node::Cmp(c) => cmp(c, req),
     }

@@ -22,7 +22,9 @@ fn walk(n: &Node, src: &str, req: &Request<'_>, out: &mut Vec<String>) -> bool {
     match n {
         Node::And(xs) => xs.iter().all(|x| walk(x, src, req, out)),
         Node::Or(xs) => xs.iter().any(|x| walk(x, src, req, out)),
-        Node::Xor(a, b) => walk(a, src, req, out) != walk(b, src, req, out),
+        Node::Xor(xs) => xs
+            .iter()
+            .fold(false, |acc, x| acc != walk(x, src, req, out)),
         Node::Not(x, span) => {
             let v = !walk(x, src, req, out);
             out.push(format!("{} -> {v}", text(src, *span)));

@@ -100,7 +100,10 @@ impl StrField {
             StrField::Referer => f(first_header(req, &header::REFERER)),
             StrField::Cookie => cookie(req, f),
             StrField::IpPrefix => {
-                let mut out = Inline { buf: [0; 48], len: 0 };
+                let mut out = Inline {
+                    buf: [0; 48],
+                    len: 0,
+                };
                 match write!(out, "{}", moat_core::prefix_of(req.ip, req.prefix_lens)) {
                     Ok(()) => f(&out.buf[..out.len]),
                     Err(_) => f(b""),

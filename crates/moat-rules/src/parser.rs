@@ -144,12 +144,16 @@ impl<'s> Parser<'s> {
     }
 
     fn xor(&mut self) -> Result<Node, ParseError> {
-        let mut left = self.and()?;
+        let mut xs = vec![self.and()?];
         while self.is_word("xor") || self.peek().tok == Tok::XorXor {
             self.bump();
-            left = Node::Xor(Box::new(left), Box::new(self.and()?));
+            xs.push(self.and()?);
         }
-        Ok(left)
+        Ok(if xs.len() == 1 {
+            xs.remove(0)
+        } else {
+            Node::Xor(xs)
+        })
     }
 
     fn and(&mut self) -> Result<Node, ParseError> {

@@ -62,7 +62,11 @@ impl Fx {
         let e = Expr::parse(src).unwrap_or_else(|e| panic!("{}", e.render(src)));
         let got = e.matches(&self.req());
         // The specialised closures must agree with the plain tree walk on every rule.
-        assert_eq!(got, crate::eval::node(&e.root, &self.req()), "closure vs tree: {src}");
+        assert_eq!(
+            got,
+            crate::eval::node(&e.root, &self.req()),
+            "closure vs tree: {src}"
+        );
         got
     }
 
@@ -291,6 +295,8 @@ fn logic_and_precedence() {
         "moat.banned and moat.banned xor ssl",
         "ssl && !moat.banned || moat.banned",
         "ssl ^^ moat.banned",
+        "ssl xor ssl xor ssl",
+        "moat.banned xor ssl xor moat.banned xor moat.banned",
         "not not ssl",
         "(ssl or moat.banned) and ssl",
     ]);
@@ -298,6 +304,7 @@ fn logic_and_precedence() {
         "not moat.banned and moat.banned",
         "! ssl",
         "ssl xor ssl",
+        "ssl xor ssl xor ssl xor ssl",
         "(ssl or ssl) and moat.banned",
         "moat.banned or moat.banned",
     ]);
@@ -339,4 +346,12 @@ fn explain_quotes_actual_values() {
     let e = Expr::parse(r#"any(lower(http.request.headers["x-multi"][*]) eq "three")"#).unwrap();
     let l = e.explain(&f.req());
     assert!(l[0].contains(r#"= ["one", "two"]) -> false"#), "{l:?}");
+}
+
+#[test]
+fn expr_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Expr>();
+    let e: Expr = "ssl".parse().unwrap();
+    assert_eq!(format!("{e:?}"), r#"Expr("ssl")"#);
 }

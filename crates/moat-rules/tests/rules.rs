@@ -193,6 +193,11 @@ fn deep_nesting_is_an_error_not_a_crash() {
     );
     let src = format!("{}ssl", "not ".repeat(500));
     assert!(Expr::parse(&src).is_err());
+    // Long flat chains are not nesting and must work at any length.
+    for op in ["and", "or", "xor"] {
+        let src = vec!["ssl"; 20_001].join(&format!(" {op} "));
+        assert!(parse(&src).matches(&Req::new("GET", "/", "").get()), "{op}");
+    }
     let ok = format!("{}ssl{}", "(".repeat(30), ")".repeat(30));
     assert!(parse(&ok).matches(&Req::new("GET", "/", "").get()));
 }

@@ -1,0 +1,182 @@
+//! Load for Moat's benchmarks, in two modes:
+//! - `rate`: a fixed request rate over keep-alive connections, reporting p50/p99 latency (wrk
+//!   measures throughput; this measures latency at a chosen load, which wrk cannot);
+//! - `flood`: requests from random IPv6 client addresses (sent as X-Forwarded-For to a Moat that
+//!   trusts loopback, since only ::1 is bindable) next to a trickle of legitimate requests whose
+//!   latency is measured, while sampling the Moat process's RSS.
+//!
+//! Traffic goes only to the URL given, which the scripts in `bench/` point at loopback.
+
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    Rate {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+    },
+    Flood {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Requests per second of legitimate traffic whose latency is measured.
+        #[arg(long, default_value_t = 50)]
+        legit_rate: u64,
+        /// Process to sample RSS from.
+        #[arg(long)]
+        pid: Option<u32>,
+        #[arg(long, default_value_t = 10)]
+        sample_every: u64,
+    },
+}
+
+type C = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+fn client() -> C {
+    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(4096).build_http()
+}
+
+async fn one(c: &C, url: &str, xff: Option<String>) -> Option<Duration> {
+    let mut b = http::Request::get(url).header("user-agent", "Mozilla/5.0 (loadgen)");
+    if let Some(x) = xff {
+        b = b.header("x-forwarded-for", x);
+    }
+    let t = Instant::now();
+    let resp = c.request(b.body(Full::new(Bytes::new())).ok()?).await.ok()?;
+    let _ = resp.into_body().collect().await.ok()?;
+    Some(t.elapsed())
+}
+
+fn pct(v: &mut [Duration], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i].as_secs_f64() * 1000.0
+}
+
+fn rss_kb(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().mode {
+        Mode::Rate { url, rate, seconds, connections } => {
+            let c = client();
+            let lat = Arc::new(Mutex::new(Vec::new()));
+            let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let sem = Arc::new(tokio::sync::Semaphore::new(connections));
+            let start = Instant::now();
+            let total = rate * seconds;
+            let interval = Duration::from_secs_f64(1.0 / rate as f64);
+            let mut tasks = Vec::new();
+            for i in 0..total {
+                let due = start + interval.mul_f64(i as f64);
+                tokio::time::sleep_until(due.into()).await;
+                let permit = sem.clone().acquire_owned().await?;
+                let (c, url, lat, errors) = (c.clone(), url.clone(), lat.clone(), errors.clone());
+                tasks.push(tokio::spawn(async move {
+                    match one(&c, &url, None).await {
+                        // Latency counts from when the request was due (no coordinated omission).
+                        Some(_) => lat.lock().await.push(due.elapsed()),
+                        None => {
+                            errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    drop(permit);
+                }));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+            let mut v = lat.lock().await.clone();
+            let out = serde_json::json!({
+                "rate": rate, "sent": total, "errors": errors.load(std::sync::atomic::Ordering::Relaxed),
+                "p50_ms": pct(&mut v, 0.50), "p99_ms": pct(&mut v, 0.99), "max_ms": pct(&mut v, 1.0),
+            });
+            println!("{out}");
+        }
+        Mode::Flood { url, seconds, concurrency, legit_rate, pid, sample_every } => {
+            let deadline = Instant::now() + Duration::from_secs(seconds);
+            let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let mut workers = Vec::new();
+            for _ in 0..concurrency {
+                let (url, sent) = (url.clone(), sent.clone());
+                workers.push(tokio::spawn(async move {
+                    let c = client();
+                    while Instant::now() < deadline {
+                        let a: [u16; 8] = std::array::from_fn(|_| fastrand::u16(..));
+                        let ip = std::net::Ipv6Addr::new(0x2001, 0xdb8 ^ a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
+                        one(&c, &url, Some(ip.to_string())).await;
+                        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }));
+            }
+            let legit = {
+                let url = url.clone();
+                tokio::spawn(async move {
+                    let c = client();
+                    let mut v = Vec::new();
+                    let interval = Duration::from_secs_f64(1.0 / legit_rate as f64);
+                    let mut next = Instant::now();
+                    while Instant::now() < deadline {
+                        next += interval;
+                        tokio::time::sleep_until(next.into()).await;
+                        if let Some(d) = one(&c, &url, Some("2001:db8:ffff::1".into())).await {
+                            v.push(d);
+                        }
+                    }
+                    v
+                })
+            };
+            let mut samples = Vec::new();
+            let t0 = Instant::now();
+            while Instant::now() < deadline {
+                if let Some(p) = pid {
+                    samples.push(serde_json::json!({"t_s": t0.elapsed().as_secs(), "rss_mb": rss_kb(p).map(|k| k / 1024), "sent": sent.load(std::sync::atomic::Ordering::Relaxed)}));
+                    eprintln!("{}", samples.last().unwrap_or(&serde_json::Value::Null));
+                }
+                tokio::time::sleep(Duration::from_secs(sample_every).min(deadline.saturating_duration_since(Instant::now()))).await;
+            }
+            for w in workers {
+                let _ = w.await;
+            }
+            let mut v = legit.await?;
+            if let Some(p) = pid {
+                samples.push(serde_json::json!({"t_s": t0.elapsed().as_secs(), "rss_mb": rss_kb(p).map(|k| k / 1024), "sent": sent.load(std::sync::atomic::Ordering::Relaxed)}));
+            }
+            let out = serde_json::json!({
+                "seconds": seconds, "flood_requests": sent.load(std::sync::atomic::Ordering::Relaxed),
+                "legit_requests": v.len(), "legit_p50_ms": pct(&mut v, 0.5), "legit_p99_ms": pct(&mut v, 0.99),
+                "rss_samples": samples,
+            });
+            println!("{out}");
+        }
+    }
+    Ok(())
+}
