@@ -55,7 +55,9 @@ enum Mode {
 type C = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 fn client() -> C {
-    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(4096).build_http()
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(4096)
+        .build_http()
 }
 
 async fn one(c: &C, url: &str, xff: Option<String>) -> Option<Duration> {
@@ -64,7 +66,10 @@ async fn one(c: &C, url: &str, xff: Option<String>) -> Option<Duration> {
         b = b.header("x-forwarded-for", x);
     }
     let t = Instant::now();
-    let resp = c.request(b.body(Full::new(Bytes::new())).ok()?).await.ok()?;
+    let resp = c
+        .request(b.body(Full::new(Bytes::new())).ok()?)
+        .await
+        .ok()?;
     let _ = resp.into_body().collect().await.ok()?;
     Some(t.elapsed())
 }
@@ -80,13 +85,23 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
 
 fn rss_kb(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().mode {
-        Mode::Rate { url, rate, seconds, connections } => {
+        Mode::Rate {
+            url,
+            rate,
+            seconds,
+            connections,
+        } => {
             let c = client();
             let lat = Arc::new(Mutex::new(Vec::new()));
             let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -121,7 +136,14 @@ async fn main() -> anyhow::Result<()> {
             });
             println!("{out}");
         }
-        Mode::Flood { url, seconds, concurrency, legit_rate, pid, sample_every } => {
+        Mode::Flood {
+            url,
+            seconds,
+            concurrency,
+            legit_rate,
+            pid,
+            sample_every,
+        } => {
             let deadline = Instant::now() + Duration::from_secs(seconds);
             let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let mut workers = Vec::new();
@@ -131,7 +153,16 @@ async fn main() -> anyhow::Result<()> {
                     let c = client();
                     while Instant::now() < deadline {
                         let a: [u16; 8] = std::array::from_fn(|_| fastrand::u16(..));
-                        let ip = std::net::Ipv6Addr::new(0x2001, 0xdb8 ^ a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
+                        let ip = std::net::Ipv6Addr::new(
+                            0x2001,
+                            0xdb8 ^ a[0],
+                            a[1],
+                            a[2],
+                            a[3],
+                            a[4],
+                            a[5],
+                            a[6],
+                        );
                         one(&c, &url, Some(ip.to_string())).await;
                         sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
@@ -161,7 +192,11 @@ async fn main() -> anyhow::Result<()> {
                     samples.push(serde_json::json!({"t_s": t0.elapsed().as_secs(), "rss_mb": rss_kb(p).map(|k| k / 1024), "sent": sent.load(std::sync::atomic::Ordering::Relaxed)}));
                     eprintln!("{}", samples.last().unwrap_or(&serde_json::Value::Null));
                 }
-                tokio::time::sleep(Duration::from_secs(sample_every).min(deadline.saturating_duration_since(Instant::now()))).await;
+                tokio::time::sleep(
+                    Duration::from_secs(sample_every)
+                        .min(deadline.saturating_duration_since(Instant::now())),
+                )
+                .await;
             }
             for w in workers {
                 let _ = w.await;

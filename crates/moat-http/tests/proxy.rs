@@ -76,6 +76,13 @@ async fn http1_and_h2c_clients_reach_an_http1_upstream_with_host() {
         "the h2 :authority becomes the upstream's Host"
     );
     assert_eq!(seen.header_all("host").len(), 1);
+
+    // Even an HTTP/1.0 request without Host reaches the upstream as HTTP/1.1 with a Host.
+    let resp = raw(e.addr, b"GET /via-h10 HTTP/1.0\r\n\r\n").await;
+    assert_eq!(raw_status(&resp), Some(200), "{resp}");
+    let seen = e.up.last("/via-h10");
+    assert_eq!(seen.version, Version::HTTP_11);
+    assert_eq!(seen.header_all("host").len(), 1, "{:?}", seen.headers);
     e.moat.shutdown().await;
 }
 
@@ -438,8 +445,58 @@ async fn limits_answer_431_413_400() {
     e.moat.shutdown().await;
 }
 
+/// Opens a connection, writes `first`, then (if `trickle`) one header byte every 300 ms, and
+/// reads until Moat closes it. Returns whether it was closed within 8 s, how long it lived and
+/// what Moat sent.
+async fn hold_open(
+    addr: SocketAddr,
+    first: &'static [u8],
+    trickle: bool,
+) -> (bool, Duration, String) {
+    let start = Instant::now();
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    w.write_all(first).await.unwrap();
+    let writer = tokio::spawn(async move {
+        if !trickle {
+            // Keep the write half open without sending anything.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            drop(w);
+            return;
+        }
+        for b in b"X-Trickle: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            .iter()
+            .cycle()
+        {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if w.write_all(&[*b]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = [0u8; 1024];
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(8), async {
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    writer.abort();
+    (
+        closed,
+        start.elapsed(),
+        String::from_utf8_lossy(&got).into_owned(),
+    )
+}
+
 /// Issue 9: slow-loris. Connections trickling a header byte every 300 ms are closed by the
-/// header timeout while normal requests keep being served.
+/// header timeout, and silent or idle keep-alive connections by the idle timeout, while
+/// normal requests keep being served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_loris_connections_are_cut() {
     let e = env("", |c| {
@@ -448,44 +505,21 @@ async fn slow_loris_connections_are_cut() {
     })
     .await;
     let addr = e.addr;
-    let mut slow = Vec::new();
-    for _ in 0..20 {
-        slow.push(tokio::spawn(async move {
-            let start = Instant::now();
-            let s = TcpStream::connect(addr).await.unwrap();
-            let (mut r, mut w) = s.into_split();
-            w.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
-            let writer = tokio::spawn(async move {
-                for b in b"X-Trickle: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                    .iter()
-                    .cycle()
-                {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    if w.write_all(&[*b]).await.is_err() {
-                        return;
-                    }
-                }
-            });
-            let mut buf = [0u8; 1024];
-            let mut got = Vec::new();
-            let closed = tokio::time::timeout(Duration::from_secs(8), async {
-                loop {
-                    match r.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-            })
-            .await
-            .is_ok();
-            writer.abort();
-            (
-                closed,
-                start.elapsed(),
-                String::from_utf8_lossy(&got).into_owned(),
-            )
-        }));
-    }
+    let slow: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(hold_open(addr, b"GET / HTTP/1.1\r\nHost: x\r\n", true)))
+        .collect();
+    let silent: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(hold_open(addr, b"", false)))
+        .collect();
+    let idle: Vec<_> = (0..5)
+        .map(|_| {
+            tokio::spawn(hold_open(
+                addr,
+                b"GET /keep-alive HTTP/1.1\r\nHost: x\r\n\r\n",
+                false,
+            ))
+        })
+        .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
     for i in 0..20 {
         let r = get(addr, &format!("/normal/{i}")).await;
@@ -503,10 +537,26 @@ async fn slow_loris_connections_are_cut() {
         );
         assert!(got.is_empty() || raw_status(&got) == Some(408), "{got:?}");
     }
+    for t in silent {
+        let (closed, took, got) = t.await.unwrap();
+        assert!(
+            closed && took <= Duration::from_secs(5),
+            "a silent connection lived {took:?}"
+        );
+        assert!(got.is_empty() || raw_status(&got) == Some(408), "{got:?}");
+    }
+    for t in idle {
+        let (closed, took, got) = t.await.unwrap();
+        assert_eq!(raw_status(&got), Some(200), "{got:?}");
+        assert!(
+            closed && took <= Duration::from_secs(5),
+            "an idle keep-alive connection lived {took:?}"
+        );
+    }
     assert_eq!(
         e.up.heads(),
-        20,
-        "only the normal requests reached the upstream"
+        25,
+        "only the complete requests reached the upstream"
     );
     e.moat.shutdown().await;
 }
@@ -700,7 +750,7 @@ async fn tarpit_delays_up_to_its_concurrency_cap() {
         "tarpitted for only {slow:?}"
     );
     assert!(
-        fast < Duration::from_millis(600),
+        fast < Duration::from_millis(900),
         "the overflow request waited {fast:?}"
     );
     assert_eq!(
