@@ -18,15 +18,26 @@ MOAT="$CARGO_TARGET_DIR/release/moat"; LOADGEN="$CARGO_TARGET_DIR/release/moat-l
 work=$(mktemp -d); trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
 UP=18091; NG=18092; MO=18093; ADMIN=18094
 mkdir -p "$work/logs"
-cat >"$work/nginx.conf" <<NGINX
+# The upstream and the nginx proxy are separate nginx instances: in one instance the proxy's
+# hop to the upstream would stay inside one worker's event loop, a shortcut Moat cannot take.
+cat >"$work/upstream.conf" <<NGINX
+worker_processes 1;
+pid $work/upstream.pid;
+error_log $work/logs/upstream-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server { listen 127.0.0.1:$UP; location / { return 200 "hello from the upstream\n"; } }
+}
+NGINX
+cat >"$work/proxy.conf" <<NGINX
 worker_processes auto;
-pid $work/nginx.pid;
-error_log $work/logs/error.log warn;
+pid $work/proxy.pid;
+error_log $work/logs/proxy-error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
   upstream app { server 127.0.0.1:$UP; keepalive 256; }
-  server { listen 127.0.0.1:$UP; location / { return 200 "hello from the upstream\n"; } }
   server {
     listen 127.0.0.1:$NG;
     location / {
@@ -38,7 +49,8 @@ http {
   }
 }
 NGINX
-nginx -p "$work" -c "$work/nginx.conf" -e "$work/logs/error.log"
+nginx -p "$work" -c "$work/upstream.conf" -e "$work/logs/upstream-error.log"
+nginx -p "$work" -c "$work/proxy.conf" -e "$work/logs/proxy-error.log"
 # 100 extra rules that a real policy might hold; none matches GET /, so all are evaluated.
 {
   for i in $(seq 1 100); do

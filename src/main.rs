@@ -7,6 +7,11 @@ mod cmd_run;
 mod demo;
 
 use clap::{Parser, Subcommand};
+
+/// Proxying is allocation-heavy (header maps, buffers); mimalloc's thread-local free lists keep
+/// that off glibc's arena locks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

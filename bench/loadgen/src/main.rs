@@ -14,7 +14,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
 
 #[derive(Parser)]
 struct Cli {
@@ -93,7 +92,8 @@ fn rss_kb(pid: u32) -> Option<u64> {
         .ok()
 }
 
-#[tokio::main]
+/// One thread: the load generator must not take the cores the servers it measures need.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().mode {
         Mode::Rate {
@@ -102,36 +102,68 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             connections,
         } => {
-            let c = client();
-            let lat = Arc::new(Mutex::new(Vec::new()));
-            let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let sem = Arc::new(tokio::sync::Semaphore::new(connections));
-            let start = Instant::now();
-            let total = rate * seconds;
-            let interval = Duration::from_secs_f64(1.0 / rate as f64);
+            // Each connection paces its own share of the rate on one keep-alive HTTP/1.1
+            // connection; latency counts from when a request was due, so a stall is not hidden
+            // by the requests it delayed (no coordinated omission).
+            let uri: http::Uri = url.parse()?;
+            let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+            let per_conn = (rate as f64 / connections as f64).max(0.001);
+            let start = Instant::now() + Duration::from_millis(100);
             let mut tasks = Vec::new();
-            for i in 0..total {
-                let due = start + interval.mul_f64(i as f64);
-                tokio::time::sleep_until(due.into()).await;
-                let permit = sem.clone().acquire_owned().await?;
-                let (c, url, lat, errors) = (c.clone(), url.clone(), lat.clone(), errors.clone());
+            for c in 0..connections {
+                let (authority, uri) = (authority.clone(), uri.clone());
                 tasks.push(tokio::spawn(async move {
-                    match one(&c, &url, None).await {
-                        // Latency counts from when the request was due (no coordinated omission).
-                        Some(_) => lat.lock().await.push(due.elapsed()),
-                        None => {
-                            errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let mut lat = Vec::new();
+                    let mut errors = 0u64;
+                    let Ok(stream) = tokio::net::TcpStream::connect(&authority).await else {
+                        return (lat, 1);
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let Ok((mut send, conn)) =
+                        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(
+                            hyper_util::rt::TokioIo::new(stream),
+                        )
+                        .await
+                    else {
+                        return (lat, 1);
+                    };
+                    tokio::spawn(conn);
+                    let interval = Duration::from_secs_f64(1.0 / per_conn);
+                    let offset = interval.mul_f64(c as f64 / connections as f64);
+                    let n = (per_conn * seconds as f64) as u64;
+                    for i in 0..n {
+                        let due = start + offset + interval.mul_f64(i as f64);
+                        tokio::time::sleep_until(due.into()).await;
+                        let req = http::Request::get(uri.path())
+                            .header("host", &authority)
+                            .header("user-agent", "Mozilla/5.0 (loadgen)")
+                            .body(Full::new(Bytes::new()));
+                        let ok = match req {
+                            Ok(r) => match send.send_request(r).await {
+                                Ok(resp) => resp.into_body().collect().await.is_ok(),
+                                Err(_) => false,
+                            },
+                            Err(_) => false,
+                        };
+                        if ok {
+                            lat.push(due.elapsed())
+                        } else {
+                            errors += 1
                         }
                     }
-                    drop(permit);
+                    (lat, errors)
                 }));
             }
+            let mut v = Vec::new();
+            let mut errors = 0;
             for t in tasks {
-                let _ = t.await;
+                if let Ok((l, e)) = t.await {
+                    v.extend(l);
+                    errors += e;
+                }
             }
-            let mut v = lat.lock().await.clone();
             let out = serde_json::json!({
-                "rate": rate, "sent": total, "errors": errors.load(std::sync::atomic::Ordering::Relaxed),
+                "rate": rate, "sent": v.len() as u64 + errors, "errors": errors,
                 "p50_ms": pct(&mut v, 0.50), "p99_ms": pct(&mut v, 0.99), "max_ms": pct(&mut v, 1.0),
             });
             println!("{out}");

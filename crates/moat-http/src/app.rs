@@ -110,6 +110,79 @@ fn write_private(path: &Path, data: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// How many serving threads: one per core, like nginx's `worker_processes auto`.
+fn worker_count() -> usize {
+    std::env::var("MOAT_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
+}
+
+/// A listening socket with SO_REUSEPORT, so every worker thread accepts on its own socket and
+/// the kernel spreads connections across them.
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    sock.set_reuseport(true)?;
+    sock.set_nodelay(true)?;
+    sock.bind(addr)?;
+    let l = sock.listen(4096)?;
+    l.into_std()
+}
+
+/// Thread per core: each worker runs a single-threaded runtime with its own listener socket and
+/// its own upstream pool, so a request never crosses threads (no work-stealing wake-ups, no
+/// shared pool lock). Returns the bound address (port 0 resolved).
+fn spawn_workers(
+    addr: SocketAddr,
+    shield: &Arc<Shield>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    rx: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<SocketAddr, AppError> {
+    let first = reuseport_listener(addr).map_err(|e| AppError::Bind(addr, e))?;
+    let bound = first.local_addr().map_err(|e| AppError::Bind(addr, e))?;
+    let mut listeners = vec![first];
+    for _ in 1..worker_count() {
+        listeners.push(reuseport_listener(bound).map_err(|e| AppError::Bind(bound, e))?);
+    }
+    for (i, l) in listeners.into_iter().enumerate() {
+        let (shield, tls, rx) = (shield.clone(), tls.clone(), rx.clone());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("moat-http-{i}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start a worker runtime");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match TcpListener::from_std(l) {
+                        Ok(l) => crate::server::serve(shield, l, tls, rx).await,
+                        Err(e) => tracing::error!(error = %e, "cannot register a listener"),
+                    }
+                });
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| AppError::Bind(bound, e))?;
+        tasks.push(tokio::spawn(async move {
+            let _ = done_rx.await;
+        }));
+    }
+    Ok(bound)
+}
+
 pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppError> {
     let cfg = Arc::new(cfg);
     std::fs::create_dir_all(&cfg.server.state_dir)
@@ -153,26 +226,18 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
     let shield = Arc::new(Shield::new(cfg.clone(), engine, acme_tokens));
     let mut http_addrs = Vec::new();
     for a in &cfg.server.listen {
-        let l = bind(*a).await?;
-        http_addrs.push(l.local_addr().map_err(|e| AppError::Bind(*a, e))?);
-        tasks.push(tokio::spawn(crate::server::serve(
-            shield.clone(),
-            l,
-            None,
-            rx.clone(),
-        )));
+        http_addrs.push(spawn_workers(*a, &shield, None, &rx, &mut tasks)?);
     }
     let mut tls_addrs = Vec::new();
     if let (Some(t), Some(acc)) = (&cfg.tls, acceptor) {
         for a in &t.listen {
-            let l = bind(*a).await?;
-            tls_addrs.push(l.local_addr().map_err(|e| AppError::Bind(*a, e))?);
-            tasks.push(tokio::spawn(crate::server::serve(
-                shield.clone(),
-                l,
+            tls_addrs.push(spawn_workers(
+                *a,
+                &shield,
                 Some(acc.clone()),
-                rx.clone(),
-            )));
+                &rx,
+                &mut tasks,
+            )?);
         }
     }
     let admin_token = admin_token(&cfg)?;

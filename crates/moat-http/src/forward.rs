@@ -2,27 +2,13 @@
 //! §7.6.1), forwarding headers rewritten, WebSocket upgrades spliced through.
 
 use crate::body::{BoxError, ProxyBody};
+use crate::pool::{self, PooledBody};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use std::time::Duration;
-
-pub type Upstream = Client<HttpConnector, ProxyBody>;
-
-pub fn client(timeout: Duration) -> Upstream {
-    let mut c = HttpConnector::new();
-    c.set_nodelay(true);
-    c.set_connect_timeout(Some(timeout.min(Duration::from_secs(10))));
-    c.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .build(c)
-}
 
 const HOP_BY_HOP: [header::HeaderName; 6] = [
     header::CONNECTION,
@@ -85,16 +71,26 @@ pub enum ForwardError {
     Failed(BoxError),
 }
 
+/// `host:port` of the upstream, for the pool.
+pub fn authority(base: &Uri) -> String {
+    let a = base.authority().map_or("127.0.0.1:80", |a| a.as_str());
+    if a.contains(':') && !a.ends_with(']') {
+        a.to_string()
+    } else {
+        format!("{a}:80")
+    }
+}
+
 /// Sends `req` (already rewritten) and returns the upstream's response with hop-by-hop headers
 /// removed. For an upgrade, the 101 is returned to the client and both upgraded connections
 /// are joined in a background task.
 pub async fn forward(
-    client: &Upstream,
+    authority: std::sync::Arc<str>,
     mut req: Request<ProxyBody>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     protocol: Option<HeaderValue>,
     timeout: Duration,
-) -> Result<Response<Incoming>, ForwardError> {
+) -> Result<Response<ProxyBody>, ForwardError> {
     *req.version_mut() = Version::HTTP_11;
     strip_hop_by_hop(req.headers_mut());
     if let Some(p) = &protocol {
@@ -102,11 +98,13 @@ pub async fn forward(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         req.headers_mut().insert(header::UPGRADE, p.clone());
     }
-    let mut resp = match tokio::time::timeout(timeout, client.request(req)).await {
-        Err(_) => return Err(ForwardError::Timeout),
-        Ok(Err(e)) => return Err(ForwardError::Failed(Box::new(e))),
-        Ok(Ok(r)) => r,
-    };
+    let connect_timeout = timeout.min(Duration::from_secs(10));
+    let (mut resp, lease) =
+        match tokio::time::timeout(timeout, pool::send(authority, req, connect_timeout)).await {
+            Err(_) => return Err(ForwardError::Timeout),
+            Ok(Err(e)) => return Err(ForwardError::Failed(Box::new(e))),
+            Ok(Ok(r)) => r,
+        };
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_side) = client_upgrade {
             let upstream_side = hyper::upgrade::on(&mut resp);
@@ -128,11 +126,13 @@ pub async fn forward(
             if let Some(p) = proto {
                 resp.headers_mut().insert(header::UPGRADE, p);
             }
-            return Ok(resp);
+            // The upgraded connection belongs to the splice now, not to the pool.
+            drop(lease);
+            return Ok(resp.map(boxed_incoming));
         }
     }
     strip_hop_by_hop(resp.headers_mut());
-    Ok(resp)
+    Ok(resp.map(|b| PooledBody::new(b, lease).boxed()))
 }
 
 pub fn boxed_incoming(b: Incoming) -> ProxyBody {

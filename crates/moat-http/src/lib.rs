@@ -5,16 +5,17 @@
 //! stream both ways; only a rule that needs a JSON field makes Moat read (a capped) body first.
 
 pub mod acme;
-pub mod client_addr;
-pub mod proxy_protocol;
-pub mod tls;
+pub mod admin;
+pub mod app;
 pub mod body;
+pub mod client_addr;
 pub mod decoy;
 pub mod forward;
 pub mod io;
 pub mod metrics;
+pub mod pool;
+pub mod proxy_protocol;
 pub mod request_view;
-pub mod shield;
 pub mod server;
-pub mod admin;
-pub mod app;
+pub mod shield;
+pub mod tls;

@@ -11,7 +11,7 @@ use crate::acme::{http01_response, Http01Tokens};
 use crate::body::{empty, full, peek, BodyError, BoxError, Guarded, ProxyBody};
 use crate::client_addr::{self, ClientAddrPolicy, ClientIpSource, TrustedProxies};
 use crate::decoy::Decoys;
-use crate::forward::{self, boxed_incoming, ForwardError, Upstream};
+use crate::forward::{self, ForwardError};
 use crate::metrics::Metrics;
 use crate::request_view::{limit_key, parse_body, secure_context};
 use bytes::Bytes;
@@ -37,9 +37,9 @@ pub struct Shield {
     pub engine: Arc<Engine>,
     pub decoys: Decoys,
     pub metrics: Metrics,
-    upstream: Upstream,
     addr_policy: ClientAddrPolicy,
     tarpit: Arc<Semaphore>,
+    upstream_authority: Arc<str>,
     acme_tokens: Option<Http01Tokens>,
     needs_body: bool,
 }
@@ -71,9 +71,9 @@ impl Shield {
         Shield {
             decoys: Decoys::new(cfg.policy.decoys.clone(), engine.store().clone()),
             metrics: Metrics::default(),
-            upstream: forward::client(cfg.limits.upstream_timeout),
             tarpit: Arc::new(Semaphore::new(cfg.limits.tarpit_max_concurrent)),
             needs_body: cfg.policy.needs_body(),
+            upstream_authority: forward::authority(&cfg.server.upstream).into(),
             addr_policy,
             acme_tokens,
             engine,
@@ -328,7 +328,7 @@ impl Shield {
             .forwarded
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let resp = match forward::forward(
-            &self.upstream,
+            self.upstream_authority.clone(),
             up,
             client_upgrade,
             protocol,
@@ -356,18 +356,16 @@ impl Shield {
         };
         match learn {
             Some(i) if resp.status().is_success() => self.learn_and_return(i, resp).await,
-            _ => resp.map(boxed_incoming),
+            _ => resp,
         }
     }
 
     /// Buffers the upstream's response (capped) to record it as decoy `i`, then returns it.
-    async fn learn_and_return(&self, i: usize, resp: Response<Incoming>) -> Response<ProxyBody> {
+    async fn learn_and_return(&self, i: usize, resp: Response<ProxyBody>) -> Response<ProxyBody> {
         const CAP: usize = 256 * 1024;
         let (parts, body) = resp.into_parts();
-        let limited = http_body_util::Limited::new(body, CAP);
-        match limited.collect().await {
-            Ok(c) => {
-                let bytes: Bytes = c.to_bytes();
+        match collect_capped(body, CAP).await {
+            Ok(bytes) => {
                 self.decoys.record(i, parts.status, &parts.headers, &bytes);
                 Response::from_parts(parts, full(bytes))
             }
@@ -406,6 +404,22 @@ impl Shield {
             "decision"
         );
     }
+}
+
+/// Reads a whole body up to `cap` bytes. Written as a plain frame loop: with
+/// `http_body_util::Limited`, rustc cannot prove the request future `Send` for every lifetime
+/// of `&Shield` (its boxed-error `From` bound is not general enough).
+async fn collect_capped(mut body: ProxyBody, cap: usize) -> Result<Bytes, BoxError> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(d) = frame?.into_data() {
+            if buf.len() + d.len() > cap {
+                return Err(BoxError::from(format!("response larger than {cap} bytes")));
+            }
+            buf.extend_from_slice(&d);
+        }
+    }
+    Ok(buf.freeze())
 }
 
 fn has_body(m: &Method) -> bool {

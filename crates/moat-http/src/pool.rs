@@ -1,0 +1,199 @@
+//! The upstream connection pool: per thread, lock-free, HTTP/1.1 keep-alive.
+//!
+//! Each serving thread runs a single-threaded runtime, so its pool is a plain `RefCell` of idle
+//! connections and a connection's task never leaves the thread. A connection goes back to the
+//! pool only when the response body was read to the end (so it is free for the next request); a
+//! response abandoned half-way drops its connection. A request that finds its pooled connection
+//! closed by the upstream before it was written is retried once on a fresh connection, the way
+//! hyper's own pooled client does.
+
+use crate::body::{BoxError, ProxyBody};
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// Idle connections kept per upstream and thread.
+const MAX_IDLE: usize = 512;
+
+thread_local! {
+    static IDLE: RefCell<HashMap<String, Vec<SendRequest<ProxyBody>>>> = RefCell::new(HashMap::new());
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("connecting to the upstream {0}: {1}")]
+    Connect(String, std::io::Error),
+    #[error("connecting to the upstream {0} timed out")]
+    ConnectTimeout(String),
+    #[error("upstream: {0}")]
+    Http(#[from] hyper::Error),
+}
+
+/// A connection on loan for one request, returned when its response body ends.
+pub struct Lease {
+    key: std::sync::Arc<str>,
+    sender: SendRequest<ProxyBody>,
+}
+
+impl Lease {
+    fn give_back(self) {
+        if self.sender.is_closed() {
+            return;
+        }
+        IDLE.with(|p| {
+            let mut p = p.borrow_mut();
+            let v = p.entry(self.key.to_string()).or_default();
+            if v.len() < MAX_IDLE {
+                v.push(self.sender);
+            }
+        });
+    }
+}
+
+fn take_idle(key: &str) -> Option<SendRequest<ProxyBody>> {
+    IDLE.with(|p| {
+        let mut p = p.borrow_mut();
+        let v = p.get_mut(key)?;
+        while let Some(s) = v.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    })
+}
+
+async fn connect(authority: &str, timeout: Duration) -> Result<SendRequest<ProxyBody>, PoolError> {
+    let stream =
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(authority)).await {
+            Err(_) => return Err(PoolError::ConnectTimeout(authority.to_string())),
+            Ok(Err(e)) => return Err(PoolError::Connect(authority.to_string(), e)),
+            Ok(Ok(s)) => s,
+        };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// Sends `req` to `authority` (host:port) over a pooled or new connection.
+pub async fn send(
+    authority: std::sync::Arc<str>,
+    mut req: Request<ProxyBody>,
+    connect_timeout: Duration,
+) -> Result<(Response<Incoming>, Lease), PoolError> {
+    let mut fresh = false;
+    loop {
+        let mut sender = match take_idle(&authority) {
+            Some(s) => s,
+            None => {
+                fresh = true;
+                connect(&authority, connect_timeout).await?
+            }
+        };
+        if sender.ready().await.is_err() {
+            if fresh {
+                return Err(PoolError::Connect(
+                    authority.to_string(),
+                    std::io::ErrorKind::ConnectionReset.into(),
+                ));
+            }
+            continue;
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => {
+                return Ok((
+                    resp,
+                    Lease {
+                        key: authority,
+                        sender,
+                    },
+                ))
+            }
+            Err(mut e) => match e.take_message() {
+                // Never written: the pooled connection was closed under us; try a fresh one.
+                Some(back) if !fresh => req = back,
+                _ => return Err(PoolError::Http(e.into_error())),
+            },
+        }
+    }
+}
+
+/// The upstream's response body; returns its connection to the pool at the end.
+pub struct PooledBody {
+    inner: Incoming,
+    lease: Option<Lease>,
+}
+
+impl PooledBody {
+    pub fn new(inner: Incoming, lease: Lease) -> Self {
+        let mut b = PooledBody {
+            inner,
+            lease: Some(lease),
+        };
+        if b.inner.is_end_stream() {
+            b.finish();
+        }
+        b
+    }
+
+    fn finish(&mut self) {
+        if let Some(l) = self.lease.take() {
+            l.give_back();
+        }
+    }
+
+    pub fn boxed(self) -> ProxyBody {
+        BodyExt::boxed(self)
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                self.finish();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(f))) => {
+                if self.inner.is_end_stream() {
+                    self.finish();
+                }
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.lease = None;
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
