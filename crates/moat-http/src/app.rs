@@ -119,60 +119,41 @@ fn worker_count() -> usize {
         .max(1)
 }
 
-/// A listening socket with SO_REUSEPORT, so every worker thread accepts on its own socket and
-/// the kernel spreads connections across them.
-fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let sock = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    sock.set_reuseaddr(true)?;
-    sock.set_reuseport(true)?;
-    sock.set_nodelay(true)?;
-    sock.bind(addr)?;
-    let l = sock.listen(4096)?;
-    l.into_std()
-}
-
-/// Thread per core: each worker runs a single-threaded runtime with its own listener socket and
-/// its own upstream pool, so a request never crosses threads (no work-stealing wake-ups, no
-/// shared pool lock). Returns the bound address (port 0 resolved).
-fn spawn_workers(
+/// Thread per core: each worker runs a single-threaded runtime with its own upstream pool, so a
+/// request never crosses threads (no work-stealing wake-ups, no shared pool lock). One acceptor
+/// task places each connection on the least busy worker. Returns the bound address (port 0
+/// resolved).
+async fn spawn_workers(
     addr: SocketAddr,
     shield: &Arc<Shield>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     rx: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Result<SocketAddr, AppError> {
-    let first = reuseport_listener(addr).map_err(|e| AppError::Bind(addr, e))?;
-    let bound = first.local_addr().map_err(|e| AppError::Bind(addr, e))?;
-    let mut listeners = vec![first];
-    for _ in 1..worker_count() {
-        listeners.push(reuseport_listener(bound).map_err(|e| AppError::Bind(bound, e))?);
-    }
-    for (i, l) in listeners.into_iter().enumerate() {
+    let listener = bind(addr).await?;
+    let bound = listener.local_addr().map_err(|e| AppError::Bind(addr, e))?;
+    let mut handles = Vec::new();
+    for i in 0..worker_count() {
+        let (tx, conn_rx) = tokio::sync::mpsc::unbounded_channel();
+        let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        handles.push(crate::server::WorkerHandle {
+            tx,
+            active: active.clone(),
+        });
         let (shield, tls, rx) = (shield.clone(), tls.clone(), rx.clone());
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
             .name(format!("moat-http-{i}"))
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
+                match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot start a worker runtime");
-                        return;
+                    Ok(rt) => {
+                        rt.block_on(crate::server::worker_loop(shield, conn_rx, active, tls, rx))
                     }
-                };
-                rt.block_on(async move {
-                    match TcpListener::from_std(l) {
-                        Ok(l) => crate::server::serve(shield, l, tls, rx).await,
-                        Err(e) => tracing::error!(error = %e, "cannot register a listener"),
-                    }
-                });
+                    Err(e) => tracing::error!(error = %e, "cannot start a worker runtime"),
+                }
                 let _ = done_tx.send(());
             })
             .map_err(|e| AppError::Bind(bound, e))?;
@@ -180,6 +161,13 @@ fn spawn_workers(
             let _ = done_rx.await;
         }));
     }
+    let max = shield.cfg.limits.max_connections;
+    tasks.push(tokio::spawn(crate::server::accept_loop(
+        listener,
+        handles,
+        max,
+        rx.clone(),
+    )));
     Ok(bound)
 }
 
@@ -226,18 +214,12 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
     let shield = Arc::new(Shield::new(cfg.clone(), engine, acme_tokens));
     let mut http_addrs = Vec::new();
     for a in &cfg.server.listen {
-        http_addrs.push(spawn_workers(*a, &shield, None, &rx, &mut tasks)?);
+        http_addrs.push(spawn_workers(*a, &shield, None, &rx, &mut tasks).await?);
     }
     let mut tls_addrs = Vec::new();
     if let (Some(t), Some(acc)) = (&cfg.tls, acceptor) {
         for a in &t.listen {
-            tls_addrs.push(spawn_workers(
-                *a,
-                &shield,
-                Some(acc.clone()),
-                &rx,
-                &mut tasks,
-            )?);
+            tls_addrs.push(spawn_workers(*a, &shield, Some(acc.clone()), &rx, &mut tasks).await?);
         }
     }
     let admin_token = admin_token(&cfg)?;

@@ -11,22 +11,39 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-/// Serves one listener until `shutdown` turns true; then waits (bounded) for open connections.
-pub async fn serve(
-    shield: Arc<Shield>,
+/// A connection handed from the acceptor to a worker, holding its slot under the connection cap.
+pub struct Handoff {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+}
+
+/// The acceptor's handle on one worker thread.
+pub struct WorkerHandle {
+    pub tx: mpsc::UnboundedSender<Handoff>,
+    /// Connections the worker has open, for least-connections placement.
+    pub active: Arc<AtomicUsize>,
+}
+
+/// Accepts on `listener` and hands each connection to the worker with the fewest open ones.
+///
+/// Keep-alive connections are long-lived, so where a connection lands decides a worker's load
+/// for its whole life: kernel hashing (SO_REUSEPORT) or a shared socket (whoever wakes first)
+/// both leave one worker with far more than its share, and its requests queue behind each other.
+pub async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    workers: Vec<WorkerHandle>,
+    max_connections: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let conns = Arc::new(Semaphore::new(shield.cfg.limits.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let watcher = Arc::new(graceful);
+    let conns = Arc::new(Semaphore::new(max_connections));
     loop {
         let permit = tokio::select! {
             p = conns.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -45,12 +62,52 @@ pub async fn serve(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let shield = shield.clone();
-        let tls = tls.clone();
-        let watcher = watcher.clone();
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        let Some(w) = workers
+            .iter()
+            .min_by_key(|w| w.active.load(Ordering::Relaxed))
+        else {
+            break;
+        };
+        w.active.fetch_add(1, Ordering::Relaxed);
+        if let Err(mpsc::error::SendError(h)) = w.tx.send(Handoff {
+            stream,
+            peer,
+            permit,
+        }) {
+            w.active.fetch_sub(1, Ordering::Relaxed);
+            drop(h);
+        }
+    }
+}
+
+/// Serves the connections handed to this worker until shutdown, then waits (bounded) for the
+/// open ones to finish their requests.
+pub async fn worker_loop(
+    shield: Arc<Shield>,
+    mut rx: mpsc::UnboundedReceiver<Handoff>,
+    active: Arc<AtomicUsize>,
+    tls: Option<TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let watcher = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
+    loop {
+        let h = tokio::select! {
+            h = rx.recv() => match h { Some(h) => h, None => break },
+            _ = shutdown.changed() => break,
+        };
+        let Ok(stream) = TcpStream::from_std(h.stream) else {
+            active.fetch_sub(1, Ordering::Relaxed);
+            continue;
+        };
+        let (shield, tls, watcher, active) =
+            (shield.clone(), tls.clone(), watcher.clone(), active.clone());
         tokio::spawn(async move {
-            connection(shield, stream, peer, tls, &watcher).await;
-            drop(permit);
+            connection(shield, stream, h.peer, tls, &watcher).await;
+            active.fetch_sub(1, Ordering::Relaxed);
+            drop(h.permit);
         });
     }
     if let Ok(g) = Arc::try_unwrap(watcher) {
