@@ -145,3 +145,16 @@ fn admin_refuses_a_public_address_unless_exposed() {
         errors("[server]\nupstream = \"http://127.0.0.1:1\"\n[admin]\nlisten = \"0.0.0.0:9090\"\n");
     assert!(errs[0].starts_with("4:admin.listen"), "{errs:?}");
 }
+
+#[test]
+fn structural_errors_in_several_tables_are_all_reported() {
+    let errs = errors(
+        "[server]\nupstream = \"http://127.0.0.1:1\"\nlistn = [\"x\"]\n\n[limits]\nmax_body_bytes = \"big\"\n\n[[rule]]\nid = \"r\"\nexpresion = 'ssl'\naction = \"log\"\n",
+    );
+    let lines: Vec<&str> = errs.iter().map(|e| e.split(':').next().unwrap()).collect();
+    assert_eq!(lines, ["3", "6", "10"], "{errs:#?}");
+    assert!(
+        errs[0].contains("listn") && errs[2].contains("expresion"),
+        "{errs:#?}"
+    );
+}

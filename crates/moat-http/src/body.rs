@@ -146,13 +146,25 @@ pub async fn peek(body: Guarded<Incoming>, cap: usize) -> Result<Peeked, BoxErro
     }
 }
 
-/// The already-read head, then the remaining frames of the guarded body.
-struct Chained {
+/// The already-read head, then the remaining frames of the body it was read from.
+pub struct Chained<B> {
     first: Option<Bytes>,
-    rest: Guarded<Incoming>,
+    rest: B,
 }
 
-impl Body for Chained {
+impl<B> Chained<B> {
+    pub fn new(first: Bytes, rest: B) -> Self {
+        Chained {
+            first: Some(first),
+            rest,
+        }
+    }
+}
+
+impl<B> Body for Chained<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
     fn poll_frame(

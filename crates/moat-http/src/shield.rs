@@ -8,7 +8,7 @@
 //! 6. forwarding, where a decoy in learning mode records the upstream's first success.
 
 use crate::acme::{http01_response, Http01Tokens};
-use crate::body::{empty, full, peek, BodyError, BoxError, Guarded, ProxyBody};
+use crate::body::{empty, full, peek, BodyError, BoxError, Chained, Guarded, ProxyBody};
 use crate::client_addr::{self, ClientAddrPolicy, ClientIpSource, TrustedProxies};
 use crate::decoy::Decoys;
 use crate::forward::{self, ForwardError};
@@ -365,9 +365,13 @@ impl Shield {
         const CAP: usize = 256 * 1024;
         let (parts, body) = resp.into_parts();
         match collect_capped(body, CAP).await {
-            Ok(bytes) => {
+            Ok(Capped::Whole(bytes)) => {
                 self.decoys.record(i, parts.status, &parts.headers, &bytes);
                 Response::from_parts(parts, full(bytes))
+            }
+            // Too large to be a decoy: not learned, but the client still gets all of it.
+            Ok(Capped::Over(head, rest)) => {
+                Response::from_parts(parts, Chained::new(head, rest).boxed())
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not learn the decoy response");
@@ -406,20 +410,26 @@ impl Shield {
     }
 }
 
-/// Reads a whole body up to `cap` bytes. Written as a plain frame loop: with
+/// A body read up to a cap: whole, or the bytes read so far and the unread rest.
+enum Capped {
+    Whole(Bytes),
+    Over(Bytes, ProxyBody),
+}
+
+/// Reads a body up to `cap` bytes. Written as a plain frame loop: with
 /// `http_body_util::Limited`, rustc cannot prove the request future `Send` for every lifetime
 /// of `&Shield` (its boxed-error `From` bound is not general enough).
-async fn collect_capped(mut body: ProxyBody, cap: usize) -> Result<Bytes, BoxError> {
+async fn collect_capped(mut body: ProxyBody, cap: usize) -> Result<Capped, BoxError> {
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         if let Ok(d) = frame?.into_data() {
-            if buf.len() + d.len() > cap {
-                return Err(BoxError::from(format!("response larger than {cap} bytes")));
-            }
             buf.extend_from_slice(&d);
+            if buf.len() > cap {
+                return Ok(Capped::Over(buf.freeze(), body));
+            }
         }
     }
-    Ok(buf.freeze())
+    Ok(Capped::Whole(buf.freeze()))
 }
 
 fn has_body(m: &Method) -> bool {

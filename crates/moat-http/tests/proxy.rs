@@ -1072,3 +1072,36 @@ async fn metrics_need_the_token_and_count_decisions() {
     }
     e.moat.shutdown().await;
 }
+
+/// Issue 2: a response too large to become a decoy (over 256 KiB) is not learned, and the
+/// client that triggered it still receives all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_success_is_not_learned_and_not_truncated() {
+    const BIG: &str = r#"
+[[decoy]]
+id = "big"
+status = 201
+body = "static"
+learn = 'http.request.uri.path eq "/stream"'
+
+[[rule]]
+id = "decoy-bots"
+expression = 'http.user_agent eq "bot"'
+action = "decoy"
+decoy = "big"
+"#;
+    let e = env(BIG, |_| {}).await;
+    let r = get(e.addr, "/stream").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.body.len(),
+        STREAM_CHUNKS * STREAM_CHUNK,
+        "the response was truncated"
+    );
+    assert_eq!(r.body, pattern(STREAM_CHUNKS * STREAM_CHUNK, 7));
+    let d = get_with(e.addr, "/stream", &[("user-agent", "bot")]).await;
+    assert_eq!(
+        (d.status, d.text()),
+        (StatusCode::CREATED, "static".to_string())
+    );
+}
