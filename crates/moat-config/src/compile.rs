@@ -137,7 +137,17 @@ fn compile(
     };
     let server = server(&raw.server, &mut sink, ov);
     let limits = limits(&raw.limits, &mut sink);
-    let tls = raw.tls.as_ref().map(|t| tls(t, &mut sink, base));
+    // As in Caddy, naming ACME domains is enough: TLS then listens on :443 with the obtained
+    // certificate unless [tls] says otherwise.
+    let tls = match (&raw.tls, &raw.acme) {
+        (Some(t), _) => Some(tls(t, &mut sink, base)),
+        (None, Some(_)) => Some(Tls {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 443))],
+            cert: None,
+            key: None,
+        }),
+        (None, None) => None,
+    };
     let acme = raw.acme.as_ref().map(|a| acme(a, &mut sink, base));
     let admin = admin(&raw.admin, &mut sink, base);
     let bans = bans(&raw.bans, &mut sink);

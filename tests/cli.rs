@@ -1,0 +1,209 @@
+//! Issue 2, command line: `moat rules test`, `moat check`, `moat demo` and `moat bans` as an
+//! operator runs them, against the real binary.
+
+use std::process::{Command, Output};
+
+fn moat(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(args)
+        .output()
+        .expect("run moat")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+const CHROME_131: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+fn magic_link(headers: &[&str]) -> Output {
+    let mut args = vec![
+        "rules",
+        "test",
+        "--preset",
+        "ghost",
+        "-X",
+        "POST",
+        "--url",
+        "/members/api/send-magic-link/",
+        "-H",
+        "Host: localhost:8080",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"email":"reader@example.org","honeypot":""}"#,
+    ];
+    for h in headers {
+        args.push("-H");
+        args.push(h);
+    }
+    moat(&args)
+}
+
+#[test]
+fn rules_test_names_the_rule_that_decides_and_why() {
+    let o = magic_link(&[
+        "User-Agent: python-requests/2.32.3",
+        "Origin: http://localhost:8080",
+    ]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(
+        out.contains("=> rule `ghost-script-user-agent` decides: decoy `ghost-created`"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"(http.user_agent = "python-requests/2.32.3") -> true"#),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_browser_claim_without_its_headers_is_caught_but_older_browsers_pass() {
+    let spoofed = stdout(&magic_link(&[
+        &format!("User-Agent: {CHROME_131}"),
+        "Origin: http://localhost:8080",
+    ]));
+    assert!(
+        spoofed.contains("decides: decoy")
+            && spoofed.contains("ghost-headers-contradict-user-agent"),
+        "{spoofed}"
+    );
+
+    let real = stdout(&magic_link(&[
+        &format!("User-Agent: {CHROME_131}"),
+        "Origin: http://localhost:8080",
+        r#"sec-ch-ua: "Chromium";v="131", "Not_A Brand";v="24""#,
+        "sec-fetch-mode: cors",
+        "sec-fetch-site: same-origin",
+    ]));
+    assert!(real.contains("=> no rule stops it"), "{real}");
+
+    // Chrome 70 and Firefox 85 never sent these headers: they must pass without them.
+    for ua in [
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/70.0.3538.102 Safari/537.36",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:85.0) Gecko/20100101 Firefox/85.0",
+    ] {
+        let old = stdout(&magic_link(&[&format!("User-Agent: {ua}"), "Origin: http://localhost:8080"]));
+        assert!(old.contains("=> no rule stops it"), "{ua}: {old}");
+    }
+}
+
+#[test]
+fn rules_test_reads_a_raw_http_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("req.http");
+    std::fs::write(
+        &f,
+        "POST /members/api/send-magic-link/ HTTP/1.1\r\nHost: blog.example\r\nUser-Agent: Python/3.12 aiohttp/3.9.5\r\nContent-Type: application/json\r\n\r\n{\"email\":\"x@y.z\"}",
+    )
+    .unwrap();
+    let out = stdout(&moat(&[
+        "rules",
+        "test",
+        "--preset",
+        "ghost",
+        "--request",
+        f.to_str().unwrap(),
+    ]));
+    assert!(
+        out.contains("=> rule `ghost-script-user-agent` decides"),
+        "{out}"
+    );
+    assert!(
+        out.contains("limit ghost-per-email applies: key `x@y.z`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_accepts_presets_and_rejects_a_broken_config_with_its_line() {
+    let o = moat(&[
+        "check",
+        "--preset",
+        "ghost",
+        "--preset",
+        "wordpress",
+        "--preset",
+        "generic-form",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).starts_with("ok: "));
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("moat.toml");
+    std::fs::write(
+        &f,
+        "[server]\nupstream = \"http://127.0.0.1:1\"\n\n[bans]\nbase_ttl = \"soon\"\n",
+    )
+    .unwrap();
+    let o = moat(&["check", "--config", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("{}:5:12: bans.base_ttl", f.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn bans_add_list_rm_round_trip_with_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let sd = dir.path().to_str().unwrap();
+    assert!(moat(&[
+        "bans",
+        "add",
+        "198.51.100.0/24",
+        "--ttl",
+        "1h",
+        "--state-dir",
+        sd
+    ])
+    .status
+    .success());
+    let list: serde_json::Value =
+        serde_json::from_slice(&moat(&["bans", "list", "--json", "--state-dir", sd]).stdout)
+            .unwrap();
+    assert_eq!(list[0]["scope"], "198.51.100.0/24");
+    assert_eq!(list[0]["origin"], "manual");
+    assert!(list[0]["expires_ms"].as_u64().is_some());
+    let o = moat(&["allow", "198.51.100.7", "--state-dir", sd]);
+    assert!(stdout(&o).contains("lifted 1 ban(s)"), "{}", stdout(&o));
+    let list: serde_json::Value =
+        serde_json::from_slice(&moat(&["bans", "list", "--json", "--state-dir", sd]).stdout)
+            .unwrap();
+    assert_eq!(list, serde_json::json!([]));
+    assert_eq!(
+        moat(&["bans", "rm", "10.0.0.1", "--state-dir", sd])
+            .status
+            .code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn demo_stops_every_script_and_lets_every_person_through() {
+    let o = moat(&["demo", "--requests", "40", "--people", "6"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    for line in [
+        "aiohttp script",
+        "requests script",
+        "script posing as Chrome",
+    ] {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("{out}"));
+        let cols: Vec<&str> = row[26..].split_whitespace().collect();
+        assert_eq!(cols, ["40", "0", "40"], "{row}");
+    }
+    let people = out
+        .lines()
+        .find(|l| l.starts_with("people in a browser"))
+        .unwrap();
+    assert_eq!(
+        people[26..].split_whitespace().take(2).collect::<Vec<_>>(),
+        ["6", "6"],
+        "{people}"
+    );
+}
