@@ -8,6 +8,7 @@ mod compile_policy;
 mod duration;
 mod errors;
 pub mod model;
+mod parse;
 pub mod presets;
 pub mod raw;
 

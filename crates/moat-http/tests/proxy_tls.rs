@@ -102,7 +102,7 @@ async fn https(
     }
 }
 
-/// Issue 14: TLS termination with certificate files works over HTTP/1.1 and HTTP/2 (ALPN h2);
+/// Issue 2: TLS termination with certificate files works over HTTP/1.1 and HTTP/2 (ALPN h2);
 /// the upstream is told the request was HTTPS, and rules on `ssl` and `moat.secure_context`
 /// see it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

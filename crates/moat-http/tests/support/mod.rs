@@ -482,3 +482,26 @@ pub async fn admin_get(addr: SocketAddr, path: &str, token: Option<&str>) -> Res
     }
     send(addr, b.body(full(Bytes::new())).unwrap()).await
 }
+
+/// One upstream, one Moat, one temp dir; dropped together at the end of a test.
+pub struct Env {
+    pub up: Upstream,
+    pub moat: moat_http::app::Running,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn env(rules: &str, tweak: impl FnOnce(&mut moat_config::Config)) -> Env {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&up, dir.path(), rules);
+    tweak(&mut cfg);
+    let moat = start(cfg).await;
+    let addr = moat.http_addrs[0];
+    Env {
+        up,
+        moat,
+        addr,
+        _dir: dir,
+    }
+}
