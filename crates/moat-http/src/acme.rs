@@ -213,8 +213,10 @@ impl AcmeManager {
     }
 
     /// Loads and installs the stored certificate; returns its expiry, or `None` if there is
-    /// none usable (an expiring one stays installed while the renewal runs).
-    fn install_stored(&self) -> Option<SystemTime> {
+    /// none usable (an expiring one stays installed while the renewal runs). Called at start-up
+    /// before the TLS listener accepts, so a restart serves the stored certificate from its
+    /// first handshake, CA reachable or not.
+    pub fn install_stored(&self) -> Option<SystemTime> {
         let (cert_path, key_path) = (self.cert_path(), self.key_path());
         if !cert_path.exists() {
             return None;

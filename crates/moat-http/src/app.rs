@@ -205,6 +205,7 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
             s.extra_roots_pem = a.directory_ca.clone();
             let tokens = Http01Tokens::new();
             let mgr = AcmeManager::new(s, certs.clone(), tokens.clone())?;
+            mgr.install_stored();
             acme_tokens = Some(tokens);
             tasks.push(tokio::spawn(mgr.run(rx.clone())));
         }

@@ -27,8 +27,8 @@ mod acme_support {
 
     pub fn test_pki(names: &[&str]) -> TestPki {
         use rcgen::{
-            BasicConstraints, CertificateParams, CertifiedIssuer, DnType,
-            ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+            IsCa, KeyPair, KeyUsagePurpose,
         };
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -53,7 +53,6 @@ mod acme_support {
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use acme_support::pebble::{free_port, Pebble};
@@ -335,7 +334,10 @@ async fn http01_through_the_app() {
     // And plain HTTP is forwarded as such, so the `https` above came from the TLS listener.
     let plain = support::get(http_addr, "/plain").await;
     assert_eq!(plain.status, StatusCode::OK);
-    assert_eq!(s.up.last("/plain").header("x-forwarded-proto"), Some("http"));
+    assert_eq!(
+        s.up.last("/plain").header("x-forwarded-proto"),
+        Some("http")
+    );
     shutdown(moat).await;
 }
 
@@ -368,7 +370,9 @@ async fn tls_alpn01_through_the_app() {
 async fn restart_serves_the_stored_certificate_without_the_ca() {
     let s = setup(AcmeChallengeKind::Http01).await;
     let moat = s.start().await;
-    let first = s.wait_for_certificate(moat.tls_addrs[0], OBTAIN_LIMIT).await;
+    let first = s
+        .wait_for_certificate(moat.tls_addrs[0], OBTAIN_LIMIT)
+        .await;
     assert_eq!(first.leaf, s.stored_leaf());
     shutdown(moat).await;
 
@@ -383,14 +387,20 @@ async fn restart_serves_the_stored_certificate_without_the_ca() {
     s.pebble = None;
     let moat = s.start().await;
     let tls_addr = moat.tls_addrs[0];
-    let again = s.wait_for_certificate(tls_addr, Duration::from_secs(1)).await;
-    assert_eq!(again.leaf, first.leaf, "the same certificate after the restart");
+    let again = s
+        .wait_for_certificate(tls_addr, Duration::from_secs(1))
+        .await;
+    assert_eq!(
+        again.leaf, first.leaf,
+        "the same certificate after the restart"
+    );
     assert_eq!(
         again.attempts, 1,
         "the first handshake after start() returned already had the certificate (took {:?})",
         again.after
     );
-    s.assert_https_reaches_upstream(tls_addr, "/after-restart").await;
+    s.assert_https_reaches_upstream(tls_addr, "/after-restart")
+        .await;
     let after: Vec<Vec<u8>> = files.iter().chain([&account]).map(|p| read(p)).collect();
     assert!(before == after, "the ACME files were rewritten on restart");
     shutdown(moat).await;
