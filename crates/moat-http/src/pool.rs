@@ -15,7 +15,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -23,8 +23,16 @@ use std::time::Duration;
 /// Idle connections kept per upstream and thread.
 const MAX_IDLE: usize = 512;
 
+/// How long an idle connection may wait for reuse. Node.js (Ghost) closes idle keep-alive
+/// connections after 5 s; reusing one just as the upstream closes it fails a request that was
+/// already written, which cannot be retried safely. Staying under Node's default avoids that
+/// race for the apps Moat is most often in front of.
+const MAX_IDLE_TIME: Duration = Duration::from_secs(4);
+
+type Idle = (SendRequest<ProxyBody>, tokio::time::Instant);
+
 thread_local! {
-    static IDLE: RefCell<HashMap<String, Vec<SendRequest<ProxyBody>>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<HashMap<String, VecDeque<Idle>>> = RefCell::new(HashMap::new());
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +59,15 @@ impl Lease {
         IDLE.with(|p| {
             let mut p = p.borrow_mut();
             let v = p.entry(self.key.to_string()).or_default();
+            // Oldest at the front: drop those past their idle time, then keep this one.
+            while v
+                .front()
+                .is_some_and(|(s, t)| s.is_closed() || t.elapsed() >= MAX_IDLE_TIME)
+            {
+                v.pop_front();
+            }
             if v.len() < MAX_IDLE {
-                v.push(self.sender);
+                v.push_back((self.sender, tokio::time::Instant::now()));
             }
         });
     }
@@ -62,8 +77,9 @@ fn take_idle(key: &str) -> Option<SendRequest<ProxyBody>> {
     IDLE.with(|p| {
         let mut p = p.borrow_mut();
         let v = p.get_mut(key)?;
-        while let Some(s) = v.pop() {
-            if !s.is_closed() {
+        // The most recently returned connection first; anything idle too long is dropped.
+        while let Some((s, since)) = v.pop_back() {
+            if !s.is_closed() && since.elapsed() < MAX_IDLE_TIME {
                 return Some(s);
             }
         }
