@@ -17,38 +17,8 @@ mod acme_support {
     #[allow(dead_code)]
     pub mod servers;
 
-    /// A throwaway CA plus a leaf signed by it, all PEM (copied from `acme_support/mod.rs`:
-    /// `pebble.rs` uses it for pebble's own HTTPS listener).
-    pub struct TestPki {
-        pub ca_pem: String,
-        pub leaf_pem: String,
-        pub leaf_key_pem: String,
-    }
-
-    pub fn test_pki(names: &[&str]) -> TestPki {
-        use rcgen::{
-            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-            IsCa, KeyPair, KeyUsagePurpose,
-        };
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "moat test CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
-            .expect("self-signed CA");
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut leaf_params = CertificateParams::new(names).expect("leaf params");
-        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf_key = KeyPair::generate().expect("leaf key");
-        let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("signed leaf");
-        TestPki {
-            ca_pem: ca.pem(),
-            leaf_pem: leaf.pem(),
-            leaf_key_pem: leaf_key.serialize_pem(),
-        }
-    }
+    pub mod pki;
+    pub use pki::test_pki;
 }
 
 use std::net::SocketAddr;
