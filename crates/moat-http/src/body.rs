@@ -5,6 +5,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -92,8 +93,6 @@ where
         self.inner.size_hint()
     }
 }
-
-use std::future::Future;
 
 /// What reading the start of a body gave.
 pub struct Peeked {

@@ -2,6 +2,7 @@
 //! idle timeout ends the connection. This is what frees the slots a slow-loris attack (or a
 //! forgotten keep-alive) would otherwise hold forever.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -36,8 +37,6 @@ impl<T> IdleTimeout<T> {
         }
     }
 }
-
-use std::future::Future;
 
 impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeout<T> {
     fn poll_read(

@@ -153,14 +153,9 @@ impl Shield {
             (None, guarded(incoming).boxed())
         };
 
-        let pq = req
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
         let view = moat_rules::Request {
             method: req.method.as_str(),
-            uri: &pq,
+            uri: req.uri.path_and_query().map_or("/", |p| p.as_str()),
             path: req.uri.path(),
             query: req.uri.query().unwrap_or(""),
             host: &host,
