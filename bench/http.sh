@@ -79,10 +79,26 @@ for p in $UP $NG $MO; do
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$p/" >/dev/null && break; sleep 0.1; done
 done
 run_wrk() { wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$1/" ; }
-declare -A RPS P50 P99
+# CPU time (user+system, in clock ticks) of the processes serving a path, to report the CPU
+# each request costs: on 2 shared cores that decides throughput.
+ticks() { local s=0; for p in "$@"; do s=$((s + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $s; }
+pids_of() {
+  case $1 in
+    direct) pgrep -P "$(cat "$work/upstream.pid")" ;;
+    nginx) pgrep -P "$(cat "$work/proxy.pid")" ;;
+    moat) cat "$work/moat.pid" ;;
+  esac
+}
+HZ=$(getconf CLK_TCK)
+declare -A RPS P50 P99 CPU
 for name in direct nginx moat; do
   case $name in direct) p=$UP;; nginx) p=$NG;; moat) p=$MO;; esac
+  pids=$(pids_of $name)
+  t0=$(ticks $pids)
   out=$(run_wrk $p)
+  t1=$(ticks $pids)
+  total=$(awk '/requests in/ {print $1}' <<<"$out")
+  CPU[$name]=$(awk -v t=$((t1 - t0)) -v n="$total" -v hz="$HZ" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
   RPS[$name]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   P50[$name]=$(awk '$1=="50%" {print $2}' <<<"$out")
   P99[$name]=$(awk '$1=="99%" {print $2}' <<<"$out")
@@ -97,9 +113,10 @@ for name in direct nginx moat; do
 done
 echo
 echo "wrk -t1 -c$CONNS -d${DUR}s (saturation), then a fixed $half req/s (half of nginx's saturation)"
-printf '%-8s %12s %10s %10s %14s %14s\n' path "req/s" "wrk p50" "wrk p99" "p50@half ms" "p99@half ms"
+printf '%-8s %12s %10s %10s %14s %14s %16s\n' path "req/s" "wrk p50" "wrk p99" "p50@half ms" "p99@half ms" "CPU us/request"
 for name in direct nginx moat; do
-  printf '%-8s %12s %10s %10s %14s %14s\n' $name "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${HP50[$name]}" "${HP99[$name]}"
+  printf '%-8s %12s %10s %10s %14s %14s %16s\n' $name "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${HP50[$name]}" "${HP99[$name]}" "${CPU[$name]}"
 done
+echo "(CPU us/request: the serving processes only; for direct that is the upstream itself)"
 awk -v m="${RPS[moat]}" -v n="${RPS[nginx]}" 'BEGIN {printf "\nMoat/nginx throughput ratio: %.2fx\n", m/n}'
 awk -v m="${HP99[moat]}" -v d="${HP99[direct]}" 'BEGIN {printf "Moat p99 added over direct at half saturation: %.3f ms\n", m-d}'
