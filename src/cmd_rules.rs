@@ -143,10 +143,11 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<ExitCode> {
         .to_string();
     let json = moat_http::request_view::parse_body(&ct, &p.body);
     let pq = uri.path_and_query().map_or("/", |x| x.as_str()).to_string();
+    let path = moat_http::request_view::normalize_path(uri.path());
     let req = moat_rules::Request {
         method: &p.method,
         uri: &pq,
-        path: uri.path(),
+        path: &path,
         query: uri.query().unwrap_or(""),
         host: &host,
         headers: &p.headers,

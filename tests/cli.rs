@@ -207,3 +207,35 @@ fn demo_stops_every_script_and_lets_every_person_through() {
         "{people}"
     );
 }
+
+#[test]
+fn path_tricks_do_not_get_past_the_ghost_rules() {
+    // Ghost's router is case-insensitive and these all reach its magic-link handler.
+    for url in [
+        "/MEMBERS/api/send-magic-link/",
+        "/members//api/send%2Dmagic-link",
+        "/members/x/../api/./send-magic-link/",
+    ] {
+        let o = moat(&[
+            "rules",
+            "test",
+            "--preset",
+            "ghost",
+            "-X",
+            "POST",
+            "--url",
+            url,
+            "-H",
+            "User-Agent: python-requests/2.32.3",
+            "-H",
+            "Host: localhost",
+            "-d",
+            r#"{"email":"a@example.org"}"#,
+        ]);
+        let out = stdout(&o);
+        assert!(
+            out.contains("=> rule `ghost-script-user-agent` decides"),
+            "{url}: {out}"
+        );
+    }
+}

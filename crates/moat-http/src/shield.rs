@@ -13,7 +13,7 @@ use crate::client_addr::{self, ClientAddrPolicy, ClientIpSource, TrustedProxies}
 use crate::decoy::Decoys;
 use crate::forward::{self, ForwardError};
 use crate::metrics::Metrics;
-use crate::request_view::{limit_key, parse_body, secure_context};
+use crate::request_view::{limit_key, normalize_path, parse_body, secure_context};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -153,10 +153,11 @@ impl Shield {
             (None, guarded(incoming).boxed())
         };
 
+        let path = normalize_path(req.uri.path());
         let view = moat_rules::Request {
             method: req.method.as_str(),
             uri: req.uri.path_and_query().map_or("/", |p| p.as_str()),
-            path: req.uri.path(),
+            path: &path,
             query: req.uri.query().unwrap_or(""),
             host: &host,
             headers: &req.headers,
