@@ -276,13 +276,19 @@ fn server(r: &RawServer, s: &mut Sink, ov: &Overrides) -> Server {
             StoreKind::Sqlite
         }
     };
+    // One source only: a proxy passes through the headers it does not manage, so with several
+    // sources a client could send `Fly-Client-IP` through an nginx that only appends to
+    // X-Forwarded-For, and pick its own address. X-Forwarded-For, walked right to left past the
+    // trusted hops, is what every proxy maintains.
+    if let Some(list) = r.client_ip_headers.as_ref().filter(|l| l.len() > 1) {
+        s.at(
+            list[1].span(),
+            "server.client_ip_headers",
+            "name one header: the one your trusted proxy sets (fly-client-ip on Fly.io, cf-connecting-ip behind Cloudflare); a client could send the others through it",
+        );
+    }
     let client_ip_headers = match &r.client_ip_headers {
-        None => vec![
-            ClientIpHeader::FlyClientIp,
-            ClientIpHeader::CfConnectingIp,
-            ClientIpHeader::Forwarded,
-            ClientIpHeader::XForwardedFor,
-        ],
+        None => vec![ClientIpHeader::XForwardedFor],
         Some(list) => list
             .iter()
             .filter_map(|h| match h.get_ref().to_ascii_lowercase().as_str() {

@@ -57,13 +57,11 @@ pub fn upgrade_protocol(h: &HeaderMap) -> Option<HeaderValue> {
     }
 }
 
-pub fn upstream_uri(base: &Uri, req_uri: &Uri) -> Uri {
+/// The request target as the upstream must see it: origin-form (`/path?query`). The upstream's
+/// address goes to the pool; an absolute-form target would show apps Moat's internal URL.
+pub fn origin_form(req_uri: &Uri) -> Uri {
     let pq = req_uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = base.scheme().cloned();
-    parts.authority = base.authority().cloned();
-    parts.path_and_query = pq.parse().ok();
-    Uri::from_parts(parts).unwrap_or_else(|_| base.clone())
+    pq.parse().unwrap_or_else(|_| Uri::from_static("/"))
 }
 
 pub enum ForwardError {

@@ -307,7 +307,10 @@ impl Shield {
         let client_upgrade = protocol
             .as_ref()
             .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
-        parts.uri = forward::upstream_uri(&self.cfg.server.upstream, &parts.uri);
+        parts.uri = forward::origin_form(&parts.uri);
+        // Hop-by-hop first: a client's `Connection: X-Forwarded-For, Host` must not be able to
+        // delete the headers Moat sets below (the app would see every client as Moat).
+        forward::strip_hop_by_hop(&mut parts.headers);
         if !parts.headers.contains_key(header::HOST) {
             if let Ok(h) = HeaderValue::from_str(host) {
                 parts.headers.insert(header::HOST, h);

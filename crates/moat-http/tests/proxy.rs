@@ -205,6 +205,10 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
     .await;
     assert_eq!(r.status, StatusCode::OK);
     let seen = e.up.last("/hop");
+    assert!(
+        !seen.absolute_form,
+        "the upstream must get an origin-form target"
+    );
     for h in ["x-secret", "keep-alive", "proxy-connection", "te"] {
         assert!(
             seen.header(h).is_none(),
@@ -234,6 +238,30 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
     assert_eq!(r.header("x-end-resp"), Some("1"));
     assert_eq!(r.text(), "hop");
     e.moat.shutdown().await;
+}
+
+/// Issue 2: a client's Connection header cannot make Moat drop the forwarding headers it sets
+/// or the Host header (the app would otherwise see every client as Moat itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_header_cannot_remove_forwarding_headers() {
+    let e = env("", |_| {}).await;
+    let r = get_with(
+        e.addr,
+        "/conn",
+        &[(
+            "connection",
+            "keep-alive, X-Forwarded-For, Forwarded, X-Forwarded-Proto, Host",
+        )],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = e.up.last("/conn");
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert!(seen
+        .header("forwarded")
+        .is_some_and(|f| f.starts_with("for=127.0.0.1")));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert!(seen.header("host").is_some());
 }
 
 /// Issue 2: Moat keeps upstream connections alive: 30 sequential requests (each on a new
@@ -287,9 +315,32 @@ action = "block"
     assert_eq!(r.status, StatusCode::OK);
     e.moat.shutdown().await;
 
-    // Trusted proxy at 127.0.0.1: its Fly-Client-IP is the client.
+    // Trusted proxy at 127.0.0.1 that sets only X-Forwarded-For (the default source): a
+    // Fly-Client-IP it passed through from the client is not believed.
     let e = env(rules, |c| {
         c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let r = get_with(
+        e.addr,
+        "/fwd",
+        &[
+            ("fly-client-ip", "9.9.9.9"),
+            ("x-forwarded-for", "198.51.100.23"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        e.up.last("/fwd").header("x-forwarded-for"),
+        Some("198.51.100.23")
+    );
+    e.moat.shutdown().await;
+
+    // Trusted proxy at 127.0.0.1 configured as Fly's: its Fly-Client-IP is the client.
+    let e = env(rules, |c| {
+        c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.server.client_ip_headers = vec![moat_config::ClientIpHeader::FlyClientIp];
     })
     .await;
     let r = get_with(e.addr, "/fwd", &[("fly-client-ip", "203.0.113.9")]).await;

@@ -318,6 +318,7 @@ body = "global limit\n"
 async fn rate_limits_by_key() {
     let e = env(LIMITS, |c| {
         c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.server.client_ip_headers = vec![moat_config::ClientIpHeader::FlyClientIp];
     })
     .await;
     let a = e.addr;

@@ -55,6 +55,8 @@ pub struct Recorded {
     pub method: Method,
     /// Path and query.
     pub uri: String,
+    /// The request target arrived in absolute form (`http://host/path`) instead of origin form.
+    pub absolute_form: bool,
     pub version: Version,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
@@ -206,6 +208,7 @@ async fn answer(st: Arc<UpState>, mut req: Request<Incoming>) -> Response<TestBo
     let mut rec = Recorded {
         method: req.method().clone(),
         uri,
+        absolute_form: req.uri().scheme().is_some(),
         version: req.version(),
         headers: req.headers().clone(),
         body: Vec::new(),
