@@ -102,7 +102,7 @@ pub fn run(cmd: BansCmd) -> anyhow::Result<ExitCode> {
                 None => None,
             };
             let store = open(&cfg)?;
-            let offences = store.record_ban(&scope, now)?;
+            let offences = store.record_ban(&scope, now, now.saturating_sub(30 * 86_400_000))?;
             store.put_decision(&Decision {
                 scope: scope.clone(),
                 verdict: Verdict::Ban,

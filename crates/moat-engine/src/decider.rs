@@ -49,7 +49,11 @@ pub struct Decider {
     offences: HashMap<IpAddr, VecDeque<u64>>,
     /// Recent distinct banned addresses per prefix, for prefix escalation.
     prefix_bans: HashMap<IpNet, VecDeque<(IpAddr, u64)>>,
+    /// Scopes banned since the last published snapshot: offences still queued for them must
+    /// not ban (and escalate) them again before the guard shows the ban.
+    banned_unpublished: std::collections::HashSet<Scope>,
     store_version: u64,
+    last_tick: std::time::Instant,
 }
 
 const MAX_TRACKED: usize = 200_000;
@@ -71,7 +75,9 @@ impl Decider {
             lens,
             offences: HashMap::new(),
             prefix_bans: HashMap::new(),
+            banned_unpublished: Default::default(),
             store_version,
+            last_tick: std::time::Instant::now(),
         }
     }
 
@@ -82,8 +88,15 @@ impl Decider {
                 Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
                 Ok(cmd) => {
                     let mut dirty = self.apply(cmd);
-                    // Apply a burst of commands with one snapshot rebuild.
+                    // Apply a burst of commands with one snapshot rebuild, bounded so bans
+                    // still get published under a constant stream of offences.
+                    let mut burst = 0;
                     while let Ok(cmd) = rx.try_recv() {
+                        burst += 1;
+                        if burst >= 1024 {
+                            dirty |= self.apply(cmd);
+                            break;
+                        }
                         if matches!(cmd, Command::Shutdown) {
                             self.publish();
                             return;
@@ -101,6 +114,11 @@ impl Decider {
                     if dirty {
                         self.publish();
                     }
+                    // A busy channel must not starve the periodic work (an operator's
+                    // `moat allow` would otherwise wait for a quiet second).
+                    if self.last_tick.elapsed() >= Duration::from_secs(1) {
+                        self.tick();
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => self.tick(),
             }
@@ -109,6 +127,7 @@ impl Decider {
 
     /// Periodic work: pick up writes by other processes (`moat bans add`), drop expired bans.
     fn tick(&mut self) {
+        self.last_tick = std::time::Instant::now();
         let v = self.store.changed().unwrap_or(self.store_version);
         if v != self.store_version {
             self.store_version = v;
@@ -131,7 +150,10 @@ impl Decider {
             Err(e) => tracing::error!(error = %e, "cannot read the allowlist from the store"),
         }
         match self.store.decisions(now) {
-            Ok(d) => self.guard.store(Arc::new(GuardSnapshot::new(allow, d))),
+            Ok(d) => {
+                self.guard.store(Arc::new(GuardSnapshot::new(allow, d)));
+                self.banned_unpublished.clear();
+            }
             Err(e) => tracing::error!(error = %e, "cannot read decisions from the store"),
         }
         // Our own writes bump nothing for us, but keep the version current anyway.
@@ -178,7 +200,10 @@ impl Decider {
 
     fn offence(&mut self, ip: IpAddr, rule: String, now: u64) -> bool {
         let g = self.guard.load();
-        if g.is_allowlisted(ip) || !matches!(g.check(ip, now), crate::GuardVerdict::Clear) {
+        if g.is_allowlisted(ip)
+            || !matches!(g.check(ip, now), crate::GuardVerdict::Clear)
+            || self.banned_unpublished.contains(&Scope::Ip(ip))
+        {
             return false;
         }
         if self.offences.len() >= MAX_TRACKED && !self.offences.contains_key(&ip) {
@@ -221,7 +246,7 @@ impl Decider {
             }
         }
         let forget = now.saturating_sub(30 * 86_400_000);
-        let offences = match self.store.record_ban(&scope, now) {
+        let offences = match self.store.record_ban(&scope, now, forget) {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!(error = %e, "cannot record ban history");
@@ -233,6 +258,7 @@ impl Decider {
             None if origin == Origin::Manual => None,
             None => Some(now + self.escalated_ttl(offences).as_millis() as u64),
         };
+        self.banned_unpublished.insert(scope.clone());
         let d = Decision {
             scope: scope.clone(),
             verdict: Verdict::Ban,

@@ -186,3 +186,47 @@ fn a_ban_written_by_another_process_is_picked_up() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_burst_of_offences_bans_once_without_escalating() {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let e = start(Arc::new(moat_store::MemoryStore::new()), clock);
+    for _ in 0..20 {
+        e.offence(ip("10.4.4.4"), "r");
+    }
+    e.flush();
+    match e.check(ip("10.4.4.4")) {
+        GuardVerdict::Banned(d) => {
+            assert_eq!(d.offences, 1, "one incident is one ban");
+            assert_eq!(
+                d.expires_ms,
+                Some(1_000_000 + 60_000),
+                "the base TTL, not an escalated one"
+            );
+        }
+        other => panic!("not banned: {other:?}"),
+    }
+}
+
+#[test]
+fn another_process_allow_is_seen_while_offences_keep_coming() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(5_000));
+    let e = start(Arc::new(SqliteStore::open_dir(dir.path()).unwrap()), clock);
+    e.ban(Scope::parse("10.5.5.5").unwrap(), None, "t", Origin::Manual);
+    e.flush();
+    let other = SqliteStore::open_dir(dir.path()).unwrap();
+    other
+        .allow("10.5.5.5/32".parse().unwrap(), "cli", 1)
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while e.check(ip("10.5.5.5")) != GuardVerdict::Allowlisted {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "allow not seen under a stream of offences"
+        );
+        // An attacked site: offences every 100 ms from elsewhere keep the decider busy.
+        e.offence(ip("10.6.6.6"), "r");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

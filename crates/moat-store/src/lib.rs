@@ -45,7 +45,10 @@ pub trait Store: Send + Sync + 'static {
     /// How many times this scope was banned before (for escalation), forgetting bans older
     /// than `forget_before_ms`.
     fn ban_count(&self, scope: &Scope, forget_before_ms: u64) -> Result<u32>;
-    fn record_ban(&self, scope: &Scope, now_ms: u64) -> Result<u32>;
+    /// Counts one more ban of `scope` and returns the count, starting again at 1 when the
+    /// previous ban is older than `forget_before_ms` (an address changes hands; a ban from
+    /// months ago says nothing about its holder today).
+    fn record_ban(&self, scope: &Scope, now_ms: u64, forget_before_ms: u64) -> Result<u32>;
     fn allowlist(&self) -> Result<Vec<IpNet>>;
     fn allow(&self, net: IpNet, note: &str, now_ms: u64) -> Result<()>;
     fn unallow(&self, net: IpNet) -> Result<bool>;

@@ -50,8 +50,9 @@ impl Store for MemoryStore {
             .filter(|(_, last)| *last >= forget_before_ms)
             .map_or(0, |(n, _)| *n))
     }
-    fn record_ban(&self, scope: &Scope, now_ms: u64) -> Result<u32> {
+    fn record_ban(&self, scope: &Scope, now_ms: u64, forget_before_ms: u64) -> Result<u32> {
         let mut g = self.lock();
+        g.history.retain(|_, (_, last)| *last >= forget_before_ms);
         let e = g.history.entry(scope.clone()).or_insert((0, now_ms));
         e.0 += 1;
         e.1 = now_ms;

@@ -149,8 +149,14 @@ impl Store for SqliteStore {
         Ok(n.unwrap_or(0) as u32)
     }
 
-    fn record_ban(&self, scope: &Scope, now_ms: u64) -> Result<u32> {
-        let n: i64 = self.conn().query_row(
+    fn record_ban(&self, scope: &Scope, now_ms: u64, forget_before_ms: u64) -> Result<u32> {
+        let c = self.conn();
+        // Old history is pruned here, so the table stays as small as the forget window.
+        c.execute(
+            "DELETE FROM ban_history WHERE last_ms < ?1",
+            [forget_before_ms as i64],
+        )?;
+        let n: i64 = c.query_row(
             "INSERT INTO ban_history VALUES (?1, 1, ?2)
              ON CONFLICT(scope) DO UPDATE SET count = count + 1, last_ms = ?2
              RETURNING count",
@@ -251,11 +257,13 @@ mod tests {
             s.put_decision(&ban("10.0.0.1", Some(1000))).unwrap();
             s.put_decision(&ban("10.1.0.0/24", None)).unwrap();
             assert_eq!(
-                s.record_ban(&Scope::parse("10.0.0.1").unwrap(), 5).unwrap(),
+                s.record_ban(&Scope::parse("10.0.0.1").unwrap(), 5, 0)
+                    .unwrap(),
                 1
             );
             assert_eq!(
-                s.record_ban(&Scope::parse("10.0.0.1").unwrap(), 6).unwrap(),
+                s.record_ban(&Scope::parse("10.0.0.1").unwrap(), 6, 0)
+                    .unwrap(),
                 2
             );
         }
