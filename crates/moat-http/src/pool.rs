@@ -17,6 +17,8 @@ use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -45,15 +47,19 @@ pub enum PoolError {
     Http(#[from] hyper::Error),
 }
 
-/// A connection on loan for one request, returned when its response body ends.
+/// A connection on loan for one request, returned when its response body ends, and only if
+/// the request body was sent in full too: an upstream that answers early (401, 413) while a
+/// client is still uploading would otherwise hand the next request a connection stuck behind
+/// that upload.
 pub struct Lease {
     key: std::sync::Arc<str>,
     sender: SendRequest<ProxyBody>,
+    request_sent: Arc<AtomicBool>,
 }
 
 impl Lease {
     fn give_back(self) {
-        if self.sender.is_closed() {
+        if self.sender.is_closed() || !self.request_sent.load(Ordering::Acquire) {
             return;
         }
         IDLE.with(|p| {
@@ -109,9 +115,11 @@ async fn connect(authority: &str, timeout: Duration) -> Result<SendRequest<Proxy
 /// Sends `req` to `authority` (host:port) over a pooled or new connection.
 pub async fn send(
     authority: std::sync::Arc<str>,
-    mut req: Request<ProxyBody>,
+    req: Request<ProxyBody>,
     connect_timeout: Duration,
 ) -> Result<(Response<Incoming>, Lease), PoolError> {
+    let request_sent = Arc::new(AtomicBool::new(false));
+    let mut req = req.map(|b| SentFlag::wrap(b, request_sent.clone()));
     let mut fresh = false;
     loop {
         let mut sender = match take_idle(&authority) {
@@ -137,6 +145,7 @@ pub async fn send(
                     Lease {
                         key: authority,
                         sender,
+                        request_sent,
                     },
                 ))
             }
@@ -146,6 +155,46 @@ pub async fn send(
                 _ => return Err(PoolError::Http(e.into_error())),
             },
         }
+    }
+}
+
+/// The request body on its way upstream; sets the flag once it has ended.
+pub struct SentFlag {
+    inner: ProxyBody,
+    sent: Arc<AtomicBool>,
+}
+
+impl SentFlag {
+    fn wrap(inner: ProxyBody, sent: Arc<AtomicBool>) -> ProxyBody {
+        if inner.is_end_stream() {
+            sent.store(true, Ordering::Release);
+            return inner;
+        }
+        BodyExt::boxed(SentFlag { inner, sent })
+    }
+}
+
+impl Body for SentFlag {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.sent.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
