@@ -239,3 +239,52 @@ fn path_tricks_do_not_get_past_the_ghost_rules() {
         );
     }
 }
+
+#[test]
+fn versioned_admin_paths_and_compressed_bodies_are_covered() {
+    let run = |url: &str, extra: &[&str]| {
+        let mut args = vec![
+            "rules", "test", "--preset", "ghost", "-X", "POST", "--url", url,
+            "-H", "Host: localhost", "-H", "Origin: http://localhost",
+            "-H", "sec-ch-ua: \"Chromium\";v=\"131\"", "-H", "sec-fetch-mode: cors",
+            "-H", "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+        ];
+        args.extend_from_slice(extra);
+        stdout(&moat(&args))
+    };
+    // Ghost rewrites /ghost/api/v4/admin/... to the unversioned route.
+    let out = stdout(&moat(&[
+        "rules",
+        "test",
+        "--preset",
+        "ghost",
+        "-X",
+        "POST",
+        "--url",
+        "/ghost/api/v4/admin/session/",
+        "-H",
+        "User-Agent: python-requests/2.32.3",
+        "-H",
+        "Host: localhost",
+    ]));
+    assert!(
+        out.contains("=> rule `ghost-script-user-agent` decides"),
+        "{out}"
+    );
+    let out = run(
+        "/members/api/send-magic-link/",
+        &["-H", "Content-Encoding: gzip", "-d", "x"],
+    );
+    assert!(
+        out.contains("=> rule `ghost-encoded-body` decides"),
+        "{out}"
+    );
+    let out = run(
+        "/members/api/send-magic-link/",
+        &["-d", r#"{"email":"a@example.org"}"#],
+    );
+    assert!(
+        out.contains("=> no rule stops it"),
+        "a real browser passes: {out}"
+    );
+}

@@ -374,7 +374,9 @@ fn limits(r: &RawLimits, s: &mut Sink) -> Limits {
             r.max_json_body_bytes.as_ref(),
             "limits.max_json_body_bytes",
             64,
-            64 * 1024,
+            // At least what the apps' own JSON parsers accept (Express: 100 kB), so a body
+            // padded past our cap cannot reach the app unread.
+            128 * 1024,
             s,
         ) as usize,
         max_connections: num(

@@ -33,6 +33,8 @@ fn host_without_port(host: &str) -> &str {
 /// Parses a body for `http.request.body.json`: JSON whatever the content type claims (a script
 /// may lie about it), or an urlencoded form turned into an object of strings.
 pub fn parse_body(content_type: &str, body: &[u8]) -> Option<Value> {
+    // A UTF-8 byte order mark is accepted by body parsers such as Express's, so it is here too.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let trimmed = body
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -152,6 +154,8 @@ mod tests {
         assert_eq!(v["email"], "a@x.org");
         assert_eq!(v["name"], "J D");
         assert!(parse_body("text/plain", b"hello").is_none());
+        let v = parse_body("application/json", b"\xEF\xBB\xBF{\"email\":\"b@x.org\"}").unwrap();
+        assert_eq!(v["email"], "b@x.org", "a BOM does not hide the body");
         assert!(parse_body("application/x-www-form-urlencoded", b"a=%zz%4").is_some());
     }
 
