@@ -46,7 +46,7 @@ pub struct Decider {
     pub(crate) bans: Bans,
     pub(crate) lens: PrefixLens,
     /// Recent offence times per address, bounded.
-    offences: HashMap<IpAddr, VecDeque<u64>>,
+    offences: HashMap<Scope, VecDeque<u64>>,
     /// Recent distinct banned addresses per prefix, for prefix escalation.
     prefix_bans: HashMap<IpNet, VecDeque<(IpAddr, u64)>>,
     /// Scopes banned since the last published snapshot: offences still queued for them must
@@ -57,6 +57,16 @@ pub struct Decider {
 }
 
 const MAX_TRACKED: usize = 200_000;
+
+/// Who an offence is held against: an IPv4 address, or an IPv6 client's whole /64 (or the
+/// configured length). One IPv6 host usually owns a /64, so counting single addresses would
+/// give it 2^64 fresh identities and never a ban.
+pub fn offender(ip: IpAddr, lens: PrefixLens) -> Scope {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => Scope::Ip(IpAddr::V4(v4)),
+        v6 => Scope::Prefix(prefix_of(v6, lens)),
+    }
+}
 
 impl Decider {
     pub fn new(
@@ -199,21 +209,22 @@ impl Decider {
     }
 
     fn offence(&mut self, ip: IpAddr, rule: String, now: u64) -> bool {
+        let who = offender(ip, self.lens);
         let g = self.guard.load();
         if g.is_allowlisted(ip)
             || !matches!(g.check(ip, now), crate::GuardVerdict::Clear)
-            || self.banned_unpublished.contains(&Scope::Ip(ip))
+            || self.banned_unpublished.contains(&who)
         {
             return false;
         }
-        if self.offences.len() >= MAX_TRACKED && !self.offences.contains_key(&ip) {
+        if self.offences.len() >= MAX_TRACKED && !self.offences.contains_key(&who) {
             self.tick();
             if self.offences.len() >= MAX_TRACKED {
                 return false;
             }
         }
         let window = self.bans.offence_window.as_millis() as u64;
-        let q = self.offences.entry(ip).or_default();
+        let q = self.offences.entry(who.clone()).or_default();
         while q.front().is_some_and(|t| t + window <= now) {
             q.pop_front();
         }
@@ -221,12 +232,12 @@ impl Decider {
         if q.len() < self.bans.offences_to_ban as usize {
             return false;
         }
-        self.offences.remove(&ip);
+        self.offences.remove(&who);
         let reason = format!(
             "{} offences within {:?} (last: {rule})",
             self.bans.offences_to_ban, self.bans.offence_window
         );
-        self.ban(Scope::Ip(ip), None, reason, Origin::Rule(rule), now);
+        self.ban(who, None, reason, Origin::Rule(rule), now);
         true
     }
 

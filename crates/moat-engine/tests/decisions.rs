@@ -230,3 +230,23 @@ fn another_process_allow_is_seen_while_offences_keep_coming() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn ipv6_offences_count_against_the_whole_64() {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let e = start(Arc::new(moat_store::MemoryStore::new()), clock);
+    // A host rotating through its own /64: each address offends once.
+    for i in 1..=3 {
+        e.offence(ip(&format!("2001:db8:7:7::{i}")), "r");
+    }
+    e.flush();
+    match e.check(ip("2001:db8:7:7::ffff")) {
+        GuardVerdict::Banned(d) => assert_eq!(d.scope.to_string(), "2001:db8:7:7::/64"),
+        other => panic!("the /64 is not banned: {other:?}"),
+    }
+    assert_eq!(
+        e.check(ip("2001:db8:7:8::1")),
+        GuardVerdict::Clear,
+        "the next /64 is someone else"
+    );
+}

@@ -116,7 +116,11 @@ pub fn limit_key(
     json: Option<&Value>,
 ) -> Option<Vec<u8>> {
     Some(match key {
-        LimitKey::Ip => ip.to_canonical().to_string().into_bytes(),
+        // IPv6 clients by their /64: one host owns the whole block (see `offender`).
+        LimitKey::Ip => match ip.to_canonical() {
+            v4 @ IpAddr::V4(_) => v4.to_string().into_bytes(),
+            v6 => prefix_of(v6, lens).to_string().into_bytes(),
+        },
         LimitKey::Prefix => prefix_of(ip, lens).to_string().into_bytes(),
         LimitKey::Global => b"*".to_vec(),
         LimitKey::Header(name) => headers.get(name.as_str())?.as_bytes().to_vec(),
