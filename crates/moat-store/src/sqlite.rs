@@ -119,14 +119,20 @@ impl Store for SqliteStore {
         let mut out = Vec::new();
         for row in rows {
             let (scope, verdict, created, expires, reason, origin, offences) = row?;
-            let corrupt = |detail: String| StoreError::Corrupt {
-                table: "decisions",
-                detail,
+            // One bad row (a hand edit, a newer version's verdict) must not drop every ban:
+            // skip it and say so.
+            let (Ok(scope_v), Some(verdict_v)) = (Scope::parse(&scope), Verdict::parse(&verdict))
+            else {
+                let e = StoreError::Corrupt {
+                    table: "decisions",
+                    detail: format!("scope {scope}, verdict {verdict}"),
+                };
+                tracing::warn!(error = %e, "skipping a corrupt decision row");
+                continue;
             };
             out.push(Decision {
-                scope: Scope::parse(&scope).map_err(|e| corrupt(e.to_string()))?,
-                verdict: Verdict::parse(&verdict)
-                    .ok_or_else(|| corrupt(format!("verdict {verdict}")))?,
+                scope: scope_v,
+                verdict: verdict_v,
                 created_ms: created as u64,
                 expires_ms: expires.map(|e| e as u64),
                 reason,
@@ -279,6 +285,19 @@ mod tests {
             s.ban_count(&Scope::parse("10.0.0.1").unwrap(), 7).unwrap(),
             0
         );
+    }
+
+    #[test]
+    fn a_corrupt_row_is_skipped_not_fatal() {
+        let s = SqliteStore::open(Path::new(":memory:")).unwrap();
+        s.put_decision(&ban("10.0.0.1", None)).unwrap();
+        s.conn()
+            .execute(
+                "INSERT INTO decisions VALUES ('not-an-ip', 'ban', 1, NULL, '', 'manual', 1)",
+                [],
+            )
+            .unwrap();
+        assert_eq!(s.decisions(0).unwrap(), vec![ban("10.0.0.1", None)]);
     }
 
     #[test]
