@@ -3,8 +3,8 @@
 //! One `Limiter` per configured limit, so a flood that fills the per-address table (random IPv6
 //! addresses) cannot evict the per-email or per-prefix state an attacker would like reset. Each
 //! table is sharded to keep lock hold times tiny, and capped: when a shard is full, entries whose
-//! theoretical arrival time has passed (state identical to "never seen") go first, then arbitrary
-//! ones. Keys are hashed with a per-process random SipHash key, so an attacker cannot aim
+//! theoretical arrival time has passed (state identical to "never seen") go first, then those
+//! closest to it. Keys are hashed with a per-process random SipHash key, so an attacker cannot aim
 //! collisions.
 
 use std::collections::HashMap;
@@ -92,16 +92,19 @@ impl Limiter {
     }
 }
 
-/// Frees an eighth of the shard: first entries already back to "fresh", then arbitrary ones
-/// (hash order is effectively random). Amortised O(1) per insert.
+/// Frees an eighth of the shard: first entries already back to "fresh", then those closest to
+/// it (smallest theoretical arrival time), so the keys nearest their limit, the ones an
+/// attacker would like reset by a flood of new keys, are the last to go. Amortised
+/// O(log n) per insert.
 fn evict(t: &mut Table, now_ns: u64, cap: usize) {
     t.retain(|_, tat| *tat > now_ns);
     let target = cap - cap / 8;
     if t.len() > target {
         let excess = t.len() - target;
-        let victims: Vec<u64> = t.keys().take(excess).copied().collect();
-        for k in victims {
-            t.remove(&k);
+        let mut by_tat: Vec<(u64, u64)> = t.iter().map(|(k, tat)| (*tat, *k)).collect();
+        by_tat.select_nth_unstable(excess - 1);
+        for (_, k) in &by_tat[..excess] {
+            t.remove(k);
         }
     }
 }
@@ -125,6 +128,21 @@ mod tests {
             "one interval later one more is allowed"
         );
         assert!(!l.check(b"a@x", 1200 * S));
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_does_not_reset_a_key_at_its_limit() {
+        let l = Limiter::new(3, 3600 * S, 3, 1000);
+        for _ in 0..3 {
+            assert!(l.check(b"victim@x", 0));
+        }
+        for i in 0u64..50_000 {
+            l.check(&i.to_le_bytes(), 1);
+        }
+        assert!(
+            !l.check(b"victim@x", 2),
+            "the flood evicted the victim's state"
+        );
     }
 
     #[test]
