@@ -89,6 +89,14 @@ impl Engine {
         }
     }
 
+    /// True if limit `idx` has room for `key`, without counting the request.
+    pub fn peek_limit(&self, idx: usize, key: &[u8]) -> bool {
+        match self.limiters.get(idx) {
+            Some(l) => l.peek(key, self.clock.now_ms().saturating_mul(1_000_000)),
+            None => true,
+        }
+    }
+
     pub fn limiter_keys(&self) -> usize {
         self.limiters.iter().map(Limiter::len).sum()
     }

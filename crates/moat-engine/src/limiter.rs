@@ -65,6 +65,15 @@ impl Limiter {
         self.check_hashed(self.hash_key(key), now_ns)
     }
 
+    /// True if a request for `key` at `now_ns` would conform; nothing is counted.
+    pub fn peek(&self, key: &[u8], now_ns: u64) -> bool {
+        let h = self.hash_key(key);
+        let shard = &self.shards[(h >> 58) as usize % SHARDS];
+        let t = shard.lock().unwrap_or_else(|p| p.into_inner());
+        let tat = t.get(&h).copied().unwrap_or(0).max(now_ns);
+        tat - now_ns <= self.tau_ns
+    }
+
     pub fn check_hashed(&self, h: u64, now_ns: u64) -> bool {
         let shard = &self.shards[(h >> 58) as usize % SHARDS];
         let mut t = shard.lock().unwrap_or_else(|p| p.into_inner());
@@ -128,6 +137,17 @@ mod tests {
             "one interval later one more is allowed"
         );
         assert!(!l.check(b"a@x", 1200 * S));
+    }
+
+    #[test]
+    fn peek_does_not_count() {
+        let l = Limiter::new(1, 60 * S, 1, 100);
+        for _ in 0..5 {
+            assert!(l.peek(b"k", 0));
+        }
+        assert!(l.check(b"k", 0));
+        assert!(!l.peek(b"k", 0));
+        assert!(!l.check(b"k", 0));
     }
 
     #[test]

@@ -212,22 +212,29 @@ impl Shield {
             });
         }
         if hit.is_none() && !skip_limits {
+            // Two passes: find the first limit the request exceeds without spending anything,
+            // then spend on every limit only if the request goes through. A request a later
+            // limit stops must not use up a person's allowance on an earlier one.
+            let mut applicable = Vec::new();
             for (i, l) in policy.rate_limits.iter().enumerate() {
                 if l.expr.as_ref().is_some_and(|e| !e.matches(&view)) {
                     continue;
                 }
-                let Some(key) =
+                if let Some(key) =
                     limit_key(&l.key, client, view.prefix_lens, view.headers, view.json)
-                else {
-                    continue;
-                };
-                if self.engine.check_limit(i, &key) {
+                {
+                    applicable.push((i, key));
+                }
+            }
+            for (i, key) in &applicable {
+                if self.engine.peek_limit(*i, key) {
                     continue;
                 }
+                let l = &policy.rate_limits[*i];
                 if l.ban {
                     self.engine.offence(client, &l.id);
                 }
-                let key = String::from_utf8_lossy(&key).into_owned();
+                let key = String::from_utf8_lossy(key).into_owned();
                 if matches!(l.action, Action::Log) {
                     self.log_decision(client, &l.id, "log", Some(&key), &view);
                     continue;
@@ -238,6 +245,11 @@ impl Shield {
                     key: Some(key),
                 });
                 break;
+            }
+            if hit.is_none() {
+                for (i, key) in &applicable {
+                    self.engine.check_limit(*i, key);
+                }
             }
         }
         if let Some(h) = hit {

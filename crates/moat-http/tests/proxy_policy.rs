@@ -556,3 +556,53 @@ decoy = "big"
         (StatusCode::CREATED, "static".to_string())
     );
 }
+
+/// Issue 2: a request stopped by a later limit does not spend its allowance on earlier ones
+/// (a person caught by a global limit keeps their per-email budget).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_request_spends_no_other_limit() {
+    const TWO: &str = r#"
+[[rate_limit]]
+id = "per-email"
+key = "json:email"
+requests = 2
+period = "1h"
+action = "block"
+status = 429
+body = "email"
+
+[[rate_limit]]
+id = "per-key"
+key = "header:x-k"
+requests = 1
+period = "1h"
+action = "block"
+status = 429
+body = "key"
+"#;
+    let e = env(TWO, |_| {}).await;
+    let body = br#"{"email":"e@example.org"}"#;
+    let post = |k: &'static str| {
+        request(
+            "POST",
+            "/rl/two",
+            &[("x-k", k), ("content-type", "application/json")],
+            body,
+        )
+    };
+    assert_eq!(send(e.addr, post("a")).await.status, StatusCode::OK);
+    for _ in 0..2 {
+        let r = send(e.addr, post("a")).await;
+        assert_eq!(
+            (r.status, r.text()),
+            (StatusCode::TOO_MANY_REQUESTS, "key".into())
+        );
+    }
+    // The per-email limit (2 per hour) was spent once, by the first request only.
+    assert_eq!(send(e.addr, post("b")).await.status, StatusCode::OK);
+    let r = send(e.addr, post("c")).await;
+    assert_eq!(
+        (r.status, r.text()),
+        (StatusCode::TOO_MANY_REQUESTS, "email".into())
+    );
+}
