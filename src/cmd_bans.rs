@@ -62,7 +62,7 @@ pub fn run(cmd: BansCmd) -> anyhow::Result<ExitCode> {
         BansCmd::List { json, cfg } => {
             let list = open(&cfg)?.decisions(now)?;
             if json {
-                let v: Vec<_> = list.iter().map(decision_json).collect();
+                let v: Vec<_> = list.iter().map(moat_store::decision_json).collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else if list.is_empty() {
                 println!("no active bans");
@@ -148,13 +148,6 @@ pub fn allow(addr: &str, cfg: &ConfigArgs) -> anyhow::Result<ExitCode> {
     }
     println!("allowlisted {net}; lifted {lifted} ban(s)");
     Ok(ExitCode::SUCCESS)
-}
-
-fn decision_json(d: &Decision) -> serde_json::Value {
-    serde_json::json!({
-        "scope": d.scope.to_string(), "verdict": d.verdict.as_str(), "created_ms": d.created_ms,
-        "expires_ms": d.expires_ms, "reason": d.reason, "origin": d.origin.to_string(), "offences": d.offences,
-    })
 }
 
 fn human(secs: u64) -> String {

@@ -16,28 +16,27 @@ fn stdout(o: &Output) -> String {
 
 const CHROME_131: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
-fn magic_link(headers: &[&str]) -> Output {
+/// `moat rules test --preset ghost -X POST --url URL`, each header as `-H`, then `extra`.
+fn ghost_post(url: &str, headers: &[&str], extra: &[&str]) -> Output {
     let mut args = vec![
-        "rules",
-        "test",
-        "--preset",
-        "ghost",
-        "-X",
-        "POST",
-        "--url",
-        "/members/api/send-magic-link/",
-        "-H",
-        "Host: localhost:8080",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        r#"{"email":"reader@example.org","honeypot":""}"#,
+        "rules", "test", "--preset", "ghost", "-X", "POST", "--url", url,
     ];
     for h in headers {
         args.push("-H");
         args.push(h);
     }
+    args.extend_from_slice(extra);
     moat(&args)
+}
+
+fn magic_link(headers: &[&str]) -> Output {
+    let mut all = vec!["Host: localhost:8080", "Content-Type: application/json"];
+    all.extend_from_slice(headers);
+    ghost_post(
+        "/members/api/send-magic-link/",
+        &all,
+        &["-d", r#"{"email":"reader@example.org","honeypot":""}"#],
+    )
 }
 
 #[test]
@@ -216,22 +215,11 @@ fn path_tricks_do_not_get_past_the_ghost_rules() {
         "/members//api/send%2Dmagic-link",
         "/members/x/../api/./send-magic-link/",
     ] {
-        let o = moat(&[
-            "rules",
-            "test",
-            "--preset",
-            "ghost",
-            "-X",
-            "POST",
-            "--url",
+        let o = ghost_post(
             url,
-            "-H",
-            "User-Agent: python-requests/2.32.3",
-            "-H",
-            "Host: localhost",
-            "-d",
-            r#"{"email":"a@example.org"}"#,
-        ]);
+            &["User-Agent: python-requests/2.32.3", "Host: localhost"],
+            &["-d", r#"{"email":"a@example.org"}"#],
+        );
         let out = stdout(&o);
         assert!(
             out.contains("=> rule `ghost-script-user-agent` decides"),
@@ -243,30 +231,23 @@ fn path_tricks_do_not_get_past_the_ghost_rules() {
 #[test]
 fn versioned_admin_paths_and_compressed_bodies_are_covered() {
     let run = |url: &str, extra: &[&str]| {
-        let mut args = vec![
-            "rules", "test", "--preset", "ghost", "-X", "POST", "--url", url,
-            "-H", "Host: localhost", "-H", "Origin: http://localhost",
-            "-H", "sec-ch-ua: \"Chromium\";v=\"131\"", "-H", "sec-fetch-mode: cors",
-            "-H", "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+        let browser = [
+            "Host: localhost",
+            "Origin: http://localhost",
+            "sec-ch-ua: \"Chromium\";v=\"131\"",
+            "sec-fetch-mode: cors",
         ];
-        args.extend_from_slice(extra);
-        stdout(&moat(&args))
+        let ua = format!("User-Agent: {CHROME_131}");
+        let mut headers = browser.to_vec();
+        headers.push(&ua);
+        stdout(&ghost_post(url, &headers, extra))
     };
     // Ghost rewrites /ghost/api/v4/admin/... to the unversioned route.
-    let out = stdout(&moat(&[
-        "rules",
-        "test",
-        "--preset",
-        "ghost",
-        "-X",
-        "POST",
-        "--url",
+    let out = stdout(&ghost_post(
         "/ghost/api/v4/admin/session/",
-        "-H",
-        "User-Agent: python-requests/2.32.3",
-        "-H",
-        "Host: localhost",
-    ]));
+        &["User-Agent: python-requests/2.32.3", "Host: localhost"],
+        &[],
+    ));
     assert!(
         out.contains("=> rule `ghost-script-user-agent` decides"),
         "{out}"

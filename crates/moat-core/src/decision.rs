@@ -17,13 +17,6 @@ impl Scope {
     pub fn parse(s: &str) -> Result<Scope, ScopeParseError> {
         s.parse()
     }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match self {
-            Scope::Ip(a) => *a == ip,
-            Scope::Prefix(n) => n.contains(&ip),
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

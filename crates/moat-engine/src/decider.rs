@@ -27,10 +27,6 @@ pub enum Command {
         reason: String,
         origin: Origin,
     },
-    Unban {
-        scope: Scope,
-        reply: Option<SyncSender<bool>>,
-    },
     Allow {
         net: IpNet,
     },
@@ -182,16 +178,6 @@ impl Decider {
                 origin,
             } => {
                 self.ban(scope, ttl, reason, origin, now);
-                true
-            }
-            Command::Unban { scope, reply } => {
-                let removed = self.store.remove_decision(&scope).unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "unban failed");
-                    false
-                });
-                if let Some(r) = reply {
-                    let _ = r.send(removed);
-                }
                 true
             }
             Command::Allow { net } => {

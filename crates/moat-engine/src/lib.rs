@@ -127,15 +127,6 @@ impl Engine {
         });
     }
 
-    pub fn unban(&self, scope: Scope) -> bool {
-        let (tx, rx) = sync_channel(1);
-        let _ = self.tx.send(Command::Unban {
-            scope,
-            reply: Some(tx),
-        });
-        rx.recv().unwrap_or(false)
-    }
-
     pub fn allow(&self, net: IpNet) {
         let _ = self.tx.send(Command::Allow { net });
     }

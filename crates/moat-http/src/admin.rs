@@ -107,16 +107,7 @@ fn route(shield: &Shield, token: &str, req: Request<Incoming>) -> Response<Proxy
                 .store()
                 .decisions(shield.engine.now_ms())
                 .unwrap_or_default();
-            let json: Vec<_> = list
-                .iter()
-                .map(|d| {
-                    serde_json::json!({
-                        "scope": d.scope.to_string(), "verdict": d.verdict.as_str(),
-                        "created_ms": d.created_ms, "expires_ms": d.expires_ms,
-                        "reason": d.reason, "origin": d.origin.to_string(), "offences": d.offences,
-                    })
-                })
-                .collect();
+            let json: Vec<_> = list.iter().map(moat_store::decision_json).collect();
             let mut r = text(
                 StatusCode::OK,
                 serde_json::to_string_pretty(&json).unwrap_or_default(),

@@ -89,8 +89,9 @@ pub async fn forward(
     protocol: Option<HeaderValue>,
     timeout: Duration,
 ) -> Result<Response<ProxyBody>, ForwardError> {
+    // The caller has stripped the request's hop-by-hop headers before adding its own (see
+    // `Shield::forward`); only the upgrade pair is set again here.
     *req.version_mut() = Version::HTTP_11;
-    strip_hop_by_hop(req.headers_mut());
     if let Some(p) = &protocol {
         req.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

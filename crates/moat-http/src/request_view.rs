@@ -14,7 +14,7 @@ pub fn secure_context(ssl: bool, host: &str) -> bool {
     }
     let h = host_without_port(host);
     h.eq_ignore_ascii_case("localhost")
-        || h.to_ascii_lowercase().ends_with(".localhost")
+        || (h.len() > 10 && h.as_bytes()[h.len() - 10..].eq_ignore_ascii_case(b".localhost"))
         || h.trim_matches(|c| c == '[' || c == ']')
             .parse::<IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
@@ -58,6 +58,12 @@ pub fn parse_body(content_type: &str, body: &[u8]) -> Option<Value> {
     None
 }
 
+/// The byte a `%XX` escape at `b[i]` stands for, if `b[i..i + 3]` is one.
+fn escaped_byte(b: &[u8], i: usize) -> Option<u8> {
+    let hex = b.get(i + 1..i + 3)?;
+    u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+}
+
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -65,16 +71,13 @@ fn percent_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-                {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' => match escaped_byte(b, i) {
+                Some(v) => {
+                    out.push(v);
+                    i += 2;
                 }
-            }
+                None => out.push(b'%'),
+            },
             c => out.push(c),
         }
         i += 1;
@@ -184,9 +187,8 @@ pub fn normalize_path(raw: &str) -> std::borrow::Cow<'_, str> {
     let mut decoded = String::with_capacity(raw.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+        if b[i] == b'%' {
+            if let Some(v) = escaped_byte(b, i) {
                 if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
                     decoded.push(v as char);
                 } else {

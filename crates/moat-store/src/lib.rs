@@ -35,6 +35,15 @@ pub struct LearnedResponse {
     pub body: Vec<u8>,
 }
 
+/// A decision as the admin API and `moat bans list --json` show it: one shape for both.
+pub fn decision_json(d: &Decision) -> serde_json::Value {
+    serde_json::json!({
+        "scope": d.scope.to_string(), "verdict": d.verdict.as_str(), "created_ms": d.created_ms,
+        "expires_ms": d.expires_ms, "reason": d.reason, "origin": d.origin.to_string(),
+        "offences": d.offences,
+    })
+}
+
 pub trait Store: Send + Sync + 'static {
     /// Inserts or replaces the decision for its scope.
     fn put_decision(&self, d: &Decision) -> Result<()>;
