@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests run against, if missing: pebble (Let's Encrypt's test ACME
-# server), wrk and nginx (benchmarks), and the Python attack clients (aiohttp, requests).
+# server), dnsmasq (a real DNS server for good-bot verification), headless Chromium and its
+# WebDriver (the browser proof), and the Python attack clients (aiohttp, requests).
 # Idempotent: a machine that has them installs nothing.
 set -euo pipefail
 missing=()
 command -v pebble >/dev/null 2>&1 || missing+=(pebble)
+command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq-base)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "need root to apt-get install ${missing[*]}" >&2

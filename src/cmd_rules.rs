@@ -41,6 +41,12 @@ pub struct TestArgs {
     /// Treat the client as banned.
     #[arg(long)]
     banned: bool,
+    /// Treat the request as carrying a valid clearance cookie (the browser proof passed).
+    #[arg(long)]
+    clearance: bool,
+    /// Treat the client as a crawler verified by reverse DNS.
+    #[arg(long)]
+    good_bot: bool,
     #[command(flatten)]
     cfg: ConfigArgs,
 }
@@ -144,6 +150,8 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<ExitCode> {
     let json = moat_http::request_view::parse_body(&ct, &p.body);
     let pq = uri.path_and_query().map_or("/", |x| x.as_str()).to_string();
     let path = moat_http::request_view::normalize_path(uri.path());
+    let secure = moat_http::request_view::secure_context(a.tls, &host);
+    let shape = moat_proof::fingerprint::shape(false, &p.method, &p.headers, secure);
     let req = moat_rules::Request {
         method: &p.method,
         uri: &pq,
@@ -155,11 +163,32 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<ExitCode> {
         prefix_lens: cfg.server.prefix_lens,
         json: json.as_ref(),
         ssl: a.tls,
-        secure_context: moat_http::request_view::secure_context(a.tls, &host),
+        secure_context: secure,
         banned: a.banned,
+        proof: moat_rules::ProofFields {
+            clearance: a.clearance,
+            good_bot: a.good_bot,
+            fingerprint: &shape.text,
+            fingerprint_consistent: shape.consistent,
+        },
     };
+    println!("fingerprint {}", shape.text);
     let mut decided = None;
     for r in &cfg.policy.rules {
+        let asks_proof = r.require_clearance || matches!(r.action, Action::Challenge { .. });
+        let passes = if a.good_bot {
+            Some("a verified good bot")
+        } else if a.clearance {
+            Some("has clearance")
+        } else if cfg.proof.exempt(&path) {
+            Some("path never challenged")
+        } else {
+            None
+        };
+        if let (true, Some(why)) = (asks_proof, passes) {
+            println!("      {} ({}, passed over: {why})", r.id, r.origin);
+            continue;
+        }
         let m = r.expr.matches(&req);
         println!(
             "{} {} ({}, action {})",

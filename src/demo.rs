@@ -107,6 +107,46 @@ async fn send(
     Some(Outcome { status, body })
 }
 
+/// What the page script does in a person's browser: fetch a challenge, find the nonce, and
+/// trade it for the clearance cookie. Returns the `Cookie` header value.
+async fn browser_proof(moat: SocketAddr, from: IpAddr, ua: &str) -> Option<String> {
+    let mut c = HttpConnector::new();
+    c.set_local_address(Some(from));
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(c);
+    let req = Request::get(format!("http://{moat}/.moat/challenge"))
+        .header("user-agent", ua)
+        .body(Full::new(Bytes::new()))
+        .ok()?;
+    let body = client
+        .request(req)
+        .await
+        .ok()?
+        .into_body()
+        .collect()
+        .await
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&body.to_bytes()).ok()?;
+    let challenge = v["challenge"].as_str()?.to_string();
+    let difficulty = u8::try_from(v["difficulty"].as_u64()?).ok()?;
+    let c = challenge.clone();
+    let nonce = tokio::task::spawn_blocking(move || {
+        (0u64..)
+            .map(|n| n.to_string())
+            .find(|n| moat_proof::challenge::solves(&c, n, difficulty))
+    })
+    .await
+    .ok()??;
+    let answer = serde_json::json!({ "challenge": challenge, "nonce": nonce }).to_string();
+    let req = Request::post(format!("http://{moat}/.moat/verify"))
+        .header("user-agent", ua)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(answer)))
+        .ok()?;
+    let resp = client.request(req).await.ok()?;
+    let cookie = resp.headers().get("set-cookie")?.to_str().ok()?;
+    Some(cookie.split(';').next()?.to_string())
+}
+
 const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
 fn browser_headers(host: &str) -> Vec<(&'static str, String)> {
@@ -158,7 +198,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let host = moat.to_string();
     println!("Demo site (stands in for Ghost) on http://{upstream}, Moat with the ghost preset in front on http://{moat}\n");
 
-    let waves: [(&str, Vec<(&str, String)>); 3] = [
+    let waves: [(&str, Vec<(&str, String)>); 4] = [
         (
             "aiohttp script",
             vec![
@@ -181,6 +221,8 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
                 ("origin", format!("http://{host}")),
             ],
         ),
+        // Every header a browser sends, but no browser behind it to earn the clearance.
+        ("script copying a browser", browser_headers(&host)),
     ];
     let person = browser_headers(&host);
     let mut rows = Vec::new();
@@ -207,10 +249,15 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
                 _ => other += 1,
             }
             // People keep signing up during the attack.
-            let every = (3 * a.requests / a.people.max(1)).max(1);
+            let every = (waves.len() * a.requests / a.people.max(1)).max(1);
             if person_no < a.people && (w * a.requests + i).is_multiple_of(every) {
                 let from = IpAddr::V4(Ipv4Addr::new(127, 10, person_no as u8, 1));
-                let h: Vec<(&str, &str)> = person.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                let mut h: Vec<(&str, &str)> =
+                    person.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                let cookie = browser_proof(moat, from, CHROME).await;
+                if let Some(c) = &cookie {
+                    h.push(("cookie", c.as_str()));
+                }
                 if let Some(o) =
                     send(moat, from, &h, &format!("reader{person_no}@example.net")).await
                 {

@@ -30,13 +30,20 @@ fn ghost_post(url: &str, headers: &[&str], extra: &[&str]) -> Output {
 }
 
 fn magic_link(headers: &[&str]) -> Output {
+    magic_link_with(headers, &[])
+}
+
+/// The same request from a browser that has passed the proof (`--clearance`).
+fn magic_link_cleared(headers: &[&str]) -> Output {
+    magic_link_with(headers, &["--clearance"])
+}
+
+fn magic_link_with(headers: &[&str], flags: &[&str]) -> Output {
     let mut all = vec!["Host: localhost:8080", "Content-Type: application/json"];
     all.extend_from_slice(headers);
-    ghost_post(
-        "/members/api/send-magic-link/",
-        &all,
-        &["-d", r#"{"email":"reader@example.org","honeypot":""}"#],
-    )
+    let mut extra = vec!["-d", r#"{"email":"reader@example.org","honeypot":""}"#];
+    extra.extend_from_slice(flags);
+    ghost_post("/members/api/send-magic-link/", &all, &extra)
 }
 
 #[test]
@@ -69,21 +76,47 @@ fn a_browser_claim_without_its_headers_is_caught_but_older_browsers_pass() {
         "{spoofed}"
     );
 
-    let real = stdout(&magic_link(&[
-        &format!("User-Agent: {CHROME_131}"),
+    let chrome = [
+        &format!("User-Agent: {CHROME_131}") as &str,
         "Origin: http://localhost:8080",
         r#"sec-ch-ua: "Chromium";v="131", "Not_A Brand";v="24""#,
         "sec-fetch-mode: cors",
         "sec-fetch-site: same-origin",
-    ]));
+        "Accept-Language: en-US,en;q=0.9",
+    ];
+    let real = stdout(&magic_link_cleared(&chrome));
     assert!(real.contains("=> no rule stops it"), "{real}");
+    assert!(
+        real.contains("ghost-no-clearance (preset:ghost, passed over: has clearance)"),
+        "{real}"
+    );
+
+    // The same headers without the browser proof: the decoy, whatever was copied.
+    let copied = stdout(&magic_link(&chrome));
+    assert!(
+        copied.contains("=> rule `ghost-no-clearance` decides: decoy"),
+        "{copied}"
+    );
+
+    // Client hints naming another version than the user agent are a contradiction too.
+    let mut mismatched = chrome;
+    mismatched[2] = r#"sec-ch-ua: "Chromium";v="120""#;
+    let out = stdout(&magic_link_cleared(&mismatched));
+    assert!(
+        out.contains("=> rule `ghost-headers-contradict-user-agent` decides"),
+        "{out}"
+    );
 
     // Chrome 70 and Firefox 85 never sent these headers: they must pass without them.
     for ua in [
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/70.0.3538.102 Safari/537.36",
         "Mozilla/5.0 (X11; Linux x86_64; rv:85.0) Gecko/20100101 Firefox/85.0",
     ] {
-        let old = stdout(&magic_link(&[&format!("User-Agent: {ua}"), "Origin: http://localhost:8080"]));
+        let old = stdout(&magic_link_cleared(&[
+            &format!("User-Agent: {ua}"),
+            "Origin: http://localhost:8080",
+            "Accept-Language: de-DE,de;q=0.9",
+        ]));
         assert!(old.contains("=> no rule stops it"), "{ua}: {old}");
     }
 }
@@ -188,6 +221,7 @@ fn demo_stops_every_script_and_lets_every_person_through() {
         "aiohttp script",
         "requests script",
         "script posing as Chrome",
+        "script copying a browser",
     ] {
         let row = out
             .lines()
@@ -236,6 +270,7 @@ fn versioned_admin_paths_and_compressed_bodies_are_covered() {
             "Origin: http://localhost",
             "sec-ch-ua: \"Chromium\";v=\"131\"",
             "sec-fetch-mode: cors",
+            "Accept-Language: en",
         ];
         let ua = format!("User-Agent: {CHROME_131}");
         let mut headers = browser.to_vec();
@@ -262,7 +297,7 @@ fn versioned_admin_paths_and_compressed_bodies_are_covered() {
     );
     let out = run(
         "/members/api/send-magic-link/",
-        &["-d", r#"{"email":"a@example.org"}"#],
+        &["-d", r#"{"email":"a@example.org"}"#, "--clearance"],
     );
     assert!(
         out.contains("=> no rule stops it"),

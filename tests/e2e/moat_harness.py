@@ -4,6 +4,7 @@ and HTTP clients that send from chosen loopback source addresses (127.x.y.z)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -435,6 +436,45 @@ def chrome_headers(base: str, **extra: str) -> dict[str, str]:
         "sec-fetch-dest": "empty",
     }
     h.update(extra)
+    return h
+
+
+def solve_pow(challenge: str, difficulty: int) -> str:
+    """What the page script's worker does: the first decimal nonce such that
+    SHA-256(challenge ":" nonce) starts with `difficulty` zero bits."""
+    prefix = hashlib.sha256((challenge + ":").encode())
+    n = 0
+    while True:
+        h = prefix.copy()
+        h.update(str(n).encode())
+        if int.from_bytes(h.digest()[:8], "big") >> (64 - difficulty) == 0:
+            return str(n)
+        n += 1
+
+
+_CLEARANCE: dict[tuple, str] = {}
+
+
+def clearance_cookie(base: str, ip: str, user_agent: str = CHROME_UA) -> str:
+    """A clearance cookie earned the way a browser earns it (challenge, proof of work, verify),
+    from `ip`. Tokens are bound to the /24 and the user agent, so one per pair is cached."""
+    key = (base, ip.rsplit(".", 1)[0], user_agent)
+    if key not in _CLEARANCE:
+        with session_from(ip) as s:
+            c = s.get(base + "/.moat/challenge", headers={"User-Agent": user_agent}, timeout=10).json()
+            assert c["cleared"] is False, c
+            nonce = solve_pow(c["challenge"], c["difficulty"])
+            r = s.post(base + "/.moat/verify", headers={"User-Agent": user_agent},
+                       json={"challenge": c["challenge"], "nonce": nonce}, timeout=10)
+            assert r.status_code == 200, (r.status_code, r.text)
+            _CLEARANCE[key] = r.headers["Set-Cookie"].split(";", 1)[0]
+    return _CLEARANCE[key]
+
+
+def cleared_headers(base: str, ip: str, **extra: str) -> dict[str, str]:
+    """Chrome's headers plus the clearance cookie a real Chrome would have earned from `ip`."""
+    h = chrome_headers(base, **extra)
+    h["Cookie"] = clearance_cookie(base, ip, h["User-Agent"])
     return h
 
 

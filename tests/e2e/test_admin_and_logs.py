@@ -12,7 +12,7 @@ from moat_harness import (
     CHROME_UA,
     MAGIC_LINK,
     address_pool,
-    chrome_headers,
+    cleared_headers,
     post_from,
 )
 
@@ -81,14 +81,14 @@ def test_every_decision_is_one_json_log_line(moat, upstream):
     # Browser requests for one mailbox from 5 addresses: 3 pass silently, 2 hit the limit.
     for i in range(5):
         ip = f"127.63.{i}.10"
-        post_from(ip, moat.url(MAGIC_LINK), headers=chrome_headers(base),
+        post_from(ip, moat.url(MAGIC_LINK), headers=cleared_headers(base, ip),
                   json_body={"email": "Target@Example.com"})
         if i >= 3:
             expected[(ip, "ghost-per-email", "decoy")] += 1
     # Browser sign-ups and page views: no decision, no decision line.
     for i in range(4):
         ip = f"127.64.{i}.10"
-        post_from(ip, moat.url(MAGIC_LINK), headers=chrome_headers(base),
+        post_from(ip, moat.url(MAGIC_LINK), headers=cleared_headers(base, ip),
                   json_body={"email": f"fine{i}@example.com"})
         requests.get(moat.url("/"), timeout=5)
 

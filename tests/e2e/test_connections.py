@@ -9,6 +9,7 @@ import time
 from moat_harness import (
     MAGIC_LINK,
     chrome_headers,
+    cleared_headers,
     get_from,
     post_from,
     raw_exchange,
@@ -83,7 +84,8 @@ def test_slow_loris_connections_are_cut_and_others_are_served(moat_factory, upst
             served.append(("GET /", r.status, r.body[:40]))
             r = await asyncio.to_thread(
                 post_from, f"127.90.{i}.10", m.url(MAGIC_LINK),
-                headers=chrome_headers(m.base), json_body={"email": f"real{i}@example.com"})
+                headers=cleared_headers(m.base, f"127.90.{i}.10"),
+                json_body={"email": f"real{i}@example.com"})
             served.append(("POST magic link", r.status, r.body))
         return served, await asyncio.gather(*clients), await asyncio.gather(*silent)
 

@@ -13,7 +13,7 @@ from moat_harness import (
     Reply,
     address_pool,
     aio_post,
-    chrome_headers,
+    cleared_headers,
     post_from,
     raw_exchange,
     status_of,
@@ -25,7 +25,7 @@ FIREFOX_UA = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/1
 def genuine_reference(moat, upstream, ip: str, email: str) -> Reply:
     """A browser-like sign-up through Moat: it reaches Ghost, and Moat learns its answer."""
     before = len(upstream.magic_links())
-    ref = post_from(ip, moat.url(MAGIC_LINK), headers=chrome_headers(moat.base),
+    ref = post_from(ip, moat.url(MAGIC_LINK), headers=cleared_headers(moat.base, ip),
                     json_body={"email": email})
     assert ref.status == 201, ref
     assert ref.body == b"Created.", ref
@@ -124,7 +124,7 @@ def test_browser_requests_reach_ghost_with_the_real_client_address(moat, upstrea
         spoof = {"X-Forwarded-For": "1.2.3.4"}
         if i % 2:
             spoof.update({"Forwarded": "for=1.2.3.4", "X-Real-IP": "1.2.3.4"})
-        r = post_from(ip, moat.url(MAGIC_LINK), headers=chrome_headers(moat.base, **spoof),
+        r = post_from(ip, moat.url(MAGIC_LINK), headers=cleared_headers(moat.base, ip, **spoof),
                       json_body={"email": email})
         replies.append((ip, r))
         sent[email] = ip
@@ -170,7 +170,7 @@ def test_decoy_is_byte_identical_on_the_wire(moat, upstream):
     """ghost.toml promises an answer byte-identical to Ghost's own success: the same bytes on
     the wire, header order included, with only the Date value differing."""
     genuine = raw_exchange("127.0.0.2", moat.port,
-                           _raw_post(moat, chrome_headers(moat.base), "reader@example.com"))
+                           _raw_post(moat, cleared_headers(moat.base, "127.0.0.2"), "reader@example.com"))
     assert len(upstream.magic_links()) == 1
     script = raw_exchange("127.10.0.10", moat.port,
                           _raw_post(moat, {"User-Agent": "python-requests/2.32.3",

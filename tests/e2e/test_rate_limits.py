@@ -3,11 +3,11 @@ and per /24 (burst 10), while other networks and other emails are still served."
 
 from __future__ import annotations
 
-from moat_harness import MAGIC_LINK, address_pool, chrome_headers, post_from
+from moat_harness import MAGIC_LINK, address_pool, cleared_headers, post_from
 
 
 def browser_signup(moat, ip: str, email: str):
-    return post_from(ip, moat.url(MAGIC_LINK), headers=chrome_headers(moat.base),
+    return post_from(ip, moat.url(MAGIC_LINK), headers=cleared_headers(moat.base, ip),
                      json_body={"email": email})
 
 

@@ -141,6 +141,12 @@ fn compile(
         }
     }
     let policy = crate::compile_policy::policy(&sources, sink.errors);
+    let mut sink = Sink {
+        file,
+        src,
+        errors: &mut errors,
+    };
+    let proof = crate::compile_proof::proof(&raw.proof, &policy, &mut sink);
 
     if errors.is_empty() {
         Ok(Config {
@@ -150,6 +156,7 @@ fn compile(
             acme,
             admin,
             bans,
+            proof,
             policy,
         })
     } else {

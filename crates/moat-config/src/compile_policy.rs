@@ -71,6 +71,8 @@ pub(crate) fn policy(
                     expr,
                     action,
                     offence: r.offence,
+                    require_clearance: r.require_clearance,
+                    allow_nojs: r.allow_nojs,
                     origin: file.clone(),
                 });
             }
@@ -299,15 +301,19 @@ fn simple_action(
             let (fb, fspan) = a.fallback.map_or(("block", span.clone()), |t| {
                 (t.get_ref().as_str(), t.span())
             });
-            if !matches!(fb, "block" | "decoy" | "tarpit") {
+            if !matches!(fb, "block" | "decoy" | "tarpit" | "retry") {
                 s.at(
                     fspan,
                     &format!("{what}.fallback"),
-                    format!("`{fb}`: use block, decoy or tarpit"),
+                    format!("`{fb}`: use block, decoy, tarpit or retry"),
                 );
                 return None;
             }
-            let fallback = simple_action(fb, fspan, a, what, p, s, 1)?;
+            let fallback = if fb == "retry" {
+                Action::Retry
+            } else {
+                simple_action(fb, fspan, a, what, p, s, 1)?
+            };
             Action::Challenge {
                 fallback: Box::new(fallback),
             }

@@ -5,6 +5,7 @@
 
 mod compile;
 mod compile_policy;
+mod compile_proof;
 mod duration;
 mod errors;
 pub mod model;

@@ -17,7 +17,51 @@ pub struct Config {
     pub acme: Option<Acme>,
     pub admin: Admin,
     pub bans: Bans,
+    pub proof: Proof,
     pub policy: Policy,
+}
+
+#[derive(Debug, Clone)]
+pub struct Proof {
+    /// Path prefixes whose HTML pages get the page script; empty: none.
+    pub inject: Vec<String>,
+    pub difficulty: u8,
+    pub max_difficulty: u8,
+    pub pressure_threshold: u64,
+    pub clearance_ttl: Duration,
+    pub challenge_ttl: Duration,
+    pub key_rotation: Duration,
+    /// `Some(delay)`: browsers without JavaScript get a clearance after waiting this long.
+    pub nojs_delay: Option<Duration>,
+    pub exempt_paths: Vec<String>,
+    /// Lowercased, without the dot.
+    pub exempt_extensions: Vec<String>,
+    pub good_bots: bool,
+    pub dns_server: Option<SocketAddr>,
+}
+
+impl Proof {
+    /// Feeds, robots.txt, `/.well-known/` and static assets are never challenged: feed readers
+    /// and crawlers cannot run a proof, and a page's own assets must load for its script to run.
+    pub fn exempt(&self, path: &str) -> bool {
+        let lower_ext = path
+            .rsplit('/')
+            .next()
+            .and_then(|last| last.rsplit_once('.'))
+            .map(|(_, e)| e);
+        self.exempt_paths
+            .iter()
+            .any(|p| path.starts_with(p.as_str()))
+            || lower_ext.is_some_and(|e| {
+                self.exempt_extensions
+                    .iter()
+                    .any(|x| x.eq_ignore_ascii_case(e))
+            })
+    }
+
+    pub fn injects(&self, path: &str) -> bool {
+        self.inject.iter().any(|p| path.starts_with(p.as_str())) && !self.exempt(path)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +181,11 @@ pub struct Rule {
     pub expr: Arc<Expr>,
     pub action: Action,
     pub offence: bool,
+    /// Applies only to requests without a valid clearance (and never to exempt paths or
+    /// verified good bots).
+    pub require_clearance: bool,
+    /// A no-JavaScript clearance satisfies `require_clearance` / `challenge` here.
+    pub allow_nojs: bool,
     /// The file (or `preset:NAME`) the rule came from, for `moat rules test` and logs.
     pub origin: String,
 }
@@ -159,10 +208,15 @@ pub enum Action {
         delay: Duration,
         then: Box<Action>,
     },
-    /// The browser proof is a later piece; until then a challenge is its fallback action.
+    /// Clients with a valid clearance pass on to the next rule. Others: a GET navigation gets
+    /// the challenge page; any other request gets `fallback`, because a POST must never be
+    /// turned into a GET behind the user's back.
     Challenge {
         fallback: Box<Action>,
     },
+    /// A 403 with a JSON body and `Moat-Clearance: required`, which the page script answers by
+    /// solving and sending the request again. Only a challenge's fallback.
+    Retry,
 }
 
 impl Action {
@@ -175,6 +229,7 @@ impl Action {
             Action::Decoy(_) => "decoy",
             Action::Tarpit { .. } => "tarpit",
             Action::Challenge { .. } => "challenge",
+            Action::Retry => "retry",
         }
     }
     /// Whether the request stops here without reaching the upstream.

@@ -21,6 +21,8 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     #[serde(default)]
     pub bans: RawBans,
+    #[serde(default)]
+    pub proof: RawProof,
     /// Names of embedded presets (`ghost`, `wordpress`, `generic-form`).
     #[serde(default)]
     pub presets: Vec<S<String>>,
@@ -128,6 +130,34 @@ pub struct RawBans {
     pub allow: Vec<S<String>>,
 }
 
+/// The browser proof (clearance cookie, page script, challenge page).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProof {
+    /// Path prefixes whose HTML pages get the page script. Default: `["/"]` when a rule asks
+    /// for clearance or a challenge, else none.
+    pub inject: Option<Vec<S<String>>>,
+    /// Leading zero bits of SHA-256 asked for when nothing is under attack.
+    pub difficulty: Option<S<u8>>,
+    pub max_difficulty: Option<S<u8>>,
+    /// Requests per minute that lacked clearance before difficulty starts to rise.
+    pub pressure_threshold: Option<S<u64>>,
+    pub clearance_ttl: Option<S<String>>,
+    pub challenge_ttl: Option<S<String>>,
+    pub key_rotation: Option<S<String>>,
+    /// `delay` (default): browsers without JavaScript wait `nojs_delay` instead; `off`.
+    pub nojs: Option<S<String>>,
+    pub nojs_delay: Option<S<String>>,
+    /// Path prefixes never challenged (feeds, robots.txt, /.well-known/ by default).
+    pub exempt_paths: Option<Vec<S<String>>>,
+    /// File extensions never challenged (static assets and feeds by default).
+    pub exempt_extensions: Option<Vec<S<String>>>,
+    /// Verify crawlers that claim to be a known good bot by forward-confirmed reverse DNS.
+    pub good_bots: Option<bool>,
+    /// The DNS server for those lookups; default: the first nameserver in /etc/resolv.conf.
+    pub dns_server: Option<S<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
@@ -142,11 +172,18 @@ pub struct RawRule {
     pub delay: Option<S<String>>,
     /// For `tarpit`: what follows the delay (`block` or `decoy`).
     pub then: Option<S<String>>,
-    /// For `challenge`: what to do until the browser proof exists (`block`, `decoy`, `tarpit`).
+    /// For `challenge`: what a request other than a GET navigation gets (`block`, `decoy`,
+    /// `tarpit`, or `retry`: a 403 the page script answers by solving and retrying).
     pub fallback: Option<S<String>>,
     /// A match counts as an offence towards a ban of the client address.
     #[serde(default)]
     pub offence: bool,
+    /// The rule applies only to requests without a valid clearance cookie.
+    #[serde(default)]
+    pub require_clearance: bool,
+    /// With `require_clearance` or `challenge`: the no-JavaScript clearance counts too.
+    #[serde(default)]
+    pub allow_nojs: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,7 +210,8 @@ pub struct RawRateLimit {
     pub delay: Option<S<String>>,
     /// For `tarpit`: what follows the delay (`block` or `decoy`).
     pub then: Option<S<String>>,
-    /// For `challenge`: what to do until the browser proof exists (`block`, `decoy`, `tarpit`).
+    /// For `challenge`: what a request other than a GET navigation gets (`block`, `decoy`,
+    /// `tarpit`, or `retry`: a 403 the page script answers by solving and retrying).
     pub fallback: Option<S<String>>,
 }
 

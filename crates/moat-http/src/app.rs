@@ -3,6 +3,7 @@
 //! [`start`], binding port 0 where they want the OS to choose.
 
 use crate::acme::{AcmeChallenge, AcmeManager, AcmeSettings, Http01Tokens};
+use crate::proof::ProofService;
 use crate::shield::Shield;
 use crate::tls::{self, CertStore};
 use moat_config::{AcmeChallengeKind, Config, StoreKind};
@@ -26,6 +27,8 @@ pub enum AppError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Acme(#[from] crate::acme::AcmeError),
+    #[error(transparent)]
+    Proof(#[from] crate::proof::ProofError),
     #[error("admin token: {0}")]
     Token(String),
 }
@@ -212,7 +215,12 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
         acceptor = Some(tokio_rustls::TlsAcceptor::from(tls::server_config(certs)?));
     }
 
-    let shield = Arc::new(Shield::new(cfg.clone(), engine, acme_tokens));
+    let proof = if proof_in_use(&cfg) {
+        Some(Arc::new(ProofService::new(&cfg)?))
+    } else {
+        None
+    };
+    let shield = Arc::new(Shield::new(cfg.clone(), engine, acme_tokens, proof));
     let mut http_addrs = Vec::new();
     for a in &cfg.server.listen {
         http_addrs.push(spawn_workers(*a, &shield, None, &rx, &mut tasks).await?);
@@ -243,4 +251,21 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
         shutdown: tx,
         tasks,
     })
+}
+
+/// The proof (its key file, endpoints and script) runs only when something uses it: a rule
+/// that requires clearance or challenges, a rule reading a `moat.` proof field, or injection.
+fn proof_in_use(cfg: &Config) -> bool {
+    !cfg.proof.inject.is_empty()
+        || cfg.policy.rules.iter().any(|r| {
+            r.require_clearance
+                || matches!(r.action, moat_config::Action::Challenge { .. })
+                || r.expr.source().contains("moat.clearance")
+                || r.expr.source().contains("moat.good_bot")
+        })
+        || cfg
+            .policy
+            .rate_limits
+            .iter()
+            .any(|l| matches!(l.action, moat_config::Action::Challenge { .. }))
 }

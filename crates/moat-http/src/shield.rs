@@ -2,10 +2,14 @@
 //!
 //! 1. client address (socket, or a trusted proxy's header), ACME HTTP-01 answers;
 //! 2. the guard: allowlisted clients go straight through, banned ones are marked;
-//! 3. rules, first match wins (`log` goes on, `skip` stops the rules, `allow` forwards);
-//! 4. a banned client that no rule answered gets the ban response;
-//! 5. rate limits, each keyed its own way;
-//! 6. forwarding, where a decoy in learning mode records the upstream's first success.
+//! 3. the browser proof's own endpoints (`/.moat/`), then the request's standing with the
+//!    proof (clearance cookie, verified good bot) and its header-shape fingerprint;
+//! 4. rules, first match wins (`log` goes on, `skip` stops the rules, `allow` forwards); a rule
+//!    that requires clearance (or challenges) is passed over by clients that have it;
+//! 5. a banned client that no rule answered gets the ban response;
+//! 6. rate limits, each keyed its own way;
+//! 7. forwarding, where a decoy in learning mode records the upstream's first success and HTML
+//!    pages on injecting routes get the page script.
 
 use crate::acme::{http01_response, Http01Tokens};
 use crate::body::{empty, full, peek, BodyError, BoxError, Chained, Guarded, ProxyBody};
@@ -13,6 +17,7 @@ use crate::client_addr::{self, ClientAddrPolicy, ClientIpSource, TrustedProxies}
 use crate::decoy::Decoys;
 use crate::forward::{self, ForwardError};
 use crate::metrics::Metrics;
+use crate::proof::{self, ProofService, Standing};
 use crate::request_view::{limit_key, normalize_path, parse_body, secure_context};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -42,6 +47,9 @@ pub struct Shield {
     upstream_authority: Arc<str>,
     acme_tokens: Option<Http01Tokens>,
     needs_body: bool,
+    /// Present when the policy uses the browser proof in any way.
+    proof: Option<Arc<ProofService>>,
+    needs_fingerprint: bool,
 }
 
 /// The first rule or limit that decided, kept for the decision log.
@@ -52,7 +60,12 @@ struct Hit<'a> {
 }
 
 impl Shield {
-    pub fn new(cfg: Arc<Config>, engine: Arc<Engine>, acme_tokens: Option<Http01Tokens>) -> Self {
+    pub fn new(
+        cfg: Arc<Config>,
+        engine: Arc<Engine>,
+        acme_tokens: Option<Http01Tokens>,
+        proof: Option<Arc<ProofService>>,
+    ) -> Self {
         let sources = cfg
             .server
             .client_ip_headers
@@ -73,6 +86,12 @@ impl Shield {
             metrics: Metrics::default(),
             tarpit: Arc::new(Semaphore::new(cfg.limits.tarpit_max_concurrent)),
             needs_body: cfg.policy.needs_body(),
+            needs_fingerprint: cfg
+                .policy
+                .rules
+                .iter()
+                .any(|r| r.expr.source().contains("moat.fingerprint")),
+            proof,
             upstream_authority: forward::authority(&cfg.server.upstream).into(),
             addr_policy,
             acme_tokens,
@@ -115,6 +134,24 @@ impl Shield {
                 return text(StatusCode::OK, ka);
             }
         }
+        if let Some(p) = &self.proof {
+            if req.uri.path().starts_with("/.moat/") {
+                let mut body = None;
+                if req.method == Method::POST {
+                    let lim = &self.cfg.limits;
+                    let guarded = Guarded::new(incoming, lim.max_body_bytes, lim.body_timeout);
+                    // An answer is a few hundred bytes; anything longer is not one.
+                    match peek(guarded, 4096).await {
+                        Ok(p) => body = p.complete,
+                        Err(e) => return body_error(&e),
+                    }
+                }
+                if let Some(r) = p.endpoint(&req, body.as_deref(), client, ssl) {
+                    return r;
+                }
+                return text(StatusCode::NOT_FOUND, "Not Found\n");
+            }
+        }
         let declared = req
             .headers
             .get(header::CONTENT_LENGTH)
@@ -154,6 +191,20 @@ impl Shield {
         };
 
         let path = normalize_path(req.uri.path());
+        let now = proof::now_secs();
+        let standing = match &self.proof {
+            Some(p) => p.standing(&req.headers, client, now).await,
+            None => Standing::default(),
+        };
+        let secure = secure_context(ssl, &host);
+        let shape = self.needs_fingerprint.then(|| {
+            moat_proof::fingerprint::shape(
+                req.version == http::Version::HTTP_2,
+                req.method.as_str(),
+                &req.headers,
+                secure,
+            )
+        });
         let view = moat_rules::Request {
             method: req.method.as_str(),
             uri: req.uri.path_and_query().map_or("/", |p| p.as_str()),
@@ -165,15 +216,31 @@ impl Shield {
             prefix_lens: self.cfg.server.prefix_lens,
             json: json.as_ref(),
             ssl,
-            secure_context: secure_context(ssl, &host),
+            secure_context: secure,
             banned,
+            proof: moat_rules::ProofFields {
+                clearance: standing.clearance.is_some(),
+                good_bot: standing.good_bot,
+                fingerprint: shape.as_ref().map_or("", |s| s.text.as_str()),
+                fingerprint_consistent: shape.as_ref().is_none_or(|s| s.consistent),
+            },
         };
         let policy = &self.cfg.policy;
         let mut hit: Option<Hit> = None;
         let mut skip_limits = false;
         for rule in &policy.rules {
+            let asks_proof =
+                rule.require_clearance || matches!(rule.action, Action::Challenge { .. });
+            if asks_proof && self.passes_proof(&standing, rule.allow_nojs, &path) {
+                continue;
+            }
             if !rule.expr.matches(&view) {
                 continue;
+            }
+            if asks_proof {
+                if let Some(p) = &self.proof {
+                    p.note_missing(now);
+                }
             }
             match rule.action {
                 Action::Log => self.log_decision(client, &rule.id, "log", None, &view),
@@ -254,6 +321,17 @@ impl Shield {
         }
         if let Some(h) = hit {
             self.log_decision(client, h.id, h.action.name(), h.key.as_deref(), &view);
+            if let (Action::Challenge { fallback }, Some(p)) = (h.action, &self.proof) {
+                // A navigation gets the page that solves and comes back; anything else (a
+                // POST above all) gets the fallback, never a redirect that would turn it
+                // into a GET. A client that already has clearance and still trips a limit
+                // gets the fallback too, or it would loop through the challenge.
+                if proof::is_navigation(&req.method, &req.headers) && standing.clearance.is_none() {
+                    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+                    return p.challenge_page(&req.headers, client, target);
+                }
+                return self.act(fallback).await;
+            }
             return self.act(h.action).await;
         }
         let learn = (0..self.decoys.defs().len()).find(|&i| {
@@ -264,6 +342,19 @@ impl Shield {
                     .is_some_and(|e| e.matches(&view))
         });
         self.forward(req, body, client, ssl, &host, learn).await
+    }
+
+    /// Whether a rule that asks for the proof lets this request by: it has clearance (of a
+    /// kind the rule accepts), it is a verified good bot, or the path is never challenged.
+    fn passes_proof(&self, standing: &Standing, allow_nojs: bool, path: &str) -> bool {
+        let Some(p) = &self.proof else {
+            return false;
+        };
+        standing.good_bot
+            || standing
+                .clearance
+                .is_some_and(|k| k == moat_proof::token::Kind::Work || allow_nojs)
+            || p.config().exempt(path)
     }
 
     /// Runs a terminal action.
@@ -300,6 +391,7 @@ impl Shield {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN),
                 body.clone(),
             ),
+            Action::Retry => proof::retry_response(),
             _ => text(StatusCode::FORBIDDEN, "Forbidden\n"),
         }
     }
@@ -319,6 +411,20 @@ impl Shield {
         let client_upgrade = protocol
             .as_ref()
             .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+        let inject = parts.method == Method::GET
+            && protocol.is_none()
+            && self
+                .proof
+                .as_ref()
+                .is_some_and(|p| p.config().injects(&normalize_path(parts.uri.path())));
+        if inject {
+            // Moat adds its script as the page streams by and does not decode, so it asks for
+            // the page uncompressed.
+            parts.headers.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+        }
         parts.uri = forward::origin_form(&parts.uri);
         // Hop-by-hop first: a client's `Connection: X-Forwarded-For, Host` must not be able to
         // delete the headers Moat sets below (the app would see every client as Moat).
@@ -367,6 +473,9 @@ impl Shield {
         };
         match learn {
             Some(i) if resp.status().is_success() => self.learn_and_return(i, resp).await,
+            _ if inject && crate::inject_body::injectable(&resp) => {
+                crate::inject_body::inject(resp, moat_proof::assets::script_tag())
+            }
             _ => resp,
         }
     }

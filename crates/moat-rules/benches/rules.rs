@@ -159,6 +159,7 @@ impl Browser {
             ssl: true,
             secure_context: true,
             banned: false,
+            proof: Default::default(),
         }
     }
 }

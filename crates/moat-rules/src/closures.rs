@@ -109,7 +109,7 @@ fn leaf(c: &Cmp) -> Pred {
             StrField::UserAgent => str_leaf(FirstHeader(http::header::USER_AGENT), t, neg),
             StrField::Referer => str_leaf(FirstHeader(http::header::REFERER), t, neg),
             StrField::IpPrefix => prefix_leaf(c, t, neg),
-            StrField::Cookie => generic(c),
+            StrField::Cookie | StrField::Fingerprint => generic(c),
         },
         (
             Operand::Str {
@@ -141,6 +141,11 @@ fn leaf(c: &Cmp) -> Pred {
                 BoolField::Ssl => Arc::new(move |r| r.ssl == want),
                 BoolField::SecureContext => Arc::new(move |r| r.secure_context == want),
                 BoolField::Banned => Arc::new(move |r| r.banned == want),
+                BoolField::Clearance => Arc::new(move |r| r.proof.clearance == want),
+                BoolField::GoodBot => Arc::new(move |r| r.proof.good_bot == want),
+                BoolField::FingerprintConsistent => {
+                    Arc::new(move |r| r.proof.fingerprint_consistent == want)
+                }
             }
         }
         (Operand::Ip, Test::Ip(set)) => {

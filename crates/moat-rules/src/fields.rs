@@ -20,6 +20,7 @@ pub(crate) enum StrField {
     Referer,
     Cookie,
     IpPrefix,
+    Fingerprint,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,9 @@ pub(crate) enum BoolField {
     Ssl,
     SecureContext,
     Banned,
+    Clearance,
+    GoodBot,
+    FingerprintConsistent,
 }
 
 /// What a field name denotes before any `[...]` after it is parsed.
@@ -59,6 +63,13 @@ const FIELDS: &[(&str, FieldDef)] = &[
         FieldDef::Bool(BoolField::SecureContext),
     ),
     ("moat.banned", FieldDef::Bool(BoolField::Banned)),
+    ("moat.clearance", FieldDef::Bool(BoolField::Clearance)),
+    ("moat.good_bot", FieldDef::Bool(BoolField::GoodBot)),
+    ("moat.fingerprint", FieldDef::Str(StrField::Fingerprint)),
+    (
+        "moat.fingerprint.consistent",
+        FieldDef::Bool(BoolField::FingerprintConsistent),
+    ),
     ("http.request.headers", FieldDef::Headers),
     ("http.request.headers.names", FieldDef::HeaderNames),
     ("http.request.body.json", FieldDef::Json),
@@ -99,6 +110,7 @@ impl StrField {
             StrField::UserAgent => f(first_header(req, &header::USER_AGENT)),
             StrField::Referer => f(first_header(req, &header::REFERER)),
             StrField::Cookie => cookie(req, f),
+            StrField::Fingerprint => f(req.proof.fingerprint.as_bytes()),
             StrField::IpPrefix => {
                 let mut out = Inline {
                     buf: [0; 48],
@@ -119,6 +131,9 @@ impl BoolField {
             BoolField::Ssl => req.ssl,
             BoolField::SecureContext => req.secure_context,
             BoolField::Banned => req.banned,
+            BoolField::Clearance => req.proof.clearance,
+            BoolField::GoodBot => req.proof.good_bot,
+            BoolField::FingerprintConsistent => req.proof.fingerprint_consistent,
         }
     }
 }

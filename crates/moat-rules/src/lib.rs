@@ -65,6 +65,22 @@ pub struct Request<'a> {
     pub secure_context: bool,
     /// An active ban covers this client.
     pub banned: bool,
+    /// What the browser proof found; all false/empty where no proof runs.
+    pub proof: ProofFields<'a>,
+}
+
+/// The browser proof's view of a request (`moat.clearance`, `moat.good_bot`,
+/// `moat.fingerprint`, `moat.fingerprint.consistent`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProofFields<'a> {
+    /// A valid clearance cookie for this user agent and network.
+    pub clearance: bool,
+    /// A crawler verified by forward-confirmed reverse DNS.
+    pub good_bot: bool,
+    /// The header-shape fingerprint.
+    pub fingerprint: &'a str,
+    /// The headers do not contradict the user agent.
+    pub fingerprint_consistent: bool,
 }
 
 /// A compiled rule expression. Cheap to share across threads; evaluation takes `&self`.

@@ -55,6 +55,7 @@ impl Fx {
             ssl: true,
             secure_context: true,
             banned: false,
+            proof: Default::default(),
         }
     }
 
@@ -205,6 +206,28 @@ fn json_fields_and_needs_body() {
     let mut g = Fx::new();
     g.json = None;
     g.yes(&[r#"http.request.body.json["email"] eq """#]);
+}
+
+#[test]
+fn proof_fields_read_what_the_proxy_found() {
+    let f = Fx::new();
+    let mut r = f.req();
+    let e = Expr::parse(
+        "moat.clearance and not moat.good_bot and moat.fingerprint.consistent \
+         and moat.fingerprint contains \"_y_\"",
+    )
+    .unwrap();
+    assert!(!e.matches(&r));
+    r.proof.clearance = true;
+    r.proof.fingerprint_consistent = true;
+    r.proof.fingerprint = "1p12_alecsmd-o--_y_0011223344556677";
+    assert!(e.matches(&r));
+    r.proof.good_bot = true;
+    assert!(!e.matches(&r));
+    assert!(
+        Expr::parse("moat.fingerprint eq 1").is_err(),
+        "a string field"
+    );
 }
 
 #[test]

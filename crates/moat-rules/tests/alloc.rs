@@ -59,6 +59,7 @@ fn plain_comparisons_do_not_allocate() {
         ssl: true,
         secure_context: true,
         banned: false,
+        proof: Default::default(),
     };
     let rules: Vec<Expr> = [
         r#"http.request.uri.path eq "/account/login""#,

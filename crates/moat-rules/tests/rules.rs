@@ -65,6 +65,7 @@ impl Req {
             ssl: true,
             secure_context: true,
             banned: false,
+            proof: Default::default(),
         }
     }
 }

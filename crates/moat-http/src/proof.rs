@@ -1,0 +1,544 @@
+//! The browser proof as the proxy runs it: the `/.moat/` endpoints, the clearance check on each
+//! request, the challenge page, and verified good bots.
+//!
+//! Endpoints (all under `/.moat/`, answered by Moat and never forwarded):
+//! - `GET proof.js[?worker]`: the page script and, with `?worker`, the solver;
+//! - `GET challenge`: `{"cleared":true}` or `{"cleared":false,"challenge":…,"difficulty":N}`;
+//! - `POST verify` with `{"challenge":…,"nonce":"…"}`: sets the clearance cookie;
+//! - `GET nojs?t=TICKET&r=PATH`: the no-JavaScript path, after the delay.
+
+use crate::body::{full, ProxyBody};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use moat_config::Config;
+use moat_dns::{GoodBotVerifier, Resolver, VerifierConfig};
+use moat_proof::challenge::{self, Spent};
+use moat_proof::pressure::{self, Pressure};
+use moat_proof::token::{self, Clearance, Kind};
+use moat_proof::{assets, keyfile, ua_hash, KeyRing, Net};
+use ring::rand::{SecureRandom, SystemRandom};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Cookie names: `__Host-` makes the browser refuse it unless Secure, host-only and `Path=/`,
+/// so a sibling subdomain cannot plant or shadow it. Plain HTTP cannot use the prefix.
+pub const COOKIE_TLS: &str = "__Host-moat";
+pub const COOKIE_PLAIN: &str = "moat_clearance";
+/// No-JS tickets are valid from the end of the delay for this long.
+const NOJS_WINDOW: u64 = 600;
+
+pub struct ProofService {
+    cfg: moat_config::Proof,
+    v4_len: u8,
+    v6_len: u8,
+    ring: ArcSwap<KeyRing>,
+    key_path: PathBuf,
+    rotating: Mutex<()>,
+    spent: Mutex<Spent>,
+    pressure: Pressure,
+    rng: SystemRandom,
+    bots: Option<GoodBotVerifier>,
+}
+
+/// A request's standing with the proof.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Standing {
+    pub clearance: Option<Kind>,
+    pub good_bot: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    #[error(transparent)]
+    Keys(#[from] keyfile::KeyFileError),
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl ProofService {
+    pub fn new(cfg: &Config) -> Result<Self, ProofError> {
+        let p = cfg.proof.clone();
+        let key_path = cfg.server.state_dir.join("proof.keys");
+        let ring = keyfile::load_or_create(&key_path, now_secs(), p.key_rotation.as_secs())?;
+        let bots = p.good_bots.then(|| {
+            let resolver = match p.dns_server {
+                Some(s) => Resolver::new(s),
+                None => Resolver::from_system(),
+            };
+            GoodBotVerifier::new(resolver, VerifierConfig::default())
+        });
+        Ok(ProofService {
+            v4_len: cfg.server.prefix_lens.v4,
+            v6_len: cfg.server.prefix_lens.v6,
+            ring: ArcSwap::from_pointee(ring),
+            key_path,
+            rotating: Mutex::new(()),
+            spent: Mutex::new(Spent::new(1_000_000)),
+            pressure: Pressure::default(),
+            rng: SystemRandom::new(),
+            bots,
+            cfg: p,
+        })
+    }
+
+    pub fn config(&self) -> &moat_config::Proof {
+        &self.cfg
+    }
+
+    fn net(&self, ip: IpAddr) -> Net {
+        Net::of(ip, self.v4_len, self.v6_len)
+    }
+
+    /// The valid clearance this request carries, if any. One HMAC; no store.
+    pub fn clearance(&self, headers: &HeaderMap, ip: IpAddr, now: u64) -> Option<Clearance> {
+        let t = cookie_token(headers)?;
+        let ua = ua_hash(user_agent(headers).as_bytes());
+        token::verify(&self.ring.load(), t, now, ua, self.net(ip)).ok()
+    }
+
+    /// Clearance and good-bot status. The DNS check runs only for user agents that claim a
+    /// known crawler, and is cached.
+    pub async fn standing(&self, headers: &HeaderMap, ip: IpAddr, now: u64) -> Standing {
+        let clearance = self.clearance(headers, ip, now).map(|c| c.kind);
+        let ua = user_agent(headers);
+        let good_bot = match &self.bots {
+            Some(v) if clearance.is_none() => match v.cached(ip, ua) {
+                Some(b) => b,
+                None => v.verify(ip, ua).await,
+            },
+            _ => false,
+        };
+        Standing {
+            clearance,
+            good_bot,
+        }
+    }
+
+    /// A request that needed clearance came without it: pressure for adaptive difficulty.
+    pub fn note_missing(&self, now: u64) {
+        self.pressure.record(now);
+    }
+
+    pub fn difficulty(&self, now: u64) -> u8 {
+        pressure::difficulty(
+            self.cfg.difficulty,
+            self.cfg.max_difficulty,
+            self.pressure.per_minute(now),
+            self.cfg.pressure_threshold,
+        )
+    }
+
+    fn random16(&self) -> [u8; 16] {
+        let mut r = [0u8; 16];
+        if self.rng.fill(&mut r).is_err() {
+            r = fastrand::u128(..).to_le_bytes();
+        }
+        r
+    }
+
+    /// Rotates the key ring when its current key is due. Cheap when it is not.
+    fn rotate_if_due(&self, now: u64) {
+        let period = self.cfg.key_rotation.as_secs();
+        if !self.ring.load().needs_rotation(now, period) {
+            return;
+        }
+        let Ok(_guard) = self.rotating.try_lock() else {
+            return;
+        };
+        let current = self.ring.load_full();
+        if !current.needs_rotation(now, period) {
+            return;
+        }
+        match keyfile::rotate(&self.key_path, &current, now) {
+            Ok(next) => {
+                tracing::info!(key = next.current().id, "proof key rotated");
+                self.ring.store(std::sync::Arc::new(next));
+            }
+            Err(e) => tracing::error!(error = %e, "proof key rotation failed; keeping the key"),
+        }
+    }
+
+    /// Answers a `/.moat/` request, or `None` if the path is not one of ours.
+    pub fn endpoint(
+        &self,
+        req: &http::request::Parts,
+        body: Option<&[u8]>,
+        ip: IpAddr,
+        tls: bool,
+    ) -> Option<Response<ProxyBody>> {
+        let (method, path) = (&req.method, req.uri.path());
+        let (query, headers) = (req.uri.query().unwrap_or(""), &req.headers);
+        let now = now_secs();
+        Some(match (method, path) {
+            (&Method::GET | &Method::HEAD, "/.moat/proof.js") => script(query),
+            (&Method::GET, "/.moat/challenge") => {
+                self.rotate_if_due(now);
+                if self.clearance(headers, ip, now).is_some() {
+                    return Some(json(StatusCode::OK, r#"{"cleared":true}"#.to_string()));
+                }
+                let d = self.difficulty(now);
+                let c = challenge::issue(
+                    &self.ring.load(),
+                    now + self.cfg.challenge_ttl.as_secs(),
+                    d,
+                    ua_hash(user_agent(headers).as_bytes()),
+                    self.net(ip),
+                    self.random16(),
+                );
+                json(
+                    StatusCode::OK,
+                    format!(r#"{{"cleared":false,"challenge":"{c}","difficulty":{d}}}"#),
+                )
+            }
+            (&Method::POST, "/.moat/verify") => self.verify(headers, body, ip, tls, now),
+            (&Method::GET, "/.moat/nojs") => self.nojs(query, headers, ip, tls, now),
+            _ => return None,
+        })
+    }
+
+    fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: Option<&[u8]>,
+        ip: IpAddr,
+        tls: bool,
+        now: u64,
+    ) -> Response<ProxyBody> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            challenge: String,
+            nonce: String,
+        }
+        let Some(a) = body.and_then(|b| serde_json::from_slice::<Answer>(b).ok()) else {
+            return refuse("expected {\"challenge\":…,\"nonce\":…}");
+        };
+        let ua = ua_hash(user_agent(headers).as_bytes());
+        let ring = self.ring.load();
+        let solved = match challenge::check(&ring, &a.challenge, &a.nonce, now, ua, self.net(ip)) {
+            Ok(s) => s,
+            Err(e) => return refuse(&e.to_string()),
+        };
+        if let Err(e) = self
+            .spent
+            .lock()
+            .map_or(Ok(()), |mut s| s.redeem(&solved, now))
+        {
+            return refuse(&e.to_string());
+        }
+        let mut r = json(StatusCode::OK, r#"{"ok":true}"#.to_string());
+        self.set_cookie(&mut r, Kind::Work, headers, ip, tls, now);
+        r
+    }
+
+    /// A signed ticket for the no-JS path, valid from `now + delay`.
+    pub fn nojs_url(&self, headers: &HeaderMap, ip: IpAddr, return_to: &str) -> Option<String> {
+        let delay = self.cfg.nojs_delay?;
+        let now = now_secs();
+        let ua = ua_hash(user_agent(headers).as_bytes());
+        // A ticket is a challenge marked TICKET_MARK whose expiry encodes "not before": it
+        // becomes redeemable `delay` from now and stays so for NOJS_WINDOW.
+        let t = challenge::issue(
+            &self.ring.load(),
+            now + delay.as_secs() + NOJS_WINDOW,
+            TICKET_MARK,
+            ua,
+            self.net(ip),
+            self.random16(),
+        );
+        Some(format!(
+            "/.moat/nojs?t={t}&r={}",
+            percent_encode(assets::safe_return(return_to))
+        ))
+    }
+
+    fn nojs(
+        &self,
+        query: &str,
+        headers: &HeaderMap,
+        ip: IpAddr,
+        tls: bool,
+        now: u64,
+    ) -> Response<ProxyBody> {
+        if self.cfg.nojs_delay.is_none() {
+            return refuse("the no-JavaScript path is off");
+        }
+        let (mut t, mut r) = ("", "/".to_string());
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some(("t", v)) => t = v,
+                Some(("r", v)) => r = percent_decode(v),
+                _ => {}
+            }
+        }
+        let ua = ua_hash(user_agent(headers).as_bytes());
+        let ring = self.ring.load();
+        let solved = match challenge::open(&ring, t, now, ua, self.net(ip)) {
+            Ok(s) if s.difficulty == TICKET_MARK => s,
+            Ok(_) => return refuse("not a no-JavaScript ticket"),
+            Err(e) => return refuse(&e.to_string()),
+        };
+        let valid_from = solved.expires.saturating_sub(NOJS_WINDOW);
+        if now < valid_from {
+            // Too early: the same page again, so a browser that followed the link by hand
+            // just waits the rest of the delay.
+            let wait = valid_from - now;
+            let mut resp = html(
+                StatusCode::OK,
+                format!(
+                    "<!doctype html><meta http-equiv=\"refresh\" content=\"{wait};url={}\"><p>Please wait {wait} more seconds.</p>",
+                    assets::escape_html(&format!("/.moat/nojs?{query}"))
+                ),
+            );
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return resp;
+        }
+        if let Err(e) = self
+            .spent
+            .lock()
+            .map_or(Ok(()), |mut s| s.redeem(&solved, now))
+        {
+            return refuse(&e.to_string());
+        }
+        let mut resp = Response::new(crate::body::empty());
+        *resp.status_mut() = StatusCode::SEE_OTHER;
+        if let Ok(v) = HeaderValue::from_str(assets::safe_return(&r)) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        self.set_cookie(&mut resp, Kind::NoScript, headers, ip, tls, now);
+        resp
+    }
+
+    fn set_cookie(
+        &self,
+        resp: &mut Response<ProxyBody>,
+        kind: Kind,
+        headers: &HeaderMap,
+        ip: IpAddr,
+        tls: bool,
+        now: u64,
+    ) {
+        let ua = ua_hash(user_agent(headers).as_bytes());
+        let ring = self.ring.load();
+        // Keep the other address family's binding from a token this client already holds.
+        let previous = cookie_token(headers).and_then(|t| token::open(&ring, t).ok());
+        let ttl = self.cfg.clearance_ttl.as_secs();
+        let c = Clearance::new(kind, now + ttl, ua, self.net(ip), previous.as_ref());
+        let t = token::mint(&ring, &c);
+        let cookie = if tls {
+            format!("{COOKIE_TLS}={t}; Path=/; Max-Age={ttl}; Secure; HttpOnly; SameSite=Lax")
+        } else {
+            format!("{COOKIE_PLAIN}={t}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax")
+        };
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+
+    /// The page a GET navigation gets from a `challenge` rule.
+    pub fn challenge_page(
+        &self,
+        headers: &HeaderMap,
+        ip: IpAddr,
+        return_to: &str,
+    ) -> Response<ProxyBody> {
+        let target = assets::safe_return(return_to);
+        let nojs = self.nojs_url(headers, ip, target);
+        let delay = self.cfg.nojs_delay.map_or(0, |d| d.as_secs());
+        let mut r = html(
+            StatusCode::FORBIDDEN,
+            assets::challenge_page(target, nojs.as_deref(), delay),
+        );
+        let h = r.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert("moat-clearance", HeaderValue::from_static("required"));
+        r
+    }
+
+    pub fn verifier(&self) -> Option<&GoodBotVerifier> {
+        self.bots.as_ref()
+    }
+}
+
+/// Marks a challenge as a no-JS ticket, redeemed by waiting at `/.moat/nojs`. Its difficulty
+/// of 255 bits also means no nonce can ever redeem it at `/.moat/verify`.
+const TICKET_MARK: u8 = 255;
+
+/// The 403 a POST without clearance gets where the route says `retry`: the page script sees
+/// `Moat-Clearance: required`, solves, and sends the request again.
+pub fn retry_response() -> Response<ProxyBody> {
+    let mut r = json(
+        StatusCode::FORBIDDEN,
+        r#"{"error":"clearance_required","challenge":"/.moat/challenge"}"#.to_string(),
+    );
+    r.headers_mut()
+        .insert("moat-clearance", HeaderValue::from_static("required"));
+    r
+}
+
+/// Whether a request is a page navigation (so a challenge page makes sense), rather than a
+/// fetch, an image or a feed reader.
+pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return false;
+    }
+    if let Some(m) = headers.get("sec-fetch-mode") {
+        return m.as_bytes() == b"navigate";
+    }
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+fn user_agent(h: &HeaderMap) -> &str {
+    h.get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// The clearance token from the cookie jar, under either name.
+fn cookie_token(h: &HeaderMap) -> Option<&str> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == COOKIE_TLS || k == COOKIE_PLAIN).then_some(v.trim())
+        })
+}
+
+fn script(query: &str) -> Response<ProxyBody> {
+    let mut r = Response::new(full(Bytes::from_static(assets::PROOF_JS.as_bytes())));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    // Versioned URLs (`?v=`) never change; the worker URL is fetched once per page anyway.
+    let cache = if query.starts_with("v=") || query == "worker" {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn html(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+fn refuse(why: &str) -> Response<ProxyBody> {
+    tracing::debug!(target: "moat::proof", why, "proof refused");
+    json(
+        StatusCode::FORBIDDEN,
+        serde_json::json!({ "ok": false, "error": why }).to_string(),
+    )
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            o.push(b as char);
+        } else {
+            o.push_str(&format!("%{b:02X}"));
+        }
+    }
+    o
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_is_found_under_either_name() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; moat_clearance=TOK"),
+        );
+        assert_eq!(cookie_token(&h), Some("TOK"));
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("__Host-moat=T2"));
+        assert_eq!(cookie_token(&h), Some("T2"));
+    }
+
+    #[test]
+    fn navigation_is_told_from_fetch() {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/html,*/*"));
+        assert!(is_navigation(&Method::GET, &h));
+        assert!(!is_navigation(&Method::POST, &h));
+        h.insert("sec-fetch-mode", HeaderValue::from_static("cors"));
+        assert!(!is_navigation(&Method::GET, &h));
+        assert!(!is_navigation(&Method::GET, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn return_paths_survive_the_round_trip() {
+        let p = "/a b?x=1&y=é";
+        assert_eq!(percent_decode(&percent_encode(p)), p);
+    }
+}

@@ -1,0 +1,259 @@
+/* Moat browser proof. Served at /.moat/proof.js; no external dependencies.
+ *
+ * In a page (injected, or on the challenge page) it fetches a challenge from /.moat/challenge,
+ * solves the proof of work in Web Workers so the page never blocks, and posts the answer to
+ * /.moat/verify, which sets the clearance cookie. Same-origin writes (fetch, XMLHttpRequest,
+ * form submissions) wait for the clearance, so a person who submits a form a second after the
+ * page loaded sees nothing; a write Moat still refuses with `Moat-Clearance: required` is
+ * solved for and sent once more.
+ *
+ * Loaded as a worker (/.moat/proof.js?worker) the same file is the solver: it looks for a
+ * decimal nonce such that SHA-256(challenge ":" nonce) starts with `difficulty` zero bits.
+ * SHA-256 is written out here because crypto.subtle exists only in secure contexts and costs a
+ * promise per hash.
+ */
+(function () {
+  "use strict";
+
+  var K = new Uint32Array([
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2
+  ]);
+  var IV = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+  var W = new Uint32Array(64);
+
+  /* One SHA-256 compression of the 64 bytes at buf[off..] into state h (8 words). */
+  function compress(h, buf, off) {
+    var i, t1, t2, x, y;
+    for (i = 0; i < 16; i++) {
+      var j = off + 4 * i;
+      W[i] = (buf[j] << 24) | (buf[j + 1] << 16) | (buf[j + 2] << 8) | buf[j + 3];
+    }
+    for (i = 16; i < 64; i++) {
+      x = W[i - 15]; y = W[i - 2];
+      W[i] = (((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3)) +
+        (((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10)) + W[i - 7] + W[i - 16];
+    }
+    var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
+    for (i = 0; i < 64; i++) {
+      t1 = k + (((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7))) +
+        ((e & f) ^ (~e & g)) + K[i] + W[i];
+      t2 = (((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10))) +
+        ((a & b) ^ (a & c) ^ (b & c));
+      k = g; g = f; f = e; e = (d + t1) | 0; d = c; c = b; b = a; a = (t1 + t2) | 0;
+    }
+    h[0] = (h[0] + a) | 0; h[1] = (h[1] + b) | 0; h[2] = (h[2] + c) | 0; h[3] = (h[3] + d) | 0;
+    h[4] = (h[4] + e) | 0; h[5] = (h[5] + f) | 0; h[6] = (h[6] + g) | 0; h[7] = (h[7] + k) | 0;
+  }
+
+  function zeroBits(h) {
+    var n = 0;
+    for (var i = 0; i < 8; i++) {
+      if (h[i] === 0) { n += 32; continue; }
+      return n + Math.clz32(h[i]);
+    }
+    return n;
+  }
+
+  function utf8(s) {
+    return new TextEncoder().encode(s);
+  }
+
+  /* Searches nonces start, start+step, ... and returns the first that solves the challenge.
+   * The full 64-byte blocks of `challenge ":"` are hashed once (the midstate); each try then
+   * hashes only the last one or two blocks. */
+  function search(challenge, difficulty, start, step, limit) {
+    var prefix = utf8(challenge + ":");
+    var full = Math.floor(prefix.length / 64);
+    var mid = new Int32Array(IV);
+    for (var b = 0; b < full; b++) compress(mid, prefix, b * 64);
+    var rest = prefix.subarray(full * 64);
+    var buf = new Uint8Array(128);
+    buf.set(rest);
+    var h = new Int32Array(8);
+    for (var n = start, tries = 0; limit === undefined || tries < limit; n += step, tries++) {
+      var s = String(n);
+      var len = rest.length;
+      for (var i = 0; i < s.length; i++) buf[len++] = s.charCodeAt(i);
+      var blocks = len + 9 <= 64 ? 1 : 2;
+      buf[len] = 0x80;
+      buf.fill(0, len + 1, blocks * 64 - 4);
+      var bits = (prefix.length + s.length) * 8;
+      var end = blocks * 64;
+      buf[end - 4] = bits >>> 24; buf[end - 3] = (bits >>> 16) & 255;
+      buf[end - 2] = (bits >>> 8) & 255; buf[end - 1] = bits & 255;
+      h.set(mid);
+      compress(h, buf, 0);
+      if (blocks === 2) compress(h, buf, 64);
+      if (zeroBits(h) >= difficulty) return { nonce: s, tries: tries + 1 };
+    }
+    return null;
+  }
+
+  /* ---- worker side ---- */
+  if (typeof window === "undefined") {
+    self.onmessage = function (e) {
+      var d = e.data;
+      self.postMessage(search(d.challenge, d.difficulty, d.start, d.step));
+    };
+    return;
+  }
+
+  /* ---- page side ---- */
+  var me = document.currentScript;
+  var scriptUrl = me && me.src ? me.src.split("?")[0] : "/.moat/proof.js";
+  var base = scriptUrl.replace(/proof\.js$/, "");
+  var mode = (me && me.getAttribute("data-moat")) || "invisible";
+  var origFetch = window.fetch ? window.fetch.bind(window) : null;
+  var info = { solveMs: null, difficulty: null, cleared: false, error: null };
+
+  function solveOnMainThread(challenge, difficulty) {
+    return new Promise(function (resolve) {
+      var n = 0;
+      (function slice() {
+        var r = search(challenge, difficulty, n, 1, 20000);
+        if (r) return resolve(r.nonce);
+        n += 20000;
+        setTimeout(slice, 0);
+      })();
+    });
+  }
+
+  function work(challenge, difficulty) {
+    return new Promise(function (resolve) {
+      var count = Math.max(1, Math.min(navigator.hardwareConcurrency || 2, 4));
+      var workers = [];
+      var settled = false;
+      function finish(nonce) {
+        if (settled) return;
+        settled = true;
+        workers.forEach(function (w) { w.terminate(); });
+        resolve(nonce);
+      }
+      function fallback() {
+        if (settled) return;
+        workers.forEach(function (w) { w.terminate(); });
+        workers = [];
+        solveOnMainThread(challenge, difficulty).then(finish);
+      }
+      try {
+        for (var i = 0; i < count; i++) {
+          var w = new Worker(base + "proof.js?worker");
+          w.onmessage = function (e) { if (e.data) finish(e.data.nonce); };
+          w.onerror = fallback;
+          w.postMessage({ challenge: challenge, difficulty: difficulty, start: i, step: count });
+          workers.push(w);
+        }
+      } catch (e) {
+        fallback();
+      }
+    });
+  }
+
+  function post(url, body) {
+    return origFetch(url, {
+      method: "POST", credentials: "same-origin", cache: "no-store",
+      headers: { "content-type": "application/json" }, body: JSON.stringify(body)
+    });
+  }
+
+  /* One round: ask for a challenge (or learn that the cookie is still good), solve, verify. */
+  function solve() {
+    var t0 = performance.now();
+    return origFetch(base + "challenge", { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) { return r.json(); })
+      .then(function (c) {
+        if (c.cleared) return true;
+        info.difficulty = c.difficulty;
+        return work(c.challenge, c.difficulty).then(function (nonce) {
+          return post(base + "verify", { challenge: c.challenge, nonce: nonce });
+        }).then(function (r) {
+          info.solveMs = performance.now() - t0;
+          return r.ok;
+        });
+      })
+      .then(function (ok) { info.cleared = ok; return ok; },
+        function (e) { info.error = String(e); return false; });
+  }
+
+  var ready = origFetch ? solve() : Promise.resolve(false);
+
+  function waitReady(ms) {
+    return Promise.race([ready, new Promise(function (r) { setTimeout(r, ms, false); })]);
+  }
+
+  function isOurWrite(method, url) {
+    if (/^(GET|HEAD|OPTIONS)$/i.test(method || "GET")) return false;
+    try {
+      var u = new URL(url, location.href);
+      return u.origin === location.origin && u.pathname.indexOf("/.moat/") !== 0;
+    } catch (e) {
+      return false;
+    }
+  }
+
+  if (origFetch) {
+    window.fetch = function (input, init) {
+      var isReq = typeof Request !== "undefined" && input instanceof Request;
+      var method = (init && init.method) || (isReq ? input.method : "GET");
+      var url = isReq ? input.url : String(input);
+      if (!isOurWrite(method, url)) return origFetch(input, init);
+      var again = isReq ? input.clone() : input;
+      return waitReady(10000).then(function () {
+        return origFetch(input, init);
+      }).then(function (resp) {
+        if (resp.status !== 403 || resp.headers.get("moat-clearance") !== "required") return resp;
+        ready = solve();
+        return ready.then(function () { return origFetch(again, init); });
+      });
+    };
+  }
+
+  if (window.XMLHttpRequest) {
+    var open = XMLHttpRequest.prototype.open;
+    var send = XMLHttpRequest.prototype.send;
+    XMLHttpRequest.prototype.open = function (method, url) {
+      this.__moatWrite = isOurWrite(method, url);
+      return open.apply(this, arguments);
+    };
+    XMLHttpRequest.prototype.send = function () {
+      var xhr = this, args = arguments;
+      if (!xhr.__moatWrite) return send.apply(xhr, args);
+      waitReady(10000).then(function () { send.apply(xhr, args); });
+    };
+  }
+
+  document.addEventListener("submit", function (e) {
+    var form = e.target;
+    if (!form || form.__moatResubmit || e.defaultPrevented) return;
+    if (!isOurWrite(form.method, form.action || location.href) || info.cleared) return;
+    e.preventDefault();
+    var submitter = e.submitter;
+    waitReady(10000).then(function () {
+      form.__moatResubmit = true;
+      if (form.requestSubmit) form.requestSubmit(submitter || undefined); else form.submit();
+      form.__moatResubmit = false;
+    });
+  }, true);
+
+  window.__moat = { ready: function () { return ready; }, info: info, work: work, search: search };
+
+  if (mode === "page") {
+    var status = document.getElementById("moat-status");
+    var target = (me && me.getAttribute("data-return")) || "/";
+    ready.then(function (ok) {
+      if (ok) {
+        if (status) status.textContent = "Done. Loading the page\u2026";
+        location.replace(target);
+      } else if (status) {
+        status.textContent = "The check did not complete. Reload the page to try again.";
+      }
+    });
+  }
+})();

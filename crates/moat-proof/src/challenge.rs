@@ -1,0 +1,296 @@
+//! Proof-of-work challenges: issued signed and stateless, redeemed once.
+//!
+//! The browser must find a decimal `nonce` such that `SHA-256(challenge ":" nonce)` starts with
+//! `difficulty` zero bits (bits rather than Anubis's hex digits, so adaptive difficulty can
+//! double the work instead of multiplying it by 16). Expected work is `2^difficulty` hashes.
+//!
+//! A challenge is signed, short-lived and bound to the user agent and network it was issued
+//! to, so nothing is stored when issuing (a flood of challenge requests costs no memory); a
+//! [`Spent`] set remembers redeemed challenges until they expire, so one solution buys one
+//! clearance. Layout, then base64url:
+//!
+//! ```text
+//! version(1)=1 key_id(1) difficulty(1) family(1) expires_unix(8) ua_hash(8) net_hash(8) random(16) | mac(16)
+//! ```
+
+use crate::binding::Net;
+use crate::keys::KeyRing;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ring::digest::{Context, SHA256};
+use std::collections::HashMap;
+
+const VERSION: u8 = 1;
+const PAYLOAD: usize = 44;
+const LEN: usize = PAYLOAD + 16;
+/// Longest nonce accepted: 20 decimal digits is every u64.
+const MAX_NONCE: usize = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChallengeError {
+    #[error("not a challenge")]
+    Malformed,
+    #[error("signed by an unknown or retired key")]
+    UnknownKey,
+    #[error("bad signature")]
+    BadMac,
+    #[error("expired")]
+    Expired,
+    #[error("issued to another client")]
+    WrongClient,
+    #[error("the nonce does not solve it")]
+    Unsolved,
+    #[error("already redeemed")]
+    Spent,
+}
+
+/// A verified challenge: its id (for the spent set) and when it stops mattering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Solved {
+    pub id: [u8; 16],
+    pub expires: u64,
+    pub difficulty: u8,
+}
+
+pub fn issue(
+    ring: &KeyRing,
+    expires: u64,
+    difficulty: u8,
+    ua: [u8; 8],
+    net: Net,
+    random: [u8; 16],
+) -> String {
+    let key = ring.current();
+    let mut buf = [0u8; LEN];
+    buf[0] = VERSION;
+    buf[1] = key.id;
+    buf[2] = difficulty;
+    buf[3] = if net.is_v6() { 6 } else { 4 };
+    buf[4..12].copy_from_slice(&expires.to_be_bytes());
+    buf[12..20].copy_from_slice(&ua);
+    buf[20..28].copy_from_slice(&net.bytes());
+    buf[28..44].copy_from_slice(&random);
+    let tag = key.tag(&buf[..PAYLOAD]);
+    buf[PAYLOAD..].copy_from_slice(&tag);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// Checks everything except whether it was redeemed before (see [`Spent`]). The proof of
+/// work is checked last: it is the only step that hashes attacker-chosen input.
+pub fn check(
+    ring: &KeyRing,
+    challenge: &str,
+    nonce: &str,
+    now: u64,
+    ua: [u8; 8],
+    net: Net,
+) -> Result<Solved, ChallengeError> {
+    let s = open(ring, challenge, now, ua, net)?;
+    if !solves(challenge, nonce, s.difficulty) {
+        return Err(ChallengeError::Unsolved);
+    }
+    Ok(s)
+}
+
+/// Signature, expiry and binding, without the proof of work: for tickets that are earned by
+/// waiting rather than hashing (the no-JavaScript path).
+pub fn open(
+    ring: &KeyRing,
+    challenge: &str,
+    now: u64,
+    ua: [u8; 8],
+    net: Net,
+) -> Result<Solved, ChallengeError> {
+    let c = challenge.as_bytes();
+    if c.len() != 80 {
+        return Err(ChallengeError::Malformed);
+    }
+    let mut buf = [0u8; LEN];
+    match URL_SAFE_NO_PAD.decode_slice(c, &mut buf) {
+        Ok(LEN) => {}
+        _ => return Err(ChallengeError::Malformed),
+    }
+    if buf[0] != VERSION {
+        return Err(ChallengeError::Malformed);
+    }
+    let key = ring.get(buf[1]).ok_or(ChallengeError::UnknownKey)?;
+    if !key.check(&buf[..PAYLOAD], &buf[PAYLOAD..]) {
+        return Err(ChallengeError::BadMac);
+    }
+    let expires = u64::from_be_bytes(buf[4..12].try_into().unwrap_or_default());
+    if now >= expires {
+        return Err(ChallengeError::Expired);
+    }
+    let family = if net.is_v6() { 6 } else { 4 };
+    if buf[3] != family || buf[12..20] != ua || buf[20..28] != net.bytes() {
+        return Err(ChallengeError::WrongClient);
+    }
+    let difficulty = buf[2];
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&buf[28..44]);
+    Ok(Solved {
+        id,
+        expires,
+        difficulty,
+    })
+}
+
+/// Whether `SHA-256(challenge ":" nonce)` has at least `difficulty` leading zero bits.
+pub fn solves(challenge: &str, nonce: &str, difficulty: u8) -> bool {
+    if nonce.is_empty() || nonce.len() > MAX_NONCE || !nonce.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let mut ctx = Context::new(&SHA256);
+    ctx.update(challenge.as_bytes());
+    ctx.update(b":");
+    ctx.update(nonce.as_bytes());
+    leading_zero_bits(ctx.finish().as_ref()) >= u32::from(difficulty)
+}
+
+pub fn leading_zero_bits(hash: &[u8]) -> u32 {
+    let mut n = 0;
+    for &b in hash {
+        if b == 0 {
+            n += 8;
+        } else {
+            return n + b.leading_zeros();
+        }
+    }
+    n
+}
+
+/// Redeemed challenge ids, kept until the challenge would have expired anyway. Bounded: when
+/// full, expired entries go first; if none has expired the redemption is refused (a client
+/// retries with a fresh challenge), because forgetting a live id would allow a replay.
+#[derive(Debug)]
+pub struct Spent {
+    ids: HashMap<[u8; 16], u64>,
+    cap: usize,
+}
+
+impl Spent {
+    pub fn new(cap: usize) -> Self {
+        Spent {
+            ids: HashMap::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    /// Records the redemption; `Err(Spent)` if it was redeemed before or there is no room.
+    pub fn redeem(&mut self, s: &Solved, now: u64) -> Result<(), ChallengeError> {
+        if self.ids.contains_key(&s.id) {
+            return Err(ChallengeError::Spent);
+        }
+        if self.ids.len() >= self.cap {
+            self.ids.retain(|_, exp| *exp > now);
+            if self.ids.len() >= self.cap {
+                return Err(ChallengeError::Spent);
+            }
+        }
+        self.ids.insert(s.id, s.expires);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binding::ua_hash;
+
+    fn net(ip: &str) -> Net {
+        Net::of(ip.parse().unwrap(), 24, 64)
+    }
+
+    /// The brute-force search the browser's worker does.
+    pub(crate) fn solve(challenge: &str, difficulty: u8) -> String {
+        (0u64..)
+            .map(|n| n.to_string())
+            .find(|n| solves(challenge, n, difficulty))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_solution_redeems_once() {
+        let ring = KeyRing::generate(0).unwrap();
+        let ua = ua_hash(b"Mozilla/5.0");
+        let c = issue(&ring, 120, 10, ua, net("192.0.2.4"), [7; 16]);
+        assert_eq!(c.len(), 80);
+        let nonce = solve(&c, 10);
+        let s = check(&ring, &c, &nonce, 100, ua, net("192.0.2.99")).unwrap();
+        assert_eq!(s.difficulty, 10);
+        let mut spent = Spent::new(10);
+        spent.redeem(&s, 100).unwrap();
+        assert_eq!(spent.redeem(&s, 101), Err(ChallengeError::Spent));
+    }
+
+    #[test]
+    fn wrong_answers_and_wrong_clients_fail() {
+        let ring = KeyRing::generate(0).unwrap();
+        let ua = ua_hash(b"Mozilla/5.0");
+        let c = issue(&ring, 120, 12, ua, net("192.0.2.4"), [1; 16]);
+        let nonce = solve(&c, 12);
+        let wrong = (0u64..)
+            .map(|n| n.to_string())
+            .find(|n| !solves(&c, n, 12))
+            .unwrap();
+        let at = |nonce: &str, now, ua, n| check(&ring, &c, nonce, now, ua, n);
+        assert_eq!(
+            at(&wrong, 1, ua, net("192.0.2.4")),
+            Err(ChallengeError::Unsolved)
+        );
+        assert_eq!(
+            at(&nonce, 120, ua, net("192.0.2.4")),
+            Err(ChallengeError::Expired)
+        );
+        assert_eq!(
+            at(&nonce, 1, ua_hash(b"curl"), net("192.0.2.4")),
+            Err(ChallengeError::WrongClient)
+        );
+        assert_eq!(
+            at(&nonce, 1, ua, net("192.0.3.4")),
+            Err(ChallengeError::WrongClient)
+        );
+        for bad in ["", "-1", "1e3", " 1", "123456789012345678901"] {
+            assert!(!solves(&c, bad, 0), "{bad:?}");
+        }
+        assert_eq!(
+            check(&ring, "short", &nonce, 1, ua, net("192.0.2.4")),
+            Err(ChallengeError::Malformed)
+        );
+        let other = KeyRing::generate(0).unwrap();
+        assert_eq!(
+            check(&other, &c, &nonce, 1, ua, net("192.0.2.4")),
+            Err(ChallengeError::BadMac)
+        );
+    }
+
+    #[test]
+    fn zero_bits_are_counted_across_bytes() {
+        assert_eq!(leading_zero_bits(&[0, 0, 0x10, 0xff]), 19);
+        assert_eq!(leading_zero_bits(&[0x80]), 0);
+        assert_eq!(leading_zero_bits(&[0; 4]), 32);
+    }
+
+    #[test]
+    fn the_spent_set_is_bounded() {
+        let mut spent = Spent::new(2);
+        let s = |b: u8, exp| Solved {
+            id: [b; 16],
+            expires: exp,
+            difficulty: 1,
+        };
+        spent.redeem(&s(1, 10), 0).unwrap();
+        spent.redeem(&s(2, 50), 0).unwrap();
+        assert_eq!(spent.redeem(&s(3, 60), 5), Err(ChallengeError::Spent));
+        spent.redeem(&s(3, 60), 11).unwrap();
+        assert_eq!(spent.len(), 2);
+    }
+}
