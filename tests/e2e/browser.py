@@ -207,6 +207,10 @@ class Browser:
     def cookies(self) -> list[dict]:
         return self._cmd("GET", "/cookie")
 
+    def delete_cookies(self) -> None:
+        """Deletes every cookie of the current page's domain, HttpOnly ones included."""
+        self._cmd("DELETE", "/cookie")
+
     # -- scripts
 
     def execute(self, script: str, *args):

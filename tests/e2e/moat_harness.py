@@ -33,9 +33,28 @@ CHROME_UA = (
 SIGNUP_PAGE = b"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>A Ghost blog</title></head>
 <body><h1>Subscribe</h1>
-<form data-members-form="signup"><input data-members-email type="email" name="email">
-<button type="submit">Subscribe</button></form>
+<form id="signup" data-members-form="signup"><input id="email" data-members-email type="email" name="email">
+<button id="submit" type="submit">Subscribe</button></form>
+<p id="result"></p>
+<script>
+// What Ghost's Portal does: the form posts JSON with fetch() and shows the answer.
+document.getElementById("signup").addEventListener("submit", function (e) {
+  e.preventDefault();
+  fetch("/members/api/send-magic-link/", {
+    method: "POST",
+    headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({email: document.getElementById("email").value, emailType: "signup", honeypot: ""})
+  }).then(function (r) {
+    return r.text().then(function (t) { document.getElementById("result").textContent = r.status + " " + t; });
+  });
+});
+</script>
 </body></html>
+"""
+
+RSS_FEED = b"""<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>A Ghost blog</title><link>http://blog.example/</link>
+<item><title>Hello</title><link>http://blog.example/hello/</link></item></channel></rss>
 """
 
 
@@ -153,6 +172,10 @@ class Upstream:
         resp.headers["Vary"] = "Accept-Encoding"
         return resp
 
+    async def _rss(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        return web.Response(body=RSS_FEED, content_type="application/rss+xml", charset="utf-8")
+
     async def _other(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)
         return web.Response(text="ok\n")
@@ -160,6 +183,7 @@ class Upstream:
     async def _start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/", self._index)
+        app.router.add_get("/rss/", self._rss)
         app.router.add_post(MAGIC_LINK, self._created)
         app.router.add_post(ADMIN_SESSION, self._created)
         app.router.add_route("*", "/{tail:.*}", self._other)

@@ -184,7 +184,8 @@ pub struct Rule {
     /// Applies only to requests without a valid clearance (and never to exempt paths or
     /// verified good bots).
     pub require_clearance: bool,
-    /// A no-JavaScript clearance satisfies `require_clearance` / `challenge` here.
+    /// A no-JavaScript clearance satisfies `require_clearance` here (it always satisfies a
+    /// `challenge`, whose page offers the no-JavaScript path).
     pub allow_nojs: bool,
     /// The file (or `preset:NAME`) the rule came from, for `moat rules test` and logs.
     pub origin: String,

@@ -181,7 +181,8 @@ pub struct RawRule {
     /// The rule applies only to requests without a valid clearance cookie.
     #[serde(default)]
     pub require_clearance: bool,
-    /// With `require_clearance` or `challenge`: the no-JavaScript clearance counts too.
+    /// With `require_clearance`: the no-JavaScript clearance counts too (it always does for a
+    /// `challenge`).
     #[serde(default)]
     pub allow_nojs: bool,
 }

@@ -229,9 +229,12 @@ impl Shield {
         let mut hit: Option<Hit> = None;
         let mut skip_limits = false;
         for rule in &policy.rules {
-            let asks_proof =
-                rule.require_clearance || matches!(rule.action, Action::Challenge { .. });
-            if asks_proof && self.passes_proof(&standing, rule.allow_nojs, &path) {
+            let challenge = matches!(rule.action, Action::Challenge { .. });
+            let asks_proof = rule.require_clearance || challenge;
+            // The challenge page offers the no-JS path itself, so its clearance counts there;
+            // a write route that requires clearance accepts it only if the rule says so.
+            let nojs_ok = rule.allow_nojs || challenge;
+            if asks_proof && self.passes_proof(&standing, nojs_ok, &path) {
                 continue;
             }
             if !rule.expr.matches(&view) {

@@ -111,7 +111,7 @@
   var base = scriptUrl.replace(/proof\.js$/, "");
   var mode = (me && me.getAttribute("data-moat")) || "invisible";
   var origFetch = window.fetch ? window.fetch.bind(window) : null;
-  var info = { solveMs: null, difficulty: null, cleared: false, error: null };
+  var info = { solveMs: null, difficulty: null, cleared: false, failure: null };
 
   function solveOnMainThread(challenge, difficulty) {
     return new Promise(function (resolve) {
@@ -179,7 +179,7 @@
         });
       })
       .then(function (ok) { info.cleared = ok; return ok; },
-        function (e) { info.error = String(e); return false; });
+        function (e) { info.failure = String(e); return false; });
   }
 
   var ready = origFetch ? solve() : Promise.resolve(false);
