@@ -5,6 +5,8 @@
 #   moat    -> ghost preset + 100 extra rules -> upstream
 # wrk measures saturation throughput; moat-loadgen then measures p99 at half of nginx's
 # saturation rate (a fixed-rate run, which wrk cannot do). Prints the Moat/nginx ratios.
+# Then, for the browser proof (issue 3), an 8 KiB HTML page through two Moat instances with the
+# same policy, one injecting the page script and one not, and their ratio.
 # Everything listens on 127.0.0.1; every load run is bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +18,16 @@ command -v wrk >/dev/null && command -v nginx >/dev/null || {
 cargo build --release -q -p moat -p moat-loadgen
 MOAT="$CARGO_TARGET_DIR/release/moat"; LOADGEN="$CARGO_TARGET_DIR/release/moat-loadgen"
 work=$(mktemp -d); trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
-UP=18091; NG=18092; MO=18093; ADMIN=18094
+UP=18091; NG=18092; MO=18093; ADMIN=18094; MOI=18095; ADMIN2=18096
+mkdir -p "$work/www"; chmod 755 "$work" "$work/www"  # nginx workers (www-data) read the page
+python3 - "$work/www/page.html" <<'PY'
+import sys
+para = "<p>" + "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 8 + "</p>\n"
+head = "<!doctype html><html lang=en><head><meta charset=utf-8><title>A post</title>"
+head += "<link rel=stylesheet href=/assets/app.css></head><body><article>"
+body = head + para * ((8192 - len(head)) // len(para)) + "</article></body></html>\n"
+open(sys.argv[1], "w").write(body)
+PY
 mkdir -p "$work/logs"
 # The upstream and the nginx proxy are separate nginx instances: in one instance the proxy's
 # hop to the upstream would stay inside one worker's event loop, a shortcut Moat cannot take.
@@ -27,7 +38,11 @@ error_log $work/logs/upstream-error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  server { listen 127.0.0.1:$UP; location / { return 200 "hello from the upstream\n"; } }
+  server {
+    listen 127.0.0.1:$UP;
+    location / { return 200 "hello from the upstream\n"; }
+    location /www/ { root $work; default_type text/html; etag off; }
+  }
 }
 NGINX
 cat >"$work/proxy.conf" <<NGINX
@@ -74,8 +89,13 @@ state_dir = "$work/state"
 listen = "127.0.0.1:$ADMIN"
 token = "bench-token-0123456789"
 TOML
+# The same policy with the page script off, for the injection comparison.
+sed -e "s/127.0.0.1:$MO/127.0.0.1:$MOI/; s/127.0.0.1:$ADMIN/127.0.0.1:$ADMIN2/; s#$work/state#$work/state2#" \
+  "$work/moat.toml" >"$work/moat-noinject.toml"
+printf '[proof]\ninject = []\n' >>"$work/moat-noinject.toml"
 RUST_LOG=warn "$MOAT" run --config "$work/moat.toml" >"$work/logs/moat.log" 2>&1 & echo $! >"$work/moat.pid"
-for p in $UP $NG $MO; do
+RUST_LOG=warn "$MOAT" run --config "$work/moat-noinject.toml" >"$work/logs/moat2.log" 2>&1 & echo $! >"$work/moat2.pid"
+for p in $UP $NG $MO $MOI; do
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$p/" >/dev/null && break; sleep 0.1; done
 done
 run_wrk() { wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$1/" ; }
@@ -120,3 +140,18 @@ done
 echo "(CPU us/request: the serving processes only; for direct that is the upstream itself)"
 awk -v m="${RPS[moat]}" -v n="${RPS[nginx]}" 'BEGIN {printf "\nMoat/nginx throughput ratio: %.2fx\n", m/n}'
 awk -v m="${HP99[moat]}" -v d="${HP99[direct]}" 'BEGIN {printf "Moat p99 added over direct at half saturation: %.3f ms\n", m-d}'
+
+# Issue 3: the page script injected into HTML (same policy, same upstream page).
+page_wrk() { wrk -t1 -c"$CONNS" -d"${DUR}s" -H "Accept: text/html" "http://127.0.0.1:$1/www/page.html"; }
+with=$(curl -s "http://127.0.0.1:$MO/www/page.html"); without=$(curl -s "http://127.0.0.1:$MOI/www/page.html")
+[[ $with == *"/.moat/proof.js"* ]] || { echo "no injection on $MO: ${with:0:300}" >&2; exit 1; }
+[[ $without != *"/.moat/proof.js"* ]] || { echo "injection on $MOI" >&2; exit 1; }
+# Alternated, two rounds each, so drift on a shared machine hits both alike.
+rps() { page_wrk "$1" | awk '/Requests\/sec/ {print $2}'; }
+p1=$(rps $MOI); i1=$(rps $MO); i2=$(rps $MO); p2=$(rps $MOI)
+plain=$(awk -v a="$p1" -v b="$p2" 'BEGIN {printf "%.0f", (a + b) / 2}')
+injected=$(awk -v a="$i1" -v b="$i2" 'BEGIN {printf "%.0f", (a + b) / 2}')
+echo
+echo "8 KiB HTML page, wrk -t1 -c$CONNS -d${DUR}s, mean of two alternated runs each ($p1 $p2 / $i1 $i2):"
+printf '%-22s %12s\n' "moat, no page script" "$plain" "moat, page script" "$injected"
+awk -v i="$injected" -v p="$plain" 'BEGIN {printf "Injected/plain throughput ratio: %.2fx\n", i/p}'
