@@ -152,6 +152,8 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<ExitCode> {
     let path = moat_http::request_view::normalize_path(uri.path());
     let secure = moat_http::request_view::secure_context(a.tls, &host);
     let shape = moat_proof::fingerprint::shape(false, &p.method, &p.headers, secure);
+    let http_method = http::Method::from_bytes(p.method.as_bytes())
+        .with_context(|| format!("`{}` is not an HTTP method", p.method))?;
     let req = moat_rules::Request {
         method: &p.method,
         uri: &pq,
@@ -180,7 +182,7 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<ExitCode> {
             Some("a verified good bot")
         } else if a.clearance {
             Some("has clearance")
-        } else if cfg.proof.exempt(&path) {
+        } else if cfg.proof.exempt(&http_method, &path) {
             Some("path never challenged")
         } else {
             None

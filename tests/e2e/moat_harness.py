@@ -52,6 +52,12 @@ document.getElementById("signup").addEventListener("submit", function (e) {
 </body></html>
 """
 
+NATIVE_FORM = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Comment</title></head>
+<body><form id="f" method="post" action="/comments/new"><input name="text" value="hello">
+<button id="go" type="submit">Send</button></form></body></html>
+"""
+
 RSS_FEED = b"""<?xml version="1.0" encoding="UTF-8"?>
 <rss version="2.0"><channel><title>A Ghost blog</title><link>http://blog.example/</link>
 <item><title>Hello</title><link>http://blog.example/hello/</link></item></channel></rss>
@@ -172,6 +178,10 @@ class Upstream:
         resp.headers["Vary"] = "Accept-Encoding"
         return resp
 
+    async def _native_form(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        return web.Response(body=NATIVE_FORM, content_type="text/html", charset="utf-8")
+
     async def _rss(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)
         return web.Response(body=RSS_FEED, content_type="application/rss+xml", charset="utf-8")
@@ -184,6 +194,7 @@ class Upstream:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/", self._index)
         app.router.add_get("/rss/", self._rss)
+        app.router.add_get("/native-form", self._native_form)
         app.router.add_post(MAGIC_LINK, self._created)
         app.router.add_post(ADMIN_SESSION, self._created)
         app.router.add_route("*", "/{tail:.*}", self._other)

@@ -349,3 +349,26 @@ def test_difficulty_rises_with_the_attack(moat_factory, upstream):
     after = json.loads(get_from("127.83.0.5", m.url("/.moat/challenge"), headers=ua).body)
     # 40 a minute is four times the threshold: three more bits, eight times the work.
     assert after["difficulty"] == base + 3, after
+
+
+def test_a_native_form_submitted_at_once_waits_for_the_proof_and_is_sent_once(
+        moat_factory, upstream, browser):
+    m = moat_factory("""
+[[rule]]
+id = "comments-need-clearance"
+expression = 'http.request.method eq "POST" and http.request.uri.path eq "/comments/new"'
+require_clearance = true
+action = "block"
+status = 403
+body = "no clearance"
+""")
+    browser.get(m.base + "/native-form")
+    # Submitted the moment the page has loaded, before the proof has finished.
+    cleared_before = browser.execute(
+        "const c = window.__moat.info.cleared; document.getElementById('go').click(); return c")
+    assert cleared_before is False, "the proof finished before the click; the test proves nothing"
+    browser.wait_until("location.pathname === '/comments/new' && "
+                       "document.body.innerText.trim() === 'ok'", timeout=20)
+    posts = upstream.seen("/comments/new", "POST")
+    assert [p.body for p in posts] == [b"text=hello"], posts
+    assert decisions_for(m, "127.0.0.1") == [], "the person was stopped"

@@ -11,15 +11,14 @@ const EXEMPT_PATHS: &[&str] = &[
     "/.well-known/",
     "/robots.txt",
     "/favicon.ico",
-    "/sitemap",
-    "/rss",
-    "/feed",
-    "/atom",
     "/assets/",
     "/static/",
     "/content/images/",
     "/public/",
 ];
+
+/// Feed segments anywhere in a path: Ghost's `/tag/x/rss/`, WordPress's `/category/x/feed/`.
+const EXEMPT_SEGMENTS: &[&str] = &["rss", "feed", "atom"];
 
 const EXEMPT_EXTENSIONS: &[&str] = &[
     "xml", "rss", "atom", "css", "js", "mjs", "map", "png", "jpg", "jpeg", "gif", "webp", "avif",
@@ -129,6 +128,20 @@ pub(crate) fn proof(r: &RawProof, policy: &Policy, s: &mut Sink) -> Proof {
                 .collect(),
             None => EXEMPT_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
         },
+        exempt_segments: match &r.exempt_segments {
+            Some(list) => list
+                .iter()
+                .map(|e| e.get_ref().to_ascii_lowercase())
+                .collect(),
+            None => EXEMPT_SEGMENTS.iter().map(|e| e.to_string()).collect(),
+        },
+        nojs_ttl: dur(
+            r.nojs_ttl.as_ref(),
+            "proof.nojs_ttl",
+            Duration::from_secs(15 * 60),
+            s,
+        )
+        .max(Duration::from_secs(1)),
         good_bots: r.good_bots.unwrap_or(true),
         dns_server,
     }

@@ -36,6 +36,10 @@ pub struct Proof {
     pub exempt_paths: Vec<String>,
     /// Lowercased, without the dot.
     pub exempt_extensions: Vec<String>,
+    /// Path segments that mark a feed wherever they appear (`/tag/x/rss/`).
+    pub exempt_segments: Vec<String>,
+    /// Lifetime of a no-JavaScript clearance: shorter, because waiting costs a script no CPU.
+    pub nojs_ttl: Duration,
     pub good_bots: bool,
     pub dns_server: Option<SocketAddr>,
 }
@@ -43,24 +47,102 @@ pub struct Proof {
 impl Proof {
     /// Feeds, robots.txt, `/.well-known/` and static assets are never challenged: feed readers
     /// and crawlers cannot run a proof, and a page's own assets must load for its script to run.
-    pub fn exempt(&self, path: &str) -> bool {
-        let lower_ext = path
+    /// Only reads are exempt: `POST /login.php/x.css` reaches PHP as `/login.php`, so a write
+    /// is never let through by its path's looks.
+    pub fn exempt(&self, method: &http::Method, path: &str) -> bool {
+        use http::Method;
+        if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            return false;
+        }
+        let ext = path
             .rsplit('/')
             .next()
             .and_then(|last| last.rsplit_once('.'))
             .map(|(_, e)| e);
-        self.exempt_paths
-            .iter()
-            .any(|p| path.starts_with(p.as_str()))
-            || lower_ext.is_some_and(|e| {
+        self.exempt_paths.iter().any(|p| prefix_matches(path, p))
+            || ext.is_some_and(|e| {
                 self.exempt_extensions
                     .iter()
                     .any(|x| x.eq_ignore_ascii_case(e))
             })
+            || path.split('/').any(|seg| {
+                self.exempt_segments
+                    .iter()
+                    .any(|x| x.eq_ignore_ascii_case(seg))
+            })
     }
 
+    /// Whether a GET for `path` may get the page script (the caller checks it is a navigation).
     pub fn injects(&self, path: &str) -> bool {
-        self.inject.iter().any(|p| path.starts_with(p.as_str())) && !self.exempt(path)
+        self.inject.iter().any(|p| prefix_matches(path, p))
+            && !self.exempt(&http::Method::GET, path)
+    }
+}
+
+/// `/feed` covers `/feed` and `/feed/…`, not `/feedback`; a prefix ending in `/` covers what
+/// is below it.
+fn prefix_matches(path: &str, prefix: &str) -> bool {
+    if prefix.ends_with('/') {
+        return path.starts_with(prefix);
+    }
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod proof_tests {
+    use super::*;
+    use http::Method;
+
+    fn proof() -> Proof {
+        Proof {
+            inject: vec!["/".into()],
+            difficulty: 16,
+            max_difficulty: 22,
+            pressure_threshold: 60,
+            clearance_ttl: Duration::from_secs(60),
+            challenge_ttl: Duration::from_secs(60),
+            key_rotation: Duration::from_secs(60),
+            nojs_delay: None,
+            exempt_paths: vec![
+                "/robots.txt".into(),
+                "/.well-known/".into(),
+                "/assets/".into(),
+            ],
+            exempt_extensions: vec!["css".into(), "xml".into()],
+            exempt_segments: vec!["rss".into(), "feed".into()],
+            nojs_ttl: Duration::from_secs(60),
+            good_bots: false,
+            dns_server: None,
+        }
+    }
+
+    #[test]
+    fn reads_of_feeds_and_assets_are_exempt_writes_never() {
+        let p = proof();
+        for path in [
+            "/robots.txt",
+            "/.well-known/x",
+            "/assets/a.js",
+            "/x/app.CSS",
+            "/tag/news/rss/",
+            "/feed",
+            "/sitemap.xml",
+        ] {
+            assert!(p.exempt(&Method::GET, path), "{path}");
+        }
+        for path in [
+            "/robots.txt.php",
+            "/feedback",
+            "/rssx/",
+            "/assets",
+            "/login",
+        ] {
+            assert!(!p.exempt(&Method::GET, path), "{path}");
+        }
+        assert!(!p.exempt(&Method::POST, "/wp-login.php/x.css"));
+        assert!(!p.exempt(&Method::POST, "/feed"));
+        assert!(p.injects("/blog/post/") && !p.injects("/tag/x/rss/"));
     }
 }
 

@@ -152,6 +152,10 @@ pub struct RawProof {
     pub exempt_paths: Option<Vec<S<String>>>,
     /// File extensions never challenged (static assets and feeds by default).
     pub exempt_extensions: Option<Vec<S<String>>>,
+    /// Path segments never challenged wherever they appear (`rss`, `feed`, `atom` by default).
+    pub exempt_segments: Option<Vec<S<String>>>,
+    /// Lifetime of a no-JavaScript clearance (default 15m).
+    pub nojs_ttl: Option<S<String>>,
     /// Verify crawlers that claim to be a known good bot by forward-confirmed reverse DNS.
     pub good_bots: Option<bool>,
     /// The DNS server for those lookups; default: the first nameserver in /etc/resolv.conf.

@@ -85,7 +85,7 @@ pub fn injectable(resp: &Response<ProxyBody>) -> bool {
             .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"))
 }
 
-/// Adds `tag` to the page. The length grows by exactly the tag, so a `Content-Length` stays
+/// Adds `tag` to the page (after the opening head tag). The length grows by exactly the tag, so a `Content-Length` stays
 /// valid; a strong `ETag` becomes weak, as the bytes are no longer the upstream's.
 pub fn inject(resp: Response<ProxyBody>, tag: &'static str) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
@@ -149,7 +149,7 @@ mod tests {
         assert_eq!(body.len(), len);
         assert_eq!(
             &body[..],
-            b"<html><head><title>x</title><script src=/s></script></head><body>hi</body></html>"
+            b"<html><head><script src=/s></script><title>x</title></head><body>hi</body></html>"
         );
     }
 

@@ -18,6 +18,7 @@ use moat_proof::pressure::{self, Pressure};
 use moat_proof::token::{self, Clearance, Kind};
 use moat_proof::{assets, keyfile, ua_hash, KeyRing, Net};
 use ring::rand::{SecureRandom, SystemRandom};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -29,6 +30,8 @@ pub const COOKIE_TLS: &str = "__Host-moat";
 pub const COOKIE_PLAIN: &str = "moat_clearance";
 /// No-JS tickets are valid from the end of the delay for this long.
 const NOJS_WINDOW: u64 = 600;
+/// The most one network adds to the pressure in a minute.
+const PRESSURE_PER_NETWORK: u32 = 10;
 
 pub struct ProofService {
     cfg: moat_config::Proof,
@@ -39,6 +42,9 @@ pub struct ProofService {
     rotating: Mutex<()>,
     spent: Mutex<Spent>,
     pressure: Pressure,
+    /// Pressure counted per network this minute: one /24 counts at most
+    /// [`PRESSURE_PER_NETWORK`], so a single client cannot raise everyone's price.
+    pressure_by_net: Mutex<(u64, HashMap<[u8; 8], u32>)>,
     rng: SystemRandom,
     bots: Option<GoodBotVerifier>,
 }
@@ -82,6 +88,7 @@ impl ProofService {
             rotating: Mutex::new(()),
             spent: Mutex::new(Spent::new(1_000_000)),
             pressure: Pressure::default(),
+            pressure_by_net: Mutex::new((0, HashMap::new())),
             rng: SystemRandom::new(),
             bots,
             cfg: p,
@@ -96,17 +103,26 @@ impl ProofService {
         Net::of(ip, self.v4_len, self.v6_len)
     }
 
-    /// The valid clearance this request carries, if any. One HMAC; no store.
-    pub fn clearance(&self, headers: &HeaderMap, ip: IpAddr, now: u64) -> Option<Clearance> {
-        let t = cookie_token(headers)?;
+    /// The valid clearance this request carries, if any: one HMAC per candidate cookie, no
+    /// store. Every candidate is tried, so a cookie planted by a sibling subdomain under the
+    /// plain name cannot shadow the real one; over TLS only the `__Host-` cookie counts.
+    pub fn clearance(
+        &self,
+        headers: &HeaderMap,
+        ip: IpAddr,
+        tls: bool,
+        now: u64,
+    ) -> Option<Clearance> {
         let ua = ua_hash(user_agent(headers).as_bytes());
-        token::verify(&self.ring.load(), t, now, ua, self.net(ip)).ok()
+        let ring = self.ring.load();
+        let net = self.net(ip);
+        cookie_tokens(headers, tls).find_map(|t| token::verify(&ring, t, now, ua, net).ok())
     }
 
     /// Clearance and good-bot status. The DNS check runs only for user agents that claim a
     /// known crawler, and is cached.
-    pub async fn standing(&self, headers: &HeaderMap, ip: IpAddr, now: u64) -> Standing {
-        let clearance = self.clearance(headers, ip, now).map(|c| c.kind);
+    pub async fn standing(&self, headers: &HeaderMap, ip: IpAddr, tls: bool, now: u64) -> Standing {
+        let clearance = self.clearance(headers, ip, tls, now).map(|c| c.kind);
         let ua = user_agent(headers);
         let good_bot = match &self.bots {
             Some(v) if clearance.is_none() => match v.cached(ip, ua) {
@@ -122,8 +138,46 @@ impl ProofService {
     }
 
     /// A request that needed clearance came without it: pressure for adaptive difficulty.
-    pub fn note_missing(&self, now: u64) {
-        self.pressure.record(now);
+    pub fn note_missing(&self, ip: IpAddr, now: u64) {
+        let minute = now / 60;
+        let key = self.net(ip).bytes();
+        let counts = {
+            let mut g = self
+                .pressure_by_net
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if g.0 != minute || g.1.len() > 100_000 {
+                *g = (minute, HashMap::new());
+            }
+            let n = g.1.entry(key).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if counts <= PRESSURE_PER_NETWORK {
+            self.pressure.record(now);
+        }
+    }
+
+    /// The no-JS wait, doubled with each extra bit of difficulty (capped at a minute), so the
+    /// path that costs no CPU gets dearer under attack like the proof of work does.
+    fn nojs_delay(&self, now: u64) -> Option<u64> {
+        let base = self.cfg.nojs_delay?.as_secs().max(1);
+        let extra = self
+            .difficulty(now)
+            .saturating_sub(self.cfg.difficulty)
+            .min(6);
+        Some((base << extra).min(60).max(base))
+    }
+
+    fn redeem(
+        &self,
+        solved: &challenge::Solved,
+        now: u64,
+    ) -> Result<(), challenge::ChallengeError> {
+        self.spent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .redeem(solved, now)
     }
 
     pub fn difficulty(&self, now: u64) -> u8 {
@@ -180,7 +234,12 @@ impl ProofService {
             (&Method::GET | &Method::HEAD, "/.moat/proof.js") => script(query),
             (&Method::GET, "/.moat/challenge") => {
                 self.rotate_if_due(now);
-                if self.clearance(headers, ip, now).is_some() {
+                // Only a proof-of-work clearance counts here: a browser holding a no-JS one
+                // (JavaScript was off, now on) must be able to upgrade it.
+                if self
+                    .clearance(headers, ip, tls, now)
+                    .is_some_and(|c| c.kind == Kind::Work)
+                {
                     return Some(json(StatusCode::OK, r#"{"cleared":true}"#.to_string()));
                 }
                 let d = self.difficulty(now);
@@ -225,11 +284,7 @@ impl ProofService {
             Ok(s) => s,
             Err(e) => return refuse(&e.to_string()),
         };
-        if let Err(e) = self
-            .spent
-            .lock()
-            .map_or(Ok(()), |mut s| s.redeem(&solved, now))
-        {
+        if let Err(e) = self.redeem(&solved, now) {
             return refuse(&e.to_string());
         }
         let mut r = json(StatusCode::OK, r#"{"ok":true}"#.to_string());
@@ -237,25 +292,31 @@ impl ProofService {
         r
     }
 
-    /// A signed ticket for the no-JS path, valid from `now + delay`.
-    pub fn nojs_url(&self, headers: &HeaderMap, ip: IpAddr, return_to: &str) -> Option<String> {
-        let delay = self.cfg.nojs_delay?;
+    /// A signed ticket for the no-JS path, valid from `now + delay`; also returns the delay.
+    pub fn nojs_url(
+        &self,
+        headers: &HeaderMap,
+        ip: IpAddr,
+        return_to: &str,
+    ) -> Option<(String, u64)> {
         let now = now_secs();
+        let delay = self.nojs_delay(now)?;
         let ua = ua_hash(user_agent(headers).as_bytes());
         // A ticket is a challenge marked TICKET_MARK whose expiry encodes "not before": it
         // becomes redeemable `delay` from now and stays so for NOJS_WINDOW.
         let t = challenge::issue(
             &self.ring.load(),
-            now + delay.as_secs() + NOJS_WINDOW,
+            now + delay + NOJS_WINDOW,
             TICKET_MARK,
             ua,
             self.net(ip),
             self.random16(),
         );
-        Some(format!(
+        let url = format!(
             "/.moat/nojs?t={t}&r={}",
             percent_encode(assets::safe_return(return_to))
-        ))
+        );
+        Some((url, delay))
     }
 
     fn nojs(
@@ -300,11 +361,7 @@ impl ProofService {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             return resp;
         }
-        if let Err(e) = self
-            .spent
-            .lock()
-            .map_or(Ok(()), |mut s| s.redeem(&solved, now))
-        {
+        if let Err(e) = self.redeem(&solved, now) {
             return refuse(&e.to_string());
         }
         let mut resp = Response::new(crate::body::empty());
@@ -328,8 +385,11 @@ impl ProofService {
         let ua = ua_hash(user_agent(headers).as_bytes());
         let ring = self.ring.load();
         // Keep the other address family's binding from a token this client already holds.
-        let previous = cookie_token(headers).and_then(|t| token::open(&ring, t).ok());
-        let ttl = self.cfg.clearance_ttl.as_secs();
+        let previous = cookie_tokens(headers, tls).find_map(|t| token::open(&ring, t).ok());
+        let ttl = match kind {
+            Kind::Work => self.cfg.clearance_ttl.as_secs(),
+            Kind::NoScript => self.cfg.nojs_ttl.as_secs(),
+        };
         let c = Clearance::new(kind, now + ttl, ua, self.net(ip), previous.as_ref());
         let t = token::mint(&ring, &c);
         let cookie = if tls {
@@ -351,10 +411,10 @@ impl ProofService {
     ) -> Response<ProxyBody> {
         let target = assets::safe_return(return_to);
         let nojs = self.nojs_url(headers, ip, target);
-        let delay = self.cfg.nojs_delay.map_or(0, |d| d.as_secs());
+        let delay = nojs.as_ref().map_or(0, |n| n.1);
         let mut r = html(
             StatusCode::FORBIDDEN,
-            assets::challenge_page(target, nojs.as_deref(), delay),
+            assets::challenge_page(target, nojs.as_ref().map(|n| n.0.as_str()), delay),
         );
         let h = r.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -404,15 +464,16 @@ fn user_agent(h: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
-/// The clearance token from the cookie jar, under either name.
-fn cookie_token(h: &HeaderMap) -> Option<&str> {
+/// Every clearance candidate in the cookie jar: over TLS only `__Host-moat` (the plain name
+/// could have been set by a sibling subdomain), over plain HTTP either name.
+fn cookie_tokens(h: &HeaderMap, tls: bool) -> impl Iterator<Item = &str> {
     h.get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| {
+        .filter_map(move |c| {
             let (k, v) = c.trim().split_once('=')?;
-            (k == COOKIE_TLS || k == COOKIE_PLAIN).then_some(v.trim())
+            (k == COOKIE_TLS || (!tls && k == COOKIE_PLAIN)).then_some(v.trim())
         })
 }
 
@@ -423,8 +484,8 @@ fn script(query: &str) -> Response<ProxyBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/javascript; charset=utf-8"),
     );
-    // Versioned URLs (`?v=`) never change; the worker URL is fetched once per page anyway.
-    let cache = if query.starts_with("v=") || query == "worker" {
+    // Versioned URLs (`?v=…`, the worker's too) never change.
+    let cache = if query.starts_with("v=") {
         "public, max-age=31536000, immutable"
     } else {
         "no-cache"
@@ -512,17 +573,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cookie_is_found_under_either_name() {
+    fn every_candidate_cookie_is_found() {
         let mut h = HeaderMap::new();
         h.append(
             header::COOKIE,
-            HeaderValue::from_static("a=1; moat_clearance=TOK"),
+            HeaderValue::from_static("moat_clearance=PLANTED; a=1; moat_clearance=TOK"),
         );
-        assert_eq!(cookie_token(&h), Some("TOK"));
+        let all: Vec<_> = cookie_tokens(&h, false).collect();
+        assert_eq!(all, ["PLANTED", "TOK"]);
+        assert_eq!(cookie_tokens(&h, true).count(), 0, "TLS takes only __Host-");
         let mut h = HeaderMap::new();
         h.append(header::COOKIE, HeaderValue::from_static("a=1"));
         h.append(header::COOKIE, HeaderValue::from_static("__Host-moat=T2"));
-        assert_eq!(cookie_token(&h), Some("T2"));
+        assert_eq!(cookie_tokens(&h, true).collect::<Vec<_>>(), ["T2"]);
     }
 
     #[test]

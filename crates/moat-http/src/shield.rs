@@ -193,7 +193,7 @@ impl Shield {
         let path = normalize_path(req.uri.path());
         let now = proof::now_secs();
         let standing = match &self.proof {
-            Some(p) => p.standing(&req.headers, client, now).await,
+            Some(p) => p.standing(&req.headers, client, ssl, now).await,
             None => Standing::default(),
         };
         let secure = secure_context(ssl, &host);
@@ -234,7 +234,7 @@ impl Shield {
             // The challenge page offers the no-JS path itself, so its clearance counts there;
             // a write route that requires clearance accepts it only if the rule says so.
             let nojs_ok = rule.allow_nojs || challenge;
-            if asks_proof && self.passes_proof(&standing, nojs_ok, &path) {
+            if asks_proof && self.passes_proof(&standing, nojs_ok, &req.method, &path) {
                 continue;
             }
             if !rule.expr.matches(&view) {
@@ -242,7 +242,7 @@ impl Shield {
             }
             if asks_proof {
                 if let Some(p) = &self.proof {
-                    p.note_missing(now);
+                    p.note_missing(client, now);
                 }
             }
             match rule.action {
@@ -349,7 +349,13 @@ impl Shield {
 
     /// Whether a rule that asks for the proof lets this request by: it has clearance (of a
     /// kind the rule accepts), it is a verified good bot, or the path is never challenged.
-    fn passes_proof(&self, standing: &Standing, allow_nojs: bool, path: &str) -> bool {
+    fn passes_proof(
+        &self,
+        standing: &Standing,
+        allow_nojs: bool,
+        method: &Method,
+        path: &str,
+    ) -> bool {
         let Some(p) = &self.proof else {
             return false;
         };
@@ -357,7 +363,7 @@ impl Shield {
             || standing
                 .clearance
                 .is_some_and(|k| k == moat_proof::token::Kind::Work || allow_nojs)
-            || p.config().exempt(path)
+            || p.config().exempt(method, path)
     }
 
     /// Runs a terminal action.
@@ -414,8 +420,11 @@ impl Shield {
         let client_upgrade = protocol
             .as_ref()
             .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+        // Only page loads get the script: fetches of HTML fragments (htmx, Turbo) and APIs keep
+        // their bytes and their compression.
         let inject = parts.method == Method::GET
             && protocol.is_none()
+            && proof::is_navigation(&parts.method, &parts.headers)
             && self
                 .proof
                 .as_ref()

@@ -95,9 +95,14 @@ async fn over_tls_the_cookie_is_host_prefixed_and_secure() {
         "__Host- cookies must not name a domain: {set}"
     );
     let now = moat_http::proof::now_secs();
-    assert!(p.clearance(&headers(&jar(&set)), ip, now).is_some());
+    assert!(p.clearance(&headers(&jar(&set)), ip, true, now).is_some());
     assert!(p
-        .clearance(&headers(&jar(&set)), "203.0.114.7".parse().unwrap(), now)
+        .clearance(
+            &headers(&jar(&set)),
+            "203.0.114.7".parse().unwrap(),
+            true,
+            now
+        )
         .is_none());
 
     let plain = earn(&p, ip, false, None).await;
@@ -115,12 +120,12 @@ async fn a_dual_stack_client_keeps_its_first_binding() {
     let v6: IpAddr = "2001:db8:1:2::20".parse().unwrap();
     let first = jar(&earn(&p, v4, false, None).await);
     let now = moat_http::proof::now_secs();
-    assert!(p.clearance(&headers(&first), v6, now).is_none());
+    assert!(p.clearance(&headers(&first), v6, false, now).is_none());
     // The phone moves to IPv6 and solves there, presenting its IPv4 token.
     let both = jar(&earn(&p, v6, false, Some(&first)).await);
-    assert!(p.clearance(&headers(&both), v6, now).is_some());
+    assert!(p.clearance(&headers(&both), v6, false, now).is_some());
     assert!(
-        p.clearance(&headers(&both), v4, now).is_some(),
+        p.clearance(&headers(&both), v4, false, now).is_some(),
         "IPv4 binding lost"
     );
 }
@@ -136,7 +141,7 @@ async fn tokens_survive_a_restart_and_keys_are_private() {
     };
     let p = ProofService::new(&cfg).unwrap();
     assert!(p
-        .clearance(&headers(&cookie), ip, moat_http::proof::now_secs())
+        .clearance(&headers(&cookie), ip, false, moat_http::proof::now_secs())
         .is_some());
     #[cfg(unix)]
     {
@@ -155,7 +160,8 @@ async fn a_nojs_ticket_needs_the_delay_and_redirects_only_locally() {
     let p = ProofService::new(&config(dir.path(), "[proof]\nnojs_delay = \"2s\"\n")).unwrap();
     let ip: IpAddr = "192.0.2.30".parse().unwrap();
     let h = headers("a=b");
-    let url = p.nojs_url(&h, ip, "//evil.example/x").unwrap();
+    let (url, delay) = p.nojs_url(&h, ip, "//evil.example/x").unwrap();
+    assert_eq!(delay, 2);
     assert!(url.ends_with("&r=/"), "an off-site return became {url}");
     let early = p
         .endpoint(&parts(Method::GET, &url, None), None, ip, false)
@@ -176,7 +182,7 @@ async fn a_nojs_ticket_needs_the_delay_and_redirects_only_locally() {
             .unwrap();
         assert_eq!(r.status(), 403);
     }
-    let url = p.nojs_url(&h, ip, "/account/x?y=1").unwrap();
+    let (url, _) = p.nojs_url(&h, ip, "/account/x?y=1").unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let ok = p
         .endpoint(&parts(Method::GET, &url, None), None, ip, false)
@@ -185,12 +191,12 @@ async fn a_nojs_ticket_needs_the_delay_and_redirects_only_locally() {
     assert_eq!(ok.headers()[header::LOCATION], "/account/x?y=1");
     let c = ok.headers()[header::SET_COOKIE].to_str().unwrap();
     let kind = p
-        .clearance(&headers(&jar(c)), ip, moat_http::proof::now_secs())
+        .clearance(&headers(&jar(c)), ip, false, moat_http::proof::now_secs())
         .unwrap()
         .kind;
     assert_eq!(kind, moat_proof::token::Kind::NoScript);
     // From another network the ticket is worthless.
-    let url2 = p.nojs_url(&h, ip, "/").unwrap();
+    let (url2, _) = p.nojs_url(&h, ip, "/").unwrap();
     let other = p
         .endpoint(
             &parts(Method::GET, &url2, None),

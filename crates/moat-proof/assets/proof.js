@@ -106,12 +106,17 @@
   }
 
   /* ---- page side ---- */
+  if (window.__moat) return; /* already running (a fragment swapped in with the tag again) */
   var me = document.currentScript;
-  var scriptUrl = me && me.src ? me.src.split("?")[0] : "/.moat/proof.js";
-  var base = scriptUrl.replace(/proof\.js$/, "");
+  var scriptUrl = me && me.src ? me.src : "/.moat/proof.js";
+  var base = scriptUrl.split("?")[0].replace(/proof\.js$/, "");
+  /* The worker is this same file, under the same versioned URL, so it is cached with it. */
+  var workerUrl = scriptUrl + (scriptUrl.indexOf("?") >= 0 ? "&" : "?") + "worker";
   var mode = (me && me.getAttribute("data-moat")) || "invisible";
   var origFetch = window.fetch ? window.fetch.bind(window) : null;
   var info = { solveMs: null, difficulty: null, cleared: false, failure: null };
+  /* A write waits at most this long for the proof; past it, it goes out anyway. */
+  var WAIT_MS = 60000;
 
   function solveOnMainThread(challenge, difficulty) {
     return new Promise(function (resolve) {
@@ -129,22 +134,26 @@
     return new Promise(function (resolve) {
       var count = Math.max(1, Math.min(navigator.hardwareConcurrency || 2, 4));
       var workers = [];
-      var settled = false;
+      var settled = false, fellBack = false;
+      function stopAll() {
+        workers.forEach(function (w) { w.terminate(); });
+        workers = [];
+      }
       function finish(nonce) {
         if (settled) return;
         settled = true;
-        workers.forEach(function (w) { w.terminate(); });
+        stopAll();
         resolve(nonce);
       }
       function fallback() {
-        if (settled) return;
-        workers.forEach(function (w) { w.terminate(); });
-        workers = [];
+        if (settled || fellBack) return;
+        fellBack = true;
+        stopAll();
         solveOnMainThread(challenge, difficulty).then(finish);
       }
       try {
         for (var i = 0; i < count; i++) {
-          var w = new Worker(base + "proof.js?worker");
+          var w = new Worker(workerUrl);
           w.onmessage = function (e) { if (e.data) finish(e.data.nonce); };
           w.onerror = fallback;
           w.postMessage({ challenge: challenge, difficulty: difficulty, start: i, step: count });
@@ -182,10 +191,21 @@
         function (e) { info.failure = String(e); return false; });
   }
 
-  var ready = origFetch ? solve() : Promise.resolve(false);
+  var running = origFetch ? solve() : Promise.resolve(false);
+  var busy = true;
+  running.then(function () { busy = false; });
 
-  function waitReady(ms) {
-    return Promise.race([ready, new Promise(function (r) { setTimeout(r, ms, false); })]);
+  /* Before a write: the round in progress, or a fresh check. The check costs one small
+   * request when the cookie is good, and solves again when it expired or the network
+   * changed since the page loaded, so the write never goes out without a valid cookie. */
+  function ensureCleared() {
+    if (!origFetch) return Promise.resolve(false);
+    if (!busy) {
+      busy = true;
+      running = solve();
+      running.then(function () { busy = false; });
+    }
+    return Promise.race([running, new Promise(function (r) { setTimeout(r, WAIT_MS, false); })]);
   }
 
   function isOurWrite(method, url) {
@@ -204,13 +224,24 @@
       var method = (init && init.method) || (isReq ? input.method : "GET");
       var url = isReq ? input.url : String(input);
       if (!isOurWrite(method, url)) return origFetch(input, init);
-      var again = isReq ? input.clone() : input;
-      return waitReady(10000).then(function () {
+      var again = null;
+      try {
+        /* A streamed body can be sent only once, so such a request is not retried. */
+        var body = init && init.body;
+        var streamed = typeof ReadableStream !== "undefined" && body instanceof ReadableStream;
+        if (!streamed) again = isReq ? input.clone() : input;
+      } catch (e) {
+        again = null;
+      }
+      return ensureCleared().then(function () {
         return origFetch(input, init);
       }).then(function (resp) {
-        if (resp.status !== 403 || resp.headers.get("moat-clearance") !== "required") return resp;
-        ready = solve();
-        return ready.then(function () { return origFetch(again, init); });
+        if (again === null || resp.status !== 403 ||
+          resp.headers.get("moat-clearance") !== "required") return resp;
+        busy = true;
+        running = solve();
+        running.then(function () { busy = false; });
+        return running.then(function () { return origFetch(again, init); });
       });
     };
   }
@@ -218,41 +249,61 @@
   if (window.XMLHttpRequest) {
     var open = XMLHttpRequest.prototype.open;
     var send = XMLHttpRequest.prototype.send;
-    XMLHttpRequest.prototype.open = function (method, url) {
-      this.__moatWrite = isOurWrite(method, url);
+    XMLHttpRequest.prototype.open = function (method, url, async) {
+      /* A synchronous request cannot wait; it goes out as it is. */
+      this.__moatWrite = isOurWrite(method, url) && async !== false;
       return open.apply(this, arguments);
     };
     XMLHttpRequest.prototype.send = function () {
       var xhr = this, args = arguments;
       if (!xhr.__moatWrite) return send.apply(xhr, args);
-      waitReady(10000).then(function () { send.apply(xhr, args); });
+      ensureCleared().then(function () {
+        /* Still opened and not aborted in the meantime. */
+        if (xhr.readyState === 1) send.apply(xhr, args);
+      });
     };
   }
 
-  document.addEventListener("submit", function (e) {
+  /* Native form submissions (a page navigation) wait for the proof. Listening on window in
+   * the bubble phase means a site's own handler has already run: if it took over the submit
+   * (preventDefault, then fetch), the fetch wrapper above handles it and nothing is sent
+   * twice. */
+  window.addEventListener("submit", function (e) {
     var form = e.target;
     if (!form || form.__moatResubmit || e.defaultPrevented) return;
-    if (!isOurWrite(form.method, form.action || location.href) || info.cleared) return;
+    if (!isOurWrite(form.method, form.action || location.href)) return;
     e.preventDefault();
     var submitter = e.submitter;
-    waitReady(10000).then(function () {
+    ensureCleared().then(function () {
       form.__moatResubmit = true;
-      if (form.requestSubmit) form.requestSubmit(submitter || undefined); else form.submit();
-      form.__moatResubmit = false;
+      try {
+        if (form.requestSubmit) form.requestSubmit(submitter || undefined); else form.submit();
+      } finally {
+        form.__moatResubmit = false;
+      }
     });
-  }, true);
+  });
 
-  window.__moat = { ready: function () { return ready; }, info: info, work: work, search: search };
+  window.__moat = {
+    ready: function () { return running; }, info: info, work: work, search: search
+  };
 
   if (mode === "page") {
     var status = document.getElementById("moat-status");
     var target = (me && me.getAttribute("data-return")) || "/";
-    ready.then(function (ok) {
-      if (ok) {
+    /* Count rounds on this tab: a browser that does not keep the cookie would otherwise
+     * solve and reload forever. */
+    var key = "moat-rounds:" + target, rounds = 0;
+    try { rounds = Number(sessionStorage.getItem(key) || 0); } catch (e) { rounds = 0; }
+    running.then(function (ok) {
+      if (ok && rounds < 3) {
+        try { sessionStorage.setItem(key, String(rounds + 1)); } catch (e) { /* private mode */ }
         if (status) status.textContent = "Done. Loading the page\u2026";
         location.replace(target);
       } else if (status) {
-        status.textContent = "The check did not complete. Reload the page to try again.";
+        status.textContent = ok
+          ? "Your browser did not keep the check's cookie. Allow cookies for this site and reload."
+          : "The check did not complete. Reload the page to try again.";
       }
     });
   }

@@ -160,12 +160,15 @@ pub fn leading_zero_bits(hash: &[u8]) -> u32 {
 }
 
 /// Redeemed challenge ids, kept until the challenge would have expired anyway. Bounded: when
-/// full, expired entries go first; if none has expired the redemption is refused (a client
-/// retries with a fresh challenge), because forgetting a live id would allow a replay.
+/// full, expired entries are pruned (at most once a second, since it walks the whole set); if
+/// it is still full the redemption is accepted without being recorded. A replay only buys a
+/// second cookie for the same user agent and network, which the first cookie already covers,
+/// whereas refusing would let a flood of cheap no-JS tickets lock real people out.
 #[derive(Debug)]
 pub struct Spent {
     ids: HashMap<[u8; 16], u64>,
     cap: usize,
+    last_prune: u64,
 }
 
 impl Spent {
@@ -173,21 +176,22 @@ impl Spent {
         Spent {
             ids: HashMap::new(),
             cap: cap.max(1),
+            last_prune: 0,
         }
     }
 
-    /// Records the redemption; `Err(Spent)` if it was redeemed before or there is no room.
+    /// Records the redemption; `Err(Spent)` if it was redeemed before.
     pub fn redeem(&mut self, s: &Solved, now: u64) -> Result<(), ChallengeError> {
         if self.ids.contains_key(&s.id) {
             return Err(ChallengeError::Spent);
         }
-        if self.ids.len() >= self.cap {
+        if self.ids.len() >= self.cap && now > self.last_prune {
+            self.last_prune = now;
             self.ids.retain(|_, exp| *exp > now);
-            if self.ids.len() >= self.cap {
-                return Err(ChallengeError::Spent);
-            }
         }
-        self.ids.insert(s.id, s.expires);
+        if self.ids.len() < self.cap {
+            self.ids.insert(s.id, s.expires);
+        }
         Ok(())
     }
 
@@ -287,10 +291,15 @@ mod tests {
             expires: exp,
             difficulty: 1,
         };
-        spent.redeem(&s(1, 10), 0).unwrap();
-        spent.redeem(&s(2, 50), 0).unwrap();
-        assert_eq!(spent.redeem(&s(3, 60), 5), Err(ChallengeError::Spent));
-        spent.redeem(&s(3, 60), 11).unwrap();
+        spent.redeem(&s(1, 10), 1).unwrap();
+        spent.redeem(&s(2, 50), 1).unwrap();
+        // Full and nothing expired: accepted, not recorded, nothing else forgotten.
+        spent.redeem(&s(3, 60), 5).unwrap();
+        assert_eq!(spent.len(), 2);
+        assert_eq!(spent.redeem(&s(1, 10), 5), Err(ChallengeError::Spent));
+        // Once the first has expired it makes room.
+        spent.redeem(&s(4, 60), 11).unwrap();
+        assert_eq!(spent.redeem(&s(4, 60), 12), Err(ChallengeError::Spent));
         assert_eq!(spent.len(), 2);
     }
 }
