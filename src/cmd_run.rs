@@ -72,6 +72,19 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     rt.block_on(async move {
         let running = moat_http::app::start(cfg, Arc::new(moat_core::SystemClock)).await.context("starting")?;
+        // The mail shield shares the engine: a ban for brute-forcing mail holds at the web
+        // door too, and the allowlist wins everywhere.
+        let mail = moat_mail::server::start(&running.shield.cfg, running.shield.engine.clone())
+            .await
+            .context("starting the mail shield")?;
+        if let Some(m) = &mail {
+            tracing::info!(
+                policy = ?m.policy_addr, auth_policy = ?m.auth_policy_addr, capture = ?m.capture_addr,
+                honey_passwd = %m.shield.honey_path().display(),
+                dovecot_header = "auth_policy_server_api_header = Authorization: Bearer <state_dir/mail-policy.token or mail.auth_policy_token>",
+                "mail shield is running"
+            );
+        }
         tracing::info!(
             http = ?running.http_addrs, tls = ?running.tls_addrs, admin = %running.admin_addr,
             rules = running.shield.cfg.policy.rules.len(), rate_limits = running.shield.cfg.policy.rate_limits.len(),
@@ -79,6 +92,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         );
         shutdown_signal().await;
         tracing::info!("shutting down");
+        if let Some(m) = mail {
+            m.shutdown();
+        }
         running.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })

@@ -62,7 +62,11 @@ fn compile(
         src,
         errors: &mut errors,
     };
-    let server = server(&raw.server, &mut sink, ov);
+    let mut server = server(&raw.server, &mut sink, ov, raw.mail.is_some());
+    // A mail-only Moat (no web app to protect) runs no HTTP listener.
+    if raw.mail.is_some() && ov.upstream.is_none() && raw.server.upstream.is_none() {
+        server.listen.clear();
+    }
     let limits = limits(&raw.limits, &mut sink);
     // As in Caddy, naming ACME domains is enough: TLS then listens on :443 with the obtained
     // certificate unless [tls] says otherwise.
@@ -147,6 +151,10 @@ fn compile(
         errors: &mut errors,
     };
     let proof = crate::compile_proof::proof(&raw.proof, &policy, &mut sink);
+    let mail = raw
+        .mail
+        .as_ref()
+        .map(|m| crate::compile_mail::mail(m, &mut sink, &server.state_dir));
 
     if errors.is_empty() {
         Ok(Config {
@@ -157,6 +165,7 @@ fn compile(
             admin,
             bans,
             proof,
+            mail,
             policy,
         })
     } else {
@@ -174,7 +183,7 @@ pub(crate) fn dur(v: Option<&S<String>>, field: &str, default: Duration, s: &mut
     }
 }
 
-fn num<T: Copy + Into<u64>>(
+pub(crate) fn num<T: Copy + Into<u64>>(
     v: Option<&S<T>>,
     field: &str,
     min: u64,
@@ -191,7 +200,7 @@ fn num<T: Copy + Into<u64>>(
     }
 }
 
-fn addr(
+pub(crate) fn addr(
     v: &str,
     span: Option<std::ops::Range<usize>>,
     field: &str,
@@ -229,7 +238,7 @@ pub(crate) fn nets(list: &[S<String>], field: &str, s: &mut Sink) -> Vec<IpNet> 
         .collect()
 }
 
-fn server(r: &RawServer, s: &mut Sink, ov: &Overrides) -> Server {
+fn server(r: &RawServer, s: &mut Sink, ov: &Overrides, mail: bool) -> Server {
     let listen = match (&ov.listen, &r.listen) {
         (Some(l), _) => l
             .iter()
@@ -247,6 +256,7 @@ fn server(r: &RawServer, s: &mut Sink, ov: &Overrides) -> Server {
             .map(|u| (u.get_ref().clone(), Some(u.span())))
     });
     let upstream = match upstream_src {
+        None if mail => http::Uri::from_static("http://127.0.0.1:1"),
         None => {
             s.nowhere(
                 "server.upstream",

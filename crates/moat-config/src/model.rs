@@ -18,7 +18,39 @@ pub struct Config {
     pub admin: Admin,
     pub bans: Bans,
     pub proof: Proof,
+    pub mail: Option<Mail>,
     pub policy: Policy,
+}
+
+/// The mail shield (see `moat-mail`). Paths are resolved against the state directory.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub policy_listen: Option<SocketAddr>,
+    pub auth_policy_listen: Option<SocketAddr>,
+    pub auth_policy_token: Option<String>,
+    pub auth_policy_nonce: Option<String>,
+    pub capture_listen: Option<SocketAddr>,
+    pub quarantine_dir: PathBuf,
+    pub recipients: Vec<String>,
+    pub recipient_maps: Vec<PathBuf>,
+    pub honey_passwd: PathBuf,
+    pub honey_after_attempts: u32,
+    pub honey_after_addresses: u32,
+    pub honey_ttl_secs: u64,
+    pub protected_logins: Vec<String>,
+    pub enum_window_secs: u64,
+    pub enum_per_client: u32,
+    pub enum_per_network: u32,
+    pub enum_per_sender: u32,
+    pub enum_judged_secs: u64,
+    pub brute_window_secs: u64,
+    pub brute_login_addresses: u32,
+    pub brute_login_passwords: u32,
+    pub brute_address_failures: u32,
+    pub brute_network_failures: u32,
+    pub brute_global_per_minute: u32,
+    pub brute_delay_secs: i32,
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

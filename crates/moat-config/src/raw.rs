@@ -23,6 +23,7 @@ pub struct RawConfig {
     pub bans: RawBans,
     #[serde(default)]
     pub proof: RawProof,
+    pub mail: Option<RawMail>,
     /// Names of embedded presets (`ghost`, `wordpress`, `generic-form`).
     #[serde(default)]
     pub presets: Vec<S<String>>,
@@ -128,6 +129,49 @@ pub struct RawBans {
     pub body: Option<String>,
     #[serde(default)]
     pub allow: Vec<S<String>>,
+}
+
+/// The mail shield: Postfix policy, Dovecot auth policy, honey accounts, capture.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMail {
+    /// Postfix `check_policy_service inet:ADDR`.
+    pub policy_listen: Option<S<String>>,
+    /// Dovecot `auth_policy_server_url = http://ADDR/`.
+    pub auth_policy_listen: Option<S<String>>,
+    /// Dovecot sends it as `auth_policy_server_api_header = Authorization: Bearer TOKEN`;
+    /// generated into state_dir/mail-policy.token when absent.
+    pub auth_policy_token: Option<S<String>>,
+    /// Dovecot's `auth_policy_hash_nonce`, to recognise which common password is tried.
+    pub auth_policy_nonce: Option<String>,
+    /// Where Postfix hands honey accounts' mail (`FILTER smtp:[ADDR]`).
+    pub capture_listen: Option<S<String>>,
+    pub quarantine_dir: Option<S<String>>,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// Postfix map source files (virtual_mailbox_maps, virtual_alias_maps), reloaded on change.
+    #[serde(default)]
+    pub recipient_maps: Vec<S<String>>,
+    pub honey_passwd: Option<S<String>>,
+    pub honey_after_attempts: Option<S<u32>>,
+    pub honey_after_addresses: Option<S<u32>>,
+    pub honey_ttl: Option<S<String>>,
+    pub protected_logins: Option<Vec<String>>,
+    pub enum_window: Option<S<String>>,
+    pub enum_per_client: Option<S<u32>>,
+    pub enum_per_network: Option<S<u32>>,
+    pub enum_per_sender: Option<S<u32>>,
+    pub enum_judged: Option<S<String>>,
+    pub brute_window: Option<S<String>>,
+    pub brute_login_addresses: Option<S<u32>>,
+    pub brute_login_passwords: Option<S<u32>>,
+    pub brute_address_failures: Option<S<u32>>,
+    pub brute_network_failures: Option<S<u32>>,
+    pub brute_global_per_minute: Option<S<u32>>,
+    pub brute_delay: Option<S<String>>,
+    pub idle_timeout: Option<S<String>>,
+    #[serde(default)]
+    pub expose: bool,
 }
 
 /// The browser proof (clearance cookie, page script, challenge page).

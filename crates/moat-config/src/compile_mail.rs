@@ -1,0 +1,175 @@
+//! The `[mail]` table: the Postfix policy and Dovecot auth-policy servers, honey accounts and the
+//! capture listener. Listeners stay on loopback unless `expose = true`: Postfix and Dovecot
+//! normally run on the same machine, and these ports must not be reachable by the attackers.
+
+use crate::compile::{addr, dur, num};
+use crate::errors::Sink;
+use crate::model::Mail;
+use crate::raw::{RawMail, S};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub(crate) fn mail(r: &RawMail, s: &mut Sink, state_dir: &Path) -> Mail {
+    let mut listen = |v: &Option<S<String>>, field: &str| -> Option<SocketAddr> {
+        let v = v.as_ref()?;
+        let a = addr(v.get_ref(), Some(v.span()), field, s)?;
+        if !a.ip().is_loopback() && !r.expose {
+            s.at(
+                v.span(),
+                field,
+                "not a loopback address; set mail.expose = true to allow it",
+            );
+        }
+        Some(a)
+    };
+    let policy_listen = listen(&r.policy_listen, "mail.policy_listen");
+    let auth_policy_listen = listen(&r.auth_policy_listen, "mail.auth_policy_listen");
+    let capture_listen = listen(&r.capture_listen, "mail.capture_listen");
+    if policy_listen.is_none() && auth_policy_listen.is_none() {
+        s.nowhere(
+            "mail",
+            "set policy_listen (Postfix) and/or auth_policy_listen (Dovecot)",
+        );
+    }
+    if let Some(t) = &r.auth_policy_token {
+        if t.get_ref().len() < 16 {
+            s.at(
+                t.span(),
+                "mail.auth_policy_token",
+                "use at least 16 characters",
+            );
+        }
+    }
+    let rel = |v: &Option<S<String>>, default: &str| -> PathBuf {
+        v.as_ref()
+            .map_or_else(|| state_dir.join(default), |p| state_dir.join(p.get_ref()))
+    };
+    let secs = |d: Duration| d.as_secs().max(1);
+    Mail {
+        policy_listen,
+        auth_policy_listen,
+        auth_policy_token: r.auth_policy_token.as_ref().map(|t| t.get_ref().clone()),
+        auth_policy_nonce: r.auth_policy_nonce.clone(),
+        capture_listen,
+        quarantine_dir: rel(&r.quarantine_dir, "quarantine"),
+        recipients: r.recipients.clone(),
+        recipient_maps: r
+            .recipient_maps
+            .iter()
+            .map(|p| PathBuf::from(p.get_ref()))
+            .collect(),
+        honey_passwd: rel(&r.honey_passwd, "honey.passwd"),
+        honey_after_attempts: num(
+            r.honey_after_attempts.as_ref(),
+            "mail.honey_after_attempts",
+            1,
+            5u32,
+            s,
+        ),
+        honey_after_addresses: num(
+            r.honey_after_addresses.as_ref(),
+            "mail.honey_after_addresses",
+            1,
+            3u32,
+            s,
+        ),
+        honey_ttl_secs: secs(dur(
+            r.honey_ttl.as_ref(),
+            "mail.honey_ttl",
+            Duration::from_secs(7 * 86400),
+            s,
+        )),
+        protected_logins: r.protected_logins.clone().unwrap_or_else(|| {
+            ["root", "postmaster", "abuse", "hostmaster", "admin"]
+                .map(String::from)
+                .to_vec()
+        }),
+        enum_window_secs: secs(dur(
+            r.enum_window.as_ref(),
+            "mail.enum_window",
+            Duration::from_secs(600),
+            s,
+        )),
+        enum_per_client: num(
+            r.enum_per_client.as_ref(),
+            "mail.enum_per_client",
+            1,
+            5u32,
+            s,
+        ),
+        enum_per_network: num(
+            r.enum_per_network.as_ref(),
+            "mail.enum_per_network",
+            1,
+            15u32,
+            s,
+        ),
+        enum_per_sender: num(
+            r.enum_per_sender.as_ref(),
+            "mail.enum_per_sender",
+            1,
+            15u32,
+            s,
+        ),
+        enum_judged_secs: secs(dur(
+            r.enum_judged.as_ref(),
+            "mail.enum_judged",
+            Duration::from_secs(3600),
+            s,
+        )),
+        brute_window_secs: secs(dur(
+            r.brute_window.as_ref(),
+            "mail.brute_window",
+            Duration::from_secs(3600),
+            s,
+        )),
+        brute_login_addresses: num(
+            r.brute_login_addresses.as_ref(),
+            "mail.brute_login_addresses",
+            2,
+            5u32,
+            s,
+        ),
+        brute_login_passwords: num(
+            r.brute_login_passwords.as_ref(),
+            "mail.brute_login_passwords",
+            2,
+            8u32,
+            s,
+        ),
+        brute_address_failures: num(
+            r.brute_address_failures.as_ref(),
+            "mail.brute_address_failures",
+            2,
+            10u32,
+            s,
+        ),
+        brute_network_failures: num(
+            r.brute_network_failures.as_ref(),
+            "mail.brute_network_failures",
+            2,
+            30u32,
+            s,
+        ),
+        brute_global_per_minute: num(
+            r.brute_global_per_minute.as_ref(),
+            "mail.brute_global_per_minute",
+            1,
+            600u32,
+            s,
+        ),
+        brute_delay_secs: secs(dur(
+            r.brute_delay.as_ref(),
+            "mail.brute_delay",
+            Duration::from_secs(5),
+            s,
+        )) as i32,
+        idle_timeout: dur(
+            r.idle_timeout.as_ref(),
+            "mail.idle_timeout",
+            Duration::from_secs(330),
+            s,
+        ),
+    }
+}

@@ -1,0 +1,396 @@
+//! The mail shield's listeners: Postfix policy (TCP, line protocol), Dovecot auth policy (HTTP),
+//! and the capture SMTP listener. Each connection is a task; a malformed line or an idle
+//! connection is logged and closed without touching any other.
+
+use crate::authpolicy::{self, AuthRequest, Command};
+use crate::policy::{reply, Parser};
+use crate::quarantine::Quarantine;
+use crate::shield::MailShield;
+use crate::smtp::{Session, Step};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use moat_engine::Engine;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("quarantine {0}: {1}")]
+    Quarantine(String, std::io::Error),
+    #[error("auth policy token {0}: {1}")]
+    Token(String, std::io::Error),
+}
+
+pub struct MailRunning {
+    pub policy_addr: Option<SocketAddr>,
+    pub auth_policy_addr: Option<SocketAddr>,
+    pub capture_addr: Option<SocketAddr>,
+    /// What Dovecot must send: `auth_policy_server_api_header = Authorization: Bearer TOKEN`.
+    pub auth_policy_token: String,
+    pub shield: Arc<MailShield>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl MailRunning {
+    pub fn shutdown(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn bind(a: SocketAddr) -> Result<TcpListener, MailError> {
+    TcpListener::bind(a)
+        .await
+        .map_err(|e| MailError::Bind(a, e))
+}
+
+/// Binds the configured listeners and starts serving. `state_dir` holds the generated token.
+pub async fn start(
+    cfg: &moat_config::Config,
+    engine: Arc<Engine>,
+) -> Result<Option<MailRunning>, MailError> {
+    let Some(mcfg) = cfg.mail.clone() else {
+        return Ok(None);
+    };
+    let token = match &mcfg.auth_policy_token {
+        Some(t) => t.clone(),
+        None => generated_token(&cfg.server.state_dir.join("mail-policy.token"))?,
+    };
+    let idle = mcfg.idle_timeout;
+    let shield = Arc::new(MailShield::new(
+        mcfg.clone(),
+        engine,
+        cfg.server.prefix_lens,
+    ));
+    let mut tasks = Vec::new();
+    let mut out = MailRunning {
+        policy_addr: None,
+        auth_policy_addr: None,
+        capture_addr: None,
+        auth_policy_token: token.clone(),
+        shield: shield.clone(),
+        tasks: Vec::new(),
+    };
+    if let Some(a) = mcfg.policy_listen {
+        let l = bind(a).await?;
+        out.policy_addr = l.local_addr().ok();
+        let s = shield.clone();
+        tasks.push(tokio::spawn(accept(l, move |stream, peer| {
+            let s = s.clone();
+            async move { policy_conn(stream, peer, s, idle).await }
+        })));
+    }
+    if let Some(a) = mcfg.auth_policy_listen {
+        let l = bind(a).await?;
+        out.auth_policy_addr = l.local_addr().ok();
+        let s = shield.clone();
+        let expected: Arc<str> = format!("Bearer {token}").into();
+        tasks.push(tokio::spawn(accept(l, move |stream, _peer| {
+            let (s, expected) = (s.clone(), expected.clone());
+            async move { auth_conn(stream, s, expected).await }
+        })));
+    }
+    if let Some(a) = mcfg.capture_listen {
+        let q = Quarantine::open(&mcfg.quarantine_dir)
+            .map_err(|e| MailError::Quarantine(mcfg.quarantine_dir.display().to_string(), e))?;
+        let l = bind(a).await?;
+        out.capture_addr = l.local_addr().ok();
+        tasks.push(tokio::spawn(accept(l, move |stream, peer| {
+            let q = q.clone();
+            async move { capture_conn(stream, peer, q, idle).await }
+        })));
+    }
+    // Housekeeping: recipient maps reloaded on change, honey accounts expired.
+    let s = shield.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            let s2 = s.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                s2.reload_recipients();
+                s2.expire_honey();
+            })
+            .await;
+        }
+    }));
+    out.tasks = tasks;
+    Ok(Some(out))
+}
+
+async fn accept<F, Fut>(l: TcpListener, handle: F)
+where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match l.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(handle(stream, peer));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Reads one line into `buf` (without the `\n`), refusing lines longer than `max`. Returns
+/// false at a clean end of stream.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<bool> {
+    buf.clear();
+    loop {
+        let avail = r.fill_buf().await?;
+        if avail.is_empty() {
+            return Ok(false);
+        }
+        match memchr_nl(avail) {
+            Some(i) => {
+                buf.extend_from_slice(&avail[..i]);
+                r.consume(i + 1);
+                if buf.len() > max {
+                    return Err(too_long());
+                }
+                return Ok(true);
+            }
+            None => {
+                let n = avail.len();
+                buf.extend_from_slice(avail);
+                r.consume(n);
+                if buf.len() > max {
+                    return Err(too_long());
+                }
+            }
+        }
+    }
+}
+
+fn memchr_nl(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+fn too_long() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, "line too long")
+}
+
+async fn policy_conn(stream: TcpStream, peer: SocketAddr, shield: Arc<MailShield>, idle: Duration) {
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(16 * 1024, rd);
+    let mut parser = Parser::new(Default::default());
+    let mut line = Vec::with_capacity(256);
+    loop {
+        match tokio::time::timeout(idle, read_line(&mut rd, &mut line, parser.max_line())).await {
+            Err(_) => return,
+            Ok(Ok(false)) => return,
+            Ok(Err(e)) => {
+                tracing::warn!(peer = %peer, error = %e, "policy connection: bad input, closing");
+                return;
+            }
+            Ok(Ok(true)) => {}
+        }
+        match parser.line(&line) {
+            Ok(None) => {}
+            Ok(Some(req)) => {
+                let action = shield.policy(&req);
+                if wr.write_all(reply(&action).as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer, error = %e, "policy connection: malformed request, closing");
+                return;
+            }
+        }
+    }
+}
+
+async fn auth_conn(stream: TcpStream, shield: Arc<MailShield>, expected: Arc<str>) {
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let (shield, expected) = (shield.clone(), expected.clone());
+        async move { Ok::<_, std::convert::Infallible>(auth_request(req, &shield, &expected).await) }
+    });
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    if let Err(e) = b.serve_connection(io, svc).await {
+        tracing::debug!(error = %e, "auth policy connection ended");
+    }
+}
+
+async fn auth_request(
+    req: Request<Incoming>,
+    shield: &MailShield,
+    expected: &str,
+) -> Response<Full<Bytes>> {
+    let answer = |status: StatusCode, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        r
+    };
+    let authorized = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .is_some_and(|v| constant_eq(v.as_bytes(), expected.as_bytes()));
+    if !authorized {
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            authpolicy::response(0, "unauthorized"),
+        );
+    }
+    if req.method() != Method::POST {
+        return answer(
+            StatusCode::METHOD_NOT_ALLOWED,
+            authpolicy::response(0, "POST only"),
+        );
+    }
+    let Some(cmd) = Command::from_query(req.uri().query().unwrap_or("")) else {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            authpolicy::response(0, "unknown command"),
+        );
+    };
+    let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                authpolicy::response(0, "too large"),
+            )
+        }
+    };
+    let Ok(ar) = AuthRequest::parse(&body) else {
+        tracing::warn!("auth policy: a body that is not Dovecot's JSON");
+        return answer(
+            StatusCode::BAD_REQUEST,
+            authpolicy::response(0, "bad request"),
+        );
+    };
+    match cmd {
+        Command::Allow => {
+            let (status, msg) = shield.auth_allow(&ar);
+            answer(StatusCode::OK, authpolicy::response(status, msg))
+        }
+        Command::Report => {
+            shield.auth_report(&ar);
+            answer(StatusCode::OK, authpolicy::response(0, ""))
+        }
+    }
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn capture_conn(stream: TcpStream, peer: SocketAddr, q: Quarantine, idle: Duration) {
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let mut s = Session::new("capture.moat", 50 * 1024 * 1024);
+    if wr.write_all(s.greeting().as_bytes()).await.is_err() {
+        return;
+    }
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        match tokio::time::timeout(idle, read_line(&mut rd, &mut line, s.max_line())).await {
+            Ok(Ok(true)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(peer = %peer, error = %e, "capture: bad input, closing");
+                let _ = wr.write_all(b"500 5.5.0 Line too long\r\n").await;
+                return;
+            }
+            _ => return,
+        }
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        match s.line(&line) {
+            Step::Continue => {}
+            Step::Reply(r) => {
+                if wr.write_all(r.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            Step::Close(r) => {
+                let _ = wr.write_all(r.as_bytes()).await;
+                return;
+            }
+            Step::Deliver(env, data) => {
+                let q = q.clone();
+                let now_ms = SystemTimeMs::now();
+                // The fsyncs run off the reactor; the 250 goes out only after they returned.
+                let stored = tokio::task::spawn_blocking(move || {
+                    q.store(&env, &data, now_ms).map(|s| (s, env))
+                })
+                .await;
+                let r = match stored {
+                    Ok(Ok((st, env))) => {
+                        tracing::info!(target: "moat::capture", id = %st.id, from = %env.mail_from,
+                            rcpts = env.rcpt_to.len(), "message captured");
+                        s.delivered(&st.id)
+                    }
+                    _ => {
+                        tracing::error!("capture: could not store a message; answering 451");
+                        "451 4.3.0 Local error in processing\r\n".to_string()
+                    }
+                };
+                if wr.write_all(r.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+struct SystemTimeMs;
+impl SystemTimeMs {
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
+/// A token generated once into the state directory (mode 0600), as the admin token is.
+fn generated_token(path: &std::path::Path) -> Result<String, MailError> {
+    let err = |e| MailError::Token(path.display().to_string(), e);
+    if let Ok(t) = std::fs::read_to_string(path) {
+        if t.trim().len() >= 16 {
+            return Ok(t.trim().to_string());
+        }
+    }
+    let t: String = (0..32)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[fastrand::usize(..36)]))
+        .collect();
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(err)?;
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(path).map_err(err)?;
+    std::io::Write::write_all(&mut f, t.as_bytes()).map_err(err)?;
+    Ok(t)
+}

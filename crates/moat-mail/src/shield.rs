@@ -1,0 +1,326 @@
+//! The mail shield's decisions: what Postfix and Dovecot are told, and what goes to the shared
+//! engine. Every answer is computed from memory under short locks; nothing here waits on I/O
+//! except writing the honey passwd-file when an account is created or expires.
+
+use crate::authpolicy::{AuthRequest, FailType};
+use crate::bruteforce::{BruteConfig, BruteForce, Verdict};
+use crate::enumeration::{EnumConfig, EnumJudge};
+use crate::honey::{Honey, HoneyConfig};
+use crate::policy::PolicyRequest;
+use crate::recipients::Recipients;
+use arc_swap::ArcSwap;
+use moat_core::{Origin, PrefixLens, Scope};
+use moat_engine::{Engine, GuardVerdict};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+/// The refusal every recipient of a judged enumerator gets, valid or not. Temporary, so a
+/// real sender caught by mistake retries and, once the judgement lapses, learns the truth.
+pub const ENUM_REFUSAL: &str = "450 4.7.1 Service temporarily unavailable, try again later";
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub policy_requests: AtomicU64,
+    pub enum_refusals: AtomicU64,
+    pub captured_actions: AtomicU64,
+    pub auth_requests: AtomicU64,
+    pub auth_delays: AtomicU64,
+    pub auth_rejects: AtomicU64,
+    pub honey_created: AtomicU64,
+    pub honey_logins: AtomicU64,
+}
+
+pub struct MailShield {
+    cfg: moat_config::Mail,
+    engine: Arc<Engine>,
+    recipients: ArcSwap<Recipients>,
+    map_mtimes: Mutex<Vec<Option<SystemTime>>>,
+    judge: Mutex<EnumJudge>,
+    brute: Mutex<BruteForce>,
+    honey: Mutex<Honey>,
+    pub stats: Stats,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take the mail shield down with it: the data is counters.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl MailShield {
+    pub fn new(cfg: moat_config::Mail, engine: Arc<Engine>, lens: PrefixLens) -> Self {
+        let judge = EnumJudge::new(
+            EnumConfig {
+                window_secs: cfg.enum_window_secs,
+                per_client: cfg.enum_per_client,
+                per_network: cfg.enum_per_network,
+                per_sender: cfg.enum_per_sender,
+                judged_secs: cfg.enum_judged_secs,
+                ..Default::default()
+            },
+            lens,
+        );
+        let brute = BruteForce::new(
+            BruteConfig {
+                window_secs: cfg.brute_window_secs,
+                login_addresses: cfg.brute_login_addresses,
+                login_passwords: cfg.brute_login_passwords,
+                address_failures: cfg.brute_address_failures,
+                network_failures: cfg.brute_network_failures,
+                global_failures_per_minute: cfg.brute_global_per_minute,
+                delay_secs: cfg.brute_delay_secs,
+                attacked_secs: cfg.brute_window_secs,
+                ..Default::default()
+            },
+            lens,
+        );
+        let mut honey = Honey::new(HoneyConfig {
+            after_attempts: cfg.honey_after_attempts,
+            after_addresses: cfg.honey_after_addresses,
+            ttl_secs: cfg.honey_ttl_secs,
+            nonce: cfg.auth_policy_nonce.clone(),
+            protected: cfg.protected_logins.clone(),
+            ..Default::default()
+        });
+        // Accounts from the previous run keep working (and keep expiring on time).
+        if let Ok(text) = std::fs::read_to_string(&cfg.honey_passwd) {
+            for (login, acc) in Honey::parse_passwd_file(&text) {
+                honey.restore(login, acc);
+            }
+        }
+        let shield = MailShield {
+            map_mtimes: Mutex::new(vec![None; cfg.recipient_maps.len()]),
+            recipients: ArcSwap::from_pointee(Recipients::default()),
+            judge: Mutex::new(judge),
+            brute: Mutex::new(brute),
+            honey: Mutex::new(honey),
+            stats: Stats::default(),
+            engine,
+            cfg,
+        };
+        shield.reload_recipients();
+        shield
+    }
+
+    pub fn config(&self) -> &moat_config::Mail {
+        &self.cfg
+    }
+
+    /// Re-reads the recipient maps if any changed; cheap when none did.
+    pub fn reload_recipients(&self) {
+        let mut mtimes = lock(&self.map_mtimes);
+        let now: Vec<Option<SystemTime>> = self
+            .cfg
+            .recipient_maps
+            .iter()
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect();
+        if *mtimes == now && !self.recipients.load().is_empty() {
+            return;
+        }
+        let mut r = Recipients::default();
+        for a in &self.cfg.recipients {
+            r.add(a);
+        }
+        for p in &self.cfg.recipient_maps {
+            match std::fs::read_to_string(p) {
+                Ok(text) => r.add_map_text(&text),
+                Err(e) => {
+                    tracing::warn!(map = %p.display(), error = %e, "cannot read recipient map")
+                }
+            }
+        }
+        tracing::info!(recipients = r.len(), "recipient list loaded");
+        self.recipients.store(Arc::new(r));
+        *mtimes = now;
+    }
+
+    fn decision(&self, client: IpAddr, rule: &str, action: &str, key: &str) {
+        tracing::info!(target: "moat::decision", client = %client, rule, action, key, "decision");
+    }
+
+    /// The answer to one Postfix policy request (the `action=` value).
+    pub fn policy(&self, req: &PolicyRequest) -> String {
+        self.stats.policy_requests.fetch_add(1, Ordering::Relaxed);
+        let now = now_secs();
+        let sasl = req.get("sasl_username");
+        if !sasl.is_empty() && lock(&self.honey).is_honey(sasl, now) {
+            self.stats.captured_actions.fetch_add(1, Ordering::Relaxed);
+            return match self.cfg.capture_listen {
+                Some(a) => format!("FILTER smtp:[{}]:{}", a.ip(), a.port()),
+                // Parked in Postfix's hold queue: nothing is delivered, nothing leaves.
+                None => "HOLD honey account".to_string(),
+            };
+        }
+        let Ok(client) = req.get("client_address").parse::<IpAddr>() else {
+            return "DUNNO".into();
+        };
+        let client = client.to_canonical();
+        let verdict = self.engine.check(client);
+        if verdict == GuardVerdict::Allowlisted || !sasl.is_empty() {
+            return "DUNNO".into();
+        }
+        if req.get("protocol_state") != "RCPT" {
+            return "DUNNO".into();
+        }
+        let sender = req.get("sender");
+        let recipient = req.get("recipient");
+        let refuse = |why: &str| {
+            self.stats.enum_refusals.fetch_add(1, Ordering::Relaxed);
+            self.decision(client, why, "defer", recipient);
+            ENUM_REFUSAL.to_string()
+        };
+        if matches!(verdict, GuardVerdict::Banned(_)) {
+            return refuse("mail-banned");
+        }
+        if lock(&self.judge).is_judged(client, sender, now) {
+            return refuse("mail-enumeration");
+        }
+        let recipients = self.recipients.load();
+        if recipients.is_empty() || recipients.contains(recipient) {
+            return "DUNNO".into();
+        }
+        let judged = lock(&self.judge).unknown_recipient(client, sender, now);
+        if judged.client {
+            self.engine.offence(client, "mail-enumeration");
+        }
+        if let Some(net) = judged.network {
+            self.engine.ban(
+                Scope::Prefix(net),
+                None,
+                "mail-enumeration",
+                Origin::Rule("mail-enumeration".into()),
+            );
+        }
+        if judged.client || judged.network.is_some() || judged.sender {
+            return refuse("mail-enumeration");
+        }
+        // Unknown and not (yet) an enumerator: Postfix answers 550 5.1.1 itself.
+        "DUNNO".into()
+    }
+
+    /// The answer to `command=allow`: (status, message).
+    pub fn auth_allow(&self, req: &AuthRequest) -> (i32, &'static str) {
+        self.stats.auth_requests.fetch_add(1, Ordering::Relaxed);
+        let Some(ip) = req.remote else {
+            return (0, "");
+        };
+        match self.engine.check(ip) {
+            GuardVerdict::Allowlisted => return (0, ""),
+            GuardVerdict::Banned(_) => {
+                self.stats.auth_rejects.fetch_add(1, Ordering::Relaxed);
+                self.decision(ip, "mail-banned", "reject", &req.login);
+                return (-1, "");
+            }
+            _ => {}
+        }
+        let now = now_secs();
+        if lock(&self.honey).is_honey(&req.login, now) {
+            return (0, "");
+        }
+        match lock(&self.brute).allow(&req.login, &req.pwhash, now) {
+            Verdict::Accept => (0, ""),
+            Verdict::Delay(n) => {
+                self.stats.auth_delays.fetch_add(1, Ordering::Relaxed);
+                self.decision(ip, "mail-brute-force", "delay", &req.login);
+                (n, "")
+            }
+        }
+    }
+
+    /// A `command=report`: learn from the outcome.
+    pub fn auth_report(&self, req: &AuthRequest) {
+        self.stats.auth_requests.fetch_add(1, Ordering::Relaxed);
+        let Some(ip) = req.remote else {
+            return;
+        };
+        let now = now_secs();
+        let failed = req.success == Some(false) || req.fail_type != FailType::None;
+        if !failed {
+            if lock(&self.honey).is_honey(&req.login, now) {
+                self.stats.honey_logins.fetch_add(1, Ordering::Relaxed);
+                self.decision(ip, "mail-honey", "login", &req.login);
+                return;
+            }
+            lock(&self.brute).success(&req.login, &req.pwhash);
+            lock(&self.honey).real_success(&req.login);
+            return;
+        }
+        if self.engine.check(ip) == GuardVerdict::Allowlisted {
+            return;
+        }
+        let esc = lock(&self.brute).failure(&req.login, &req.pwhash, ip, now);
+        if esc.address_offence {
+            self.engine.offence(ip, "mail-auth-failures");
+        }
+        if let Some(net) = esc.network {
+            self.decision(ip, "mail-auth-failures", "ban-network", &net.to_string());
+            self.engine.ban(
+                Scope::Prefix(net),
+                None,
+                "mail-auth-failures",
+                Origin::Rule("mail-auth-failures".into()),
+            );
+        }
+        if esc.login_attacked {
+            self.decision(ip, "mail-brute-force", "login-attacked", &req.login);
+        }
+        if req.fail_type == FailType::Account {
+            let real = self.recipients.load().has_local_part(&req.login);
+            let made = lock(&self.honey).attempt(&req.login, &req.pwhash, ip, now, real);
+            if let Some((login, _)) = made {
+                self.stats.honey_created.fetch_add(1, Ordering::Relaxed);
+                self.decision(ip, "mail-honey", "create", &login);
+                self.write_honey();
+            }
+        }
+    }
+
+    /// Drops expired honey accounts (and rewrites the file if any went).
+    pub fn expire_honey(&self) {
+        if lock(&self.honey).expire(now_secs()) {
+            self.write_honey();
+        }
+    }
+
+    pub fn is_honey(&self, login: &str) -> bool {
+        lock(&self.honey).is_honey(login, now_secs())
+    }
+
+    fn write_honey(&self) {
+        let text = lock(&self.honey).passwd_file();
+        if let Err(e) = write_atomic(&self.cfg.honey_passwd, text.as_bytes()) {
+            tracing::error!(file = %self.cfg.honey_passwd.display(), error = %e, "cannot write the honey passwd-file");
+        }
+    }
+
+    pub fn honey_path(&self) -> &Path {
+        &self.cfg.honey_passwd
+    }
+
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.cfg.quarantine_dir.clone()
+    }
+}
+
+/// Temporary file, sync, rename: Dovecot re-reads the passwd-file when it changes and must
+/// never see half of it. Readable by Dovecot (0644): it holds only bait.
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
