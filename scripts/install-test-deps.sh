@@ -9,12 +9,23 @@ command -v pebble >/dev/null 2>&1 || missing+=(pebble)
 command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq-base)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# Mail peers (tests/e2e/mail_harness.py runs a private Postfix + Dovecot; sbin may be off PATH).
+command -v postfix >/dev/null 2>&1 || [ -x /usr/sbin/postfix ] || missing+=(postfix)
+command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || missing+=(dovecot-core)
+[ -x /usr/lib/dovecot/imap-login ] || missing+=(dovecot-imapd)
+command -v swaks >/dev/null 2>&1 || missing+=(swaks)
+command -v hydra >/dev/null 2>&1 || missing+=(hydra)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "need root to apt-get install ${missing[*]}" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  if [[ " ${missing[*]} " == *" postfix "* ]]; then
+    # Postfix asks debconf questions on install: answer them beforehand.
+    printf '%s\n' "postfix postfix/main_mailer_type select Local only" \
+      "postfix postfix/mailname string mx.moat.test" | debconf-set-selections
+  fi
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

@@ -122,13 +122,26 @@ pub fn check(c: &ConfigArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     let p = &cfg.policy;
+    let http = if cfg.server.listen.is_empty() {
+        "http off".to_string()
+    } else {
+        format!("listen {:?} -> {}", cfg.server.listen, cfg.server.upstream)
+    };
     println!(
-        "ok: {} rule(s), {} rate limit(s), {} decoy(s); listen {:?} -> {}",
+        "ok: {} rule(s), {} rate limit(s), {} decoy(s); {http}",
         p.rules.len(),
         p.rate_limits.len(),
         p.decoys.len(),
-        cfg.server.listen,
-        cfg.server.upstream
     );
+    if let Some(m) = &cfg.mail {
+        println!(
+            "mail: policy {:?}, auth policy {:?}, capture {:?}, {} recipient(s) listed, {} map(s)",
+            m.policy_listen,
+            m.auth_policy_listen,
+            m.capture_listen,
+            m.recipients.len(),
+            m.recipient_maps.len()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

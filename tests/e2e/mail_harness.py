@@ -19,6 +19,7 @@ test_mail_harness.py.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import imaplib
 import os
@@ -31,6 +32,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 DOMAIN = "moat.test"
@@ -49,6 +51,20 @@ DEFAULT_POLICY_ATTRIBUTES = (
 
 class MailStackError(RuntimeError):
     pass
+
+
+# Stacks still running when the interpreter exits (a test forgot stop(), or pytest was
+# interrupted with Ctrl-C) are stopped then, so no Postfix or Dovecot outlives the tests.
+_LIVE: "weakref.WeakSet[MailStack]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for stack in list(_LIVE):
+        try:
+            stack.stop()
+        except Exception:  # noqa: BLE001 (best effort at exit)
+            pass
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -223,6 +239,7 @@ class MailStack:
             return self
         if self._removed:
             raise MailStackError("this MailStack was stopped and its directory removed; make a new one")
+        _LIVE.add(self)
         try:
             self.smtp_port = free_port()
             self.imap_port = free_port()
@@ -246,6 +263,7 @@ class MailStack:
         """Stops Postfix and Dovecot (both at once, politely, SIGKILL after 10 s) and removes
         the directory unless keep=True. Safe to call more than once and after a failed start."""
         self._running = False
+        _LIVE.discard(self)
         waits = [self._stop_postfix(), self._stop_dovecot()]
         for pid, helper in waits:
             if pid is None:
@@ -416,7 +434,15 @@ service auth {{
             "smtpd_tls_security_level": "none",
             "smtp_tls_security_level": "none",
             "smtpd_relay_restrictions": "permit_sasl_authenticated, reject_unauth_destination",
+            # Whatever /etc/postfix/main.cf says, these start empty (policy entries go in below).
+            **{f"smtpd_{w}_restrictions": "" for w in ("client", "helo", "sender", "recipient", "data", "end_of_data")},
             "smtpd_delay_reject": "yes",
+            "relay_domains": "",
+            "transport_maps": "",
+            "virtual_alias_maps": "",
+            "content_filter": "",
+            "smtpd_milters": "",
+            "non_smtpd_milters": "",
             "relayhost": "",
             "default_transport": NO_OUTBOUND,
             "relay_transport": NO_OUTBOUND,
@@ -475,9 +501,10 @@ service auth {{
 
     def _start_postfix(self) -> None:
         self._configure_postfix()
-        # set-permissions creates the queue's subdirectories with their owners; start runs
-        # `postfix check` itself and fails on fatal problems.
-        for step in (("set-permissions",), ("start",)):
+        # `postfix start` runs postfix-script check-fatal, which runs `post-install
+        # create-missing`: that creates the queue's subdirectories with their owners (an
+        # explicit `set-permissions` would also walk every installed Postfix file: ~3 s).
+        for step in (("start",),):
             r = self._postfix_cmd(*step)
             if r.returncode != 0:
                 raise MailStackError(
@@ -522,24 +549,54 @@ service auth {{
         tmp.write_text("".join(ln + "\n" for ln in lines))
         tmp.replace(self.vmailbox)
 
-    def add_user(self, login: str, password: str) -> str:
+    @staticmethod
+    def _append_line(path: Path, line: str) -> None:
+        """Appends by writing a complete new file and renaming it over the old one, so Dovecot
+        never parses a half-written file."""
+        try:
+            old = path.read_text()
+        except FileNotFoundError:
+            old = ""
+        if old and not old.endswith("\n"):
+            old += "\n"
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w") as f:
+            f.write(old + line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+
+    @staticmethod
+    def _settle() -> None:
+        """Dovecot stats a passwd-file at most once per second (db-passwd-file.c:
+        `if (pw->last_sync_time == ioloop_time) return cached`): a change made in the second
+        of the last lookup is seen from the next second on. Sleep past that boundary."""
+        now = time.time()
+        time.sleep(int(now) + 1 - now + 0.02)
+
+    def add_user(self, login: str, password: str, wait: bool = True) -> str:
         """A real user: passdb entry plus a mailbox at <login>@moat.test (unless login holds
         an @). Returns the address. Postfix reads texthash maps at process start: adding a
-        user to a running stack triggers `postfix reload`."""
+        user to a running stack triggers `postfix reload` (and, with wait, the passwd-file
+        settling delay of add_honey)."""
         _check_credential(login, password)
         if login in self._users or login in self._honey:
             raise ValueError(f"{login!r} is already a user or honey account")
         self._users[login] = password
-        with open(self.users_passwd, "a") as f:
-            f.write(f"{login}:{password}\n")
+        self._append_line(self.users_passwd, f"{login}:{password}")
         self._write_vmailbox()
         if self._running:
             self.reload()
+            if wait:
+                self._settle()
         return self.address(login)
 
-    def add_honey(self, login: str, password: str) -> None:
-        """A honey account: appended to the honey passwd-file, which Dovecot re-reads on its
-        next lookup; no mailbox. Usable at once, no restart.
+    def add_honey(self, login: str, password: str, wait: bool = True) -> None:
+        """A honey account: added to the honey passwd-file, which Dovecot re-reads on a later
+        lookup without a restart; no mailbox. Dovecot checks the file at most once a second,
+        so with wait (default) this returns once the next lookup is certain to see it
+        (<= ~1 s).
 
         Not for a real user's login: Dovecot falls through to the next passdb when the
         password does not match, so a honey entry would be a second password for that user."""
@@ -547,8 +604,9 @@ service auth {{
         if login in self._users:
             raise ValueError(f"{login!r} is a real user; a honey entry would become a second password")
         self._honey[login] = password
-        with open(self.honey_passwd, "a") as f:
-            f.write(f"{login}:{password}\n")
+        self._append_line(self.honey_passwd, f"{login}:{password}")
+        if self._running and wait:
+            self._settle()
 
     # ---------------------------------------------------------------------------- mail & logs
 

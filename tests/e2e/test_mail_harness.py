@@ -79,7 +79,7 @@ def test_real_user_authenticates_and_mail_arrives(stack):
     msgs = stack.wait_delivered("bob")
     assert any(marker.encode() in m for m in msgs)
     assert stack.all_delivered() == before + 1
-    assert "sasl_username=alice" in stack.maillog()
+    wait_for(lambda: "sasl_username=alice" in stack.maillog(), 5, what="the SASL login in the maillog")
     assert imap_login(stack, "127.55.0.10", "bob", "bob-pw-2")
 
 
@@ -93,7 +93,7 @@ def test_wrong_password_gets_535(stack):
         smtp.close()
     assert code == 535
     assert msg.startswith(b"5.7.8 ")
-    assert "Password mismatch" in stack.dovecot_log()
+    wait_for(lambda: "Password mismatch" in stack.dovecot_log(), 5, what="the failure in Dovecot's log")
     assert not imap_login(stack, "127.55.0.12", "alice", "wrong-password")
 
 
@@ -112,18 +112,18 @@ def test_outsider_cannot_relay_and_nothing_leaves(stack):
     print(f"relay attempt: {raw!r}")
     assert code == 554 and raw.startswith(b"554 5.7.1 ") and b"Relay access denied" in raw
 
-    # An authenticated user may relay, but default_transport is error: the message bounces
-    # back to the sender instead of leaving the machine.
-    before = len(stack.mailbox("alice"))
+    # Even an authenticated user cannot send out: default_transport is error:, and smtpd
+    # rejects a recipient that resolves to the error transport at RCPT time.
     smtp = smtp_session(stack, "127.55.0.15")
     try:
         assert auth_plain(smtp, "alice", "alice-pw-1")[0] == 235
-        assert smtp.sendmail("alice@moat.test", ["victim@example.com"], _message("outbound")) == {}
+        smtp.mail("alice@moat.test")
+        code, msg = smtp.rcpt("victim@example.com")
+        print(f"authenticated outbound RCPT: {code} {msg!r}")
     finally:
         smtp.quit()
-    bounce = stack.wait_delivered("alice", before + 1)[-1]
-    assert b"outbound disabled in tests" in bounce
-    assert "status=bounced (outbound disabled in tests)" in stack.maillog()
+    assert code == 550 and msg.startswith(b"5.1.1 ") and b"outbound disabled in tests" in msg
+    assert stack.queue_ids() == []
 
 
 def test_honey_account_works_at_once_without_restart(stack):
@@ -183,9 +183,9 @@ def _policy_stack(**kw) -> MailStack:
     return s.start()
 
 
-@pytest.mark.parametrize("options, most", [({}, 3.5), ({"try_limit": 1}, 1.0)],
+@pytest.mark.parametrize("options, least, most", [({}, 1.8, 8.0), ({"try_limit": 1}, 0.0, 1.5)],
                          ids=["postfix-defaults", "try_limit=1"])
-def test_dead_policy_server_fails_open(options, most):
+def test_dead_policy_server_fails_open(options, least, most):
     s = _policy_stack(policy_options=options)
     try:
         restr = s.postconf("-h", "smtpd_sender_restrictions", "smtpd_recipient_restrictions").stdout
@@ -195,14 +195,14 @@ def test_dead_policy_server_fails_open(options, most):
         [(_, code, raw)] = transcript_rcpt(s, "127.56.0.1", "x@example.org", ["alice@moat.test"])
         took = time.monotonic() - t
         print(f"policy port closed, {options or 'defaults'}: RCPT {raw!r} after {took:.2f}s")
-        assert code == 250 and took < most
+        assert code == 250 and least <= took < most
         smtp = smtp_session(s, "127.56.0.2")
         try:
             assert smtp.sendmail("x@example.org", ["alice@moat.test"], _message("fail-open")) == {}
         finally:
             smtp.quit()
         assert len(s.wait_delivered("alice")) == 1
-        assert "connect to 127.0.0.1" in s.maillog() and "Connection refused" in s.maillog()
+        wait_for(lambda: "Connection refused" in s.maillog(), 5, what="the refused policy connection in the maillog")
     finally:
         s.stop()
 

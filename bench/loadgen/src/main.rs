@@ -3,9 +3,13 @@
 //!   measures throughput; this measures latency at a chosen load, which wrk cannot);
 //! - `flood`: requests from random IPv6 client addresses (sent as X-Forwarded-For to a Moat that
 //!   trusts loopback, since only ::1 is bindable) next to a trickle of legitimate requests whose
-//!   latency is measured, while sampling the Moat process's RSS.
+//!   latency is measured, while sampling the Moat process's RSS;
+//! - `policy` and `authpolicy`: closed-loop load on the mail shield's Postfix policy and Dovecot
+//!   auth-policy servers (see `mail.rs`).
 //!
 //! Traffic goes only to the URL given, which the scripts in `bench/` point at loopback.
+
+mod mail;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
@@ -48,6 +52,27 @@ enum Mode {
         pid: Option<u32>,
         #[arg(long, default_value_t = 10)]
         sample_every: u64,
+    },
+    /// Postfix policy delegation: RCPT-state requests over persistent connections, closed loop.
+    Policy {
+        /// host:port of the policy server.
+        #[arg(long)]
+        addr: String,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Dovecot auth policy: alternating allow and report requests over keep-alive HTTP/1.1.
+    Authpolicy {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
 }
 
@@ -96,6 +121,17 @@ fn rss_kb(pid: u32) -> Option<u64> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().mode {
+        Mode::Policy {
+            addr,
+            connections,
+            seconds,
+        } => mail::policy(addr, connections, seconds).await?,
+        Mode::Authpolicy {
+            url,
+            token,
+            connections,
+            seconds,
+        } => mail::authpolicy(url, token, connections, seconds).await?,
         Mode::Rate {
             url,
             rate,

@@ -46,6 +46,22 @@ pub(crate) fn mail(r: &RawMail, s: &mut Sink, state_dir: &Path) -> Mail {
             .map_or_else(|| state_dir.join(default), |p| state_dir.join(p.get_ref()))
     };
     let secs = |d: Duration| d.as_secs().max(1);
+    let enum_discard = match r
+        .enum_response
+        .as_ref()
+        .map(|v| (v.get_ref().as_str(), v.span()))
+    {
+        None | Some(("defer", _)) => false,
+        Some(("discard", _)) => true,
+        Some((other, span)) => {
+            s.at(
+                span,
+                "mail.enum_response",
+                format!("`{other}`: use defer or discard"),
+            );
+            false
+        }
+    };
     Mail {
         policy_listen,
         auth_policy_listen,
@@ -118,6 +134,7 @@ pub(crate) fn mail(r: &RawMail, s: &mut Sink, state_dir: &Path) -> Mail {
             Duration::from_secs(3600),
             s,
         )),
+        enum_discard,
         brute_window_secs: secs(dur(
             r.brute_window.as_ref(),
             "mail.brute_window",

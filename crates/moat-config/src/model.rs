@@ -43,6 +43,8 @@ pub struct Mail {
     pub enum_per_network: u32,
     pub enum_per_sender: u32,
     pub enum_judged_secs: u64,
+    /// True: accept-and-discard instead of the 450 deferral.
+    pub enum_discard: bool,
     pub brute_window_secs: u64,
     pub brute_login_addresses: u32,
     pub brute_login_passwords: u32,

@@ -162,6 +162,10 @@ pub struct RawMail {
     pub enum_per_network: Option<S<u32>>,
     pub enum_per_sender: Option<S<u32>>,
     pub enum_judged: Option<S<String>>,
+    /// What a judged enumerator gets: `defer` (450 for every recipient, the default) or
+    /// `discard` (accept and drop; Postfix still rejects unknown recipients itself, so this
+    /// leaks — kept to show why `defer` is the default).
+    pub enum_response: Option<S<String>>,
     pub brute_window: Option<S<String>>,
     pub brute_login_addresses: Option<S<u32>>,
     pub brute_login_passwords: Option<S<u32>>,

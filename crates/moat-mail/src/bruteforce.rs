@@ -91,7 +91,8 @@ pub enum Verdict {
 /// What a failure report led to, for the engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Escalation {
-    pub address_offence: bool,
+    /// The address just reached `address_failures`: ban it (once per window).
+    pub address_ban: bool,
     pub network: Option<IpNet>,
     pub login_attacked: bool,
 }
@@ -177,8 +178,8 @@ impl BruteForce {
     pub fn failure(&mut self, login: &str, pwhash: &str, ip: IpAddr, now: u64) -> Escalation {
         let mut out = Escalation::default();
         self.global.hit(&(), now);
-        if self.by_address.hit(&ip, now) >= self.cfg.address_failures {
-            out.address_offence = true;
+        if self.by_address.hit(&ip, now) == self.cfg.address_failures {
+            out.address_ban = true;
         }
         let net = prefix_of(ip, self.lens);
         if self.by_network.hit(&net, now) == self.cfg.network_failures {
@@ -274,13 +275,10 @@ mod tests {
         let cfg = BruteConfig::default();
         let mut b = BruteForce::new(cfg, PrefixLens::default());
         let one: IpAddr = "192.0.2.7".parse().unwrap();
-        let mut offences = 0;
-        for i in 0..12 {
-            if b.failure(&format!("user{i}"), "h", one, 5).address_offence {
-                offences += 1;
-            }
-        }
-        assert_eq!(offences, 3, "from the 10th failure on");
+        let bans: Vec<usize> = (0..12)
+            .filter(|i| b.failure(&format!("user{i}"), "h", one, 5).address_ban)
+            .collect();
+        assert_eq!(bans, [9], "once, at the 10th failure");
         let mut nets = Vec::new();
         for i in 0..40u8 {
             let a: IpAddr = format!("198.51.100.{i}").parse().unwrap();

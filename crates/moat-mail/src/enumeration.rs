@@ -96,9 +96,13 @@ impl EnumJudge {
         let until = now + self.cfg.judged_secs;
         let mut out = Judged::default();
         let client = self.client_key(ip);
+        // A judgement starts the count afresh, so when it lapses the client is judged on what
+        // it does next: a real sender retrying its one mistyped address then gets Postfix's
+        // own 550 and learns the truth.
         if self.by_client.hit(&client, now) >= self.cfg.per_client {
             out.client = !self.judged_client.active(&client, now);
             self.judged_client.mark(client, until, now);
+            self.by_client.reset(&client);
         }
         let net = prefix_of(ip, self.lens);
         if self.by_network.hit(&net, now) >= self.cfg.per_network {
@@ -106,10 +110,12 @@ impl EnumJudge {
                 out.network = Some(net);
             }
             self.judged_network.mark(net, until, now);
+            self.by_network.reset(&net);
         }
         if let Some(s) = countable_sender(sender) {
             if self.by_sender.hit(&s, now) >= self.cfg.per_sender {
                 out.sender = !self.judged_sender.active(&s, now);
+                self.by_sender.reset(&s);
                 self.judged_sender.mark(s, until, now);
             }
         }
@@ -145,6 +151,9 @@ mod tests {
             !j.is_judged(ip("192.0.2.1"), "", 4 + 3600),
             "judgement lapses"
         );
+        // After it lapses one more mistake is just a mistake.
+        let r = j.unknown_recipient(ip("192.0.2.1"), "", 4 + 3601);
+        assert!(!r.client && !j.is_judged(ip("192.0.2.1"), "", 4 + 3602));
     }
 
     #[test]

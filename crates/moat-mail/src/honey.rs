@@ -61,6 +61,8 @@ pub struct Honey {
     candidates: HashMap<String, Candidate>,
     accounts: BTreeMap<String, Account>,
     passwords: Vec<&'static str>,
+    /// Logins seen succeeding for real: never honey.
+    real: std::collections::HashSet<String>,
 }
 
 /// The 10,000 most common passwords, most common first (zxcvbn, MIT; see data/README.md).
@@ -72,6 +74,7 @@ impl Honey {
             cfg,
             candidates: HashMap::new(),
             accounts: BTreeMap::new(),
+            real: Default::default(),
             passwords: COMMON_PASSWORDS
                 .lines()
                 .map(str::trim)
@@ -82,10 +85,12 @@ impl Honey {
 
     fn protected(&self, login: &str) -> bool {
         let local = login.split('@').next().unwrap_or(login);
-        self.cfg
-            .protected
-            .iter()
-            .any(|p| p.eq_ignore_ascii_case(login) || p.eq_ignore_ascii_case(local))
+        self.real.contains(login)
+            || self
+                .cfg
+                .protected
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(login) || p.eq_ignore_ascii_case(local))
     }
 
     /// A failed attempt on a login that does not exist. `is_real` says whether the name belongs
@@ -164,7 +169,34 @@ impl Honey {
     pub fn real_success(&mut self, login: &str) {
         let l = login.to_ascii_lowercase();
         self.candidates.remove(&l);
-        self.cfg.protected.push(l);
+        if self.real.len() < 1_000_000 {
+            self.real.insert(l);
+        }
+    }
+
+    /// For a successful login on a honey account: whether it used the honey password
+    /// (`Some(true)`: a bot), another one (`Some(false)`: a real account Moat did not know),
+    /// or cannot be told (`None`: not honey, or no nonce to compare hashes with, in which case
+    /// it counts as the bot).
+    pub fn honey_password_matches(&self, login: &str, pwhash: &str, now: u64) -> Option<bool> {
+        let l = login.trim().to_ascii_lowercase();
+        let acc = self.accounts.get(&l).filter(|a| a.expires > now)?;
+        let Some(nonce) = &self.cfg.nonce else {
+            return Some(true);
+        };
+        if pwhash.len() != 64 {
+            return Some(true);
+        }
+        Some(
+            authpolicy::pwhash(nonce, login, &acc.password) == pwhash
+                || authpolicy::pwhash(nonce, &l, &acc.password) == pwhash,
+        )
+    }
+
+    pub fn remove(&mut self, login: &str) {
+        let l = login.trim().to_ascii_lowercase();
+        self.accounts.remove(&l);
+        self.real_success(&l);
     }
 
     pub fn is_honey(&self, login: &str, now: u64) -> bool {
@@ -279,6 +311,31 @@ mod tests {
             "{file}"
         );
         assert_eq!(Honey::parse_passwd_file(&file), vec![(login, acc)]);
+    }
+
+    #[test]
+    fn a_success_with_another_password_tells_a_real_account() {
+        let mut h = Honey::new(HoneyConfig {
+            nonce: Some("n".into()),
+            ..Default::default()
+        });
+        let tried = authpolicy::pwhash("n", "sam", "123456");
+        for i in 0..5u8 {
+            h.attempt("sam", &tried, ip(i), 1, false);
+        }
+        assert!(h.is_honey("sam", 2));
+        assert_eq!(h.honey_password_matches("sam", &tried, 2), Some(true));
+        let real = authpolicy::pwhash("n", "sam", "Sam's own long password");
+        assert_eq!(h.honey_password_matches("sam", &real, 2), Some(false));
+        h.remove("sam");
+        assert!(!h.is_honey("sam", 2));
+        for i in 0..10u8 {
+            assert!(
+                h.attempt("sam", &tried, ip(i), 3, false).is_none(),
+                "never again"
+            );
+        }
+        assert_eq!(h.honey_password_matches("nobody", &tried, 2), None);
     }
 
     #[test]

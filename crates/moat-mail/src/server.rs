@@ -285,6 +285,7 @@ async fn auth_request(
             authpolicy::response(0, "bad request"),
         );
     };
+    tracing::debug!(command = ?cmd, body = %String::from_utf8_lossy(&body), "auth policy request");
     match cmd {
         Command::Allow => {
             let (status, msg) = shield.auth_allow(&ar);

@@ -39,6 +39,7 @@ pub struct MailShield {
     engine: Arc<Engine>,
     recipients: ArcSwap<Recipients>,
     map_mtimes: Mutex<Vec<Option<SystemTime>>>,
+    lens: PrefixLens,
     judge: Mutex<EnumJudge>,
     brute: Mutex<BruteForce>,
     honey: Mutex<Honey>,
@@ -104,6 +105,7 @@ impl MailShield {
             brute: Mutex::new(brute),
             honey: Mutex::new(honey),
             stats: Stats::default(),
+            lens,
             engine,
             cfg,
         };
@@ -176,6 +178,10 @@ impl MailShield {
         let recipient = req.get("recipient");
         let refuse = |why: &str| {
             self.stats.enum_refusals.fetch_add(1, Ordering::Relaxed);
+            if self.cfg.enum_discard {
+                self.decision(client, why, "discard", recipient);
+                return "DISCARD".to_string();
+            }
             self.decision(client, why, "defer", recipient);
             ENUM_REFUSAL.to_string()
         };
@@ -246,10 +252,24 @@ impl MailShield {
         let now = now_secs();
         let failed = req.success == Some(false) || req.fail_type != FailType::None;
         if !failed {
-            if lock(&self.honey).is_honey(&req.login, now) {
-                self.stats.honey_logins.fetch_add(1, Ordering::Relaxed);
-                self.decision(ip, "mail-honey", "login", &req.login);
-                return;
+            let mut honey = lock(&self.honey);
+            match honey.honey_password_matches(&req.login, &req.pwhash, now) {
+                Some(true) => {
+                    drop(honey);
+                    self.stats.honey_logins.fetch_add(1, Ordering::Relaxed);
+                    self.decision(ip, "mail-honey", "login", &req.login);
+                    return;
+                }
+                // A honey account that someone entered with another password is a real
+                // account Moat did not know: it stops being honey at once, so its owner's
+                // mail is never captured, and it is never made honey again.
+                Some(false) => {
+                    honey.remove(&req.login);
+                    drop(honey);
+                    tracing::warn!(login = %req.login, "a honey account turned out to be real; removed");
+                    self.write_honey();
+                }
+                None => drop(honey),
             }
             lock(&self.brute).success(&req.login, &req.pwhash);
             lock(&self.honey).real_success(&req.login);
@@ -259,8 +279,15 @@ impl MailShield {
             return;
         }
         let esc = lock(&self.brute).failure(&req.login, &req.pwhash, ip, now);
-        if esc.address_offence {
-            self.engine.offence(ip, "mail-auth-failures");
+        if esc.address_ban {
+            // Banned in the shared store: refused here from now on, and at the HTTP shield.
+            self.decision(ip, "mail-auth-failures", "ban", &req.login);
+            self.engine.ban(
+                moat_engine::decider::offender(ip, self.lens),
+                None,
+                "mail-auth-failures",
+                Origin::Rule("mail-auth-failures".into()),
+            );
         }
         if let Some(net) = esc.network {
             self.decision(ip, "mail-auth-failures", "ban-network", &net.to_string());
@@ -274,8 +301,14 @@ impl MailShield {
         if esc.login_attacked {
             self.decision(ip, "mail-brute-force", "login-attacked", &req.login);
         }
-        if req.fail_type == FailType::Account {
-            let real = self.recipients.load().has_local_part(&req.login);
+        // Dovecot 2.3.19 sends no `fail_type` in its reports (later versions say `account`
+        // for a user that does not exist), so a login that is not a known mailbox counts too;
+        // `credentials` (the user exists, the password was wrong) never does.
+        if matches!(req.fail_type, FailType::Account | FailType::None) {
+            // Without a recipient list Moat cannot tell a real login from an invented one, so
+            // it makes no honey accounts at all rather than risk shadowing a real one.
+            let recipients = self.recipients.load();
+            let real = recipients.is_empty() || recipients.has_local_part(&req.login);
             let made = lock(&self.honey).attempt(&req.login, &req.pwhash, ip, now, real);
             if let Some((login, _)) = made {
                 self.stats.honey_created.fetch_add(1, Ordering::Relaxed);

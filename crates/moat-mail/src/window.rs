@@ -52,6 +52,11 @@ impl<K: Hash + Eq + Clone> Counter<K> {
         slot.count
     }
 
+    /// Forgets `key`'s count.
+    pub fn reset(&mut self, key: &K) {
+        self.map.remove(key);
+    }
+
     pub fn get(&self, key: &K, now: u64) -> u32 {
         self.map
             .get(key)
