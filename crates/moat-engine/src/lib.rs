@@ -118,8 +118,11 @@ impl Engine {
         });
     }
 
+    /// Never blocks: sensors call it from async request handlers, and a decider that is
+    /// 65 536 commands behind is better served by a dropped (and counted) ban than by stalled
+    /// workers.
     pub fn ban(&self, scope: Scope, ttl: Option<Duration>, reason: &str, origin: Origin) {
-        let _ = self.tx.send(Command::Ban {
+        self.send(Command::Ban {
             scope,
             ttl,
             reason: reason.to_string(),

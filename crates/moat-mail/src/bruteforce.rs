@@ -7,15 +7,17 @@
 //! except a password that is known to be right for it; an address or network that keeps failing
 //! is reported to the shared engine, which bans it for the HTTP shield too.
 //!
-//! Memory is compact on purpose (one million logins in about 100 MB): logins are keyed by a
-//! 64-bit hash, and the distinct sets keep at most [`SET`] 32-bit fingerprints, enough to know a
-//! threshold was crossed.
+//! Memory is compact on purpose (see BENCHMARKS.md for one million logins and addresses):
+//! logins and addresses are keyed by a 32-bit hash (a rare collision merges two logins'
+//! counts, which only makes Moat slightly more cautious), times are 32-bit Unix seconds, and the
+//! distinct sets keep at most [`SET`] 16-bit fingerprints, enough to know a threshold was
+//! crossed.
 
-use crate::window::Counter;
+use crate::window::{Counter, SmallCounter};
 use ipnet::IpNet;
 use moat_core::{prefix_of, PrefixLens};
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 
 const SET: usize = 8;
@@ -54,31 +56,43 @@ impl Default for BruteConfig {
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Set {
-    items: [u32; SET],
+    items: [u16; SET],
     len: u8,
 }
 
 impl Set {
-    fn insert(&mut self, x: u32) {
+    fn insert(&mut self, x: u16) {
         let n = self.len as usize;
         if n < SET && !self.items[..n].contains(&x) {
             self.items[n] = x;
             self.len += 1;
         }
     }
-    fn contains(&self, x: u32) -> bool {
+    fn contains(&self, x: u16) -> bool {
         self.items[..self.len as usize].contains(&x)
     }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
 struct LoginState {
-    window_start: u64,
+    /// Unix seconds (u32 lasts until 2106).
+    window_start: u32,
+    attacked_until: u32,
     addresses: Set,
     passwords: Set,
     /// Password fingerprints that succeeded on this login.
     good: [u32; 2],
-    attacked_until: u64,
+}
+
+/// Hashes a login case-insensitively without allocating a lowercased copy.
+struct Lower<'a>(&'a str);
+
+impl Hash for Lower<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        for b in self.0.bytes() {
+            h.write_u8(b.to_ascii_lowercase());
+        }
+    }
 }
 
 /// What an allow request should get.
@@ -101,8 +115,8 @@ pub struct BruteForce {
     cfg: BruteConfig,
     lens: PrefixLens,
     hasher: std::collections::hash_map::RandomState,
-    logins: HashMap<u64, LoginState>,
-    by_address: Counter<IpAddr>,
+    logins: HashMap<u32, LoginState>,
+    by_address: SmallCounter,
     by_network: Counter<IpNet>,
     global: Counter<()>,
 }
@@ -110,7 +124,7 @@ pub struct BruteForce {
 impl BruteForce {
     pub fn new(cfg: BruteConfig, lens: PrefixLens) -> Self {
         BruteForce {
-            by_address: Counter::new(cfg.window_secs, cfg.max_logins),
+            by_address: SmallCounter::new(cfg.window_secs, cfg.max_logins),
             by_network: Counter::new(cfg.window_secs, cfg.max_logins / 4),
             global: Counter::new(60, 1),
             logins: HashMap::new(),
@@ -120,20 +134,22 @@ impl BruteForce {
         }
     }
 
-    fn key(&self, login: &str) -> u64 {
-        self.hasher.hash_one(login.to_ascii_lowercase())
+    fn key(&self, login: &str) -> u32 {
+        self.hasher.hash_one(Lower(login)) as u32
     }
 
     fn fp<T: Hash + ?Sized>(&self, x: &T) -> u32 {
         self.hasher.hash_one(x) as u32
     }
 
+    fn fp16<T: Hash + ?Sized>(&self, x: &T) -> u16 {
+        self.hasher.hash_one(x) as u16
+    }
+
     /// The answer to `command=allow`.
     pub fn allow(&self, login: &str, pwhash: &str, now: u64) -> Verdict {
-        let attacked = self
-            .logins
-            .get(&self.key(login))
-            .filter(|s| s.attacked_until > now);
+        let state = self.logins.get(&self.key(login));
+        let attacked = state.filter(|s| u64::from(s.attacked_until) > now);
         let pw = self.fp(pwhash);
         let known_good = |s: &LoginState| !pwhash.is_empty() && s.good.contains(&pw);
         match attacked {
@@ -141,7 +157,7 @@ impl BruteForce {
             Some(_) => Verdict::Accept,
             None => {
                 let storm = self.global.get(&(), now) >= self.cfg.global_failures_per_minute;
-                let good = self.logins.get(&self.key(login)).is_some_and(known_good);
+                let good = state.is_some_and(known_good);
                 if storm && !good {
                     Verdict::Delay(self.cfg.delay_secs.min(2))
                 } else {
@@ -178,7 +194,7 @@ impl BruteForce {
     pub fn failure(&mut self, login: &str, pwhash: &str, ip: IpAddr, now: u64) -> Escalation {
         let mut out = Escalation::default();
         self.global.hit(&(), now);
-        if self.by_address.hit(&ip, now) == self.cfg.address_failures {
+        if self.by_address.hit(self.fp(&ip.to_canonical()), now) == self.cfg.address_failures {
             out.address_ban = true;
         }
         let net = prefix_of(ip, self.lens);
@@ -186,14 +202,15 @@ impl BruteForce {
             out.network = Some(net);
         }
         let key = self.key(login);
-        let (ipf, pwf) = (self.fp(&ip), self.fp(pwhash));
+        let (ipf, pwf) = (self.fp16(&ip), self.fp16(pwhash));
         if !self.logins.contains_key(&key) {
             self.make_room();
         }
         let cfg = self.cfg;
         let s = self.logins.entry(key).or_default();
-        if now.saturating_sub(s.window_start) >= cfg.window_secs {
-            s.window_start = now;
+        let now32 = now as u32;
+        if u64::from(now32.saturating_sub(s.window_start)) >= cfg.window_secs {
+            s.window_start = now32;
             s.addresses = Set::default();
             s.passwords = Set::default();
         }
@@ -203,9 +220,9 @@ impl BruteForce {
         }
         if (s.addresses.len as u32 >= cfg.login_addresses
             || s.passwords.len as u32 >= cfg.login_passwords)
-            && s.attacked_until <= now
+            && u64::from(s.attacked_until) <= now
         {
-            s.attacked_until = now + cfg.attacked_secs;
+            s.attacked_until = (now + cfg.attacked_secs) as u32;
             out.login_attacked = true;
         }
         out
@@ -215,7 +232,7 @@ impl BruteForce {
     pub fn failed_from(&self, login: &str, ip: IpAddr) -> bool {
         self.logins
             .get(&self.key(login))
-            .is_some_and(|s| s.addresses.contains(self.fp(&ip)))
+            .is_some_and(|s| s.addresses.contains(self.fp16(&ip)))
     }
 
     pub fn logins(&self) -> usize {

@@ -193,19 +193,31 @@ async fn policy_conn(stream: TcpStream, peer: SocketAddr, shield: Arc<MailShield
     let mut rd = BufReader::with_capacity(16 * 1024, rd);
     let mut parser = Parser::new(Default::default());
     let mut line = Vec::with_capacity(256);
+    // One idle deadline per request, not a timer per line: a request is ~30 lines.
+    let sleep = tokio::time::sleep(idle);
+    tokio::pin!(sleep);
+    let mut fresh = true;
     loop {
-        match tokio::time::timeout(idle, read_line(&mut rd, &mut line, parser.max_line())).await {
-            Err(_) => return,
-            Ok(Ok(false)) => return,
-            Ok(Err(e)) => {
+        if fresh {
+            sleep.as_mut().reset(tokio::time::Instant::now() + idle);
+            fresh = false;
+        }
+        let read = tokio::select! {
+            r = read_line(&mut rd, &mut line, parser.max_line()) => r,
+            _ = &mut sleep => return,
+        };
+        match read {
+            Ok(false) => return,
+            Err(e) => {
                 tracing::warn!(peer = %peer, error = %e, "policy connection: bad input, closing");
                 return;
             }
-            Ok(Ok(true)) => {}
+            Ok(true) => {}
         }
         match parser.line(&line) {
             Ok(None) => {}
             Ok(Some(req)) => {
+                fresh = true;
                 let action = shield.policy(&req);
                 if wr.write_all(reply(&action).as_bytes()).await.is_err() {
                     return;
@@ -285,7 +297,7 @@ async fn auth_request(
             authpolicy::response(0, "bad request"),
         );
     };
-    tracing::debug!(command = ?cmd, body = %String::from_utf8_lossy(&body), "auth policy request");
+    tracing::debug!(command = ?cmd, login = %ar.login, remote = ?ar.remote, success = ?ar.success, "auth policy request");
     match cmd {
         Command::Allow => {
             let (status, msg) = shield.auth_allow(&ar);

@@ -43,6 +43,9 @@ pub struct MailShield {
     judge: Mutex<EnumJudge>,
     brute: Mutex<BruteForce>,
     honey: Mutex<Honey>,
+    /// Serialises honey file writes: two accounts created at once must not race on the
+    /// rename, and an older rendering must never land after a newer one.
+    honey_write: Mutex<()>,
     pub stats: Stats,
 }
 
@@ -104,6 +107,7 @@ impl MailShield {
             judge: Mutex::new(judge),
             brute: Mutex::new(brute),
             honey: Mutex::new(honey),
+            honey_write: Mutex::new(()),
             stats: Stats::default(),
             lens,
             engine,
@@ -330,6 +334,7 @@ impl MailShield {
     }
 
     fn write_honey(&self) {
+        let _w = lock(&self.honey_write);
         let text = lock(&self.honey).passwd_file();
         if let Err(e) = write_atomic(&self.cfg.honey_passwd, text.as_bytes()) {
             tracing::error!(file = %self.cfg.honey_passwd.display(), error = %e, "cannot write the honey passwd-file");

@@ -73,6 +73,51 @@ impl<K: Hash + Eq + Clone> Counter<K> {
     }
 }
 
+/// A [`Counter`] for hashed keys with 32-bit times, a third of the size: the per-address
+/// failure counts, of which there may be a million.
+#[derive(Debug)]
+pub struct SmallCounter {
+    map: HashMap<u32, (u32, u32)>,
+    window: u64,
+    cap: usize,
+}
+
+impl SmallCounter {
+    pub fn new(window_secs: u64, cap: usize) -> Self {
+        SmallCounter {
+            map: HashMap::new(),
+            window: window_secs.max(1),
+            cap: cap.max(1),
+        }
+    }
+
+    pub fn hit(&mut self, key: u32, now: u64) -> u32 {
+        let w = self.window;
+        let now32 = now as u32;
+        if !self.map.contains_key(&key) && self.map.len() >= self.cap {
+            self.map
+                .retain(|_, (start, _)| u64::from(now32.saturating_sub(*start)) < w);
+            if self.map.len() >= self.cap {
+                self.map.clear();
+            }
+        }
+        let slot = self.map.entry(key).or_insert((now32, 0));
+        if u64::from(now32.saturating_sub(slot.0)) >= w {
+            *slot = (now32, 0);
+        }
+        slot.1 = slot.1.saturating_add(1);
+        slot.1
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
 /// Keys marked until a time.
 #[derive(Debug)]
 pub struct Marks<K> {
