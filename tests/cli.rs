@@ -213,6 +213,19 @@ fn bans_add_list_rm_round_trip_with_json() {
 }
 
 #[test]
+fn the_mail_example_config_checks() {
+    let o = moat(&["check", "--config", "examples/postfix-dovecot.toml"]);
+    let out = stdout(&o);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("http off"), "{out}");
+    assert!(out.contains("mail: policy Some(127.0.0.1:10040)"), "{out}");
+}
+
+#[test]
 fn demo_stops_every_script_and_lets_every_person_through() {
     let o = moat(&["demo", "--requests", "40", "--people", "6"]);
     let out = stdout(&o);
