@@ -17,6 +17,8 @@ checks=(
   "enumeration: accept-and-discard loses the message (why defer)|test_a_mistaken_sender_still_learns_only_with_defer[discard]"
   "honey: info@ becomes honey, 50 messages answered 250 and quarantined, none delivered|test_honey_account_catches_the_bot_and_keeps_its_mail"
   "fail-open: with Moat stopped a user logs in and sends|test_mail_flows_when_moat_is_down"
+  "hydra: banned after three failures, never finds the password|test_hydra_never_finds_the_password"
+  "bad input closes the connection; the token is required; the allowlist always wins|test_bad_input_is_logged_and_closed_and_the_allowlist_always_wins"
 )
 failed=0
 for c in "${checks[@]}"; do

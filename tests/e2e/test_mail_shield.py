@@ -385,3 +385,83 @@ def test_mail_flows_when_moat_is_down(mail_moat):
         got = stack.wait_delivered("alice", 1, timeout=30)
         assert b"still here" in got[0]
         print(f"\n[fail-open: login and send with Moat down took {time.monotonic() - t0:.1f} s]")
+
+
+def test_bad_input_is_logged_and_closed_and_the_allowlist_always_wins(mail_moat):
+    """No Postfix or Dovecot needed: Moat's own listeners against garbage, a missing token,
+    and an allowlisted address that fails a hundred times."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    m = mail_moat('brute_address_failures = 3\n')
+    m.config_text = m.config_text.replace("[mail]", '[bans]\nallow = ["127.95.0.0/24"]\n\n[mail]', 1)
+    m.start()
+
+    def policy(sock, **attrs) -> bytes:
+        sock.sendall(("".join(f"{k}={v}\n" for k, v in attrs.items()) + "\n").encode())
+        return sock.recv(4096)
+
+    # Garbage and an over-long line each close their connection; Moat keeps serving.
+    for junk in (b"GET / HTTP/1.1\r\n\r\n", b"a=" + b"x" * 10000 + b"\n\n", b"\x00\x01\x02\n\n"):
+        with socket.create_connection(("127.0.0.1", m.policy_port), timeout=5) as s:
+            s.sendall(junk)
+            assert s.recv(100) == b"", f"no close after {junk[:20]!r}"
+    with socket.create_connection(("127.0.0.1", m.policy_port), timeout=5) as s:
+        assert policy(s, request="smtpd_access_policy", protocol_state="RCPT",
+                      client_address="127.96.0.1", recipient="x@moat.test") == b"action=DUNNO\n\n"
+    assert "malformed request, closing" in m.log.read_text() or "bad input, closing" in m.log.read_text()
+
+    def auth(command: str, body: dict, token: str | None = TEST_POLICY_TOKEN):
+        req = urllib.request.Request(f"{m.policy_url}?command={command}", method="POST",
+                                     data=json.dumps(body).encode())
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, None
+
+    # Without Dovecot's token nothing is decided.
+    assert auth("allow", {"login": "a", "remote": "127.97.0.1"}, token=None)[0] == 401
+    assert auth("allow", {"login": "a", "remote": "127.97.0.1"}, token="wrong-token-123456")[0] == 401
+    assert auth("allow", {"login": "a"}, token=TEST_POLICY_TOKEN)[0] == 200
+    assert auth("report", {"not": "dovecot"})[0] == 200
+    # An allowlisted address failing a hundred times on one login is never delayed or banned;
+    # a stranger doing a tenth of that is.
+    for i in range(100):
+        auth("report", {"login": "boss", "remote": "127.95.0.7", "pwhash": f"h{i}", "success": False})
+    assert auth("allow", {"login": "boss", "remote": "127.95.0.7", "pwhash": "h"})[1]["status"] == 0
+    for i in range(10):
+        auth("report", {"login": f"u{i}", "remote": "127.98.0.7", "pwhash": "h", "success": False})
+    time.sleep(0.5)
+    assert auth("allow", {"login": "x", "remote": "127.98.0.7", "pwhash": "h"})[1]["status"] == -1
+    assert not any(b.get("scope", "").startswith("127.95.") for b in m.bans()), m.bans()
+
+
+def test_hydra_never_finds_the_password(mail_moat):
+    """THC hydra, the brute-forcer bots use, against SMTP AUTH with a wordlist whose last entry
+    is the right password: Moat bans its address after three failures, so the right password,
+    when hydra reaches it, is refused too. (hydra cannot pick its source address, so it comes
+    from 127.0.0.1.)"""
+    import shutil
+
+    assert shutil.which("hydra"), "hydra is missing: apt-get install hydra (scripts/install-test-deps.sh)"
+    m = mail_moat('brute_address_failures = 3\n')
+    with stack_for(m) as stack:
+        stack.add_user("carol", "carol-Real-Passw0rd")
+        m.wait_recipients(1)
+        words = m.dir / "words.txt"
+        words.write_text("\n".join(["123456", "password", "qwerty", "letmein", "carol-Real-Passw0rd"]) + "\n")
+        r = subprocess.run(
+            ["hydra", "-l", "carol", "-P", str(words), "-t", "1", "-f", "-s", str(stack.smtp_port),
+             "127.0.0.1", "smtp", "-m", "PLAIN"],
+            capture_output=True, text=True, timeout=240)
+        out = r.stdout + r.stderr
+        assert "0 valid password" in out or "0 valid passwords" in out, out[-1500:]
+        assert "password: carol-Real-Passw0rd" not in out, out[-1500:]
+        assert any(b.get("scope") == "127.0.0.1" for b in m.bans()), m.bans()
+        # Carol herself, from her own address, still gets in.
+        code, _ = timed_auth(stack, "127.99.0.10", "carol", "carol-Real-Passw0rd")
+        assert code == 235

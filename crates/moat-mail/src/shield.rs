@@ -38,7 +38,8 @@ pub struct MailShield {
     cfg: moat_config::Mail,
     engine: Arc<Engine>,
     recipients: ArcSwap<Recipients>,
-    map_mtimes: Mutex<Vec<Option<SystemTime>>>,
+    /// The maps' modification times at the last load; `None` before the first.
+    map_mtimes: Mutex<Option<Vec<Option<SystemTime>>>>,
     lens: PrefixLens,
     judge: Mutex<EnumJudge>,
     brute: Mutex<BruteForce>,
@@ -102,7 +103,7 @@ impl MailShield {
             }
         }
         let shield = MailShield {
-            map_mtimes: Mutex::new(vec![None; cfg.recipient_maps.len()]),
+            map_mtimes: Mutex::new(None),
             recipients: ArcSwap::from_pointee(Recipients::default()),
             judge: Mutex::new(judge),
             brute: Mutex::new(brute),
@@ -130,7 +131,7 @@ impl MailShield {
             .iter()
             .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
             .collect();
-        if *mtimes == now && !self.recipients.load().is_empty() {
+        if mtimes.as_ref() == Some(&now) {
             return;
         }
         let mut r = Recipients::default();
@@ -147,7 +148,7 @@ impl MailShield {
         }
         tracing::info!(recipients = r.len(), "recipient list loaded");
         self.recipients.store(Arc::new(r));
-        *mtimes = now;
+        *mtimes = Some(now);
     }
 
     fn decision(&self, client: IpAddr, rule: &str, action: &str, key: &str) {
