@@ -15,14 +15,13 @@
 
 use crate::binding::Net;
 use crate::keys::KeyRing;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use crate::seal::{seal, unseal, SealError, TAG};
 use ring::digest::{Context, SHA256};
 use std::collections::HashMap;
 
 const VERSION: u8 = 1;
 const PAYLOAD: usize = 44;
-const LEN: usize = PAYLOAD + 16;
+const LEN: usize = PAYLOAD + TAG;
 /// Longest nonce accepted: 20 decimal digits is every u64.
 const MAX_NONCE: usize = 20;
 
@@ -44,6 +43,16 @@ pub enum ChallengeError {
     Spent,
 }
 
+impl From<SealError> for ChallengeError {
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::Malformed => ChallengeError::Malformed,
+            SealError::UnknownKey => ChallengeError::UnknownKey,
+            SealError::BadMac => ChallengeError::BadMac,
+        }
+    }
+}
+
 /// A verified challenge: its id (for the spent set) and when it stops mattering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Solved {
@@ -60,19 +69,15 @@ pub fn issue(
     net: Net,
     random: [u8; 16],
 ) -> String {
-    let key = ring.current();
     let mut buf = [0u8; LEN];
     buf[0] = VERSION;
-    buf[1] = key.id;
     buf[2] = difficulty;
     buf[3] = if net.is_v6() { 6 } else { 4 };
     buf[4..12].copy_from_slice(&expires.to_be_bytes());
     buf[12..20].copy_from_slice(&ua);
     buf[20..28].copy_from_slice(&net.bytes());
     buf[28..44].copy_from_slice(&random);
-    let tag = key.tag(&buf[..PAYLOAD]);
-    buf[PAYLOAD..].copy_from_slice(&tag);
-    URL_SAFE_NO_PAD.encode(buf)
+    seal(ring, &mut buf, PAYLOAD)
 }
 
 /// Checks everything except whether it was redeemed before (see [`Spent`]). The proof of
@@ -101,22 +106,8 @@ pub fn open(
     ua: [u8; 8],
     net: Net,
 ) -> Result<Solved, ChallengeError> {
-    let c = challenge.as_bytes();
-    if c.len() != 80 {
-        return Err(ChallengeError::Malformed);
-    }
     let mut buf = [0u8; LEN];
-    match URL_SAFE_NO_PAD.decode_slice(c, &mut buf) {
-        Ok(LEN) => {}
-        _ => return Err(ChallengeError::Malformed),
-    }
-    if buf[0] != VERSION {
-        return Err(ChallengeError::Malformed);
-    }
-    let key = ring.get(buf[1]).ok_or(ChallengeError::UnknownKey)?;
-    if !key.check(&buf[..PAYLOAD], &buf[PAYLOAD..]) {
-        return Err(ChallengeError::BadMac);
-    }
+    unseal(ring, challenge, VERSION, &mut buf)?;
     let expires = u64::from_be_bytes(buf[4..12].try_into().unwrap_or_default());
     if now >= expires {
         return Err(ChallengeError::Expired);

@@ -21,6 +21,7 @@ pub mod inject;
 pub mod keyfile;
 pub mod keys;
 pub mod pressure;
+mod seal;
 pub mod token;
 
 pub use binding::{ua_hash, Net};
