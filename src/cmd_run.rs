@@ -79,7 +79,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             .context("starting the mail shield")?;
         if let Some(m) = &mail {
             tracing::info!(
-                policy = ?m.policy_addr, auth_policy = ?m.auth_policy_addr, capture = ?m.capture_addr,
+                policy = ?m.policy_addr, policy_socket = ?m.policy_socket,
+                auth_policy = ?m.auth_policy_addr, capture = ?m.capture_addr,
                 honey_passwd = %m.shield.honey_path().display(),
                 dovecot_header = "auth_policy_server_api_header = Authorization: Bearer <state_dir/mail-policy.token or mail.auth_policy_token>",
                 "mail shield is running"
@@ -135,8 +136,9 @@ pub fn check(c: &ConfigArgs) -> anyhow::Result<ExitCode> {
     );
     if let Some(m) = &cfg.mail {
         println!(
-            "mail: policy {:?}, auth policy {:?}, capture {:?}, {} recipient(s) listed, {} map(s)",
+            "mail: policy {:?} {:?}, auth policy {:?}, capture {:?}, {} recipient(s) listed, {} map(s)",
             m.policy_listen,
+            m.policy_socket,
             m.auth_policy_listen,
             m.capture_listen,
             m.recipients.len(),

@@ -223,6 +223,17 @@ fn the_mail_example_config_checks() {
     );
     assert!(out.contains("http off"), "{out}");
     assert!(out.contains("mail: policy Some(127.0.0.1:10040)"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("m.toml");
+    std::fs::write(&f, "[mail]\npolicy_listen = \"unix:relative/sock\"\n").unwrap();
+    let o = moat(&["check", "--config", f.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("m.toml:2:17: mail.policy_listen: a unix socket needs an absolute path"),
+        "{err}"
+    );
 }
 
 #[test]

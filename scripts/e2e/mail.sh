@@ -18,6 +18,7 @@ checks=(
   "honey: info@ becomes honey, 50 messages answered 250 and quarantined, none delivered|test_honey_account_catches_the_bot_and_keeps_its_mail"
   "fail-open: with Moat stopped a user logs in and sends|test_mail_flows_when_moat_is_down"
   "hydra: banned after three failures, never finds the password|test_hydra_never_finds_the_password"
+  "the policy over a unix socket with real Postfix|test_the_policy_also_listens_on_a_unix_socket"
   "bad input closes the connection; the token is required; the allowlist always wins|test_bad_input_is_logged_and_closed_and_the_allowlist_always_wins"
 )
 failed=0

@@ -465,3 +465,25 @@ def test_hydra_never_finds_the_password(mail_moat):
         # Carol herself, from her own address, still gets in.
         code, _ = timed_auth(stack, "127.99.0.10", "carol", "carol-Real-Passw0rd")
         assert code == 235
+
+
+def test_the_policy_also_listens_on_a_unix_socket(mail_moat):
+    """`check_policy_service unix:/path`: real Postfix asks Moat over a socket, and an
+    enumerator through it gets the same refusal for every recipient."""
+    m = mail_moat()
+    sock = m.dir / "policy.sock"
+    m.config_text = m.config_text.replace(f'policy_listen = "127.0.0.1:{m.policy_port}"',
+                                          f'policy_listen = "unix:{sock}"')
+    entry = f"check_policy_service {{ unix:{sock}, default_action=DUNNO }}"
+    stack = MailStack(honey_passwd=m.honey, policy_url=m.policy_url,
+                      postfix_settings={"smtpd_sender_restrictions": entry})
+    m.start(maps=[stack.vmailbox])
+    with stack:
+        stack.add_user("alice", "x-Secret-123")
+        m.wait_recipients(1)
+        assert sock.is_socket()
+        replies = transcript_rcpt(stack, "127.85.0.9", "probe@farm.example",
+                                  [f"nobody{i}@moat.test" for i in range(6)] + ["alice@moat.test"])
+    codes = [code for _, code, _ in replies]
+    assert codes[:4] == [550] * 4 and set(codes[4:]) == {450}, replies
+    assert len({reply for _, _, reply in replies[4:]}) == 1

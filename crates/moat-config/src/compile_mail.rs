@@ -11,6 +11,23 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub(crate) fn mail(r: &RawMail, s: &mut Sink, state_dir: &Path) -> Mail {
+    let unix = r.policy_listen.as_ref().and_then(|v| {
+        v.get_ref()
+            .strip_prefix("unix:")
+            .map(|p| (PathBuf::from(p), v.span()))
+    });
+    let policy_socket = match unix {
+        Some((p, _)) if p.is_absolute() => Some(p),
+        Some((_, span)) => {
+            s.at(
+                span,
+                "mail.policy_listen",
+                "a unix socket needs an absolute path, e.g. unix:/var/spool/postfix/private/moat-policy",
+            );
+            None
+        }
+        None => None,
+    };
     let mut listen = |v: &Option<S<String>>, field: &str| -> Option<SocketAddr> {
         let v = v.as_ref()?;
         let a = addr(v.get_ref(), Some(v.span()), field, s)?;
@@ -23,10 +40,18 @@ pub(crate) fn mail(r: &RawMail, s: &mut Sink, state_dir: &Path) -> Mail {
         }
         Some(a)
     };
-    let policy_listen = listen(&r.policy_listen, "mail.policy_listen");
+    let policy_listen = if r
+        .policy_listen
+        .as_ref()
+        .is_some_and(|v| v.get_ref().starts_with("unix:"))
+    {
+        None
+    } else {
+        listen(&r.policy_listen, "mail.policy_listen")
+    };
     let auth_policy_listen = listen(&r.auth_policy_listen, "mail.auth_policy_listen");
     let capture_listen = listen(&r.capture_listen, "mail.capture_listen");
-    if policy_listen.is_none() && auth_policy_listen.is_none() {
+    if policy_listen.is_none() && policy_socket.is_none() && auth_policy_listen.is_none() {
         s.nowhere(
             "mail",
             "set policy_listen (Postfix) and/or auth_policy_listen (Dovecot)",
@@ -64,6 +89,7 @@ pub(crate) fn mail(r: &RawMail, s: &mut Sink, state_dir: &Path) -> Mail {
     };
     Mail {
         policy_listen,
+        policy_socket,
         auth_policy_listen,
         auth_policy_token: r.auth_policy_token.as_ref().map(|t| t.get_ref().clone()),
         auth_policy_nonce: r.auth_policy_nonce.clone(),

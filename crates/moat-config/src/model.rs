@@ -26,6 +26,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct Mail {
     pub policy_listen: Option<SocketAddr>,
+    /// `policy_listen = "unix:/path"`: Postfix's `check_policy_service unix:/path`.
+    pub policy_socket: Option<PathBuf>,
     pub auth_policy_listen: Option<SocketAddr>,
     pub auth_policy_token: Option<String>,
     pub auth_policy_nonce: Option<String>,

@@ -135,7 +135,7 @@ pub struct RawBans {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMail {
-    /// Postfix `check_policy_service inet:ADDR`.
+    /// Postfix `check_policy_service inet:ADDR`, or `unix:/absolute/path` for a socket.
     pub policy_listen: Option<S<String>>,
     /// Dovecot `auth_policy_server_url = http://ADDR/`.
     pub auth_policy_listen: Option<S<String>>,

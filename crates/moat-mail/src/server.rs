@@ -25,12 +25,15 @@ pub enum MailError {
     Bind(SocketAddr, std::io::Error),
     #[error("quarantine {0}: {1}")]
     Quarantine(String, std::io::Error),
+    #[error("policy socket {0}: {1}")]
+    Socket(String, std::io::Error),
     #[error("auth policy token {0}: {1}")]
     Token(String, std::io::Error),
 }
 
 pub struct MailRunning {
     pub policy_addr: Option<SocketAddr>,
+    pub policy_socket: Option<std::path::PathBuf>,
     pub auth_policy_addr: Option<SocketAddr>,
     pub capture_addr: Option<SocketAddr>,
     /// What Dovecot must send: `auth_policy_server_api_header = Authorization: Bearer TOKEN`.
@@ -74,6 +77,7 @@ pub async fn start(
     let mut tasks = Vec::new();
     let mut out = MailRunning {
         policy_addr: None,
+        policy_socket: None,
         auth_policy_addr: None,
         capture_addr: None,
         auth_policy_token: token.clone(),
@@ -86,8 +90,27 @@ pub async fn start(
         let s = shield.clone();
         tasks.push(tokio::spawn(accept(l, move |stream, peer| {
             let s = s.clone();
-            async move { policy_conn(stream, peer, s, idle).await }
+            async move { policy_conn(stream, peer.to_string(), s, idle).await }
         })));
+    }
+    if let Some(path) = &mcfg.policy_socket {
+        let l = bind_unix(path)?;
+        out.policy_socket = Some(path.clone());
+        let s = shield.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match l.accept().await {
+                    Ok((stream, _)) => {
+                        let s = s.clone();
+                        tokio::spawn(policy_conn(stream, "unix".into(), s, idle));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }));
     }
     if let Some(a) = mcfg.auth_policy_listen {
         let l = bind(a).await?;
@@ -188,8 +211,28 @@ fn too_long() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, "line too long")
 }
 
-async fn policy_conn(stream: TcpStream, peer: SocketAddr, shield: Arc<MailShield>, idle: Duration) {
-    let (rd, mut wr) = stream.into_split();
+/// A stale socket file from a previous run is replaced; the socket is made writable for
+/// Postfix's smtpd (which runs as `postfix`): keep it in a directory only Postfix can enter,
+/// such as `/var/spool/postfix/private/`.
+fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener, MailError> {
+    let err = |e| MailError::Socket(path.display().to_string(), e);
+    if std::fs::symlink_metadata(path).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_socket()
+    }) {
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let l = tokio::net::UnixListener::bind(path).map_err(err)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(err)?;
+    Ok(l)
+}
+
+async fn policy_conn<S>(stream: S, peer: String, shield: Arc<MailShield>, idle: Duration)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = BufReader::with_capacity(16 * 1024, rd);
     let mut parser = Parser::new(Default::default());
     let mut line = Vec::with_capacity(256);
