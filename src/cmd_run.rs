@@ -78,6 +78,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("starting the mail shield")?;
         if let Some(m) = &mail {
+            let shield = m.shield.clone();
+            running
+                .shield
+                .metrics
+                .add_source(Box::new(move || shield.stats.metrics()));
             tracing::info!(
                 policy = ?m.policy_addr, policy_socket = ?m.policy_socket,
                 auth_policy = ?m.auth_policy_addr, capture = ?m.capture_addr,

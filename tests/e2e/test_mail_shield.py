@@ -438,6 +438,15 @@ def test_bad_input_is_logged_and_closed_and_the_allowlist_always_wins(mail_moat)
     time.sleep(0.5)
     assert auth("allow", {"login": "x", "remote": "127.98.0.7", "pwhash": "h"})[1]["status"] == -1
     assert not any(b.get("scope", "").startswith("127.95.") for b in m.bans()), m.bans()
+    # The mail counters are on the admin listener's /metrics, behind its token.
+    admin = next(json.loads(l)["admin"] for l in m.log.read_text().splitlines() if "moat is running" in l)
+    req = urllib.request.Request(f"http://{admin}/metrics",
+                                 headers={"Authorization": "Bearer mail-test-admin-token-0123"})
+    metrics = urllib.request.urlopen(req, timeout=5).read().decode()
+    counts = {line.split()[0]: int(line.split()[1]) for line in metrics.splitlines()
+              if line.startswith("moat_mail_")}
+    assert counts["moat_mail_policy_requests_total"] >= 1, metrics
+    assert counts["moat_mail_auth_rejects_total"] >= 1, metrics
 
 
 def test_hydra_never_finds_the_password(mail_moat):

@@ -74,7 +74,8 @@ fn route(shield: &Shield, token: &str, req: Request<Incoming>) -> Response<Proxy
     match req.uri().path() {
         "/metrics" => {
             let snap = shield.engine.snapshot();
-            let body = shield.metrics.render(&[
+            let sourced = shield.metrics.sourced();
+            let mut extra = vec![
                 (
                     "moat_bans_active",
                     "Active bans (addresses and prefixes).",
@@ -93,7 +94,9 @@ fn route(shield: &Shield, token: &str, req: Request<Incoming>) -> Response<Proxy
                         .dropped
                         .load(std::sync::atomic::Ordering::Relaxed),
                 ),
-            ]);
+            ];
+            extra.extend(sourced);
+            let body = shield.metrics.render(&extra);
             let mut r = text(StatusCode::OK, body);
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

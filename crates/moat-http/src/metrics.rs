@@ -6,8 +6,14 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+/// Counters another part of Moat (the mail shield) adds to `/metrics`: name, help, value.
+pub type MetricSource = Box<dyn Fn() -> Vec<(&'static str, &'static str, u64)> + Send + Sync>;
+
 #[derive(Default)]
 pub struct Metrics {
+    /// Registered by sensors that start after the HTTP shield, so they report on the one
+    /// admin listener without the HTTP crate depending on them.
+    pub sources: Mutex<Vec<MetricSource>>,
     pub requests: AtomicU64,
     pub forwarded: AtomicU64,
     pub upstream_errors: AtomicU64,
@@ -17,6 +23,20 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    pub fn add_source(&self, f: MetricSource) {
+        if let Ok(mut s) = self.sources.lock() {
+            s.push(f);
+        }
+    }
+
+    /// What the registered sources report now.
+    pub fn sourced(&self) -> Vec<(&'static str, &'static str, u64)> {
+        self.sources
+            .lock()
+            .map(|s| s.iter().flat_map(|f| f()).collect())
+            .unwrap_or_default()
+    }
+
     pub fn decision(&self, rule: &str, action: &'static str) {
         if let Ok(mut m) = self.decisions.lock() {
             *m.entry((rule.to_string(), action)).or_default() += 1;

@@ -61,6 +61,55 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+impl Stats {
+    /// For Prometheus: name, help, value.
+    pub fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let v = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            (
+                "moat_mail_policy_requests_total",
+                "Postfix policy requests answered.",
+                v(&self.policy_requests),
+            ),
+            (
+                "moat_mail_enumeration_refusals_total",
+                "Recipients refused to judged enumerators.",
+                v(&self.enum_refusals),
+            ),
+            (
+                "moat_mail_captured_actions_total",
+                "Honey accounts' mail sent to capture (FILTER/HOLD).",
+                v(&self.captured_actions),
+            ),
+            (
+                "moat_mail_auth_requests_total",
+                "Dovecot auth-policy requests.",
+                v(&self.auth_requests),
+            ),
+            (
+                "moat_mail_auth_delays_total",
+                "Logins delayed (login under attack).",
+                v(&self.auth_delays),
+            ),
+            (
+                "moat_mail_auth_rejects_total",
+                "Logins refused (banned address).",
+                v(&self.auth_rejects),
+            ),
+            (
+                "moat_mail_honey_created_total",
+                "Honey accounts created.",
+                v(&self.honey_created),
+            ),
+            (
+                "moat_mail_honey_logins_total",
+                "Logins to honey accounts.",
+                v(&self.honey_logins),
+            ),
+        ]
+    }
+}
+
 impl MailShield {
     pub fn new(cfg: moat_config::Mail, engine: Arc<Engine>, lens: PrefixLens) -> Self {
         let judge = EnumJudge::new(
