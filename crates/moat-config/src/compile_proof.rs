@@ -73,11 +73,15 @@ pub(crate) fn proof(r: &RawProof, policy: &Policy, s: &mut Sink) -> Proof {
             None
         }
     };
+    let challenges = |a: &crate::Action| matches!(a, crate::Action::Challenge { .. });
     let uses_proof = policy.rules.iter().any(|r| {
-        r.require_clearance
-            || matches!(r.action, crate::Action::Challenge { .. })
-            || r.expr.source().contains("moat.clearance")
+        r.require_clearance || challenges(&r.action) || r.expr.source().contains("moat.clearance")
     });
+    let reads_bots = policy
+        .rules
+        .iter()
+        .any(|r| r.expr.source().contains("moat.good_bot"));
+    let limits_challenge = policy.rate_limits.iter().any(|l| challenges(&l.action));
     let inject = match &r.inject {
         Some(list) => prefixes(list, "proof.inject", s),
         None if uses_proof => vec!["/".to_string()],
@@ -100,6 +104,7 @@ pub(crate) fn proof(r: &RawProof, policy: &Policy, s: &mut Sink) -> Proof {
             .ok()
     });
     Proof {
+        active: uses_proof || reads_bots || limits_challenge || !inject.is_empty(),
         inject,
         difficulty,
         max_difficulty: max_difficulty.max(difficulty),

@@ -59,6 +59,9 @@ pub struct Mail {
 
 #[derive(Debug, Clone)]
 pub struct Proof {
+    /// Something uses the proof (a rule requiring clearance, a challenge, a `moat.clearance` or
+    /// `moat.good_bot` field, or injection): only then do its key file and endpoints exist.
+    pub active: bool,
     /// Path prefixes whose HTML pages get the page script; empty: none.
     pub inject: Vec<String>,
     pub difficulty: u8,
@@ -132,6 +135,7 @@ mod proof_tests {
 
     fn proof() -> Proof {
         Proof {
+            active: true,
             inject: vec!["/".into()],
             difficulty: 16,
             max_difficulty: 22,

@@ -7,6 +7,7 @@
 mod clock;
 mod decision;
 mod prefix;
+pub mod secret;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{Decision, Origin, Scope, ScopeParseError, Verdict};

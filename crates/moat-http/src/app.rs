@@ -11,7 +11,6 @@ use moat_core::Clock;
 use moat_engine::Engine;
 use moat_store::{MemoryStore, SqliteStore, Store};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -78,39 +77,12 @@ pub fn admin_token(cfg: &Config) -> Result<String, AppError> {
         .token_file
         .clone()
         .unwrap_or_else(|| cfg.server.state_dir.join("admin.token"));
-    match std::fs::read_to_string(&path) {
-        Ok(t) if t.trim().len() >= 16 => return Ok(t.trim().to_string()),
-        Ok(_) => {
-            return Err(AppError::Token(format!(
-                "{} holds fewer than 16 characters",
-                path.display()
-            )))
-        }
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(AppError::Token(format!("{}: {e}", path.display())))
-        }
-        Err(_) => {}
+    let (token, new) = moat_core::secret::load_or_create_token(&path)
+        .map_err(|e| AppError::Token(e.to_string()))?;
+    if new {
+        tracing::info!(path = %path.display(), "generated an admin token");
     }
-    let token: String = (0..32).map(|_| fastrand::alphanumeric()).collect();
-    write_private(&path, &token)
-        .map_err(|e| AppError::Token(format!("{}: {e}", path.display())))?;
-    tracing::info!(path = %path.display(), "generated an admin token");
     Ok(token)
-}
-
-fn write_private(path: &Path, data: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data.as_bytes())?;
-    f.sync_all()
 }
 
 /// How many serving threads: one per core, like nginx's `worker_processes auto`.
@@ -215,7 +187,7 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
         acceptor = Some(tokio_rustls::TlsAcceptor::from(tls::server_config(certs)?));
     }
 
-    let proof = if proof_in_use(&cfg) {
+    let proof = if cfg.proof.active {
         Some(Arc::new(ProofService::new(&cfg)?))
     } else {
         None
@@ -251,21 +223,4 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
         shutdown: tx,
         tasks,
     })
-}
-
-/// The proof (its key file, endpoints and script) runs only when something uses it: a rule
-/// that requires clearance or challenges, a rule reading a `moat.` proof field, or injection.
-fn proof_in_use(cfg: &Config) -> bool {
-    !cfg.proof.inject.is_empty()
-        || cfg.policy.rules.iter().any(|r| {
-            r.require_clearance
-                || matches!(r.action, moat_config::Action::Challenge { .. })
-                || r.expr.source().contains("moat.clearance")
-                || r.expr.source().contains("moat.good_bot")
-        })
-        || cfg
-            .policy
-            .rate_limits
-            .iter()
-            .any(|l| matches!(l.action, moat_config::Action::Challenge { .. }))
 }

@@ -22,7 +22,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Cookie names: `__Host-` makes the browser refuse it unless Secure, host-only and `Path=/`,
 /// so a sibling subdomain cannot plant or shadow it. Plain HTTP cannot use the prefix.
@@ -62,10 +61,10 @@ pub enum ProofError {
     Keys(#[from] keyfile::KeyFileError),
 }
 
+/// Unix seconds from the project's clock (`moat_core::SystemClock`).
 pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    use moat_core::Clock;
+    moat_core::SystemClock.now_ms() / 1000
 }
 
 impl ProofService {
@@ -113,10 +112,13 @@ impl ProofService {
         tls: bool,
         now: u64,
     ) -> Option<Clearance> {
+        let mut candidates = cookie_tokens(headers, tls).peekable();
+        // Most requests carry no clearance cookie: they cost no hashing at all.
+        candidates.peek()?;
         let ua = ua_hash(user_agent(headers).as_bytes());
         let ring = self.ring.load();
         let net = self.net(ip);
-        cookie_tokens(headers, tls).find_map(|t| token::verify(&ring, t, now, ua, net).ok())
+        candidates.find_map(|t| token::verify(&ring, t, now, ua, net).ok())
     }
 
     /// Clearance and good-bot status. The DNS check runs only for user agents that claim a
@@ -334,7 +336,7 @@ impl ProofService {
         for pair in query.split('&') {
             match pair.split_once('=') {
                 Some(("t", v)) => t = v,
-                Some(("r", v)) => r = percent_decode(v),
+                Some(("r", v)) => r = crate::request_view::percent_decode(v),
                 _ => {}
             }
         }
@@ -540,34 +542,6 @@ fn percent_encode(s: &str) -> String {
     o
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -602,6 +576,6 @@ mod tests {
     #[test]
     fn return_paths_survive_the_round_trip() {
         let p = "/a b?x=1&y=é";
-        assert_eq!(percent_decode(&percent_encode(p)), p);
+        assert_eq!(crate::request_view::percent_decode(&percent_encode(p)), p);
     }
 }

@@ -27,8 +27,8 @@ pub enum MailError {
     Quarantine(String, std::io::Error),
     #[error("policy socket {0}: {1}")]
     Socket(String, std::io::Error),
-    #[error("auth policy token {0}: {1}")]
-    Token(String, std::io::Error),
+    #[error("auth policy token: {0}")]
+    Token(String),
 }
 
 pub struct MailRunning {
@@ -66,7 +66,12 @@ pub async fn start(
     };
     let token = match &mcfg.auth_policy_token {
         Some(t) => t.clone(),
-        None => generated_token(&cfg.server.state_dir.join("mail-policy.token"))?,
+        None => {
+            let path = cfg.server.state_dir.join("mail-policy.token");
+            moat_core::secret::load_or_create_token(&path)
+                .map_err(|e| MailError::Token(e.to_string()))?
+                .0
+        }
     };
     let idle = mcfg.idle_timeout;
     let shield = Arc::new(MailShield::new(
@@ -391,7 +396,7 @@ async fn capture_conn(stream: TcpStream, peer: SocketAddr, q: Quarantine, idle: 
             }
             Step::Deliver(env, data) => {
                 let q = q.clone();
-                let now_ms = SystemTimeMs::now();
+                let now_ms = moat_core::Clock::now_ms(&moat_core::SystemClock);
                 // The fsyncs run off the reactor; the 250 goes out only after they returned.
                 let stored = tokio::task::spawn_blocking(move || {
                     q.store(&env, &data, now_ms).map(|s| (s, env))
@@ -414,39 +419,4 @@ async fn capture_conn(stream: TcpStream, peer: SocketAddr, q: Quarantine, idle: 
             }
         }
     }
-}
-
-struct SystemTimeMs;
-impl SystemTimeMs {
-    fn now() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    }
-}
-
-/// A token generated once into the state directory (mode 0600), as the admin token is.
-fn generated_token(path: &std::path::Path) -> Result<String, MailError> {
-    let err = |e| MailError::Token(path.display().to_string(), e);
-    if let Ok(t) = std::fs::read_to_string(path) {
-        if t.trim().len() >= 16 {
-            return Ok(t.trim().to_string());
-        }
-    }
-    let t: String = (0..32)
-        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[fastrand::usize(..36)]))
-        .collect();
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(err)?;
-    }
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let mut f = o.open(path).map_err(err)?;
-    std::io::Write::write_all(&mut f, t.as_bytes()).map_err(err)?;
-    Ok(t)
 }

@@ -55,12 +55,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl Stats {
     /// For Prometheus: name, help, value.
     pub fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
@@ -167,6 +161,11 @@ impl MailShield {
         shield
     }
 
+    /// Unix seconds from the engine's clock, the one every decision uses.
+    fn now(&self) -> u64 {
+        self.engine.now_ms() / 1000
+    }
+
     pub fn config(&self) -> &moat_config::Mail {
         &self.cfg
     }
@@ -207,7 +206,7 @@ impl MailShield {
     /// The answer to one Postfix policy request (the `action=` value).
     pub fn policy(&self, req: &PolicyRequest) -> String {
         self.stats.policy_requests.fetch_add(1, Ordering::Relaxed);
-        let now = now_secs();
+        let now = self.now();
         let sasl = req.get("sasl_username");
         if !sasl.is_empty() && lock(&self.honey).is_honey(sasl, now) {
             self.stats.captured_actions.fetch_add(1, Ordering::Relaxed);
@@ -283,7 +282,7 @@ impl MailShield {
             }
             _ => {}
         }
-        let now = now_secs();
+        let now = self.now();
         if lock(&self.honey).is_honey(&req.login, now) {
             return (0, "");
         }
@@ -303,7 +302,7 @@ impl MailShield {
         let Some(ip) = req.remote else {
             return;
         };
-        let now = now_secs();
+        let now = self.now();
         let failed = req.success == Some(false) || req.fail_type != FailType::None;
         if !failed {
             let mut honey = lock(&self.honey);
@@ -374,13 +373,13 @@ impl MailShield {
 
     /// Drops expired honey accounts (and rewrites the file if any went).
     pub fn expire_honey(&self) {
-        if lock(&self.honey).expire(now_secs()) {
+        if lock(&self.honey).expire(self.now()) {
             self.write_honey();
         }
     }
 
     pub fn is_honey(&self, login: &str) -> bool {
-        lock(&self.honey).is_honey(login, now_secs())
+        lock(&self.honey).is_honey(login, self.now())
     }
 
     fn write_honey(&self) {

@@ -1,0 +1,64 @@
+//! Bearer tokens kept in the state directory: read if present, generated once otherwise.
+//!
+//! Shared by the admin API and the Dovecot auth-policy endpoint so that neither is ever open by
+//! default. The file is created with mode 0600 and `create_new`, so two starts racing cannot
+//! leave two different tokens, and a token shorter than 16 characters is refused rather than
+//! silently replaced (someone wrote it by hand).
+
+use std::io::Write;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    #[error("{0} holds fewer than 16 characters")]
+    TooShort(String),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// The token in `path`, or a new random one written there. Returns it and whether it is new.
+pub fn load_or_create_token(path: &Path) -> Result<(String, bool), TokenFileError> {
+    let io = |e| TokenFileError::Io(path.display().to_string(), e);
+    match std::fs::read_to_string(path) {
+        Ok(t) if t.trim().len() >= 16 => return Ok((t.trim().to_string(), false)),
+        Ok(_) => return Err(TokenFileError::TooShort(path.display().to_string())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        Err(_) => {}
+    }
+    let token: String = (0..32).map(|_| fastrand::alphanumeric()).collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(path).map_err(io)?;
+    f.write_all(token.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok((token, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_once_then_read_back() {
+        let dir = std::env::temp_dir().join(format!("moat-secret-{}", std::process::id()));
+        let p = dir.join("t.token");
+        let _ = std::fs::remove_file(&p);
+        let (a, new_a) = load_or_create_token(&p).unwrap();
+        let (b, new_b) = load_or_create_token(&p).unwrap();
+        assert!(new_a && !new_b && a == b && a.len() == 32);
+        std::fs::write(&p, "short").unwrap();
+        assert!(matches!(
+            load_or_create_token(&p),
+            Err(TokenFileError::TooShort(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
