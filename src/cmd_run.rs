@@ -74,10 +74,44 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         let running = moat_http::app::start(cfg, Arc::new(moat_core::SystemClock)).await.context("starting")?;
         // The mail shield shares the engine: a ban for brute-forcing mail holds at the web
         // door too, and the allowlist wins everywhere.
-        let mail = moat_mail::server::start(&running.shield.cfg, running.shield.engine.clone())
+        let cfg = running.shield.cfg.clone();
+        // One writer per quarantine: the trap and the mail shield's capture listener share it
+        // when they name the same directory.
+        let trap_q = match &cfg.trap {
+            Some(t) => Some(moat_trap::run::open_quarantine(t).context("opening the quarantine")?),
+            None => None,
+        };
+        let shared_q = match (&cfg.trap, &cfg.mail, &trap_q) {
+            (Some(t), Some(m), Some(q)) if t.quarantine_dir == m.quarantine_dir => Some(q.clone()),
+            _ => None,
+        };
+        let mail = moat_mail::server::start(&cfg, running.shield.engine.clone(), shared_q)
             .await
             .context("starting the mail shield")?;
+        let trap = match (&cfg.trap, trap_q) {
+            (Some(t), Some(q)) => {
+                let honey: Option<moat_trap::server::HoneyCheck> = mail.as_ref().map(|m| {
+                    let shield = m.shield.clone();
+                    Arc::new(move |login: &str| shield.is_honey(login)) as moat_trap::server::HoneyCheck
+                });
+                let tr = moat_trap::run::start(t, &cfg.server.state_dir, q, honey)
+                    .await
+                    .context("starting the SMTP trap")?;
+                let trap = tr.trap.clone();
+                running.shield.metrics.add_source(Box::new(move || trap.metrics()));
+                for (name, addr, implicit) in &tr.listeners {
+                    tracing::info!(listener = %name, %addr, implicit_tls = implicit,
+                        quarantine = %t.quarantine_dir.display(), "trap is listening");
+                }
+                Some(tr)
+            }
+            _ => None,
+        };
         if let Some(m) = &mail {
+            if let (Some(c), None) = (&m.capture, &trap) {
+                let c = c.clone();
+                running.shield.metrics.add_source(Box::new(move || c.metrics()));
+            }
             let shield = m.shield.clone();
             running
                 .shield
@@ -101,12 +135,17 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(m) = mail {
             m.shutdown();
         }
+        if let Some(t) = trap {
+            let q = t.trap.quarantine.clone();
+            t.shutdown();
+            q.flush().await;
+        }
         running.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
@@ -148,6 +187,14 @@ pub fn check(c: &ConfigArgs) -> anyhow::Result<ExitCode> {
             m.capture_listen,
             m.recipients.len(),
             m.recipient_maps.len()
+        );
+    }
+    if let Some(t) = &cfg.trap {
+        println!(
+            "trap: {} listener(s) {:?}, quarantine {}",
+            t.listeners.len(),
+            t.listeners.iter().map(|l| l.listen).collect::<Vec<_>>(),
+            t.quarantine_dir.display()
         );
     }
     Ok(ExitCode::SUCCESS)

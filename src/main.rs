@@ -2,8 +2,10 @@
 //! the library crates; no policy lives here.
 
 mod cmd_bans;
+mod cmd_quarantine;
 mod cmd_rules;
 mod cmd_run;
+mod cmd_trap;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -65,6 +67,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cmd_bans::BansCmd,
     },
+    /// Run the SMTP trap on its own: bots "log in", everything they send is kept, nothing is
+    /// delivered. Example: moat trap --listen 127.0.0.1:2525 --quarantine DIR
+    Trap(cmd_trap::TrapArgs),
+    /// Read what the trap captured: list, show, iocs, logins.
+    Quarantine(cmd_quarantine::QuarantineArgs),
     /// Put an address or prefix on the allowlist and lift its bans: unban yourself.
     Allow {
         /// An address or CIDR prefix.
@@ -82,6 +89,8 @@ fn main() -> ExitCode {
         Cmd::Check { cfg } => cmd_run::check(&cfg),
         Cmd::Rules { cmd } => cmd_rules::run(cmd),
         Cmd::Bans { cmd } => cmd_bans::run(cmd),
+        Cmd::Trap(a) => cmd_trap::run(a),
+        Cmd::Quarantine(a) => cmd_quarantine::run(a),
         Cmd::Allow { addr, cfg } => cmd_bans::allow(&addr, &cfg),
     };
     match result {

@@ -115,7 +115,13 @@ recipients = [{rcpts}]
         return out
 
     def captured(self) -> list[dict]:
-        return [json.loads(p.read_text()) for p in sorted(self.quarantine.rglob("*.json"))]
+        """Deliveries in the quarantine index, read through `moat quarantine list --json`."""
+        if not (self.quarantine / "index.sqlite").exists():
+            return []
+        r = subprocess.run([str(moat_bin()), "quarantine", "--dir", str(self.quarantine), "list",
+                            "--json", "--limit", "10000"], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
 
     def bans(self) -> list[dict]:
         r = subprocess.run([str(moat_bin()), "bans", "list", "--json", "--state-dir", str(self.state)],
@@ -358,6 +364,8 @@ def _honey_scenario(m: MailMoat, sink: RelaySink) -> None:
         assert len(captured) == 50
         assert all(c["mail_from"] == "info@moat.test" for c in captured)
         assert {c["rcpt_to"][0] for c in captured} == {f"victim{i}@example.org" for i in range(50)}
+        # Taken by the capture listener (the trap in capture mode), recorded as such.
+        assert all(c["listener"] == "capture" for c in captured)
         # Nothing was delivered to a mailbox, nothing relayed, nothing left in the queue.
         assert stack.mailbox("alice") == []
         assert stack.all_delivered() == 0

@@ -62,9 +62,10 @@ fn compile(
         src,
         errors: &mut errors,
     };
-    let mut server = server(&raw.server, &mut sink, ov, raw.mail.is_some());
+    let mail_only = raw.mail.is_some() || raw.trap.is_some();
+    let mut server = server(&raw.server, &mut sink, ov, mail_only);
     // A mail-only Moat (no web app to protect) runs no HTTP listener.
-    if raw.mail.is_some() && ov.upstream.is_none() && raw.server.upstream.is_none() {
+    if mail_only && ov.upstream.is_none() && raw.server.upstream.is_none() {
         server.listen.clear();
     }
     let limits = limits(&raw.limits, &mut sink);
@@ -155,6 +156,10 @@ fn compile(
         .mail
         .as_ref()
         .map(|m| crate::compile_mail::mail(m, &mut sink, &server.state_dir));
+    let trap = raw
+        .trap
+        .as_ref()
+        .map(|t| crate::compile_trap::trap(t, &mut sink, &server.state_dir, base));
 
     if errors.is_empty() {
         Ok(Config {
@@ -166,6 +171,7 @@ fn compile(
             bans,
             proof,
             mail,
+            trap,
             policy,
         })
     } else {

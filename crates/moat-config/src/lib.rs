@@ -7,6 +7,7 @@ mod compile;
 mod compile_mail;
 mod compile_policy;
 mod compile_proof;
+mod compile_trap;
 mod duration;
 mod errors;
 pub mod model;

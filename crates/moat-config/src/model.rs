@@ -19,7 +19,42 @@ pub struct Config {
     pub bans: Bans,
     pub proof: Proof,
     pub mail: Option<Mail>,
+    pub trap: Option<Trap>,
     pub policy: Policy,
+}
+
+/// The SMTP trap (see `moat-trap`). Paths are resolved against the state directory.
+#[derive(Debug, Clone)]
+pub struct Trap {
+    pub quarantine_dir: PathBuf,
+    pub quota_bytes: u64,
+    pub hostname: String,
+    /// Configured certificate and key; `None`: self-signed in the state directory.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    pub top_passwords: u32,
+    pub kth_attempt: u32,
+    pub max_sessions: u32,
+    pub max_sessions_per_ip: u32,
+    pub max_message_bytes: u64,
+    pub max_recipients: u32,
+    pub command_timeout: Duration,
+    pub session_timeout: Duration,
+    pub auth_failure_delay: Duration,
+    pub listeners: Vec<TrapListener>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrapTls {
+    StartTls,
+    Implicit,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrapListener {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub tls: TrapTls,
 }
 
 /// The mail shield (see `moat-mail`). Paths are resolved against the state directory.

@@ -24,6 +24,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub proof: RawProof,
     pub mail: Option<RawMail>,
+    pub trap: Option<RawTrap>,
     /// Names of embedded presets (`ghost`, `wordpress`, `generic-form`).
     #[serde(default)]
     pub presets: Vec<S<String>>,
@@ -176,6 +177,44 @@ pub struct RawMail {
     pub idle_timeout: Option<S<String>>,
     #[serde(default)]
     pub expose: bool,
+}
+
+/// The SMTP trap: a fake MTA for bots, feeding the quarantine.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrap {
+    /// Relative to the state directory; default `quarantine` (shared with `mail.capture_listen`).
+    pub quarantine_dir: Option<S<String>>,
+    /// Disk quota for captured content, in MiB (default 1024; 0 = none).
+    pub quota_mb: Option<S<u64>>,
+    /// The name in the banner and EHLO reply.
+    pub hostname: Option<S<String>>,
+    /// PEM files; without them a self-signed pair is generated into the state directory.
+    pub tls_cert: Option<S<String>>,
+    pub tls_key: Option<S<String>>,
+    /// Logins succeed with one of the N most common passwords (default 1000; 0 = never).
+    pub top_passwords: Option<S<u32>>,
+    /// ...or on the K-th attempt for one user name (default 5; 0 = never).
+    pub kth_attempt: Option<S<u32>>,
+    pub max_sessions: Option<S<u32>>,
+    pub max_sessions_per_ip: Option<S<u32>>,
+    pub max_message_mb: Option<S<u32>>,
+    pub max_recipients: Option<S<u32>>,
+    pub command_timeout: Option<S<String>>,
+    pub session_timeout: Option<S<String>>,
+    /// Wait before a refused login is answered (default 2s, as Dovecot).
+    pub auth_failure_delay: Option<S<String>>,
+    #[serde(default)]
+    pub listener: Vec<RawTrapListener>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrapListener {
+    pub listen: S<String>,
+    /// `starttls` (default), `implicit` (port 465 style) or `none`.
+    pub tls: Option<S<String>>,
+    pub name: Option<String>,
 }
 
 /// The browser proof (clearance cookie, page script, challenge page).

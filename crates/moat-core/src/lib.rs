@@ -15,6 +15,11 @@ pub use prefix::{prefix_of, PrefixLens};
 
 use std::net::IpAddr;
 
+/// The 10,000 most common passwords, most common first (zxcvbn, MIT; see data/README.md). Both
+/// the honey accounts (which password did a bot try?) and the SMTP trap (let a bot in when it
+/// tries one of the top N) read it.
+pub const COMMON_PASSWORDS: &str = include_str!("../../../data/common-passwords.txt");
+
 /// Who an event or decision is about. The address is always known; the rest only when a
 /// sensor can tell (a JSON body's email, a SASL login, an SMTP recipient).
 #[derive(Debug, Clone, PartialEq, Eq)]

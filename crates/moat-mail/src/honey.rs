@@ -65,8 +65,7 @@ pub struct Honey {
     real: std::collections::HashSet<String>,
 }
 
-/// The 10,000 most common passwords, most common first (zxcvbn, MIT; see data/README.md).
-pub const COMMON_PASSWORDS: &str = include_str!("../../../data/common-passwords.txt");
+pub use moat_core::COMMON_PASSWORDS;
 
 impl Honey {
     pub fn new(cfg: HoneyConfig) -> Self {

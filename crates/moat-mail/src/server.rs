@@ -4,14 +4,14 @@
 
 use crate::authpolicy::{self, AuthRequest, Command};
 use crate::policy::{reply, Parser};
-use crate::quarantine::Quarantine;
 use crate::shield::MailShield;
-use crate::smtp::{Session, Step};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use moat_engine::Engine;
+use moat_trap::quarantine::{Quarantine, QuarantineConfig};
+use moat_trap::server::{ListenerConfig, Trap, TrapLimits};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +23,8 @@ use tokio::task::JoinHandle;
 pub enum MailError {
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
-    #[error("quarantine {0}: {1}")]
-    Quarantine(String, std::io::Error),
+    #[error("quarantine: {0}")]
+    Quarantine(String),
     #[error("policy socket {0}: {1}")]
     Socket(String, std::io::Error),
     #[error("auth policy token: {0}")]
@@ -36,6 +36,8 @@ pub struct MailRunning {
     pub policy_socket: Option<std::path::PathBuf>,
     pub auth_policy_addr: Option<SocketAddr>,
     pub capture_addr: Option<SocketAddr>,
+    /// The capture listener's trap (for its counters).
+    pub capture: Option<Arc<moat_trap::server::Trap>>,
     /// What Dovecot must send: `auth_policy_server_api_header = Authorization: Bearer TOKEN`.
     pub auth_policy_token: String,
     pub shield: Arc<MailShield>,
@@ -57,9 +59,12 @@ async fn bind(a: SocketAddr) -> Result<TcpListener, MailError> {
 }
 
 /// Binds the configured listeners and starts serving. `state_dir` holds the generated token.
+/// `quarantine`: the one already opened for the SMTP trap, when it shares the directory (one
+/// writer per quarantine); otherwise the capture listener opens its own.
 pub async fn start(
     cfg: &moat_config::Config,
     engine: Arc<Engine>,
+    quarantine: Option<Quarantine>,
 ) -> Result<Option<MailRunning>, MailError> {
     let Some(mcfg) = cfg.mail.clone() else {
         return Ok(None);
@@ -85,6 +90,7 @@ pub async fn start(
         policy_socket: None,
         auth_policy_addr: None,
         capture_addr: None,
+        capture: None,
         auth_policy_token: token.clone(),
         shield: shield.clone(),
         tasks: Vec::new(),
@@ -128,14 +134,17 @@ pub async fn start(
         })));
     }
     if let Some(a) = mcfg.capture_listen {
-        let q = Quarantine::open(&mcfg.quarantine_dir)
-            .map_err(|e| MailError::Quarantine(mcfg.quarantine_dir.display().to_string(), e))?;
+        let q = match quarantine {
+            Some(q) => q,
+            None => Quarantine::open(QuarantineConfig::new(&mcfg.quarantine_dir))
+                .map_err(|e| MailError::Quarantine(e.to_string()))?,
+        };
         let l = bind(a).await?;
         out.capture_addr = l.local_addr().ok();
-        tasks.push(tokio::spawn(accept(l, move |stream, peer| {
-            let q = q.clone();
-            async move { capture_conn(stream, peer, q, idle).await }
-        })));
+        let trap = Trap::new(q, None, None, TrapLimits::default());
+        out.capture = Some(trap.clone());
+        let lc = Arc::new(ListenerConfig::capture(a));
+        tasks.push(tokio::spawn(moat_trap::server::serve(l, lc, trap)));
     }
     // Housekeeping: recipient maps reloaded on change, honey accounts expired.
     let s = shield.clone();
@@ -360,63 +369,4 @@ async fn auth_request(
 
 fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn capture_conn(stream: TcpStream, peer: SocketAddr, q: Quarantine, idle: Duration) {
-    let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(64 * 1024, rd);
-    let mut s = Session::new("capture.moat", 50 * 1024 * 1024);
-    if wr.write_all(s.greeting().as_bytes()).await.is_err() {
-        return;
-    }
-    let mut line = Vec::with_capacity(1024);
-    loop {
-        match tokio::time::timeout(idle, read_line(&mut rd, &mut line, s.max_line())).await {
-            Ok(Ok(true)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(peer = %peer, error = %e, "capture: bad input, closing");
-                let _ = wr.write_all(b"500 5.5.0 Line too long\r\n").await;
-                return;
-            }
-            _ => return,
-        }
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        match s.line(&line) {
-            Step::Continue => {}
-            Step::Reply(r) => {
-                if wr.write_all(r.as_bytes()).await.is_err() {
-                    return;
-                }
-            }
-            Step::Close(r) => {
-                let _ = wr.write_all(r.as_bytes()).await;
-                return;
-            }
-            Step::Deliver(env, data) => {
-                let q = q.clone();
-                let now_ms = moat_core::Clock::now_ms(&moat_core::SystemClock);
-                // The fsyncs run off the reactor; the 250 goes out only after they returned.
-                let stored = tokio::task::spawn_blocking(move || {
-                    q.store(&env, &data, now_ms).map(|s| (s, env))
-                })
-                .await;
-                let r = match stored {
-                    Ok(Ok((st, env))) => {
-                        tracing::info!(target: "moat::capture", id = %st.id, from = %env.mail_from,
-                            rcpts = env.rcpt_to.len(), "message captured");
-                        s.delivered(&st.id)
-                    }
-                    _ => {
-                        tracing::error!("capture: could not store a message; answering 451");
-                        "451 4.3.0 Local error in processing\r\n".to_string()
-                    }
-                };
-                if wr.write_all(r.as_bytes()).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
 }

@@ -1,0 +1,73 @@
+//! Indicator extraction for stored content, run by the writer after the replies went out.
+//!
+//! Extraction is `moat-intel`'s; this module only moves its results into the index: one row
+//! per URL, registrable domain, header recipient, sender identity and `Received` hop, plus the
+//! subject and the campaign fingerprint on the blob.
+
+use super::files;
+use rusqlite::{params, Connection};
+use std::path::Path;
+
+/// Extracts and indexes each blob in `shas` (one transaction for all of them).
+pub fn analyse_blobs(db: &mut Connection, dir: &Path, shas: &[String]) -> rusqlite::Result<()> {
+    let mut work = Vec::with_capacity(shas.len());
+    for sha in shas {
+        let row: Option<(String, i64)> = db
+            .query_row(
+                "SELECT file, body_offset FROM blobs WHERE sha256 = ?1",
+                [sha],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok();
+        let Some((file, offset)) = row else { continue };
+        let Ok(bytes) = std::fs::read(files::new_dir(dir).join(&file)) else {
+            continue;
+        };
+        let raw = bytes.get(offset.max(0) as usize..).unwrap_or_default();
+        work.push((sha.clone(), moat_intel::extract(raw)));
+    }
+    let tx = db.transaction()?;
+    for (sha, ind) in &work {
+        tx.execute("DELETE FROM iocs WHERE sha256 = ?1", [sha])?;
+        let add = |kind: &str, value: &str, detail: Option<String>| {
+            tx.execute(
+                "INSERT INTO iocs(sha256, kind, value, detail) VALUES (?1, ?2, ?3, ?4)",
+                params![sha, kind, value, detail],
+            )
+            .map(|_| ())
+        };
+        for u in &ind.urls {
+            let detail = format!(
+                "{:?}{}",
+                u.source,
+                if u.shortener { ",shortener" } else { "" }
+            );
+            add("url", &u.url, Some(detail))?;
+        }
+        for d in &ind.domains {
+            add("domain", d, None)?;
+        }
+        for r in &ind.recipients {
+            add("recipient", r, None)?;
+        }
+        for s in &ind.senders {
+            add("sender", s, None)?;
+        }
+        for (hop, r) in ind.received.iter().enumerate() {
+            add("received", r, Some(hop.to_string()))?;
+        }
+        let fingerprint = fingerprint_json(ind);
+        tx.execute(
+            "UPDATE blobs SET analysed = 1, subject = ?2, fingerprint = ?3 WHERE sha256 = ?1",
+            params![sha, ind.subject, fingerprint],
+        )?;
+    }
+    tx.commit()
+}
+
+/// The campaign fingerprint as stored: JSON, so the clustering code can change its fields
+/// without a schema migration.
+fn fingerprint_json(ind: &moat_intel::Indicators) -> String {
+    let urls: Vec<&str> = ind.urls.iter().map(|u| u.url.as_str()).collect();
+    serde_json::json!({ "subject": ind.subject, "urls": urls }).to_string()
+}

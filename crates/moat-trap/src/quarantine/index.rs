@@ -1,0 +1,289 @@
+//! The SQLite index over the message files: what arrived, from whom, with which credentials,
+//! and what it contained.
+//!
+//! Content lives in `blobs` (one row per distinct SHA-256, one file each: a spam run sent to a
+//! thousand victims is stored once); each delivery is a row in `messages` pointing at its blob.
+//! Indicators belong to the content, so `iocs` hangs off the blob. WAL with `synchronous=FULL`:
+//! a commit is on disk when it returns, and readers (the CLI) never block the trap.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::Path;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256 TEXT PRIMARY KEY,
+    file TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    body_offset INTEGER NOT NULL,
+    first_ms INTEGER NOT NULL,
+    analysed INTEGER NOT NULL DEFAULT 0,
+    subject TEXT,
+    fingerprint TEXT
+);
+CREATE INDEX IF NOT EXISTS blobs_first ON blobs(first_ms);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    received_ms INTEGER NOT NULL,
+    client_ip TEXT NOT NULL,
+    client_port INTEGER NOT NULL,
+    helo TEXT NOT NULL,
+    mail_from TEXT NOT NULL,
+    rcpt_to TEXT NOT NULL,
+    auth_user TEXT,
+    auth_password TEXT,
+    tls INTEGER NOT NULL,
+    listener TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL REFERENCES blobs(sha256)
+);
+CREATE INDEX IF NOT EXISTS messages_sha ON messages(sha256);
+CREATE INDEX IF NOT EXISTS messages_time ON messages(received_ms);
+CREATE TABLE IF NOT EXISTS iocs (
+    sha256 TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS iocs_sha ON iocs(sha256);
+CREATE INDEX IF NOT EXISTS iocs_value ON iocs(kind, value);
+CREATE TABLE IF NOT EXISTS logins (
+    at_ms INTEGER NOT NULL,
+    client_ip TEXT NOT NULL,
+    mechanism TEXT NOT NULL,
+    username TEXT NOT NULL,
+    password TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    tls INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logins_time ON logins(at_ms);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+";
+
+pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let c = Connection::open(path)?;
+    c.busy_timeout(std::time::Duration::from_secs(10))?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "FULL")?;
+    c.execute_batch(SCHEMA)?;
+    Ok(c)
+}
+
+/// Opens an existing index for reading only (the CLI, while the trap may be running).
+pub fn open_read(path: &Path) -> rusqlite::Result<Connection> {
+    let c = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    c.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(c)
+}
+
+pub fn blob_file(c: &Connection, sha: &str) -> rusqlite::Result<Option<String>> {
+    c.query_row("SELECT file FROM blobs WHERE sha256 = ?1", [sha], |r| {
+        r.get(0)
+    })
+    .optional()
+}
+
+pub fn add_counter(c: &Connection, name: &str, by: i64) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO counters(name, value) VALUES (?1, ?2)
+         ON CONFLICT(name) DO UPDATE SET value = value + ?2",
+        params![name, by],
+    )?;
+    Ok(())
+}
+
+pub fn counter(c: &Connection, name: &str) -> rusqlite::Result<i64> {
+    Ok(
+        c.query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .unwrap_or(0),
+    )
+}
+
+pub fn total_bytes(c: &Connection) -> rusqlite::Result<i64> {
+    c.query_row("SELECT COALESCE(SUM(size), 0) FROM blobs", [], |r| r.get(0))
+}
+
+/// One delivery, as the CLI shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MessageRow {
+    pub id: String,
+    pub received_ms: i64,
+    pub client_ip: String,
+    pub client_port: i64,
+    pub helo: String,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub auth_user: Option<String>,
+    pub auth_password: Option<String>,
+    pub tls: bool,
+    pub listener: String,
+    pub size: i64,
+    pub sha256: String,
+    pub subject: Option<String>,
+    pub file: String,
+    pub body_offset: i64,
+}
+
+const MESSAGE_COLUMNS: &str = "m.id, m.received_ms, m.client_ip, m.client_port, m.helo, \
+    m.mail_from, m.rcpt_to, m.auth_user, m.auth_password, m.tls, m.listener, m.size, m.sha256, \
+    b.subject, b.file, b.body_offset";
+
+fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+    let rcpt: String = r.get(6)?;
+    Ok(MessageRow {
+        id: r.get(0)?,
+        received_ms: r.get(1)?,
+        client_ip: r.get(2)?,
+        client_port: r.get(3)?,
+        helo: r.get(4)?,
+        mail_from: r.get(5)?,
+        rcpt_to: serde_json::from_str(&rcpt).unwrap_or_default(),
+        auth_user: r.get(7)?,
+        auth_password: r.get(8)?,
+        tls: r.get::<_, i64>(9)? != 0,
+        listener: r.get(10)?,
+        size: r.get(11)?,
+        sha256: r.get(12)?,
+        subject: r.get(13)?,
+        file: r.get(14)?,
+        body_offset: r.get(15)?,
+    })
+}
+
+/// The newest `limit` deliveries, newest first.
+pub fn list(c: &Connection, limit: usize) -> rusqlite::Result<Vec<MessageRow>> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN blobs b ON b.sha256 = m.sha256
+         ORDER BY m.received_ms DESC, m.id DESC LIMIT ?1"
+    );
+    let mut st = c.prepare(&sql)?;
+    let rows = st.query_map([limit as i64], message_row)?;
+    rows.collect()
+}
+
+pub fn get(c: &Connection, id: &str) -> rusqlite::Result<Option<MessageRow>> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN blobs b ON b.sha256 = m.sha256 WHERE m.id = ?1"
+    );
+    c.query_row(&sql, [id], message_row).optional()
+}
+
+pub fn count_messages(c: &Connection) -> rusqlite::Result<i64> {
+    c.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+}
+
+/// One indicator of one message's content.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Ioc {
+    pub kind: String,
+    pub value: String,
+    pub detail: Option<String>,
+}
+
+pub fn iocs_of(c: &Connection, sha: &str) -> rusqlite::Result<Vec<Ioc>> {
+    let mut st =
+        c.prepare("SELECT kind, value, detail FROM iocs WHERE sha256 = ?1 ORDER BY rowid")?;
+    let rows = st.query_map([sha], |r| {
+        Ok(Ioc {
+            kind: r.get(0)?,
+            value: r.get(1)?,
+            detail: r.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// An indicator across the quarantine: how many deliveries carried it, first and last seen.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct IocSummary {
+    pub kind: String,
+    pub value: String,
+    pub messages: i64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+}
+
+/// Content indicators (urls, domains, ...) joined with the deliveries that carried them, plus
+/// the envelope ones (client addresses, envelope recipients, logins) read off `messages`.
+pub fn ioc_summary(c: &Connection, kind: Option<&str>) -> rusqlite::Result<Vec<IocSummary>> {
+    let sql = "
+        SELECT kind, value, COUNT(*), MIN(t), MAX(t) FROM (
+            SELECT i.kind AS kind, i.value AS value, m.received_ms AS t
+              FROM iocs i JOIN messages m ON m.sha256 = i.sha256
+            UNION ALL SELECT 'client-ip', client_ip, received_ms FROM messages
+            UNION ALL SELECT 'helo', helo, received_ms FROM messages WHERE helo != ''
+            UNION ALL SELECT 'envelope-from', mail_from, received_ms FROM messages WHERE mail_from != ''
+            UNION ALL SELECT 'envelope-rcpt', j.value, m.received_ms FROM messages m, json_each(m.rcpt_to) j
+            UNION ALL SELECT 'login', auth_user, received_ms FROM messages WHERE auth_user IS NOT NULL
+        )
+        WHERE ?1 IS NULL OR kind = ?1
+        GROUP BY kind, value
+        ORDER BY kind, COUNT(*) DESC, value";
+    let mut st = c.prepare(sql)?;
+    let rows = st.query_map([kind], |r| {
+        Ok(IocSummary {
+            kind: r.get(0)?,
+            value: r.get(1)?,
+            messages: r.get(2)?,
+            first_ms: r.get(3)?,
+            last_ms: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// One login attempt on the trap.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LoginRow {
+    pub at_ms: i64,
+    pub client_ip: String,
+    pub mechanism: String,
+    pub username: String,
+    pub password: String,
+    pub verdict: String,
+    pub tls: bool,
+}
+
+pub fn logins(c: &Connection, limit: usize) -> rusqlite::Result<Vec<LoginRow>> {
+    let mut st = c.prepare(
+        "SELECT at_ms, client_ip, mechanism, username, password, verdict, tls FROM logins
+         ORDER BY at_ms DESC, rowid DESC LIMIT ?1",
+    )?;
+    let rows = st.query_map([limit as i64], |r| {
+        Ok(LoginRow {
+            at_ms: r.get(0)?,
+            client_ip: r.get(1)?,
+            mechanism: r.get(2)?,
+            username: r.get(3)?,
+            password: r.get(4)?,
+            verdict: r.get(5)?,
+            tls: r.get::<_, i64>(6)? != 0,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Every analysed blob's fingerprint, with the deliveries that carried it, oldest first.
+pub fn fingerprints(c: &Connection) -> rusqlite::Result<Vec<(String, String, Vec<String>)>> {
+    let mut st = c.prepare(
+        "SELECT b.sha256, b.fingerprint, group_concat(m.id, ' ')
+           FROM blobs b JOIN messages m ON m.sha256 = b.sha256
+          WHERE b.fingerprint IS NOT NULL
+          GROUP BY b.sha256 ORDER BY b.first_ms, b.sha256",
+    )?;
+    let rows = st.query_map([], |r| {
+        let ids: String = r.get(2)?;
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            ids.split(' ').map(str::to_string).collect(),
+        ))
+    })?;
+    rows.collect()
+}

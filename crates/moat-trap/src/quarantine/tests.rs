@@ -1,0 +1,177 @@
+use super::*;
+
+fn meta(id: &str, ms: u64, rcpt: &str) -> Meta {
+    Meta {
+        id: id.into(),
+        received_ms: ms,
+        client_ip: "127.9.0.1".into(),
+        client_port: 40000,
+        helo: "bot".into(),
+        mail_from: "spam@bad.test".into(),
+        rcpt_to: vec![rcpt.into()],
+        auth_user: Some("info@moat.test".into()),
+        auth_password: Some("123456".into()),
+        tls: false,
+        listener: "trap".into(),
+    }
+}
+
+const MSG: &[u8] = b"From: <spam@bad.test>\r\nTo: <v@victim.test>\r\nSubject: Cheap pills\r\n\r\nBuy at https://pills.example.com/buy?x=1 now\r\n";
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn stored_indexed_deduplicated_and_analysed() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+    let rt = rt();
+    let a = rt
+        .block_on(q.store(meta("A1", 1000, "v1@victim.test"), MSG.to_vec()))
+        .unwrap();
+    let b = rt
+        .block_on(q.store(meta("B2", 2000, "v2@victim.test"), MSG.to_vec()))
+        .unwrap();
+    assert!(!a.duplicate && b.duplicate);
+    rt.block_on(q.flush());
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("new")).unwrap().collect();
+    assert_eq!(files.len(), 1, "one file for one content");
+    let db = index::open_read(&index_path(dir.path())).unwrap();
+    let rows = index::list(&db, 10).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["B2", "A1"]
+    );
+    assert_eq!(rows[1].rcpt_to, ["v1@victim.test"]);
+    assert_eq!(read_message(dir.path(), &rows[0]).unwrap(), MSG);
+    let iocs = index::iocs_of(&db, &rows[0].sha256).unwrap();
+    assert!(
+        iocs.iter()
+            .any(|i| i.kind == "url" && i.value == "https://pills.example.com/buy?x=1"),
+        "{iocs:?}"
+    );
+    assert!(iocs
+        .iter()
+        .any(|i| i.kind == "domain" && i.value == "example.com"));
+    assert_eq!(rows[0].subject.as_deref(), Some("Cheap pills"));
+    let summary = index::ioc_summary(&db, Some("envelope-rcpt")).unwrap();
+    assert_eq!(summary.len(), 2);
+    let dom = index::ioc_summary(&db, Some("domain")).unwrap();
+    assert_eq!(
+        (dom[0].messages, dom[0].first_ms, dom[0].last_ms),
+        (2, 1000, 2000)
+    );
+}
+
+#[test]
+fn quota_evicts_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = QuarantineConfig::new(dir.path());
+    cfg.max_bytes = 250;
+    let q = Quarantine::open(cfg).unwrap();
+    let rt = rt();
+    for i in 0..5u64 {
+        let body = format!("Subject: m{i}\r\n\r\n{}\r\n", "x".repeat(80));
+        rt.block_on(q.store(meta(&format!("M{i}"), 1000 + i, "v@x"), body.into_bytes()))
+            .unwrap();
+    }
+    rt.block_on(q.flush());
+    let db = index::open_read(&index_path(dir.path())).unwrap();
+    let ids: Vec<String> = index::list(&db, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["M4", "M3"]);
+    assert_eq!(q.stats().evicted.load(Ordering::Relaxed), 3);
+    assert!(q.stats().bytes.load(Ordering::Relaxed) <= 250);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("new")).unwrap().count(),
+        2
+    );
+    assert_eq!(index::counter(&db, "evicted").unwrap(), 3);
+}
+
+#[test]
+fn recovery_after_a_crash_between_file_and_index() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+    std::fs::create_dir_all(dir.path().join("new")).unwrap();
+    // A whole file whose commit never happened, a half file in tmp/, and (after a first
+    // open) an index row whose file vanished.
+    {
+        let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+        rt().block_on(q.store(
+            meta("GONE", 5, "a@b"),
+            b"Subject: gone\r\n\r\nx\r\n".to_vec(),
+        ))
+        .unwrap();
+        rt().block_on(q.flush());
+    }
+    for e in std::fs::read_dir(dir.path().join("new")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    files::write(
+        dir.path(),
+        &files::file_name("ORPHAN", 7000),
+        &meta("ORPHAN", 7000, "o@x"),
+        MSG,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("tmp/123.HALF.moat"),
+        b"X-Moat-Trap: {\"id\"",
+    )
+    .unwrap();
+    let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+    rt().block_on(q.flush());
+    assert_eq!(q.stats().recovered.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+    let db = index::open_read(&index_path(dir.path())).unwrap();
+    let rows = index::list(&db, 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].id.as_str(), rows[0].rcpt_to[0].as_str()),
+        ("ORPHAN", "o@x")
+    );
+    assert_eq!(read_message(dir.path(), &rows[0]).unwrap(), MSG);
+    // ...and it was analysed at start.
+    assert!(!index::iocs_of(&db, &rows[0].sha256).unwrap().is_empty());
+}
+
+#[test]
+fn logins_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+    for (u, v) in [("a@x", "refused"), ("b@x", "common-password")] {
+        q.record_login(Login {
+            at_ms: 9,
+            client_ip: "127.0.0.9".into(),
+            mechanism: "PLAIN".into(),
+            username: u.into(),
+            password: "pw".into(),
+            verdict: v.into(),
+            tls: true,
+        });
+    }
+    rt().block_on(q.flush());
+    let db = index::open_read(&index_path(dir.path())).unwrap();
+    let l = index::logins(&db, 10).unwrap();
+    assert_eq!(l.len(), 2);
+    assert!(l
+        .iter()
+        .any(|r| r.username == "b@x" && r.verdict == "common-password" && r.tls));
+}
+
+#[test]
+fn ids_sort_by_time() {
+    assert!(new_id(1_000) < new_id(1_001));
+    assert_eq!(new_id(1).len(), 16);
+}

@@ -1,0 +1,461 @@
+//! The trap's listeners: sockets, TLS, timeouts and session caps around [`Session`].
+//!
+//! Each connection is one task that reads into a small buffer, feeds the session, and writes the
+//! replies it queued once the input runs dry (so a pipelining client gets them in one write).
+//! The only I/O besides the client socket is the quarantine: nothing here opens a connection,
+//! so the trap cannot relay whatever the client asks.
+
+use crate::login::{LoginPolicy, LoginRules};
+use crate::quarantine::{new_id, Login, Meta, Quarantine};
+use crate::session::{Limits, Mode, Session, Step};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One listener's settings.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Recorded with each message (`trap`, `capture`, or the configured name).
+    pub name: String,
+    pub listen: SocketAddr,
+    /// TLS from the first byte (port 465 style) instead of STARTTLS.
+    pub implicit_tls: bool,
+    pub limits: Limits,
+    /// Longest wait for the next command (or the next chunk of message data).
+    pub command_timeout: Duration,
+    /// Longest a whole session may last.
+    pub session_timeout: Duration,
+    /// Wait before a refused login is answered (Dovecot's `auth_failure_delay` is 2 s).
+    pub auth_failure_delay: Duration,
+    /// Wait before an accepted login is answered, as password hashing would take.
+    pub auth_delay: Duration,
+}
+
+impl ListenerConfig {
+    pub fn trap(listen: SocketAddr) -> Self {
+        ListenerConfig {
+            name: "trap".into(),
+            listen,
+            implicit_tls: false,
+            limits: Limits {
+                starttls: true,
+                ..Limits::default()
+            },
+            command_timeout: Duration::from_secs(60),
+            session_timeout: Duration::from_secs(600),
+            auth_failure_delay: Duration::from_secs(2),
+            auth_delay: Duration::from_millis(150),
+        }
+    }
+
+    /// The capture listener behind Postfix: XFORWARD, no AUTH, no TLS, large messages.
+    pub fn capture(listen: SocketAddr) -> Self {
+        let mut c = ListenerConfig::trap(listen);
+        c.name = "capture".into();
+        c.limits.mode = Mode::Capture;
+        c.limits.max_size = 50 << 20;
+        c.limits.max_rcpts = 1000;
+        c.limits.hostname = "capture.moat".into();
+        c.command_timeout = Duration::from_secs(300);
+        c
+    }
+}
+
+/// Whether the mail shield made a login a honey account.
+pub type HoneyCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// What every listener of one trap shares: the quarantine, TLS, the login policy and the caps.
+pub struct Trap {
+    pub quarantine: Quarantine,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    honey: Option<HoneyCheck>,
+    policy: Mutex<LoginPolicy>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    sessions: AtomicUsize,
+    max_sessions: usize,
+    max_per_ip: usize,
+    pub stats: TrapStats,
+}
+
+#[derive(Debug, Default)]
+pub struct TrapStats {
+    pub sessions: AtomicU64,
+    pub refused_sessions: AtomicU64,
+    pub logins_accepted: AtomicU64,
+    pub logins_refused: AtomicU64,
+    pub messages: AtomicU64,
+    pub closed_bad_input: AtomicU64,
+    pub timeouts: AtomicU64,
+}
+
+/// Caps that apply across all listeners of a trap.
+#[derive(Debug, Clone, Copy)]
+pub struct TrapLimits {
+    pub max_sessions: usize,
+    pub max_per_ip: usize,
+    pub login: LoginRules,
+}
+
+impl Default for TrapLimits {
+    fn default() -> Self {
+        TrapLimits {
+            max_sessions: 10_000,
+            max_per_ip: 20,
+            login: LoginRules::default(),
+        }
+    }
+}
+
+impl Trap {
+    pub fn new(
+        quarantine: Quarantine,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        honey: Option<HoneyCheck>,
+        limits: TrapLimits,
+    ) -> Arc<Self> {
+        Arc::new(Trap {
+            quarantine,
+            tls: tls.map(tokio_rustls::TlsAcceptor::from),
+            honey,
+            policy: Mutex::new(LoginPolicy::new(limits.login)),
+            per_ip: Mutex::new(HashMap::new()),
+            sessions: AtomicUsize::new(0),
+            max_sessions: limits.max_sessions,
+            max_per_ip: limits.max_per_ip,
+            stats: TrapStats::default(),
+        })
+    }
+
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// `(name, help, value)` for the admin `/metrics`.
+    pub fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let s = &self.stats;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut m = vec![
+            (
+                "moat_trap_sessions_total",
+                "SMTP sessions accepted by the trap",
+                g(&s.sessions),
+            ),
+            (
+                "moat_trap_sessions_refused_total",
+                "Sessions refused by the per-address or total cap",
+                g(&s.refused_sessions),
+            ),
+            (
+                "moat_trap_sessions_open",
+                "Sessions open now",
+                self.sessions.load(Ordering::Relaxed) as u64,
+            ),
+            (
+                "moat_trap_logins_accepted_total",
+                "Logins the trap let succeed",
+                g(&s.logins_accepted),
+            ),
+            (
+                "moat_trap_logins_refused_total",
+                "Logins the trap refused",
+                g(&s.logins_refused),
+            ),
+            (
+                "moat_trap_messages_total",
+                "Messages captured (durable before the 250)",
+                g(&s.messages),
+            ),
+            (
+                "moat_trap_bad_input_total",
+                "Sessions closed for malformed input",
+                g(&s.closed_bad_input),
+            ),
+            (
+                "moat_trap_timeouts_total",
+                "Sessions closed by a timeout",
+                g(&s.timeouts),
+            ),
+        ];
+        m.extend(self.quarantine.metrics());
+        m
+    }
+
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<SessionGuard> {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = per_ip.get(&ip).copied().unwrap_or(0);
+        if n >= self.max_per_ip || self.sessions.load(Ordering::Relaxed) >= self.max_sessions {
+            return None;
+        }
+        per_ip.insert(ip, n + 1);
+        self.sessions.fetch_add(1, Ordering::Relaxed);
+        Some(SessionGuard {
+            trap: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// Releases a session's place in the caps when the connection ends, however it ends.
+struct SessionGuard {
+    trap: Arc<Trap>,
+    ip: IpAddr,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.trap.sessions.fetch_sub(1, Ordering::Relaxed);
+        let mut per_ip = self.trap.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Accepts connections forever (until the task is aborted).
+pub async fn serve(listener: TcpListener, cfg: Arc<ListenerConfig>, trap: Arc<Trap>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "trap: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (cfg, trap) = (cfg.clone(), trap.clone());
+        tokio::spawn(async move { connection(stream, peer, cfg, trap).await });
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    cfg: Arc<ListenerConfig>,
+    trap: Arc<Trap>,
+) {
+    let Some(_guard) = trap.admit(peer.ip()) else {
+        trap.stats.refused_sessions.fetch_add(1, Ordering::Relaxed);
+        let _ = stream
+            .write_all(b"421 4.7.0 Error: too many connections; try again later\r\n")
+            .await;
+        return;
+    };
+    trap.stats.sessions.fetch_add(1, Ordering::Relaxed);
+    let run = async {
+        let mut limits = cfg.limits.clone();
+        limits.starttls = cfg.limits.starttls
+            && trap.tls.is_some()
+            && !cfg.implicit_tls
+            && cfg.limits.mode == Mode::Trap;
+        let mut session = Session::new(limits);
+        match (&trap.tls, cfg.implicit_tls) {
+            (Some(acceptor), true) => {
+                let Ok(Ok(tls)) =
+                    tokio::time::timeout(cfg.command_timeout, acceptor.accept(stream)).await
+                else {
+                    return;
+                };
+                session.set_tls();
+                converse(tls, &mut session, peer, &cfg, &trap, true).await;
+            }
+            _ => {
+                if let Some(plain) = converse(stream, &mut session, peer, &cfg, &trap, true).await {
+                    let Some(acceptor) = &trap.tls else { return };
+                    let Ok(Ok(tls)) =
+                        tokio::time::timeout(cfg.command_timeout, acceptor.accept(plain)).await
+                    else {
+                        return;
+                    };
+                    session.tls_started();
+                    converse(tls, &mut session, peer, &cfg, &trap, false).await;
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(cfg.session_timeout, run)
+        .await
+        .is_err()
+    {
+        trap.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(target: "moat::trap", peer = %peer, "session timeout");
+    }
+}
+
+/// Runs the conversation on one stream. Returns the stream when the client asked for STARTTLS.
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    s: &mut Session,
+    peer: SocketAddr,
+    cfg: &ListenerConfig,
+    trap: &Trap,
+    greet: bool,
+) -> Option<S> {
+    let mut out: Vec<u8> = Vec::with_capacity(512);
+    if greet {
+        out.extend_from_slice(s.greeting().as_bytes());
+    }
+    let mut buf = vec![0u8; 4096];
+    let mut filled = 0usize;
+    loop {
+        let mut input = &buf[..filled];
+        let mut close = false;
+        let mut starttls = false;
+        while !input.is_empty() {
+            match s.feed(&mut input) {
+                Step::NeedMore => break,
+                Step::Reply(r) => out.extend_from_slice(r.as_bytes()),
+                Step::Login(c) => {
+                    let reply = login(s, &c, peer, cfg, trap).await;
+                    out.extend_from_slice(reply.as_bytes());
+                }
+                Step::Deliver(env, data) => {
+                    let reply = deliver(s, env, data, peer, cfg, trap).await;
+                    out.extend_from_slice(reply.as_bytes());
+                }
+                Step::StartTls(r) => {
+                    out.extend_from_slice(r.as_bytes());
+                    starttls = true;
+                    break;
+                }
+                Step::Close(r) => {
+                    if !r.starts_with("221") {
+                        trap.stats.closed_bad_input.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(target: "moat::trap", peer = %peer, reply = r.trim_end(), "malformed input, closing");
+                    }
+                    out.extend_from_slice(r.as_bytes());
+                    close = true;
+                    break;
+                }
+            }
+        }
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
+                return None;
+            }
+            out.clear();
+        }
+        if close {
+            let _ = stream.shutdown().await;
+            return None;
+        }
+        if starttls {
+            // Whatever the client pipelined after STARTTLS is dropped: it was sent in the
+            // clear and must not be taken as if it came through TLS.
+            return Some(stream);
+        }
+        match tokio::time::timeout(cfg.command_timeout, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(n)) => filled = n,
+            Err(_) => {
+                trap.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                let _ = stream
+                    .write_all(b"421 4.4.2 Error: timeout exceeded\r\n")
+                    .await;
+                return None;
+            }
+        }
+    }
+}
+
+async fn login(
+    s: &mut Session,
+    c: &crate::sasl::Credentials,
+    peer: SocketAddr,
+    cfg: &ListenerConfig,
+    trap: &Trap,
+) -> String {
+    let honey = trap.honey.as_ref().is_some_and(|h| h(&c.username));
+    let verdict = trap
+        .policy
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .decide(&c.username, &c.password, honey);
+    let tls = s.envelope().tls;
+    trap.quarantine.record_login(Login {
+        at_ms: now_ms(),
+        client_ip: peer.ip().to_string(),
+        mechanism: c.mechanism.into(),
+        username: c.username.clone(),
+        password: c.password.clone(),
+        verdict: verdict.as_str().into(),
+        tls,
+    });
+    tracing::info!(target: "moat::trap", peer = %peer, user = %c.username,
+        mechanism = c.mechanism, verdict = verdict.as_str(), tls, "login attempt");
+    if verdict.accepted() {
+        trap.stats.logins_accepted.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(cfg.auth_delay).await;
+        s.set_login_password(&c.password);
+    } else {
+        trap.stats.logins_refused.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(cfg.auth_failure_delay).await;
+    }
+    s.login_result(c, verdict.accepted())
+}
+
+async fn deliver(
+    s: &mut Session,
+    env: crate::session::Envelope,
+    data: Vec<u8>,
+    peer: SocketAddr,
+    cfg: &ListenerConfig,
+    trap: &Trap,
+) -> String {
+    let received_ms = now_ms();
+    let id = new_id(received_ms);
+    // Behind Postfix (capture mode) the bot is the XFORWARD client, not the socket peer.
+    let client_ip = env
+        .xforward("ADDR")
+        .filter(|a| a.parse::<IpAddr>().is_ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| peer.ip().to_string());
+    let helo = env
+        .xforward("HELO")
+        .map(str::to_string)
+        .unwrap_or_else(|| env.helo.clone());
+    let meta = Meta {
+        id: id.clone(),
+        received_ms,
+        client_ip,
+        client_port: peer.port(),
+        helo,
+        mail_from: env.mail_from.clone(),
+        rcpt_to: env.rcpt_to.clone(),
+        auth_user: env.auth_user.clone(),
+        auth_password: s.login_password().map(str::to_string),
+        tls: env.tls,
+        listener: cfg.name.clone(),
+    };
+    let size = data.len();
+    match trap.quarantine.store(meta, data).await {
+        Ok(stored) => {
+            trap.stats.messages.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(target: "moat::trap", id = %stored.id, peer = %peer, from = %env.mail_from,
+                rcpts = env.rcpt_to.len(), size, duplicate = stored.duplicate, listener = %cfg.name,
+                "message captured");
+            s.delivered(&stored.id)
+        }
+        Err(e) => {
+            tracing::error!(target: "moat::trap", error = %e, "could not store a message; answering 451");
+            s.store_failed()
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    moat_core::Clock::now_ms(&moat_core::SystemClock)
+}
+
+/// Binds a listener (separate from [`serve`] so callers learn the port before serving).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,235 @@
+//! `moat quarantine`: read what the trap captured. Works while the trap runs (the index is
+//! opened read-only; SQLite's WAL lets readers and the writer go on together).
+
+use crate::ConfigArgs;
+use anyhow::Context;
+use moat_trap::quarantine::{index, index_path, read_message};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct QuarantineArgs {
+    /// The quarantine directory (default: from the config's [trap] or [mail], else
+    /// STATE_DIR/quarantine).
+    #[arg(long, global = true)]
+    dir: Option<PathBuf>,
+    #[command(flatten)]
+    cfg: ConfigArgs,
+    #[command(subcommand)]
+    cmd: QuarantineCmd,
+}
+
+#[derive(clap::Subcommand)]
+enum QuarantineCmd {
+    /// The newest deliveries.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One delivery: envelope, credentials, indicators; `--raw` prints the message as received.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, conflicts_with = "json")]
+        raw: bool,
+    },
+    /// Indicators across the quarantine, with how many deliveries carried each.
+    Iocs {
+        /// url, domain, recipient, sender, received, client-ip, helo, envelope-from,
+        /// envelope-rcpt, login.
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Login attempts on the trap, newest first.
+    Logins {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn resolve_dir(a: &QuarantineArgs) -> Option<PathBuf> {
+    if let Some(d) = &a.dir {
+        return Some(d.clone());
+    }
+    let mut ov = crate::cmd_run::overrides(&a.cfg);
+    if a.cfg.config.is_none() {
+        ov.upstream = Some("http://127.0.0.1:1".into());
+    }
+    let cfg = crate::cmd_run::load_or_report(&a.cfg, ov)?;
+    Some(match (&cfg.trap, &cfg.mail) {
+        (Some(t), _) => t.quarantine_dir.clone(),
+        (None, Some(m)) => m.quarantine_dir.clone(),
+        (None, None) => cfg.server.state_dir.join("quarantine"),
+    })
+}
+
+fn open(dir: &Path) -> anyhow::Result<rusqlite::Connection> {
+    let p = index_path(dir);
+    if !p.is_file() {
+        anyhow::bail!(
+            "{}: no quarantine index here (has the trap run?)",
+            p.display()
+        );
+    }
+    index::open_read(&p).with_context(|| format!("opening {}", p.display()))
+}
+
+pub fn run(a: QuarantineArgs) -> anyhow::Result<ExitCode> {
+    let Some(dir) = resolve_dir(&a) else {
+        return Ok(ExitCode::from(1));
+    };
+    let db = open(&dir)?;
+    match a.cmd {
+        QuarantineCmd::List { limit, json } => {
+            let rows = index::list(&db, limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<16}  {:<20}  {:<15}  {:<24}  {:>5}  SUBJECT",
+                    "ID", "RECEIVED (UTC)", "CLIENT", "LOGIN", "RCPTS"
+                );
+                for r in rows {
+                    println!(
+                        "{:<16}  {:<20}  {:<15}  {:<24}  {:>5}  {}",
+                        r.id,
+                        utc(r.received_ms),
+                        r.client_ip,
+                        clip(r.auth_user.as_deref().unwrap_or("-"), 24),
+                        r.rcpt_to.len(),
+                        clip(r.subject.as_deref().unwrap_or(""), 60)
+                    );
+                }
+            }
+        }
+        QuarantineCmd::Show { id, json, raw } => {
+            let Some(r) = index::get(&db, &id)? else {
+                eprintln!("no message {id}");
+                return Ok(ExitCode::from(1));
+            };
+            if raw {
+                use std::io::Write;
+                std::io::stdout().write_all(&read_message(&dir, &r)?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let iocs = index::iocs_of(&db, &r.sha256)?;
+            if json {
+                let v = serde_json::json!({ "message": r, "iocs": iocs });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("id:        {}", r.id);
+                println!("received:  {}", utc(r.received_ms));
+                println!(
+                    "client:    {}:{} (HELO {})",
+                    r.client_ip, r.client_port, r.helo
+                );
+                println!(
+                    "listener:  {}{}",
+                    r.listener,
+                    if r.tls { ", TLS" } else { "" }
+                );
+                if let Some(u) = &r.auth_user {
+                    println!(
+                        "login:     {u} / {}",
+                        r.auth_password.as_deref().unwrap_or("")
+                    );
+                }
+                println!("from:      <{}>", r.mail_from);
+                for t in &r.rcpt_to {
+                    println!("to:        <{t}>");
+                }
+                println!("size:      {} bytes, sha256 {}", r.size, r.sha256);
+                println!("file:      {}", dir.join("new").join(&r.file).display());
+                println!("subject:   {}", r.subject.as_deref().unwrap_or(""));
+                for i in iocs {
+                    match i.detail {
+                        Some(d) => println!("  {:<10} {}  ({d})", i.kind, i.value),
+                        None => println!("  {:<10} {}", i.kind, i.value),
+                    }
+                }
+            }
+        }
+        QuarantineCmd::Iocs { kind, json } => {
+            let rows = index::ioc_summary(&db, kind.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<14}  {:>8}  {:<20}  VALUE",
+                    "KIND", "MESSAGES", "LAST SEEN (UTC)"
+                );
+                for r in rows {
+                    println!(
+                        "{:<14}  {:>8}  {:<20}  {}",
+                        r.kind,
+                        r.messages,
+                        utc(r.last_ms),
+                        r.value
+                    );
+                }
+            }
+        }
+        QuarantineCmd::Logins { limit, json } => {
+            let rows = index::logins(&db, limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<20}  {:<15}  {:<5}  {:<16}  {:<28}  PASSWORD",
+                    "AT (UTC)", "CLIENT", "MECH", "VERDICT", "USER"
+                );
+                for r in rows {
+                    println!(
+                        "{:<20}  {:<15}  {:<5}  {:<16}  {:<28}  {}",
+                        utc(r.at_ms),
+                        r.client_ip,
+                        r.mechanism,
+                        r.verdict,
+                        clip(&r.username, 28),
+                        r.password
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC from Unix milliseconds.
+pub fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

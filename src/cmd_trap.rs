@@ -1,0 +1,129 @@
+//! `moat trap`: the SMTP trap on its own, configured from the command line.
+
+use crate::cmd_run::{init_logging, shutdown_signal};
+use anyhow::Context;
+use moat_config::{Trap, TrapListener, TrapTls};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct TrapArgs {
+    /// SMTP listener with STARTTLS (repeatable).
+    #[arg(long, default_value = "127.0.0.1:2525")]
+    listen: Vec<String>,
+    /// Listener with TLS from the first byte, port 465 style (repeatable).
+    #[arg(long)]
+    tls_listen: Vec<String>,
+    /// Quarantine directory (Maildir files plus index.sqlite).
+    #[arg(long, default_value = "moat-quarantine")]
+    quarantine: PathBuf,
+    /// Where the generated TLS certificate is kept (default: the quarantine directory).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// PEM certificate chain and key, instead of a generated self-signed pair.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The name in the banner and EHLO reply.
+    #[arg(long, default_value = "mail.localdomain")]
+    hostname: String,
+    /// Logins succeed with one of the N most common passwords (0: never).
+    #[arg(long, default_value_t = 1000)]
+    top_passwords: u32,
+    /// ...or on the K-th attempt for one user name (0: never).
+    #[arg(long, default_value_t = 5)]
+    kth_attempt: u32,
+    /// Wait before a refused login is answered, e.g. 2s or 0s.
+    #[arg(long, default_value = "2s")]
+    auth_failure_delay: String,
+    #[arg(long, default_value_t = 10_000)]
+    max_sessions: u32,
+    #[arg(long, default_value_t = 20)]
+    max_sessions_per_ip: u32,
+    #[arg(long, default_value_t = 10)]
+    max_message_mb: u32,
+    #[arg(long, default_value_t = 100)]
+    max_recipients: u32,
+    /// Disk quota for captured content, MiB (0: none).
+    #[arg(long, default_value_t = 1024)]
+    quota_mb: u64,
+    #[arg(long, default_value = "60s")]
+    command_timeout: String,
+    #[arg(long, default_value = "10m")]
+    session_timeout: String,
+    /// Log format: json or text.
+    #[arg(long, default_value = "json")]
+    log_format: String,
+}
+
+fn duration(v: &str, flag: &str) -> anyhow::Result<Duration> {
+    moat_config::parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+}
+
+fn addr(v: &str, flag: &str) -> anyhow::Result<std::net::SocketAddr> {
+    v.parse()
+        .with_context(|| format!("--{flag}: `{v}` is not an address:port"))
+}
+
+pub fn run(a: TrapArgs) -> anyhow::Result<ExitCode> {
+    let mut listeners = Vec::new();
+    for (i, l) in a.listen.iter().enumerate() {
+        listeners.push(TrapListener {
+            name: if i == 0 {
+                "smtp".into()
+            } else {
+                format!("smtp{i}")
+            },
+            listen: addr(l, "listen")?,
+            tls: TrapTls::StartTls,
+        });
+    }
+    for (i, l) in a.tls_listen.iter().enumerate() {
+        listeners.push(TrapListener {
+            name: if i == 0 {
+                "smtps".into()
+            } else {
+                format!("smtps{i}")
+            },
+            listen: addr(l, "tls-listen")?,
+            tls: TrapTls::Implicit,
+        });
+    }
+    let cfg = Trap {
+        quarantine_dir: a.quarantine.clone(),
+        quota_bytes: a.quota_mb << 20,
+        hostname: a.hostname.clone(),
+        tls_files: a.tls_cert.clone().zip(a.tls_key.clone()),
+        top_passwords: a.top_passwords,
+        kth_attempt: a.kth_attempt,
+        max_sessions: a.max_sessions.max(1),
+        max_sessions_per_ip: a.max_sessions_per_ip.max(1),
+        max_message_bytes: u64::from(a.max_message_mb.max(1)) << 20,
+        max_recipients: a.max_recipients.max(1),
+        command_timeout: duration(&a.command_timeout, "command-timeout")?,
+        session_timeout: duration(&a.session_timeout, "session-timeout")?,
+        auth_failure_delay: duration(&a.auth_failure_delay, "auth-failure-delay")?,
+        listeners,
+    };
+    let state_dir = a.state_dir.clone().unwrap_or_else(|| a.quarantine.clone());
+    init_logging(&a.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let q = moat_trap::run::open_quarantine(&cfg)?;
+        let running = moat_trap::run::start(&cfg, &state_dir, q, None).await?;
+        for (name, addr, implicit) in &running.listeners {
+            tracing::info!(listener = %name, %addr, implicit_tls = implicit,
+                quarantine = %cfg.quarantine_dir.display(), "trap is listening");
+        }
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let q = running.trap.quarantine.clone();
+        running.shutdown();
+        q.flush().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
