@@ -324,6 +324,29 @@ impl Session {
         let parsed = Request::parse(&mut with_crlf.iter());
         match parsed {
             Ok(req) => self.request(req.into_owned()),
+            // smtp-proto is stricter than Postfix about paths: it refuses address literals
+            // (`user@[192.0.2.1]`) and source routes, which are exactly what relay probes
+            // send. Accept what Postfix accepts, so the probe is recorded, not bounced.
+            Err(ProtoError::InvalidSenderAddress | ProtoError::InvalidRecipientAddress)
+                if lenient_path(line).is_some() =>
+            {
+                let (is_mail, addr) = lenient_path(line).unwrap_or_default();
+                if is_mail {
+                    self.request(Request::Mail {
+                        from: smtp_proto::MailFrom {
+                            address: addr,
+                            ..Default::default()
+                        },
+                    })
+                } else {
+                    self.request(Request::Rcpt {
+                        to: smtp_proto::RcptTo {
+                            address: addr,
+                            ..Default::default()
+                        },
+                    })
+                }
+            }
             Err(e) => {
                 self.error();
                 match e {
@@ -563,6 +586,27 @@ impl Session {
             }
         }
     }
+}
+
+/// `MAIL FROM:<path>` / `RCPT TO:<path>` read loosely: whatever lies between the brackets,
+/// if it is printable and of sane length. Returns (is MAIL, path).
+fn lenient_path(line: &[u8]) -> Option<(bool, String)> {
+    let text = std::str::from_utf8(line).ok()?;
+    let prefixed = |p: &str| {
+        text.get(..p.len())
+            .filter(|h| h.eq_ignore_ascii_case(p))
+            .map(|_| &text[p.len()..])
+    };
+    let (is_mail, rest) = match (prefixed("MAIL FROM:"), prefixed("RCPT TO:")) {
+        (Some(r), _) => (true, r),
+        (None, Some(r)) => (false, r),
+        (None, None) => return None,
+    };
+    let inner = rest.trim_start().strip_prefix('<')?;
+    let end = inner.find('>')?;
+    let path = &inner[..end];
+    (path.len() <= 256 && path.chars().all(|c| !c.is_control() && c != ' '))
+        .then(|| (is_mail, path.to_string()))
 }
 
 fn starts_with_ci(line: &[u8], word: &[u8]) -> bool {

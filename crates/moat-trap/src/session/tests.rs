@@ -182,3 +182,26 @@ fn capture_mode_takes_xforward_and_refuses_auth() {
     );
     assert_eq!(got[0].0.xforward("ADDR"), Some("127.10.0.5"));
 }
+
+#[test]
+fn relay_probe_paths_are_accepted_like_postfix_does() {
+    let mut s = Session::new(Limits::default());
+    let (out, got, _) = run(
+        &mut s,
+        b"EHLO p\r\nMAIL FROM:<a@[127.0.0.1]>\r\nRCPT TO:<victim@[127.0.0.1]>\r\nRCPT TO:<@[127.0.0.1]:v@example.org>\r\nRCPT TO:<v%x@[IPv6:::1]>\r\nRCPT TO:<sp ace@x>\r\nDATA\r\nx\r\n.\r\n",
+        true,
+    );
+    assert_eq!(
+        codes(&out),
+        ["250", "250", "250", "250", "250", "501", "354", "250"]
+    );
+    assert_eq!(
+        got[0].0.rcpt_to,
+        [
+            "victim@[127.0.0.1]",
+            "@[127.0.0.1]:v@example.org",
+            "v%x@[IPv6:::1]"
+        ]
+    );
+    assert_eq!(got[0].0.mail_from, "a@[127.0.0.1]");
+}
