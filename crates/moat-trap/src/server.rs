@@ -259,24 +259,30 @@ async fn connection(
         let mut session = Session::new(limits);
         match (&trap.tls, cfg.implicit_tls) {
             (Some(acceptor), true) => {
-                let Ok(Ok(tls)) =
-                    tokio::time::timeout(cfg.command_timeout, acceptor.accept(stream)).await
+                let Ok(Ok(tls)) = Box::pin(tokio::time::timeout(
+                    cfg.command_timeout,
+                    acceptor.accept(stream),
+                ))
+                .await
                 else {
                     return;
                 };
                 session.set_tls();
-                converse(tls, &mut session, peer, &cfg, &trap, true).await;
+                Box::pin(converse(tls, &mut session, peer, &cfg, &trap, true)).await;
             }
             _ => {
                 if let Some(plain) = converse(stream, &mut session, peer, &cfg, &trap, true).await {
                     let Some(acceptor) = &trap.tls else { return };
-                    let Ok(Ok(tls)) =
-                        tokio::time::timeout(cfg.command_timeout, acceptor.accept(plain)).await
+                    let Ok(Ok(tls)) = Box::pin(tokio::time::timeout(
+                        cfg.command_timeout,
+                        acceptor.accept(plain),
+                    ))
+                    .await
                     else {
                         return;
                     };
                     session.tls_started();
-                    converse(tls, &mut session, peer, &cfg, &trap, false).await;
+                    Box::pin(converse(tls, &mut session, peer, &cfg, &trap, false)).await;
                 }
             }
         }
@@ -299,13 +305,18 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     trap: &Trap,
     greet: bool,
 ) -> Option<S> {
-    let mut out: Vec<u8> = Vec::with_capacity(512);
+    let mut out: Vec<u8> = Vec::new();
     if greet {
         out.extend_from_slice(s.greeting().as_bytes());
     }
-    let mut buf = vec![0u8; 4096];
+    // Commands are read into a small buffer inside the task; message data into a larger one
+    // that exists only during DATA. An idle session (most of what a bot farm leaves open) then
+    // costs little more than its task and socket.
+    let mut small = [0u8; 512];
+    let mut big: Vec<u8> = Vec::new();
     let mut filled = 0usize;
     loop {
+        let buf: &[u8] = if big.is_empty() { &small } else { &big };
         let mut input = &buf[..filled];
         let mut close = false;
         let mut starttls = false;
@@ -314,11 +325,13 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                 Step::NeedMore => break,
                 Step::Reply(r) => out.extend_from_slice(r.as_bytes()),
                 Step::Login(c) => {
-                    let reply = login(s, &c, peer, cfg, trap).await;
+                    // Boxed: rare, and keeping them out of the idle session's future keeps
+                    // each of ten thousand idle sessions small.
+                    let reply = Box::pin(login(s, &c, peer, cfg, trap)).await;
                     out.extend_from_slice(reply.as_bytes());
                 }
                 Step::Deliver(env, data) => {
-                    let reply = deliver(s, env, data, peer, cfg, trap).await;
+                    let reply = Box::pin(deliver(s, env, data, peer, cfg, trap)).await;
                     out.extend_from_slice(reply.as_bytes());
                 }
                 Step::StartTls(r) => {
@@ -352,7 +365,18 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
             // clear and must not be taken as if it came through TLS.
             return Some(stream);
         }
-        match tokio::time::timeout(cfg.command_timeout, stream.read(&mut buf)).await {
+        if s.in_data() {
+            if big.is_empty() {
+                big = vec![0u8; 16 * 1024];
+            }
+        } else if !big.is_empty() {
+            big = Vec::new();
+        }
+        if out.capacity() > 4096 {
+            out = Vec::new();
+        }
+        let target: &mut [u8] = if big.is_empty() { &mut small } else { &mut big };
+        match tokio::time::timeout(cfg.command_timeout, stream.read(target)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return None,
             Ok(Ok(n)) => filled = n,
             Err(_) => {

@@ -4,9 +4,56 @@
 //! per URL, registrable domain, header recipient, sender identity and `Received` hop, plus the
 //! subject and the campaign fingerprint on the blob.
 
-use super::files;
+use super::{files, index};
 use rusqlite::{params, Connection};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use tokio::sync::oneshot;
+
+pub enum Job {
+    Blobs(Vec<String>),
+    /// Answered once everything sent before it is analysed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Starts the analysis thread, with its own index connection so extraction never holds up a
+/// group commit. Its commits use `synchronous=NORMAL`: a blob's indicators and its `analysed`
+/// flag commit together, so whatever a crash loses is redone at the next start.
+pub fn spawn(dir: PathBuf) -> Option<std::sync::mpsc::Sender<Job>> {
+    let mut db = match index::open(&super::index_path(&dir)) {
+        Ok(db) => db,
+        Err(e) => {
+            tracing::error!(error = %e, "quarantine: analysis disabled, cannot open the index");
+            return None;
+        }
+    };
+    let _ = db.pragma_update(None, "synchronous", "NORMAL");
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let spawned = std::thread::Builder::new()
+        .name("moat-analyse".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut shas = Vec::new();
+                let mut flushes = Vec::new();
+                let mut take = |j: Job| match j {
+                    Job::Blobs(b) => shas.extend(b),
+                    Job::Flush(f) => flushes.push(f),
+                };
+                take(first);
+                while let Ok(j) = rx.try_recv() {
+                    take(j);
+                }
+                for chunk in shas.chunks(256) {
+                    if let Err(e) = analyse_blobs(&mut db, &dir, chunk) {
+                        tracing::error!(error = %e, "quarantine: indicator extraction failed");
+                    }
+                }
+                for f in flushes {
+                    let _ = f.send(());
+                }
+            }
+        });
+    spawned.ok().map(|_| tx)
+}
 
 /// Extracts and indexes each blob in `shas` (one transaction for all of them).
 pub fn analyse_blobs(db: &mut Connection, dir: &Path, shas: &[String]) -> rusqlite::Result<()> {
@@ -30,10 +77,10 @@ pub fn analyse_blobs(db: &mut Connection, dir: &Path, shas: &[String]) -> rusqli
     for (sha, ind) in &work {
         tx.execute("DELETE FROM iocs WHERE sha256 = ?1", [sha])?;
         let add = |kind: &str, value: &str, detail: Option<String>| {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO iocs(sha256, kind, value, detail) VALUES (?1, ?2, ?3, ?4)",
-                params![sha, kind, value, detail],
-            )
+            )?
+            .execute(params![sha, kind, value, detail])
             .map(|_| ())
         };
         for u in &ind.urls {

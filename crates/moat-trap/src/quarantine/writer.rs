@@ -11,14 +11,42 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+type Reply = oneshot::Sender<std::io::Result<Stored>>;
 /// One delivery waiting for its commit: envelope, size, content hash, duplicate, reply slot.
-type Row = (
-    Meta,
-    usize,
-    String,
-    bool,
-    oneshot::Sender<std::io::Result<Stored>>,
-);
+type Row = (Meta, usize, String, bool, Reply);
+
+/// Threads used to write one batch's files.
+const WRITE_THREADS: usize = 8;
+
+/// Writes (and syncs, and renames into `new/`) the files named in `to_write`, whose content is
+/// `pending[index]`, on up to [`WRITE_THREADS`] threads. Results in `to_write` order.
+fn write_files(
+    dir: &std::path::Path,
+    to_write: &[(usize, String)],
+    pending: &[(Meta, Vec<u8>, String, bool, Reply)],
+) -> Vec<std::io::Result<u64>> {
+    let one = |(i, name): &(usize, String)| {
+        let (meta, data, ..) = &pending[*i];
+        files::write(dir, name, meta, data).map(|(_, off)| off)
+    };
+    if to_write.len() <= 1 {
+        return to_write.iter().map(one).collect();
+    }
+    let per = to_write.len().div_ceil(WRITE_THREADS);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = to_write
+            .chunks(per)
+            .map(|chunk| sc.spawn(move || chunk.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![Err(std::io::Error::other("writer thread panicked"))])
+            })
+            .collect()
+    })
+}
 
 pub enum Job {
     Store {
@@ -37,8 +65,9 @@ pub struct Writer {
     cfg: QuarantineConfig,
     db: Connection,
     stats: Arc<Stats>,
-    /// Blobs still to analyse (found at start, or stored since).
+    /// Blobs still to hand to the analysis thread (found at start, or stored since).
     pending_analysis: Vec<String>,
+    analyser: Option<std::sync::mpsc::Sender<analyse::Job>>,
 }
 
 struct NewBlob {
@@ -63,6 +92,7 @@ impl Writer {
             db,
             stats,
             pending_analysis: Vec::new(),
+            analyser: None,
         };
         w.recover()
             .map_err(|e| QuarantineError::Index(ipath.clone(), e))?;
@@ -164,6 +194,9 @@ impl Writer {
     }
 
     pub fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        if self.cfg.analyse {
+            self.analyser = analyse::spawn(self.cfg.dir.clone());
+        }
         self.analyse_pending();
         while let Some(job) = rx.blocking_recv() {
             let mut batch = vec![job];
@@ -191,35 +224,60 @@ impl Writer {
             }
         }
         // Files first: write, sync, rename. Content already stored (in the index, or earlier
-        // in this batch) is not written again.
+        // in this batch) is not written again. The new files are written on several threads at
+        // once: each needs its own fsync, and concurrent fsyncs share journal commits where
+        // sequential ones would each wait for their own.
         let mut new_blobs: HashMap<String, NewBlob> = HashMap::new();
         let mut rows: Vec<Row> = Vec::new();
+        let mut to_write: Vec<(usize, String)> = Vec::new();
+        let mut pending: Vec<(Meta, Vec<u8>, String, bool, Reply)> = Vec::new();
+        let mut batch_shas: HashSet<String> = HashSet::new();
         for (meta, data, done) in stores {
             let sha = sha256_hex(&data);
-            let dup = new_blobs.contains_key(&sha)
+            let dup = batch_shas.contains(&sha)
                 || matches!(index::blob_file(&self.db, &sha), Ok(Some(_)));
             if !dup {
-                let name = files::file_name(&meta.id, meta.received_ms);
-                match files::write(&self.cfg.dir, &name, &meta, &data) {
-                    Ok((_, offset)) => {
-                        new_blobs.insert(
-                            sha.clone(),
-                            NewBlob {
-                                sha: sha.clone(),
-                                file: name,
-                                size: data.len(),
-                                offset,
-                                first_ms: meta.received_ms,
-                            },
-                        );
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "quarantine: cannot write a message");
-                        self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                        let _ = done.send(Err(e));
-                        continue;
-                    }
+                batch_shas.insert(sha.clone());
+                to_write.push((pending.len(), files::file_name(&meta.id, meta.received_ms)));
+            }
+            pending.push((meta, data, sha, dup, done));
+        }
+        let written = write_files(&self.cfg.dir, &to_write, &pending);
+        let mut failed: HashMap<usize, std::io::Error> = HashMap::new();
+        for ((i, name), result) in to_write.into_iter().zip(written) {
+            match result {
+                Ok(offset) => {
+                    let (meta, data, sha, _, _) = &pending[i];
+                    new_blobs.insert(
+                        sha.clone(),
+                        NewBlob {
+                            sha: sha.clone(),
+                            file: name,
+                            size: data.len(),
+                            offset,
+                            first_ms: meta.received_ms,
+                        },
+                    );
                 }
+                Err(e) => {
+                    failed.insert(i, e);
+                }
+            }
+        }
+        for (i, (meta, data, sha, dup, done)) in pending.into_iter().enumerate() {
+            // A duplicate of content whose write failed in this batch fails with it.
+            let lost = failed.contains_key(&i)
+                || (dup && !new_blobs.contains_key(&sha) && {
+                    !matches!(index::blob_file(&self.db, &sha), Ok(Some(_)))
+                });
+            if lost {
+                let e = failed
+                    .remove(&i)
+                    .unwrap_or_else(|| std::io::Error::other("content write failed"));
+                tracing::error!(error = %e, "quarantine: cannot write a message");
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                let _ = done.send(Err(e));
+                continue;
             }
             rows.push((meta, data.len(), sha, dup, done));
         }
@@ -263,7 +321,16 @@ impl Writer {
             }
         }
         for f in flushes {
-            let _ = f.send(());
+            // Analysis runs behind the commits: a flush waits for it too.
+            self.analyse_pending();
+            match &self.analyser {
+                Some(a) => {
+                    let _ = a.send(analyse::Job::Flush(f));
+                }
+                None => {
+                    let _ = f.send(());
+                }
+            }
         }
     }
 
@@ -350,44 +417,50 @@ impl Writer {
     }
 
     fn analyse_pending(&mut self) {
-        if !self.cfg.analyse || self.pending_analysis.is_empty() {
+        if self.pending_analysis.is_empty() {
             return;
         }
         let todo = std::mem::take(&mut self.pending_analysis);
-        if let Err(e) = analyse::analyse_blobs(&mut self.db, &self.cfg.dir, &todo) {
-            tracing::error!(error = %e, "quarantine: indicator extraction failed");
+        if let Some(a) = &self.analyser {
+            let _ = a.send(analyse::Job::Blobs(todo));
         }
     }
 }
 
 fn insert_blob(tx: &Connection, b: &NewBlob) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR IGNORE INTO blobs(sha256, file, size, body_offset, first_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![b.sha, b.file, b.size as i64, b.offset as i64, b.first_ms as i64],
-    )?;
+    )?
+    .execute(params![
+        b.sha,
+        b.file,
+        b.size as i64,
+        b.offset as i64,
+        b.first_ms as i64
+    ])?;
     Ok(())
 }
 
 fn insert_message(tx: &Connection, m: &Meta, size: usize, sha: &str) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR IGNORE INTO messages(id, received_ms, client_ip, client_port, helo, mail_from,
             rcpt_to, auth_user, auth_password, tls, listener, size, sha256)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![
-            m.id,
-            m.received_ms as i64,
-            m.client_ip,
-            m.client_port as i64,
-            m.helo,
-            m.mail_from,
-            serde_json::to_string(&m.rcpt_to).unwrap_or_else(|_| "[]".into()),
-            m.auth_user,
-            m.auth_password,
-            m.tls as i64,
-            m.listener,
-            size as i64,
-            sha
-        ],
-    )?;
+    )?
+    .execute(params![
+        m.id,
+        m.received_ms as i64,
+        m.client_ip,
+        m.client_port as i64,
+        m.helo,
+        m.mail_from,
+        serde_json::to_string(&m.rcpt_to).unwrap_or_else(|_| "[]".into()),
+        m.auth_user,
+        m.auth_password,
+        m.tls as i64,
+        m.listener,
+        size as i64,
+        sha
+    ])?;
     Ok(())
 }

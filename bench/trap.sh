@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# SMTP trap benchmarks, each against its target from issue 5:
+#  1. Throughput: Postfix's smtp-source (20 sessions, M messages, a new connection per message)
+#     against Postfix's smtp-sink and against `moat trap` with its quarantine on, in the same run.
+#     Prints messages/s for both and the ratio (target >= 0.5). Every message the trap
+#     acknowledges was fsynced (file, directory, index) before its 250; the script checks the
+#     quarantine holds all M afterwards.
+#  2. Memory: N concurrent idle sessions (default 10,000, from 500 loopback addresses, each
+#     having read the banner) and the trap's RSS (target <= 100 MB).
+# Everything runs on 127.0.0.1; every step is bounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moat-target}"
+M="${M:-20000}"
+SESSIONS="${SESSIONS:-20}"
+IDLE="${IDLE:-10000}"
+cargo build --release -q --bin moat
+MOAT="$CARGO_TARGET_DIR/release/moat"
+ulimit -n "$(ulimit -Hn)"  # the idle-session test needs ~10,000 descriptors per process
+work=$(mktemp -d)
+cleanup() { kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+read -r SINK TRAP_PORT TLS_PORT < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])')
+
+wait_port() {
+  for _ in $(seq 100); do
+    if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 0.2).close()" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "port $1 did not open" >&2; exit 1
+}
+
+rate() { # port -> messages/s of smtp-source against it
+  local start end
+  start=$(date +%s.%N)
+  timeout 600 smtp-source -s "$SESSIONS" -m "$M" -f bench@spam.test -t victim@victim.test "127.0.0.1:$1"
+  end=$(date +%s.%N)
+  python3 -c "print(f'{$M / ($end - $start):.0f}')"
+}
+
+smtp-sink -u nobody "127.0.0.1:$SINK" 256 & echo $! > "$work/sink.pid"
+wait_port "$SINK"
+"$MOAT" trap --listen "127.0.0.1:$TRAP_PORT" --tls-listen "127.0.0.1:$TLS_PORT" \
+  --quarantine "$work/q" --max-sessions 20000 --max-sessions-per-ip 100 --log-format json \
+  > "$work/trap.log" 2>&1 & echo $! > "$work/trap.pid"
+wait_port "$TRAP_PORT"
+
+echo "== throughput: smtp-source -s $SESSIONS -m $M (new connection per message)"
+sink_rate=$(rate "$SINK")
+trap_rate=$(rate "$TRAP_PORT")
+stored=$("$MOAT" quarantine --dir "$work/q" list --json --limit 1000000 | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+echo "smtp-sink:  $sink_rate msg/s"
+echo "moat trap:  $trap_rate msg/s (quarantine on, fsync before every 250; $stored of $M indexed)"
+python3 -c "print(f'ratio trap/sink: {$trap_rate / $sink_rate:.2f}  (target >= 0.5)')"
+[ "$stored" = "$M" ] || { echo "FAIL: $stored of $M messages in the quarantine" >&2; exit 1; }
+
+echo "== memory: $IDLE idle sessions"
+python3 - "$TRAP_PORT" "$IDLE" "$(cat "$work/trap.pid")" <<'PY'
+import selectors, socket, sys, time
+port, n, pid = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def rss_kb():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+before = rss_kb()
+socks = []
+for i in range(n):
+    src = f"127.60.{(i // 50) // 250}.{(i // 50) % 250 + 1}"   # 50 sessions per address
+    s = socket.socket()
+    s.bind((src, 0))
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    socks.append(s)
+greeted = 0
+for s in socks:
+    if s.recv(128).startswith(b"220 "):
+        greeted += 1
+time.sleep(1)
+after = rss_kb()
+print(f"sessions greeted: {greeted} of {n}")
+print(f"trap RSS: {before / 1024:.1f} MB before, {after / 1024:.1f} MB with {n} idle sessions "
+      f"({(after - before) / n:.2f} KB per session)  (target <= 100 MB)")
+for s in socks:
+    s.close()
+PY
