@@ -45,6 +45,17 @@ enum QuarantineCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Abuse reports: what was sent (or written to the outbox in a dry run) and what was
+    /// answered, newest first. `--run` first hands new captures to the reporter (needs a config
+    /// with [report]).
+    Report {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        run: bool,
+    },
     /// Login attempts on the trap, newest first.
     Logins {
         #[arg(long, default_value_t = 50)]
@@ -54,20 +65,67 @@ enum QuarantineCmd {
     },
 }
 
-fn resolve_dir(a: &QuarantineArgs) -> Option<PathBuf> {
-    if let Some(d) = &a.dir {
-        return Some(d.clone());
+/// The quarantine directory, and the config if one was given (for [report] and the state
+/// directory).
+fn resolve(a: &QuarantineArgs) -> Option<(PathBuf, Option<moat_config::Config>)> {
+    if a.cfg.config.is_none() && a.cfg.state_dir.is_none() {
+        if let Some(d) = &a.dir {
+            return Some((d.clone(), None));
+        }
     }
     let mut ov = crate::cmd_run::overrides(&a.cfg);
-    if a.cfg.config.is_none() {
-        ov.upstream = Some("http://127.0.0.1:1".into());
-    }
+    ov.upstream = Some("http://127.0.0.1:1".into());
     let cfg = crate::cmd_run::load_or_report(&a.cfg, ov)?;
-    Some(match (&cfg.trap, &cfg.mail) {
-        (Some(t), _) => t.quarantine_dir.clone(),
-        (None, Some(m)) => m.quarantine_dir.clone(),
-        (None, None) => cfg.server.state_dir.join("quarantine"),
-    })
+    let dir = match (&a.dir, &cfg.trap, &cfg.mail) {
+        (Some(d), _, _) => d.clone(),
+        (None, Some(t), _) => t.quarantine_dir.clone(),
+        (None, None, Some(m)) => m.quarantine_dir.clone(),
+        (None, None, None) => cfg.server.state_dir.join("quarantine"),
+    };
+    Some((dir, Some(cfg)))
+}
+
+async fn report(
+    dir: &Path,
+    cfg: Option<&moat_config::Config>,
+    limit: usize,
+    json: bool,
+    run: bool,
+) -> anyhow::Result<ExitCode> {
+    // `moat trap` keeps the report database next to its quarantine unless told otherwise.
+    let state_dir = cfg.map_or_else(|| dir.to_path_buf(), |c| c.server.state_dir.clone());
+    let rcfg = cfg.and_then(|c| c.report.clone());
+    if run && rcfg.is_none() {
+        anyhow::bail!("--run needs a config with a [report] table (--config FILE)");
+    }
+    let feed = crate::reporting::ReportFeed::open(&state_dir, dir, rcfg.unwrap_or_default())?;
+    if run {
+        feed.run_once().await?;
+    }
+    let rows = feed.reporter().history(limit)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<20}  {:<9}  {:<9}  {:<5}  {:<32}  {:<28}  ANSWER",
+        "UPDATED (UTC)", "TARGET", "STATUS", "CODE", "INDICATOR", "TO"
+    );
+    for r in rows {
+        let v = serde_json::to_value(&r)?;
+        let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+        println!(
+            "{:<20}  {:<9}  {:<9}  {:<5}  {:<32}  {:<28}  {}",
+            utc(r.updated_ms as i64),
+            s("target"),
+            s("status"),
+            r.answer_code.map(|c| c.to_string()).unwrap_or_default(),
+            clip(&r.indicator, 32),
+            clip(&s("recipient"), 28),
+            clip(r.answer.as_deref().unwrap_or(""), 60)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn open(dir: &Path) -> anyhow::Result<rusqlite::Connection> {
@@ -82,9 +140,15 @@ fn open(dir: &Path) -> anyhow::Result<rusqlite::Connection> {
 }
 
 pub fn run(a: QuarantineArgs) -> anyhow::Result<ExitCode> {
-    let Some(dir) = resolve_dir(&a) else {
+    let Some((dir, cfg)) = resolve(&a) else {
         return Ok(ExitCode::from(1));
     };
+    if let QuarantineCmd::Report { limit, json, run } = a.cmd {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        return rt.block_on(report(&dir, cfg.as_ref(), limit, json, run));
+    }
     let db = open(&dir)?;
     match a.cmd {
         QuarantineCmd::List { limit, json } => {
@@ -176,6 +240,7 @@ pub fn run(a: QuarantineArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        QuarantineCmd::Report { .. } => {}
         QuarantineCmd::Logins { limit, json } => {
             let rows = index::logins(&db, limit)?;
             if json {

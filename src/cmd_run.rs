@@ -85,6 +85,21 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             (Some(t), Some(m), Some(q)) if t.quarantine_dir == m.quarantine_dir => Some(q.clone()),
             _ => None,
         };
+        // Reports from whatever fills the quarantine (the trap, or the capture listener).
+        let qdir = cfg
+            .trap
+            .as_ref()
+            .map(|t| t.quarantine_dir.clone())
+            .or_else(|| cfg.mail.as_ref().and_then(|m| m.capture_listen.map(|_| m.quarantine_dir.clone())));
+        let reports = match (&cfg.report, qdir) {
+            (Some(r), Some(q)) => {
+                let feed = crate::reporting::ReportFeed::open(&cfg.server.state_dir, &q, r.clone())
+                    .context("opening the reporter")?;
+                tracing::info!(send = r.send, outbox = %r.outbox.display(), "reports are on");
+                Some(tokio::spawn(feed.run_forever(std::time::Duration::from_secs(10))))
+            }
+            _ => None,
+        };
         let mail = moat_mail::server::start(&cfg, running.shield.engine.clone(), shared_q)
             .await
             .context("starting the mail shield")?;
@@ -134,6 +149,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("shutting down");
         if let Some(m) = mail {
             m.shutdown();
+        }
+        if let Some(r) = reports {
+            r.abort();
         }
         if let Some(t) = trap {
             let q = t.trap.quarantine.clone();

@@ -53,6 +53,13 @@ pub struct TrapArgs {
     command_timeout: String,
     #[arg(long, default_value = "10m")]
     session_timeout: String,
+    /// A config file whose [report] table turns on abuse reports (dry run unless send = true);
+    /// the report database and cursor go to the state directory.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// How often new captures are handed to the reporter, e.g. 10s.
+    #[arg(long, default_value = "10s")]
+    report_every: String,
     /// Log format: json or text.
     #[arg(long, default_value = "json")]
     log_format: String,
@@ -108,6 +115,22 @@ pub fn run(a: TrapArgs) -> anyhow::Result<ExitCode> {
         listeners,
     };
     let state_dir = a.state_dir.clone().unwrap_or_else(|| a.quarantine.clone());
+    let report = match &a.config {
+        Some(path) => {
+            let args = crate::ConfigArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            };
+            let mut ov = crate::cmd_run::overrides(&args);
+            ov.upstream = Some("http://127.0.0.1:1".into());
+            let Some(c) = crate::cmd_run::load_or_report(&args, ov) else {
+                return Ok(ExitCode::from(1));
+            };
+            c.report
+        }
+        None => None,
+    };
+    let report_every = duration(&a.report_every, "report-every")?;
     init_logging(&a.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -119,7 +142,18 @@ pub fn run(a: TrapArgs) -> anyhow::Result<ExitCode> {
             tracing::info!(listener = %name, %addr, implicit_tls = implicit,
                 quarantine = %cfg.quarantine_dir.display(), "trap is listening");
         }
+        let reports = match report {
+            Some(r) => {
+                tracing::info!(send = r.send, "reports are on");
+                let feed = crate::reporting::ReportFeed::open(&state_dir, &cfg.quarantine_dir, r)?;
+                Some(tokio::spawn(feed.run_forever(report_every)))
+            }
+            None => None,
+        };
         shutdown_signal().await;
+        if let Some(r) = reports {
+            r.abort();
+        }
         tracing::info!("shutting down");
         let q = running.trap.quarantine.clone();
         running.shutdown();

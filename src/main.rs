@@ -7,6 +7,7 @@ mod cmd_rules;
 mod cmd_run;
 mod cmd_trap;
 mod demo;
+mod reporting;
 
 use clap::{Parser, Subcommand};
 

@@ -156,6 +156,18 @@ fn compile(
         .mail
         .as_ref()
         .map(|m| crate::compile_mail::mail(m, &mut sink, &server.state_dir));
+    let report = raw.report.as_ref().map(|r| {
+        if let Err(e) = r.get_ref().validate() {
+            for msg in e
+                .to_string()
+                .trim_start_matches("report config: ")
+                .split("; ")
+            {
+                sink.at(r.span(), "report", msg);
+            }
+        }
+        r.get_ref().clone()
+    });
     let trap = raw
         .trap
         .as_ref()
@@ -172,6 +184,7 @@ fn compile(
             proof,
             mail,
             trap,
+            report,
             policy,
         })
     } else {

@@ -20,6 +20,9 @@ pub struct Config {
     pub proof: Proof,
     pub mail: Option<Mail>,
     pub trap: Option<Trap>,
+    /// Reports: relative paths resolve against the state directory (the report database,
+    /// `reports.sqlite`, lives there).
+    pub report: Option<moat_report::ReportConfig>,
     pub policy: Policy,
 }
 

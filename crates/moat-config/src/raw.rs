@@ -25,6 +25,9 @@ pub struct RawConfig {
     pub proof: RawProof,
     pub mail: Option<RawMail>,
     pub trap: Option<RawTrap>,
+    /// Abuse reports from what the trap captured: `moat-report`'s own settings, checked by
+    /// its `validate`. Dry run (outbox only) unless `send = true`.
+    pub report: Option<S<moat_report::ReportConfig>>,
     /// Names of embedded presets (`ghost`, `wordpress`, `generic-form`).
     #[serde(default)]
     pub presets: Vec<S<String>>,

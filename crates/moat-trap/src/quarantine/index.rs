@@ -176,6 +176,26 @@ pub fn get(c: &Connection, id: &str) -> rusqlite::Result<Option<MessageRow>> {
     c.query_row(&sql, [id], message_row).optional()
 }
 
+/// Deliveries after `(received_ms, id)` in arrival order, each with whether its content has
+/// been analysed yet (a consumer such as the reporter stops at the first that has not).
+pub fn after(
+    c: &Connection,
+    received_ms: i64,
+    id: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<(MessageRow, bool)>> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS}, b.analysed FROM messages m JOIN blobs b ON b.sha256 = m.sha256
+          WHERE m.received_ms > ?1 OR (m.received_ms = ?1 AND m.id > ?2)
+          ORDER BY m.received_ms, m.id LIMIT ?3"
+    );
+    let mut st = c.prepare(&sql)?;
+    let rows = st.query_map(params![received_ms, id, limit as i64], |r| {
+        Ok((message_row(r)?, r.get::<_, i64>(16)? != 0))
+    })?;
+    rows.collect()
+}
+
 pub fn count_messages(c: &Connection) -> rusqlite::Result<i64> {
     c.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
 }
