@@ -45,6 +45,11 @@ enum QuarantineCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Messages grouped into campaigns (shared links, subject skeleton, body fingerprint).
+    Campaigns {
+        #[arg(long)]
+        json: bool,
+    },
     /// Abuse reports: what was sent (or written to the outbox in a dry run) and what was
     /// answered, newest first. `--run` first hands new captures to the reporter (needs a config
     /// with [report]).
@@ -241,6 +246,7 @@ pub fn run(a: QuarantineArgs) -> anyhow::Result<ExitCode> {
             }
         }
         QuarantineCmd::Report { .. } => {}
+        QuarantineCmd::Campaigns { json } => crate::cmd_campaigns::print(&db, json)?,
         QuarantineCmd::Logins { limit, json } => {
             let rows = index::logins(&db, limit)?;
             if json {

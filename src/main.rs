@@ -2,6 +2,7 @@
 //! the library crates; no policy lives here.
 
 mod cmd_bans;
+mod cmd_campaigns;
 mod cmd_quarantine;
 mod cmd_rules;
 mod cmd_run;

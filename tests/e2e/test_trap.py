@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 import shutil
 import smtplib
@@ -312,3 +313,39 @@ def test_caps_and_timeouts():
         assert t.messages() == []
     finally:
         t.stop()
+
+
+def test_campaigns_group_spam_runs(trap):
+    """Two runs with per-victim names, tracking tokens and greetings, and one unrelated
+    message: `moat quarantine campaigns` finds exactly those three groups."""
+    names = ["alice", "bob", "carol", "dave", "erin"]
+    run_a = ("Subject: {name}, your parcel {n} is waiting\r\nTo: {name}@victim{n}.test\r\n\r\n"
+             "Hello {name}, we tried to deliver your parcel today but nobody was home. "
+             "Schedule a new delivery within 24 hours or it goes back to the sender: "
+             "https://parcel-track.example/r/{token}?id={n}\r\nThe delivery team\r\n")
+    run_b = ("Subject: Invoice #{n} overdue\r\nTo: {name}@corp{n}.test\r\n\r\n"
+             "Dear customer, invoice {n} is overdue. Pay now to avoid suspension of your "
+             "account and a collection fee: https://billing-portal.example/pay/{token}\r\n")
+    other = "Subject: Meeting notes\r\n\r\nThe notes from Tuesday are attached; see https://notes.example/tuesday\r\n"
+    with smtplib.SMTP("127.0.0.1", trap.port, timeout=10) as s:
+        s.ehlo("spammer")
+        for n, name in enumerate(names):
+            token = hashlib.sha1(f"{name}{n}".encode()).hexdigest()[:12]
+            s.sendmail("a@spam.test", [f"{name}@victim{n}.test"],
+                       run_a.format(name=name, n=n, token=token).encode())
+        for n, name in enumerate(names[:3]):
+            token = hashlib.sha1(f"b{name}".encode()).hexdigest()[:16]
+            s.sendmail("b@spam.test", [f"{name}@corp{n}.test"],
+                       run_b.format(name=name, n=1000 + n, token=token).encode())
+        s.sendmail("c@other.test", ["x@y.test"], other.encode())
+    deadline = time.monotonic() + 10
+    while True:
+        r = trap.cli("campaigns", "--json")
+        camps = json.loads(r.stdout)
+        if sum(c["messages"] for c in camps) == 9 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    sizes = sorted(c["messages"] for c in camps)
+    assert sizes == [1, 3, 5], camps
+    big = next(c for c in camps if c["messages"] == 5)
+    assert big["domains"] == ["parcel-track.example"]

@@ -4,6 +4,8 @@
 //! purpose, and all that matters here is which attribute a URL sits in. This scanner never
 //! fails; whatever it cannot make sense of is treated as text.
 
+use std::borrow::Cow;
+
 use crate::text::starts_ci;
 use crate::Source;
 
@@ -11,8 +13,12 @@ use crate::Source;
 pub(crate) enum Item<'a> {
     /// A URL candidate from an attribute or CSS, with where it was found.
     Url(&'a str, Source),
-    /// A text node (entities decoded) or script body, to be scanned like plain text.
+    /// A text node (entities decoded), to be scanned like plain text.
     Text(&'a str),
+    /// Text a reader does not see (a script body, a comment), scanned for links like text but
+    /// kept out of the body fingerprint: spammers stuff it with random words to make every copy
+    /// of a run look different.
+    Hidden(&'a str),
 }
 
 /// Receives what the scanner finds.
@@ -50,9 +56,9 @@ const NAMED: &[(&str, char)] = &[
 /// Decodes character references. Numeric ones are decoded whether or not they end in `;` (as
 /// browsers do); named ones need the `;`, except the legacy four, which browsers also accept
 /// bare when no letter, digit or `=` follows.
-pub(crate) fn decode_entities(s: &str) -> String {
-    if !s.contains('&') {
-        return s.to_string();
+pub(crate) fn decode_entities(s: &str) -> Cow<'_, str> {
+    if memchr::memchr(b'&', s.as_bytes()).is_none() {
+        return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -71,7 +77,7 @@ pub(crate) fn decode_entities(s: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Cow::Owned(out)
 }
 
 /// Decodes one reference at the start of `s` (which starts with `&`): the character and the
@@ -133,19 +139,35 @@ fn decode_one(s: &str) -> Option<(char, usize)> {
 /// go back to the caller so that they get the same de-obfuscation as plain-text parts.
 pub(crate) fn scan(html: &str, sink: &mut Sink<'_>) {
     let b = html.as_bytes();
-    let mut i = 0;
     let mut text_start = 0;
-    while i < b.len() {
+    let mut i = 0;
+    let mut in_comment = false;
+    // Reused for every tag: most tags carry no attribute of interest.
+    let mut attrs = Vec::new();
+    let text = |t: &str, in_comment: bool, sink: &mut Sink<'_>| {
+        let t = decode_entities(t);
+        sink(if in_comment {
+            Item::Hidden(&t)
+        } else {
+            Item::Text(&t)
+        });
+    };
+    // Only `<` and `-` can start markup; jump between them.
+    while let Some(off) = memchr::memchr2(b'<', b'-', &b[i..]) {
+        i += off;
         match b[i] {
             // Comments are scanned through rather than skipped: Outlook conditional comments
-            // (`<!--[if mso]><v:roundrect href=...>`) carry real links.
+            // (`<!--[if mso]><v:roundrect href=...>`) carry real links. `<!-->` is an empty
+            // comment (browsers end it there): what follows is visible.
             b'<' if html[i..].starts_with("<!--") => {
-                sink(Item::Text(&decode_entities(&html[text_start..i])));
+                text(&html[text_start..i], in_comment, sink);
+                in_comment = b.get(i + 4) != Some(&b'>');
                 i += 4;
                 text_start = i;
             }
             b'-' if html[i..].starts_with("-->") => {
-                sink(Item::Text(&decode_entities(&html[text_start..i])));
+                text(&html[text_start..i], in_comment, sink);
+                in_comment = false;
                 i += 3;
                 text_start = i;
             }
@@ -153,17 +175,18 @@ pub(crate) fn scan(html: &str, sink: &mut Sink<'_>) {
                 .get(i + 1)
                 .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'/' | b'!' | b'?')) =>
             {
-                sink(Item::Text(&decode_entities(&html[text_start..i])));
-                let (name, attrs, end) = parse_tag(html, i);
-                tag(&name, &attrs, sink);
+                text(&html[text_start..i], in_comment, sink);
+                let (name, end) = parse_tag(html, i, &mut attrs);
+                tag(name, &attrs, sink);
                 i = end;
-                if matches!(name.as_str(), "style" | "script") {
-                    let close = find_close(html, i, &name);
+                let style = name.eq_ignore_ascii_case("style");
+                if style || name.eq_ignore_ascii_case("script") {
+                    let close = find_close(html, i, name);
                     let body = &html[i..close];
-                    if name == "style" {
+                    if style {
                         css(body, sink);
                     } else {
-                        sink(Item::Text(body));
+                        sink(Item::Hidden(body));
                     }
                     i = close;
                 }
@@ -172,37 +195,84 @@ pub(crate) fn scan(html: &str, sink: &mut Sink<'_>) {
             _ => i += 1,
         }
     }
-    sink(Item::Text(&decode_entities(&html[text_start..])));
+    text(&html[text_start..], in_comment, sink);
 }
 
 /// Where the raw-text element `name` that started before `from` closes (or the end of input).
 fn find_close(html: &str, from: usize, name: &str) -> usize {
     let b = html.as_bytes();
     let mut j = from;
-    while j < b.len() {
-        if b[j] == b'<' && b.get(j + 1) == Some(&b'/') && starts_ci(&html[j + 2..], name) {
+    while let Some(off) = memchr::memmem::find(&b[j..], b"</") {
+        j += off;
+        if starts_ci(&html[j + 2..], name) {
             return j;
         }
-        j += 1;
+        j += 2;
     }
     b.len()
 }
 
-/// Parses a tag starting at `start` (`<`): lowercase name (empty for end tags, doctypes and
-/// processing instructions), entity-decoded attributes, and the index just past the tag.
-fn parse_tag(html: &str, start: usize) -> (String, Vec<(String, String)>, usize) {
+/// The attributes the scanner reads; the rest are skipped without being decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attr {
+    Href,
+    /// `src` and the attributes that load an image like it: `background` (body, table, td),
+    /// `poster`, `lowsrc` and the lazy-loading `data-src`.
+    Src,
+    /// `srcset`, `imagesrcset`, `data-srcset`.
+    Srcset,
+    /// A form's `action` or a button's `formaction`.
+    Action,
+    Style,
+    HttpEquiv,
+    Content,
+}
+
+const ATTRS: &[(&str, Attr)] = &[
+    ("href", Attr::Href),
+    ("src", Attr::Src),
+    ("background", Attr::Src),
+    ("poster", Attr::Src),
+    ("lowsrc", Attr::Src),
+    ("data-src", Attr::Src),
+    ("srcset", Attr::Srcset),
+    ("imagesrcset", Attr::Srcset),
+    ("data-srcset", Attr::Srcset),
+    ("action", Attr::Action),
+    ("formaction", Attr::Action),
+    ("style", Attr::Style),
+    ("http-equiv", Attr::HttpEquiv),
+    ("content", Attr::Content),
+];
+
+/// Which attribute `name` is, ASCII case-insensitively (names with other bytes never match).
+fn attr_kind(name: &str) -> Option<Attr> {
+    ATTRS
+        .iter()
+        .find(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+        .map(|&(_, a)| a)
+}
+
+/// Parses a tag starting at `start` (`<`): its name as written (empty for end tags, doctypes
+/// and processing instructions), the index just past the tag, and into `attrs` (cleared first)
+/// the entity-decoded values of the attributes in [`ATTRS`], in document order.
+fn parse_tag<'a>(
+    html: &'a str,
+    start: usize,
+    attrs: &mut Vec<(Attr, Cow<'a, str>)>,
+) -> (&'a str, usize) {
+    attrs.clear();
     let b = html.as_bytes();
     let len = b.len();
     let mut j = start + 1;
     if matches!(b.get(j), Some(b'/' | b'!' | b'?')) {
-        let end = html[j..].find('>').map_or(len, |k| j + k + 1);
-        return (String::new(), Vec::new(), end);
+        let end = memchr::memchr(b'>', &b[j..]).map_or(len, |k| j + k + 1);
+        return ("", end);
     }
     while j < len && (b[j].is_ascii_alphanumeric() || matches!(b[j], b':' | b'-' | b'_')) {
         j += 1;
     }
-    let name = html[start + 1..j].to_ascii_lowercase();
-    let mut attrs = Vec::new();
+    let name = &html[start + 1..j];
     let skip_blank = |j: &mut usize| {
         while *j < len && (b[*j].is_ascii_whitespace() || b[*j] == b'/') {
             *j += 1;
@@ -226,63 +296,62 @@ fn parse_tag(html: &str, start: usize) -> (String, Vec<(String, String)>, usize)
             j += 1;
             continue;
         }
-        // Attribute names are ASCII in practice; a name with other bytes just never matches.
-        let attr = html
-            .get(name_start..j)
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let kind = html.get(name_start..j).and_then(attr_kind);
         let mut k = j;
         while k < len && b[k].is_ascii_whitespace() {
             k += 1;
         }
-        let mut value = String::new();
+        let mut value = Cow::Borrowed("");
         if k < len && b[k] == b'=' {
             k += 1;
             while k < len && b[k].is_ascii_whitespace() {
                 k += 1;
             }
-            if k < len && matches!(b[k], b'"' | b'\'') {
-                let q = b[k] as char;
-                let v_end = html[k + 1..].find(q).map_or(len, |e| k + 1 + e);
-                value = decode_entities(&html[k + 1..v_end]);
+            let raw = if k < len && matches!(b[k], b'"' | b'\'') {
+                let v_end = memchr::memchr(b[k], &b[k + 1..]).map_or(len, |e| k + 1 + e);
+                let raw = &html[k + 1..v_end];
                 k = (v_end + 1).min(len);
+                raw
             } else {
                 let v_start = k;
                 while k < len && !b[k].is_ascii_whitespace() && b[k] != b'>' {
                     k += 1;
                 }
-                value = decode_entities(html.get(v_start..k).unwrap_or_default());
+                html.get(v_start..k).unwrap_or_default()
+            };
+            if kind.is_some() {
+                value = decode_entities(raw);
             }
             j = k;
         }
-        attrs.push((attr, value));
+        if let Some(kind) = kind {
+            attrs.push((kind, value));
+        }
     }
-    (name, attrs, j.min(len))
+    (name, j.min(len))
 }
 
 /// Emits the URLs carried by one tag's attributes.
-fn tag(name: &str, attrs: &[(String, String)], sink: &mut Sink<'_>) {
-    let get = |n: &str| attrs.iter().find(|(a, _)| a == n).map(|(_, v)| v.as_str());
+fn tag(name: &str, attrs: &[(Attr, Cow<'_, str>)], sink: &mut Sink<'_>) {
+    let get = |n: Attr| attrs.iter().find(|(a, _)| *a == n).map(|(_, v)| v.as_ref());
     for (attr, value) in attrs {
-        match attr.as_str() {
-            "href" => sink(Item::Url(value, Source::HtmlHref)),
-            // `background` (body/table/td) and the lazy-loading variants load images like `src`.
-            "src" | "background" | "poster" | "lowsrc" | "data-src" => {
-                sink(Item::Url(value, Source::HtmlSrc))
-            }
-            "srcset" | "imagesrcset" | "data-srcset" => {
+        match attr {
+            Attr::Href => sink(Item::Url(value, Source::HtmlHref)),
+            Attr::Src => sink(Item::Url(value, Source::HtmlSrc)),
+            Attr::Srcset => {
                 for c in srcset(value) {
                     sink(Item::Url(c, Source::HtmlSrcset));
                 }
             }
-            "action" | "formaction" => sink(Item::Url(value, Source::HtmlAction)),
-            "style" => css(value, sink),
-            _ => {}
+            Attr::Action => sink(Item::Url(value, Source::HtmlAction)),
+            Attr::Style => css(value, sink),
+            Attr::HttpEquiv | Attr::Content => {}
         }
     }
-    if name == "meta" && get("http-equiv").is_some_and(|v| v.trim().eq_ignore_ascii_case("refresh"))
+    if name.eq_ignore_ascii_case("meta")
+        && get(Attr::HttpEquiv).is_some_and(|v| v.trim().eq_ignore_ascii_case("refresh"))
     {
-        if let Some(url) = get("content").and_then(refresh_url) {
+        if let Some(url) = get(Attr::Content).and_then(refresh_url) {
             sink(Item::Url(url, Source::MetaRefresh));
         }
     }

@@ -3,20 +3,28 @@
 //! Moat's capture listener stores what spam bots send as raw RFC 5322 bytes. The useful part of
 //! such a message, for blocking and for sharing, is a handful of indicators: the links it
 //! advertises (and the domains behind them), who it claims to come from, whom it targets and
-//! the relays it passed. [`extract`] turns one raw message into those [`Indicators`].
+//! the relays it passed. [`extract`] turns one raw message into those [`Indicators`], including
+//! a campaign [`Fingerprint`]; [`cluster`] (or the incremental [`Campaigns`]) groups messages
+//! by fingerprint into the spam runs that sent them.
 //!
 //! The crate does no I/O and never panics, whatever the bytes: its input is written by
 //! adversaries. MIME (transfer encodings, nested multiparts, charsets) is left to
 //! `mail-parser`; URL syntax to `url`; the public-suffix list to `psl`. What is hand-written is
 //! the part specific to spam: finding links in HTML attributes, CSS and defanged text.
 
+mod campaign;
+mod fingerprint;
 mod html;
 mod norm;
 mod text;
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+
+pub use campaign::{cluster, linked, Campaign, Campaigns, Fingerprint, BODY_DISTANCE};
+use fingerprint::{Personal, Shingler};
 
 /// What one message reveals. Every list is deduplicated and keeps first-seen order, so the first
 /// entry is the most prominent one (the top header, the first link).
@@ -35,6 +43,8 @@ pub struct Indicators {
     pub received: Vec<String>,
     /// The decoded subject, empty if there is none.
     pub subject: String,
+    /// What groups this message with others of its spam run: see [`cluster`].
+    pub fingerprint: Fingerprint,
 }
 
 /// One URL and what is known about it.
@@ -81,14 +91,26 @@ const MAX_DEPTH: usize = 8;
 #[derive(Default)]
 struct Collector {
     out: Indicators,
+    /// Keyed hashes of the raw candidates already handled: a link repeated in a message (logo,
+    /// button and footer of a newsletter) is normalised once. Keyed per process
+    /// (`RandomState`), so no message can make two different candidates collide on purpose.
+    raw_seen: HashSet<u64>,
+    raw_hasher: RandomState,
     urls: HashSet<String>,
     domains: HashSet<String>,
     recipients: HashSet<String>,
     senders: HashSet<String>,
+    /// The recipients' details, taken out of the fingerprint.
+    personal: Personal,
+    /// The body fingerprint, fed with what a reader sees.
+    shingler: Shingler,
 }
 
 impl Collector {
     fn url(&mut self, candidate: &str, source: Source) {
+        if !self.raw_seen.insert(self.raw_hasher.hash_one(candidate)) {
+            return;
+        }
         let Some(n) = norm::normalise(candidate) else {
             return;
         };
@@ -109,24 +131,37 @@ impl Collector {
     }
 
     fn text(&mut self, body: &str, source: Source) {
-        for c in text::candidates(&text::deobfuscate(body)) {
-            self.url(&c, source);
+        text::candidates(&text::deobfuscate(body), &mut |c| self.url(c, source));
+    }
+
+    /// A text part: links, and the body fingerprint unless it is an attachment.
+    fn text_part(&mut self, body: &str, attachment: bool) {
+        if attachment {
+            self.text(body, Source::Attachment);
+        } else {
+            self.shingler.feed(body, &self.personal);
+            self.text(body, Source::Text);
         }
     }
 
     /// Scans an HTML body. Inside an attachment every URL is labelled [`Source::Attachment`],
-    /// because for triage "it was in an attached file" matters more than which attribute.
+    /// because for triage "it was in an attached file" matters more than which attribute; an
+    /// attachment's text is not part of the body fingerprint.
     fn html(&mut self, body: &str, attachment: bool) {
+        let text_source = if attachment {
+            Source::Attachment
+        } else {
+            Source::Text
+        };
         html::scan(body, &mut |item| match item {
             html::Item::Url(u, s) => self.url(u, if attachment { Source::Attachment } else { s }),
-            html::Item::Text(t) => self.text(
-                t,
-                if attachment {
-                    Source::Attachment
-                } else {
-                    Source::Text
-                },
-            ),
+            html::Item::Text(t) => {
+                if !attachment {
+                    self.shingler.feed(t, &self.personal);
+                }
+                self.text(t, text_source);
+            }
+            html::Item::Hidden(t) => self.text(t, text_source),
         });
     }
 
@@ -145,9 +180,27 @@ impl Collector {
         } else {
             (&mut self.senders, &mut self.out.senders)
         };
+        if recipient {
+            self.personal.address(&addr);
+        }
         if seen.insert(addr.clone()) {
             list.push(addr);
         }
+    }
+
+    /// The fingerprint, once headers and bodies are in.
+    fn finish(mut self) -> Indicators {
+        let urls = self
+            .out
+            .urls
+            .iter()
+            .map(|u| (u.url.as_str(), u.registrable_domain.as_deref()));
+        self.out.fingerprint = Fingerprint {
+            url_set: fingerprint::url_set(urls, &self.personal),
+            subject_skeleton: fingerprint::subject_skeleton(&self.out.subject, &self.personal),
+            body: self.shingler.finish(),
+        };
+        self.out
     }
 }
 
@@ -166,9 +219,9 @@ pub fn extract(raw: &[u8]) -> Indicators {
             headers(&msg, raw, &mut c);
             bodies(&msg, &mut c, 0);
         }
-        None => c.text(&String::from_utf8_lossy(raw), Source::Text),
+        None => c.text_part(&String::from_utf8_lossy(raw), false),
     }
-    c.out
+    c.finish()
 }
 
 /// The header value as sent, folding undone. Used where the parsed form loses what matters
@@ -196,8 +249,18 @@ fn headers(msg: &Message<'_>, raw: &[u8], c: &mut Collector) {
                         if let Some(addr) = a.address() {
                             c.address(recipient, addr);
                         }
+                        if let (true, Some(n)) = (recipient, a.name()) {
+                            c.personal.name(n);
+                        }
                     }
                 }
+            }
+            // Where the message was really delivered (added by the receiving side): the
+            // envelope recipient, often not in `To`. Only used to depersonalise the fingerprint.
+            "delivered-to" | "x-original-to" | "envelope-to" | "x-envelope-to" => {
+                let v = raw_value(raw, h.offset_start(), h.offset_end());
+                let v = v.trim().trim_start_matches('<').trim_end_matches('>');
+                c.personal.address(&v.trim().to_lowercase());
             }
             "return-path" => {
                 let v = raw_value(raw, h.offset_start(), h.offset_end());
@@ -234,14 +297,7 @@ fn bodies(msg: &Message<'_>, c: &mut Collector, depth: usize) {
     for part in &msg.parts {
         let attachment = is_attachment(part);
         match &part.body {
-            PartType::Text(t) => c.text(
-                t,
-                if attachment {
-                    Source::Attachment
-                } else {
-                    Source::Text
-                },
-            ),
+            PartType::Text(t) => c.text_part(t, attachment),
             PartType::Html(h) => c.html(h, attachment),
             PartType::Message(inner) if depth < MAX_DEPTH => bodies(inner, c, depth + 1),
             // A text/* part that mail-parser left undecoded (unknown charset, say) still has
@@ -258,10 +314,8 @@ fn bodies(msg: &Message<'_>, c: &mut Collector, depth: usize) {
                     .is_some_and(|s| s.eq_ignore_ascii_case("html"));
                 if html {
                     c.html(&text, attachment);
-                } else if attachment {
-                    c.text(&text, Source::Attachment);
                 } else {
-                    c.text(&text, Source::Text);
+                    c.text_part(&text, attachment);
                 }
             }
             _ => {}

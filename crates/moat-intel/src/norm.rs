@@ -5,25 +5,57 @@
 //! indicator, and so that an IDN host always appears in its punycode form (the form DNS block
 //! lists and reputation feeds use).
 
+use std::borrow::Cow;
+
 use url::{Host, Url};
+
+use crate::text::starts_ci;
 
 /// Link shorteners: a shortened link hides its real destination, so a consumer may want to
 /// expand it (out of band) or treat the shortener's own domain as uninformative.
 const SHORTENERS: &[&str] = &[
     "bit.ly",
-    "t.co",
-    "tinyurl.com",
-    "goo.gl",
-    "ow.ly",
-    "is.gd",
     "buff.ly",
-    "rebrand.ly",
     "cutt.ly",
-    "shorturl.at",
-    "t.ly",
+    "goo.gl",
+    "is.gd",
+    "ow.ly",
     "rb.gy",
+    "rebrand.ly",
     "s.id",
+    "shorturl.at",
+    "t.co",
+    "t.ly",
     "tiny.cc",
+    "tinyurl.com",
+];
+
+/// Shared hosts where the path, not the host, names the content (a document, a form, a file,
+/// a channel), so two links differing only in an id-like path segment lead to different
+/// things. Campaign fingerprints keep such paths verbatim instead of blanking id-like
+/// segments. Hosts under a public suffix's private section (`*.github.io`, `*.web.app`) need no
+/// entry: their registrable domain already tells tenants apart.
+const PATH_ADDRESSED: &[&str] = &[
+    "1drv.ms",
+    "dl.dropboxusercontent.com",
+    "docs.google.com",
+    "drive.google.com",
+    "dropbox.com",
+    "forms.gle",
+    "forms.office.com",
+    "github.com",
+    "ipfs.io",
+    "linktr.ee",
+    "onedrive.live.com",
+    "pastebin.com",
+    "raw.githubusercontent.com",
+    "s3.amazonaws.com",
+    "sharepoint.com",
+    "sites.google.com",
+    "storage.googleapis.com",
+    "t.me",
+    "telegra.ph",
+    "wa.me",
 ];
 
 /// A URL after normalisation, with what is derived from its host.
@@ -66,15 +98,20 @@ pub(crate) fn normalise(candidate: &str) -> Option<Normalised> {
     let candidate = candidate.trim_matches(|c: char| c.is_whitespace() || c.is_control());
     // Whitespace inside a URL is never meaningful in mail; browsers and the URL standard strip
     // tabs and newlines, which is how a folded attribute value still works as a link.
-    let candidate: String = candidate
-        .chars()
-        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
-        .collect();
-    let lower = candidate.to_ascii_lowercase();
+    let candidate: Cow<'_, str> = if candidate.contains(['\t', '\n', '\r']) {
+        Cow::Owned(
+            candidate
+                .chars()
+                .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(candidate)
+    };
     // Protocol-relative (`//cdn.example/x.png`): the mail client would use http(s) anyway.
     let candidate = if candidate.starts_with("//") {
-        format!("http:{candidate}")
-    } else if lower.starts_with("http://") || lower.starts_with("https://") {
+        Cow::Owned(format!("http:{candidate}"))
+    } else if starts_ci(&candidate, "http://") || starts_ci(&candidate, "https://") {
         candidate
     } else {
         return None;
@@ -111,9 +148,29 @@ pub(crate) fn normalise(candidate: &str) -> Option<Normalised> {
 
 /// Whether a (lowercase, punycode) host is one of the known shorteners or a subdomain of one.
 pub(crate) fn is_shortener(host: &str) -> bool {
-    SHORTENERS
-        .iter()
-        .any(|s| host == *s || host.strip_suffix(s).is_some_and(|rest| rest.ends_with('.')))
+    in_list(SHORTENERS, host)
+}
+
+/// Whether a host's paths name content on a shared service: a shortener or one of
+/// [`PATH_ADDRESSED`].
+pub(crate) fn path_names_content(host: &str) -> bool {
+    is_shortener(host) || in_list(PATH_ADDRESSED, host)
+}
+
+/// Whether `host` is an entry of `list` or a subdomain of one. Runs for every URL, so each
+/// label suffix is compared for equality, which compares lengths before bytes: nearly every
+/// entry is rejected without a `memcmp` (`ends_with` and ordering comparisons always make one).
+fn in_list(list: &[&str], host: &str) -> bool {
+    let mut suffix = host;
+    loop {
+        if list.contains(&suffix) {
+            return true;
+        }
+        match memchr::memchr(b'.', suffix.as_bytes()) {
+            Some(dot) => suffix = &suffix[dot + 1..],
+            None => return false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -159,5 +216,9 @@ mod tests {
         assert!(is_shortener("www.bit.ly"));
         assert!(!is_shortener("notbit.ly"));
         assert!(normalise("https://t.co/abc").unwrap().shortener);
+        assert!(!is_shortener("co"));
+        assert!(path_names_content("docs.google.com"));
+        assert!(path_names_content("x.sharepoint.com"));
+        assert!(!path_names_content("google.com"));
     }
 }

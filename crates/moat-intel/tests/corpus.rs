@@ -247,6 +247,174 @@ fn corpus() -> Vec<Case> {
             ],
         },
         Case {
+            name: "more defanging and entity-spelled links",
+            raw: {
+                let mut m = crlf(&[
+                    "From: bot@spam.example",
+                    "To: victim@example.org",
+                    "Subject: defanged 2",
+                    "MIME-Version: 1.0",
+                    "Content-Type: multipart/alternative; boundary=\"d\"",
+                    "",
+                    "--d",
+                    "Content-Type: text/plain; charset=utf-8",
+                    "",
+                    "Mirrors: hXXps[://]mirror{.}example[/]path, https: //gap.example/ok and",
+                    "login at secure (dot) portal (dot) example/verify today.",
+                    "--d",
+                    "Content-Type: text/html; charset=utf-8",
+                    "",
+                ]);
+                m.extend_from_slice(
+                    b"<p>Visit https&#58;&#47;&#47;entity-text&period;example&sol;x&quest;a&equals;1 now\r\n\
+                      or <a href=\"https://folded.exa\r\n\tmple/path\">this</a>.</p>\r\n--d--\r\n",
+                );
+                m
+            },
+            expected: &[
+                "https://mirror.example/path",
+                "https://gap.example/ok",
+                "https://entity-text.example/x?a=1",
+                "https://folded.example/path",
+            ],
+        },
+        Case {
+            name: "more html attributes",
+            raw: {
+                let mut m = crlf(&[
+                    "From: bot@spam.example",
+                    "To: victim@example.org",
+                    "Subject: attributes",
+                    "Content-Type: text/html; charset=utf-8",
+                    "Content-Transfer-Encoding: quoted-printable",
+                    "",
+                ]);
+                m.extend_from_slice(
+                    b"<link rel=3Dpreload as=3Dimage imagesrcset=3D\"https://preload.example/a.png =\r\n\
+                      1x\"><style>@import url( 'https://import-url.example/s.css' );</style>=\r\n\
+                      <video poster=3Dhttps://poster.example/p.jpg></video>=\r\n\
+                      <img data-src=3D\"https://lazy.example/l.png\" lowsrc=3D'https://low.example/l.gif'>=\r\n\
+                      <map><area shape=3Drect href=3Dhttps://area.example/a></map>=\r\n\
+                      <form><button formaction=3D\"https://formaction.example/go\">Go</button></form>=\r\n\
+                      <img src=3D\"data:image/png;base64,iVBORw0KGgo=3D\"> <a href=3D\"tel:+15551234\">call</a>=\r\n\
+                      <img src=3D\"//protocol-relative.example/x.gif\">\r\n",
+                );
+                m
+            },
+            expected: &[
+                "https://preload.example/a.png",
+                "https://import-url.example/s.css",
+                "https://poster.example/p.jpg",
+                "https://lazy.example/l.png",
+                "https://low.example/l.gif",
+                "https://area.example/a",
+                "https://formaction.example/go",
+                "http://protocol-relative.example/x.gif",
+            ],
+        },
+        Case {
+            name: "ports, addresses and shorteners",
+            raw: crlf(&[
+                "From: bot@spam.example",
+                "To: victim@example.org",
+                "Subject: ports",
+                "Content-Type: text/html; charset=utf-8",
+                "",
+                "<a href=\"HTTPS://Port.Example:443/x\">a</a> <a href=\"http://port.example:8080/y\">b</a>",
+                "<a href=\"http://192.0.2.44/login\">ip</a> <a href=\"http://[2001:DB8::1]/v6\">v6</a>",
+                "<a href=\"https://TinyURL.com/abc123\">t</a> https://T.CO/xyz and https://www.bit.ly/Q",
+                "Decoys: http://localhost/, http://intranet/x, example.com, a@b.example, www. alone.",
+            ]),
+            expected: &[
+                "https://port.example/x",
+                "http://port.example:8080/y",
+                "http://192.0.2.44/login",
+                "http://[2001:db8::1]/v6",
+                "https://tinyurl.com/abc123",
+                "https://t.co/xyz",
+                "https://www.bit.ly/Q",
+            ],
+        },
+        Case {
+            name: "koi8-r base64 with idn hosts",
+            raw: crlf(&[
+                "From: bot@spam.example",
+                "To: victim@example.org",
+                "Subject: =?koi8-r?b?4cvDydE=?=",
+                "Content-Type: text/plain; charset=koi8-r",
+                "Content-Transfer-Encoding: base64",
+                "",
+                "4cvDydEhIPPBytQ6IGh0dHA6Ly/Q0snNxdIu0sYvwcvDydEgySBodHRwczovL83Bx8Hayc4uZXhh",
+                "bXBsZS/Ty8nEy8kg08XHz8TO0Q==",
+            ]),
+            expected: &[
+                "http://xn--e1afmkfd.xn--p1ai/%D0%B0%D0%BA%D1%86%D0%B8%D1%8F",
+                "https://xn--80aairftm.example/%D1%81%D0%BA%D0%B8%D0%B4%D0%BA%D0%B8",
+            ],
+        },
+        Case {
+            name: "iso-2022-jp text",
+            raw: {
+                let mut m = crlf(&[
+                    "From: bot@spam.example",
+                    "To: victim@example.org",
+                    "Subject: jis",
+                    "Content-Type: text/plain; charset=iso-2022-jp",
+                    "Content-Transfer-Encoding: 7bit",
+                    "",
+                ]);
+                m.extend_from_slice(
+                    b"\x1b$B:#$9$0$3$A$i$X!'\x1b(Bhttp://jp-spam.example/entry?id=7 \x1b$B$43NG'$/$@$5$$!#\x1b(B\r\n",
+                );
+                m
+            },
+            expected: &["http://jp-spam.example/entry?id=7"],
+        },
+        Case {
+            name: "shift_jis quoted-printable html",
+            raw: crlf(&[
+                "From: bot@spam.example",
+                "To: victim@example.org",
+                "Subject: sjis",
+                "Content-Type: text/html; charset=shift_jis",
+                "Content-Transfer-Encoding: quoted-printable",
+                "",
+                "<p>=8F=DA=82=B5=82=AD=82=CD<a href=3D\"https://sjis.example/=83y=81[=83W\">=",
+                "=82=B1=82=BF=82=E7</a>=81A=82=DC=82=BD=82=CD http://=97=E1=82=A6.jp/ =82=D6=",
+                "</p>",
+            ]),
+            expected: &[
+                "https://sjis.example/%E3%83%9A%E3%83%BC%E3%82%B8",
+                "http://xn--r8jz45g.jp/",
+            ],
+        },
+        Case {
+            name: "gb2312 base64 in a forwarded message",
+            raw: crlf(&[
+                "From: bot@spam.example",
+                "To: victim@example.org",
+                "Subject: fwd",
+                "MIME-Version: 1.0",
+                "Content-Type: multipart/mixed; boundary=\"f\"",
+                "",
+                "--f",
+                "Content-Type: text/plain; charset=utf-8",
+                "",
+                "See the forwarded offer.",
+                "--f",
+                "Content-Type: message/rfc822",
+                "",
+                "From: other@spam.example",
+                "Subject: inner",
+                "Content-Type: text/plain; charset=gb2312",
+                "Content-Transfer-Encoding: base64",
+                "",
+                "teO79yBodHRwczovL2diLXNwYW0uZXhhbXBsZS/B7MihIMHsyKG9sca3",
+                "--f--",
+            ]),
+            expected: &["https://gb-spam.example/%E9%A2%86%E5%8F%96"],
+        },
+        Case {
             name: "list-unsubscribe",
             raw: crlf(&[
                 "From: bot@spam.example",
@@ -333,7 +501,7 @@ fn sources_domains_and_shorteners_are_reported() {
         .unwrap();
     assert_eq!(att.source, Source::Attachment);
 
-    let unsub = extract(&cases[9].raw);
+    let unsub = extract(&cases[cases.len() - 1].raw);
     assert_eq!(unsub.urls[0].source, Source::ListUnsubscribe);
 
     let plain = extract(&cases[0].raw);
@@ -352,4 +520,24 @@ fn sources_domains_and_shorteners_are_reported() {
 
     let idn = extract(&cases[8].raw);
     assert_eq!(idn.domains, ["xn--bcher-kva.example"]);
+}
+
+/// Writes the corpus out as seeds for the `extract` fuzz target (`fuzz/seeds/extract`, which
+/// `scripts/fuzz.sh` copies into the working corpus):
+/// `MOAT_FUZZ_SEEDS=$PWD/fuzz/seeds/extract cargo test -p moat-intel --test corpus -- --ignored fuzz_seeds`
+#[test]
+#[ignore]
+fn fuzz_seeds() {
+    let Some(dir) = std::env::var_os("MOAT_FUZZ_SEEDS") else {
+        return;
+    };
+    for (i, case) in corpus().iter().enumerate() {
+        let slug: String = case
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let path = std::path::Path::new(&dir).join(format!("{i:02}-{slug}.eml"));
+        std::fs::write(path, &case.raw).expect("seed directory is writable");
+    }
 }

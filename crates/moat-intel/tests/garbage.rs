@@ -154,3 +154,32 @@ fn random_bytes_never_panic() {
         let _ = extract(&m);
     }
 }
+
+/// Shapes an adversary can send that would be quadratic in a careless implementation: a
+/// subject repeating the recipient's address, a `To:` with thousands of addresses and an
+/// endless display name, thousands of links, one huge HTML text node. Each is a few hundred
+/// KB; linear code takes well under a second even in a debug build, quadratic code minutes.
+#[test]
+fn hostile_shapes_stay_linear() {
+    let started = std::time::Instant::now();
+    let mut m = String::from("To: \"");
+    m.push_str(&"name ".repeat(20_000));
+    m.push_str("\" <victim@target.example>");
+    for i in 0..5_000 {
+        m.push_str(&format!(", u{i}@x{i}.example"));
+    }
+    m.push_str("\r\nSubject: ");
+    m.push_str(&"victim@target.example ".repeat(20_000));
+    m.push_str("\r\nContent-Type: text/html\r\n\r\n<p>");
+    for i in 0..5_000 {
+        m.push_str(&format!(
+            "<a href=\"https://h{i}.example/victim/{i}?q=http://r{i}.example/\">x</a>"
+        ));
+    }
+    m.push_str(&"word ".repeat(100_000));
+    let ind = extract(m.as_bytes());
+    assert_eq!(ind.urls.len(), 5_000);
+    assert!(ind.fingerprint.subject_skeleton.starts_with("* * *"));
+    let took = started.elapsed();
+    assert!(took.as_secs() < 30, "took {took:?}");
+}

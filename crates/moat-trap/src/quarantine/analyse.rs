@@ -112,9 +112,8 @@ pub fn analyse_blobs(db: &mut Connection, dir: &Path, shas: &[String]) -> rusqli
     tx.commit()
 }
 
-/// The campaign fingerprint as stored: JSON, so the clustering code can change its fields
-/// without a schema migration.
+/// The campaign fingerprint as stored: JSON (`moat_intel::Fingerprint`'s serde form), so the
+/// clustering code can change its fields without a schema migration.
 fn fingerprint_json(ind: &moat_intel::Indicators) -> String {
-    let urls: Vec<&str> = ind.urls.iter().map(|u| u.url.as_str()).collect();
-    serde_json::json!({ "subject": ind.subject, "urls": urls }).to_string()
+    serde_json::to_string(&ind.fingerprint).unwrap_or_else(|_| "{}".into())
 }
