@@ -522,22 +522,28 @@ fn sources_domains_and_shorteners_are_reported() {
     assert_eq!(idn.domains, ["xn--bcher-kva.example"]);
 }
 
-/// Writes the corpus out as seeds for the `extract` fuzz target (`fuzz/seeds/extract`, which
-/// `scripts/fuzz.sh` copies into the working corpus):
-/// `MOAT_FUZZ_SEEDS=$PWD/fuzz/seeds/extract cargo test -p moat-intel --test corpus -- --ignored fuzz_seeds`
+/// The `extract` fuzz target's seeds (`fuzz/seeds/extract`, which `scripts/fuzz.sh` copies into
+/// its working corpus) are this corpus, byte for byte: a case added here without its seed, or a
+/// seed left stale, fails. `MOAT_WRITE_FUZZ_SEEDS=1 cargo test -p moat-intel --test corpus
+/// fuzz_seeds` rewrites them.
 #[test]
-#[ignore]
-fn fuzz_seeds() {
-    let Some(dir) = std::env::var_os("MOAT_FUZZ_SEEDS") else {
-        return;
-    };
-    for (i, case) in corpus().iter().enumerate() {
+fn fuzz_seeds_match_the_corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/extract");
+    let write = std::env::var_os("MOAT_WRITE_FUZZ_SEEDS").is_some();
+    let cases = corpus();
+    for (i, case) in cases.iter().enumerate() {
         let slug: String = case
             .name
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect();
-        let path = std::path::Path::new(&dir).join(format!("{i:02}-{slug}.eml"));
-        std::fs::write(path, &case.raw).expect("seed directory is writable");
+        let path = dir.join(format!("{i:02}-{slug}.eml"));
+        if write {
+            std::fs::write(&path, &case.raw).expect("seed directory is writable");
+        }
+        let seed = std::fs::read(&path).unwrap_or_default();
+        assert!(seed == case.raw, "{} is missing or stale", path.display());
     }
+    let seeds = std::fs::read_dir(&dir).expect("fuzz/seeds/extract exists").count();
+    assert_eq!(seeds, cases.len(), "a seed without a corpus case in {}", dir.display());
 }
