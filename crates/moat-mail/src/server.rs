@@ -141,7 +141,18 @@ pub async fn start(
         };
         let l = bind(a).await?;
         out.capture_addr = l.local_addr().ok();
-        let trap = Trap::new(q, None, None, TrapLimits::default());
+        // Every connection comes from Postfix itself: a per-address cap would only refuse
+        // Postfix's own parallel deliveries, so the total cap is the only one.
+        let limits = TrapLimits::default();
+        let trap = Trap::new(
+            q,
+            None,
+            None,
+            TrapLimits {
+                max_per_ip: limits.max_sessions,
+                ..limits
+            },
+        );
         out.capture = Some(trap.clone());
         let lc = Arc::new(ListenerConfig::capture(a));
         tasks.push(tokio::spawn(moat_trap::server::serve(l, lc, trap)));
