@@ -30,6 +30,11 @@ pub fn print(db: &rusqlite::Connection, json: bool) -> anyhow::Result<()> {
         deliveries.insert(sha.clone(), ids);
         items.push((sha, fp));
     }
+    // Every delivery, read once (not one query per campaign member).
+    let rows: HashMap<String, index::MessageRow> = index::list(db, i64::MAX as usize)?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
     let mut out = Vec::new();
     for c in cluster(&items) {
         let mut ids: Vec<String> = c
@@ -38,10 +43,7 @@ pub fn print(db: &rusqlite::Connection, json: bool) -> anyhow::Result<()> {
             .flat_map(|sha| deliveries.get(sha).cloned().unwrap_or_default())
             .collect();
         ids.sort();
-        let rows: Vec<index::MessageRow> = ids
-            .iter()
-            .filter_map(|id| index::get(db, id).ok().flatten())
-            .collect();
+        let rows: Vec<&index::MessageRow> = ids.iter().filter_map(|id| rows.get(id)).collect();
         let mut domains: Vec<String> = Vec::new();
         for sha in &c.members {
             for i in index::iocs_of(db, sha)? {

@@ -259,7 +259,7 @@ pub fn run(a: QuarantineArgs) -> anyhow::Result<ExitCode> {
                 for r in rows {
                     println!(
                         "{:<20}  {:<15}  {:<5}  {:<16}  {:<28}  {}",
-                        utc(r.at_ms),
+                        utc(r.at_ms as i64),
                         r.client_ip,
                         r.mechanism,
                         r.verdict,

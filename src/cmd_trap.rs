@@ -2,7 +2,7 @@
 
 use crate::cmd_run::{init_logging, shutdown_signal};
 use anyhow::Context;
-use moat_config::{Trap, TrapListener, TrapTls};
+use moat_config::{trap_defaults as d, Trap, TrapListener, TrapTls};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,32 +27,34 @@ pub struct TrapArgs {
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// The name in the banner and EHLO reply.
-    #[arg(long, default_value = "mail.localdomain")]
+    #[arg(long, default_value = d::HOSTNAME)]
     hostname: String,
     /// Logins succeed with one of the N most common passwords (0: never).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = d::TOP_PASSWORDS)]
     top_passwords: u32,
     /// ...or on the K-th attempt for one user name (0: never).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = d::KTH_ATTEMPT)]
     kth_attempt: u32,
-    /// Wait before a refused login is answered, e.g. 2s or 0s.
-    #[arg(long, default_value = "2s")]
-    auth_failure_delay: String,
-    #[arg(long, default_value_t = 10_000)]
+    /// Wait before a refused login is answered, e.g. 0s (default: 2s, as Dovecot).
+    #[arg(long)]
+    auth_failure_delay: Option<String>,
+    #[arg(long, default_value_t = d::MAX_SESSIONS)]
     max_sessions: u32,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = d::MAX_SESSIONS_PER_IP)]
     max_sessions_per_ip: u32,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = d::MAX_MESSAGE_MB)]
     max_message_mb: u32,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = d::MAX_RECIPIENTS)]
     max_recipients: u32,
     /// Disk quota for captured content, MiB (0: none).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = d::QUOTA_MB)]
     quota_mb: u64,
-    #[arg(long, default_value = "60s")]
-    command_timeout: String,
-    #[arg(long, default_value = "10m")]
-    session_timeout: String,
+    /// Longest wait for a command (default: 60s).
+    #[arg(long)]
+    command_timeout: Option<String>,
+    /// Longest session (default: 10m).
+    #[arg(long)]
+    session_timeout: Option<String>,
     /// A config file whose [report] table turns on abuse reports (dry run unless send = true);
     /// the report database and cursor go to the state directory.
     #[arg(long)]
@@ -65,8 +67,11 @@ pub struct TrapArgs {
     log_format: String,
 }
 
-fn duration(v: &str, flag: &str) -> anyhow::Result<Duration> {
-    moat_config::parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+fn duration(v: Option<&str>, flag: &str, default: Duration) -> anyhow::Result<Duration> {
+    match v {
+        None => Ok(default),
+        Some(v) => moat_config::parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}")),
+    }
 }
 
 fn addr(v: &str, flag: &str) -> anyhow::Result<std::net::SocketAddr> {
@@ -109,9 +114,21 @@ pub fn run(a: TrapArgs) -> anyhow::Result<ExitCode> {
         max_sessions_per_ip: a.max_sessions_per_ip.max(1),
         max_message_bytes: u64::from(a.max_message_mb.max(1)) << 20,
         max_recipients: a.max_recipients.max(1),
-        command_timeout: duration(&a.command_timeout, "command-timeout")?,
-        session_timeout: duration(&a.session_timeout, "session-timeout")?,
-        auth_failure_delay: duration(&a.auth_failure_delay, "auth-failure-delay")?,
+        command_timeout: duration(
+            a.command_timeout.as_deref(),
+            "command-timeout",
+            d::COMMAND_TIMEOUT,
+        )?,
+        session_timeout: duration(
+            a.session_timeout.as_deref(),
+            "session-timeout",
+            d::SESSION_TIMEOUT,
+        )?,
+        auth_failure_delay: duration(
+            a.auth_failure_delay.as_deref(),
+            "auth-failure-delay",
+            d::AUTH_FAILURE_DELAY,
+        )?,
         listeners,
     };
     let state_dir = a.state_dir.clone().unwrap_or_else(|| a.quarantine.clone());
@@ -130,7 +147,7 @@ pub fn run(a: TrapArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let report_every = duration(&a.report_every, "report-every")?;
+    let report_every = duration(Some(&a.report_every), "report-every", Duration::ZERO)?;
     init_logging(&a.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

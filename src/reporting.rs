@@ -6,6 +6,7 @@
 //! Kept in the binary on purpose: the trap crate has no outbound network code at all.
 
 use anyhow::Context;
+use moat_core::{Clock, SystemClock};
 use moat_report::{Incident, Record, Reporter};
 use moat_trap::quarantine::{index, index_path, read_message};
 use std::path::{Path, PathBuf};
@@ -63,23 +64,30 @@ impl ReportFeed {
         if ipath.is_file() {
             let db = index::open_read(&ipath)?;
             let (mut ms, mut id) = self.read_cursor();
-            'outer: loop {
+            loop {
                 let batch = index::after(&db, ms, &id, 200)?;
                 if batch.is_empty() {
                     break;
                 }
+                // The cursor is written once per batch: after a crash inside one, its
+                // deliveries are submitted again and the reporter's dedupe absorbs them.
+                let mut done = false;
                 for (row, analysed) in batch {
                     if !analysed {
-                        break 'outer;
+                        done = true;
+                        break;
                     }
                     let inc = incident(&db, &self.quarantine, &row)?;
                     out.extend(self.reporter.submit(&inc).await?);
-                    (ms, id) = (row.received_ms, row.id.clone());
-                    self.write_cursor(ms, &id)?;
+                    (ms, id) = (row.received_ms, row.id);
+                }
+                self.write_cursor(ms, &id)?;
+                if done {
+                    break;
                 }
             }
         }
-        out.extend(self.reporter.pump(now_ms()).await?);
+        out.extend(self.reporter.pump(SystemClock.now_ms()).await?);
         Ok(out)
     }
 
@@ -129,8 +137,4 @@ fn incident(
         // The file may have been evicted since; report without the sample then.
         raw: read_message(dir, row).unwrap_or_default(),
     })
-}
-
-fn now_ms() -> u64 {
-    moat_core::Clock::now_ms(&moat_core::SystemClock)
 }

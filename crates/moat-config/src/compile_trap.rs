@@ -4,10 +4,9 @@
 
 use crate::compile::{addr, dur, num};
 use crate::errors::Sink;
-use crate::model::{Trap, TrapListener, TrapTls};
+use crate::model::{trap_defaults as d, Trap, TrapListener, TrapTls};
 use crate::raw::RawTrap;
 use std::path::Path;
-use std::time::Duration;
 
 pub(crate) fn trap(r: &RawTrap, s: &mut Sink, state_dir: &Path, base: &Path) -> Trap {
     if r.listener.is_empty() {
@@ -66,10 +65,10 @@ pub(crate) fn trap(r: &RawTrap, s: &mut Sink, state_dir: &Path, base: &Path) -> 
     let hostname = match &r.hostname {
         Some(h) if h.get_ref().is_empty() || h.get_ref().contains(char::is_whitespace) => {
             s.at(h.span(), "trap.hostname", "a host name without spaces");
-            "mail.localdomain".to_string()
+            d::HOSTNAME.to_string()
         }
         Some(h) => h.get_ref().clone(),
-        None => "mail.localdomain".to_string(),
+        None => d::HOSTNAME.to_string(),
     };
     Trap {
         quarantine_dir: state_dir.join(
@@ -77,61 +76,67 @@ pub(crate) fn trap(r: &RawTrap, s: &mut Sink, state_dir: &Path, base: &Path) -> 
                 .as_ref()
                 .map_or("quarantine", |d| d.get_ref().as_str()),
         ),
-        quota_bytes: num(r.quota_mb.as_ref(), "trap.quota_mb", 0, 1024u64, s) << 20,
+        quota_bytes: num(r.quota_mb.as_ref(), "trap.quota_mb", 0, d::QUOTA_MB, s) << 20,
         hostname,
         tls_files,
         top_passwords: num(
             r.top_passwords.as_ref(),
             "trap.top_passwords",
             0,
-            1000u32,
+            d::TOP_PASSWORDS,
             s,
         ),
-        kth_attempt: num(r.kth_attempt.as_ref(), "trap.kth_attempt", 0, 5u32, s),
+        kth_attempt: num(
+            r.kth_attempt.as_ref(),
+            "trap.kth_attempt",
+            0,
+            d::KTH_ATTEMPT,
+            s,
+        ),
         max_sessions: num(
             r.max_sessions.as_ref(),
             "trap.max_sessions",
             1,
-            10_000u32,
+            d::MAX_SESSIONS,
             s,
         ),
         max_sessions_per_ip: num(
             r.max_sessions_per_ip.as_ref(),
             "trap.max_sessions_per_ip",
             1,
-            20u32,
+            d::MAX_SESSIONS_PER_IP,
             s,
         ),
         max_message_bytes: u64::from(num(
             r.max_message_mb.as_ref(),
             "trap.max_message_mb",
             1,
-            10u32,
+            d::MAX_MESSAGE_MB,
             s,
         )) << 20,
         max_recipients: num(
             r.max_recipients.as_ref(),
             "trap.max_recipients",
             1,
-            100u32,
+            d::MAX_RECIPIENTS,
             s,
         ),
         command_timeout: dur(
             r.command_timeout.as_ref(),
             "trap.command_timeout",
-            Duration::from_secs(60),
+            d::COMMAND_TIMEOUT,
             s,
         ),
         session_timeout: dur(
             r.session_timeout.as_ref(),
             "trap.session_timeout",
-            Duration::from_secs(600),
+            d::SESSION_TIMEOUT,
             s,
         ),
         auth_failure_delay: dur(
             r.auth_failure_delay.as_ref(),
             "trap.auth_failure_delay",
-            Duration::from_secs(2),
+            d::AUTH_FAILURE_DELAY,
             s,
         ),
         listeners,

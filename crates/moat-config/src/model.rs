@@ -26,6 +26,23 @@ pub struct Config {
     pub policy: Policy,
 }
 
+/// The trap's defaults: one place for both `[trap]` and `moat trap`'s flags.
+pub mod trap_defaults {
+    use std::time::Duration;
+    pub const QUOTA_MB: u64 = 1024;
+    pub const HOSTNAME: &str = "mail.localdomain";
+    pub const TOP_PASSWORDS: u32 = 1000;
+    pub const KTH_ATTEMPT: u32 = 5;
+    pub const MAX_SESSIONS: u32 = 10_000;
+    pub const MAX_SESSIONS_PER_IP: u32 = 20;
+    pub const MAX_MESSAGE_MB: u32 = 10;
+    pub const MAX_RECIPIENTS: u32 = 100;
+    pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const SESSION_TIMEOUT: Duration = Duration::from_secs(600);
+    /// As Dovecot's `auth_failure_delay`.
+    pub const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(2);
+}
+
 /// The SMTP trap (see `moat-trap`). Paths are resolved against the state directory.
 #[derive(Debug, Clone)]
 pub struct Trap {

@@ -50,16 +50,22 @@ pub struct Fingerprint {
 /// the hash; in a short spam a changed greeting alone moves several bits.
 pub const BODY_DISTANCE: u32 = 11;
 
+impl Fingerprint {
+    /// The body SimHash when it can link this message: the body rule also needs a shared,
+    /// non-empty subject skeleton (see the module docs).
+    fn linking_body(&self) -> Option<u64> {
+        self.body.filter(|_| !self.subject_skeleton.is_empty())
+    }
+}
+
 /// Whether two messages belong to one campaign by themselves (before transitivity).
 pub fn linked(a: &Fingerprint, b: &Fingerprint) -> bool {
     if a.url_set.is_some() && a.url_set == b.url_set {
         return true;
     }
-    match (a.body, b.body) {
+    match (a.linking_body(), b.body) {
         (Some(x), Some(y)) => {
-            !a.subject_skeleton.is_empty()
-                && a.subject_skeleton == b.subject_skeleton
-                && (x ^ y).count_ones() <= BODY_DISTANCE
+            a.subject_skeleton == b.subject_skeleton && (x ^ y).count_ones() <= BODY_DISTANCE
         }
         _ => false,
     }
@@ -231,7 +237,7 @@ impl Campaigns {
                 }
             }
         }
-        if let (Some(body), false) = (fp.body, fp.subject_skeleton.is_empty()) {
+        if let Some(body) = fp.linking_body() {
             let skeleton = stable_hash(fp.subject_skeleton.as_bytes());
             match self.by_body.get(&(skeleton, body)) {
                 Some(&other) => self.union(me, other),
@@ -280,9 +286,7 @@ impl Campaigns {
         h.write(&fp.body.unwrap_or(0).to_le_bytes());
         h.write_u8(u8::from(fp.body.is_some()));
         h.write(fp.subject_skeleton.as_bytes());
-        let linkable =
-            fp.url_set.is_some() || (fp.body.is_some() && !fp.subject_skeleton.is_empty());
-        if !linkable {
+        if fp.url_set.is_none() && fp.linking_body().is_none() {
             h.write_u8(0xff);
             h.write(self.ids[root as usize].as_bytes());
         }

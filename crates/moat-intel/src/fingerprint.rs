@@ -81,7 +81,7 @@ pub(crate) struct Personal {
     /// The same words, for matching inside URL path segments.
     word_list: Vec<String>,
     /// Recipients' registrable domains: links to them point at the victim's own site.
-    pub(crate) domains: Vec<String>,
+    domains: Vec<String>,
 }
 
 impl Personal {
@@ -418,7 +418,7 @@ const SHINGLE: usize = 2;
 
 /// Below this many shingles there is too little text for a SimHash to mean anything (two
 /// unrelated one-liners land a few bits apart as often as two copies of one): no fingerprint.
-pub(crate) const MIN_SHINGLES: u32 = 8;
+const MIN_SHINGLES: u32 = 8;
 
 /// Work bound: shingles after this many are not counted. Far above any real body, and keeps
 /// the counters from overflowing on a hostile multi-gigabyte one.

@@ -56,7 +56,7 @@ const NAMED: &[(&str, char)] = &[
 /// Decodes character references. Numeric ones are decoded whether or not they end in `;` (as
 /// browsers do); named ones need the `;`, except the legacy four, which browsers also accept
 /// bare when no letter, digit or `=` follows.
-pub(crate) fn decode_entities(s: &str) -> Cow<'_, str> {
+fn decode_entities(s: &str) -> Cow<'_, str> {
     if memchr::memchr(b'&', s.as_bytes()).is_none() {
         return Cow::Borrowed(s);
     }
@@ -420,7 +420,7 @@ fn refresh_url(content: &str) -> Option<&str> {
 }
 
 /// URLs in CSS: `url(...)` (quoted or not) and `@import "..."`.
-pub(crate) fn css(style: &str, sink: &mut Sink<'_>) {
+fn css(style: &str, sink: &mut Sink<'_>) {
     let b = style.as_bytes();
     let mut i = 0;
     while i < b.len() {

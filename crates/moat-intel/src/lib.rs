@@ -166,12 +166,7 @@ impl Collector {
     }
 
     fn address(&mut self, recipient: bool, addr: &str) {
-        let addr = addr
-            .trim()
-            .trim_start_matches('<')
-            .trim_end_matches('>')
-            .trim()
-            .to_lowercase();
+        let addr = bare_address(addr);
         if addr.is_empty() {
             return;
         }
@@ -224,6 +219,15 @@ pub fn extract(raw: &[u8]) -> Indicators {
     c.finish()
 }
 
+/// An address as a header gives it, without surrounding blanks and angle brackets, lowercased.
+fn bare_address(addr: &str) -> String {
+    addr.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        .to_lowercase()
+}
+
 /// The header value as sent, folding undone. Used where the parsed form loses what matters
 /// (`Received`, whose free text is the point) or has no parsed form (`List-Unsubscribe`).
 fn raw_value(raw: &[u8], start: u32, end: u32) -> String {
@@ -259,8 +263,7 @@ fn headers(msg: &Message<'_>, raw: &[u8], c: &mut Collector) {
             // envelope recipient, often not in `To`. Only used to depersonalise the fingerprint.
             "delivered-to" | "x-original-to" | "envelope-to" | "x-envelope-to" => {
                 let v = raw_value(raw, h.offset_start(), h.offset_end());
-                let v = v.trim().trim_start_matches('<').trim_end_matches('>');
-                c.personal.address(&v.trim().to_lowercase());
+                c.personal.address(&bare_address(&v));
             }
             "return-path" => {
                 let v = raw_value(raw, h.offset_start(), h.offset_end());

@@ -544,6 +544,13 @@ fn fuzz_seeds_match_the_corpus() {
         let seed = std::fs::read(&path).unwrap_or_default();
         assert!(seed == case.raw, "{} is missing or stale", path.display());
     }
-    let seeds = std::fs::read_dir(&dir).expect("fuzz/seeds/extract exists").count();
-    assert_eq!(seeds, cases.len(), "a seed without a corpus case in {}", dir.display());
+    let seeds = std::fs::read_dir(&dir)
+        .expect("fuzz/seeds/extract exists")
+        .count();
+    assert_eq!(
+        seeds,
+        cases.len(),
+        "a seed without a corpus case in {}",
+        dir.display()
+    );
 }

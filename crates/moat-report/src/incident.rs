@@ -36,35 +36,29 @@ impl Incident {
     /// The promoted domains, lowercased, deduplicated and capped at `max`, in first-seen order;
     /// names that are not plausible host names are dropped.
     pub fn clean_domains(&self, max: usize) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for d in &self.domains {
-            if let Some(d) = crate::sanitize::domain(d) {
-                if !out.contains(&d) {
-                    out.push(d);
-                }
-            }
-            if out.len() >= max {
-                break;
-            }
-        }
-        out
+        clean(&self.domains, max, crate::sanitize::domain)
     }
 
     /// The promoted URLs, sanitized, deduplicated and capped at `max`.
     pub fn clean_urls(&self, max: usize) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for u in &self.urls {
-            if let Some(u) = crate::sanitize::url(u) {
-                if !out.contains(&u) {
-                    out.push(u);
-                }
-            }
-            if out.len() >= max {
-                break;
+        clean(&self.urls, max, crate::sanitize::url)
+    }
+}
+
+/// The values `sanitize` accepts, deduplicated, at most `max`, in first-seen order.
+fn clean(values: &[String], max: usize, sanitize: fn(&str) -> Option<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for v in values {
+        if let Some(v) = sanitize(v) {
+            if !out.contains(&v) {
+                out.push(v);
             }
         }
-        out
+        if out.len() >= max {
+            break;
+        }
     }
+    out
 }
 
 /// Whether an address is globally meaningful enough to report.

@@ -57,11 +57,3 @@ pub use error::ReportError;
 pub use incident::Incident;
 pub use record::{Record, Status, Target};
 pub use reporter::Reporter;
-
-/// Milliseconds since the Unix epoch, by the system clock.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}

@@ -26,8 +26,9 @@ pub fn write(
         source,
     };
     std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
-    let path = dir.join(file_name(now_ms, id, target, ext));
-    let tmp = dir.join(format!(".{}.tmp", file_name(now_ms, id, target, ext)));
+    let name = file_name(now_ms, id, target, ext);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.tmp"));
     let mut f = std::fs::File::create(&tmp).map_err(|e| err(&tmp, e))?;
     f.write_all(bytes).map_err(|e| err(&tmp, e))?;
     f.sync_all().map_err(|e| err(&tmp, e))?;

@@ -63,7 +63,6 @@ impl Reporter {
     fn http_plan(
         &self,
         target: Target,
-        ready: bool,
         indicator: String,
         url: String,
         content_type: &'static str,
@@ -73,7 +72,7 @@ impl Reporter {
             target,
             indicators: vec![indicator],
             recipient: url,
-            mode: if self.cfg.send && ready {
+            mode: if self.live_limit(target).is_some() {
                 Mode::Live
             } else {
                 Mode::DryRun(self.dry_run_reason())
@@ -88,7 +87,7 @@ impl Reporter {
         let Some(a) = &self.cfg.arf else {
             return Ok(Vec::new());
         };
-        let live = self.cfg.send && a.is_ready() && self.smtp.is_some();
+        let live = self.live_limit(Target::Arf).is_some();
         let mut queries = Vec::new();
         if let Some(ip) = inc.reportable_ip() {
             queries.push(Query::Ip(ip));
@@ -154,7 +153,7 @@ impl Reporter {
         let mut by_contact: Vec<(String, Vec<String>)> = Vec::new();
         let mut plans = Vec::new();
         for q in &fresh {
-            match self.rdap.abuse_contacts(&self.store, q, now_ms).await {
+            let why = match self.rdap.abuse_contacts(&self.store, q, now_ms).await {
                 Ok(list) if !list.is_empty() => {
                     for c in list {
                         match by_contact
@@ -165,20 +164,17 @@ impl Reporter {
                             None => by_contact.push((c, vec![q.key()])),
                         }
                     }
+                    continue;
                 }
-                Ok(_) => plans.push(arf_plan(
-                    String::new(),
-                    vec![q.key()],
-                    Mode::Failed("RDAP names no abuse contact".into()),
-                    Vec::new(),
-                )),
-                Err(e) => plans.push(arf_plan(
-                    String::new(),
-                    vec![q.key()],
-                    Mode::Failed(e),
-                    Vec::new(),
-                )),
-            }
+                Ok(_) => "RDAP names no abuse contact".to_string(),
+                Err(e) => e,
+            };
+            plans.push(arf_plan(
+                String::new(),
+                vec![q.key()],
+                Mode::Failed(why),
+                Vec::new(),
+            ));
         }
         for (contact, inds) in by_contact.into_iter().take(a.max_contacts) {
             let (mode, note) = if live {
@@ -209,7 +205,6 @@ impl Reporter {
             let body = serde_json::to_vec(&doc).unwrap_or_default();
             Ok(vec![self.http_plan(
                 Target::Xarf,
-                x.is_ready(),
                 indicator,
                 url,
                 JSON,
@@ -244,7 +239,6 @@ impl Reporter {
         );
         Ok(vec![self.http_plan(
             Target::AbuseIpdb,
-            a.is_ready(),
             indicator,
             url,
             FORM,
@@ -278,7 +272,6 @@ impl Reporter {
             let url = format!("{}{}", s.base_url.trim_end_matches('/'), sub.path());
             plans.push(self.http_plan(
                 Target::Spamhaus,
-                s.is_ready(),
                 indicator,
                 url,
                 JSON,
@@ -299,7 +292,6 @@ impl Reporter {
         let body = serde_json::to_vec(&webhook::summary(inc)).unwrap_or_default();
         Ok(vec![self.http_plan(
             Target::Webhook,
-            w.is_ready(),
             indicator,
             w.url.clone(),
             JSON,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::Method;
+use moat_core::{Clock, SystemClock};
 use serde_json::{json, Value};
 
 use crate::http::{HttpClient, DEFAULT_MAX_BODY};
@@ -79,7 +80,7 @@ impl Reporter {
 
     /// [`Reporter::submit_at`] by the system clock.
     pub async fn submit(&self, inc: &Incident) -> Result<Vec<Record>, ReportError> {
-        self.submit_at(inc, crate::now_ms()).await
+        self.submit_at(inc, SystemClock.now_ms()).await
     }
 
     /// Plans the incident's reports, records them, writes dry runs to the outbox and tries to
@@ -161,7 +162,8 @@ impl Reporter {
     }
 
     /// The target's hourly limit if it is live (sending on and configured), else `None`.
-    fn live_limit(&self, t: Target) -> Option<u32> {
+    /// Planning and the pump both ask this, so "live" has one definition.
+    pub(crate) fn live_limit(&self, t: Target) -> Option<u32> {
         if !self.cfg.send {
             return None;
         }
@@ -202,39 +204,26 @@ impl Reporter {
             Target::Arf => self.attempt_smtp(job).await,
             _ => self.attempt_http(job, now_ms).await,
         };
-        match verdict {
-            Verdict::Accepted => Outcome {
-                status: Status::Sent,
-                answer_code: code,
-                answer,
-                attempts,
-                next_attempt_ms: None,
-            },
-            Verdict::Permanent => Outcome {
-                status: Status::Rejected,
-                answer_code: code,
-                answer,
-                attempts,
-                next_attempt_ms: None,
-            },
+        let (status, answer, next_attempt_ms) = match verdict {
+            Verdict::Accepted => (Status::Sent, answer, None),
+            Verdict::Permanent => (Status::Rejected, answer, None),
             Verdict::Retry { min_delay_ms } => {
                 match policy::next_attempt(&self.cfg.retry, attempts, now_ms, min_delay_ms) {
-                    Some(next) => Outcome {
-                        status: Status::Queued,
-                        answer_code: code,
-                        answer,
-                        attempts,
-                        next_attempt_ms: Some(next),
-                    },
-                    None => Outcome {
-                        status: Status::Failed,
-                        answer_code: code,
-                        answer: format!("gave up after {attempts} attempts: {answer}"),
-                        attempts,
-                        next_attempt_ms: None,
-                    },
+                    Some(next) => (Status::Queued, answer, Some(next)),
+                    None => (
+                        Status::Failed,
+                        format!("gave up after {attempts} attempts: {answer}"),
+                        None,
+                    ),
                 }
             }
+        };
+        Outcome {
+            status,
+            answer_code: code,
+            answer,
+            attempts,
+            next_attempt_ms,
         }
     }
 

@@ -54,32 +54,21 @@ impl SmtpSender {
 
     /// Sends `message` from `from` to `to` (envelope addresses). A bad address is permanent.
     pub async fn send(&self, from: &str, to: &str, message: &[u8]) -> SmtpOutcome {
-        let parse = |a: &str| a.parse::<Address>();
-        let envelope = match (parse(from), parse(to)) {
-            (Ok(f), Ok(t)) => Envelope::new(Some(f), vec![t]),
-            _ => {
-                return SmtpOutcome::Permanent {
-                    code: None,
-                    reply: format!("bad envelope address {from:?} or {to:?}"),
-                }
-            }
+        let envelope = match (from.parse::<Address>(), to.parse::<Address>()) {
+            (Ok(f), Ok(t)) => Envelope::new(Some(f), vec![t]).map_err(|e| e.to_string()),
+            _ => Err(format!("bad envelope address {from:?} or {to:?}")),
         };
         let envelope = match envelope {
             Ok(e) => e,
-            Err(e) => {
-                return SmtpOutcome::Permanent {
-                    code: None,
-                    reply: e.to_string(),
-                }
-            }
+            Err(reply) => return SmtpOutcome::Permanent { code: None, reply },
         };
         match self.transport.send_raw(&envelope, message).await {
             Ok(resp) => SmtpOutcome::Accepted {
-                code: code_u16(resp.code()),
+                code: u16::from(resp.code()),
                 reply: crate::sanitize::text(&resp.message().collect::<Vec<_>>().join(" "), 300),
             },
             Err(e) => {
-                let code = e.status().map(code_u16);
+                let code = e.status().map(u16::from);
                 let reply = crate::sanitize::text(&e.to_string(), 300);
                 if e.is_permanent() {
                     SmtpOutcome::Permanent { code, reply }
@@ -89,8 +78,4 @@ impl SmtpSender {
             }
         }
     }
-}
-
-fn code_u16(c: lettre::transport::smtp::response::Code) -> u16 {
-    c.to_string().parse().unwrap_or(0)
 }

@@ -300,7 +300,8 @@ impl Store {
         Ok(())
     }
 
-    /// Logs an attempt for the rate limit, and prunes the log to the last hour.
+    /// Logs an attempt for the rate limit, and prunes the log to the last two hours (the limit
+    /// looks back one hour; the margin keeps a slow clock step from undercounting).
     pub fn log_attempt(&self, target: Target, now_ms: u64) -> Result<(), ReportError> {
         let c = self.conn();
         c.execute(

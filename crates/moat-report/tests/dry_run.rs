@@ -14,14 +14,20 @@ fn outbox_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     v
 }
 
+/// Every target configured against local fakes (RDAP included), sending off.
+async fn dry_run_setup(dir: &std::path::Path) -> (FakeHttp, FakeHttp, FakeSmtp, ReportConfig) {
+    let rdap = fake_rdap(&dir.join("bootstrap")).await;
+    let apis = FakeHttp::start(|_, _| Resp::json(200, serde_json::json!({}))).await;
+    let smtp = FakeSmtp::start(DataReply::Accept).await;
+    let mut cfg = live_config(dir, &apis, Some(&smtp));
+    cfg.send = false;
+    (rdap, apis, smtp, cfg)
+}
+
 #[tokio::test]
 async fn dry_run_sends_nothing_and_writes_every_report() {
     let dir = tempfile::tempdir().unwrap();
-    let rdap = fake_rdap(&dir.path().join("bootstrap")).await;
-    let apis = FakeHttp::start(|_, _| Resp::json(200, serde_json::json!({}))).await;
-    let smtp = FakeSmtp::start(DataReply::Accept).await;
-    let mut cfg = live_config(dir.path(), &apis, Some(&smtp));
-    cfg.send = false;
+    let (rdap, apis, smtp, cfg) = dry_run_setup(dir.path()).await;
     let r = Reporter::open(&dir.path().join("r.db"), cfg).unwrap();
 
     let now = 1_704_200_000_000;
@@ -111,11 +117,7 @@ async fn dry_run_sends_nothing_and_writes_every_report() {
 #[tokio::test]
 async fn rdap_in_dry_run_addresses_the_files_but_sends_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
-    let rdap = fake_rdap(&dir.path().join("bootstrap")).await;
-    let apis = FakeHttp::start(|_, _| Resp::json(200, serde_json::json!({}))).await;
-    let smtp = FakeSmtp::start(DataReply::Accept).await;
-    let mut cfg = live_config(dir.path(), &apis, Some(&smtp));
-    cfg.send = false;
+    let (rdap, apis, smtp, mut cfg) = dry_run_setup(dir.path()).await;
     cfg.rdap_in_dry_run = true;
     let r = Reporter::open(&dir.path().join("r.db"), cfg).unwrap();
     let recs = r.submit_at(&incident("q"), 5_000).await.unwrap();

@@ -263,11 +263,7 @@ async fn huge_and_broken_rdap_answers_are_survived() {
     write_bootstrap(&dir.path().join("bootstrap"), &format!("{}/", rdap.url()));
     let apis = FakeHttp::start(|_, _| Resp::json(200, json!({}))).await;
     let smtp = FakeSmtp::start(DataReply::Accept).await;
-    let mut cfg = live_config(dir.path(), &apis, Some(&smtp));
-    cfg.xarf = None;
-    cfg.abuseipdb = None;
-    cfg.spamhaus = None;
-    cfg.webhook = None;
+    let cfg = arf_only_config(dir.path(), &apis, &smtp);
     let r = Reporter::open(&dir.path().join("r.db"), cfg).unwrap();
     let recs = r.submit_at(&incident("a"), 1000).await.unwrap();
     assert_eq!(recs.len(), 2);
@@ -327,11 +323,7 @@ async fn rdap_redirects_are_followed() {
     );
     let apis = FakeHttp::start(|_, _| Resp::json(200, json!({}))).await;
     let smtp = FakeSmtp::start(DataReply::Accept).await;
-    let mut cfg = live_config(dir.path(), &apis, Some(&smtp));
-    cfg.xarf = None;
-    cfg.abuseipdb = None;
-    cfg.spamhaus = None;
-    cfg.webhook = None;
+    let cfg = arf_only_config(dir.path(), &apis, &smtp);
     let r = Reporter::open(&dir.path().join("r.db"), cfg).unwrap();
     let mut inc = incident("a");
     inc.domains.clear();

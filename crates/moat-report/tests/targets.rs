@@ -294,11 +294,7 @@ async fn an_address_without_abuse_contact_is_recorded_as_failed() {
     write_bootstrap(&dir.path().join("bootstrap"), &format!("{}/", rdap.url()));
     let apis = fake_apis().await;
     let smtp = FakeSmtp::start(DataReply::Accept).await;
-    let mut cfg = live_config(dir.path(), &apis, Some(&smtp));
-    cfg.xarf = None;
-    cfg.webhook = None;
-    cfg.abuseipdb = None;
-    cfg.spamhaus = None;
+    let cfg = arf_only_config(dir.path(), &apis, &smtp);
     let r = Reporter::open(&dir.path().join("r.db"), cfg).unwrap();
     let mut inc = incident("q");
     inc.domains.clear();
@@ -322,11 +318,7 @@ async fn smtp_refusals_are_permanent_and_4xx_is_retried() {
         let _rdap = fake_rdap(&dir.path().join("bootstrap")).await;
         let apis = fake_apis().await;
         let smtp = FakeSmtp::start(reply).await;
-        let mut cfg = live_config(dir.path(), &apis, Some(&smtp));
-        cfg.xarf = None;
-        cfg.webhook = None;
-        cfg.abuseipdb = None;
-        cfg.spamhaus = None;
+        let cfg = arf_only_config(dir.path(), &apis, &smtp);
         let r = Reporter::open(&dir.path().join("r.db"), cfg).unwrap();
         let mut inc = incident("q");
         inc.domains.clear();

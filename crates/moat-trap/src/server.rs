@@ -8,6 +8,7 @@
 use crate::login::{LoginPolicy, LoginRules};
 use crate::quarantine::{new_id, Login, Meta, Quarantine};
 use crate::session::{Limits, Mode, Session, Step};
+use moat_core::{Clock, SystemClock};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -405,7 +406,7 @@ async fn login(
         .decide(&c.username, &c.password, honey);
     let tls = s.envelope().tls;
     trap.quarantine.record_login(Login {
-        at_ms: now_ms(),
+        at_ms: SystemClock.now_ms(),
         client_ip: peer.ip().to_string(),
         mechanism: c.mechanism.into(),
         username: c.username.clone(),
@@ -418,7 +419,6 @@ async fn login(
     if verdict.accepted() {
         trap.stats.logins_accepted.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(cfg.auth_delay).await;
-        s.set_login_password(&c.password);
     } else {
         trap.stats.logins_refused.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(cfg.auth_failure_delay).await;
@@ -434,37 +434,33 @@ async fn deliver(
     cfg: &ListenerConfig,
     trap: &Trap,
 ) -> String {
-    let received_ms = now_ms();
-    let id = new_id(received_ms);
+    let received_ms = SystemClock.now_ms();
     // Behind Postfix (capture mode) the bot is the XFORWARD client, not the socket peer.
     let client_ip = env
         .xforward("ADDR")
         .filter(|a| a.parse::<IpAddr>().is_ok())
         .map(str::to_string)
         .unwrap_or_else(|| peer.ip().to_string());
-    let helo = env
-        .xforward("HELO")
-        .map(str::to_string)
-        .unwrap_or_else(|| env.helo.clone());
+    let helo = env.xforward("HELO").map(str::to_string).unwrap_or(env.helo);
+    let (from, rcpts, size) = (env.mail_from.clone(), env.rcpt_to.len(), data.len());
     let meta = Meta {
-        id: id.clone(),
+        id: new_id(received_ms),
         received_ms,
         client_ip,
         client_port: peer.port(),
         helo,
-        mail_from: env.mail_from.clone(),
-        rcpt_to: env.rcpt_to.clone(),
-        auth_user: env.auth_user.clone(),
-        auth_password: s.login_password().map(str::to_string),
+        mail_from: env.mail_from,
+        rcpt_to: env.rcpt_to,
+        auth_user: env.auth_user,
+        auth_password: env.auth_password,
         tls: env.tls,
         listener: cfg.name.clone(),
     };
-    let size = data.len();
     match trap.quarantine.store(meta, data).await {
         Ok(stored) => {
             trap.stats.messages.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(target: "moat::trap", id = %stored.id, peer = %peer, from = %env.mail_from,
-                rcpts = env.rcpt_to.len(), size, duplicate = stored.duplicate, listener = %cfg.name,
+            tracing::info!(target: "moat::trap", id = %stored.id, peer = %peer, from = %from,
+                rcpts, size, duplicate = stored.duplicate, listener = %cfg.name,
                 "message captured");
             s.delivered(&stored.id)
         }
@@ -473,13 +469,4 @@ async fn deliver(
             s.store_failed()
         }
     }
-}
-
-fn now_ms() -> u64 {
-    moat_core::Clock::now_ms(&moat_core::SystemClock)
-}
-
-/// Binds a listener (separate from [`serve`] so callers learn the port before serving).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }

@@ -58,8 +58,10 @@ pub struct Envelope {
     pub rcpt_to: Vec<String>,
     /// XFORWARD attributes from Postfix (capture mode): NAME, ADDR, PROTO, HELO, SOURCE, IDENT.
     pub xforward: Vec<(String, String)>,
-    /// The login this session authenticated as, if any.
+    /// The login this session authenticated as, if any, and the password it used: the
+    /// credential the message was sent with.
     pub auth_user: Option<String>,
+    pub auth_password: Option<String>,
     /// The message arrived over TLS.
     pub tls: bool,
 }
@@ -125,9 +127,6 @@ pub struct Session {
     line: Vec<u8>,
     data: Vec<u8>,
     errors: u32,
-    queued: u64,
-    /// The password of the accepted login, kept with each message as the credential used.
-    password: Option<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -154,8 +153,6 @@ impl Session {
             line: Vec::new(),
             data: Vec::new(),
             errors: 0,
-            queued: 0,
-            password: None,
         }
     }
 
@@ -173,8 +170,7 @@ impl Session {
     }
 
     /// The reply once the message is durable, naming the id it was stored under.
-    pub fn delivered(&mut self, id: &str) -> String {
-        self.queued += 1;
+    pub fn delivered(&self, id: &str) -> String {
         format!("250 2.0.0 Ok: queued as {id}\r\n")
     }
 
@@ -187,19 +183,12 @@ impl Session {
     pub fn login_result(&mut self, creds: &Credentials, accepted: bool) -> String {
         if accepted {
             self.env.auth_user = Some(creds.username.clone());
+            self.env.auth_password = Some(creds.password.clone());
             "235 2.7.0 Authentication successful\r\n".into()
         } else {
             self.error();
             "535 5.7.8 Error: authentication failed: authentication failure\r\n".into()
         }
-    }
-
-    pub fn set_login_password(&mut self, password: &str) {
-        self.password = Some(password.to_string());
-    }
-
-    pub fn login_password(&self) -> Option<&str> {
-        self.password.as_deref()
     }
 
     /// TLS is up: RFC 3207 says forget everything learnt before it.
@@ -210,7 +199,6 @@ impl Session {
         };
         self.mail = false;
         self.greeted = false;
-        self.password = None;
         self.line.clear();
         self.limits.starttls = false;
     }
@@ -302,6 +290,7 @@ impl Session {
         let env = Envelope {
             helo: self.env.helo.clone(),
             auth_user: self.env.auth_user.clone(),
+            auth_password: self.env.auth_password.clone(),
             tls: self.env.tls,
             xforward: std::mem::take(&mut self.env.xforward),
             mail_from: std::mem::take(&mut self.env.mail_from),
@@ -321,32 +310,31 @@ impl Session {
         let mut with_crlf = Vec::with_capacity(line.len() + 2);
         with_crlf.extend_from_slice(line);
         with_crlf.extend_from_slice(b"\r\n");
-        let parsed = Request::parse(&mut with_crlf.iter());
-        match parsed {
-            Ok(req) => self.request(req.into_owned()),
+        let parsed = match Request::parse(&mut with_crlf.iter()) {
             // smtp-proto is stricter than Postfix about paths: it refuses address literals
             // (`user@[192.0.2.1]`) and source routes, which are exactly what relay probes
             // send. Accept what Postfix accepts, so the probe is recorded, not bounced.
-            Err(ProtoError::InvalidSenderAddress | ProtoError::InvalidRecipientAddress)
-                if lenient_path(line).is_some() =>
-            {
-                let (is_mail, addr) = lenient_path(line).unwrap_or_default();
-                if is_mail {
-                    self.request(Request::Mail {
+            Err(e @ (ProtoError::InvalidSenderAddress | ProtoError::InvalidRecipientAddress)) => {
+                match lenient_path(line) {
+                    Some((true, address)) => Ok(Request::Mail {
                         from: smtp_proto::MailFrom {
-                            address: addr,
+                            address,
                             ..Default::default()
                         },
-                    })
-                } else {
-                    self.request(Request::Rcpt {
+                    }),
+                    Some((false, address)) => Ok(Request::Rcpt {
                         to: smtp_proto::RcptTo {
-                            address: addr,
+                            address,
                             ..Default::default()
                         },
-                    })
+                    }),
+                    None => Err(e),
                 }
             }
+            other => other.map(Request::into_owned),
+        };
+        match parsed {
+            Ok(req) => self.request(req),
             Err(e) => {
                 self.error();
                 match e {

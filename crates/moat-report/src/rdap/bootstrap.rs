@@ -5,6 +5,7 @@
 //! suffix, an AS number to the range that holds it. Base URLs end with `/`, and the query path
 //! (`ip/…`, `domain/…`, `autnum/…`) is appended.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
@@ -77,15 +78,15 @@ impl Bootstrap {
 
     /// The shipped files, each replaced by the same-named file in `dir` when that exists.
     pub fn load(dir: Option<&Path>) -> Result<Bootstrap, ReportError> {
-        let read = |name: &str, shipped: &'static str| -> Result<String, ReportError> {
+        let read = |name: &str, shipped: &'static str| -> Result<Cow<'static, str>, ReportError> {
             match dir.map(|d| d.join(name)) {
-                Some(p) if p.exists() => {
-                    std::fs::read_to_string(&p).map_err(|e| ReportError::Bootstrap {
+                Some(p) if p.exists() => std::fs::read_to_string(&p).map(Cow::Owned).map_err(|e| {
+                    ReportError::Bootstrap {
                         file: p.display().to_string(),
                         reason: e.to_string(),
-                    })
-                }
-                _ => Ok(shipped.to_string()),
+                    }
+                }),
+                _ => Ok(Cow::Borrowed(shipped)),
             }
         };
         Bootstrap::parse(

@@ -459,6 +459,17 @@ pub fn live_config(dir: &Path, http: &FakeHttp, smtp: Option<&FakeSmtp>) -> Repo
     }
 }
 
+/// [`live_config`] with ARF the only target.
+pub fn arf_only_config(dir: &Path, http: &FakeHttp, smtp: &FakeSmtp) -> ReportConfig {
+    ReportConfig {
+        xarf: None,
+        abuseipdb: None,
+        spamhaus: None,
+        webhook: None,
+        ..live_config(dir, http, Some(smtp))
+    }
+}
+
 pub fn by_target(records: &[Record], t: Target) -> Vec<Record> {
     records.iter().filter(|r| r.target == t).cloned().collect()
 }

@@ -196,10 +196,6 @@ pub fn after(
     rows.collect()
 }
 
-pub fn count_messages(c: &Connection) -> rusqlite::Result<i64> {
-    c.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
-}
-
 /// One indicator of one message's content.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Ioc {
@@ -260,26 +256,14 @@ pub fn ioc_summary(c: &Connection, kind: Option<&str>) -> rusqlite::Result<Vec<I
     rows.collect()
 }
 
-/// One login attempt on the trap.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct LoginRow {
-    pub at_ms: i64,
-    pub client_ip: String,
-    pub mechanism: String,
-    pub username: String,
-    pub password: String,
-    pub verdict: String,
-    pub tls: bool,
-}
-
-pub fn logins(c: &Connection, limit: usize) -> rusqlite::Result<Vec<LoginRow>> {
+pub fn logins(c: &Connection, limit: usize) -> rusqlite::Result<Vec<super::Login>> {
     let mut st = c.prepare(
         "SELECT at_ms, client_ip, mechanism, username, password, verdict, tls FROM logins
          ORDER BY at_ms DESC, rowid DESC LIMIT ?1",
     )?;
     let rows = st.query_map([limit as i64], |r| {
-        Ok(LoginRow {
-            at_ms: r.get(0)?,
+        Ok(super::Login {
+            at_ms: r.get::<_, i64>(0)?.max(0) as u64,
             client_ip: r.get(1)?,
             mechanism: r.get(2)?,
             username: r.get(3)?,

@@ -91,8 +91,8 @@ pub struct Stats {
     pub recovered: AtomicU64,
 }
 
-/// A login attempt to record (every credential tried is kept).
-#[derive(Debug, Clone)]
+/// A login attempt on the trap (every credential tried is kept), as recorded and as read back.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Login {
     pub at_ms: u64,
     pub client_ip: String,

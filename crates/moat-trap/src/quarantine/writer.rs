@@ -15,6 +15,20 @@ type Reply = oneshot::Sender<std::io::Result<Stored>>;
 /// One delivery waiting for its commit: envelope, size, content hash, duplicate, reply slot.
 type Row = (Meta, usize, String, bool, Reply);
 
+/// Where a delivery's content comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Written by this batch for this delivery.
+    New,
+    /// Written by this batch for an earlier delivery (its index in the batch).
+    Batch(usize),
+    /// Already in the quarantine.
+    Indexed,
+}
+
+/// A delivery of this batch before its files are written: envelope, content, hash, origin.
+type Pending = (Meta, Vec<u8>, String, Origin, Reply);
+
 /// Threads used to write one batch's files.
 const WRITE_THREADS: usize = 8;
 
@@ -23,7 +37,7 @@ const WRITE_THREADS: usize = 8;
 fn write_files(
     dir: &std::path::Path,
     to_write: &[(usize, String)],
-    pending: &[(Meta, Vec<u8>, String, bool, Reply)],
+    pending: &[Pending],
 ) -> Vec<std::io::Result<u64>> {
     let one = |(i, name): &(usize, String)| {
         let (meta, data, ..) = &pending[*i];
@@ -108,31 +122,31 @@ impl Writer {
     /// Makes the index agree with the files after any crash.
     fn recover(&mut self) -> rusqlite::Result<()> {
         let new_dir = files::new_dir(&self.cfg.dir);
+        // One listing of `new/` and one scan of the index, compared in memory (no stat per row).
+        let present: HashSet<String> = std::fs::read_dir(&new_dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut known: HashSet<String> = HashSet::new();
+        let mut missing: Vec<String> = Vec::new();
         {
-            let mut st = self.db.prepare("SELECT file FROM blobs")?;
-            for f in st.query_map([], |r| r.get::<_, String>(0))? {
-                known.insert(f?);
+            let mut st = self.db.prepare("SELECT sha256, file FROM blobs")?;
+            for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+                let (sha, file) = row?;
+                if !present.contains(&file) {
+                    missing.push(sha);
+                }
+                known.insert(file);
             }
         }
         // Rows whose file is gone: drop them (the index must not claim what is not there).
-        let missing: Vec<String> = known
-            .iter()
-            .filter(|f| !new_dir.join(f).is_file())
-            .cloned()
-            .collect();
         if !missing.is_empty() {
             let tx = self.db.transaction()?;
-            for f in &missing {
-                tx.execute(
-                    "DELETE FROM iocs WHERE sha256 IN (SELECT sha256 FROM blobs WHERE file = ?1)",
-                    [f],
-                )?;
-                tx.execute(
-                    "DELETE FROM messages WHERE sha256 IN (SELECT sha256 FROM blobs WHERE file = ?1)",
-                    [f],
-                )?;
-                tx.execute("DELETE FROM blobs WHERE file = ?1", [f])?;
+            for sha in &missing {
+                delete_blob(&tx, sha)?;
             }
             tx.commit()?;
             tracing::warn!(
@@ -142,13 +156,13 @@ impl Writer {
         }
         // Whole files the index never heard of: written and synced, crash before the commit.
         let mut found = 0u64;
-        if let Ok(rd) = std::fs::read_dir(&new_dir) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if known.contains(&name) || files::id_of(&name).is_none() {
+        {
+            for name in present.iter().filter(|n| !known.contains(*n)) {
+                if files::id_of(name).is_none() {
                     continue;
                 }
-                let Ok(Some((meta, data, offset))) = files::read(&e.path()) else {
+                let path = new_dir.join(name);
+                let Ok(Some((meta, data, offset))) = files::read(&path) else {
                     tracing::warn!(file = %name, "quarantine: unreadable file left alone");
                     continue;
                 };
@@ -167,7 +181,7 @@ impl Writer {
                     )?;
                     self.pending_analysis.push(sha.clone());
                 } else {
-                    let _ = std::fs::remove_file(e.path());
+                    let _ = std::fs::remove_file(&path);
                 }
                 insert_message(&tx, &meta, data.len(), &sha)?;
                 tx.commit()?;
@@ -223,31 +237,34 @@ impl Writer {
                 Job::Flush(f) => flushes.push(f),
             }
         }
-        // Files first: write, sync, rename. Content already stored (in the index, or earlier
-        // in this batch) is not written again. The new files are written on several threads at
-        // once: each needs its own fsync, and concurrent fsyncs share journal commits where
-        // sequential ones would each wait for their own.
-        let mut new_blobs: HashMap<String, NewBlob> = HashMap::new();
-        let mut rows: Vec<Row> = Vec::new();
+        // Files first: write and sync, then rename into `new/`. Content already stored (in the
+        // index, or earlier in this batch) is not written again. The new files are written on
+        // several threads at once: each needs its own fsync, and concurrent fsyncs share journal
+        // commits where sequential ones would each wait for their own.
+        let mut first_in_batch: HashMap<String, usize> = HashMap::new();
         let mut to_write: Vec<(usize, String)> = Vec::new();
-        let mut pending: Vec<(Meta, Vec<u8>, String, bool, Reply)> = Vec::new();
-        let mut batch_shas: HashSet<String> = HashSet::new();
+        let mut pending: Vec<Pending> = Vec::new();
         for (meta, data, done) in stores {
             let sha = sha256_hex(&data);
-            let dup = batch_shas.contains(&sha)
-                || matches!(index::blob_file(&self.db, &sha), Ok(Some(_)));
-            if !dup {
-                batch_shas.insert(sha.clone());
-                to_write.push((pending.len(), files::file_name(&meta.id, meta.received_ms)));
-            }
-            pending.push((meta, data, sha, dup, done));
+            let i = pending.len();
+            let origin = if let Some(&j) = first_in_batch.get(&sha) {
+                Origin::Batch(j)
+            } else if matches!(index::blob_file(&self.db, &sha), Ok(Some(_))) {
+                Origin::Indexed
+            } else {
+                first_in_batch.insert(sha.clone(), i);
+                to_write.push((i, files::file_name(&meta.id, meta.received_ms)));
+                Origin::New
+            };
+            pending.push((meta, data, sha, origin, done));
         }
         let written = write_files(&self.cfg.dir, &to_write, &pending);
-        let mut failed: HashMap<usize, std::io::Error> = HashMap::new();
+        let mut new_blobs: HashMap<String, NewBlob> = HashMap::new();
+        let mut failed: HashMap<usize, String> = HashMap::new();
         for ((i, name), result) in to_write.into_iter().zip(written) {
             match result {
                 Ok(offset) => {
-                    let (meta, data, sha, _, _) = &pending[i];
+                    let (meta, data, sha, ..) = &pending[i];
                     new_blobs.insert(
                         sha.clone(),
                         NewBlob {
@@ -260,26 +277,26 @@ impl Writer {
                     );
                 }
                 Err(e) => {
-                    failed.insert(i, e);
+                    failed.insert(i, e.to_string());
                 }
             }
         }
-        for (i, (meta, data, sha, dup, done)) in pending.into_iter().enumerate() {
+        let mut rows: Vec<Row> = Vec::new();
+        for (i, (meta, data, sha, origin, done)) in pending.into_iter().enumerate() {
             // A duplicate of content whose write failed in this batch fails with it.
-            let lost = failed.contains_key(&i)
-                || (dup && !new_blobs.contains_key(&sha) && {
-                    !matches!(index::blob_file(&self.db, &sha), Ok(Some(_)))
-                });
-            if lost {
-                let e = failed
-                    .remove(&i)
-                    .unwrap_or_else(|| std::io::Error::other("content write failed"));
+            let writer = match origin {
+                Origin::New => Some(i),
+                Origin::Batch(j) => Some(j),
+                Origin::Indexed => None,
+            };
+            if let Some(msg) = writer.and_then(|w| failed.get(&w)) {
+                let e = std::io::Error::other(msg.clone());
                 tracing::error!(error = %e, "quarantine: cannot write a message");
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 let _ = done.send(Err(e));
                 continue;
             }
-            rows.push((meta, data.len(), sha, dup, done));
+            rows.push((meta, data.len(), sha, origin != Origin::New, done));
         }
         let synced = if new_blobs.is_empty() {
             Ok(())
@@ -395,9 +412,7 @@ impl Writer {
         let tx = self.db.transaction()?;
         let mut messages = 0i64;
         for (sha, _) in &victims {
-            tx.execute("DELETE FROM iocs WHERE sha256 = ?1", [sha])?;
-            messages += tx.execute("DELETE FROM messages WHERE sha256 = ?1", [sha])? as i64;
-            tx.execute("DELETE FROM blobs WHERE sha256 = ?1", [sha])?;
+            messages += delete_blob(&tx, sha)? as i64;
         }
         index::add_counter(&tx, "evicted", messages)?;
         tx.commit()?;
@@ -425,6 +440,14 @@ impl Writer {
             let _ = a.send(analyse::Job::Blobs(todo));
         }
     }
+}
+
+/// Removes one content and everything hanging off it; returns the deliveries removed.
+fn delete_blob(tx: &Connection, sha: &str) -> rusqlite::Result<usize> {
+    tx.execute("DELETE FROM iocs WHERE sha256 = ?1", [sha])?;
+    let messages = tx.execute("DELETE FROM messages WHERE sha256 = ?1", [sha])?;
+    tx.execute("DELETE FROM blobs WHERE sha256 = ?1", [sha])?;
+    Ok(messages)
 }
 
 fn insert_blob(tx: &Connection, b: &NewBlob) -> rusqlite::Result<()> {
