@@ -56,7 +56,11 @@ stored=$("$MOAT" quarantine --dir "$work/q" list --json --limit 1000000 | python
 echo "smtp-sink:  $sink_rate msg/s"
 echo "moat trap:  $trap_rate msg/s (quarantine on, fsync before every 250; $stored of $M indexed)"
 python3 -c "print(f'ratio trap/sink: {$trap_rate / $sink_rate:.2f}  (target >= 0.5)')"
-[ "$stored" = "$M" ] || { echo "FAIL: $stored of $M messages in the quarantine" >&2; exit 1; }
+if [ "$stored" != "$M" ]; then
+  echo "FAIL: $stored of $M messages in the quarantine; the trap's errors:" >&2
+  grep -v '"INFO"' "$work/trap.log" | head -20 >&2
+  exit 1
+fi
 
 echo "== memory: $IDLE idle sessions"
 python3 - "$TRAP_PORT" "$IDLE" "$(cat "$work/trap.pid")" <<'PY'

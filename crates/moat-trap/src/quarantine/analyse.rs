@@ -1,81 +1,161 @@
-//! Indicator extraction for stored content, run by the writer after the replies went out.
+//! Indicator extraction for stored content, run on its own thread behind the replies.
 //!
-//! Extraction is `moat-intel`'s; this module only moves its results into the index: one row
-//! per URL, registrable domain, header recipient, sender identity and `Received` hop, plus the
-//! subject and the campaign fingerprint on the blob.
+//! Extraction is `moat-intel`'s. This thread reads its work off the index (`analysed = 0`,
+//! in `rowid` order, through a read-only connection) and hands the results to the writer,
+//! which commits them with its next group commit. The writer's connection thus stays the only
+//! one writing: no lock contention, and its page cache is never invalidated by another
+//! writer's commit.
+//!
+//! Its work list is the index itself rather than a queue of hashes, so however far a flood
+//! puts it behind, its memory stays one chunk; whatever a restart interrupts is picked up
+//! again, since only a committed result clears `analysed`.
 
-use super::{files, index};
+use super::{files, index, writer};
 use rusqlite::{params, Connection};
 use std::path::{Path, PathBuf};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 pub enum Job {
-    Blobs(Vec<String>),
-    /// Answered once everything sent before it is analysed.
+    /// New content was committed: look for blobs not analysed yet.
+    Wake,
+    /// Answered (through the writer, after it committed the results) once everything
+    /// committed before it is analysed.
     Flush(oneshot::Sender<()>),
 }
 
-/// Starts the analysis thread, with its own index connection so extraction never holds up a
-/// group commit. Its commits use `synchronous=NORMAL`: a blob's indicators and its `analysed`
-/// flag commit together, so whatever a crash loses is redone at the next start.
-pub fn spawn(dir: PathBuf) -> Option<std::sync::mpsc::Sender<Job>> {
-    let mut db = match index::open(&super::index_path(&dir)) {
+/// One blob's result: its hash and what was found (`None`: its bytes could not be read; it
+/// is marked done without indicators, so one bad file cannot stall the work behind it).
+pub type Analysis = (String, Option<moat_intel::Indicators>);
+
+/// Blobs analysed per round (and per result message to the writer).
+const CHUNK: usize = 256;
+
+/// Starts the analysis thread. Results go to the writer through `results`, a weak handle so
+/// that this thread never keeps the writer alive.
+///
+/// The thread runs at a lower scheduling priority. Extraction is background work; under a
+/// flood the CPU goes first to the sessions and the group commit, whose replies senders wait
+/// for, and the analysis catches up when the flood ebbs.
+pub fn spawn(
+    dir: PathBuf,
+    results: mpsc::WeakSender<writer::Job>,
+) -> Option<std::sync::mpsc::Sender<Job>> {
+    let db = match index::open_read(&super::index_path(&dir)) {
         Ok(db) => db,
         Err(e) => {
             tracing::error!(error = %e, "quarantine: analysis disabled, cannot open the index");
             return None;
         }
     };
-    let _ = db.pragma_update(None, "synchronous", "NORMAL");
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
     let spawned = std::thread::Builder::new()
         .name("moat-analyse".into())
         .spawn(move || {
+            lower_priority();
+            let mut cursor = 0i64;
             while let Ok(first) = rx.recv() {
-                let mut shas = Vec::new();
                 let mut flushes = Vec::new();
-                let mut take = |j: Job| match j {
-                    Job::Blobs(b) => shas.extend(b),
-                    Job::Flush(f) => flushes.push(f),
+                let mut take = |j: Job| {
+                    if let Job::Flush(f) = j {
+                        flushes.push(f)
+                    }
                 };
                 take(first);
                 while let Ok(j) = rx.try_recv() {
                     take(j);
                 }
-                for chunk in shas.chunks(256) {
-                    if let Err(e) = analyse_blobs(&mut db, &dir, chunk) {
-                        tracing::error!(error = %e, "quarantine: indicator extraction failed");
+                loop {
+                    let (work, last) = match analyse_next(&db, &dir, cursor, CHUNK) {
+                        Ok(Some(next)) => next,
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::error!(error = %e, "quarantine: indicator extraction failed");
+                            break;
+                        }
+                    };
+                    cursor = last;
+                    let Some(w) = results.upgrade() else { return };
+                    if w.blocking_send(writer::Job::Analysed(work)).is_err() {
+                        return;
                     }
                 }
-                for f in flushes {
-                    let _ = f.send(());
+                if !flushes.is_empty() {
+                    let Some(w) = results.upgrade() else { return };
+                    for f in flushes {
+                        if w.blocking_send(writer::Job::AnswerAfterCommit(f)).is_err() {
+                            return;
+                        }
+                    }
                 }
             }
         });
     spawned.ok().map(|_| tx)
 }
 
-/// Extracts and indexes each blob in `shas` (one transaction for all of them).
-pub fn analyse_blobs(db: &mut Connection, dir: &Path, shas: &[String]) -> rusqlite::Result<()> {
-    let mut work = Vec::with_capacity(shas.len());
-    for sha in shas {
-        let row: Option<(String, i64)> = db
-            .query_row(
-                "SELECT file, body_offset FROM blobs WHERE sha256 = ?1",
-                [sha],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .ok();
-        let Some((file, offset)) = row else { continue };
-        let Ok(bytes) = std::fs::read(files::new_dir(dir).join(&file)) else {
+/// Nice 10 for the calling thread (Linux: `setpriority` on a thread id applies to that thread
+/// only). Best effort; without it the analysis merely competes as an equal.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread's own id; no memory is passed.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
+/// Extracts up to `limit` blobs not analysed yet whose `rowid` is above `after`. Returns the
+/// results and the last `rowid` taken, or `None` when there is nothing left.
+pub fn analyse_next(
+    db: &Connection,
+    dir: &Path,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<Option<(Vec<Analysis>, i64)>> {
+    let todo: Vec<(i64, String, String, i64)> = db
+        .prepare_cached(
+            "SELECT rowid, sha256, file, body_offset FROM blobs
+              WHERE rowid > ?1 AND analysed = 0 ORDER BY rowid LIMIT ?2",
+        )?
+        .query_map(params![after, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let Some(last) = todo.last().map(|t| t.0) else {
+        return Ok(None);
+    };
+    let work = todo
+        .into_iter()
+        .map(|(_, sha, file, offset)| {
+            // Files appear in `new/` whole (renamed from `tmp/`); the spool is for the case
+            // where one is missing.
+            let bytes = std::fs::read(files::new_dir(dir).join(&file))
+                .ok()
+                .or_else(|| index::spooled(db, &file).ok().flatten());
+            let ind = bytes.map(|b| {
+                moat_intel::extract(b.get(offset.max(0) as usize..).unwrap_or_default())
+            });
+            (sha, ind)
+        })
+        .collect();
+    Ok(Some((work, last)))
+}
+
+/// Stores analysis results (inside the writer's transaction). Content evicted meanwhile is
+/// skipped; content analysed before (recovery) has its old indicators replaced.
+pub fn apply(tx: &Connection, work: &[Analysis]) -> rusqlite::Result<()> {
+    for (sha, ind) in work {
+        let fingerprint = ind.as_ref().map(fingerprint_json);
+        let subject = ind.as_ref().map(|i| i.subject.clone());
+        let updated = tx
+            .prepare_cached(
+                "UPDATE blobs SET analysed = 1, subject = ?2, fingerprint = ?3 WHERE sha256 = ?1",
+            )?
+            .execute(params![sha, subject, fingerprint])?;
+        let Some(ind) = ind.as_ref().filter(|_| updated > 0) else {
             continue;
         };
-        let raw = bytes.get(offset.max(0) as usize..).unwrap_or_default();
-        work.push((sha.clone(), moat_intel::extract(raw)));
-    }
-    let tx = db.transaction()?;
-    for (sha, ind) in &work {
-        tx.execute("DELETE FROM iocs WHERE sha256 = ?1", [sha])?;
+        tx.prepare_cached("DELETE FROM iocs WHERE sha256 = ?1")?
+            .execute([sha])?;
         let add = |kind: &str, value: &str, detail: Option<String>| {
             tx.prepare_cached(
                 "INSERT INTO iocs(sha256, kind, value, detail) VALUES (?1, ?2, ?3, ?4)",
@@ -103,13 +183,8 @@ pub fn analyse_blobs(db: &mut Connection, dir: &Path, shas: &[String]) -> rusqli
         for (hop, r) in ind.received.iter().enumerate() {
             add("received", r, Some(hop.to_string()))?;
         }
-        let fingerprint = fingerprint_json(ind);
-        tx.execute(
-            "UPDATE blobs SET analysed = 1, subject = ?2, fingerprint = ?3 WHERE sha256 = ?1",
-            params![sha, ind.subject, fingerprint],
-        )?;
     }
-    tx.commit()
+    Ok(())
 }
 
 /// The campaign fingerprint as stored: JSON (`moat_intel::Fingerprint`'s serde form), so the

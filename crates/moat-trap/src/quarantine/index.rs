@@ -5,6 +5,12 @@
 //! thousand victims is stored once); each delivery is a row in `messages` pointing at its blob.
 //! Indicators belong to the content, so `iocs` hangs off the blob. WAL with `synchronous=FULL`:
 //! a commit is on disk when it returns, and readers (the CLI) never block the trap.
+//!
+//! `spool` holds the whole bytes of each file whose own sync has not happened yet (see
+//! [`super::files`]): committing them here is what makes a delivery durable before its `250`,
+//! as one sequential WAL append per group commit. Rows leave once their file is synced, by
+//! `id` range; `AUTOINCREMENT` keeps ids from being reused, so a late report about old ids
+//! can never drop a newer row.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -58,6 +64,11 @@ CREATE TABLE IF NOT EXISTS logins (
 );
 CREATE INDEX IF NOT EXISTS logins_time ON logins(at_ms);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS spool (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    file TEXT NOT NULL UNIQUE,
+    data BLOB NOT NULL
+);
 ";
 
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
@@ -68,6 +79,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     // A larger page cache and fewer, larger checkpoints: the trap writes small rows fast.
     c.pragma_update(None, "cache_size", -32_000)?;
     c.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    map_pages(&c);
     c.execute_batch(SCHEMA)?;
     Ok(c)
 }
@@ -79,7 +91,28 @@ pub fn open_read(path: &Path) -> rusqlite::Result<Connection> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     c.busy_timeout(std::time::Duration::from_secs(10))?;
+    map_pages(&c);
     Ok(c)
+}
+
+/// Reads pages through a memory map rather than a `read` and a copy per page. Best effort:
+/// SQLite falls back to `read` without it.
+fn map_pages(c: &Connection) {
+    let _ = c.pragma_update(None, "mmap_size", 256i64 << 20);
+}
+
+/// The spooled bytes of a file not yet synced on its own, if it is in the spool.
+pub fn spooled(c: &Connection, file: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+    c.prepare_cached("SELECT data FROM spool WHERE file = ?1")?
+        .query_row([file], |r| r.get(0))
+        .optional()
+}
+
+/// The files whose bytes are in the spool (not yet synced on their own).
+pub fn spool_files(c: &Connection) -> rusqlite::Result<Vec<String>> {
+    c.prepare_cached("SELECT file FROM spool")?
+        .query_map([], |r| r.get(0))?
+        .collect()
 }
 
 pub fn blob_file(c: &Connection, sha: &str) -> rusqlite::Result<Option<String>> {

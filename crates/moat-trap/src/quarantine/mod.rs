@@ -2,15 +2,18 @@
 //!
 //! Layout under the quarantine directory: Maildir's `tmp/` and `new/` ([`files`]) and
 //! `index.sqlite` ([`index`]). One writer thread ([`writer`]) owns both and commits in groups:
-//! it takes every message waiting, writes and syncs their files, syncs `new/` once, commits
-//! their index rows in one transaction, and only then releases the replies. A batch therefore
-//! costs one directory sync and one index sync however many sessions are waiting, and no reply
-//! ever precedes its sync.
+//! it takes every message waiting, writes their files, and commits their index rows together
+//! with their bytes (the `spool`) in one transaction, synced, before it releases the replies.
+//! A group therefore costs one sequential index sync however many sessions are waiting, and
+//! no reply ever precedes the sync that holds its message. A sync thread then makes the files
+//! durable in one sweep per second and their spool copies are dropped.
 //!
-//! Crash safety (`kill -9` anywhere): index rows are written only after their file is whole and
-//! durable, so the index never claims a half file. At start, [`Quarantine::open`] deletes
-//! `tmp/` debris, indexes any whole file the index missed (written, not yet acknowledged), and
-//! drops index rows whose file vanished.
+//! Crash safety (`kill -9` anywhere): an acknowledged message is in the index's spool until
+//! its file is durable. At start, [`Quarantine::open`] deletes `tmp/` debris, rewrites (and
+//! syncs) every file still in the spool, indexes any whole file the index missed (written,
+//! never acknowledged) and removes cut-short ones, and drops index rows whose file vanished.
+//! The index therefore never claims a half file once the quarantine is open; until then,
+//! [`read_message`] falls back to the spool.
 
 pub mod analyse;
 pub mod files;
@@ -126,9 +129,10 @@ impl Quarantine {
         let stats = Arc::new(Stats::default());
         let w = writer::Writer::open(cfg.clone(), stats.clone())?;
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        let me = tx.downgrade();
         std::thread::Builder::new()
             .name("moat-quarantine".into())
-            .spawn(move || w.run(rx))
+            .spawn(move || w.run(rx, me))
             .map_err(|e| QuarantineError::Io(cfg.dir.clone(), e))?;
         Ok(Quarantine {
             tx,
@@ -227,21 +231,39 @@ pub fn index_path(dir: &Path) -> PathBuf {
     dir.join("index.sqlite")
 }
 
-/// Reads the received bytes of a stored message.
+/// Reads the received bytes of a stored message: from its file, or, if the file is not whole
+/// (a crash came before its sync and the trap has not restarted since), from the spool.
 pub fn read_message(dir: &Path, row: &index::MessageRow) -> std::io::Result<Vec<u8>> {
-    let bytes = std::fs::read(files::new_dir(dir).join(&row.file))?;
-    Ok(bytes
-        .get(row.body_offset as usize..)
-        .unwrap_or_default()
-        .to_vec())
+    let body = |bytes: &[u8]| {
+        let start = row.body_offset.max(0) as usize;
+        bytes
+            .get(start..)
+            .filter(|b| b.len() as i64 == row.size)
+            .map(<[u8]>::to_vec)
+    };
+    let file = std::fs::read(files::new_dir(dir).join(&row.file));
+    if let Some(b) = file.as_deref().ok().and_then(body) {
+        return Ok(b);
+    }
+    let spooled = index::open_read(&index_path(dir))
+        .and_then(|db| index::spooled(&db, &row.file))
+        .map_err(std::io::Error::other)?;
+    spooled.as_deref().and_then(body).ok_or_else(|| {
+        file.err().unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "message file is not whole")
+        })
+    })
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, data)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = String::with_capacity(64);
+    for b in digest.as_ref() {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
 }
 
 #[cfg(test)]

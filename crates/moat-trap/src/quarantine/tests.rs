@@ -115,13 +115,8 @@ fn recovery_after_a_crash_between_file_and_index() {
     for e in std::fs::read_dir(dir.path().join("new")).unwrap() {
         std::fs::remove_file(e.unwrap().path()).unwrap();
     }
-    files::write(
-        dir.path(),
-        &files::file_name("ORPHAN", 7000),
-        &meta("ORPHAN", 7000, "o@x"),
-        MSG,
-    )
-    .unwrap();
+    let (bytes, _) = files::encode(&meta("ORPHAN", 7000, "o@x"), MSG, &sha256_hex(MSG));
+    files::write(dir.path(), &files::file_name("ORPHAN", 7000), &bytes, true).unwrap();
     std::fs::write(
         dir.path().join("tmp/123.HALF.moat"),
         b"X-Moat-Trap: {\"id\"",
@@ -174,4 +169,88 @@ fn logins_are_recorded() {
 fn ids_sort_by_time() {
     assert!(new_id(1_000) < new_id(1_001));
     assert_eq!(new_id(1).len(), 16);
+}
+
+/// What a crash after the `250` but before the file's own sync leaves: the file cut short,
+/// its bytes in the spool. Readers fall back to the spool; the next open rewrites the file.
+#[test]
+fn spooled_file_restored_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+        rt().block_on(q.store(meta("SPOOLED", 9000, "s@x"), MSG.to_vec()))
+            .unwrap();
+        rt().block_on(q.flush());
+    }
+    let db = index::open_read(&index_path(dir.path())).unwrap();
+    let row = index::list(&db, 1).unwrap().remove(0);
+    let path = dir.path().join("new").join(&row.file);
+    let whole = std::fs::read(&path).unwrap();
+    {
+        let rw = index::open(&index_path(dir.path())).unwrap();
+        rw.execute(
+            "INSERT INTO spool(file, data) VALUES (?1, ?2)",
+            rusqlite::params![row.file, whole],
+        )
+        .unwrap();
+    }
+    std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+    assert_eq!(read_message(dir.path(), &row).unwrap(), MSG, "read from the spool");
+    let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), whole, "file rewritten");
+    assert!(index::spool_files(&db).unwrap().is_empty());
+    assert_eq!(index::list(&db, 10).unwrap().len(), 1);
+    drop(q);
+}
+
+/// A file whose group never committed (never acknowledged) and that was cut short by the
+/// crash is removed, not indexed.
+#[test]
+fn cut_short_unacknowledged_file_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+    std::fs::create_dir_all(dir.path().join("new")).unwrap();
+    let (bytes, _) = files::encode(&meta("TORN", 7000, "t@x"), MSG, &sha256_hex(MSG));
+    let name = files::file_name("TORN", 7000);
+    files::write(dir.path(), &name, &bytes[..bytes.len() - 5], true).unwrap();
+    let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+    rt().block_on(q.flush());
+    assert!(!dir.path().join("new").join(&name).exists());
+    let db = index::open_read(&index_path(dir.path())).unwrap();
+    assert!(index::list(&db, 10).unwrap().is_empty());
+    assert_eq!(q.stats().recovered.load(Ordering::Relaxed), 0);
+}
+
+/// Without any flush, the sync thread makes the files durable and the spool drains.
+#[test]
+fn spool_drains_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+    let rt = rt();
+    for i in 0..20u64 {
+        let body = format!("Subject: n{i}\r\n\r\nbody {i}\r\n");
+        rt.block_on(q.store(meta(&format!("N{i:02}"), 1000 + i, "v@x"), body.into_bytes()))
+            .unwrap();
+    }
+    let db = index::open_read(&index_path(dir.path())).unwrap();
+    assert!(!index::spool_files(&db).unwrap().is_empty(), "spooled at first");
+    // The sync thread sweeps after at most a second; its report rides on the next commit.
+    let mut drained = false;
+    for i in 0..100u64 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        q.record_login(Login {
+            at_ms: i,
+            client_ip: "127.0.0.1".into(),
+            mechanism: "PLAIN".into(),
+            username: "u".into(),
+            password: "p".into(),
+            verdict: "refused".into(),
+            tls: false,
+        });
+        if index::spool_files(&db).unwrap().is_empty() {
+            drained = true;
+            break;
+        }
+    }
+    assert!(drained, "spool still holds files after 5 s");
 }

@@ -1,4 +1,11 @@
-//! The quarantine's single writer: group commit, quota, recovery and analysis.
+//! The quarantine's single writer: group commit, spool, quota, recovery.
+//!
+//! One group commit: every delivery waiting is hashed; new content is written to its file
+//! (`tmp/` then `new/`, no sync) and its bytes go into the index's `spool` in the same
+//! transaction as its `blobs` and `messages` rows. That transaction commits with
+//! `synchronous=FULL` (one sequential WAL append and one sync for the whole group), and only
+//! then are the replies released. The sync thread ([`spawn_syncer`]) later makes the files
+//! durable in one sweep and reports back, and the next commit drops their spool rows.
 
 use super::{
     analyse, files, index, sha256_hex, Login, Meta, QuarantineConfig, QuarantineError, Stats,
@@ -9,87 +16,86 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 type Reply = oneshot::Sender<std::io::Result<Stored>>;
-/// One delivery waiting for its commit: envelope, size, content hash, duplicate, reply slot.
-type Row = (Meta, usize, String, bool, Reply);
-
-/// Where a delivery's content comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
-    /// Written by this batch for this delivery.
-    New,
-    /// Written by this batch for an earlier delivery (its index in the batch).
-    Batch(usize),
-    /// Already in the quarantine.
-    Indexed,
-}
-
-/// A delivery of this batch before its files are written: envelope, content, hash, origin.
-type Pending = (Meta, Vec<u8>, String, Origin, Reply);
-
-/// Threads used to write one batch's files.
-const WRITE_THREADS: usize = 8;
-
-/// Writes (and syncs, and renames into `new/`) the files named in `to_write`, whose content is
-/// `pending[index]`, on up to [`WRITE_THREADS`] threads. Results in `to_write` order.
-fn write_files(
-    dir: &std::path::Path,
-    to_write: &[(usize, String)],
-    pending: &[Pending],
-) -> Vec<std::io::Result<u64>> {
-    let one = |(i, name): &(usize, String)| {
-        let (meta, data, ..) = &pending[*i];
-        files::write(dir, name, meta, data).map(|(_, off)| off)
-    };
-    if to_write.len() <= 1 {
-        return to_write.iter().map(one).collect();
-    }
-    let per = to_write.len().div_ceil(WRITE_THREADS);
-    std::thread::scope(|sc| {
-        let handles: Vec<_> = to_write
-            .chunks(per)
-            .map(|chunk| sc.spawn(move || chunk.iter().map(one).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| vec![Err(std::io::Error::other("writer thread panicked"))])
-            })
-            .collect()
-    })
-}
 
 pub enum Job {
     Store {
         meta: Meta,
         data: Vec<u8>,
-        done: oneshot::Sender<std::io::Result<Stored>>,
+        done: Reply,
     },
     Login(Login),
+    /// Everything before it durable (files synced, spool empty) and analysed (tests, shutdown).
     Flush(oneshot::Sender<()>),
+    /// Indicators from the analysis thread, committed with the next group.
+    Analysed(Vec<analyse::Analysis>),
+    /// Answered right after the commit of the group it arrives in.
+    AnswerAfterCommit(oneshot::Sender<()>),
+    /// The sync thread made every file whose spool row is at most this `id` durable.
+    Synced(i64),
 }
 
 /// Most jobs taken into one group commit.
-const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 512;
 
-pub struct Writer {
-    cfg: QuarantineConfig,
-    db: Connection,
-    stats: Arc<Stats>,
-    /// Blobs still to hand to the analysis thread (found at start, or stored since).
-    pending_analysis: Vec<String>,
-    analyser: Option<std::sync::mpsc::Sender<analyse::Job>>,
+/// How long the sync thread lets written files gather before one sweep makes them durable.
+/// The longer, the more writes the kernel merges; the spool holds their bytes meanwhile.
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Files after which the sync thread sweeps without waiting out [`SYNC_INTERVAL`].
+const SYNC_MAX_FILES: usize = 8192;
+
+/// Where a delivery's content comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Written by this group for this delivery.
+    New,
+    /// Written by this group for an earlier delivery (its index in the group).
+    Group(usize),
+    /// Already in the quarantine.
+    Indexed,
 }
 
+/// One delivery of a group: envelope, size, content hash, origin, reply slot.
+struct Delivery {
+    meta: Meta,
+    size: usize,
+    sha: String,
+    origin: Origin,
+    done: Reply,
+}
+
+/// Content new in this group, written to its file and about to be indexed and spooled.
 struct NewBlob {
     sha: String,
     file: String,
     size: usize,
     offset: u64,
     first_ms: u64,
+    bytes: Vec<u8>,
+}
+
+/// What the sync thread is told after each commit: files written, up to which spool `id`.
+struct Written {
+    spool_max: i64,
+    files: Vec<String>,
+}
+
+pub struct Writer {
+    cfg: QuarantineConfig,
+    db: Connection,
+    stats: Arc<Stats>,
+    /// Content was committed that the analysis thread has not been told about.
+    analysis_due: bool,
+    analyser: Option<std::sync::mpsc::Sender<analyse::Job>>,
+    syncer: Option<std::sync::mpsc::Sender<Written>>,
+    /// Spool rows up to this `id` belong to durable files and are dropped at the next commit.
+    synced: Option<i64>,
+    /// The highest spool `id` committed so far.
+    spool_max: i64,
 }
 
 impl Writer {
@@ -105,9 +111,16 @@ impl Writer {
             cfg,
             db,
             stats,
-            pending_analysis: Vec::new(),
+            analysis_due: true,
             analyser: None,
+            syncer: None,
+            synced: None,
+            spool_max: 0,
         };
+        w.restore_spool().map_err(|e| match e {
+            Recovery::Io(e) => QuarantineError::Io(files::new_dir(&w.cfg.dir), e),
+            Recovery::Index(e) => QuarantineError::Index(ipath.clone(), e),
+        })?;
         w.recover()
             .map_err(|e| QuarantineError::Index(ipath.clone(), e))?;
         let bytes = index::total_bytes(&w.db).unwrap_or(0);
@@ -117,6 +130,34 @@ impl Writer {
             Ordering::Relaxed,
         );
         Ok(w)
+    }
+
+    /// Rewrites, durably, every file still in the spool: acknowledged deliveries whose own
+    /// sync had not happened when the last run stopped. Then the spool is emptied.
+    fn restore_spool(&mut self) -> Result<(), Recovery> {
+        let dir = &self.cfg.dir;
+        let mut restored = 0u64;
+        {
+            let mut st = self.db.prepare(
+                "SELECT s.file, s.data FROM spool s WHERE EXISTS
+                   (SELECT 1 FROM blobs b WHERE b.file = s.file)",
+            )?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let (file, data): (String, Vec<u8>) = (r.get(0)?, r.get(1)?);
+                files::write(dir, &file, &data, true)?;
+                restored += 1;
+            }
+        }
+        if restored > 0 {
+            files::sync_dir(&files::new_dir(dir))?;
+            tracing::info!(
+                count = restored,
+                "quarantine: files restored from the spool"
+            );
+        }
+        self.db.execute("DELETE FROM spool", [])?;
+        Ok(())
     }
 
     /// Makes the index agree with the files after any crash.
@@ -154,63 +195,44 @@ impl Writer {
                 "quarantine: index rows without a file dropped"
             );
         }
-        // Whole files the index never heard of: written and synced, crash before the commit.
+        // Files the index never heard of: written, but their group never committed, so never
+        // acknowledged. A whole one is kept as evidence; a cut-short one is removed.
         let mut found = 0u64;
-        {
-            for name in present.iter().filter(|n| !known.contains(*n)) {
-                if files::id_of(name).is_none() {
-                    continue;
-                }
-                let path = new_dir.join(name);
-                let Ok(Some((meta, data, offset))) = files::read(&path) else {
-                    tracing::warn!(file = %name, "quarantine: unreadable file left alone");
-                    continue;
-                };
-                let sha = sha256_hex(&data);
-                let tx = self.db.transaction()?;
-                if index::blob_file(&tx, &sha)?.is_none() {
-                    insert_blob(
-                        &tx,
-                        &NewBlob {
-                            sha: sha.clone(),
-                            file: name.clone(),
-                            size: data.len(),
-                            offset,
-                            first_ms: meta.received_ms,
-                        },
-                    )?;
-                    self.pending_analysis.push(sha.clone());
-                } else {
-                    let _ = std::fs::remove_file(&path);
-                }
-                insert_message(&tx, &meta, data.len(), &sha)?;
-                tx.commit()?;
-                found += 1;
+        for name in present.iter().filter(|n| !known.contains(*n)) {
+            if files::id_of(name).is_none() {
+                continue;
             }
+            let path = new_dir.join(name);
+            let Ok(Some((meta, data, offset))) = files::read(&path) else {
+                tracing::warn!(file = %name, "quarantine: unacknowledged partial file removed");
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            let sha = sha256_hex(&data);
+            let tx = self.db.transaction()?;
+            if index::blob_file(&tx, &sha)?.is_none() {
+                insert_blob(&tx, &sha, name, data.len(), offset, meta.received_ms)?;
+            } else {
+                let _ = std::fs::remove_file(&path);
+            }
+            insert_message(&tx, &meta, data.len(), &sha)?;
+            tx.commit()?;
+            found += 1;
         }
         if found > 0 {
             tracing::warn!(count = found, "quarantine: files recovered into the index");
         }
         self.stats.recovered.store(found, Ordering::Relaxed);
-        let mut st = self
-            .db
-            .prepare("SELECT sha256 FROM blobs WHERE analysed = 0 ORDER BY first_ms")?;
-        let todo: Vec<String> = st
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        drop(st);
-        for s in todo {
-            if !self.pending_analysis.contains(&s) {
-                self.pending_analysis.push(s);
-            }
-        }
         Ok(())
     }
 
-    pub fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+    /// Runs the writer until every handle is dropped; then makes everything durable.
+    /// `me` is a weak handle on the writer's own queue, for the helper threads' reports.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Job>, me: mpsc::WeakSender<Job>) {
         if self.cfg.analyse {
-            self.analyser = analyse::spawn(self.cfg.dir.clone());
+            self.analyser = analyse::spawn(self.cfg.dir.clone(), me.clone());
         }
+        self.syncer = spawn_syncer(self.cfg.dir.clone(), me);
         self.analyse_pending();
         while let Some(job) = rx.blocking_recv() {
             let mut batch = vec![job];
@@ -224,162 +246,216 @@ impl Writer {
             self.enforce_quota();
             self.analyse_pending();
         }
+        self.sync_now();
     }
 
     fn commit(&mut self, batch: Vec<Job>) {
         let mut stores = Vec::new();
         let mut logins = Vec::new();
         let mut flushes = Vec::new();
+        let mut analysed = Vec::new();
+        let mut answers = Vec::new();
         for j in batch {
             match j {
                 Job::Store { meta, data, done } => stores.push((meta, data, done)),
                 Job::Login(l) => logins.push(l),
                 Job::Flush(f) => flushes.push(f),
+                Job::Analysed(a) => analysed.extend(a),
+                Job::AnswerAfterCommit(f) => answers.push(f),
+                Job::Synced(r) => self.synced = self.synced.max(Some(r)),
             }
         }
-        // Files first: write and sync, then rename into `new/`. Content already stored (in the
-        // index, or earlier in this batch) is not written again. The new files are written on
-        // several threads at once: each needs its own fsync, and concurrent fsyncs share journal
-        // commits where sequential ones would each wait for their own.
-        let mut first_in_batch: HashMap<String, usize> = HashMap::new();
-        let mut to_write: Vec<(usize, String)> = Vec::new();
-        let mut pending: Vec<Pending> = Vec::new();
-        for (meta, data, done) in stores {
-            let sha = sha256_hex(&data);
-            let i = pending.len();
-            let origin = if let Some(&j) = first_in_batch.get(&sha) {
-                Origin::Batch(j)
-            } else if matches!(index::blob_file(&self.db, &sha), Ok(Some(_))) {
-                Origin::Indexed
-            } else {
-                first_in_batch.insert(sha.clone(), i);
-                to_write.push((i, files::file_name(&meta.id, meta.received_ms)));
-                Origin::New
-            };
-            pending.push((meta, data, sha, origin, done));
-        }
-        let written = write_files(&self.cfg.dir, &to_write, &pending);
-        let mut new_blobs: HashMap<String, NewBlob> = HashMap::new();
-        let mut failed: HashMap<usize, String> = HashMap::new();
-        for ((i, name), result) in to_write.into_iter().zip(written) {
-            match result {
-                Ok(offset) => {
-                    let (meta, data, sha, ..) = &pending[i];
-                    new_blobs.insert(
-                        sha.clone(),
-                        NewBlob {
-                            sha: sha.clone(),
-                            file: name,
-                            size: data.len(),
-                            offset,
-                            first_ms: meta.received_ms,
-                        },
-                    );
-                }
-                Err(e) => {
-                    failed.insert(i, e.to_string());
-                }
-            }
-        }
-        let mut rows: Vec<Row> = Vec::new();
-        for (i, (meta, data, sha, origin, done)) in pending.into_iter().enumerate() {
-            // A duplicate of content whose write failed in this batch fails with it.
-            let writer = match origin {
-                Origin::New => Some(i),
-                Origin::Batch(j) => Some(j),
-                Origin::Indexed => None,
-            };
-            if let Some(msg) = writer.and_then(|w| failed.get(&w)) {
-                let e = std::io::Error::other(msg.clone());
-                tracing::error!(error = %e, "quarantine: cannot write a message");
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                let _ = done.send(Err(e));
-                continue;
-            }
-            rows.push((meta, data.len(), sha, origin != Origin::New, done));
-        }
-        let synced = if new_blobs.is_empty() {
-            Ok(())
-        } else {
-            files::sync_dir(&files::new_dir(&self.cfg.dir))
-        };
-        let committed = synced.map_err(|e| e.to_string()).and_then(|()| {
-            self.index_batch(&new_blobs, &rows, &logins)
-                .map_err(|e| e.to_string())
-        });
+        let (deliveries, blobs) = self.write_files(stores);
+        let committed = self.index_group(&blobs, &deliveries, &logins, &analysed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         match committed {
-            Ok(()) => {
-                let added: usize = new_blobs.values().map(|b| b.size).sum();
+            Ok(spool_max) => {
+                let added: usize = blobs.iter().map(|b| b.size).sum();
                 self.stats.bytes.fetch_add(added as u64, Ordering::Relaxed);
                 self.stats
                     .logins
                     .fetch_add(logins.len() as u64, Ordering::Relaxed);
-                for (meta, _, _, dup, done) in rows {
+                for d in deliveries {
+                    let duplicate = d.origin != Origin::New;
                     self.stats.stored.fetch_add(1, Ordering::Relaxed);
-                    if dup {
+                    if duplicate {
                         self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                     }
-                    let _ = done.send(Ok(Stored {
-                        id: meta.id,
-                        duplicate: dup,
+                    let _ = d.done.send(Ok(Stored {
+                        id: d.meta.id,
+                        duplicate,
                     }));
                 }
-                if self.cfg.analyse {
-                    self.pending_analysis.extend(new_blobs.into_keys());
+                if !blobs.is_empty() {
+                    self.analysis_due = true;
+                    self.spool_max = spool_max;
+                    if let Some(s) = &self.syncer {
+                        let files = blobs.into_iter().map(|b| b.file).collect();
+                        let _ = s.send(Written { spool_max, files });
+                    }
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "quarantine: commit failed; answering 451");
-                for (_, _, _, _, done) in rows {
+                // Never acknowledged: their files go too, so no file outlives its failed group.
+                for b in &blobs {
+                    let _ = std::fs::remove_file(files::new_dir(&self.cfg.dir).join(&b.file));
+                }
+                for d in deliveries {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    let _ = done.send(Err(std::io::Error::other(e.clone())));
+                    let _ = d.done.send(Err(std::io::Error::other(e.to_string())));
                 }
             }
         }
-        for f in flushes {
-            // Analysis runs behind the commits: a flush waits for it too.
+        for f in answers {
+            let _ = f.send(());
+        }
+        if !flushes.is_empty() {
+            self.sync_now();
             self.analyse_pending();
-            match &self.analyser {
-                Some(a) => {
-                    let _ = a.send(analyse::Job::Flush(f));
-                }
-                None => {
-                    let _ = f.send(());
+            for f in flushes {
+                match &self.analyser {
+                    Some(a) => {
+                        let _ = a.send(analyse::Job::Flush(f));
+                    }
+                    None => {
+                        let _ = f.send(());
+                    }
                 }
             }
         }
     }
 
-    fn index_batch(
+    /// Hashes each delivery and writes the files of new content (once per content: what the
+    /// index or an earlier delivery of the group already holds is not written again).
+    /// Deliveries whose file could not be written are answered with the error here.
+    fn write_files(
         &mut self,
-        blobs: &HashMap<String, NewBlob>,
-        rows: &[Row],
-        logins: &[Login],
-    ) -> rusqlite::Result<()> {
-        let tx = self.db.transaction()?;
-        for b in blobs.values() {
-            insert_blob(&tx, b)?;
+        stores: Vec<(Meta, Vec<u8>, Reply)>,
+    ) -> (Vec<Delivery>, Vec<NewBlob>) {
+        let mut first_in_group: HashMap<String, usize> = HashMap::new();
+        let mut failed: HashSet<usize> = HashSet::new();
+        let mut deliveries = Vec::with_capacity(stores.len());
+        let mut blobs = Vec::new();
+        for (i, (meta, data, done)) in stores.into_iter().enumerate() {
+            let sha = sha256_hex(&data);
+            let size = data.len();
+            let origin = if let Some(&j) = first_in_group.get(&sha) {
+                Origin::Group(j)
+            } else if matches!(index::blob_file(&self.db, &sha), Ok(Some(_))) {
+                Origin::Indexed
+            } else {
+                first_in_group.insert(sha.clone(), i);
+                Origin::New
+            };
+            let writer = match origin {
+                Origin::New => Some(i),
+                Origin::Group(j) => Some(j),
+                Origin::Indexed => None,
+            };
+            if origin == Origin::New {
+                let file = files::file_name(&meta.id, meta.received_ms);
+                let (bytes, offset) = files::encode(&meta, &data, &sha);
+                match files::write(&self.cfg.dir, &file, &bytes, false) {
+                    Ok(()) => blobs.push(NewBlob {
+                        sha: sha.clone(),
+                        file,
+                        size,
+                        offset,
+                        first_ms: meta.received_ms,
+                        bytes,
+                    }),
+                    Err(e) => {
+                        tracing::error!(error = %e, "quarantine: cannot write a message");
+                        failed.insert(i);
+                    }
+                }
+            }
+            // A duplicate of content whose write failed in this group fails with it.
+            if writer.is_some_and(|w| failed.contains(&w)) {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                let _ = done.send(Err(std::io::Error::other("cannot write the message file")));
+                continue;
+            }
+            deliveries.push(Delivery {
+                meta,
+                size,
+                sha,
+                origin,
+                done,
+            });
         }
-        for (meta, size, sha, _, _) in rows {
-            insert_message(&tx, meta, *size, sha)?;
+        (deliveries, blobs)
+    }
+
+    /// The group's one transaction. Returns the highest spool `id` it wrote.
+    fn index_group(
+        &mut self,
+        blobs: &[NewBlob],
+        deliveries: &[Delivery],
+        logins: &[Login],
+        analysed: &[analyse::Analysis],
+    ) -> rusqlite::Result<i64> {
+        let mut tx = self.db.transaction()?;
+        let mut spool_max = self.spool_max;
+        for b in blobs {
+            insert_blob(&tx, &b.sha, &b.file, b.size, b.offset, b.first_ms)?;
+            tx.prepare_cached("INSERT OR REPLACE INTO spool(file, data) VALUES (?1, ?2)")?
+                .execute(params![b.file, b.bytes])?;
+            spool_max = tx.last_insert_rowid();
+        }
+        for d in deliveries {
+            insert_message(&tx, &d.meta, d.size, &d.sha)?;
         }
         for l in logins {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO logins(at_ms, client_ip, mechanism, username, password, verdict, tls)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    l.at_ms as i64,
-                    l.client_ip,
-                    l.mechanism,
-                    l.username,
-                    l.password,
-                    l.verdict,
-                    l.tls as i64
-                ],
-            )?;
+            )?
+            .execute(params![
+                l.at_ms as i64,
+                l.client_ip,
+                l.mechanism,
+                l.username,
+                l.password,
+                l.verdict,
+                l.tls as i64
+            ])?;
         }
-        tx.commit()
+        if let Some(r) = self.synced {
+            tx.prepare_cached("DELETE FROM spool WHERE id <= ?1")?
+                .execute([r])?;
+        }
+        // Background results never fail the deliveries they ride with.
+        if !analysed.is_empty() {
+            let mut sp = tx.savepoint()?;
+            match analyse::apply(&sp, analysed) {
+                Ok(()) => sp.commit()?,
+                Err(e) => {
+                    tracing::error!(error = %e, "quarantine: indicators not stored");
+                    sp.rollback()?;
+                }
+            }
+        }
+        tx.commit()?;
+        self.synced = None;
+        Ok(spool_max)
+    }
+
+    /// Makes every file written so far durable and empties the spool, right now (flush and
+    /// shutdown; the sync thread does the same in the background).
+    fn sync_now(&mut self) {
+        let result = index::spool_files(&self.db)
+            .map_err(|e| e.to_string())
+            .and_then(|names| files::sync_all(&self.cfg.dir, &names).map_err(|e| e.to_string()));
+        let result = result.and_then(|()| {
+            self.db
+                .execute("DELETE FROM spool WHERE id <= ?1", [self.spool_max])
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %e, "quarantine: sync failed; the spool keeps the messages");
+        }
     }
 
     /// Evicts the oldest content until the quarantine fits its quota. Rows go first (one
@@ -411,8 +487,10 @@ impl Writer {
         }
         let tx = self.db.transaction()?;
         let mut messages = 0i64;
-        for (sha, _) in &victims {
+        for (sha, file) in &victims {
             messages += delete_blob(&tx, sha)? as i64;
+            tx.prepare_cached("DELETE FROM spool WHERE file = ?1")?
+                .execute([file])?;
         }
         index::add_counter(&tx, "evicted", messages)?;
         tx.commit()?;
@@ -431,15 +509,72 @@ impl Writer {
         Ok(())
     }
 
+    /// Wakes the analysis thread if content arrived since it was last woken; it finds the
+    /// work in the index itself.
     fn analyse_pending(&mut self) {
-        if self.pending_analysis.is_empty() {
-            return;
-        }
-        let todo = std::mem::take(&mut self.pending_analysis);
-        if let Some(a) = &self.analyser {
-            let _ = a.send(analyse::Job::Blobs(todo));
+        if std::mem::take(&mut self.analysis_due) {
+            if let Some(a) = &self.analyser {
+                let _ = a.send(analyse::Job::Wake);
+            }
         }
     }
+}
+
+/// Why restoring the spool failed.
+enum Recovery {
+    Io(std::io::Error),
+    Index(rusqlite::Error),
+}
+
+impl From<std::io::Error> for Recovery {
+    fn from(e: std::io::Error) -> Self {
+        Recovery::Io(e)
+    }
+}
+
+impl From<rusqlite::Error> for Recovery {
+    fn from(e: rusqlite::Error) -> Self {
+        Recovery::Index(e)
+    }
+}
+
+/// Starts the sync thread: it gathers the files each commit wrote for up to
+/// [`SYNC_INTERVAL`], makes them durable in one sweep ([`files::sync_all`]), and reports the
+/// spool `id` they reach to the writer, which then drops their spool rows. A failed sweep
+/// keeps them pending (and in the spool) for the next one.
+fn spawn_syncer(
+    root: PathBuf,
+    writer: mpsc::WeakSender<Job>,
+) -> Option<std::sync::mpsc::Sender<Written>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Written>();
+    let spawned = std::thread::Builder::new()
+        .name("moat-sync".into())
+        .spawn(move || {
+            let mut files: Vec<String> = Vec::new();
+            let mut reach = 0i64;
+            while let Ok(first) = rx.recv() {
+                let mut next = Some(first);
+                let deadline = Instant::now() + SYNC_INTERVAL;
+                while let Some(w) = next.take() {
+                    reach = reach.max(w.spool_max);
+                    files.extend(w.files);
+                    if files.len() < SYNC_MAX_FILES {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        next = rx.recv_timeout(left).ok();
+                    }
+                }
+                if let Err(e) = files::sync_all(&root, &files) {
+                    tracing::error!(error = %e, "quarantine: file sync failed; retrying later");
+                    continue;
+                }
+                files.clear();
+                let Some(w) = writer.upgrade() else { return };
+                if w.blocking_send(Job::Synced(reach)).is_err() {
+                    return;
+                }
+            }
+        });
+    spawned.ok().map(|_| tx)
 }
 
 /// Removes one content and everything hanging off it; returns the deliveries removed.
@@ -450,17 +585,18 @@ fn delete_blob(tx: &Connection, sha: &str) -> rusqlite::Result<usize> {
     Ok(messages)
 }
 
-fn insert_blob(tx: &Connection, b: &NewBlob) -> rusqlite::Result<()> {
+fn insert_blob(
+    tx: &Connection,
+    sha: &str,
+    file: &str,
+    size: usize,
+    offset: u64,
+    first_ms: u64,
+) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT OR IGNORE INTO blobs(sha256, file, size, body_offset, first_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![
-        b.sha,
-        b.file,
-        b.size as i64,
-        b.offset as i64,
-        b.first_ms as i64
-    ])?;
+    .execute(params![sha, file, size as i64, offset as i64, first_ms as i64])?;
     Ok(())
 }
 
