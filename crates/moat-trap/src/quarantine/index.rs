@@ -84,6 +84,13 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(c)
 }
 
+/// SQLite's write-ahead log next to the index at `index`.
+pub fn wal_path(index: &Path) -> std::path::PathBuf {
+    let mut p = index.as_os_str().to_owned();
+    p.push("-wal");
+    p.into()
+}
+
 /// Opens an existing index for reading only (the CLI, while the trap may be running).
 pub fn open_read(path: &Path) -> rusqlite::Result<Connection> {
     let c = Connection::open_with_flags(

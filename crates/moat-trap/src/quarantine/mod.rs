@@ -15,6 +15,7 @@
 //! The index therefore never claims a half file once the quarantine is open; until then,
 //! [`read_message`] falls back to the spool.
 
+mod acker;
 pub mod analyse;
 pub mod files;
 pub mod index;

@@ -2,13 +2,14 @@
 //!
 //! One group commit: every delivery waiting is hashed; new content is written to its file
 //! (`tmp/` then `new/`, no sync) and its bytes go into the index's `spool` in the same
-//! transaction as its `blobs` and `messages` rows. That transaction commits with
-//! `synchronous=FULL` (one sequential WAL append and one sync for the whole group), and only
-//! then are the replies released. The sync thread ([`spawn_syncer`]) later makes the files
-//! durable in one sweep and reports back, and the next commit drops their spool rows.
+//! transaction as its `blobs` and `messages` rows. That transaction is one sequential append
+//! to the index's write-ahead log; [`super::acker`] syncs the log and only then releases the
+//! replies, while this thread goes on with the next group. The sync thread
+//! ([`spawn_syncer`]) later makes the files durable in one sweep and reports back, and the
+//! next commit drops their spool rows.
 
 use super::{
-    analyse, files, index, sha256_hex, Login, Meta, QuarantineConfig, QuarantineError, Stats,
+    acker, analyse, files, index, sha256_hex, Login, Meta, QuarantineConfig, QuarantineError, Stats,
     Stored,
 };
 use rusqlite::{params, Connection};
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
-type Reply = oneshot::Sender<std::io::Result<Stored>>;
+use acker::Reply;
 
 pub enum Job {
     Store {
@@ -96,6 +97,10 @@ pub struct Writer {
     synced: Option<i64>,
     /// The highest spool `id` committed so far.
     spool_max: i64,
+    /// Answers each committed group once the log is synced.
+    acker: std::sync::mpsc::Sender<acker::Group>,
+    /// The index's write-ahead log, synced directly on flush and shutdown.
+    wal: std::fs::File,
 }
 
 impl Writer {
@@ -107,6 +112,20 @@ impl Writer {
         files::clean_tmp(&cfg.dir).map_err(io(files::tmp_dir(&cfg.dir)))?;
         let ipath = super::index_path(&cfg.dir);
         let db = index::open(&ipath).map_err(|e| QuarantineError::Index(ipath.clone(), e))?;
+        // Commits here do not sync; the acker does, before any reply (see `acker`).
+        db.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| QuarantineError::Index(ipath.clone(), e))?;
+        let wal_path = index::wal_path(&ipath);
+        // The same file SQLite writes (created here if SQLite has not yet; never written).
+        let wal = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&wal_path)
+            .map_err(io(wal_path.clone()))?;
+        let acker = acker::spawn(wal.try_clone().map_err(io(wal_path.clone()))?, stats.clone())
+            .map_err(io(wal_path))?;
         let mut w = Writer {
             cfg,
             db,
@@ -116,6 +135,8 @@ impl Writer {
             syncer: None,
             synced: None,
             spool_max: 0,
+            acker,
+            wal,
         };
         w.restore_spool().map_err(|e| match e {
             Recovery::Io(e) => QuarantineError::Io(files::new_dir(&w.cfg.dir), e),
@@ -275,16 +296,21 @@ impl Writer {
                 self.stats
                     .logins
                     .fetch_add(logins.len() as u64, Ordering::Relaxed);
-                for d in deliveries {
-                    let duplicate = d.origin != Origin::New;
-                    self.stats.stored.fetch_add(1, Ordering::Relaxed);
-                    if duplicate {
-                        self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let _ = d.done.send(Ok(Stored {
-                        id: d.meta.id,
-                        duplicate,
-                    }));
+                let group: acker::Group = deliveries
+                    .into_iter()
+                    .map(|d| {
+                        let duplicate = d.origin != Origin::New;
+                        (
+                            d.done,
+                            Stored {
+                                id: d.meta.id,
+                                duplicate,
+                            },
+                        )
+                    })
+                    .collect();
+                if !group.is_empty() {
+                    let _ = self.acker.send(group);
                 }
                 if !blobs.is_empty() {
                     self.analysis_due = true;
@@ -445,6 +471,9 @@ impl Writer {
     /// Makes every file written so far durable and empties the spool, right now (flush and
     /// shutdown; the sync thread does the same in the background).
     fn sync_now(&mut self) {
+        if let Err(e) = self.wal.sync_data() {
+            tracing::error!(error = %e, "quarantine: index sync failed");
+        }
         let result = index::spool_files(&self.db)
             .map_err(|e| e.to_string())
             .and_then(|names| files::sync_all(&self.cfg.dir, &names).map_err(|e| e.to_string()));
