@@ -1,7 +1,7 @@
 //! Indicator extraction for stored content, run on its own thread behind the replies.
 //!
 //! Extraction is `moat-intel`'s. This thread reads its work off the index (`analysed = 0`,
-//! in `rowid` order, through a read-only connection) and hands the results to the writer,
+//! in blob `id` order, through a read-only connection) and hands the results to the writer,
 //! which commits them with its next group commit. The writer's connection thus stays the only
 //! one writing: no lock contention, and its page cache is never invalidated by another
 //! writer's commit.
@@ -23,9 +23,9 @@ pub enum Job {
     Flush(oneshot::Sender<()>),
 }
 
-/// One blob's result: its hash and what was found (`None`: its bytes could not be read; it
+/// One blob's result: its id and what was found (`None`: its bytes could not be read; it
 /// is marked done without indicators, so one bad file cannot stall the work behind it).
-pub type Analysis = (String, Option<moat_intel::Indicators>);
+pub type Analysis = (i64, Option<moat_intel::Indicators>);
 
 /// Blobs analysed per round (and per result message to the writer).
 const CHUNK: usize = 256;
@@ -103,21 +103,21 @@ fn lower_priority() {
     }
 }
 
-/// Extracts up to `limit` blobs not analysed yet whose `rowid` is above `after`. Returns the
-/// results and the last `rowid` taken, or `None` when there is nothing left.
+/// Extracts up to `limit` blobs not analysed yet whose `id` is above `after`. Returns the
+/// results and the last `id` taken, or `None` when there is nothing left.
 pub fn analyse_next(
     db: &Connection,
     dir: &Path,
     after: i64,
     limit: usize,
 ) -> rusqlite::Result<Option<(Vec<Analysis>, i64)>> {
-    let todo: Vec<(i64, String, String, i64)> = db
+    let todo: Vec<(i64, String, i64)> = db
         .prepare_cached(
-            "SELECT rowid, sha256, file, body_offset FROM blobs
-              WHERE rowid > ?1 AND analysed = 0 ORDER BY rowid LIMIT ?2",
+            "SELECT id, file, body_offset FROM blobs
+              WHERE id > ?1 AND analysed = 0 ORDER BY id LIMIT ?2",
         )?
         .query_map(params![after, limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
     let Some(last) = todo.last().map(|t| t.0) else {
@@ -125,7 +125,7 @@ pub fn analyse_next(
     };
     let work = todo
         .into_iter()
-        .map(|(_, sha, file, offset)| {
+        .map(|(id, file, offset)| {
             // Files appear in `new/` whole (renamed from `tmp/`); the spool is for the case
             // where one is missing.
             let bytes = std::fs::read(files::new_dir(dir).join(&file))
@@ -134,7 +134,7 @@ pub fn analyse_next(
             let ind = bytes.map(|b| {
                 moat_intel::extract(b.get(offset.max(0) as usize..).unwrap_or_default())
             });
-            (sha, ind)
+            (id, ind)
         })
         .collect();
     Ok(Some((work, last)))
@@ -143,24 +143,24 @@ pub fn analyse_next(
 /// Stores analysis results (inside the writer's transaction). Content evicted meanwhile is
 /// skipped; content analysed before (recovery) has its old indicators replaced.
 pub fn apply(tx: &Connection, work: &[Analysis]) -> rusqlite::Result<()> {
-    for (sha, ind) in work {
+    for (id, ind) in work {
         let fingerprint = ind.as_ref().map(fingerprint_json);
         let subject = ind.as_ref().map(|i| i.subject.clone());
         let updated = tx
             .prepare_cached(
-                "UPDATE blobs SET analysed = 1, subject = ?2, fingerprint = ?3 WHERE sha256 = ?1",
+                "UPDATE blobs SET analysed = 1, subject = ?2, fingerprint = ?3 WHERE id = ?1",
             )?
-            .execute(params![sha, subject, fingerprint])?;
+            .execute(params![id, subject, fingerprint])?;
         let Some(ind) = ind.as_ref().filter(|_| updated > 0) else {
             continue;
         };
-        tx.prepare_cached("DELETE FROM iocs WHERE sha256 = ?1")?
-            .execute([sha])?;
+        tx.prepare_cached("DELETE FROM iocs WHERE blob = ?1")?
+            .execute([id])?;
         let add = |kind: &str, value: &str, detail: Option<String>| {
             tx.prepare_cached(
-                "INSERT INTO iocs(sha256, kind, value, detail) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO iocs(blob, kind, value, detail) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![sha, kind, value, detail])
+            .execute(params![id, kind, value, detail])
             .map(|_| ())
         };
         for u in &ind.urls {

@@ -3,22 +3,31 @@
 //!
 //! Content lives in `blobs` (one row per distinct SHA-256, one file each: a spam run sent to a
 //! thousand victims is stored once); each delivery is a row in `messages` pointing at its blob.
-//! Indicators belong to the content, so `iocs` hangs off the blob. WAL with `synchronous=FULL`:
-//! a commit is on disk when it returns, and readers (the CLI) never block the trap.
+//! Indicators belong to the content, so `iocs` hangs off the blob. Rows refer to a blob by its
+//! integer `id`, which grows with arrival: the indexes they maintain are appended to at their
+//! right edge, where keying them by the hash would dirty one random page per message and
+//! commit.
 //!
 //! `spool` holds the whole bytes of each file whose own sync has not happened yet (see
 //! [`super::files`]): committing them here is what makes a delivery durable before its `250`,
-//! as one sequential WAL append per group commit. Rows leave once their file is synced, by
-//! `id` range; `AUTOINCREMENT` keeps ids from being reused, so a late report about old ids
-//! can never drop a newer row.
+//! as one sequential append to the write-ahead log per group commit. Rows leave once their
+//! file is synced, by `id` range; the writer numbers them itself, strictly increasing for as
+//! long as it runs, so a late report about old ids can never drop a newer row.
+//!
+//! WAL mode: readers (the CLI) never block the trap, and the trap never blocks them.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::path::Path;
 
+/// The layout version in `PRAGMA user_version`. An index of another version is moved aside
+/// at open and rebuilt from the files (each carries its envelope): see [`open`].
+pub const VERSION: i64 = 2;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS blobs (
-    sha256 TEXT PRIMARY KEY,
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL UNIQUE,
     file TEXT NOT NULL,
     size INTEGER NOT NULL,
     body_offset INTEGER NOT NULL,
@@ -41,18 +50,18 @@ CREATE TABLE IF NOT EXISTS messages (
     tls INTEGER NOT NULL,
     listener TEXT NOT NULL,
     size INTEGER NOT NULL,
-    sha256 TEXT NOT NULL REFERENCES blobs(sha256)
+    sha256 TEXT NOT NULL,
+    blob INTEGER NOT NULL REFERENCES blobs(id)
 );
-CREATE INDEX IF NOT EXISTS messages_sha ON messages(sha256);
+CREATE INDEX IF NOT EXISTS messages_blob ON messages(blob);
 CREATE INDEX IF NOT EXISTS messages_time ON messages(received_ms);
 CREATE TABLE IF NOT EXISTS iocs (
-    sha256 TEXT NOT NULL,
+    blob INTEGER NOT NULL,
     kind TEXT NOT NULL,
     value TEXT NOT NULL,
     detail TEXT
 );
-CREATE INDEX IF NOT EXISTS iocs_sha ON iocs(sha256);
-CREATE INDEX IF NOT EXISTS iocs_value ON iocs(kind, value);
+CREATE INDEX IF NOT EXISTS iocs_blob ON iocs(blob);
 CREATE TABLE IF NOT EXISTS logins (
     at_ms INTEGER NOT NULL,
     client_ip TEXT NOT NULL,
@@ -65,15 +74,32 @@ CREATE TABLE IF NOT EXISTS logins (
 CREATE INDEX IF NOT EXISTS logins_time ON logins(at_ms);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS spool (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    file TEXT NOT NULL UNIQUE,
+    id INTEGER PRIMARY KEY,
+    blob INTEGER NOT NULL,
+    file TEXT NOT NULL,
     data BLOB NOT NULL
 );
 ";
 
+/// Whether `open` refused an index of another layout version.
+pub fn is_other_layout(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, Some(m))
+        if f.extended_code == rusqlite::ffi::SQLITE_MISMATCH && m.starts_with("index layout"))
+}
+
+/// Opens (creating if needed) the index for writing. An index of another layout version is
+/// refused ([`is_other_layout`]); the writer moves it aside and rebuilds.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     let c = Connection::open(path)?;
     c.busy_timeout(std::time::Duration::from_secs(10))?;
+    let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let tables: i64 = c.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
+    if version != VERSION && tables > 0 {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!("index layout {version}, this Moat writes {VERSION}")),
+        ));
+    }
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "FULL")?;
     // A larger page cache and fewer, larger checkpoints: the trap writes small rows fast.
@@ -81,6 +107,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     c.pragma_update(None, "wal_autocheckpoint", 4000)?;
     map_pages(&c);
     c.execute_batch(SCHEMA)?;
+    c.pragma_update(None, "user_version", VERSION)?;
     Ok(c)
 }
 
@@ -108,7 +135,9 @@ fn map_pages(c: &Connection) {
     let _ = c.pragma_update(None, "mmap_size", 256i64 << 20);
 }
 
-/// The spooled bytes of a file not yet synced on its own, if it is in the spool.
+/// The spooled bytes of a file not yet synced on its own, if it is in the spool. (A scan:
+/// the spool holds about a second of traffic, and this serves only the rare reader that
+/// finds a file cut short.)
 pub fn spooled(c: &Connection, file: &str) -> rusqlite::Result<Option<Vec<u8>>> {
     c.prepare_cached("SELECT data FROM spool WHERE file = ?1")?
         .query_row([file], |r| r.get(0))
@@ -122,8 +151,9 @@ pub fn spool_files(c: &Connection) -> rusqlite::Result<Vec<String>> {
         .collect()
 }
 
-pub fn blob_file(c: &Connection, sha: &str) -> rusqlite::Result<Option<String>> {
-    c.prepare_cached("SELECT file FROM blobs WHERE sha256 = ?1")?
+/// The blob holding content `sha`, if any.
+pub fn blob_id(c: &Connection, sha: &str) -> rusqlite::Result<Option<i64>> {
+    c.prepare_cached("SELECT id FROM blobs WHERE sha256 = ?1")?
         .query_row([sha], |r| r.get(0))
         .optional()
 }
@@ -201,7 +231,7 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
 /// The newest `limit` deliveries, newest first.
 pub fn list(c: &Connection, limit: usize) -> rusqlite::Result<Vec<MessageRow>> {
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN blobs b ON b.sha256 = m.sha256
+        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN blobs b ON b.id = m.blob
          ORDER BY m.received_ms DESC, m.id DESC LIMIT ?1"
     );
     let mut st = c.prepare(&sql)?;
@@ -211,7 +241,7 @@ pub fn list(c: &Connection, limit: usize) -> rusqlite::Result<Vec<MessageRow>> {
 
 pub fn get(c: &Connection, id: &str) -> rusqlite::Result<Option<MessageRow>> {
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN blobs b ON b.sha256 = m.sha256 WHERE m.id = ?1"
+        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN blobs b ON b.id = m.blob WHERE m.id = ?1"
     );
     c.query_row(&sql, [id], message_row).optional()
 }
@@ -225,7 +255,7 @@ pub fn after(
     limit: usize,
 ) -> rusqlite::Result<Vec<(MessageRow, bool)>> {
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS}, b.analysed FROM messages m JOIN blobs b ON b.sha256 = m.sha256
+        "SELECT {MESSAGE_COLUMNS}, b.analysed FROM messages m JOIN blobs b ON b.id = m.blob
           WHERE m.received_ms > ?1 OR (m.received_ms = ?1 AND m.id > ?2)
           ORDER BY m.received_ms, m.id LIMIT ?3"
     );
@@ -245,8 +275,10 @@ pub struct Ioc {
 }
 
 pub fn iocs_of(c: &Connection, sha: &str) -> rusqlite::Result<Vec<Ioc>> {
-    let mut st =
-        c.prepare("SELECT kind, value, detail FROM iocs WHERE sha256 = ?1 ORDER BY rowid")?;
+    let mut st = c.prepare(
+        "SELECT i.kind, i.value, i.detail FROM iocs i JOIN blobs b ON b.id = i.blob
+          WHERE b.sha256 = ?1 ORDER BY i.rowid",
+    )?;
     let rows = st.query_map([sha], |r| {
         Ok(Ioc {
             kind: r.get(0)?,
@@ -273,7 +305,7 @@ pub fn ioc_summary(c: &Connection, kind: Option<&str>) -> rusqlite::Result<Vec<I
     let sql = "
         SELECT kind, value, COUNT(*), MIN(t), MAX(t) FROM (
             SELECT i.kind AS kind, i.value AS value, m.received_ms AS t
-              FROM iocs i JOIN messages m ON m.sha256 = i.sha256
+              FROM iocs i JOIN messages m ON m.blob = i.blob
             UNION ALL SELECT 'client-ip', client_ip, received_ms FROM messages
             UNION ALL SELECT 'helo', helo, received_ms FROM messages WHERE helo != ''
             UNION ALL SELECT 'envelope-from', mail_from, received_ms FROM messages WHERE mail_from != ''
@@ -319,9 +351,9 @@ pub fn logins(c: &Connection, limit: usize) -> rusqlite::Result<Vec<super::Login
 pub fn fingerprints(c: &Connection) -> rusqlite::Result<Vec<(String, String, Vec<String>)>> {
     let mut st = c.prepare(
         "SELECT b.sha256, b.fingerprint, group_concat(m.id, ' ')
-           FROM blobs b JOIN messages m ON m.sha256 = b.sha256
+           FROM blobs b JOIN messages m ON m.blob = b.id
           WHERE b.fingerprint IS NOT NULL
-          GROUP BY b.sha256 ORDER BY b.first_ms, b.sha256",
+          GROUP BY b.id ORDER BY b.first_ms, b.sha256",
     )?;
     let rows = st.query_map([], |r| {
         let ids: String = r.get(2)?;

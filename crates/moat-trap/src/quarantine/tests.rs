@@ -189,7 +189,7 @@ fn spooled_file_restored_after_a_crash() {
     {
         let rw = index::open(&index_path(dir.path())).unwrap();
         rw.execute(
-            "INSERT INTO spool(file, data) VALUES (?1, ?2)",
+            "INSERT INTO spool(id, blob, file, data) SELECT 1000, id, ?1, ?2 FROM blobs WHERE file = ?1",
             rusqlite::params![row.file, whole],
         )
         .unwrap();
@@ -253,4 +253,35 @@ fn spool_drains_in_the_background() {
         }
     }
     assert!(drained, "spool still holds files after 5 s");
+}
+
+/// An index written by another layout version is moved aside (kept) and a new one is built
+/// from the files, which carry every envelope.
+#[test]
+fn index_of_another_version_is_rebuilt_from_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+        rt().block_on(q.store(meta("OLD1", 3000, "o@x"), MSG.to_vec()))
+            .unwrap();
+        rt().block_on(q.flush());
+    }
+    {
+        let c = rusqlite::Connection::open(index_path(dir.path())).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+    rt().block_on(q.flush());
+    let aside: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("index.sqlite.old-") && !n.ends_with("-wal") && !n.ends_with("-shm"))
+        .collect();
+    assert_eq!(aside.len(), 1, "old index kept");
+    let db = index::open_read(&index_path(dir.path())).unwrap();
+    let rows = index::list(&db, 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].id, "OLD1");
+    assert_eq!(read_message(dir.path(), &rows[0]).unwrap(), MSG);
+    assert_eq!(q.stats().recovered.load(Ordering::Relaxed), 1);
 }

@@ -56,8 +56,8 @@ enum Origin {
     New,
     /// Written by this group for an earlier delivery (its index in the group).
     Group(usize),
-    /// Already in the quarantine.
-    Indexed,
+    /// Already in the quarantine, in this blob.
+    Indexed(i64),
 }
 
 /// One delivery of a group: envelope, size, content hash, origin, reply slot.
@@ -111,7 +111,18 @@ impl Writer {
         }
         files::clean_tmp(&cfg.dir).map_err(io(files::tmp_dir(&cfg.dir)))?;
         let ipath = super::index_path(&cfg.dir);
-        let db = index::open(&ipath).map_err(|e| QuarantineError::Index(ipath.clone(), e))?;
+        let db = match index::open(&ipath) {
+            Err(e) if index::is_other_layout(&e) => {
+                // An index from another Moat version: keep it (logins live only there), and
+                // rebuild a new one from the files, which carry every envelope.
+                let aside = move_aside(&ipath).map_err(io(ipath.clone()))?;
+                tracing::warn!(error = %e, old = %aside.display(),
+                    "quarantine: index of another version moved aside; rebuilding from the files");
+                index::open(&ipath)
+            }
+            r => r,
+        }
+        .map_err(|e| QuarantineError::Index(ipath.clone(), e))?;
         // Commits here do not sync; the acker does, before any reply (see `acker`).
         db.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| QuarantineError::Index(ipath.clone(), e))?;
@@ -160,8 +171,7 @@ impl Writer {
         let mut restored = 0u64;
         {
             let mut st = self.db.prepare(
-                "SELECT s.file, s.data FROM spool s WHERE EXISTS
-                   (SELECT 1 FROM blobs b WHERE b.file = s.file)",
+                "SELECT s.file, s.data FROM spool s JOIN blobs b ON b.id = s.blob",
             )?;
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
@@ -193,13 +203,13 @@ impl Writer {
             })
             .unwrap_or_default();
         let mut known: HashSet<String> = HashSet::new();
-        let mut missing: Vec<String> = Vec::new();
+        let mut missing: Vec<i64> = Vec::new();
         {
-            let mut st = self.db.prepare("SELECT sha256, file FROM blobs")?;
-            for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-                let (sha, file) = row?;
+            let mut st = self.db.prepare("SELECT id, file FROM blobs")?;
+            for row in st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+                let (id, file) = row?;
                 if !present.contains(&file) {
-                    missing.push(sha);
+                    missing.push(id);
                 }
                 known.insert(file);
             }
@@ -207,8 +217,8 @@ impl Writer {
         // Rows whose file is gone: drop them (the index must not claim what is not there).
         if !missing.is_empty() {
             let tx = self.db.transaction()?;
-            for sha in &missing {
-                delete_blob(&tx, sha)?;
+            for id in &missing {
+                delete_blob(&tx, *id)?;
             }
             tx.commit()?;
             tracing::warn!(
@@ -231,12 +241,14 @@ impl Writer {
             };
             let sha = sha256_hex(&data);
             let tx = self.db.transaction()?;
-            if index::blob_file(&tx, &sha)?.is_none() {
-                insert_blob(&tx, &sha, name, data.len(), offset, meta.received_ms)?;
-            } else {
-                let _ = std::fs::remove_file(&path);
-            }
-            insert_message(&tx, &meta, data.len(), &sha)?;
+            let blob = match index::blob_id(&tx, &sha)? {
+                Some(id) => {
+                    let _ = std::fs::remove_file(&path);
+                    id
+                }
+                None => insert_blob(&tx, &sha, name, data.len(), offset, meta.received_ms)?,
+            };
+            insert_message(&tx, &meta, data.len(), &sha, blob)?;
             tx.commit()?;
             found += 1;
         }
@@ -368,8 +380,8 @@ impl Writer {
             let size = data.len();
             let origin = if let Some(&j) = first_in_group.get(&sha) {
                 Origin::Group(j)
-            } else if matches!(index::blob_file(&self.db, &sha), Ok(Some(_))) {
-                Origin::Indexed
+            } else if let Ok(Some(id)) = index::blob_id(&self.db, &sha) {
+                Origin::Indexed(id)
             } else {
                 first_in_group.insert(sha.clone(), i);
                 Origin::New
@@ -377,7 +389,7 @@ impl Writer {
             let writer = match origin {
                 Origin::New => Some(i),
                 Origin::Group(j) => Some(j),
-                Origin::Indexed => None,
+                Origin::Indexed(_) => None,
             };
             if origin == Origin::New {
                 let file = files::file_name(&meta.id, meta.received_ms);
@@ -424,14 +436,20 @@ impl Writer {
     ) -> rusqlite::Result<i64> {
         let mut tx = self.db.transaction()?;
         let mut spool_max = self.spool_max;
+        let mut ids: HashMap<&str, i64> = HashMap::with_capacity(blobs.len());
         for b in blobs {
-            insert_blob(&tx, &b.sha, &b.file, b.size, b.offset, b.first_ms)?;
-            tx.prepare_cached("INSERT OR REPLACE INTO spool(file, data) VALUES (?1, ?2)")?
-                .execute(params![b.file, b.bytes])?;
-            spool_max = tx.last_insert_rowid();
+            let id = insert_blob(&tx, &b.sha, &b.file, b.size, b.offset, b.first_ms)?;
+            ids.insert(&b.sha, id);
+            spool_max += 1;
+            tx.prepare_cached("INSERT INTO spool(id, blob, file, data) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![spool_max, id, b.file, b.bytes])?;
         }
         for d in deliveries {
-            insert_message(&tx, &d.meta, d.size, &d.sha)?;
+            let blob = match d.origin {
+                Origin::Indexed(id) => id,
+                Origin::New | Origin::Group(_) => ids[d.sha.as_str()],
+            };
+            insert_message(&tx, &d.meta, d.size, &d.sha, blob)?;
         }
         for l in logins {
             tx.prepare_cached(
@@ -505,21 +523,19 @@ impl Writer {
         {
             let mut st = self
                 .db
-                .prepare("SELECT sha256, file, size FROM blobs ORDER BY first_ms, sha256")?;
+                .prepare("SELECT id, file, size FROM blobs ORDER BY first_ms, id")?;
             let mut rows = st.query([])?;
             while total > max {
                 let Some(r) = rows.next()? else { break };
                 let size: i64 = r.get(2)?;
-                victims.push((r.get::<_, String>(0)?, r.get::<_, String>(1)?));
+                victims.push((r.get::<_, i64>(0)?, r.get::<_, String>(1)?));
                 total = total.saturating_sub(size.max(0) as u64);
             }
         }
         let tx = self.db.transaction()?;
         let mut messages = 0i64;
-        for (sha, file) in &victims {
-            messages += delete_blob(&tx, sha)? as i64;
-            tx.prepare_cached("DELETE FROM spool WHERE file = ?1")?
-                .execute([file])?;
+        for (id, _) in &victims {
+            messages += delete_blob(&tx, *id)? as i64;
         }
         index::add_counter(&tx, "evicted", messages)?;
         tx.commit()?;
@@ -547,6 +563,27 @@ impl Writer {
             }
         }
     }
+}
+
+/// Renames the index and its log files to `index.sqlite.old-<ms>` (and `-wal`, `-shm`).
+fn move_aside(ipath: &std::path::Path) -> std::io::Result<PathBuf> {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let mut aside = ipath.as_os_str().to_owned();
+    aside.push(format!(".old-{ms}"));
+    let aside = PathBuf::from(aside);
+    for suffix in ["", "-wal", "-shm"] {
+        let (mut from, mut to) = (ipath.as_os_str().to_owned(), aside.as_os_str().to_owned());
+        from.push(suffix);
+        to.push(suffix);
+        match std::fs::rename(&from, &to) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(aside)
 }
 
 /// Why restoring the spool failed.
@@ -607,10 +644,11 @@ fn spawn_syncer(
 }
 
 /// Removes one content and everything hanging off it; returns the deliveries removed.
-fn delete_blob(tx: &Connection, sha: &str) -> rusqlite::Result<usize> {
-    tx.execute("DELETE FROM iocs WHERE sha256 = ?1", [sha])?;
-    let messages = tx.execute("DELETE FROM messages WHERE sha256 = ?1", [sha])?;
-    tx.execute("DELETE FROM blobs WHERE sha256 = ?1", [sha])?;
+fn delete_blob(tx: &Connection, id: i64) -> rusqlite::Result<usize> {
+    tx.execute("DELETE FROM iocs WHERE blob = ?1", [id])?;
+    let messages = tx.execute("DELETE FROM messages WHERE blob = ?1", [id])?;
+    tx.execute("DELETE FROM spool WHERE blob = ?1", [id])?;
+    tx.execute("DELETE FROM blobs WHERE id = ?1", [id])?;
     Ok(messages)
 }
 
@@ -621,19 +659,25 @@ fn insert_blob(
     size: usize,
     offset: u64,
     first_ms: u64,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<i64> {
     tx.prepare_cached(
-        "INSERT OR IGNORE INTO blobs(sha256, file, size, body_offset, first_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO blobs(sha256, file, size, body_offset, first_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![sha, file, size as i64, offset as i64, first_ms as i64])?;
-    Ok(())
+    Ok(tx.last_insert_rowid())
 }
 
-fn insert_message(tx: &Connection, m: &Meta, size: usize, sha: &str) -> rusqlite::Result<()> {
+fn insert_message(
+    tx: &Connection,
+    m: &Meta,
+    size: usize,
+    sha: &str,
+    blob: i64,
+) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT OR IGNORE INTO messages(id, received_ms, client_ip, client_port, helo, mail_from,
-            rcpt_to, auth_user, auth_password, tls, listener, size, sha256)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            rcpt_to, auth_user, auth_password, tls, listener, size, sha256, blob)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         m.id,
@@ -648,7 +692,8 @@ fn insert_message(tx: &Connection, m: &Meta, size: usize, sha: &str) -> rusqlite
         m.tls as i64,
         m.listener,
         size as i64,
-        sha
+        sha,
+        blob
     ])?;
     Ok(())
 }
