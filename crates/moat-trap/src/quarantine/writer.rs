@@ -298,8 +298,19 @@ impl Writer {
                 Job::Synced(r) => self.synced = self.synced.max(Some(r)),
             }
         }
+        // One transaction from the first lookup to the commit: one round of SQLite's locks
+        // per group rather than one per statement.
+        let began = self.db.execute_batch("BEGIN IMMEDIATE");
         let (deliveries, blobs) = self.write_files(stores);
-        let committed = self.index_group(&blobs, &deliveries, &logins, &analysed);
+        let committed = began
+            .and_then(|()| self.index_group(&blobs, &deliveries, &logins, &analysed))
+            .and_then(|spool_max| self.db.execute_batch("COMMIT").map(|()| spool_max));
+        if committed.is_err() && !self.db.is_autocommit() {
+            let _ = self.db.execute_batch("ROLLBACK");
+        }
+        if committed.is_ok() {
+            self.synced = None;
+        }
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         match committed {
             Ok(spool_max) => {
@@ -426,15 +437,16 @@ impl Writer {
         (deliveries, blobs)
     }
 
-    /// The group's one transaction. Returns the highest spool `id` it wrote.
+    /// The group's rows, inside the transaction `commit` opened. Returns the highest spool
+    /// `id` it wrote.
     fn index_group(
-        &mut self,
+        &self,
         blobs: &[NewBlob],
         deliveries: &[Delivery],
         logins: &[Login],
         analysed: &[analyse::Analysis],
     ) -> rusqlite::Result<i64> {
-        let mut tx = self.db.transaction()?;
+        let tx = &self.db;
         let mut spool_max = self.spool_max;
         let mut ids: HashMap<&str, i64> = HashMap::with_capacity(blobs.len());
         for b in blobs {
@@ -472,17 +484,15 @@ impl Writer {
         }
         // Background results never fail the deliveries they ride with.
         if !analysed.is_empty() {
-            let mut sp = tx.savepoint()?;
-            match analyse::apply(&sp, analysed) {
-                Ok(()) => sp.commit()?,
+            tx.execute_batch("SAVEPOINT analysis")?;
+            match analyse::apply(tx, analysed) {
+                Ok(()) => tx.execute_batch("RELEASE analysis")?,
                 Err(e) => {
                     tracing::error!(error = %e, "quarantine: indicators not stored");
-                    sp.rollback()?;
+                    tx.execute_batch("ROLLBACK TO analysis; RELEASE analysis")?;
                 }
             }
         }
-        tx.commit()?;
-        self.synced = None;
         Ok(spool_max)
     }
 
