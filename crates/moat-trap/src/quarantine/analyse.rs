@@ -131,9 +131,8 @@ pub fn analyse_next(
             let bytes = std::fs::read(files::new_dir(dir).join(&file))
                 .ok()
                 .or_else(|| index::spooled(db, &file).ok().flatten());
-            let ind = bytes.map(|b| {
-                moat_intel::extract(b.get(offset.max(0) as usize..).unwrap_or_default())
-            });
+            let ind = bytes
+                .map(|b| moat_intel::extract(b.get(offset.max(0) as usize..).unwrap_or_default()));
             (id, ind)
         })
         .collect();

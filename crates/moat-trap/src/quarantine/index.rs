@@ -97,7 +97,9 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     if version != VERSION && tables > 0 {
         return Err(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
-            Some(format!("index layout {version}, this Moat writes {VERSION}")),
+            Some(format!(
+                "index layout {version}, this Moat writes {VERSION}"
+            )),
         ));
     }
     // Smaller pages for a new index (an existing one keeps its own): the log holds whole

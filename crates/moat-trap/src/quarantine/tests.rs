@@ -195,7 +195,11 @@ fn spooled_file_restored_after_a_crash() {
         .unwrap();
     }
     std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
-    assert_eq!(read_message(dir.path(), &row).unwrap(), MSG, "read from the spool");
+    assert_eq!(
+        read_message(dir.path(), &row).unwrap(),
+        MSG,
+        "read from the spool"
+    );
     let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), whole, "file rewritten");
     assert!(index::spool_files(&db).unwrap().is_empty());
@@ -229,11 +233,17 @@ fn spool_drains_in_the_background() {
     let rt = rt();
     for i in 0..20u64 {
         let body = format!("Subject: n{i}\r\n\r\nbody {i}\r\n");
-        rt.block_on(q.store(meta(&format!("N{i:02}"), 1000 + i, "v@x"), body.into_bytes()))
-            .unwrap();
+        rt.block_on(q.store(
+            meta(&format!("N{i:02}"), 1000 + i, "v@x"),
+            body.into_bytes(),
+        ))
+        .unwrap();
     }
     let db = index::open_read(&index_path(dir.path())).unwrap();
-    assert!(!index::spool_files(&db).unwrap().is_empty(), "spooled at first");
+    assert!(
+        !index::spool_files(&db).unwrap().is_empty(),
+        "spooled at first"
+    );
     // The sync thread sweeps after at most a second; its report rides on the next commit.
     let mut drained = false;
     for i in 0..100u64 {
@@ -275,7 +285,9 @@ fn index_of_another_version_is_rebuilt_from_the_files() {
     let aside: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("index.sqlite.old-") && !n.ends_with("-wal") && !n.ends_with("-shm"))
+        .filter(|n| {
+            n.starts_with("index.sqlite.old-") && !n.ends_with("-wal") && !n.ends_with("-shm")
+        })
         .collect();
     assert_eq!(aside.len(), 1, "old index kept");
     let db = index::open_read(&index_path(dir.path())).unwrap();

@@ -9,8 +9,8 @@
 //! next commit drops their spool rows.
 
 use super::{
-    acker, analyse, files, index, sha256_hex, Login, Meta, QuarantineConfig, QuarantineError, Stats,
-    Stored,
+    acker, analyse, files, index, sha256_hex, Login, Meta, QuarantineConfig, QuarantineError,
+    Stats, Stored,
 };
 use rusqlite::{params, Connection};
 use std::collections::{HashMap, HashSet};
@@ -135,8 +135,11 @@ impl Writer {
             .truncate(false)
             .open(&wal_path)
             .map_err(io(wal_path.clone()))?;
-        let acker = acker::spawn(wal.try_clone().map_err(io(wal_path.clone()))?, stats.clone())
-            .map_err(io(wal_path))?;
+        let acker = acker::spawn(
+            wal.try_clone().map_err(io(wal_path.clone()))?,
+            stats.clone(),
+        )
+        .map_err(io(wal_path))?;
         let mut w = Writer {
             cfg,
             db,
@@ -170,9 +173,9 @@ impl Writer {
         let dir = &self.cfg.dir;
         let mut restored = 0u64;
         {
-            let mut st = self.db.prepare(
-                "SELECT s.file, s.data FROM spool s JOIN blobs b ON b.id = s.blob",
-            )?;
+            let mut st = self
+                .db
+                .prepare("SELECT s.file, s.data FROM spool s JOIN blobs b ON b.id = s.blob")?;
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
                 let (file, data): (String, Vec<u8>) = (r.get(0)?, r.get(1)?);
@@ -450,7 +453,7 @@ impl Writer {
         let mut spool_max = self.spool_max;
         let mut ids: HashMap<&str, i64> = HashMap::with_capacity(blobs.len());
         for b in blobs {
-            let id = insert_blob(&tx, &b.sha, &b.file, b.size, b.offset, b.first_ms)?;
+            let id = insert_blob(tx, &b.sha, &b.file, b.size, b.offset, b.first_ms)?;
             ids.insert(&b.sha, id);
             spool_max += 1;
             tx.prepare_cached("INSERT INTO spool(id, blob, file, data) VALUES (?1, ?2, ?3, ?4)")?
@@ -461,7 +464,7 @@ impl Writer {
                 Origin::Indexed(id) => id,
                 Origin::New | Origin::Group(_) => ids[d.sha.as_str()],
             };
-            insert_message(&tx, &d.meta, d.size, &d.sha, blob)?;
+            insert_message(tx, &d.meta, d.size, &d.sha, blob)?;
         }
         for l in logins {
             tx.prepare_cached(
@@ -673,7 +676,13 @@ fn insert_blob(
     tx.prepare_cached(
         "INSERT INTO blobs(sha256, file, size, body_offset, first_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![sha, file, size as i64, offset as i64, first_ms as i64])?;
+    .execute(params![
+        sha,
+        file,
+        size as i64,
+        offset as i64,
+        first_ms as i64
+    ])?;
     Ok(tx.last_insert_rowid())
 }
 
