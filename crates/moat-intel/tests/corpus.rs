@@ -528,7 +528,11 @@ fn sources_domains_and_shorteners_are_reported() {
 /// fuzz_seeds` rewrites them.
 #[test]
 fn fuzz_seeds_match_the_corpus() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/extract");
+    // The manifest directory as cargo names it when running the test, not as baked in at
+    // compile time: another checkout sharing the target directory may have built this binary.
+    let manifest =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let dir = std::path::Path::new(&manifest).join("../../fuzz/seeds/extract");
     let write = std::env::var_os("MOAT_WRITE_FUZZ_SEEDS").is_some();
     let cases = corpus();
     for (i, case) in cases.iter().enumerate() {
