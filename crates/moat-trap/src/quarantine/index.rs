@@ -112,7 +112,6 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     // A larger page cache and fewer, larger checkpoints: the trap writes small rows fast.
     c.pragma_update(None, "cache_size", -32_000)?;
     c.pragma_update(None, "wal_autocheckpoint", 4000)?;
-    map_pages(&c);
     c.execute_batch(SCHEMA)?;
     c.pragma_update(None, "user_version", VERSION)?;
     Ok(c)
@@ -132,14 +131,7 @@ pub fn open_read(path: &Path) -> rusqlite::Result<Connection> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     c.busy_timeout(std::time::Duration::from_secs(10))?;
-    map_pages(&c);
     Ok(c)
-}
-
-/// Reads pages through a memory map rather than a `read` and a copy per page. Best effort:
-/// SQLite falls back to `read` without it.
-fn map_pages(c: &Connection) {
-    let _ = c.pragma_update(None, "mmap_size", 256i64 << 20);
 }
 
 /// The spooled bytes of a file not yet synced on its own, if it is in the spool. (A scan:
