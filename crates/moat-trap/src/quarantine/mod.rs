@@ -19,6 +19,7 @@ mod acker;
 pub mod analyse;
 pub mod files;
 pub mod index;
+mod syncer;
 mod writer;
 
 use serde::{Deserialize, Serialize};

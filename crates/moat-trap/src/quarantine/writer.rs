@@ -5,19 +5,18 @@
 //! transaction as its `blobs` and `messages` rows. That transaction is one sequential append
 //! to the index's write-ahead log; [`super::acker`] syncs the log and only then releases the
 //! replies, while this thread goes on with the next group. The sync thread
-//! ([`spawn_syncer`]) later makes the files durable in one sweep and reports back, and the
+//! ([`super::syncer`]) later makes the files durable in one sweep and reports back, and the
 //! next commit drops their spool rows.
 
 use super::{
-    acker, analyse, files, index, sha256_hex, Login, Meta, QuarantineConfig, QuarantineError,
-    Stats, Stored,
+    acker, analyse, files, index, sha256_hex, syncer, Login, Meta, QuarantineConfig,
+    QuarantineError, Stats, Stored,
 };
 use rusqlite::{params, Connection};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use acker::Reply;
@@ -41,13 +40,6 @@ pub enum Job {
 
 /// Most jobs taken into one group commit.
 const MAX_BATCH: usize = 512;
-
-/// How long the sync thread lets written files gather before one sweep makes them durable.
-/// The longer, the more writes the kernel merges; the spool holds their bytes meanwhile.
-const SYNC_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Files after which the sync thread sweeps without waiting out [`SYNC_INTERVAL`].
-const SYNC_MAX_FILES: usize = 8192;
 
 /// Where a delivery's content comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,12 +71,6 @@ struct NewBlob {
     bytes: Vec<u8>,
 }
 
-/// What the sync thread is told after each commit: files written, up to which spool `id`.
-struct Written {
-    spool_max: i64,
-    files: Vec<String>,
-}
-
 pub struct Writer {
     cfg: QuarantineConfig,
     db: Connection,
@@ -92,7 +78,7 @@ pub struct Writer {
     /// Content was committed that the analysis thread has not been told about.
     analysis_due: bool,
     analyser: Option<std::sync::mpsc::Sender<analyse::Job>>,
-    syncer: Option<std::sync::mpsc::Sender<Written>>,
+    syncer: Option<std::sync::mpsc::Sender<syncer::Written>>,
     /// Spool rows up to this `id` belong to durable files and are dropped at the next commit.
     synced: Option<i64>,
     /// The highest spool `id` committed so far.
@@ -268,7 +254,7 @@ impl Writer {
         if self.cfg.analyse {
             self.analyser = analyse::spawn(self.cfg.dir.clone(), me.clone());
         }
-        self.syncer = spawn_syncer(self.cfg.dir.clone(), me);
+        self.syncer = syncer::spawn(self.cfg.dir.clone(), me);
         self.analyse_pending();
         while let Some(job) = rx.blocking_recv() {
             let mut batch = vec![job];
@@ -343,7 +329,7 @@ impl Writer {
                     self.spool_max = spool_max;
                     if let Some(s) = &self.syncer {
                         let files = blobs.into_iter().map(|b| b.file).collect();
-                        let _ = s.send(Written { spool_max, files });
+                        let _ = s.send(syncer::Written { spool_max, files });
                     }
                 }
             }
@@ -615,45 +601,6 @@ impl From<rusqlite::Error> for Recovery {
     fn from(e: rusqlite::Error) -> Self {
         Recovery::Index(e)
     }
-}
-
-/// Starts the sync thread: it gathers the files each commit wrote for up to
-/// [`SYNC_INTERVAL`], makes them durable in one sweep ([`files::sync_all`]), and reports the
-/// spool `id` they reach to the writer, which then drops their spool rows. A failed sweep
-/// keeps them pending (and in the spool) for the next one.
-fn spawn_syncer(
-    root: PathBuf,
-    writer: mpsc::WeakSender<Job>,
-) -> Option<std::sync::mpsc::Sender<Written>> {
-    let (tx, rx) = std::sync::mpsc::channel::<Written>();
-    let spawned = std::thread::Builder::new()
-        .name("moat-sync".into())
-        .spawn(move || {
-            let mut files: Vec<String> = Vec::new();
-            let mut reach = 0i64;
-            while let Ok(first) = rx.recv() {
-                let mut next = Some(first);
-                let deadline = Instant::now() + SYNC_INTERVAL;
-                while let Some(w) = next.take() {
-                    reach = reach.max(w.spool_max);
-                    files.extend(w.files);
-                    if files.len() < SYNC_MAX_FILES {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        next = rx.recv_timeout(left).ok();
-                    }
-                }
-                if let Err(e) = files::sync_all(&root, &files) {
-                    tracing::error!(error = %e, "quarantine: file sync failed; retrying later");
-                    continue;
-                }
-                files.clear();
-                let Some(w) = writer.upgrade() else { return };
-                if w.blocking_send(Job::Synced(reach)).is_err() {
-                    return;
-                }
-            }
-        });
-    spawned.ok().map(|_| tx)
 }
 
 /// Removes one content and everything hanging off it; returns the deliveries removed.
