@@ -139,22 +139,22 @@ pub fn analyse_next(
     Ok(Some((work, last)))
 }
 
-/// Stores analysis results (inside the writer's transaction). Content evicted meanwhile is
-/// skipped; content analysed before (recovery) has its old indicators replaced.
+/// Stores analysis results (inside the writer's transaction). A blob's indicators commit
+/// together with its `analysed` flag, so a blob still unanalysed has none to replace; content
+/// evicted meanwhile, or already analysed, is skipped.
 pub fn apply(tx: &Connection, work: &[Analysis]) -> rusqlite::Result<()> {
     for (id, ind) in work {
         let fingerprint = ind.as_ref().map(fingerprint_json);
         let subject = ind.as_ref().map(|i| i.subject.clone());
         let updated = tx
             .prepare_cached(
-                "UPDATE blobs SET analysed = 1, subject = ?2, fingerprint = ?3 WHERE id = ?1",
+                "UPDATE blobs SET analysed = 1, subject = ?2, fingerprint = ?3
+                  WHERE id = ?1 AND analysed = 0",
             )?
             .execute(params![id, subject, fingerprint])?;
         let Some(ind) = ind.as_ref().filter(|_| updated > 0) else {
             continue;
         };
-        tx.prepare_cached("DELETE FROM iocs WHERE blob = ?1")?
-            .execute([id])?;
         let add = |kind: &str, value: &str, detail: Option<String>| {
             tx.prepare_cached(
                 "INSERT INTO iocs(blob, kind, value, detail) VALUES (?1, ?2, ?3, ?4)",

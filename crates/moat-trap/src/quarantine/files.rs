@@ -21,14 +21,16 @@ pub const META_HEADER: &[u8] = b"X-Moat-Trap: ";
 
 /// The header's JSON: the envelope, and what the received bytes must be. `size` and `sha256`
 /// are absent from files written before they were added; such files are taken as whole.
+/// Generic so that writing borrows the envelope (`Header<&Meta, &str>`) instead of copying it
+/// for every message, and reading owns it (`Header<Meta, String>`).
 #[derive(Serialize, Deserialize)]
-struct Header {
+struct Header<M, S> {
     #[serde(flatten)]
-    meta: Meta,
+    meta: M,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     size: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    sha256: Option<String>,
+    sha256: Option<S>,
 }
 
 pub fn tmp_dir(root: &Path) -> PathBuf {
@@ -55,9 +57,9 @@ pub fn id_of(name: &str) -> Option<&str> {
 /// received bytes start.
 pub fn encode(meta: &Meta, data: &[u8], sha: &str) -> (Vec<u8>, u64) {
     let header = Header {
-        meta: meta.clone(),
+        meta,
         size: Some(data.len()),
-        sha256: Some(sha.to_string()),
+        sha256: Some(sha),
     };
     let mut bytes = Vec::with_capacity(data.len() + 384);
     bytes.extend_from_slice(META_HEADER);
@@ -130,7 +132,7 @@ pub fn read(path: &Path) -> std::io::Result<Option<(Meta, Vec<u8>, u64)>> {
 pub fn decode(bytes: &[u8]) -> Option<(Meta, Vec<u8>, u64)> {
     let rest = bytes.strip_prefix(META_HEADER)?;
     let end = rest.windows(2).position(|w| w == b"\r\n")?;
-    let header: Header = serde_json::from_slice(&rest[..end]).ok()?;
+    let header: Header<Meta, String> = serde_json::from_slice(&rest[..end]).ok()?;
     let offset = META_HEADER.len() + end + 2;
     let data = &bytes[offset..];
     if header.size.is_some_and(|n| n != data.len())

@@ -16,6 +16,28 @@ fn meta(id: &str, ms: u64, rcpt: &str) -> Meta {
     }
 }
 
+/// A login attempt over TLS with password `pw`.
+fn login(at_ms: u64, username: &str, verdict: &str) -> Login {
+    Login {
+        at_ms,
+        client_ip: "127.0.0.9".into(),
+        mechanism: "PLAIN".into(),
+        username: username.into(),
+        password: "pw".into(),
+        verdict: verdict.into(),
+        tls: true,
+    }
+}
+
+/// A quarantine that stored `m` (content [`MSG`]), flushed, and was closed again.
+fn stored_and_closed(m: Meta) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+    rt().block_on(q.store(m, MSG.to_vec())).unwrap();
+    rt().block_on(q.flush());
+    dir
+}
+
 const MSG: &[u8] = b"From: <spam@bad.test>\r\nTo: <v@victim.test>\r\nSubject: Cheap pills\r\n\r\nBuy at https://pills.example.com/buy?x=1 now\r\n";
 
 fn rt() -> tokio::runtime::Runtime {
@@ -146,15 +168,7 @@ fn logins_are_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
     for (u, v) in [("a@x", "refused"), ("b@x", "common-password")] {
-        q.record_login(Login {
-            at_ms: 9,
-            client_ip: "127.0.0.9".into(),
-            mechanism: "PLAIN".into(),
-            username: u.into(),
-            password: "pw".into(),
-            verdict: v.into(),
-            tls: true,
-        });
+        q.record_login(login(9, u, v));
     }
     rt().block_on(q.flush());
     let db = index::open_read(&index_path(dir.path())).unwrap();
@@ -175,13 +189,7 @@ fn ids_sort_by_time() {
 /// its bytes in the spool. Readers fall back to the spool; the next open rewrites the file.
 #[test]
 fn spooled_file_restored_after_a_crash() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
-        rt().block_on(q.store(meta("SPOOLED", 9000, "s@x"), MSG.to_vec()))
-            .unwrap();
-        rt().block_on(q.flush());
-    }
+    let dir = stored_and_closed(meta("SPOOLED", 9000, "s@x"));
     let db = index::open_read(&index_path(dir.path())).unwrap();
     let row = index::list(&db, 1).unwrap().remove(0);
     let path = dir.path().join("new").join(&row.file);
@@ -248,15 +256,7 @@ fn spool_drains_in_the_background() {
     let mut drained = false;
     for i in 0..100u64 {
         std::thread::sleep(std::time::Duration::from_millis(50));
-        q.record_login(Login {
-            at_ms: i,
-            client_ip: "127.0.0.1".into(),
-            mechanism: "PLAIN".into(),
-            username: "u".into(),
-            password: "p".into(),
-            verdict: "refused".into(),
-            tls: false,
-        });
+        q.record_login(login(i, "u", "refused"));
         if index::spool_files(&db).unwrap().is_empty() {
             drained = true;
             break;
@@ -269,13 +269,7 @@ fn spool_drains_in_the_background() {
 /// from the files, which carry every envelope.
 #[test]
 fn index_of_another_version_is_rebuilt_from_the_files() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
-        rt().block_on(q.store(meta("OLD1", 3000, "o@x"), MSG.to_vec()))
-            .unwrap();
-        rt().block_on(q.flush());
-    }
+    let dir = stored_and_closed(meta("OLD1", 3000, "o@x"));
     {
         let c = rusqlite::Connection::open(index_path(dir.path())).unwrap();
         c.pragma_update(None, "user_version", 1).unwrap();

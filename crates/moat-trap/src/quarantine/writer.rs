@@ -138,10 +138,7 @@ impl Writer {
             acker,
             wal,
         };
-        w.restore_spool().map_err(|e| match e {
-            Recovery::Io(e) => QuarantineError::Io(files::new_dir(&w.cfg.dir), e),
-            Recovery::Index(e) => QuarantineError::Index(ipath.clone(), e),
-        })?;
+        w.restore_spool()?;
         w.recover()
             .map_err(|e| QuarantineError::Index(ipath.clone(), e))?;
         let bytes = index::total_bytes(&w.db).unwrap_or(0);
@@ -155,28 +152,34 @@ impl Writer {
 
     /// Rewrites, durably, every file still in the spool: acknowledged deliveries whose own
     /// sync had not happened when the last run stopped. Then the spool is emptied.
-    fn restore_spool(&mut self) -> Result<(), Recovery> {
+    fn restore_spool(&mut self) -> Result<(), QuarantineError> {
         let dir = &self.cfg.dir;
+        let index_err = |e| QuarantineError::Index(super::index_path(dir), e);
+        let io_err = |e| QuarantineError::Io(files::new_dir(dir), e);
         let mut restored = 0u64;
         {
             let mut st = self
                 .db
-                .prepare("SELECT s.file, s.data FROM spool s JOIN blobs b ON b.id = s.blob")?;
-            let mut rows = st.query([])?;
-            while let Some(r) = rows.next()? {
-                let (file, data): (String, Vec<u8>) = (r.get(0)?, r.get(1)?);
-                files::write(dir, &file, &data, true)?;
+                .prepare("SELECT s.file, s.data FROM spool s JOIN blobs b ON b.id = s.blob")
+                .map_err(index_err)?;
+            let mut rows = st.query([]).map_err(index_err)?;
+            while let Some(r) = rows.next().map_err(index_err)? {
+                let file: String = r.get(0).map_err(index_err)?;
+                let data: Vec<u8> = r.get(1).map_err(index_err)?;
+                files::write(dir, &file, &data, true).map_err(io_err)?;
                 restored += 1;
             }
         }
         if restored > 0 {
-            files::sync_dir(&files::new_dir(dir))?;
+            files::sync_dir(&files::new_dir(dir)).map_err(io_err)?;
             tracing::info!(
                 count = restored,
                 "quarantine: files restored from the spool"
             );
         }
-        self.db.execute("DELETE FROM spool", [])?;
+        self.db
+            .execute("DELETE FROM spool", [])
+            .map_err(index_err)?;
         Ok(())
     }
 
@@ -583,24 +586,6 @@ fn move_aside(ipath: &std::path::Path) -> std::io::Result<PathBuf> {
         }
     }
     Ok(aside)
-}
-
-/// Why restoring the spool failed.
-enum Recovery {
-    Io(std::io::Error),
-    Index(rusqlite::Error),
-}
-
-impl From<std::io::Error> for Recovery {
-    fn from(e: std::io::Error) -> Self {
-        Recovery::Io(e)
-    }
-}
-
-impl From<rusqlite::Error> for Recovery {
-    fn from(e: rusqlite::Error) -> Self {
-        Recovery::Index(e)
-    }
 }
 
 /// Removes one content and everything hanging off it; returns the deliveries removed.
