@@ -3,7 +3,9 @@
 
 use crate::ConfigArgs;
 use anyhow::Context;
-use moat_trap::quarantine::{index, index_path, read_message};
+use moat_trap::quarantine::{
+    analyse, index, index_path, journal_find, journaled_row, read_message,
+};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -157,7 +159,7 @@ pub fn run(a: QuarantineArgs) -> anyhow::Result<ExitCode> {
     let db = open(&dir)?;
     match a.cmd {
         QuarantineCmd::List { limit, json } => {
-            let rows = index::list(&db, limit)?;
+            let rows = moat_trap::quarantine::list(&dir, &db, limit)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -179,18 +181,34 @@ pub fn run(a: QuarantineArgs) -> anyhow::Result<ExitCode> {
             }
         }
         QuarantineCmd::Show { id, json, raw } => {
-            let Some(r) = index::get(&db, &id)? else {
-                eprintln!("no message {id}");
-                return Ok(ExitCode::from(1));
+            // Indexed, or answered moments ago and still only in the journal.
+            let (r, indexed) = match index::get(&db, &id)? {
+                Some(r) => (r, true),
+                None => match journal_find(&dir, |m, _| m.id == id)? {
+                    Some((meta, data)) => (journaled_row(meta, &data), false),
+                    None => {
+                        eprintln!("no message {id}");
+                        return Ok(ExitCode::from(1));
+                    }
+                },
             };
             if raw {
                 use std::io::Write;
                 std::io::stdout().write_all(&read_message(&dir, &r)?)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let iocs = index::iocs_of(&db, &r.sha256)?;
+            let mut iocs = match indexed {
+                true => index::iocs_of(&db, &r.sha256)?,
+                false => Vec::new(),
+            };
+            if iocs.is_empty() {
+                // Not analysed yet (the analysis runs behind the replies): extract now.
+                if let Ok(bytes) = read_message(&dir, &r) {
+                    iocs = analyse::iocs(&moat_intel::extract(&bytes));
+                }
+            }
             if json {
-                let v = serde_json::json!({ "message": r, "iocs": iocs });
+                let v = serde_json::json!({ "message": r, "indexed": indexed, "iocs": iocs });
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("id:        {}", r.id);

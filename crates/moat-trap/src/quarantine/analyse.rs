@@ -51,7 +51,7 @@ pub fn spawn(
     let spawned = std::thread::Builder::new()
         .name("moat-analyse".into())
         .spawn(move || {
-            lower_priority();
+            super::lower_priority();
             let mut cursor = 0i64;
             while let Ok(first) = rx.recv() {
                 let mut flushes = Vec::new();
@@ -92,17 +92,6 @@ pub fn spawn(
     spawned.ok().map(|_| tx)
 }
 
-/// Nice 10 for the calling thread (Linux: `setpriority` on a thread id applies to that thread
-/// only). Best effort; without it the analysis merely competes as an equal.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain syscalls on the calling thread's own id; no memory is passed.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
-    }
-}
-
 /// Extracts up to `limit` blobs not analysed yet whose `id` is above `after`. Returns the
 /// results and the last `id` taken, or `None` when there is nothing left.
 pub fn analyse_next(
@@ -126,17 +115,48 @@ pub fn analyse_next(
     let work = todo
         .into_iter()
         .map(|(id, file, offset)| {
-            // Files appear in `new/` whole (renamed from `tmp/`); the spool is for the case
-            // where one is missing.
-            let bytes = std::fs::read(files::new_dir(dir).join(&file))
-                .ok()
-                .or_else(|| index::spooled(db, &file).ok().flatten());
+            // The writer writes a file (whole, renamed from `tmp/`) before it indexes it.
+            let bytes = std::fs::read(files::new_dir(dir).join(&file)).ok();
             let ind = bytes
                 .map(|b| moat_intel::extract(b.get(offset.max(0) as usize..).unwrap_or_default()));
             (id, ind)
         })
         .collect();
     Ok(Some((work, last)))
+}
+
+/// A message's indicators as the index keeps them (and as `moat quarantine show` prints them
+/// for a message not analysed yet).
+pub fn iocs(ind: &moat_intel::Indicators) -> Vec<index::Ioc> {
+    let mut out = Vec::new();
+    let mut add = |kind: &str, value: &str, detail: Option<String>| {
+        out.push(index::Ioc {
+            kind: kind.into(),
+            value: value.into(),
+            detail,
+        })
+    };
+    for u in &ind.urls {
+        let detail = format!(
+            "{:?}{}",
+            u.source,
+            if u.shortener { ",shortener" } else { "" }
+        );
+        add("url", &u.url, Some(detail));
+    }
+    for d in &ind.domains {
+        add("domain", d, None);
+    }
+    for r in &ind.recipients {
+        add("recipient", r, None);
+    }
+    for s in &ind.senders {
+        add("sender", s, None);
+    }
+    for (hop, r) in ind.received.iter().enumerate() {
+        add("received", r, Some(hop.to_string()));
+    }
+    out
 }
 
 /// Stores analysis results (inside the writer's transaction). A blob's indicators commit
@@ -155,32 +175,11 @@ pub fn apply(tx: &Connection, work: &[Analysis]) -> rusqlite::Result<()> {
         let Some(ind) = ind.as_ref().filter(|_| updated > 0) else {
             continue;
         };
-        let add = |kind: &str, value: &str, detail: Option<String>| {
+        for i in iocs(ind) {
             tx.prepare_cached(
                 "INSERT INTO iocs(blob, kind, value, detail) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![id, kind, value, detail])
-            .map(|_| ())
-        };
-        for u in &ind.urls {
-            let detail = format!(
-                "{:?}{}",
-                u.source,
-                if u.shortener { ",shortener" } else { "" }
-            );
-            add("url", &u.url, Some(detail))?;
-        }
-        for d in &ind.domains {
-            add("domain", d, None)?;
-        }
-        for r in &ind.recipients {
-            add("recipient", r, None)?;
-        }
-        for s in &ind.senders {
-            add("sender", s, None)?;
-        }
-        for (hop, r) in ind.received.iter().enumerate() {
-            add("received", r, Some(hop.to_string()))?;
+            .execute(params![id, i.kind, i.value, i.detail])?;
         }
     }
     Ok(())

@@ -6,11 +6,11 @@
 //! content hash covers only the received bytes.
 //!
 //! Files are written to `tmp/` and renamed into `new/`, so a Maildir reader never sees half a
-//! file, but they are not synced one by one: the group commit journals their bytes in the
-//! index's spool, which is what makes a delivery durable before its `250`. [`sync_all`] makes
-//! a whole run of files durable at once afterwards, and only then are their spool copies
-//! dropped. After a crash, [`clean_tmp`] removes `tmp/` debris and the writer rewrites every
-//! file still in the spool.
+//! file, but they are not synced one by one: the journal ([`super::journal`]) holds the same
+//! bytes, which is what makes a delivery durable before its `250`. [`sync_all`] makes a whole
+//! run of files durable at once afterwards, and only then does their journal segment go.
+//! After a crash, [`clean_tmp`] removes `tmp/` debris and the journal replay writes again
+//! every file it still holds.
 
 use super::{sha256_hex, Meta};
 use serde::{Deserialize, Serialize};
@@ -118,6 +118,28 @@ pub fn sync_all(root: &Path, names: &[String]) -> std::io::Result<()> {
         }
     }
     dir.sync_all()
+}
+
+/// Makes every file under `root` durable: one `syncfs` on Linux, else (or if it is refused)
+/// a sync of every file in `new/`.
+pub fn sync_tree(root: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let dir = std::fs::File::open(new_dir(root))?;
+        // SAFETY: `dir` is an open descriptor for the duration of the call.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } == 0 {
+            return Ok(());
+        }
+    }
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(new_dir(root))? {
+        names.push(e?.file_name().to_string_lossy().into_owned());
+    }
+    for name in &names {
+        std::fs::File::open(new_dir(root).join(name))?.sync_data()?;
+    }
+    sync_dir(&new_dir(root))
 }
 
 /// Reads a stored file back into its envelope and received bytes. `None` if the file does not

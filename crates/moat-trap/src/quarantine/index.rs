@@ -8,11 +8,9 @@
 //! right edge, where keying them by the hash would dirty one random page per message and
 //! commit.
 //!
-//! `spool` holds the whole bytes of each file whose own sync has not happened yet (see
-//! [`super::files`]): committing them here is what makes a delivery durable before its `250`,
-//! as one sequential append to the write-ahead log per group commit. Rows leave once their
-//! file is synced, by `id` range; the writer numbers them itself, strictly increasing for as
-//! long as it runs, so a late report about old ids can never drop a newer row.
+//! The index is not what makes a delivery durable: the journal ([`super::journal`]) is, and
+//! a journal segment goes only once the index rows of its deliveries are synced. So commits
+//! here need no sync of their own.
 //!
 //! WAL mode: readers (the CLI) never block the trap, and the trap never blocks them.
 
@@ -22,7 +20,7 @@ use std::path::Path;
 
 /// The layout version in `PRAGMA user_version`. An index of another version is moved aside
 /// at open and rebuilt from the files (each carries its envelope): see [`open`].
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS blobs (
@@ -73,12 +71,6 @@ CREATE TABLE IF NOT EXISTS logins (
 );
 CREATE INDEX IF NOT EXISTS logins_time ON logins(at_ms);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS spool (
-    id INTEGER PRIMARY KEY,
-    blob INTEGER NOT NULL,
-    file TEXT NOT NULL,
-    data BLOB NOT NULL
-);
 ";
 
 /// Whether `open` refused an index of another layout version.
@@ -105,7 +97,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     // Smaller pages for a new index (an existing one keeps its own): the log holds whole
     // pages, and a group commit dirties a few pages per table and index for a few small rows.
     // Measured with bench/trap.sh: 2 KiB pages write a third fewer bytes per message than
-    // 4 KiB ones; 1 KiB pages split the spooled files across overflow pages.
+    // 4 KiB ones.
     c.pragma_update(None, "page_size", 2048)?;
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "FULL")?;
@@ -136,20 +128,17 @@ pub fn open_read(path: &Path) -> rusqlite::Result<Connection> {
     Ok(c)
 }
 
-/// The spooled bytes of a file not yet synced on its own, if it is in the spool. (A scan:
-/// the spool holds about a second of traffic, and this serves only the rare reader that
-/// finds a file cut short.)
-pub fn spooled(c: &Connection, file: &str) -> rusqlite::Result<Option<Vec<u8>>> {
-    c.prepare_cached("SELECT data FROM spool WHERE file = ?1")?
-        .query_row([file], |r| r.get(0))
-        .optional()
+/// Whether delivery `id` is indexed.
+pub fn has_message(c: &Connection, id: &str) -> rusqlite::Result<bool> {
+    c.prepare_cached("SELECT 1 FROM messages WHERE id = ?1")?
+        .exists([id])
 }
 
-/// The files whose bytes are in the spool (not yet synced on their own).
-pub fn spool_files(c: &Connection) -> rusqlite::Result<Vec<String>> {
-    c.prepare_cached("SELECT file FROM spool")?
-        .query_map([], |r| r.get(0))?
-        .collect()
+/// The blob holding content `sha` and its file, if any.
+pub fn blob_file(c: &Connection, sha: &str) -> rusqlite::Result<Option<(i64, String)>> {
+    c.prepare_cached("SELECT id, file FROM blobs WHERE sha256 = ?1")?
+        .query_row([sha], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
 }
 
 /// The blob holding content `sha`, if any.

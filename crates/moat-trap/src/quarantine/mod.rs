@@ -1,24 +1,28 @@
 //! The quarantine: every captured message on disk before the sender hears `250`.
 //!
-//! Layout under the quarantine directory: Maildir's `tmp/` and `new/` ([`files`]) and
-//! `index.sqlite` ([`index`]). One writer thread ([`writer`]) owns both and commits in groups:
-//! it takes every message waiting, writes their files, and commits their index rows together
-//! with their bytes (the `spool`) in one transaction, synced, before it releases the replies.
-//! A group therefore costs one sequential index sync however many sessions are waiting, and
-//! no reply ever precedes the sync that holds its message. A sync thread then makes the files
-//! durable in one sweep per second and their spool copies are dropped.
+//! Layout under the quarantine directory: the journal (`journal/`, [`journal`]), Maildir's
+//! `tmp/` and `new/` ([`files`]) and `index.sqlite` ([`index`]).
 //!
-//! Crash safety (`kill -9` anywhere): an acknowledged message is in the index's spool until
-//! its file is durable. At start, [`Quarantine::open`] deletes `tmp/` debris, rewrites (and
-//! syncs) every file still in the spool, indexes any whole file the index missed (written,
-//! never acknowledged) and removes cut-short ones, and drops index rows whose file vanished.
-//! The index therefore never claims a half file once the quarantine is open; until then,
-//! [`read_message`] falls back to the spool.
+//! Two threads share the work. Intake ([`intake`]) is the reply path: it takes every message
+//! waiting, appends them to the journal in one write, and syncs that append before it
+//! releases the replies. A group therefore costs one sequential sync however many sessions
+//! are waiting, and no reply ever precedes the sync that holds its message. The index writer
+//! ([`writer`]) then, at a lower priority, writes each new content's file and commits the
+//! index rows in large groups; a sync thread ([`syncer`]) makes the files durable in one sweep
+//! per second, and the journal segments they cover are removed.
+//!
+//! Crash safety (`kill -9` anywhere): an acknowledged message is in the journal until its file
+//! and its index rows are durable. At start, [`Quarantine::open`] deletes `tmp/` debris, drops
+//! index rows whose file vanished, indexes any whole file the index missed and removes
+//! cut-short ones, then replays the journal: each delivery the index lacks is filed and indexed
+//! as if it had just arrived. The index therefore never claims a half file once the quarantine
+//! is open; until then, [`read_message`] falls back to the journal.
 
-mod acker;
 pub mod analyse;
 pub mod files;
 pub mod index;
+mod intake;
+pub mod journal;
 mod syncer;
 mod writer;
 
@@ -94,6 +98,8 @@ pub struct Stats {
     pub logins: AtomicU64,
     pub batches: AtomicU64,
     pub recovered: AtomicU64,
+    /// Bytes journaled (and answered) but not yet indexed.
+    pub backlog: AtomicU64,
 }
 
 /// A login attempt on the trap (every credential tried is kept), as recorded and as read back.
@@ -126,16 +132,31 @@ impl std::fmt::Debug for Quarantine {
 }
 
 impl Quarantine {
-    /// Opens (creating if needed) and recovers the quarantine, then starts its writer thread.
+    /// Opens (creating if needed) and recovers the quarantine, then starts its threads.
     pub fn open(cfg: QuarantineConfig) -> Result<Self, QuarantineError> {
         let stats = Arc::new(Stats::default());
-        let w = writer::Writer::open(cfg.clone(), stats.clone())?;
+        let pending = Arc::new(intake::Pending::default());
+        let w = writer::Writer::open(cfg.clone(), stats.clone(), pending.clone())?;
+        let io = |e| QuarantineError::Io(journal::dir(&cfg.dir), e);
+        let journal = journal::Journal::open(&cfg.dir, w.last_segment()).map_err(io)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
-        let me = tx.downgrade();
+        let (wtx, wrx) = tokio::sync::mpsc::channel(4096);
+        let (me, to_intake) = (wtx.downgrade(), tx.downgrade());
+        let intake = intake::Intake {
+            journal,
+            writer: wtx,
+            pending,
+            lookup: index::open_read(&index_path(&cfg.dir)).ok(),
+            stats: stats.clone(),
+        };
         std::thread::Builder::new()
             .name("moat-quarantine".into())
-            .spawn(move || w.run(rx, me))
-            .map_err(|e| QuarantineError::Io(cfg.dir.clone(), e))?;
+            .spawn(move || w.run(wrx, me, to_intake))
+            .map_err(io)?;
+        std::thread::Builder::new()
+            .name("moat-intake".into())
+            .spawn(move || intake.run(rx))
+            .map_err(io)?;
         Ok(Quarantine {
             tx,
             stats,
@@ -151,8 +172,8 @@ impl Quarantine {
         &self.stats
     }
 
-    /// Stores one message. Returns only once it is durable (file, directory and index synced);
-    /// an error means it is not, and the sender must be told to retry (`451`).
+    /// Stores one message. Returns only once it is durable (its journal append synced); an
+    /// error means it is not, and the sender must be told to retry (`451`).
     pub async fn store(&self, meta: Meta, data: Vec<u8>) -> std::io::Result<Stored> {
         let (done, wait) = tokio::sync::oneshot::channel();
         self.tx
@@ -171,7 +192,8 @@ impl Quarantine {
         }
     }
 
-    /// Waits until everything sent so far is written (tests, shutdown).
+    /// Waits until everything sent so far is indexed, durable in its file and analysed (tests,
+    /// shutdown).
     pub async fn flush(&self) {
         let (done, wait) = tokio::sync::oneshot::channel();
         if self.tx.send(writer::Job::Flush(done)).await.is_ok() {
@@ -216,8 +238,13 @@ impl Quarantine {
             ),
             (
                 "moat_quarantine_commits_total",
-                "Group commits (one directory and index sync each)",
+                "Journal appends (one sync each, for every delivery waiting)",
                 g(&s.batches),
+            ),
+            (
+                "moat_quarantine_backlog_bytes",
+                "Bytes answered and journaled but not yet indexed",
+                g(&s.backlog),
             ),
         ]
     }
@@ -233,8 +260,19 @@ pub fn index_path(dir: &Path) -> PathBuf {
     dir.join("index.sqlite")
 }
 
+/// Nice 10 for the calling thread (Linux: `setpriority` on a thread id applies to that thread
+/// only). Best effort; without it the thread merely competes as an equal.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread's own id; no memory is passed.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
 /// Reads the received bytes of a stored message: from its file, or, if the file is not whole
-/// (a crash came before its sync and the trap has not restarted since), from the spool.
+/// (a crash came before its sync and the trap has not restarted since), from the journal.
 pub fn read_message(dir: &Path, row: &index::MessageRow) -> std::io::Result<Vec<u8>> {
     let body = |bytes: &[u8]| {
         let start = row.body_offset.max(0) as usize;
@@ -247,14 +285,99 @@ pub fn read_message(dir: &Path, row: &index::MessageRow) -> std::io::Result<Vec<
     if let Some(b) = file.as_deref().ok().and_then(body) {
         return Ok(b);
     }
-    let spooled = index::open_read(&index_path(dir))
-        .and_then(|db| index::spooled(&db, &row.file))
-        .map_err(std::io::Error::other)?;
-    spooled.as_deref().and_then(body).ok_or_else(|| {
-        file.err().unwrap_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "message file is not whole")
-        })
+    if let Some((_, data)) = journal_find(dir, |m, data| {
+        m.id == row.id || sha256_hex(data) == row.sha256
+    })? {
+        return Ok(data);
+    }
+    Err(file.err().unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "message file is not whole")
+    }))
+}
+
+/// A delivery found only in the journal (answered, not indexed yet), shaped like an index row.
+/// Its `file` is empty: [`read_message`] then reads it from the journal.
+pub fn journaled_row(meta: Meta, data: &[u8]) -> index::MessageRow {
+    index::MessageRow {
+        id: meta.id,
+        received_ms: meta.received_ms as i64,
+        client_ip: meta.client_ip,
+        client_port: meta.client_port.into(),
+        helo: meta.helo,
+        mail_from: meta.mail_from,
+        rcpt_to: meta.rcpt_to,
+        auth_user: meta.auth_user,
+        auth_password: meta.auth_password,
+        tls: meta.tls,
+        listener: meta.listener,
+        size: data.len() as i64,
+        sha256: sha256_hex(data),
+        subject: None,
+        file: String::new(),
+        body_offset: 0,
+    }
+}
+
+/// The newest `limit` deliveries, as `moat quarantine list` shows them: the index's, plus any
+/// answered so recently that they are still only in the journal (the writer indexes behind
+/// the replies), so that a listing never misses an acknowledged message.
+pub fn list(
+    dir: &Path,
+    db: &rusqlite::Connection,
+    limit: usize,
+) -> Result<Vec<index::MessageRow>, QuarantineError> {
+    let index_err = |e| QuarantineError::Index(index_path(dir), e);
+    let mut rows = index::list(db, limit).map_err(index_err)?;
+    let mut seen: std::collections::HashSet<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let mut journaled = Vec::new();
+    let mut failed = None;
+    journal_find(dir, |m, data| {
+        if seen.contains(&m.id) {
+            return false;
+        }
+        match index::has_message(db, &m.id) {
+            Ok(false) => {
+                seen.insert(m.id.clone());
+                journaled.push(journaled_row(m.clone(), data));
+            }
+            Ok(true) => {}
+            Err(e) => failed = Some(e),
+        }
+        false
     })
+    .map_err(|e| QuarantineError::Io(journal::dir(dir), e))?;
+    if let Some(e) = failed {
+        return Err(index_err(e));
+    }
+    rows.extend(journaled);
+    rows.sort_by(|a, b| (b.received_ms, &b.id).cmp(&(a.received_ms, &a.id)));
+    rows.truncate(limit);
+    Ok(rows)
+}
+
+/// The first delivery in the journal (oldest segment first) that `want` picks: its envelope
+/// and received bytes. A scan: the journal holds about a second of traffic, and this serves
+/// the rare reader that finds a file cut short or a message not indexed yet.
+pub fn journal_find(
+    dir: &Path,
+    mut want: impl FnMut(&Meta, &[u8]) -> bool,
+) -> std::io::Result<Option<(Meta, Vec<u8>)>> {
+    for (_, path) in journal::segments(dir)? {
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            // Removed meanwhile: its messages are indexed and durable by now.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for payload in journal::frames(&bytes).0 {
+            if let Some((meta, data, _)) = files::decode(payload) {
+                if want(&meta, &data) {
+                    return Ok(Some((meta, data)));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {

@@ -102,12 +102,7 @@ fn quota_evicts_oldest_first() {
             .unwrap();
     }
     rt.block_on(q.flush());
-    let db = index::open_read(&index_path(dir.path())).unwrap();
-    let ids: Vec<String> = index::list(&db, 10)
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+    let ids = indexed_ids(dir.path());
     assert_eq!(ids, ["M4", "M3"]);
     assert_eq!(q.stats().evicted.load(Ordering::Relaxed), 3);
     assert!(q.stats().bytes.load(Ordering::Relaxed) <= 250);
@@ -115,6 +110,7 @@ fn quota_evicts_oldest_first() {
         std::fs::read_dir(dir.path().join("new")).unwrap().count(),
         2
     );
+    let db = index::open_read(&index_path(dir.path())).unwrap();
     assert_eq!(index::counter(&db, "evicted").unwrap(), 3);
 }
 
@@ -185,33 +181,116 @@ fn ids_sort_by_time() {
     assert_eq!(new_id(1).len(), 16);
 }
 
-/// What a crash after the `250` but before the file's own sync leaves: the file cut short,
-/// its bytes in the spool. Readers fall back to the spool; the next open rewrites the file.
+/// The ids of the newest ten deliveries in the index.
+fn indexed_ids(dir: &Path) -> Vec<String> {
+    let db = index::open_read(&index_path(dir)).unwrap();
+    index::list(&db, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+/// The journal's whole content: every frame of every segment.
+fn journal_frames(dir: &Path) -> usize {
+    journal::segments(dir)
+        .unwrap()
+        .iter()
+        .map(|(_, p)| journal::frames(&std::fs::read(p).unwrap()).0.len())
+        .sum()
+}
+
+/// Writes `m` (content [`MSG`]) as one frame of journal segment `number`, as intake does.
+fn journal_write(dir: &Path, number: u64, m: &Meta) {
+    let (bytes, _) = files::encode(m, MSG, &sha256_hex(MSG));
+    let mut frame = Vec::new();
+    journal::frame(&bytes, &mut frame);
+    std::fs::create_dir_all(journal::dir(dir)).unwrap();
+    std::fs::write(journal::dir(dir).join(format!("{number:016}.log")), frame).unwrap();
+}
+
+/// What a crash after the `250` but before the writer indexed the message leaves: the
+/// message only in the journal. Readers find it there; the next open files and indexes it and
+/// empties the journal.
 #[test]
-fn spooled_file_restored_after_a_crash() {
-    let dir = stored_and_closed(meta("SPOOLED", 9000, "s@x"));
+fn journaled_message_indexed_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_write(dir.path(), 7, &meta("JOURNALED", 9000, "j@x"));
+    let found = journal_find(dir.path(), |m, _| m.id == "JOURNALED").unwrap();
+    assert_eq!(
+        found.map(|(m, d)| (m.rcpt_to, d)),
+        Some((vec!["j@x".into()], MSG.to_vec()))
+    );
+    let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+    assert_eq!(q.stats().recovered.load(Ordering::Relaxed), 1);
+    assert_eq!(journal_frames(dir.path()), 0, "journal emptied");
+    let numbers: Vec<u64> = journal::segments(dir.path())
+        .unwrap()
+        .iter()
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(numbers, [8], "the new segment follows the replayed one");
+    let db = index::open_read(&index_path(dir.path())).unwrap();
+    let rows = index::list(&db, 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].id, "JOURNALED");
+    std::fs::remove_dir_all(journal::dir(dir.path())).unwrap();
+    assert_eq!(
+        read_message(dir.path(), &rows[0]).unwrap(),
+        MSG,
+        "from its own file"
+    );
+    drop(q);
+}
+
+/// What a crash after the index commit but before the sweep that syncs the file leaves: the
+/// row, the file cut short, the message still in the journal. Readers fall back to the
+/// journal; the next open writes the file again from it.
+#[test]
+fn cut_short_file_restored_from_the_journal() {
+    let m = meta("SWEPT", 9000, "s@x");
+    let dir = stored_and_closed(m.clone());
     let db = index::open_read(&index_path(dir.path())).unwrap();
     let row = index::list(&db, 1).unwrap().remove(0);
     let path = dir.path().join("new").join(&row.file);
     let whole = std::fs::read(&path).unwrap();
-    {
-        let rw = index::open(&index_path(dir.path())).unwrap();
-        rw.execute(
-            "INSERT INTO spool(id, blob, file, data) SELECT 1000, id, ?1, ?2 FROM blobs WHERE file = ?1",
-            rusqlite::params![row.file, whole],
-        )
-        .unwrap();
-    }
     std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+    journal_write(dir.path(), 100, &m);
     assert_eq!(
         read_message(dir.path(), &row).unwrap(),
         MSG,
-        "read from the spool"
+        "read from the journal"
     );
     let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
-    assert_eq!(std::fs::read(&path).unwrap(), whole, "file rewritten");
-    assert!(index::spool_files(&db).unwrap().is_empty());
-    assert_eq!(index::list(&db, 10).unwrap().len(), 1);
+    assert_eq!(std::fs::read(&path).unwrap(), whole, "file written again");
+    assert_eq!(journal_frames(dir.path()), 0);
+    let rows = index::list(&db, 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].id, "SWEPT");
+    drop(q);
+}
+
+/// A journal segment cut short mid-frame (the append that the crash tore was never
+/// answered) replays up to the tear.
+#[test]
+fn torn_journal_tail_replays_up_to_the_tear() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = Vec::new();
+    for id in ["T1", "T2"] {
+        let (b, _) = files::encode(
+            &meta(id, 100, "t@x"),
+            id.as_bytes(),
+            &sha256_hex(id.as_bytes()),
+        );
+        journal::frame(&b, &mut bytes);
+    }
+    bytes.truncate(bytes.len() - 3);
+    std::fs::create_dir_all(journal::dir(dir.path())).unwrap();
+    std::fs::write(journal::dir(dir.path()).join("0000000000000001.log"), bytes).unwrap();
+    let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+    let ids = indexed_ids(dir.path());
+    assert_eq!(ids, ["T1"]);
+    assert_eq!(journal_frames(dir.path()), 0);
     drop(q);
 }
 
@@ -233,9 +312,10 @@ fn cut_short_unacknowledged_file_removed() {
     assert_eq!(q.stats().recovered.load(Ordering::Relaxed), 0);
 }
 
-/// Without any flush, the sync thread makes the files durable and the spool drains.
+/// Without any flush, the writer indexes behind the replies, the sync thread makes the files
+/// durable, and the journal drains.
 #[test]
-fn spool_drains_in_the_background() {
+fn journal_drains_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
     let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
     let rt = rt();
@@ -247,22 +327,19 @@ fn spool_drains_in_the_background() {
         ))
         .unwrap();
     }
-    let db = index::open_read(&index_path(dir.path())).unwrap();
-    assert!(
-        !index::spool_files(&db).unwrap().is_empty(),
-        "spooled at first"
-    );
-    // The sync thread sweeps after at most a second; its report rides on the next commit.
+    assert!(journal_frames(dir.path()) > 0, "journaled at first");
+    // A sweep after at most a second, then the open segment is closed and swept again.
     let mut drained = false;
-    for i in 0..100u64 {
+    for _ in 0..100u64 {
         std::thread::sleep(std::time::Duration::from_millis(50));
-        q.record_login(login(i, "u", "refused"));
-        if index::spool_files(&db).unwrap().is_empty() {
+        if journal_frames(dir.path()) == 0 {
             drained = true;
             break;
         }
     }
-    assert!(drained, "spool still holds files after 5 s");
+    assert!(drained, "journal still holds messages after 5 s");
+    let db = index::open_read(&index_path(dir.path())).unwrap();
+    assert_eq!(index::list(&db, 100).unwrap().len(), 20);
 }
 
 /// An index written by another layout version is moved aside (kept) and a new one is built

@@ -1,45 +1,127 @@
-//! The quarantine's single writer: group commit, spool, quota, recovery.
+//! The index writer: files and indexes what intake journaled, behind the replies.
 //!
-//! One group commit: every delivery waiting is hashed; new content is written to its file
-//! (`tmp/` then `new/`, no sync) and its bytes go into the index's `spool` in the same
-//! transaction as its `blobs` and `messages` rows. That transaction is one sequential append
-//! to the index's write-ahead log; [`super::acker`] syncs the log and only then releases the
-//! replies, while this thread goes on with the next group. The sync thread
-//! ([`super::syncer`]) later makes the files durable in one sweep and reports back, and the
-//! next commit drops their spool rows.
+//! Intake ([`super::intake`]) has made each delivery durable in the journal and answered it;
+//! this thread takes them in groups: hashes were computed there, so it looks the content up,
+//! writes the file of new content (`tmp/` then `new/`, no sync) and commits the group's rows
+//! in one transaction (not synced either: the journal holds the messages). The sync thread
+//! ([`super::syncer`]) later makes the files durable in one sweep and reports back; the writer
+//! then syncs the index and removes the journal segments that sweep covers.
+//!
+//! It runs at a lower priority than the sessions and intake: under a flood the CPU goes to
+//! accepting mail, and the index catches up when the flood ebbs ([`super::intake::MAX_BACKLOG`]
+//! bounds how far behind it may be). At open it replays whatever the journal still holds.
 
 use super::{
-    acker, analyse, files, index, sha256_hex, syncer, Login, Meta, QuarantineConfig,
-    QuarantineError, Stats, Stored,
+    analyse, files, index, intake::Pending, journal, sha256_hex, syncer, Login, Meta,
+    QuarantineConfig, QuarantineError, Stats,
 };
 use rusqlite::{params, Connection};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
-use acker::Reply;
-
+/// The jobs of both quarantine threads: sessions send `Store`, `Login` and `Flush` to intake,
+/// which journals the stores and forwards everything else, in order, to the writer.
 pub enum Job {
     Store {
         meta: Meta,
         data: Vec<u8>,
-        done: Reply,
+        done: super::intake::Reply,
     },
     Login(Login),
-    /// Everything before it durable (files synced, spool empty) and analysed (tests, shutdown).
+    /// Everything before it indexed, durable (journal emptied) and analysed (tests, shutdown).
     Flush(oneshot::Sender<()>),
+    /// A delivery intake journaled and answered (intake → writer).
+    Journaled(Journaled),
+    /// Every delivery of this journal segment is ahead of this notice (intake → writer).
+    Rotated(u64),
+    /// Close the current segment, if it holds anything (writer → intake).
+    Rotate,
     /// Indicators from the analysis thread, committed with the next group.
     Analysed(Vec<analyse::Analysis>),
     /// Answered right after the commit of the group it arrives in.
     AnswerAfterCommit(oneshot::Sender<()>),
-    /// The sync thread made every file whose spool row is at most this `id` durable.
-    Synced(i64),
+    /// The sync thread made every file durable that was written before the writer sealed
+    /// journal segments up to this number.
+    Synced(u64),
+}
+
+/// A delivery as intake journaled it: the file's whole content (`bytes`, the received message
+/// from `offset` on), its hash and size, and the journal segment holding it.
+pub struct Journaled {
+    pub meta: Meta,
+    pub bytes: Vec<u8>,
+    pub offset: u64,
+    pub sha: String,
+    pub size: usize,
+    pub segment: u64,
 }
 
 /// Most jobs taken into one group commit.
-const MAX_BATCH: usize = 512;
+const MAX_BATCH: usize = 4096;
+
+/// The shortest time between two commits while the writer is busy. Nobody waits on the
+/// writer's commits (the replies went with the journal's sync), so under a flood it gathers
+/// what arrives into large ones: a commit writes each index page it touches once, however many
+/// rows it adds there, where small commits rewrote the same few pages for every couple of
+/// messages (measured with bench/trap.sh: half the writer's CPU and disk writes per message).
+const LINGER: Duration = Duration::from_millis(50);
+
+/// Jobs per second from which the writer counts as busy. Below it, each job is committed as
+/// it comes, so that a lone delivery or login is in the index at once.
+const BUSY_JOBS_PER_SEC: usize = 200;
+
+/// The writer's recent pace: jobs committed in the current second, and whether the last whole
+/// second was busy.
+struct Pace {
+    since: Instant,
+    jobs: usize,
+    busy: bool,
+}
+
+impl Pace {
+    fn new() -> Self {
+        Pace {
+            since: Instant::now(),
+            jobs: 0,
+            busy: false,
+        }
+    }
+
+    fn committed(&mut self, jobs: usize) {
+        self.jobs += jobs;
+        if self.since.elapsed() >= Duration::from_secs(1) {
+            self.busy = self.jobs >= BUSY_JOBS_PER_SEC;
+            self.jobs = 0;
+            self.since = Instant::now();
+        }
+    }
+}
+
+/// The jobs for one commit: `first` and what is waiting, and, while the writer is busy, what
+/// else arrives until [`LINGER`] after the last commit, up to [`MAX_BATCH`]. A flush (someone
+/// waits on it) or intake stopping ends the wait.
+fn gather(rx: &mut mpsc::Receiver<Job>, first: Job, last_commit: Instant, busy: bool) -> Vec<Job> {
+    let deadline = last_commit + LINGER;
+    let mut batch = vec![first];
+    loop {
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return batch,
+            }
+        }
+        let urgent = batch.iter().any(|j| matches!(j, Job::Flush(_)));
+        if !busy || urgent || batch.len() >= MAX_BATCH || Instant::now() >= deadline {
+            return batch;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
 
 /// Where a delivery's content comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,47 +134,60 @@ enum Origin {
     Indexed(i64),
 }
 
-/// One delivery of a group: envelope, size, content hash, origin, reply slot.
+/// One delivery of a group: envelope, size, content hash, origin.
 struct Delivery {
     meta: Meta,
     size: usize,
     sha: String,
     origin: Origin,
-    done: Reply,
 }
 
-/// Content new in this group, written to its file and about to be indexed and spooled.
+/// Content new in this group, written to its file and about to be indexed.
 struct NewBlob {
     sha: String,
     file: String,
     size: usize,
     offset: u64,
     first_ms: u64,
-    bytes: Vec<u8>,
 }
 
 pub struct Writer {
     cfg: QuarantineConfig,
     db: Connection,
     stats: Arc<Stats>,
+    pending: Arc<Pending>,
     /// Content was committed that the analysis thread has not been told about.
     analysis_due: bool,
     analyser: Option<std::sync::mpsc::Sender<analyse::Job>>,
     syncer: Option<std::sync::mpsc::Sender<syncer::Written>>,
-    /// Spool rows up to this `id` belong to durable files and are dropped at the next commit.
-    synced: Option<i64>,
-    /// The highest spool `id` committed so far.
-    spool_max: i64,
-    /// Answers each committed group once the log is synced.
-    acker: std::sync::mpsc::Sender<acker::Group>,
-    /// The index's write-ahead log, synced directly on flush and shutdown.
+    /// Intake's queue, to ask it to close a segment so that it can go.
+    intake: Option<mpsc::WeakSender<Job>>,
+    /// Every delivery of the journal segments up to this number is committed.
+    sealed: u64,
+    /// The highest segment holding a delivery committed so far.
+    latest: u64,
+    /// A segment was asked to close and its notice has not come yet.
+    rotate_asked: bool,
+    /// The first segment holding a delivery the writer failed to index: it and all after it
+    /// stay until the next start replays them.
+    held: Option<u64>,
+    /// The index's write-ahead log, synced before journal segments go.
     wal: std::fs::File,
 }
 
 impl Writer {
-    pub fn open(cfg: QuarantineConfig, stats: Arc<Stats>) -> Result<Self, QuarantineError> {
+    /// Opens the index, makes it agree with the files, and replays the journal.
+    pub fn open(
+        cfg: QuarantineConfig,
+        stats: Arc<Stats>,
+        pending: Arc<Pending>,
+    ) -> Result<Self, QuarantineError> {
         let io = |p: PathBuf| move |e| QuarantineError::Io(p, e);
-        for d in [files::tmp_dir(&cfg.dir), files::new_dir(&cfg.dir)] {
+        for d in [
+            files::tmp_dir(&cfg.dir),
+            files::new_dir(&cfg.dir),
+            journal::dir(&cfg.dir),
+        ] {
             std::fs::create_dir_all(&d).map_err(io(d.clone()))?;
         }
         files::clean_tmp(&cfg.dir).map_err(io(files::tmp_dir(&cfg.dir)))?;
@@ -109,7 +204,8 @@ impl Writer {
             r => r,
         }
         .map_err(|e| QuarantineError::Index(ipath.clone(), e))?;
-        // Commits here do not sync; the acker does, before any reply (see `acker`).
+        // Commits here do not sync: the journal holds every delivery until the writer has
+        // synced the index and the files, and only then removes it.
         db.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| QuarantineError::Index(ipath.clone(), e))?;
         let wal_path = index::wal_path(&ipath);
@@ -121,26 +217,24 @@ impl Writer {
             .truncate(false)
             .open(&wal_path)
             .map_err(io(wal_path.clone()))?;
-        let acker = acker::spawn(
-            wal.try_clone().map_err(io(wal_path.clone()))?,
-            stats.clone(),
-        )
-        .map_err(io(wal_path))?;
         let mut w = Writer {
             cfg,
             db,
             stats,
+            pending,
             analysis_due: true,
             analyser: None,
             syncer: None,
-            synced: None,
-            spool_max: 0,
-            acker,
+            intake: None,
+            sealed: 0,
+            latest: 0,
+            rotate_asked: false,
+            held: None,
             wal,
         };
-        w.restore_spool()?;
         w.recover()
             .map_err(|e| QuarantineError::Index(ipath.clone(), e))?;
+        w.replay()?;
         let bytes = index::total_bytes(&w.db).unwrap_or(0);
         w.stats.bytes.store(bytes.max(0) as u64, Ordering::Relaxed);
         w.stats.evicted.store(
@@ -150,37 +244,118 @@ impl Writer {
         Ok(w)
     }
 
-    /// Rewrites, durably, every file still in the spool: acknowledged deliveries whose own
-    /// sync had not happened when the last run stopped. Then the spool is emptied.
-    fn restore_spool(&mut self) -> Result<(), QuarantineError> {
-        let dir = &self.cfg.dir;
-        let index_err = |e| QuarantineError::Index(super::index_path(dir), e);
-        let io_err = |e| QuarantineError::Io(files::new_dir(dir), e);
-        let mut restored = 0u64;
-        {
-            let mut st = self
-                .db
-                .prepare("SELECT s.file, s.data FROM spool s JOIN blobs b ON b.id = s.blob")
-                .map_err(index_err)?;
-            let mut rows = st.query([]).map_err(index_err)?;
-            while let Some(r) = rows.next().map_err(index_err)? {
-                let file: String = r.get(0).map_err(index_err)?;
-                let data: Vec<u8> = r.get(1).map_err(index_err)?;
-                files::write(dir, &file, &data, true).map_err(io_err)?;
-                restored += 1;
+    /// Indexes every journaled delivery the index lacks (acknowledged before the last run
+    /// stopped, not yet indexed or not yet durable there), makes it all durable, and removes
+    /// the journal. A segment with a damaged frame in its middle is kept aside as
+    /// `<number>.log.damaged` for the operator.
+    fn replay(&mut self) -> Result<(), QuarantineError> {
+        let root = self.cfg.dir.clone();
+        let jdir = journal::dir(&root);
+        let io = |p: PathBuf| move |e| QuarantineError::Io(p, e);
+        let segments = journal::segments(&root).map_err(io(jdir.clone()))?;
+        let Some(&(last, _)) = segments.last() else {
+            return Ok(());
+        };
+        self.sealed = last;
+        let (mut replayed, mut damaged) = (0u64, 0u64);
+        for (number, path) in &segments {
+            let bytes = std::fs::read(path).map_err(io(path.clone()))?;
+            let (frames, mut torn) = journal::frames(&bytes);
+            let mut batch = Vec::new();
+            let mut bad = 0u64;
+            let count = frames.len();
+            for (i, payload) in frames.into_iter().enumerate() {
+                let Some((meta, data, offset)) = files::decode(payload) else {
+                    // The last frame cut short inside preallocated space reads as whole
+                    // but does not decode: a torn tail too. One in the middle is damage.
+                    if i + 1 == count {
+                        torn = true;
+                    } else {
+                        bad += 1;
+                    }
+                    continue;
+                };
+                let sha = sha256_hex(&data);
+                let known = self
+                    .indexed_whole(&meta.id, &sha)
+                    .map_err(|e| QuarantineError::Index(super::index_path(&root), e))?;
+                if known {
+                    continue;
+                }
+                self.stats
+                    .backlog
+                    .fetch_add(payload.len() as u64, Ordering::Relaxed);
+                batch.push(Job::Journaled(Journaled {
+                    sha,
+                    size: data.len(),
+                    meta,
+                    bytes: payload.to_vec(),
+                    offset,
+                    segment: *number,
+                }));
+                replayed += 1;
+                if batch.len() >= MAX_BATCH {
+                    self.commit(std::mem::take(&mut batch));
+                }
+            }
+            batch.push(Job::Rotated(*number));
+            self.commit(batch);
+            if torn {
+                tracing::warn!(segment = %path.display(),
+                    "quarantine: journal segment ends in a torn (never acknowledged) append");
+            }
+            if bad > 0 {
+                damaged += bad;
+                let mut aside = path.as_os_str().to_owned();
+                aside.push(".damaged");
+                std::fs::rename(path, &aside).map_err(io(path.clone()))?;
+                tracing::error!(frames = bad, kept = ?aside,
+                    "quarantine: damaged journal frames; segment kept aside");
             }
         }
-        if restored > 0 {
-            files::sync_dir(&files::new_dir(dir)).map_err(io_err)?;
-            tracing::info!(
-                count = restored,
-                "quarantine: files restored from the spool"
+        if let Some(h) = self.held {
+            return Err(QuarantineError::Io(
+                journal::dir(&root),
+                std::io::Error::other(format!(
+                    "cannot index the journaled messages of segment {h}; the journal is kept"
+                )),
+            ));
+        }
+        self.sync_now();
+        journal::remove_through(&root, last).map_err(io(jdir))?;
+        if replayed > 0 || damaged > 0 {
+            tracing::warn!(
+                replayed,
+                damaged,
+                "quarantine: journaled messages indexed at start"
             );
         }
-        self.db
-            .execute("DELETE FROM spool", [])
-            .map_err(index_err)?;
+        self.stats.recovered.fetch_add(replayed, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Whether delivery `id` (content `sha`) is indexed with its file whole. A journaled
+    /// delivery's file may have been cut short by the crash (written, not yet swept to disk):
+    /// then its content's rows go, and the replay files and indexes it again, along with the
+    /// content's other deliveries, which are in the journal too (the file was that recent).
+    fn indexed_whole(&mut self, id: &str, sha: &str) -> rusqlite::Result<bool> {
+        if !index::has_message(&self.db, id)? {
+            return Ok(false);
+        }
+        let Some((blob, file)) = index::blob_file(&self.db, sha)? else {
+            return Ok(true);
+        };
+        if matches!(
+            files::read(&files::new_dir(&self.cfg.dir).join(&file)),
+            Ok(Some(_))
+        ) {
+            return Ok(true);
+        }
+        tracing::warn!(%file, "quarantine: file cut short; filing it again from the journal");
+        let tx = self.db.transaction()?;
+        delete_blob(&tx, blob)?;
+        tx.commit()?;
+        Ok(false)
     }
 
     /// Makes the index agree with the files after any crash.
@@ -206,7 +381,8 @@ impl Writer {
                 known.insert(file);
             }
         }
-        // Rows whose file is gone: drop them (the index must not claim what is not there).
+        // Rows whose file is gone: drop them (the index must not claim what is not there; a
+        // journaled delivery among them comes back with the replay).
         if !missing.is_empty() {
             let tx = self.db.transaction()?;
             for id in &missing {
@@ -218,8 +394,9 @@ impl Writer {
                 "quarantine: index rows without a file dropped"
             );
         }
-        // Files the index never heard of: written, but their group never committed, so never
-        // acknowledged. A whole one is kept as evidence; a cut-short one is removed.
+        // Files the index never heard of: written, and their rows lost (or never committed).
+        // A whole one is indexed from its header; a cut-short one is removed (if it was
+        // acknowledged, the journal still holds it and the replay writes it again).
         let mut found = 0u64;
         for name in present.iter().filter(|n| !known.contains(*n)) {
             if files::id_of(name).is_none() {
@@ -227,7 +404,7 @@ impl Writer {
             }
             let path = new_dir.join(name);
             let Ok(Some((meta, data, offset))) = files::read(&path) else {
-                tracing::warn!(file = %name, "quarantine: unacknowledged partial file removed");
+                tracing::warn!(file = %name, "quarantine: partial file removed");
                 let _ = std::fs::remove_file(&path);
                 continue;
             };
@@ -251,27 +428,39 @@ impl Writer {
         Ok(())
     }
 
-    /// Runs the writer until every handle is dropped; then makes everything durable.
-    /// `me` is a weak handle on the writer's own queue, for the helper threads' reports.
-    pub fn run(mut self, mut rx: mpsc::Receiver<Job>, me: mpsc::WeakSender<Job>) {
+    /// Runs the writer until intake stops; then makes everything durable and removes the
+    /// journal. `me` is a weak handle on the writer's own queue, for the helper threads'
+    /// reports; `intake` one on intake's, to ask it to close a segment.
+    pub fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Job>,
+        me: mpsc::WeakSender<Job>,
+        intake: mpsc::WeakSender<Job>,
+    ) {
+        super::lower_priority();
+        self.intake = Some(intake);
         if self.cfg.analyse {
             self.analyser = analyse::spawn(self.cfg.dir.clone(), me.clone());
         }
         self.syncer = syncer::spawn(self.cfg.dir.clone(), me);
         self.analyse_pending();
+        let mut pace = Pace::new();
+        let mut last_commit = Instant::now();
         while let Some(job) = rx.blocking_recv() {
-            let mut batch = vec![job];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(j) => batch.push(j),
-                    Err(_) => break,
-                }
-            }
+            let batch = gather(&mut rx, job, last_commit, pace.busy);
+            last_commit = Instant::now();
+            pace.committed(batch.len());
             self.commit(batch);
             self.enforce_quota();
             self.analyse_pending();
         }
+        // Intake has stopped and sealed its last segment, and everything it journaled is
+        // committed: the journal can go once the index and the files are durable (an empty
+        // last segment stays, and the next start removes it).
         self.sync_now();
+        if let Err(e) = journal::remove_through(&self.cfg.dir, self.removable()) {
+            tracing::error!(error = %e, "quarantine: cannot remove the journal");
+        }
     }
 
     fn commit(&mut self, batch: Vec<Job>) {
@@ -280,79 +469,89 @@ impl Writer {
         let mut flushes = Vec::new();
         let mut analysed = Vec::new();
         let mut answers = Vec::new();
+        let mut rotated = None;
+        let mut synced = None;
         for j in batch {
             match j {
-                Job::Store { meta, data, done } => stores.push((meta, data, done)),
+                Job::Journaled(d) => stores.push(d),
                 Job::Login(l) => logins.push(l),
                 Job::Flush(f) => flushes.push(f),
                 Job::Analysed(a) => analysed.extend(a),
                 Job::AnswerAfterCommit(f) => answers.push(f),
-                Job::Synced(r) => self.synced = self.synced.max(Some(r)),
+                Job::Rotated(n) => rotated = rotated.max(Some(n)),
+                Job::Synced(n) => synced = synced.max(Some(n)),
+                // Sessions and the writer send these to intake, never here.
+                Job::Store { .. } | Job::Rotate => {}
             }
         }
+        let segments: Vec<u64> = stores.iter().map(|d| d.segment).collect();
+        let shas: Vec<String> = stores.iter().map(|d| d.sha.clone()).collect();
+        let journaled: u64 = stores.iter().map(|d| d.bytes.len() as u64).sum();
         // One transaction from the first lookup to the commit: one round of SQLite's locks
         // per group rather than one per statement.
         let began = self.db.execute_batch("BEGIN IMMEDIATE");
-        let (deliveries, blobs) = self.write_files(stores);
+        let (deliveries, blobs, failed) = self.write_files(stores);
         let committed = began
             .and_then(|()| self.index_group(&blobs, &deliveries, &logins, &analysed))
-            .and_then(|spool_max| self.db.execute_batch("COMMIT").map(|()| spool_max));
+            .and_then(|()| self.db.execute_batch("COMMIT"));
         if committed.is_err() && !self.db.is_autocommit() {
             let _ = self.db.execute_batch("ROLLBACK");
         }
-        if committed.is_ok() {
-            self.synced = None;
+        for sha in &shas {
+            self.pending.done(sha);
         }
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.backlog.fetch_sub(journaled, Ordering::Relaxed);
+        let first_failed = match &committed {
+            Ok(()) => failed,
+            Err(_) => segments.iter().copied().min(),
+        };
+        if let Some(f) = first_failed {
+            self.held = self.held.min(Some(f)).or(Some(f));
+        }
         match committed {
-            Ok(spool_max) => {
+            Ok(()) => {
                 let added: usize = blobs.iter().map(|b| b.size).sum();
                 self.stats.bytes.fetch_add(added as u64, Ordering::Relaxed);
                 self.stats
                     .logins
                     .fetch_add(logins.len() as u64, Ordering::Relaxed);
-                let group: acker::Group = deliveries
-                    .into_iter()
-                    .map(|d| {
-                        let duplicate = d.origin != Origin::New;
-                        (
-                            d.done,
-                            Stored {
-                                id: d.meta.id,
-                                duplicate,
-                            },
-                        )
-                    })
-                    .collect();
-                if !group.is_empty() {
-                    let _ = self.acker.send(group);
+                self.latest = self.latest.max(segments.iter().copied().max().unwrap_or(0));
+                if let Some(n) = rotated {
+                    self.sealed = self.sealed.max(n);
+                    self.rotate_asked = false;
                 }
                 if !blobs.is_empty() {
                     self.analysis_due = true;
-                    self.spool_max = spool_max;
+                }
+                if !deliveries.is_empty() || rotated.is_some() {
                     if let Some(s) = &self.syncer {
                         let files = blobs.into_iter().map(|b| b.file).collect();
-                        let _ = s.send(syncer::Written { spool_max, files });
+                        let through = self.removable();
+                        let _ = s.send(syncer::Written { through, files });
                     }
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "quarantine: commit failed; answering 451");
-                // Never acknowledged: their files go too, so no file outlives its failed group.
+                tracing::error!(error = %e,
+                    "quarantine: index commit failed; the journal keeps the messages");
+                self.stats
+                    .failed
+                    .fetch_add(deliveries.len() as u64, Ordering::Relaxed);
                 for b in &blobs {
                     let _ = std::fs::remove_file(files::new_dir(&self.cfg.dir).join(&b.file));
                 }
-                for d in deliveries {
-                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    let _ = d.done.send(Err(std::io::Error::other(e.to_string())));
-                }
             }
+        }
+        if let Some(n) = synced {
+            self.drop_journal(n);
         }
         for f in answers {
             let _ = f.send(());
         }
         if !flushes.is_empty() {
             self.sync_now();
+            let through = self.removable();
+            self.drop_journal(through);
             self.analyse_pending();
             for f in flushes {
                 match &self.analyser {
@@ -367,86 +566,112 @@ impl Writer {
         }
     }
 
-    /// Hashes each delivery and writes the files of new content (once per content: what the
-    /// index or an earlier delivery of the group already holds is not written again).
-    /// Deliveries whose file could not be written are answered with the error here.
+    /// The highest journal segment number known so far (intake starts after it).
+    pub fn last_segment(&self) -> u64 {
+        self.sealed.max(self.latest)
+    }
+
+    /// The highest journal segment that may go once what was written so far is durable.
+    fn removable(&self) -> u64 {
+        match self.held {
+            Some(h) => self.sealed.min(h.saturating_sub(1)),
+            None => self.sealed,
+        }
+    }
+
+    /// The files of everything committed in segments up to `through` are durable: sync the
+    /// index and remove those segments. Then, if committed deliveries sit in a segment intake
+    /// still has open, ask intake to close it, so that it too can go after the next sweep.
+    fn drop_journal(&mut self, through: u64) {
+        let through = through.min(self.removable());
+        if through > 0 {
+            let removed = self
+                .wal
+                .sync_data()
+                .and_then(|()| journal::remove_through(&self.cfg.dir, through));
+            if let Err(e) = removed {
+                tracing::error!(error = %e, "quarantine: journal not removed; retrying later");
+            }
+        }
+        if self.latest > self.sealed && !self.rotate_asked {
+            if let Some(i) = self.intake.as_ref().and_then(|i| i.upgrade()) {
+                self.rotate_asked = i.try_send(Job::Rotate).is_ok();
+            }
+        }
+    }
+
+    /// Looks each delivery's content up and writes the files of new content (once per content:
+    /// what the index or an earlier delivery of the group already holds is not written again).
+    /// Returns the deliveries to index, the new content, and the first journal segment holding
+    /// a delivery whose file could not be written (it stays in the journal).
     fn write_files(
         &mut self,
-        stores: Vec<(Meta, Vec<u8>, Reply)>,
-    ) -> (Vec<Delivery>, Vec<NewBlob>) {
+        stores: Vec<Journaled>,
+    ) -> (Vec<Delivery>, Vec<NewBlob>, Option<u64>) {
         let mut first_in_group: HashMap<String, usize> = HashMap::new();
         let mut failed: HashSet<usize> = HashSet::new();
+        let mut first_failed: Option<u64> = None;
         let mut deliveries = Vec::with_capacity(stores.len());
         let mut blobs = Vec::new();
-        for (i, (meta, data, done)) in stores.into_iter().enumerate() {
-            let sha = sha256_hex(&data);
-            let size = data.len();
-            let origin = if let Some(&j) = first_in_group.get(&sha) {
-                Origin::Group(j)
-            } else if let Ok(Some(id)) = index::blob_id(&self.db, &sha) {
+        for (i, j) in stores.into_iter().enumerate() {
+            let origin = if let Some(&k) = first_in_group.get(&j.sha) {
+                Origin::Group(k)
+            } else if let Ok(Some(id)) = index::blob_id(&self.db, &j.sha) {
                 Origin::Indexed(id)
             } else {
-                first_in_group.insert(sha.clone(), i);
+                first_in_group.insert(j.sha.clone(), i);
                 Origin::New
             };
-            let writer = match origin {
-                Origin::New => Some(i),
-                Origin::Group(j) => Some(j),
-                Origin::Indexed(_) => None,
-            };
             if origin == Origin::New {
-                let file = files::file_name(&meta.id, meta.received_ms);
-                let (bytes, offset) = files::encode(&meta, &data, &sha);
-                match files::write(&self.cfg.dir, &file, &bytes, false) {
+                let file = files::file_name(&j.meta.id, j.meta.received_ms);
+                match files::write(&self.cfg.dir, &file, &j.bytes, false) {
                     Ok(()) => blobs.push(NewBlob {
-                        sha: sha.clone(),
+                        sha: j.sha.clone(),
                         file,
-                        size,
-                        offset,
-                        first_ms: meta.received_ms,
-                        bytes,
+                        size: j.size,
+                        offset: j.offset,
+                        first_ms: j.meta.received_ms,
                     }),
                     Err(e) => {
-                        tracing::error!(error = %e, "quarantine: cannot write a message");
+                        tracing::error!(error = %e, "quarantine: cannot write a message file");
                         failed.insert(i);
                     }
                 }
             }
+            let writer = match origin {
+                Origin::New => Some(i),
+                Origin::Group(k) => Some(k),
+                Origin::Indexed(_) => None,
+            };
             // A duplicate of content whose write failed in this group fails with it.
             if writer.is_some_and(|w| failed.contains(&w)) {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                let _ = done.send(Err(std::io::Error::other("cannot write the message file")));
+                first_failed = first_failed.min(Some(j.segment)).or(Some(j.segment));
                 continue;
             }
             deliveries.push(Delivery {
-                meta,
-                size,
-                sha,
+                meta: j.meta,
+                size: j.size,
+                sha: j.sha,
                 origin,
-                done,
             });
         }
-        (deliveries, blobs)
+        (deliveries, blobs, first_failed)
     }
 
-    /// The group's rows, inside the transaction `commit` opened. Returns the highest spool
-    /// `id` it wrote.
+    /// The group's rows, inside the transaction `commit` opened.
     fn index_group(
         &self,
         blobs: &[NewBlob],
         deliveries: &[Delivery],
         logins: &[Login],
         analysed: &[analyse::Analysis],
-    ) -> rusqlite::Result<i64> {
+    ) -> rusqlite::Result<()> {
         let tx = &self.db;
-        let mut spool_max = self.spool_max;
         let mut ids: HashMap<&str, i64> = HashMap::with_capacity(blobs.len());
         for b in blobs {
             let id = insert_blob(tx, &b.sha, &b.file, b.size, b.offset, b.first_ms)?;
             ids.insert(&b.sha, id);
-            spool_max += 1;
-            tx.prepare_cached("INSERT INTO spool(id, blob, file, data) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![spool_max, id, b.file, b.bytes])?;
         }
         for d in deliveries {
             let blob = match d.origin {
@@ -470,10 +695,6 @@ impl Writer {
                 l.tls as i64
             ])?;
         }
-        if let Some(r) = self.synced {
-            tx.prepare_cached("DELETE FROM spool WHERE id <= ?1")?
-                .execute([r])?;
-        }
         // Background results never fail the deliveries they ride with.
         if !analysed.is_empty() {
             tx.execute_batch("SAVEPOINT analysis")?;
@@ -485,25 +706,18 @@ impl Writer {
                 }
             }
         }
-        Ok(spool_max)
+        Ok(())
     }
 
-    /// Makes every file written so far durable and empties the spool, right now (flush and
-    /// shutdown; the sync thread does the same in the background).
+    /// Makes the index and every file written so far durable, right now (flush, start and
+    /// shutdown; the sync thread does the files in the background).
     fn sync_now(&mut self) {
-        if let Err(e) = self.wal.sync_data() {
-            tracing::error!(error = %e, "quarantine: index sync failed");
-        }
-        let result = index::spool_files(&self.db)
-            .map_err(|e| e.to_string())
-            .and_then(|names| files::sync_all(&self.cfg.dir, &names).map_err(|e| e.to_string()));
-        let result = result.and_then(|()| {
-            self.db
-                .execute("DELETE FROM spool WHERE id <= ?1", [self.spool_max])
-                .map_err(|e| e.to_string())
-        });
-        if let Err(e) = result {
-            tracing::error!(error = %e, "quarantine: sync failed; the spool keeps the messages");
+        let synced = self
+            .wal
+            .sync_data()
+            .and_then(|()| files::sync_tree(&self.cfg.dir));
+        if let Err(e) = synced {
+            tracing::error!(error = %e, "quarantine: sync failed; the journal keeps the messages");
         }
     }
 
@@ -592,7 +806,6 @@ fn move_aside(ipath: &std::path::Path) -> std::io::Result<PathBuf> {
 fn delete_blob(tx: &Connection, id: i64) -> rusqlite::Result<usize> {
     tx.execute("DELETE FROM iocs WHERE blob = ?1", [id])?;
     let messages = tx.execute("DELETE FROM messages WHERE blob = ?1", [id])?;
-    tx.execute("DELETE FROM spool WHERE blob = ?1", [id])?;
     tx.execute("DELETE FROM blobs WHERE id = ?1", [id])?;
     Ok(messages)
 }
