@@ -3,7 +3,7 @@
 //! Layout under the quarantine directory: the journal (`journal/`, [`journal`]), Maildir's
 //! `tmp/` and `new/` ([`files`]) and `index.sqlite` ([`index`]).
 //!
-//! Two threads share the work. Intake ([`intake`]) is the reply path: it takes every message
+//! Two threads share the work. Intake (`intake`) is the reply path: it takes every message
 //! waiting, appends them to the journal in one write, and syncs that append before it
 //! releases the replies. A group therefore costs one sequential sync however many sessions
 //! are waiting, and no reply ever precedes the sync that holds its message. The index writer
