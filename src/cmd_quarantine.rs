@@ -182,19 +182,25 @@ pub fn run(a: QuarantineArgs) -> anyhow::Result<ExitCode> {
         }
         QuarantineCmd::Show { id, json, raw } => {
             // Indexed, or answered moments ago and still only in the journal.
-            let (r, indexed) = match index::get(&db, &id)? {
-                Some(r) => (r, true),
+            // A journaled delivery comes with its bytes: no second scan of the journal.
+            let (r, journaled) = match index::get(&db, &id)? {
+                Some(r) => (r, None),
                 None => match journal_find(&dir, |m, _| m.id == id)? {
-                    Some((meta, data)) => (journaled_row(meta, &data), false),
+                    Some((meta, data)) => (journaled_row(meta, &data), Some(data)),
                     None => {
                         eprintln!("no message {id}");
                         return Ok(ExitCode::from(1));
                     }
                 },
             };
+            let indexed = journaled.is_none();
+            let bytes = || match &journaled {
+                Some(data) => Ok(data.clone()),
+                None => read_message(&dir, &r),
+            };
             if raw {
                 use std::io::Write;
-                std::io::stdout().write_all(&read_message(&dir, &r)?)?;
+                std::io::stdout().write_all(&bytes()?)?;
                 return Ok(ExitCode::SUCCESS);
             }
             let mut iocs = match indexed {
@@ -203,8 +209,8 @@ pub fn run(a: QuarantineArgs) -> anyhow::Result<ExitCode> {
             };
             if iocs.is_empty() {
                 // Not analysed yet (the analysis runs behind the replies): extract now.
-                if let Ok(bytes) = read_message(&dir, &r) {
-                    iocs = analyse::iocs(&moat_intel::extract(&bytes));
+                if let Ok(b) = bytes() {
+                    iocs = analyse::iocs(&moat_intel::extract(&b));
                 }
             }
             if json {
