@@ -4,7 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -104,7 +104,10 @@ pub struct Peeked {
 
 /// Reads up to `cap` bytes. If the body ends within the cap, it is returned whole for the rules;
 /// otherwise what was read is chained back in front of the rest, so nothing is lost.
-pub async fn peek(body: Guarded<Incoming>, cap: usize) -> Result<Peeked, BoxError> {
+pub async fn peek<B>(body: B, cap: usize) -> Result<Peeked, BoxError>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin + Send + Sync + 'static,
+{
     let mut body = body;
     let mut buf = BytesMut::new();
     loop {

@@ -272,7 +272,7 @@ pub fn rewrite_forwarding(
     https: bool,
     host: Option<&str>,
 ) {
-    for name in [
+    let ours = [
         X_FORWARDED_FOR,
         FORWARDED,
         X_REAL_IP,
@@ -280,8 +280,13 @@ pub fn rewrite_forwarding(
         CF_CONNECTING_IP,
         X_FORWARDED_PROTO,
         X_FORWARDED_HOST,
-    ] {
-        headers.remove(name);
+    ];
+    // One pass over the (few) headers a request has instead of seven hashed removals: most
+    // requests carry none of these, and this runs for every request forwarded.
+    if headers.keys().any(|k| ours.contains(k)) {
+        for name in ours {
+            headers.remove(name);
+        }
     }
     let client = client.to_canonical();
     let proto = if https { "https" } else { "http" };

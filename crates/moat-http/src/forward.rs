@@ -22,6 +22,13 @@ const HOP_BY_HOP: [header::HeaderName; 6] = [
 /// Removes the hop-by-hop headers and those the Connection header names. Keep-Alive and
 /// Proxy-Connection are not standard names in `http`, so they go by string.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // One pass first: most messages have none of these, and hashed removals cost more.
+    let hop = |k: &header::HeaderName| {
+        HOP_BY_HOP.contains(k) || k.as_str() == "keep-alive" || k.as_str() == "proxy-connection"
+    };
+    if !h.keys().any(hop) {
+        return;
+    }
     let named: Vec<String> = h
         .get_all(header::CONNECTION)
         .iter()

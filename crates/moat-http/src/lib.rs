@@ -10,6 +10,7 @@ pub mod app;
 pub mod body;
 pub mod client_addr;
 pub mod decoy;
+pub mod fast;
 pub mod forward;
 pub mod inject_body;
 pub mod io;

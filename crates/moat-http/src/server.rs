@@ -102,10 +102,15 @@ pub async fn worker_loop(
             active.fetch_sub(1, Ordering::Relaxed);
             continue;
         };
-        let (shield, tls, watcher, active) =
-            (shield.clone(), tls.clone(), watcher.clone(), active.clone());
+        let (shield, tls, watcher, active, stop) = (
+            shield.clone(),
+            tls.clone(),
+            watcher.clone(),
+            active.clone(),
+            shutdown.clone(),
+        );
         tokio::spawn(async move {
-            connection(shield, stream, h.peer, tls, &watcher).await;
+            connection(shield, stream, h.peer, tls, &watcher, stop).await;
             active.fetch_sub(1, Ordering::Relaxed);
             drop(h.permit);
         });
@@ -121,6 +126,7 @@ async fn connection(
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     graceful: &hyper_util::server::graceful::GracefulShutdown,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     let lim = &shield.cfg.limits;
     let mut real_peer = peer;
@@ -139,21 +145,26 @@ async fn connection(
             }
         }
     }
-    let io = IdleTimeout::new(Prefixed::new(prefix, stream), lim.idle_timeout);
     match tls {
         None => {
-            http(
-                shield,
-                io,
-                ConnInfo {
-                    peer: real_peer,
-                    tls: false,
-                },
-                graceful,
-            )
-            .await
+            let info = ConnInfo {
+                peer: real_peer,
+                tls: false,
+            };
+            let mut io = Prefixed::new(prefix, stream);
+            // Plain HTTP/1.1 starts on the fast path; hyper takes over at the first request
+            // the fast path leaves to it. A watcher held meanwhile makes shutdown wait for it.
+            let held = graceful.watcher();
+            let unread = match crate::fast::serve(&shield, &mut io, info, &mut shutdown).await {
+                crate::fast::Served::Closed => return,
+                crate::fast::Served::Handover(unread) => unread,
+            };
+            drop(held);
+            let io = IdleTimeout::new(Prefixed::new(unread, io), lim.idle_timeout);
+            http(shield, io, info, graceful).await
         }
         Some(acceptor) => {
+            let io = IdleTimeout::new(Prefixed::new(prefix, stream), lim.idle_timeout);
             let accepted = tokio::time::timeout(lim.header_timeout, acceptor.accept(io)).await;
             match accepted {
                 Ok(Ok(s)) => {

@@ -52,6 +52,42 @@ pub struct Shield {
     needs_fingerprint: bool,
 }
 
+/// What the policy made of a request.
+pub enum Decision {
+    /// Moat answers itself: a block, a decoy, a challenge, a proof endpoint, an error.
+    Respond(Response<ProxyBody>),
+    /// The request goes on to the upstream.
+    Forward(Forward),
+}
+
+/// A request the policy lets through, with what forwarding it needs to know.
+pub struct Forward {
+    pub parts: http::request::Parts,
+    pub body: ProxyBody,
+    pub client: IpAddr,
+    pub ssl: bool,
+    pub host: String,
+    /// The decoy that learns from the upstream's answer to this request, if any.
+    pub learn: Option<usize>,
+}
+
+/// A request rewritten for the upstream (see [`Shield::prepare_forward`]).
+pub struct Prepared {
+    pub parts: http::request::Parts,
+    /// The page gets the proof's script.
+    pub inject: bool,
+    /// An upgrade (WebSocket) asked for, and the client side of it.
+    protocol: Option<HeaderValue>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+impl Prepared {
+    /// Whether the upstream's bytes can go to the client as they are: no upgrade, no script.
+    pub fn passes_through(&self) -> bool {
+        !self.inject && self.protocol.is_none()
+    }
+}
+
 /// The first rule or limit that decided, kept for the decision log.
 struct Hit<'a> {
     id: &'a str,
@@ -104,15 +140,38 @@ impl Shield {
         self.addr_policy.trusted.contains(peer)
     }
 
+    /// Serves one request that hyper parsed: the policy's decision, then forwarding.
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         conn: ConnInfo,
     ) -> Response<ProxyBody> {
+        let (parts, incoming) = req.into_parts();
+        match self.decide(parts, incoming, conn).await {
+            Decision::Respond(r) => r,
+            Decision::Forward(f) => {
+                let p = self.prepare_forward(f.parts, f.client, f.ssl, &f.host);
+                self.send_forward(p, f.body, f.learn).await
+            }
+        }
+    }
+
+    /// Runs the whole policy on a request (rules, bans, limits, the proof's endpoints) and
+    /// says whether Moat answers it or forwards it. Both the hyper path and the fast path
+    /// (`crate::fast`) call this, so a request meets the same policy whichever serves it.
+    pub async fn decide<B>(
+        &self,
+        req: http::request::Parts,
+        incoming: B,
+        conn: ConnInfo,
+    ) -> Decision
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
         self.metrics
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (req, incoming) = req.into_parts();
         let peer = conn.peer.ip().to_canonical();
         let client = client_addr::resolve(&self.addr_policy, peer, &req.headers);
         let forwarded_https = self.trusts(peer)
@@ -131,7 +190,7 @@ impl Shield {
 
         if let Some(tokens) = &self.acme_tokens {
             if let Some(ka) = http01_response(tokens, req.uri.path()) {
-                return text(StatusCode::OK, ka);
+                return Decision::Respond(text(StatusCode::OK, ka));
             }
         }
         if let Some(p) = &self.proof {
@@ -143,13 +202,13 @@ impl Shield {
                     // An answer is a few hundred bytes; anything longer is not one.
                     match peek(guarded, 4096).await {
                         Ok(p) => body = p.complete,
-                        Err(e) => return body_error(&e),
+                        Err(e) => return Decision::Respond(body_error(&e)),
                     }
                 }
                 if let Some(r) = p.endpoint(&req, body.as_deref(), client, ssl) {
-                    return r;
+                    return Decision::Respond(r);
                 }
-                return text(StatusCode::NOT_FOUND, "Not Found\n");
+                return Decision::Respond(text(StatusCode::NOT_FOUND, "Not Found\n"));
             }
         }
         let declared = req
@@ -158,15 +217,22 @@ impl Shield {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.cfg.limits.max_body_bytes) {
-            return text(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n");
+            return Decision::Respond(text(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n"));
         }
 
         let verdict = self.engine.check(client);
         let lim = &self.cfg.limits;
-        let guarded = |b: Incoming| Guarded::new(b, lim.max_body_bytes, lim.body_timeout);
+        let guarded = |b: B| Guarded::new(b, lim.max_body_bytes, lim.body_timeout);
         if verdict == GuardVerdict::Allowlisted {
             let body = guarded(incoming).boxed();
-            return self.forward(req, body, client, ssl, &host, None).await;
+            return Decision::Forward(Forward {
+                parts: req,
+                body,
+                client,
+                ssl,
+                host,
+                learn: None,
+            });
         }
         let banned = matches!(verdict, GuardVerdict::Banned(_));
 
@@ -184,7 +250,7 @@ impl Shield {
                         p.body,
                     )
                 }
-                Err(e) => return body_error(&e),
+                Err(e) => return Decision::Respond(body_error(&e)),
             }
         } else {
             (None, guarded(incoming).boxed())
@@ -331,11 +397,11 @@ impl Shield {
                 // gets the fallback too, or it would loop through the challenge.
                 if proof::is_navigation(&req.method, &req.headers) && standing.clearance.is_none() {
                     let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-                    return p.challenge_page(&req.headers, client, target);
+                    return Decision::Respond(p.challenge_page(&req.headers, client, target));
                 }
-                return self.act(fallback).await;
+                return Decision::Respond(self.act(fallback).await);
             }
-            return self.act(h.action).await;
+            return Decision::Respond(self.act(h.action).await);
         }
         let learn = (0..self.decoys.defs().len()).find(|&i| {
             self.decoys.wants_to_learn(i)
@@ -344,7 +410,14 @@ impl Shield {
                     .as_ref()
                     .is_some_and(|e| e.matches(&view))
         });
-        self.forward(req, body, client, ssl, &host, learn).await
+        Decision::Forward(Forward {
+            parts: req,
+            body,
+            client,
+            ssl,
+            host,
+            learn,
+        })
     }
 
     /// Whether a rule that asks for the proof lets this request by: it has clearance (of a
@@ -405,15 +478,16 @@ impl Shield {
         }
     }
 
-    async fn forward(
+    /// Rewrites a request for the upstream: origin-form target, hop-by-hop headers removed,
+    /// `Host` kept, forwarding headers set from what Moat saw, and `Accept-Encoding: identity`
+    /// on pages that get the script. Counts the request as forwarded.
+    pub fn prepare_forward(
         &self,
         mut parts: http::request::Parts,
-        body: ProxyBody,
         client: IpAddr,
         ssl: bool,
         host: &str,
-        learn: Option<usize>,
-    ) -> Response<ProxyBody> {
+    ) -> Prepared {
         let protocol = (parts.version == http::Version::HTTP_11)
             .then(|| forward::upgrade_protocol(&parts.headers))
             .flatten();
@@ -452,33 +526,58 @@ impl Shield {
             ssl,
             (!host.is_empty()).then_some(host),
         );
-        let up = Request::from_parts(parts, body);
         self.metrics
             .forwarded
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Prepared {
+            parts,
+            inject,
+            protocol,
+            client_upgrade,
+        }
+    }
+
+    /// The upstream failed a request (timeout, refused, malformed answer).
+    pub fn note_upstream_error(&self) {
+        self.metrics
+            .upstream_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The upstream's address (`host:port`).
+    pub fn upstream_authority(&self) -> &std::sync::Arc<str> {
+        &self.upstream_authority
+    }
+
+    /// Sends a prepared request through hyper's client and returns the response, learning it
+    /// as decoy `learn` or injecting the page script where that applies.
+    pub async fn send_forward(
+        &self,
+        p: Prepared,
+        body: ProxyBody,
+        learn: Option<usize>,
+    ) -> Response<ProxyBody> {
+        let inject = p.inject;
+        let up = Request::from_parts(p.parts, body);
         let resp = match forward::forward(
             self.upstream_authority.clone(),
             up,
-            client_upgrade,
-            protocol,
+            p.client_upgrade,
+            p.protocol,
             self.cfg.limits.upstream_timeout,
         )
         .await
         {
             Ok(r) => r,
             Err(ForwardError::Timeout) => {
-                self.metrics
-                    .upstream_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.note_upstream_error();
                 return text(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n");
             }
             Err(ForwardError::Failed(e)) => {
                 if let Some(b) = find_body_error(e.as_ref()) {
                     return body_error_kind(b);
                 }
-                self.metrics
-                    .upstream_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.note_upstream_error();
                 tracing::warn!(error = %e, "upstream request failed");
                 return text(StatusCode::BAD_GATEWAY, "Bad Gateway\n");
             }

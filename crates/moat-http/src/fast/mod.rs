@@ -1,0 +1,120 @@
+//! The fast path for plain HTTP/1.1 connections.
+//!
+//! Nearly all requests a site gets are `GET`s and `HEAD`s without a body. For those, hyper's
+//! general machinery (a header map per message on both sides, a connection task and channels
+//! for the upstream, a timer reset per read) costs more CPU than the policy itself, and on a
+//! small machine that CPU is the proxy's throughput. The fast path serves such requests with
+//! one task per connection:
+//!
+//! 1. it parses the head itself (`head`), and hands the connection to hyper, with every byte
+//!    read so far, at the first request it does not take (a body, an upgrade, HTTP/1.0,
+//!    HTTP/2, anything malformed or oversized), before anything was decided about it;
+//! 2. it runs the same policy as the hyper path (`Shield::decide`);
+//! 3. it relays what the policy forwards over a raw keep-alive connection (`relay`), and
+//!    writes what Moat answers itself the way hyper would (`respond`).
+//!
+//! Responses that must be rewritten (the page script, a decoy being learned) go through the
+//! hyper client as before and are then written out by `respond`.
+
+mod chunked;
+mod head;
+mod relay;
+mod respond;
+
+use crate::shield::{ConnInfo, Decision, Shield};
+use head::Parsed;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How the fast path left a connection.
+pub enum Served {
+    /// Closed (by either side, a timeout, or shutdown).
+    Closed,
+    /// Hyper takes it from here: these bytes were read and not yet served.
+    Handover(Vec<u8>),
+}
+
+/// Serves requests on `io` until the connection ends or a request needs hyper.
+pub async fn serve<S>(
+    shield: &Arc<Shield>,
+    io: &mut S,
+    info: ConnInfo,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Served
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let lim = &shield.cfg.limits;
+    let max_head = lim.max_header_bytes;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    // One idle timer for the connection's life, moved only when it fires early: re-arming a
+    // timer for every request costs more than the rest of the wait.
+    let mut last_active = Instant::now();
+    let idle = tokio::time::sleep_until(last_active + lim.idle_timeout);
+    tokio::pin!(idle);
+    loop {
+        // Between requests: the idle timeout, and shutdown closes an idle connection.
+        while buf.is_empty() {
+            buf.reserve(4096);
+            let read = tokio::select! {
+                biased;
+                r = io.read_buf(&mut buf) => r,
+                _ = &mut idle => {
+                    let due = last_active + lim.idle_timeout;
+                    if due <= Instant::now() {
+                        return Served::Closed;
+                    }
+                    idle.as_mut().reset(due);
+                    continue;
+                }
+                _ = shutdown.changed() => return Served::Closed,
+            };
+            match read {
+                Ok(0) | Err(_) => return Served::Closed,
+                Ok(_) => {}
+            }
+        }
+        // The rest of the head within the header timeout, counted from its first byte.
+        let mut deadline: Option<Instant> = None;
+        let (parts, len, close) = loop {
+            match head::parse_request(&buf, max_head) {
+                Parsed::Eligible { parts, len, close } => break (parts, len, close),
+                Parsed::Handover => return Served::Handover(buf),
+                Parsed::Partial => {}
+            }
+            let d = *deadline.get_or_insert_with(|| Instant::now() + lim.header_timeout);
+            buf.reserve(4096);
+            match tokio::time::timeout_at(d, io.read_buf(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return Served::Closed,
+            }
+        };
+        buf.drain(..len);
+        let method = parts.method.clone();
+        let body = http_body_util::Empty::<bytes::Bytes>::new();
+        let done = match shield.decide(parts, body, info).await {
+            Decision::Respond(resp) => respond::write(io, resp, &method, close, lim.idle_timeout)
+                .await
+                .map(|()| close),
+            Decision::Forward(f) => {
+                let p = shield.prepare_forward(f.parts, f.client, f.ssl, &f.host);
+                if p.passes_through() && f.learn.is_none() {
+                    relay::relay(shield, io, &p.parts, close)
+                        .await
+                        .map(|r| matches!(r, relay::Relayed::Close))
+                } else {
+                    let resp = shield.send_forward(p, f.body, f.learn).await;
+                    respond::write(io, resp, &method, close, lim.idle_timeout)
+                        .await
+                        .map(|()| close)
+                }
+            }
+        };
+        match done {
+            Ok(false) => last_active = Instant::now(),
+            Ok(true) | Err(_) => return Served::Closed,
+        }
+    }
+}

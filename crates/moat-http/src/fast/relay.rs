@@ -1,0 +1,345 @@
+//! Relays a request the policy let through to the upstream over a raw keep-alive connection,
+//! and the upstream's response back to the client as it comes, without parsing it into a
+//! header map or a body stream. Only the response head is parsed (to drop hop-by-hop headers
+//! and learn the framing); the body bytes are passed on as they are.
+
+use super::chunked::Chunked;
+use super::head::{self, Framing};
+use super::respond;
+use crate::shield::{text, Shield};
+use http::request::Parts;
+use http::{Method, StatusCode};
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Idle upstream connections kept per upstream and thread.
+const MAX_IDLE: usize = 512;
+/// Same reasoning as the hyper pool's (`crate::pool`): under Node's 5 s keep-alive timeout.
+const MAX_IDLE_TIME: Duration = Duration::from_secs(4);
+/// Read size for upstream responses.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Idle connections per upstream, the most recently used at the back.
+type Idle = HashMap<Arc<str>, VecDeque<(TcpStream, Instant)>>;
+
+thread_local! {
+    static IDLE: RefCell<Idle> = RefCell::new(HashMap::new());
+}
+
+fn take_idle(key: &Arc<str>) -> Option<TcpStream> {
+    IDLE.with(|p| {
+        let mut p = p.borrow_mut();
+        let v = p.get_mut(key)?;
+        while let Some((s, since)) = v.pop_back() {
+            if since.elapsed() >= MAX_IDLE_TIME {
+                continue;
+            }
+            // A connection the upstream closed (or wrote to unasked) is readable: drop it.
+            let mut probe = [0u8; 1];
+            match s.try_read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(s),
+                _ => continue,
+            }
+        }
+        None
+    })
+}
+
+fn give_back(key: &Arc<str>, s: TcpStream) {
+    IDLE.with(|p| {
+        let mut p = p.borrow_mut();
+        let v = p.entry(key.clone()).or_default();
+        // The oldest are at the front: one look there per request keeps the pool fresh
+        // without reading the clock for every idle connection.
+        while v.front().is_some_and(|(_, t)| t.elapsed() >= MAX_IDLE_TIME) {
+            v.pop_front();
+        }
+        if v.len() < MAX_IDLE {
+            v.push_back((s, Instant::now()));
+        }
+    });
+}
+
+async fn connect(authority: &str, timeout: Duration) -> std::io::Result<TcpStream> {
+    let s = match tokio::time::timeout(timeout, TcpStream::connect(authority)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+    };
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+/// How a relay ended for the client's connection.
+pub enum Relayed {
+    /// The response went out whole; the connection may serve another request.
+    KeepOpen,
+    /// The response went out but the connection must close (a close-delimited body).
+    Close,
+}
+
+/// What went wrong before the client saw a byte of the response: answered with 502 or 504.
+enum Failed {
+    Timeout,
+    Upstream(String),
+}
+
+/// Sends the request `parts` (already prepared) upstream and relays the response to `client`.
+/// `Err`: the client's connection must close now (the client went away, or the response was
+/// cut off after its head was sent).
+pub async fn relay<C>(
+    shield: &Shield,
+    client: &mut C,
+    parts: &Parts,
+    client_close: bool,
+) -> std::io::Result<Relayed>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let lim = &shield.cfg.limits;
+    let mut req = Vec::with_capacity(512);
+    head::write_request(parts, &mut req);
+    let key = shield.upstream_authority();
+    let deadline = Instant::now() + lim.upstream_timeout;
+    let mut fresh = false;
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let (mut up, resp) = loop {
+        let (mut up, reused) = match take_idle(key) {
+            Some(s) => (s, true),
+            None => {
+                fresh = true;
+                let t = lim.upstream_timeout.min(Duration::from_secs(10));
+                match connect(key, t).await {
+                    Ok(s) => (s, false),
+                    Err(e) => {
+                        return fail(
+                            shield,
+                            client,
+                            parts,
+                            client_close,
+                            Failed::Upstream(e.to_string()),
+                        )
+                        .await
+                    }
+                }
+            }
+        };
+        buf.clear();
+        out.clear();
+        match exchange(
+            &mut up,
+            &req,
+            &mut buf,
+            &mut out,
+            client,
+            &parts.method,
+            client_close,
+            deadline,
+        )
+        .await
+        {
+            Ok(resp) => break (up, resp),
+            // A reused connection the upstream had closed before reading our request: nothing
+            // reached the app, and GET and HEAD are safe to send again on a fresh one.
+            Err(Exchange::Stale) if reused && !fresh => continue,
+            Err(Exchange::Stale) => {
+                let why = Failed::Upstream("the upstream closed the connection".into());
+                return fail(shield, client, parts, client_close, why).await;
+            }
+            Err(Exchange::Timeout) => {
+                return fail(shield, client, parts, client_close, Failed::Timeout).await
+            }
+            Err(Exchange::Bad(e)) => {
+                return fail(shield, client, parts, client_close, Failed::Upstream(e)).await
+            }
+            Err(Exchange::Client(e)) => return Err(e),
+        }
+    };
+    // `out` holds the client's head; `buf[resp.len..]` whatever of the body came with it.
+    let body = &buf[resp.len..];
+    let idle = lim.idle_timeout;
+    match resp.framing {
+        Framing::Empty => {
+            respond::send(client, &out, idle).await?;
+            if resp.reusable && body.is_empty() {
+                give_back(key, up);
+            }
+        }
+        Framing::Length(n) => {
+            let first = body.len().min(n as usize);
+            out.extend_from_slice(&body[..first]);
+            respond::send(client, &out, idle).await?;
+            let extra = body.len() > first;
+            let mut left = n - first as u64;
+            while left > 0 {
+                let got = read_some(&mut up, &mut buf, deadline_from(lim.upstream_timeout)).await?;
+                let take = (got as u64).min(left) as usize;
+                respond::send(client, &buf[..take], idle).await?;
+                left -= take as u64;
+                if got > take {
+                    return Ok(closing(resp.close_client)); // the upstream sent more than it said
+                }
+            }
+            if resp.reusable && !extra {
+                give_back(key, up);
+            }
+        }
+        Framing::Chunked => {
+            let mut chunks = Chunked::default();
+            let (end, rest) = match chunks.feed(body).map_err(std::io::Error::other)? {
+                Some(end) => (end, body.len() > end),
+                None => (body.len(), false),
+            };
+            out.extend_from_slice(&body[..end]);
+            respond::send(client, &out, idle).await?;
+            while !chunks.done() {
+                let got = read_some(&mut up, &mut buf, deadline_from(lim.upstream_timeout)).await?;
+                match chunks.feed(&buf[..got]).map_err(std::io::Error::other)? {
+                    Some(end) => {
+                        respond::send(client, &buf[..end], idle).await?;
+                        if end < got {
+                            return Ok(closing(resp.close_client));
+                        }
+                    }
+                    None => respond::send(client, &buf[..got], idle).await?,
+                }
+            }
+            if resp.reusable && !rest {
+                give_back(key, up);
+            }
+        }
+        Framing::UntilClose => {
+            out.extend_from_slice(body);
+            respond::send(client, &out, idle).await?;
+            loop {
+                buf.clear();
+                buf.reserve(READ_CHUNK);
+                let got =
+                    match tokio::time::timeout(lim.upstream_timeout, up.read_buf(&mut buf)).await {
+                        Ok(r) => r?,
+                        Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+                    };
+                if got == 0 {
+                    break;
+                }
+                respond::send(client, &buf[..got], idle).await?;
+            }
+            let _ = client.shutdown().await;
+            return Ok(Relayed::Close);
+        }
+    }
+    Ok(closing(resp.close_client))
+}
+
+fn closing(close: bool) -> Relayed {
+    if close {
+        Relayed::Close
+    } else {
+        Relayed::KeepOpen
+    }
+}
+
+fn deadline_from(t: Duration) -> Instant {
+    Instant::now() + t
+}
+
+/// Reads the next bytes of a response body into `buf` (replacing what it held); EOF before
+/// the body ended is an error.
+async fn read_some(
+    up: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> std::io::Result<usize> {
+    buf.clear();
+    buf.reserve(READ_CHUNK);
+    let n = match tokio::time::timeout_at(deadline, up.read_buf(buf)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+    };
+    if n == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the upstream closed the connection mid-body",
+        ));
+    }
+    Ok(n)
+}
+
+enum Exchange {
+    /// Nothing came back on a connection that may have been closed under us.
+    Stale,
+    Timeout,
+    Bad(String),
+    /// Writing an interim response to the client failed.
+    Client(std::io::Error),
+}
+
+/// Writes the request and reads the final response head into `buf`, relaying interim (1xx)
+/// heads to the client on the way. Leaves the client's head for the final response in `out`.
+#[allow(clippy::too_many_arguments)]
+async fn exchange<C: AsyncWrite + Unpin>(
+    up: &mut TcpStream,
+    req: &[u8],
+    buf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    client: &mut C,
+    method: &Method,
+    client_close: bool,
+    deadline: Instant,
+) -> Result<head::ResponseHead, Exchange> {
+    if up.write_all(req).await.is_err() {
+        return Err(Exchange::Stale);
+    }
+    let mut received = false;
+    loop {
+        buf.reserve(READ_CHUNK);
+        let n = match tokio::time::timeout_at(deadline, up.read_buf(buf)).await {
+            Err(_) => return Err(Exchange::Timeout),
+            Ok(Err(_)) | Ok(Ok(0)) if !received => return Err(Exchange::Stale),
+            Ok(Err(e)) => return Err(Exchange::Bad(e.to_string())),
+            Ok(Ok(0)) => return Err(Exchange::Bad("the upstream closed mid-head".into())),
+            Ok(Ok(n)) => n,
+        };
+        received |= n > 0;
+        loop {
+            out.clear();
+            match head::parse_response(buf, method, client_close, out) {
+                Ok(None) => break,
+                Ok(Some(h)) if h.interim => {
+                    respond::send(client, out, Duration::from_secs(30))
+                        .await
+                        .map_err(Exchange::Client)?;
+                    buf.drain(..h.len);
+                }
+                Ok(Some(h)) => return Ok(h),
+                Err(e) => return Err(Exchange::Bad(e.to_string())),
+            }
+        }
+    }
+}
+
+/// Answers a request the upstream could not: 504 on a timeout, 502 otherwise.
+async fn fail<C: AsyncWrite + Unpin>(
+    shield: &Shield,
+    client: &mut C,
+    parts: &Parts,
+    client_close: bool,
+    why: Failed,
+) -> std::io::Result<Relayed> {
+    shield.note_upstream_error();
+    let resp = match why {
+        Failed::Timeout => text(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n"),
+        Failed::Upstream(e) => {
+            tracing::warn!(error = %e, "upstream request failed");
+            text(StatusCode::BAD_GATEWAY, "Bad Gateway\n")
+        }
+    };
+    let idle = shield.cfg.limits.idle_timeout;
+    respond::write(client, resp, &parts.method, client_close, idle).await?;
+    Ok(closing(client_close))
+}
