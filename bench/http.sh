@@ -143,7 +143,7 @@ awk -v m="${HP99[moat]}" -v d="${HP99[direct]}" 'BEGIN {printf "Moat p99 added o
 
 # Issue 3: the page script injected into HTML (same policy, same upstream page).
 page_wrk() { wrk -t1 -c"$CONNS" -d"${DUR}s" -H "Accept: text/html" "http://127.0.0.1:$1/www/page.html"; }
-with=$(curl -s "http://127.0.0.1:$MO/www/page.html"); without=$(curl -s "http://127.0.0.1:$MOI/www/page.html")
+with=$(curl -s -H "Accept: text/html" "http://127.0.0.1:$MO/www/page.html"); without=$(curl -s -H "Accept: text/html" "http://127.0.0.1:$MOI/www/page.html")
 [[ $with == *"/.moat/proof.js"* ]] || { echo "no injection on $MO: ${with:0:300}" >&2; exit 1; }
 [[ $without != *"/.moat/proof.js"* ]] || { echo "injection on $MOI" >&2; exit 1; }
 # Alternated, two rounds each, so drift on a shared machine hits both alike.

@@ -289,24 +289,79 @@ pub fn rewrite_forwarding(
         }
     }
     let client = client.to_canonical();
+    let v = forwarding_values(client, https, host);
+    headers.insert(X_FORWARDED_FOR, v.for_);
+    headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(if https { "https" } else { "http" }),
+    );
+    if let Some(h) = v.host {
+        headers.insert(X_FORWARDED_HOST, h);
+    }
+    if let Some(f) = v.forwarded {
+        headers.insert(FORWARDED, f);
+    }
+}
+
+/// The forwarding header values for one client, protocol and host.
+#[derive(Clone)]
+struct ForwardingValues {
+    for_: HeaderValue,
+    host: Option<HeaderValue>,
+    forwarded: Option<HeaderValue>,
+}
+
+/// What the cached values were built for.
+struct Cached {
+    client: IpAddr,
+    https: bool,
+    host: Option<String>,
+    values: ForwardingValues,
+}
+
+thread_local! {
+    /// The last values built on this thread. A keep-alive connection sends request after
+    /// request from one client to one host, so formatting them again each time is wasted;
+    /// cloning a `HeaderValue` only counts a reference.
+    static LAST_FORWARDING: std::cell::RefCell<Option<Cached>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn forwarding_values(client: IpAddr, https: bool, host: Option<&str>) -> ForwardingValues {
+    let hit = LAST_FORWARDING.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|c| c.client == client && c.https == https && c.host.as_deref() == host)
+            .map(|c| c.values.clone())
+    });
+    if let Some(v) = hit {
+        return v;
+    }
     let proto = if https { "https" } else { "http" };
     // A host that is not a legal header value is dropped rather than failing the request.
-    let host = host.and_then(|h| HeaderValue::from_str(h).ok().map(|v| (h, v)));
-
-    headers.insert(X_FORWARDED_FOR, ip_value(client));
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    let host_value = host.and_then(|h| HeaderValue::from_str(h).ok().map(|v| (h, v)));
     let mut forwarded = match client {
         IpAddr::V4(v4) => format!("for={v4};proto={proto}"),
         IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto={proto}"),
     };
-    if let Some((h, value)) = host {
-        headers.insert(X_FORWARDED_HOST, value);
+    if let Some((h, _)) = &host_value {
         forwarded.push_str(";host=");
         forwarded.push_str(&quote_if_needed(h));
     }
-    if let Ok(value) = HeaderValue::from_str(&forwarded) {
-        headers.insert(FORWARDED, value);
-    }
+    let values = ForwardingValues {
+        for_: ip_value(client),
+        host: host_value.map(|(_, v)| v),
+        forwarded: HeaderValue::from_str(&forwarded).ok(),
+    };
+    LAST_FORWARDING.with(|c| {
+        *c.borrow_mut() = Some(Cached {
+            client,
+            https,
+            host: host.map(str::to_string),
+            values: values.clone(),
+        })
+    });
+    values
 }
 
 fn ip_value(ip: IpAddr) -> HeaderValue {

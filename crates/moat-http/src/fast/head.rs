@@ -45,13 +45,25 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Parsed {
         Ok(httparse::Status::Partial) if buf.len() < max_head => return Parsed::Partial,
         _ => return Parsed::Handover,
     };
-    match eligible(&req) {
+    // One copy of the head that every header value and the target then share, instead of
+    // one allocation per value.
+    let shared = bytes::Bytes::copy_from_slice(&buf[..len]);
+    let base = buf.as_ptr() as usize;
+    // The same bytes in `shared` as `part` is in `buf` (httparse's slices all point into `buf`).
+    let share = |part: &[u8]| {
+        let at = part.as_ptr() as usize - base;
+        shared.slice(at..at + part.len())
+    };
+    match eligible(&req, &share) {
         Some((parts, close)) => Parsed::Eligible { parts, len, close },
         None => Parsed::Handover,
     }
 }
 
-fn eligible(req: &httparse::Request<'_, '_>) -> Option<(Parts, bool)> {
+fn eligible(
+    req: &httparse::Request<'_, '_>,
+    share: &dyn Fn(&[u8]) -> bytes::Bytes,
+) -> Option<(Parts, bool)> {
     if req.version != Some(1) {
         return None;
     }
@@ -80,11 +92,12 @@ fn eligible(req: &httparse::Request<'_, '_>) -> Option<(Parts, bool)> {
         if name == http::header::CONNECTION {
             close |= has_token(h.value, "close");
         }
-        map.append(name, HeaderValue::from_bytes(h.value).ok()?);
+        let value = HeaderValue::from_maybe_shared(share(h.value)).ok()?;
+        map.append(name, value);
     }
     let (mut parts, ()) = Request::new(()).into_parts();
     parts.method = method;
-    parts.uri = Uri::from_maybe_shared(bytes::Bytes::copy_from_slice(path.as_bytes())).ok()?;
+    parts.uri = Uri::from_maybe_shared(share(path.as_bytes())).ok()?;
     parts.version = Version::HTTP_11;
     parts.headers = map;
     Some((parts, close))

@@ -74,6 +74,66 @@ async fn connect(authority: &str, timeout: Duration) -> std::io::Result<TcpStrea
     Ok(s)
 }
 
+/// The buffers one relay uses, kept per thread between requests: allocating a 16 KiB read
+/// buffer per request costs more than the copy it is for. Only as many exist as requests
+/// were in flight at once on the thread.
+#[derive(Default)]
+struct Buffers {
+    req: Vec<u8>,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+/// Free buffers kept per thread; more than this are dropped when returned.
+const SPARE_BUFFERS: usize = 64;
+
+thread_local! {
+    static SPARE: RefCell<Vec<Buffers>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A set of buffers on loan, returned (emptied, and shrunk if a big body grew them) on drop.
+struct Loan(Option<Buffers>);
+
+impl Buffers {
+    fn take() -> Loan {
+        let b = SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_else(|| Buffers {
+            req: Vec::with_capacity(1024),
+            buf: Vec::with_capacity(READ_CHUNK),
+            out: Vec::with_capacity(1024),
+        });
+        Loan(Some(b))
+    }
+}
+
+impl std::ops::Deref for Loan {
+    type Target = Buffers;
+    fn deref(&self) -> &Buffers {
+        self.0.as_ref().expect("buffers are on loan until drop")
+    }
+}
+
+impl std::ops::DerefMut for Loan {
+    fn deref_mut(&mut self) -> &mut Buffers {
+        self.0.as_mut().expect("buffers are on loan until drop")
+    }
+}
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        let Some(mut b) = self.0.take() else { return };
+        for v in [&mut b.req, &mut b.buf, &mut b.out] {
+            v.clear();
+            v.shrink_to(4 * READ_CHUNK);
+        }
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < SPARE_BUFFERS {
+                s.push(b);
+            }
+        });
+    }
+}
+
 /// How a relay ended for the client's connection.
 pub enum Relayed {
     /// The response went out whole; the connection may serve another request.
@@ -101,13 +161,12 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let lim = &shield.cfg.limits;
-    let mut req = Vec::with_capacity(512);
-    head::write_request(parts, &mut req);
+    let mut bufs = Buffers::take();
+    let Buffers { req, buf, out } = &mut *bufs;
+    head::write_request(parts, req);
     let key = shield.upstream_authority();
     let deadline = Instant::now() + lim.upstream_timeout;
     let mut fresh = false;
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    let mut out: Vec<u8> = Vec::with_capacity(1024);
     let (mut up, resp) = loop {
         let (mut up, reused) = match take_idle(key) {
             Some(s) => (s, true),
@@ -134,8 +193,8 @@ where
         match exchange(
             &mut up,
             &req,
-            &mut buf,
-            &mut out,
+            buf,
+            out,
             client,
             &parts.method,
             client_close,
@@ -165,7 +224,7 @@ where
     let idle = lim.idle_timeout;
     match resp.framing {
         Framing::Empty => {
-            respond::send(client, &out, idle).await?;
+            respond::send(client, out, idle).await?;
             if resp.reusable && body.is_empty() {
                 give_back(key, up);
             }
@@ -173,11 +232,11 @@ where
         Framing::Length(n) => {
             let first = body.len().min(n as usize);
             out.extend_from_slice(&body[..first]);
-            respond::send(client, &out, idle).await?;
+            respond::send(client, out, idle).await?;
             let extra = body.len() > first;
             let mut left = n - first as u64;
             while left > 0 {
-                let got = read_some(&mut up, &mut buf, deadline_from(lim.upstream_timeout)).await?;
+                let got = read_some(&mut up, buf, deadline_from(lim.upstream_timeout)).await?;
                 let take = (got as u64).min(left) as usize;
                 respond::send(client, &buf[..take], idle).await?;
                 left -= take as u64;
@@ -196,9 +255,9 @@ where
                 None => (body.len(), false),
             };
             out.extend_from_slice(&body[..end]);
-            respond::send(client, &out, idle).await?;
+            respond::send(client, out, idle).await?;
             while !chunks.done() {
-                let got = read_some(&mut up, &mut buf, deadline_from(lim.upstream_timeout)).await?;
+                let got = read_some(&mut up, buf, deadline_from(lim.upstream_timeout)).await?;
                 match chunks.feed(&buf[..got]).map_err(std::io::Error::other)? {
                     Some(end) => {
                         respond::send(client, &buf[..end], idle).await?;
@@ -215,12 +274,12 @@ where
         }
         Framing::UntilClose => {
             out.extend_from_slice(body);
-            respond::send(client, &out, idle).await?;
+            respond::send(client, out, idle).await?;
             loop {
                 buf.clear();
                 buf.reserve(READ_CHUNK);
                 let got =
-                    match tokio::time::timeout(lim.upstream_timeout, up.read_buf(&mut buf)).await {
+                    match tokio::time::timeout(lim.upstream_timeout, up.read_buf(buf)).await {
                         Ok(r) => r?,
                         Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
                     };
