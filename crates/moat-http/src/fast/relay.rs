@@ -96,11 +96,13 @@ struct Loan(Option<Buffers>);
 
 impl Buffers {
     fn take() -> Loan {
-        let b = SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_else(|| Buffers {
-            req: Vec::with_capacity(1024),
-            buf: Vec::with_capacity(READ_CHUNK),
-            out: Vec::with_capacity(1024),
-        });
+        let b = SPARE
+            .with(|s| s.borrow_mut().pop())
+            .unwrap_or_else(|| Buffers {
+                req: Vec::with_capacity(1024),
+                buf: Vec::with_capacity(READ_CHUNK),
+                out: Vec::with_capacity(1024),
+            });
         Loan(Some(b))
     }
 }
@@ -278,11 +280,10 @@ where
             loop {
                 buf.clear();
                 buf.reserve(READ_CHUNK);
-                let got =
-                    match tokio::time::timeout(lim.upstream_timeout, up.read_buf(buf)).await {
-                        Ok(r) => r?,
-                        Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
-                    };
+                let got = match tokio::time::timeout(lim.upstream_timeout, up.read_buf(buf)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+                };
                 if got == 0 {
                     break;
                 }
