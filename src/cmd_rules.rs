@@ -152,6 +152,10 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<ExitCode> {
     let path = moat_http::request_view::normalize_path(uri.path());
     let secure = moat_http::request_view::secure_context(a.tls, &host);
     let shape = moat_proof::fingerprint::shape(false, &p.method, &p.headers, secure);
+    let fixed = moat_rules::FixedShape {
+        text: shape.text.clone(),
+        consistent: shape.consistent,
+    };
     let http_method = http::Method::from_bytes(p.method.as_bytes())
         .with_context(|| format!("`{}` is not an HTTP method", p.method))?;
     let req = moat_rules::Request {
@@ -170,8 +174,7 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<ExitCode> {
         proof: moat_rules::ProofFields {
             clearance: a.clearance,
             good_bot: a.good_bot,
-            fingerprint: &shape.text,
-            fingerprint_consistent: shape.consistent,
+            shape: &fixed,
         },
     };
     println!("fingerprint {}", shape.text);

@@ -49,7 +49,32 @@ pub struct Shield {
     needs_body: bool,
     /// Present when the policy uses the browser proof in any way.
     proof: Option<Arc<ProofService>>,
-    needs_fingerprint: bool,
+}
+
+/// The request's header-shape fingerprint, built the first time a rule reads it.
+struct LazyShape<'a> {
+    h2: bool,
+    method: &'a str,
+    headers: &'a http::HeaderMap,
+    secure: bool,
+    cell: std::sync::OnceLock<moat_proof::fingerprint::Shape>,
+}
+
+impl LazyShape<'_> {
+    fn get(&self) -> &moat_proof::fingerprint::Shape {
+        self.cell.get_or_init(|| {
+            moat_proof::fingerprint::shape(self.h2, self.method, self.headers, self.secure)
+        })
+    }
+}
+
+impl moat_rules::ShapeSource for LazyShape<'_> {
+    fn text(&self) -> &str {
+        &self.get().text
+    }
+    fn consistent(&self) -> bool {
+        self.get().consistent
+    }
 }
 
 /// What the policy made of a request.
@@ -122,11 +147,6 @@ impl Shield {
             metrics: Metrics::default(),
             tarpit: Arc::new(Semaphore::new(cfg.limits.tarpit_max_concurrent)),
             needs_body: cfg.policy.needs_body(),
-            needs_fingerprint: cfg
-                .policy
-                .rules
-                .iter()
-                .any(|r| r.expr.source().contains("moat.fingerprint")),
             proof,
             upstream_authority: forward::authority(&cfg.server.upstream).into(),
             addr_policy,
@@ -263,14 +283,13 @@ impl Shield {
             None => Standing::default(),
         };
         let secure = secure_context(ssl, &host);
-        let shape = self.needs_fingerprint.then(|| {
-            moat_proof::fingerprint::shape(
-                req.version == http::Version::HTTP_2,
-                req.method.as_str(),
-                &req.headers,
-                secure,
-            )
-        });
+        let shape = LazyShape {
+            h2: req.version == http::Version::HTTP_2,
+            method: req.method.as_str(),
+            headers: &req.headers,
+            secure,
+            cell: std::sync::OnceLock::new(),
+        };
         let view = moat_rules::Request {
             method: req.method.as_str(),
             uri: req.uri.path_and_query().map_or("/", |p| p.as_str()),
@@ -287,20 +306,22 @@ impl Shield {
             proof: moat_rules::ProofFields {
                 clearance: standing.clearance.is_some(),
                 good_bot: standing.good_bot,
-                fingerprint: shape.as_ref().map_or("", |s| s.text.as_str()),
-                fingerprint_consistent: shape.as_ref().is_none_or(|s| s.consistent),
+                shape: &shape,
             },
         };
         let policy = &self.cfg.policy;
         let mut hit: Option<Hit> = None;
         let mut skip_limits = false;
+        // Whether the path is exempt from the proof, worked out once for all the rules asking.
+        let mut exempt = None;
         for rule in &policy.rules {
             let challenge = matches!(rule.action, Action::Challenge { .. });
             let asks_proof = rule.require_clearance || challenge;
             // The challenge page offers the no-JS path itself, so its clearance counts there;
             // a write route that requires clearance accepts it only if the rule says so.
             let nojs_ok = rule.allow_nojs || challenge;
-            if asks_proof && self.passes_proof(&standing, nojs_ok, &req.method, &path) {
+            if asks_proof && self.passes_proof(&standing, nojs_ok, &req.method, &path, &mut exempt)
+            {
                 continue;
             }
             if !rule.expr.matches(&view) {
@@ -428,6 +449,7 @@ impl Shield {
         allow_nojs: bool,
         method: &Method,
         path: &str,
+        exempt: &mut Option<bool>,
     ) -> bool {
         let Some(p) = &self.proof else {
             return false;
@@ -436,7 +458,7 @@ impl Shield {
             || standing
                 .clearance
                 .is_some_and(|k| k == moat_proof::token::Kind::Work || allow_nojs)
-            || p.config().exempt(method, path)
+            || *exempt.get_or_insert_with(|| p.config().exempt(method, path))
     }
 
     /// Runs a terminal action.

@@ -144,7 +144,7 @@ fn leaf(c: &Cmp) -> Pred {
                 BoolField::Clearance => Arc::new(move |r| r.proof.clearance == want),
                 BoolField::GoodBot => Arc::new(move |r| r.proof.good_bot == want),
                 BoolField::FingerprintConsistent => {
-                    Arc::new(move |r| r.proof.fingerprint_consistent == want)
+                    Arc::new(move |r| r.proof.shape.consistent() == want)
                 }
             }
         }

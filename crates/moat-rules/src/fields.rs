@@ -110,7 +110,7 @@ impl StrField {
             StrField::UserAgent => f(first_header(req, &header::USER_AGENT)),
             StrField::Referer => f(first_header(req, &header::REFERER)),
             StrField::Cookie => cookie(req, f),
-            StrField::Fingerprint => f(req.proof.fingerprint.as_bytes()),
+            StrField::Fingerprint => f(req.proof.shape.text().as_bytes()),
             StrField::IpPrefix => {
                 let mut out = Inline {
                     buf: [0; 48],
@@ -133,7 +133,7 @@ impl BoolField {
             BoolField::Banned => req.banned,
             BoolField::Clearance => req.proof.clearance,
             BoolField::GoodBot => req.proof.good_bot,
-            BoolField::FingerprintConsistent => req.proof.fingerprint_consistent,
+            BoolField::FingerprintConsistent => req.proof.shape.consistent(),
         }
     }
 }

@@ -71,16 +71,75 @@ pub struct Request<'a> {
 
 /// The browser proof's view of a request (`moat.clearance`, `moat.good_bot`,
 /// `moat.fingerprint`, `moat.fingerprint.consistent`).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct ProofFields<'a> {
     /// A valid clearance cookie for this user agent and network.
     pub clearance: bool,
     /// A crawler verified by forward-confirmed reverse DNS.
     pub good_bot: bool,
-    /// The header-shape fingerprint.
-    pub fingerprint: &'a str,
-    /// The headers do not contradict the user agent.
-    pub fingerprint_consistent: bool,
+    /// The header-shape fingerprint and whether the headers agree with the user agent.
+    pub shape: &'a dyn ShapeSource,
+}
+
+impl Default for ProofFields<'_> {
+    fn default() -> Self {
+        ProofFields {
+            clearance: false,
+            good_bot: false,
+            shape: &NO_SHAPE,
+        }
+    }
+}
+
+impl std::fmt::Debug for ProofFields<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProofFields")
+            .field("clearance", &self.clearance)
+            .field("good_bot", &self.good_bot)
+            .field("fingerprint", &self.shape.text())
+            .field("fingerprint_consistent", &self.shape.consistent())
+            .finish()
+    }
+}
+
+/// Where the header-shape fingerprint comes from. The proxy computes it only when a rule
+/// first reads it: building it walks every header, and most requests never meet a rule that
+/// looks (the ghost preset's rules read it only on their write routes, after the path).
+pub trait ShapeSource: Sync {
+    /// The fingerprint text (`moat.fingerprint`).
+    fn text(&self) -> &str;
+    /// The headers do not contradict the user agent (`moat.fingerprint.consistent`).
+    fn consistent(&self) -> bool;
+}
+
+/// A fingerprint known up front.
+#[derive(Debug, Clone, Default)]
+pub struct FixedShape {
+    pub text: String,
+    pub consistent: bool,
+}
+
+impl ShapeSource for FixedShape {
+    fn text(&self) -> &str {
+        &self.text
+    }
+    fn consistent(&self) -> bool {
+        self.consistent
+    }
+}
+
+/// No proof ran: an empty fingerprint that contradicts nothing.
+struct NoShape;
+
+static NO_SHAPE: NoShape = NoShape;
+
+impl ShapeSource for NoShape {
+    fn text(&self) -> &str {
+        ""
+    }
+    fn consistent(&self) -> bool {
+        true
+    }
 }
 
 /// A compiled rule expression. Cheap to share across threads; evaluation takes `&self`.

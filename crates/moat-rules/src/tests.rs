@@ -219,8 +219,11 @@ fn proof_fields_read_what_the_proxy_found() {
     .unwrap();
     assert!(!e.matches(&r));
     r.proof.clearance = true;
-    r.proof.fingerprint_consistent = true;
-    r.proof.fingerprint = "1p12_alecsmd-o--_y_0011223344556677";
+    let shape = crate::FixedShape {
+        text: "1p12_alecsmd-o--_y_0011223344556677".into(),
+        consistent: true,
+    };
+    r.proof.shape = &shape;
     assert!(e.matches(&r));
     r.proof.good_bot = true;
     assert!(!e.matches(&r));

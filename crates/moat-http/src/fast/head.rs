@@ -77,7 +77,8 @@ fn eligible(
         return None; // absolute form, `*`: rare, and hyper knows them
     }
     let mut close = false;
-    let mut map = HeaderMap::with_capacity(req.headers.len());
+    // Room for the forwarding headers Moat adds, so the map is not rehashed to fit them.
+    let mut map = HeaderMap::with_capacity(req.headers.len() + 6);
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
         // A body, an upgrade or an expectation makes the request hyper's.

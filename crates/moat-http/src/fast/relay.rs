@@ -194,7 +194,7 @@ where
         out.clear();
         match exchange(
             &mut up,
-            &req,
+            req,
             buf,
             out,
             client,

@@ -145,7 +145,22 @@ pub async fn send<S: AsyncWrite + Unpin>(
     bytes: &[u8],
     timeout: Duration,
 ) -> std::io::Result<()> {
-    match tokio::time::timeout(timeout, io.write_all(bytes)).await {
+    // Nearly every write fits the socket buffer at once; only one that does not needs the
+    // clock read and the timer a timeout costs.
+    let mut io = std::pin::Pin::new(io);
+    let first = std::future::poll_fn(|cx| match io.as_mut().poll_write(cx, bytes) {
+        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await;
+    let rest = match first {
+        Some(Ok(0)) if !bytes.is_empty() => return Err(std::io::ErrorKind::WriteZero.into()),
+        Some(Ok(n)) if n == bytes.len() => return Ok(()),
+        Some(Ok(n)) => &bytes[n..],
+        Some(Err(e)) => return Err(e),
+        None => bytes,
+    };
+    match tokio::time::timeout(timeout, io.write_all(rest)).await {
         Ok(r) => r,
         Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
     }
