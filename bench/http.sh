@@ -38,6 +38,9 @@ error_log $work/logs/upstream-error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  # nginx closes a keep-alive connection after 1000 requests by default; the load generator
+  # does not reconnect, so every later request on it would fail and drop out of the latency.
+  keepalive_requests 1000000;
   server {
     listen 127.0.0.1:$UP;
     location / { return 200 "hello from the upstream\n"; }
@@ -52,7 +55,8 @@ error_log $work/logs/proxy-error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  upstream app { server 127.0.0.1:$UP; keepalive 256; }
+  keepalive_requests 1000000;
+  upstream app { server 127.0.0.1:$UP; keepalive 256; keepalive_requests 1000000; }
   server {
     listen 127.0.0.1:$NG;
     location / {
@@ -130,6 +134,8 @@ for name in direct nginx moat; do
   j=$("$LOADGEN" rate --url "http://127.0.0.1:$p/" --rate "$half" --seconds "$DUR" --connections "$CONNS")
   HP50[$name]=$(python3 -c 'import json,sys; print("%.3f" % json.loads(sys.argv[1])["p50_ms"])' "$j")
   HP99[$name]=$(python3 -c 'import json,sys; print("%.3f" % json.loads(sys.argv[1])["p99_ms"])' "$j")
+  errs=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["errors"])' "$j")
+  [[ $errs == 0 ]] || echo "warning: $errs failed requests on the $name path at the fixed rate" >&2
 done
 echo
 echo "wrk -t1 -c$CONNS -d${DUR}s (saturation), then a fixed $half req/s (half of nginx's saturation)"
