@@ -187,10 +187,14 @@ pub fn run(a: QuarantineArgs) -> anyhow::Result<ExitCode> {
                 Some(r) => (r, None),
                 None => match journal_find(&dir, |m, _| m.id == id)? {
                     Some((meta, data)) => (journaled_row(meta, &data), Some(data)),
-                    None => {
-                        eprintln!("no message {id}");
-                        return Ok(ExitCode::from(1));
-                    }
+                    // Indexed between the two reads, its journal segment removed meanwhile.
+                    None => match index::get(&db, &id)? {
+                        Some(r) => (r, None),
+                        None => {
+                            eprintln!("no message {id}");
+                            return Ok(ExitCode::from(1));
+                        }
+                    },
                 },
             };
             let indexed = journaled.is_none();

@@ -330,27 +330,24 @@ pub fn list(
     limit: usize,
 ) -> Result<Vec<index::MessageRow>, QuarantineError> {
     let index_err = |e| QuarantineError::Index(index_path(dir), e);
-    let mut rows = index::list(db, limit).map_err(index_err)?;
-    let mut seen: std::collections::HashSet<String> = rows.iter().map(|r| r.id.clone()).collect();
-    let mut journaled = Vec::new();
-    let mut failed = None;
+    // The journal first, then the index: a delivery leaves the journal only after its row was
+    // committed, so one that is gone from the journal when it is read is in the index read
+    // after it. The other order missed deliveries indexed between the two reads.
+    let mut in_journal = Vec::new();
     journal_find(dir, |m, data| {
-        if seen.contains(&m.id) {
-            return false;
-        }
-        match index::has_message(db, &m.id) {
-            Ok(false) => {
-                seen.insert(m.id.clone());
-                journaled.push(journaled_row(m.clone(), data));
-            }
-            Ok(true) => {}
-            Err(e) => failed = Some(e),
-        }
+        in_journal.push(journaled_row(m.clone(), data));
         false
     })
     .map_err(|e| QuarantineError::Io(journal::dir(dir), e))?;
-    if let Some(e) = failed {
-        return Err(index_err(e));
+    let mut rows = index::list(db, limit).map_err(index_err)?;
+    let mut seen: std::collections::HashSet<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let mut journaled = Vec::new();
+    for row in in_journal {
+        if seen.contains(&row.id) || index::has_message(db, &row.id).map_err(index_err)? {
+            continue;
+        }
+        seen.insert(row.id.clone());
+        journaled.push(row);
     }
     rows.extend(journaled);
     rows.sort_by(|a, b| (b.received_ms, &b.id).cmp(&(a.received_ms, &a.id)));
