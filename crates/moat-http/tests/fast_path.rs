@@ -99,6 +99,14 @@ async fn serve_scripted(mut s: TcpStream, heads: Arc<Mutex<Vec<String>>>) {
                     .await;
                 return; // closes a connection Moat may have pooled
             }
+            // A careless app that answers HEAD like GET, body and all, the body a little later.
+            "/head-with-body" => {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                s.write_all(b"oops!").await.is_ok()
+            }
             "/bad" => s
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")
                 .await
@@ -306,6 +314,37 @@ async fn every_response_framing_is_relayed_intact_on_one_connection() {
         matches!(n, Ok(0) | Err(_)),
         "connection still open after a close-delimited body"
     );
+    moat.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sent_after_a_head_response_never_reaches_the_next_request() {
+    let up = scripted().await;
+    let (moat, _dir) = moat_for(&up, |_| {}).await;
+    let addr = moat.http_addrs[0];
+    for i in 0..5 {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let mut buf = Vec::new();
+        c.write_all(b"HEAD /head-with-body HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, body) = read_response(&mut c, &mut buf, true).await.expect("HEAD");
+        assert!(
+            head.starts_with("HTTP/1.1 200 ") && body.is_empty(),
+            "{head}"
+        );
+        // Whichever pooled connection serves this, it must not hold the stray "oops!".
+        c.write_all(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, body) = read_response(&mut c, &mut buf, false).await.expect("GET");
+        assert!(head.starts_with("HTTP/1.1 200 "), "round {i}: {head}");
+        assert!(
+            body.starts_with(b"GET /next HTTP/1.1\r\n"),
+            "round {i}: {:?}",
+            String::from_utf8_lossy(&body)
+        );
+    }
     moat.shutdown().await;
 }
 

@@ -227,7 +227,12 @@ where
     match resp.framing {
         Framing::Empty => {
             respond::send(client, out, idle).await?;
-            if resp.reusable && body.is_empty() {
+            // After a HEAD the connection is not kept: an app that sends the body anyway
+            // (frameworks that answer HEAD as GET do) would have those bytes read as the next
+            // request's response when they come late, failing someone else's request. The
+            // check on taking a connection from the pool only sees bytes that already came.
+            // HEAD is rare; a new connection is cheap.
+            if resp.reusable && body.is_empty() && parts.method != Method::HEAD {
                 give_back(key, up);
             }
         }
