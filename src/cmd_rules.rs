@@ -153,7 +153,7 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<ExitCode> {
     let secure = moat_http::request_view::secure_context(a.tls, &host);
     let shape = moat_proof::fingerprint::shape(false, &p.method, &p.headers, secure);
     let fixed = moat_rules::FixedShape {
-        text: shape.text.clone(),
+        text: shape.text,
         consistent: shape.consistent,
     };
     let http_method = http::Method::from_bytes(p.method.as_bytes())
@@ -177,7 +177,7 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<ExitCode> {
             shape: &fixed,
         },
     };
-    println!("fingerprint {}", shape.text);
+    println!("fingerprint {}", fixed.text);
     let mut decided = None;
     for r in &cfg.policy.rules {
         let asks_proof = r.require_clearance || matches!(r.action, Action::Challenge { .. });

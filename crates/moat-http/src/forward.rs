@@ -19,14 +19,20 @@ const HOP_BY_HOP: [header::HeaderName; 6] = [
     header::TRAILER,
 ];
 
-/// Removes the hop-by-hop headers and those the Connection header names. Keep-Alive and
-/// Proxy-Connection are not standard names in `http`, so they go by string.
+/// Whether `name` (any case) is a hop-by-hop header by itself, whatever `Connection` names.
+/// Keep-Alive and Proxy-Connection are not standard names in `http`, so they go by string.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_str()))
+        || name.eq_ignore_ascii_case("keep-alive")
+        || name.eq_ignore_ascii_case("proxy-connection")
+}
+
+/// Removes the hop-by-hop headers and those the Connection header names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     // One pass first: most messages have none of these, and hashed removals cost more.
-    let hop = |k: &header::HeaderName| {
-        HOP_BY_HOP.contains(k) || k.as_str() == "keep-alive" || k.as_str() == "proxy-connection"
-    };
-    if !h.keys().any(hop) {
+    if !h.keys().any(|k| is_hop_by_hop(k.as_str())) {
         return;
     }
     let named: Vec<String> = h

@@ -31,10 +31,49 @@ const MAX_IDLE: usize = 512;
 /// race for the apps Moat is most often in front of.
 const MAX_IDLE_TIME: Duration = Duration::from_secs(4);
 
-type Idle = (SendRequest<ProxyBody>, tokio::time::Instant);
+/// One thread's idle upstream connections, per upstream, the most recently used at the back.
+/// Both this hyper pool and the fast path's raw pool (`crate::fast`) keep theirs in one.
+pub(crate) struct IdleConns<T> {
+    by_upstream: HashMap<Arc<str>, VecDeque<(T, tokio::time::Instant)>>,
+}
+
+impl<T> Default for IdleConns<T> {
+    fn default() -> Self {
+        IdleConns {
+            by_upstream: HashMap::new(),
+        }
+    }
+}
+
+impl<T> IdleConns<T> {
+    /// The most recently returned connection that is still fresh and `usable`; the others
+    /// met on the way are dropped.
+    pub(crate) fn take(&mut self, key: &str, usable: impl Fn(&T) -> bool) -> Option<T> {
+        let v = self.by_upstream.get_mut(key)?;
+        while let Some((c, since)) = v.pop_back() {
+            if since.elapsed() < MAX_IDLE_TIME && usable(&c) {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn` for reuse, unless `MAX_IDLE` are kept already.
+    pub(crate) fn put(&mut self, key: &Arc<str>, conn: T) {
+        let v = self.by_upstream.entry(key.clone()).or_default();
+        // The oldest are at the front: one look there per return keeps the list fresh
+        // without reading the clock for every idle connection.
+        while v.front().is_some_and(|(_, t)| t.elapsed() >= MAX_IDLE_TIME) {
+            v.pop_front();
+        }
+        if v.len() < MAX_IDLE {
+            v.push_back((conn, tokio::time::Instant::now()));
+        }
+    }
+}
 
 thread_local! {
-    static IDLE: RefCell<HashMap<String, VecDeque<Idle>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<IdleConns<SendRequest<ProxyBody>>> = RefCell::new(IdleConns::default());
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,35 +101,12 @@ impl Lease {
         if self.sender.is_closed() || !self.request_sent.load(Ordering::Acquire) {
             return;
         }
-        IDLE.with(|p| {
-            let mut p = p.borrow_mut();
-            let v = p.entry(self.key.to_string()).or_default();
-            // Oldest at the front: drop those past their idle time, then keep this one.
-            while v
-                .front()
-                .is_some_and(|(s, t)| s.is_closed() || t.elapsed() >= MAX_IDLE_TIME)
-            {
-                v.pop_front();
-            }
-            if v.len() < MAX_IDLE {
-                v.push_back((self.sender, tokio::time::Instant::now()));
-            }
-        });
+        IDLE.with(|p| p.borrow_mut().put(&self.key, self.sender));
     }
 }
 
 fn take_idle(key: &str) -> Option<SendRequest<ProxyBody>> {
-    IDLE.with(|p| {
-        let mut p = p.borrow_mut();
-        let v = p.get_mut(key)?;
-        // The most recently returned connection first; anything idle too long is dropped.
-        while let Some((s, since)) = v.pop_back() {
-            if !s.is_closed() && since.elapsed() < MAX_IDLE_TIME {
-                return Some(s);
-            }
-        }
-        None
-    })
+    IDLE.with(|p| p.borrow_mut().take(key, |s| !s.is_closed()))
 }
 
 async fn connect(authority: &str, timeout: Duration) -> Result<SendRequest<ProxyBody>, PoolError> {

@@ -145,6 +145,16 @@ fn header_of<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// Sends `METHOD path` on `c` and reads the response (the first one: an interim 103 is
+/// returned by itself).
+async fn ask(c: &mut TcpStream, buf: &mut Vec<u8>, method: &str, path: &str) -> (String, Vec<u8>) {
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.write_all(req.as_bytes()).await.unwrap();
+    read_response(c, buf, method == "HEAD")
+        .await
+        .unwrap_or_else(|| panic!("no response to {method} {path}"))
+}
+
 /// Reads more of a response into `buf`; false when the connection ended or stalled.
 async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
     let mut chunk = [0u8; 8192];
@@ -249,21 +259,13 @@ async fn every_response_framing_is_relayed_intact_on_one_connection() {
     let mut c = TcpStream::connect(addr).await.unwrap();
     let mut buf = Vec::new();
 
-    c.write_all(b"GET /chunked HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, body) = read_response(&mut c, &mut buf, false)
-        .await
-        .expect("chunked response");
+    let (head, body) = ask(&mut c, &mut buf, "GET", "/chunked").await;
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert_eq!(header_of(&head, "x-up"), Some("1"));
     assert_eq!(body, b"hello world");
 
     // The chunked body's end was found: the same connection serves the next request.
-    c.write_all(b"GET /hints HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, _) = read_response(&mut c, &mut buf, false).await.expect("103");
+    let (head, _) = ask(&mut c, &mut buf, "GET", "/hints").await;
     assert!(head.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{head}");
     assert!(head.contains("Link: </a.css>; rel=preload"));
     let (head, body) = read_response(&mut c, &mut buf, false)
@@ -272,21 +274,13 @@ async fn every_response_framing_is_relayed_intact_on_one_connection() {
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert_eq!(body, b"ok");
 
-    c.write_all(b"HEAD /echo HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, body) = read_response(&mut c, &mut buf, true).await.expect("HEAD");
+    let (head, body) = ask(&mut c, &mut buf, "HEAD", "/echo").await;
     assert!(
         head.starts_with("HTTP/1.1 200 OK\r\n") && body.is_empty(),
         "{head}"
     );
 
-    c.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
-    let (_, body) = read_response(&mut c, &mut buf, false)
-        .await
-        .expect("big body");
+    let (_, body) = ask(&mut c, &mut buf, "GET", "/big").await;
     assert!(
         body == pattern(300_000, 7),
         "a body larger than one read arrives intact (got {} bytes: {:?})",
@@ -295,12 +289,7 @@ async fn every_response_framing_is_relayed_intact_on_one_connection() {
     );
 
     // A body that ends when the upstream closes: relayed whole, then Moat closes too.
-    c.write_all(b"GET /close HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, body) = read_response(&mut c, &mut buf, false)
-        .await
-        .expect("close-delimited");
+    let (head, body) = ask(&mut c, &mut buf, "GET", "/close").await;
     assert!(
         head.to_ascii_lowercase().contains("connection: close"),
         "{head}"
@@ -325,19 +314,13 @@ async fn a_body_sent_after_a_head_response_never_reaches_the_next_request() {
     for i in 0..5 {
         let mut c = TcpStream::connect(addr).await.unwrap();
         let mut buf = Vec::new();
-        c.write_all(b"HEAD /head-with-body HTTP/1.1\r\nHost: t\r\n\r\n")
-            .await
-            .unwrap();
-        let (head, body) = read_response(&mut c, &mut buf, true).await.expect("HEAD");
+        let (head, body) = ask(&mut c, &mut buf, "HEAD", "/head-with-body").await;
         assert!(
             head.starts_with("HTTP/1.1 200 ") && body.is_empty(),
             "{head}"
         );
         // Whichever pooled connection serves this, it must not hold the stray "oops!".
-        c.write_all(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n")
-            .await
-            .unwrap();
-        let (head, body) = read_response(&mut c, &mut buf, false).await.expect("GET");
+        let (head, body) = ask(&mut c, &mut buf, "GET", "/next").await;
         assert!(head.starts_with("HTTP/1.1 200 "), "round {i}: {head}");
         assert!(
             body.starts_with(b"GET /next HTTP/1.1\r\n"),
@@ -400,17 +383,11 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced_unseen() {
     for i in 0..5 {
         let mut c = TcpStream::connect(addr).await.unwrap();
         let mut buf = Vec::new();
-        c.write_all(b"GET /bye HTTP/1.1\r\nHost: t\r\n\r\n")
-            .await
-            .unwrap();
-        let (head, body) = read_response(&mut c, &mut buf, false).await.expect("bye");
+        let (head, body) = ask(&mut c, &mut buf, "GET", "/bye").await;
         assert!(head.starts_with("HTTP/1.1 200 "), "round {i}: {head}");
         assert_eq!(body, b"bye");
         // The upstream closed the connection that answered; the next request must not fail.
-        c.write_all(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n")
-            .await
-            .unwrap();
-        let (head, _) = read_response(&mut c, &mut buf, false).await.expect("after");
+        let (head, _) = ask(&mut c, &mut buf, "GET", "/after").await;
         assert!(head.starts_with("HTTP/1.1 200 "), "round {i}: {head}");
     }
     assert!(up.heads.lock().unwrap().len() >= 10);
@@ -427,22 +404,11 @@ async fn upstream_failures_are_answered_502_and_504() {
     let addr = moat.http_addrs[0];
     let mut c = TcpStream::connect(addr).await.unwrap();
     let mut buf = Vec::new();
-    c.write_all(b"GET /bad HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, _) = read_response(&mut c, &mut buf, false).await.expect("502");
+    let (head, _) = ask(&mut c, &mut buf, "GET", "/bad").await;
     assert!(head.starts_with("HTTP/1.1 502 "), "{head}");
-    c.write_all(b"GET /silent HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, _) = read_response(&mut c, &mut buf, false).await.expect("504");
+    let (head, _) = ask(&mut c, &mut buf, "GET", "/silent").await;
     assert!(head.starts_with("HTTP/1.1 504 "), "{head}");
-    c.write_all(b"GET /fine HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, _) = read_response(&mut c, &mut buf, false)
-        .await
-        .expect("200 after errors");
+    let (head, _) = ask(&mut c, &mut buf, "GET", "/fine").await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
     moat.shutdown().await;
 

@@ -132,17 +132,6 @@ fn write_headers(h: &HeaderMap, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Response headers that describe only the upstream's hop; `Transfer-Encoding` is handled apart.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-authenticate",
-];
-
 /// How the body after a response head ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -266,8 +255,8 @@ pub fn parse_response(
     out.extend_from_slice(b"\r\n");
     for h in resp.headers.iter() {
         let n = h.name;
-        let hop = HOP_BY_HOP.iter().any(|x| n.eq_ignore_ascii_case(x))
-            || named.iter().any(|x| n.eq_ignore_ascii_case(x));
+        let hop =
+            crate::forward::is_hop_by_hop(n) || named.iter().any(|x| n.eq_ignore_ascii_case(x));
         let te = n.eq_ignore_ascii_case("transfer-encoding");
         // A chunked body goes out chunked; a body delimited by the close loses its codings'
         // header only if the client could misread it, which it cannot: the close ends it.

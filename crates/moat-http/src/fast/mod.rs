@@ -101,9 +101,7 @@ where
             Decision::Forward(f) => {
                 let p = shield.prepare_forward(f.parts, f.client, f.ssl, &f.host);
                 if p.passes_through() && f.learn.is_none() {
-                    relay::relay(shield, io, &p.parts, close)
-                        .await
-                        .map(|r| matches!(r, relay::Relayed::Close))
+                    relay::relay(shield, io, &p.parts, close).await
                 } else {
                     let resp = shield.send_forward(p, f.body, f.learn).await;
                     respond::write(io, resp, &method, close, lim.idle_timeout)

@@ -6,63 +6,36 @@
 use super::chunked::Chunked;
 use super::head::{self, Framing};
 use super::respond;
+use crate::pool::IdleConns;
 use crate::shield::{text, Shield};
 use http::request::Parts;
 use http::{Method, StatusCode};
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-/// Idle upstream connections kept per upstream and thread.
-const MAX_IDLE: usize = 512;
-/// Same reasoning as the hyper pool's (`crate::pool`): under Node's 5 s keep-alive timeout.
-const MAX_IDLE_TIME: Duration = Duration::from_secs(4);
 /// Read size for upstream responses.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Idle connections per upstream, the most recently used at the back.
-type Idle = HashMap<Arc<str>, VecDeque<(TcpStream, Instant)>>;
-
 thread_local! {
-    static IDLE: RefCell<Idle> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<IdleConns<TcpStream>> = RefCell::new(IdleConns::default());
 }
 
-fn take_idle(key: &Arc<str>) -> Option<TcpStream> {
+fn take_idle(key: &str) -> Option<TcpStream> {
     IDLE.with(|p| {
-        let mut p = p.borrow_mut();
-        let v = p.get_mut(key)?;
-        while let Some((s, since)) = v.pop_back() {
-            if since.elapsed() >= MAX_IDLE_TIME {
-                continue;
-            }
-            // A connection the upstream closed (or wrote to unasked) is readable: drop it.
+        p.borrow_mut().take(key, |s| {
+            // A connection the upstream closed (or wrote to unasked) is readable: not usable.
             let mut probe = [0u8; 1];
-            match s.try_read(&mut probe) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(s),
-                _ => continue,
-            }
-        }
-        None
+            matches!(s.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        })
     })
 }
 
 fn give_back(key: &Arc<str>, s: TcpStream) {
-    IDLE.with(|p| {
-        let mut p = p.borrow_mut();
-        let v = p.entry(key.clone()).or_default();
-        // The oldest are at the front: one look there per request keeps the pool fresh
-        // without reading the clock for every idle connection.
-        while v.front().is_some_and(|(_, t)| t.elapsed() >= MAX_IDLE_TIME) {
-            v.pop_front();
-        }
-        if v.len() < MAX_IDLE {
-            v.push_back((s, Instant::now()));
-        }
-    });
+    IDLE.with(|p| p.borrow_mut().put(key, s));
 }
 
 async fn connect(authority: &str, timeout: Duration) -> std::io::Result<TcpStream> {
@@ -136,14 +109,6 @@ impl Drop for Loan {
     }
 }
 
-/// How a relay ended for the client's connection.
-pub enum Relayed {
-    /// The response went out whole; the connection may serve another request.
-    KeepOpen,
-    /// The response went out but the connection must close (a close-delimited body).
-    Close,
-}
-
 /// What went wrong before the client saw a byte of the response: answered with 502 or 504.
 enum Failed {
     Timeout,
@@ -151,14 +116,15 @@ enum Failed {
 }
 
 /// Sends the request `parts` (already prepared) upstream and relays the response to `client`.
-/// `Err`: the client's connection must close now (the client went away, or the response was
-/// cut off after its head was sent).
+/// `Ok(true)`: the response went out whole but the client's connection must close after it
+/// (the client asked, or the body ended with the upstream's close). `Err`: it must close now
+/// (the client went away, or the response was cut off after its head was sent).
 pub async fn relay<C>(
     shield: &Shield,
     client: &mut C,
     parts: &Parts,
     client_close: bool,
-) -> std::io::Result<Relayed>
+) -> std::io::Result<bool>
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
@@ -201,6 +167,7 @@ where
             &parts.method,
             client_close,
             deadline,
+            lim.idle_timeout,
         )
         .await
         {
@@ -243,12 +210,12 @@ where
             let extra = body.len() > first;
             let mut left = n - first as u64;
             while left > 0 {
-                let got = read_some(&mut up, buf, deadline_from(lim.upstream_timeout)).await?;
+                let got = read_body(&mut up, buf, lim.upstream_timeout).await?;
                 let take = (got as u64).min(left) as usize;
                 respond::send(client, &buf[..take], idle).await?;
                 left -= take as u64;
                 if got > take {
-                    return Ok(closing(resp.close_client)); // the upstream sent more than it said
+                    return Ok(resp.close_client); // the upstream sent more than it said
                 }
             }
             if resp.reusable && !extra {
@@ -264,12 +231,12 @@ where
             out.extend_from_slice(&body[..end]);
             respond::send(client, out, idle).await?;
             while !chunks.done() {
-                let got = read_some(&mut up, buf, deadline_from(lim.upstream_timeout)).await?;
+                let got = read_body(&mut up, buf, lim.upstream_timeout).await?;
                 match chunks.feed(&buf[..got]).map_err(std::io::Error::other)? {
                     Some(end) => {
                         respond::send(client, &buf[..end], idle).await?;
                         if end < got {
-                            return Ok(closing(resp.close_client));
+                            return Ok(resp.close_client);
                         }
                     }
                     None => respond::send(client, &buf[..got], idle).await?,
@@ -283,56 +250,47 @@ where
             out.extend_from_slice(body);
             respond::send(client, out, idle).await?;
             loop {
-                buf.clear();
-                buf.reserve(READ_CHUNK);
-                let got = match tokio::time::timeout(lim.upstream_timeout, up.read_buf(buf)).await {
-                    Ok(r) => r?,
-                    Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
-                };
+                let got = read_more(&mut up, buf, lim.upstream_timeout).await?;
                 if got == 0 {
                     break;
                 }
                 respond::send(client, &buf[..got], idle).await?;
             }
             let _ = client.shutdown().await;
-            return Ok(Relayed::Close);
+            return Ok(true);
         }
     }
-    Ok(closing(resp.close_client))
+    Ok(resp.close_client)
 }
 
-fn closing(close: bool) -> Relayed {
-    if close {
-        Relayed::Close
-    } else {
-        Relayed::KeepOpen
-    }
-}
-
-fn deadline_from(t: Duration) -> Instant {
-    Instant::now() + t
-}
-
-/// Reads the next bytes of a response body into `buf` (replacing what it held); EOF before
-/// the body ended is an error.
-async fn read_some(
+/// Reads the next bytes of a response body into `buf`, replacing what it held; 0 at the
+/// upstream's close.
+async fn read_more(
     up: &mut TcpStream,
     buf: &mut Vec<u8>,
-    deadline: Instant,
+    timeout: Duration,
 ) -> std::io::Result<usize> {
     buf.clear();
     buf.reserve(READ_CHUNK);
-    let n = match tokio::time::timeout_at(deadline, up.read_buf(buf)).await {
-        Ok(r) => r?,
-        Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
-    };
-    if n == 0 {
-        return Err(std::io::Error::new(
+    match tokio::time::timeout(timeout, up.read_buf(buf)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// [`read_more`] where the framing says more must come: the upstream's close is an error.
+async fn read_body(
+    up: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+) -> std::io::Result<usize> {
+    match read_more(up, buf, timeout).await? {
+        0 => Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "the upstream closed the connection mid-body",
-        ));
+        )),
+        n => Ok(n),
     }
-    Ok(n)
 }
 
 enum Exchange {
@@ -356,6 +314,7 @@ async fn exchange<C: AsyncWrite + Unpin>(
     method: &Method,
     client_close: bool,
     deadline: Instant,
+    idle: Duration,
 ) -> Result<head::ResponseHead, Exchange> {
     if up.write_all(req).await.is_err() {
         return Err(Exchange::Stale);
@@ -376,7 +335,7 @@ async fn exchange<C: AsyncWrite + Unpin>(
             match head::parse_response(buf, method, client_close, out) {
                 Ok(None) => break,
                 Ok(Some(h)) if h.interim => {
-                    respond::send(client, out, Duration::from_secs(30))
+                    respond::send(client, out, idle)
                         .await
                         .map_err(Exchange::Client)?;
                     buf.drain(..h.len);
@@ -395,7 +354,7 @@ async fn fail<C: AsyncWrite + Unpin>(
     parts: &Parts,
     client_close: bool,
     why: Failed,
-) -> std::io::Result<Relayed> {
+) -> std::io::Result<bool> {
     shield.note_upstream_error();
     let resp = match why {
         Failed::Timeout => text(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n"),
@@ -406,5 +365,5 @@ async fn fail<C: AsyncWrite + Unpin>(
     };
     let idle = shield.cfg.limits.idle_timeout;
     respond::write(client, resp, &parts.method, client_close, idle).await?;
-    Ok(closing(client_close))
+    Ok(client_close)
 }

@@ -15,8 +15,15 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 /// Bodies up to this size (and of a known length) go out with their head in one write.
 const SINGLE_WRITE: u64 = 64 * 1024;
 
+/// Statuses that never carry a body, whatever the request.
+fn bodyless(status: StatusCode) -> bool {
+    status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+}
+
 /// Encodes the status line and headers. `length`: the body's exact size, if known.
-pub fn head(
+fn head(
     status: StatusCode,
     headers: &HeaderMap,
     length: Option<u64>,
@@ -42,10 +49,7 @@ pub fn head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let bodyless = status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    if !bodyless {
+    if !bodyless(status) {
         match length {
             Some(n) => {
                 out.extend_from_slice(b"content-length: ");
@@ -99,11 +103,7 @@ pub async fn write<S: AsyncWrite + Unpin>(
     let exact = body.size_hint().exact();
     let mut out = Vec::with_capacity(512);
     head(parts.status, &parts.headers, exact, close, &mut out);
-    let bodyless = *method == Method::HEAD
-        || parts.status.is_informational()
-        || parts.status == StatusCode::NO_CONTENT
-        || parts.status == StatusCode::NOT_MODIFIED;
-    if bodyless {
+    if *method == Method::HEAD || bodyless(parts.status) {
         return send(io, &out, timeout).await;
     }
     let chunked = exact.is_none();
