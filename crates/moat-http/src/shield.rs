@@ -47,6 +47,8 @@ pub struct Shield {
     upstream_authority: Arc<str>,
     acme_tokens: Option<Http01Tokens>,
     needs_body: bool,
+    /// The rules' guards by field, so a request evaluates only the rules it might match.
+    rule_filter: moat_rules::Prefilter,
     /// Present when the policy uses the browser proof in any way.
     proof: Option<Arc<ProofService>>,
 }
@@ -147,6 +149,7 @@ impl Shield {
             metrics: Metrics::default(),
             tarpit: Arc::new(Semaphore::new(cfg.limits.tarpit_max_concurrent)),
             needs_body: cfg.policy.needs_body(),
+            rule_filter: moat_rules::Prefilter::new(cfg.policy.rules.iter().map(|r| &*r.expr)),
             proof,
             upstream_authority: forward::authority(&cfg.server.upstream).into(),
             addr_policy,
@@ -314,7 +317,8 @@ impl Shield {
         let mut skip_limits = false;
         // Whether the path is exempt from the proof, worked out once for all the rules asking.
         let mut exempt = None;
-        for rule in &policy.rules {
+        let candidates = self.rule_filter.candidates(&view);
+        for rule in candidates.iter().map(|i| &policy.rules[i]) {
             let challenge = matches!(rule.action, Action::Challenge { .. });
             let asks_proof = rule.require_clearance || challenge;
             // The challenge page offers the no-JS path itself, so its clearance counts there;

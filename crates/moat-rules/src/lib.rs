@@ -27,6 +27,7 @@
 //! - `ip.src` matches IPv4-mapped IPv6 clients (`::ffff:10.0.0.1`) against IPv4 networks.
 
 mod ast;
+mod bitset;
 mod closures;
 mod compile;
 mod error;
@@ -37,9 +38,12 @@ mod lexer;
 mod operand;
 mod parser;
 mod pattern;
+mod prefilter;
 mod wildcard;
 
+pub use bitset::Candidates;
 pub use error::ParseError;
+pub use prefilter::Prefilter;
 
 use std::net::IpAddr;
 
