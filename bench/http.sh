@@ -3,8 +3,10 @@
 #   direct  -> upstream (nginx serving a static 200)
 #   nginx   -> proxy_pass with an upstream keep-alive pool -> upstream
 #   moat    -> ghost preset + 100 extra rules -> upstream
-# wrk measures saturation throughput; moat-loadgen then measures p99 at half of nginx's
-# saturation rate (a fixed-rate run, which wrk cannot do). Prints the Moat/nginx ratios.
+# wrk measures saturation throughput (nginx and Moat twice each, in the order nginx, Moat, Moat,
+# nginx, so a steady drift of this shared machine hits both alike); moat-loadgen then measures
+# p99 at half of nginx's saturation rate (a fixed-rate run, which wrk cannot do). Prints the
+# Moat/nginx ratios.
 # Then, for the browser proof (issue 3), an 8 KiB HTML page through two Moat instances with the
 # same policy, one injecting the page script and one not, and their ratio.
 # Everything listens on 127.0.0.1; every load run is bounded in time.
@@ -115,18 +117,31 @@ pids_of() {
 }
 HZ=$(getconf CLK_TCK)
 declare -A RPS P50 P99 CPU
-for name in direct nginx moat; do
+# One saturation run of a path; adds its figures to the path's running sums.
+measure() {
+  local name=$1 p pids t0 t1 out total
   case $name in direct) p=$UP;; nginx) p=$NG;; moat) p=$MO;; esac
-  pids=$(pids_of $name)
+  pids=$(pids_of "$name")
   t0=$(ticks $pids)
   out=$(run_wrk $p)
   t1=$(ticks $pids)
   total=$(awk '/requests in/ {print $1}' <<<"$out")
-  CPU[$name]=$(awk -v t=$((t1 - t0)) -v n="$total" -v hz="$HZ" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
-  RPS[$name]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  P50[$name]=$(awk '$1=="50%" {print $2}' <<<"$out")
-  P99[$name]=$(awk '$1=="99%" {print $2}' <<<"$out")
+  CPU[$name]=$(awk -v s="${CPU[$name]:-0}" -v t=$((t1 - t0)) -v n="$total" -v hz="$HZ" 'BEGIN {print s + t / hz * 1e6 / n}')
+  RPS[$name]=$(awk -v s="${RPS[$name]:-0}" -v r="$(awk '/Requests\/sec/ {print $2}' <<<"$out")" 'BEGIN {print s + r}')
+  P50[$name]=$(awk -v s="${P50[$name]:-0}" -v l="$(awk '$1=="50%" {print $2}' <<<"$out")" 'BEGIN {print s + ms(l)} function ms(x) {return x ~ /us$/ ? x / 1000 : x ~ /ms$/ ? x + 0 : x * 1000}')
+  P99[$name]=$(awk -v s="${P99[$name]:-0}" -v l="$(awk '$1=="99%" {print $2}' <<<"$out")" 'BEGIN {print s + ms(l)} function ms(x) {return x ~ /us$/ ? x / 1000 : x ~ /ms$/ ? x + 0 : x * 1000}')
+}
+# nginx and Moat in the order nginx, Moat, Moat, nginx, and each figure the mean of its two runs:
+# the machine drifts over a run of the script, and this order cancels a steady drift.
+measure direct
+for name in nginx moat moat nginx; do measure $name; done
+for name in nginx moat; do
+  for v in RPS P50 P99 CPU; do
+    declare -n a=$v
+    a[$name]=$(awk -v s="${a[$name]}" 'BEGIN {print s / 2}')
+  done
 done
+unset -n a
 half=$(awk -v r="${RPS[nginx]}" 'BEGIN {printf "%d", r/2}')
 declare -A HP50 HP99
 for name in direct nginx moat; do
@@ -139,9 +154,10 @@ for name in direct nginx moat; do
 done
 echo
 echo "wrk -t1 -c$CONNS -d${DUR}s (saturation), then a fixed $half req/s (half of nginx's saturation)"
-printf '%-8s %12s %10s %10s %14s %14s %16s\n' path "req/s" "wrk p50" "wrk p99" "p50@half ms" "p99@half ms" "CPU us/request"
+echo "(nginx and moat: the mean of two saturation runs each, in the order nginx, moat, moat, nginx)"
+printf '%-8s %12s %12s %12s %14s %14s %16s\n' path "req/s" "wrk p50 ms" "wrk p99 ms" "p50@half ms" "p99@half ms" "CPU us/request"
 for name in direct nginx moat; do
-  printf '%-8s %12s %10s %10s %14s %14s %16s\n' $name "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${HP50[$name]}" "${HP99[$name]}" "${CPU[$name]}"
+  printf '%-8s %12.0f %12.3f %12.3f %14s %14s %16.1f\n' $name "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${HP50[$name]}" "${HP99[$name]}" "${CPU[$name]}"
 done
 echo "(CPU us/request: the serving processes only; for direct that is the upstream itself)"
 awk -v m="${RPS[moat]}" -v n="${RPS[nginx]}" 'BEGIN {printf "\nMoat/nginx throughput ratio: %.2fx\n", m/n}'

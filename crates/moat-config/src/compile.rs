@@ -354,7 +354,16 @@ fn server(r: &RawServer, s: &mut Sink, ov: &Overrides, mail: bool) -> Server {
             lens.v6 = *v.get_ref();
         }
     }
+    let workers = r.workers.as_ref().and_then(|w| {
+        if (1..=1024).contains(w.get_ref()) {
+            Some(*w.get_ref())
+        } else {
+            s.at(w.span(), "server.workers", "must be between 1 and 1024");
+            None
+        }
+    });
     Server {
+        workers,
         listen,
         upstream,
         state_dir: PathBuf::from(state_dir),

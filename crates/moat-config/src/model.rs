@@ -265,6 +265,8 @@ pub struct Server {
     pub client_ip_headers: Vec<ClientIpHeader>,
     pub proxy_protocol: bool,
     pub prefix_lens: PrefixLens,
+    /// Serving threads; `None` leaves it to Moat (half the cores, at least one).
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Clone)]

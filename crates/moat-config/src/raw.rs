@@ -71,6 +71,8 @@ pub struct RawServer {
     pub proxy_protocol: bool,
     pub prefix_v4: Option<S<u8>>,
     pub prefix_v6: Option<S<u8>>,
+    /// Serving threads; absent means half the cores.
+    pub workers: Option<S<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

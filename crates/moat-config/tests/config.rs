@@ -158,3 +158,16 @@ fn structural_errors_in_several_tables_are_all_reported() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn workers_are_optional_and_bounded() {
+    let f = write("[server]\nupstream = \"http://127.0.0.1:1\"\nworkers = 3\n");
+    let cfg = load(Some(f.path()), &Overrides::default()).unwrap();
+    assert_eq!(cfg.server.workers, Some(3));
+    let f = write("[server]\nupstream = \"http://127.0.0.1:1\"\n");
+    let cfg = load(Some(f.path()), &Overrides::default()).unwrap();
+    assert_eq!(cfg.server.workers, None);
+    let errs = errors("[server]\nupstream = \"http://127.0.0.1:1\"\nworkers = 0\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("3:server.workers:"), "{errs:?}");
+}
