@@ -18,14 +18,13 @@ use super::{
     analyse, files, index, intake::Pending, journal, syncer, Login, Meta, QuarantineConfig,
     QuarantineError, Stats,
 };
-use pace::{gather, Pace};
+use pace::{gather, Hold, Pace};
 use recovery::move_aside;
 use rusqlite::{params, Connection};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// The jobs of both quarantine threads: sessions send `Store`, `Login` and `Flush` to intake,
@@ -66,7 +65,7 @@ pub struct Journaled {
 }
 
 /// Most jobs taken into one group commit.
-const MAX_BATCH: usize = 4096;
+const MAX_BATCH: usize = 65536;
 
 /// Where a delivery's content comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,10 +205,8 @@ impl Writer {
         self.syncer = syncer::spawn(self.cfg.dir.clone(), me);
         self.analyse_pending();
         let mut pace = Pace::new();
-        let mut last_commit = Instant::now();
         while let Some(job) = rx.blocking_recv() {
-            let batch = gather(&mut rx, job, last_commit, pace.busy);
-            last_commit = Instant::now();
+            let batch = gather(&mut rx, job, pace.busy, Hold::DEFAULT);
             pace.committed(batch.len());
             self.commit(batch);
             self.enforce_quota();
