@@ -39,6 +39,7 @@ fn rules() -> Vec<Expr> {
         r#"any(lower(http.request.headers["x-test"][*]) contains "yes")"#.into(),
         r#"http.request.uri contains "?id=" and http.host eq "shop.example""#.into(),
         r#"http.cookie contains "session=""#.into(),
+        r#"http.user_agent contains "" and http.request.method eq "HEAD""#.into(),
     ];
     for i in 0..80 {
         src.push(match i % 4 {
@@ -190,7 +191,7 @@ fn every_matching_rule_is_a_candidate() {
 #[test]
 fn a_plain_get_leaves_nothing_to_evaluate() {
     // The bench's policy shape: exact paths, POST routes, user-agent words, address blocks.
-    let rules: Vec<Expr> = rules().split_off(30);
+    let rules: Vec<Expr> = rules().split_off(31);
     let pre = Prefilter::new(&rules);
     let r = plain("GET", "/", "Mozilla/5.0 Chrome/126", "127.0.0.1");
     assert!(pre.candidates(&r.view()).is_empty());
