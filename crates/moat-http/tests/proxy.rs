@@ -586,3 +586,46 @@ async fn slow_loris_connections_are_cut() {
     );
     e.moat.shutdown().await;
 }
+
+/// Issue 2: `server.workers` sets the serving threads (the default, half the cores, is one on a
+/// two-core machine); connections are spread over them, each worker relays over its own
+/// upstream pool, and every request on every keep-alive connection is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_workers_share_the_connections() {
+    let e = env("", |c| c.server.workers = Some(3)).await;
+    let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n == "moat-http-2"), "{names:?}");
+    let mut clients = Vec::new();
+    for c in 0..9 {
+        let addr = e.addr;
+        clients.push(tokio::spawn(async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            for i in 0..3 {
+                let req = request("GET", &format!("/w{c}-{i}"), &[], b"");
+                let resp = tokio::time::timeout(STEP, sender.send_request(req))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(resp.status(), StatusCode::OK);
+                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                assert_eq!(&body[..], b"upstream ok");
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    for c in 0..9 {
+        for i in 0..3 {
+            assert_eq!(e.up.with_path(&format!("/w{c}-{i}")).len(), 1, "/w{c}-{i}");
+        }
+    }
+}
