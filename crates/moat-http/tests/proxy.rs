@@ -593,12 +593,19 @@ async fn slow_loris_connections_are_cut() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configured_workers_share_the_connections() {
     let e = env("", |c| c.server.workers = Some(3)).await;
-    let names: Vec<String> = std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_string())
-        .collect();
-    assert!(names.iter().any(|n| n == "moat-http-2"), "{names:?}");
+    // A thread names itself once it runs, which may be just after `start` returned.
+    let names = || -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim().to_string())
+            .collect()
+    };
+    let deadline = Instant::now() + STEP;
+    while !names().iter().any(|n| n == "moat-http-2") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(names().iter().any(|n| n == "moat-http-2"), "{:?}", names());
     let mut clients = Vec::new();
     for c in 0..9 {
         let addr = e.addr;
