@@ -143,12 +143,17 @@ for name in nginx moat; do
 done
 unset -n a
 half=$(awk -v r="${RPS[nginx]}" 'BEGIN {printf "%d", r/2}')
-declare -A HP50 HP99
+declare -A HP50 HP99 WORST
 for name in direct nginx moat; do
   case $name in direct) p=$UP;; nginx) p=$NG;; moat) p=$MO;; esac
   j=$("$LOADGEN" rate --url "http://127.0.0.1:$p/" --rate "$half" --seconds "$DUR" --connections "$CONNS")
   HP50[$name]=$(python3 -c 'import json,sys; print("%.3f" % json.loads(sys.argv[1])["p50_ms"])' "$j")
   HP99[$name]=$(python3 -c 'import json,sys; print("%.3f" % json.loads(sys.argv[1])["p99_ms"])' "$j")
+  WORST[$name]=$(python3 -c '
+import json, sys
+s = json.loads(sys.argv[1])["per_second"]
+i = max(range(len(s)), key=lambda k: s[k]["p99_ms"])
+print("%.1f ms (second %d)" % (s[i]["p99_ms"], i))' "$j")
   errs=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["errors"])' "$j")
   [[ $errs == 0 ]] || echo "warning: $errs failed requests on the $name path at the fixed rate" >&2
 done
@@ -160,6 +165,7 @@ for name in direct nginx moat; do
   printf '%-8s %12.0f %12.3f %12.3f %14s %14s %16.1f\n' $name "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${HP50[$name]}" "${HP99[$name]}" "${CPU[$name]}"
 done
 echo "(CPU us/request: the serving processes only; for direct that is the upstream itself)"
+echo "worst one-second p99 at half load: direct ${WORST[direct]}, nginx ${WORST[nginx]}, moat ${WORST[moat]}"
 awk -v m="${RPS[moat]}" -v n="${RPS[nginx]}" 'BEGIN {printf "\nMoat/nginx throughput ratio: %.2fx\n", m/n}'
 awk -v m="${HP99[moat]}" -v d="${HP99[direct]}" 'BEGIN {printf "Moat p99 added over direct at half saturation: %.3f ms\n", m-d}'
 

@@ -1,6 +1,7 @@
 //! Load for Moat's benchmarks, in two modes:
-//! - `rate`: a fixed request rate over keep-alive connections, reporting p50/p99 latency (wrk
-//!   measures throughput; this measures latency at a chosen load, which wrk cannot);
+//! - `rate`: a fixed request rate over keep-alive connections, reporting p50/p99 latency, also
+//!   per second (wrk measures throughput; this measures latency at a chosen load, which wrk
+//!   cannot);
 //! - `flood`: requests from random IPv6 client addresses (sent as X-Forwarded-For to a Moat that
 //!   trusts loopback, since only ::1 is bindable) next to a trickle of legitimate requests whose
 //!   latency is measured, while sampling the Moat process's RSS;
@@ -182,7 +183,10 @@ async fn main() -> anyhow::Result<()> {
                             Err(_) => false,
                         };
                         if ok {
-                            lat.push(due.elapsed())
+                            lat.push((
+                                due.saturating_duration_since(start).as_secs(),
+                                due.elapsed(),
+                            ))
                         } else {
                             errors += 1
                         }
@@ -191,16 +195,31 @@ async fn main() -> anyhow::Result<()> {
                 }));
             }
             let mut v = Vec::new();
+            let mut by_second: Vec<Vec<Duration>> = Vec::new();
             let mut errors = 0;
             for t in tasks {
                 if let Ok((l, e)) = t.await {
-                    v.extend(l);
+                    for (s, d) in l {
+                        let s = s as usize;
+                        if by_second.len() <= s {
+                            by_second.resize_with(s + 1, Vec::new);
+                        }
+                        by_second[s].push(d);
+                        v.push(d);
+                    }
                     errors += e;
                 }
             }
+            // Each second's p99 and max (by when requests were due), to tell a stall of a few
+            // hundred milliseconds from a tail spread over the run.
+            let seconds: Vec<_> = by_second
+                .iter_mut()
+                .map(|d| serde_json::json!({"p99_ms": pct(d, 0.99), "max_ms": pct(d, 1.0)}))
+                .collect();
             let out = serde_json::json!({
                 "rate": rate, "sent": v.len() as u64 + errors, "errors": errors,
                 "p50_ms": pct(&mut v, 0.50), "p99_ms": pct(&mut v, 0.99), "max_ms": pct(&mut v, 1.0),
+                "per_second": seconds,
             });
             println!("{out}");
         }
