@@ -117,6 +117,11 @@ pids_of() {
 }
 HZ=$(getconf CLK_TCK)
 declare -A RPS P50 P99 CPU
+# A percentile of wrk's latency distribution (`50%`, `99%`) in milliseconds; wrk prints it
+# with a unit (us, ms or s).
+wrk_ms() {
+  awk -v p="$1" '$1 == p {x = $2; print x ~ /us$/ ? x / 1000 : x ~ /ms$/ ? x + 0 : x * 1000}' <<<"$2"
+}
 # One saturation run of a path; adds its figures to the path's running sums.
 measure() {
   local name=$1 p pids t0 t1 out total
@@ -128,8 +133,8 @@ measure() {
   total=$(awk '/requests in/ {print $1}' <<<"$out")
   CPU[$name]=$(awk -v s="${CPU[$name]:-0}" -v t=$((t1 - t0)) -v n="$total" -v hz="$HZ" 'BEGIN {print s + t / hz * 1e6 / n}')
   RPS[$name]=$(awk -v s="${RPS[$name]:-0}" -v r="$(awk '/Requests\/sec/ {print $2}' <<<"$out")" 'BEGIN {print s + r}')
-  P50[$name]=$(awk -v s="${P50[$name]:-0}" -v l="$(awk '$1=="50%" {print $2}' <<<"$out")" 'BEGIN {print s + ms(l)} function ms(x) {return x ~ /us$/ ? x / 1000 : x ~ /ms$/ ? x + 0 : x * 1000}')
-  P99[$name]=$(awk -v s="${P99[$name]:-0}" -v l="$(awk '$1=="99%" {print $2}' <<<"$out")" 'BEGIN {print s + ms(l)} function ms(x) {return x ~ /us$/ ? x / 1000 : x ~ /ms$/ ? x + 0 : x * 1000}')
+  P50[$name]=$(awk -v s="${P50[$name]:-0}" -v l="$(wrk_ms 50% "$out")" 'BEGIN {print s + l}')
+  P99[$name]=$(awk -v s="${P99[$name]:-0}" -v l="$(wrk_ms 99% "$out")" 'BEGIN {print s + l}')
 }
 # nginx and Moat in the order nginx, Moat, Moat, nginx, and each figure the mean of its two runs:
 # the machine drifts over a run of the script, and this order cancels a steady drift.

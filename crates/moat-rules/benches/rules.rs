@@ -171,13 +171,22 @@ fn parsed() -> Vec<Expr> {
         .collect()
 }
 
-#[divan::bench]
-fn hundred_rules(bencher: divan::Bencher) {
+/// The 100 rules and a browser request, which a sane rule set lets through: checked, so that no
+/// bench measures an early exit.
+fn fixture() -> (Vec<Expr>, Browser) {
     let rules = parsed();
     let browser = Browser::new();
+    assert_eq!(
+        rules.iter().filter(|r| r.matches(&browser.req())).count(),
+        0
+    );
+    (rules, browser)
+}
+
+#[divan::bench]
+fn hundred_rules(bencher: divan::Bencher) {
+    let (rules, browser) = fixture();
     let req = browser.req();
-    // A browser request should pass a sane rule set; guards against benchmarking an early exit.
-    assert_eq!(rules.iter().filter(|r| r.matches(&req)).count(), 0);
     bencher.bench_local(|| {
         let req = black_box(&req);
         let mut hits = 0u32;
@@ -192,11 +201,9 @@ fn hundred_rules(bencher: divan::Bencher) {
 /// a field) the request passes are evaluated.
 #[divan::bench]
 fn hundred_rules_prefiltered(bencher: divan::Bencher) {
-    let rules = parsed();
+    let (rules, browser) = fixture();
     let pre = Prefilter::new(&rules);
-    let browser = Browser::new();
     let req = browser.req();
-    assert_eq!(rules.iter().filter(|r| r.matches(&req)).count(), 0);
     bencher.bench_local(|| {
         let req = black_box(&req);
         let mut hits = 0u32;

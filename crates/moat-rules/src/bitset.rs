@@ -81,11 +81,6 @@ impl Candidates {
         i < self.rules && w.is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
-    /// How many rules are left to evaluate.
-    pub fn len(&self) -> usize {
-        self.iter().count()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.iter().next().is_none()
     }
