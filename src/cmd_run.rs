@@ -90,7 +90,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             .trap
             .as_ref()
             .map(|t| t.quarantine_dir.clone())
-            .or_else(|| cfg.mail.as_ref().and_then(|m| m.capture_listen.map(|_| m.quarantine_dir.clone())));
+            .or_else(|| {
+                cfg.mail.as_ref().and_then(|m| {
+                    (m.capture_listen.is_some() || m.milter_listen.is_some()).then(|| m.quarantine_dir.clone())
+                })
+            });
         let reports = match (&cfg.report, qdir) {
             (Some(r), Some(q)) => {
                 let feed = crate::reporting::ReportFeed::open(&cfg.server.state_dir, &q, r.clone())
@@ -132,9 +136,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 .shield
                 .metrics
                 .add_source(Box::new(move || shield.stats.metrics()));
+            if let Some(s) = m.milter_stats.clone() {
+                running.shield.metrics.add_source(Box::new(move || s.metrics()));
+            }
             tracing::info!(
                 policy = ?m.policy_addr, policy_socket = ?m.policy_socket,
-                auth_policy = ?m.auth_policy_addr, capture = ?m.capture_addr,
+                auth_policy = ?m.auth_policy_addr, capture = ?m.capture_addr, milter = ?m.milter_addr,
                 honey_passwd = %m.shield.honey_path().display(),
                 dovecot_header = "auth_policy_server_api_header = Authorization: Bearer <state_dir/mail-policy.token or mail.auth_policy_token>",
                 "mail shield is running"

@@ -51,12 +51,33 @@ pub(crate) fn mail(r: &RawMail, s: &mut Sink, state_dir: &Path) -> Mail {
     };
     let auth_policy_listen = listen(&r.auth_policy_listen, "mail.auth_policy_listen");
     let capture_listen = listen(&r.capture_listen, "mail.capture_listen");
-    if policy_listen.is_none() && policy_socket.is_none() && auth_policy_listen.is_none() {
+    let milter_listen = listen(&r.milter_listen, "mail.milter_listen");
+    if policy_listen.is_none()
+        && policy_socket.is_none()
+        && auth_policy_listen.is_none()
+        && milter_listen.is_none()
+    {
         s.nowhere(
             "mail",
-            "set policy_listen (Postfix) and/or auth_policy_listen (Dovecot)",
+            "set milter_listen or policy_listen (Postfix) and/or auth_policy_listen (Dovecot)",
         );
     }
+    let dsn_relay = match &r.dsn_relay {
+        None if milter_listen.is_some() => Some(SocketAddr::from(([127, 0, 0, 1], 25))),
+        None => None,
+        Some(v) if v.get_ref().is_empty() => None,
+        Some(v) => addr(v.get_ref(), Some(v.span()), "mail.dsn_relay", s),
+    };
+    let dns_server = r.dns_server.as_ref().and_then(|v| {
+        let t = v.get_ref();
+        let with_port = if t.parse::<std::net::IpAddr>().is_ok() {
+            format!("{t}:53")
+        } else {
+            t.clone()
+        };
+        addr(&with_port, Some(v.span()), "mail.dns_server", s)
+    });
+    let hide_recipients = r.hide_recipients.unwrap_or(true) && milter_listen.is_some();
     if let Some(t) = &r.auth_policy_token {
         if t.get_ref().len() < 16 {
             s.at(
@@ -214,5 +235,29 @@ pub(crate) fn mail(r: &RawMail, s: &mut Sink, state_dir: &Path) -> Mail {
             Duration::from_secs(330),
             s,
         ),
+        milter_listen,
+        postfix_config_dir: r
+            .postfix_config_dir
+            .as_ref()
+            .map_or_else(|| PathBuf::from("/etc/postfix"), |p| PathBuf::from(p.get_ref())),
+        hide_recipients,
+        dsn_relay,
+        hostname: r
+            .hostname
+            .as_ref()
+            .map(|h| h.get_ref().clone())
+            .unwrap_or_else(system_hostname),
+        dns_server,
     }
+}
+
+/// This machine's name, for `Reporting-MTA`: /etc/mailname (Debian's choice for mail), else
+/// the kernel's hostname.
+fn system_hostname() -> String {
+    ["/etc/mailname", "/proc/sys/kernel/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|t| t.trim().to_string())
+        .find(|t| !t.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

@@ -110,6 +110,19 @@ pub struct Mail {
     pub brute_global_per_minute: u32,
     pub brute_delay_secs: i32,
     pub idle_timeout: Duration,
+    /// Postfix's `smtpd_milters = inet:ADDR` (see `moat_mail::milter`).
+    pub milter_listen: Option<SocketAddr>,
+    /// Postfix's configuration directory, read with `postconf -c` (default /etc/postfix).
+    pub postfix_config_dir: PathBuf,
+    /// Same RCPT answer for valid and unknown recipients from unauthenticated clients; unknown
+    /// ones dropped at end of message (only with a milter).
+    pub hide_recipients: bool,
+    /// Where DSNs for dropped recipients are submitted; `None`: no DSNs.
+    pub dsn_relay: Option<SocketAddr>,
+    /// `Reporting-MTA` of those DSNs.
+    pub hostname: String,
+    /// For SPF/DKIM lookups; `None`: /etc/resolv.conf.
+    pub dns_server: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]

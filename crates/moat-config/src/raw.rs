@@ -180,6 +180,23 @@ pub struct RawMail {
     pub brute_global_per_minute: Option<S<u32>>,
     pub brute_delay: Option<S<String>>,
     pub idle_timeout: Option<S<String>>,
+    /// Postfix `smtpd_milters = inet:ADDR`: Moat sees every SMTP service of the instance, with
+    /// the SASL login and the whole message, whatever `master.cf` overrides per service.
+    pub milter_listen: Option<S<String>>,
+    /// Where Moat reads Postfix's effective configuration (`postconf -c DIR`) to verify that
+    /// every SASL service passes its mail through Moat before it makes honey accounts.
+    pub postfix_config_dir: Option<S<String>>,
+    /// Unauthenticated clients get the same answer at RCPT for valid and unknown recipients;
+    /// unknown ones are dropped at the end of the message (default true with a milter).
+    pub hide_recipients: Option<bool>,
+    /// Where Moat submits delivery status notifications for dropped unknown recipients (an
+    /// SMTP server that relays for Moat: Postfix's own port 25 on loopback). Default
+    /// 127.0.0.1:25; "" turns DSNs off.
+    pub dsn_relay: Option<S<String>>,
+    /// The name DSNs are reported from (`Reporting-MTA`); default: this machine's hostname.
+    pub hostname: Option<S<String>>,
+    /// The DNS server for SPF and DKIM checks; default: the first nameserver in /etc/resolv.conf.
+    pub dns_server: Option<S<String>>,
     #[serde(default)]
     pub expose: bool,
 }

@@ -44,6 +44,8 @@ pub struct AuthRequest {
     pub login: String,
     pub pwhash: String,
     pub remote: Option<IpAddr>,
+    /// Dovecot's `device_id` (`%{client_id}`: the IMAP ID a client sends), empty if none.
+    pub device_id: String,
     pub protocol: String,
     pub success: Option<bool>,
     pub fail_type: FailType,
@@ -79,6 +81,7 @@ impl AuthRequest {
                 .parse::<IpAddr>()
                 .ok()
                 .map(|ip| ip.to_canonical()),
+            device_id: s("device_id"),
             protocol: s("protocol"),
             success,
             fail_type,

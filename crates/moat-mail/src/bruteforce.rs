@@ -82,7 +82,12 @@ struct LoginState {
     passwords: Set,
     /// Password fingerprints that succeeded on this login.
     good: [u32; 2],
+    /// Where its owner logs in from: fingerprints of the networks (/24, /64) and Dovecot
+    /// device ids of successful logins, newest first. Attempts from there are never held.
+    homes: [u32; HOMES],
 }
+
+const HOMES: usize = 4;
 
 /// Hashes a login case-insensitively without allocating a lowercased copy.
 struct Lower<'a>(&'a str);
@@ -146,12 +151,35 @@ impl BruteForce {
         self.hasher.hash_one(x) as u16
     }
 
-    /// The answer to `command=allow`.
-    pub fn allow(&self, login: &str, pwhash: &str, now: u64) -> Verdict {
+    /// Fingerprints of where an attempt comes from: its network and, if Dovecot sent one, its
+    /// device id. Zero never occurs (it marks an empty slot).
+    fn origins(&self, ip: Option<IpAddr>, device: &str) -> [u32; 2] {
+        let net = ip.map_or(0, |ip| self.fp(&prefix_of(ip, self.lens)) | 1);
+        let dev = if device.is_empty() {
+            0
+        } else {
+            self.fp(&("device", device)) | 1
+        };
+        [net, dev]
+    }
+
+    /// The answer to `command=allow`. `ip` and `device` say where the attempt comes from: a
+    /// network or device its owner logged in from is never held, whatever happens elsewhere.
+    pub fn allow(
+        &self,
+        login: &str,
+        pwhash: &str,
+        ip: Option<IpAddr>,
+        device: &str,
+        now: u64,
+    ) -> Verdict {
         let state = self.logins.get(&self.key(login));
+        let origins = self.origins(ip, device);
+        let at_home = |s: &LoginState| origins.iter().any(|&o| o != 0 && s.homes.contains(&o));
         let attacked = state.filter(|s| u64::from(s.attacked_until) > now);
         let pw = self.fp(pwhash);
-        let known_good = |s: &LoginState| !pwhash.is_empty() && s.good.contains(&pw);
+        let known_good =
+            |s: &LoginState| (!pwhash.is_empty() && s.good.contains(&pw)) || at_home(s);
         match attacked {
             Some(s) if !known_good(s) => Verdict::Delay(self.cfg.delay_secs),
             Some(_) => Verdict::Accept,
@@ -167,27 +195,27 @@ impl BruteForce {
         }
     }
 
-    /// A successful login: its password is remembered as good for it.
-    pub fn success(&mut self, login: &str, pwhash: &str) {
-        if pwhash.is_empty() {
-            return;
-        }
-        let pw = self.fp(pwhash);
+    /// A successful login: its password is remembered as good for it, and its network and
+    /// device as its owner's.
+    pub fn success(&mut self, login: &str, pwhash: &str, ip: Option<IpAddr>, device: &str) {
+        let pw = (!pwhash.is_empty()).then(|| self.fp(pwhash));
+        let origins = self.origins(ip, device);
         let key = self.key(login);
-        if let Some(s) = self.logins.get_mut(&key) {
+        if !self.logins.contains_key(&key) {
+            self.make_room();
+        }
+        let s = self.logins.entry(key).or_default();
+        if let Some(pw) = pw {
             if !s.good.contains(&pw) {
                 s.good = [pw, s.good[0]];
             }
-            return;
         }
-        self.make_room();
-        self.logins.insert(
-            key,
-            LoginState {
-                good: [pw, 0],
-                ..Default::default()
-            },
-        );
+        for o in origins.into_iter().filter(|&o| o != 0) {
+            if !s.homes.contains(&o) {
+                s.homes.rotate_right(1);
+                s.homes[0] = o;
+            }
+        }
     }
 
     /// A failed login from `ip`.
@@ -245,7 +273,7 @@ impl BruteForce {
         }
         // Keep what matters: logins under attack and logins with a known-good password.
         self.logins
-            .retain(|_, s| s.attacked_until > 0 || s.good[0] != 0);
+            .retain(|_, s| s.attacked_until > 0 || s.good[0] != 0 || s.homes[0] != 0);
         if self.logins.len() >= self.cfg.max_logins {
             self.logins.clear();
         }
@@ -263,24 +291,24 @@ mod tests {
     #[test]
     fn a_login_attacked_from_many_addresses_makes_everyone_wait_but_its_owner() {
         let mut b = BruteForce::new(BruteConfig::default(), PrefixLens::default());
-        b.success("alice", "goodhash");
+        b.success("alice", "goodhash", None, "");
         for i in 0..4 {
             assert!(
                 !b.failure("alice", &format!("bad{i}"), ip(i), 100)
                     .login_attacked
             );
-            assert_eq!(b.allow("alice", "bad", 100), Verdict::Accept);
+            assert_eq!(b.allow("alice", "bad", None, "", 100), Verdict::Accept);
         }
         assert!(b.failure("alice", "bad4", ip(4), 100).login_attacked);
-        assert_eq!(b.allow("alice", "whatever", 101), Verdict::Delay(5));
-        assert_eq!(b.allow("alice", "goodhash", 101), Verdict::Accept);
+        assert_eq!(b.allow("alice", "whatever", None, "", 101), Verdict::Delay(5));
+        assert_eq!(b.allow("alice", "goodhash", None, "", 101), Verdict::Accept);
         assert_eq!(
-            b.allow("bob", "x", 101),
+            b.allow("bob", "x", None, "", 101),
             Verdict::Accept,
             "other logins are untouched"
         );
         assert_eq!(
-            b.allow("alice", "x", 101 + 3600),
+            b.allow("alice", "x", None, "", 101 + 3600),
             Verdict::Accept,
             "it lapses"
         );
@@ -313,13 +341,47 @@ mod tests {
             ..Default::default()
         };
         let mut b = BruteForce::new(cfg, PrefixLens::default());
-        b.success("carol", "right");
+        b.success("carol", "right", None, "");
         for i in 0..10 {
             b.failure(&format!("u{i}"), "h", ip(i), 60);
         }
-        assert_eq!(b.allow("dave", "h", 61), Verdict::Delay(2));
-        assert_eq!(b.allow("carol", "right", 61), Verdict::Accept);
-        assert_eq!(b.allow("dave", "h", 130), Verdict::Accept);
+        assert_eq!(b.allow("dave", "h", None, "", 61), Verdict::Delay(2));
+        assert_eq!(b.allow("carol", "right", None, "", 61), Verdict::Accept);
+        assert_eq!(b.allow("dave", "h", None, "", 130), Verdict::Accept);
+    }
+
+    /// Issue 14: the owner, attacked from 60 addresses elsewhere, is not held on his own
+    /// network or device, even with a password Moat never saw succeed; failures from there
+    /// still count.
+    #[test]
+    fn the_owner_is_never_held_where_he_logs_in() {
+        let mut b = BruteForce::new(BruteConfig::default(), PrefixLens::default());
+        let home: IpAddr = "203.0.113.10".parse().unwrap();
+        let neighbour: IpAddr = "203.0.113.11".parse().unwrap();
+        b.success("owner", "", Some(home), "");
+        b.success("owner", "", Some(ip(900)), "phone-1");
+        for i in 0..60 {
+            b.failure("owner", &format!("guess{i}"), ip(i), 100);
+        }
+        assert_eq!(
+            b.allow("owner", "new-password", Some(neighbour), "", 101),
+            Verdict::Accept,
+            "same /24"
+        );
+        assert_eq!(
+            b.allow("owner", "new-password", Some(ip(950)), "phone-1", 101),
+            Verdict::Accept,
+            "same device"
+        );
+        assert_eq!(
+            b.allow("owner", "new-password", Some(ip(70)), "", 101),
+            Verdict::Delay(5),
+            "elsewhere, an unknown password waits"
+        );
+        let bans = (0..10)
+            .filter(|i| b.failure("owner", &format!("typo{i}"), neighbour, 102).address_ban)
+            .count();
+        assert_eq!(bans, 1, "failures from home still count");
     }
 
     #[test]

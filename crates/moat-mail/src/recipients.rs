@@ -12,6 +12,8 @@ pub struct Recipients {
     addresses: HashSet<String>,
     /// Domains with a catch-all (`@domain` key).
     catch_all: HashSet<String>,
+    /// Every domain we receive for: those of the addresses and the catch-alls.
+    domains: HashSet<String>,
 }
 
 impl Recipients {
@@ -19,7 +21,11 @@ impl Recipients {
         let a = address.trim().to_ascii_lowercase();
         if let Some(domain) = a.strip_prefix('@') {
             self.catch_all.insert(domain.to_string());
+            self.domains.insert(domain.to_string());
         } else if !a.is_empty() {
+            if let Some((_, d)) = a.rsplit_once('@') {
+                self.domains.insert(d.to_string());
+            }
             self.addresses.insert(a);
         }
     }
@@ -65,6 +71,13 @@ impl Recipients {
             .any(|a| a.split('@').next() == Some(l.as_str()))
     }
 
+    /// Whether `address` is in one of our domains (known or not).
+    pub fn is_local(&self, address: &str) -> bool {
+        let a = address.trim().trim_matches(|c| c == '<' || c == '>');
+        a.rsplit_once('@')
+            .is_some_and(|(_, d)| self.domains.contains(&d.to_ascii_lowercase()))
+    }
+
     pub fn len(&self) -> usize {
         self.addresses.len()
     }
@@ -96,5 +109,7 @@ mod tests {
         );
         assert!(r.has_local_part("alice") && r.has_local_part("Alice@moat.test"));
         assert!(!r.has_local_part("info"));
+        assert!(r.is_local("<nobody@MOAT.test>") && r.is_local("x@catch.test"));
+        assert!(!r.is_local("victim@outside.example") && !r.is_local("no-domain"));
     }
 }

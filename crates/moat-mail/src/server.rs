@@ -29,6 +29,8 @@ pub enum MailError {
     Socket(String, std::io::Error),
     #[error("auth policy token: {0}")]
     Token(String),
+    #[error("DNS resolver for sender checks: {0}")]
+    Dns(String),
 }
 
 pub struct MailRunning {
@@ -36,6 +38,8 @@ pub struct MailRunning {
     pub policy_socket: Option<std::path::PathBuf>,
     pub auth_policy_addr: Option<SocketAddr>,
     pub capture_addr: Option<SocketAddr>,
+    pub milter_addr: Option<SocketAddr>,
+    pub milter_stats: Option<Arc<crate::milter::server::MilterStats>>,
     /// The capture listener's trap (for its counters).
     pub capture: Option<Arc<moat_trap::server::Trap>>,
     /// What Dovecot must send: `auth_policy_server_api_header = Authorization: Bearer TOKEN`.
@@ -90,6 +94,8 @@ pub async fn start(
         policy_socket: None,
         auth_policy_addr: None,
         capture_addr: None,
+        milter_addr: None,
+        milter_stats: None,
         capture: None,
         auth_policy_token: token.clone(),
         shield: shield.clone(),
@@ -133,12 +139,40 @@ pub async fn start(
             async move { auth_conn(stream, s, expected).await }
         })));
     }
-    if let Some(a) = mcfg.capture_listen {
-        let q = match quarantine {
-            Some(q) => q,
-            None => Quarantine::open(QuarantineConfig::new(&mcfg.quarantine_dir))
+    shield.ensure_honey_file();
+    // One writer per quarantine: the capture listener and the milter share it.
+    let quarantine = match quarantine {
+        Some(q) => Some(q),
+        None if mcfg.capture_listen.is_some() || mcfg.milter_listen.is_some() => Some(
+            Quarantine::open(QuarantineConfig::new(&mcfg.quarantine_dir))
                 .map_err(|e| MailError::Quarantine(e.to_string()))?,
+        ),
+        None => None,
+    };
+    if let (Some(a), Some(q)) = (mcfg.milter_listen, &quarantine) {
+        let l = bind(a).await?;
+        out.milter_addr = l.local_addr().ok();
+        let dsn = match mcfg.dsn_relay {
+            Some(relay) => Some(crate::milter::server::DsnSender {
+                check: crate::sender_auth::SenderCheck::new(mcfg.dns_server, &mcfg.hostname)
+                    .map_err(MailError::Dns)?,
+                relay,
+                hostname: mcfg.hostname.clone(),
+            }),
+            None => None,
         };
+        let stats = Arc::new(crate::milter::server::MilterStats::default());
+        out.milter_stats = Some(stats.clone());
+        let ctx = Arc::new(crate::milter::server::MilterContext {
+            policy: shield.clone(),
+            quarantine: q.clone(),
+            dsn,
+            stats,
+            idle,
+        });
+        tasks.push(tokio::spawn(crate::milter::server::serve(l, ctx)));
+    }
+    if let (Some(a), Some(q)) = (mcfg.capture_listen, quarantine) {
         let l = bind(a).await?;
         out.capture_addr = l.local_addr().ok();
         // Every connection comes from Postfix itself: a per-address cap would only refuse

@@ -47,6 +47,9 @@ pub struct MailShield {
     /// Serialises honey file writes: two accounts created at once must not race on the
     /// rename, and an older rendering must never land after a newer one.
     honey_write: Mutex<()>,
+    /// `Ok` while Postfix's configuration was verified to pass every SASL service's mail
+    /// through Moat; otherwise why not. No honey account exists while it is `Err`.
+    honey_gate: Mutex<Result<(), String>>,
     pub stats: Stats,
 }
 
@@ -152,6 +155,7 @@ impl MailShield {
             brute: Mutex::new(brute),
             honey: Mutex::new(honey),
             honey_write: Mutex::new(()),
+            honey_gate: Mutex::new(Err("Postfix's configuration not checked yet".into())),
             stats: Stats::default(),
             lens,
             engine,
@@ -248,6 +252,16 @@ impl MailShield {
         if recipients.is_empty() || recipients.contains(recipient) {
             return "DUNNO".into();
         }
+        if self.count_unknown(client, sender, now) {
+            return refuse("mail-enumeration");
+        }
+        // Unknown and not (yet) an enumerator: Postfix answers 550 5.1.1 itself.
+        "DUNNO".into()
+    }
+
+    /// Counts an unknown recipient towards the enumeration judgement: an offence for the
+    /// client, a ban for its network. True once the client, network or sender is judged.
+    fn count_unknown(&self, client: IpAddr, sender: &str, now: u64) -> bool {
         let judged = lock(&self.judge).unknown_recipient(client, sender, now);
         if judged.client {
             self.engine.offence(client, "mail-enumeration");
@@ -260,11 +274,7 @@ impl MailShield {
                 Origin::Rule("mail-enumeration".into()),
             );
         }
-        if judged.client || judged.network.is_some() || judged.sender {
-            return refuse("mail-enumeration");
-        }
-        // Unknown and not (yet) an enumerator: Postfix answers 550 5.1.1 itself.
-        "DUNNO".into()
+        judged.client || judged.network.is_some() || judged.sender
     }
 
     /// The answer to `command=allow`: (status, message).
@@ -286,7 +296,7 @@ impl MailShield {
         if lock(&self.honey).is_honey(&req.login, now) {
             return (0, "");
         }
-        match lock(&self.brute).allow(&req.login, &req.pwhash, now) {
+        match lock(&self.brute).allow(&req.login, &req.pwhash, Some(ip), &req.device_id, now) {
             Verdict::Accept => (0, ""),
             Verdict::Delay(n) => {
                 self.stats.auth_delays.fetch_add(1, Ordering::Relaxed);
@@ -324,7 +334,7 @@ impl MailShield {
                 }
                 None => drop(honey),
             }
-            lock(&self.brute).success(&req.login, &req.pwhash);
+            lock(&self.brute).success(&req.login, &req.pwhash, Some(ip), &req.device_id);
             lock(&self.honey).real_success(&req.login);
             return;
         }
@@ -362,6 +372,9 @@ impl MailShield {
             // it makes no honey accounts at all rather than risk shadowing a real one.
             let recipients = self.recipients.load();
             let real = recipients.is_empty() || recipients.has_local_part(&req.login);
+            // Counted either way, so accounts appear as soon as the gate opens; none is made
+            // while a SASL service could relay its mail.
+            let real = real || !self.honey_allowed();
             let made = lock(&self.honey).attempt(&req.login, &req.pwhash, ip, now, real);
             if let Some((login, _)) = made {
                 self.stats.honey_created.fetch_add(1, Ordering::Relaxed);
@@ -382,9 +395,43 @@ impl MailShield {
         lock(&self.honey).is_honey(login, self.now())
     }
 
+    pub fn honey_allowed(&self) -> bool {
+        lock(&self.honey_gate).is_ok()
+    }
+
+    /// The outcome of a Postfix audit. Closing the gate empties the passwd-file at once (the
+    /// accounts stay in memory), so no honey login works while a service could relay its
+    /// mail; reopening writes them back. Logged once per change.
+    pub fn set_honey_gate(&self, gate: Result<(), String>) {
+        let mut g = lock(&self.honey_gate);
+        if *g == gate {
+            return;
+        }
+        match &gate {
+            Ok(()) => tracing::info!("honey accounts enabled: every Postfix SASL service passes its mail through Moat"),
+            Err(why) => tracing::warn!(reason = %why, "honey accounts disabled (ordinary brute-force defence only); `moat doctor mail` says how to fix it"),
+        }
+        *g = gate;
+        drop(g);
+        self.write_honey();
+    }
+
+    /// Creates the honey passwd-file if it is missing, readable by Dovecot, so Dovecot's
+    /// second passdb never points at a file that does not exist.
+    pub fn ensure_honey_file(&self) {
+        if !self.cfg.honey_passwd.exists() {
+            self.write_honey();
+        }
+    }
+
     fn write_honey(&self) {
         let _w = lock(&self.honey_write);
-        let text = lock(&self.honey).passwd_file();
+        let text = if self.honey_allowed() {
+            lock(&self.honey).passwd_file()
+        } else {
+            "# Moat's honey accounts: none while Postfix is not verified (see `moat doctor mail`).\n"
+                .to_string()
+        };
         if let Err(e) = write_atomic(&self.cfg.honey_passwd, text.as_bytes()) {
             tracing::error!(file = %self.cfg.honey_passwd.display(), error = %e, "cannot write the honey passwd-file");
         }
@@ -401,12 +448,51 @@ impl MailShield {
 
 /// Temporary file, sync, rename: Dovecot re-reads the passwd-file when it changes and must
 /// never see half of it. Readable by Dovecot (0644): it holds only bait.
+impl crate::milter::session::MilterPolicy for MailShield {
+    fn is_honey(&self, login: &str) -> bool {
+        MailShield::is_honey(self, login)
+    }
+
+    fn is_trusted(&self, client: IpAddr) -> bool {
+        self.engine.check(client.to_canonical()) == GuardVerdict::Allowlisted
+    }
+
+    fn classify(&self, recipient: &str) -> crate::milter::session::RcptClass {
+        use crate::milter::session::RcptClass;
+        let r = self.recipients.load();
+        if r.contains(recipient) {
+            RcptClass::Known
+        } else if r.is_local(recipient) {
+            RcptClass::UnknownLocal
+        } else {
+            RcptClass::Foreign
+        }
+    }
+
+    fn hide_recipients(&self) -> bool {
+        self.cfg.hide_recipients
+    }
+
+    fn unknown_recipient(&self, client: IpAddr, sender: &str) {
+        let client = client.to_canonical();
+        self.decision(client, "mail-enumeration", "hide", sender);
+        self.count_unknown(client, sender, self.now());
+    }
+}
+
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d)?;
     }
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    // 0644: Dovecot's auth process must read it; it holds only the passwords bots tried.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)

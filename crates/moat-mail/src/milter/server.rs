@@ -1,0 +1,211 @@
+//! The milter listener: one task per Postfix connection (Postfix keeps one per smtpd process
+//! and reuses it across messages), a read buffer, the session's outcomes written back.
+//! Captured mail is on disk (the quarantine's synced journal) before the `Discard` that makes
+//! Postfix answer `250`; a DSN is checked and sent off the connection's path.
+
+use super::codec::{Decoder, Reply};
+use super::session::{Bounce, MilterPolicy, Outcome, Session};
+use crate::dsn;
+use crate::sender_auth::SenderCheck;
+use lettre::address::Envelope;
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use moat_trap::quarantine::Quarantine;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct MilterStats {
+    pub connections: AtomicU64,
+    pub messages_captured: AtomicU64,
+    pub capture_failures: AtomicU64,
+    pub recipients_dropped: AtomicU64,
+    pub dsn_sent: AtomicU64,
+    pub dsn_withheld: AtomicU64,
+    pub protocol_errors: AtomicU64,
+}
+
+impl MilterStats {
+    pub fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let v = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            ("moat_milter_connections_total", "Milter connections from Postfix.", v(&self.connections)),
+            ("moat_milter_captured_total", "Honey accounts' messages captured and discarded.", v(&self.messages_captured)),
+            ("moat_milter_capture_failures_total", "Honey messages that could not be stored (tempfailed).", v(&self.capture_failures)),
+            ("moat_milter_recipients_dropped_total", "Unknown recipients hidden at RCPT and dropped at end of message.", v(&self.recipients_dropped)),
+            ("moat_milter_dsn_sent_total", "DSNs sent to authentic senders for dropped recipients.", v(&self.dsn_sent)),
+            ("moat_milter_dsn_withheld_total", "DSNs not sent (sender not proven authentic, or the relay refused).", v(&self.dsn_withheld)),
+            ("moat_milter_protocol_errors_total", "Milter connections closed on malformed input.", v(&self.protocol_errors)),
+        ]
+    }
+}
+
+/// What the milter needs besides the policy.
+pub struct MilterContext {
+    pub policy: Arc<dyn MilterPolicy + Send + Sync>,
+    pub quarantine: Quarantine,
+    pub dsn: Option<DsnSender>,
+    pub stats: Arc<MilterStats>,
+    pub idle: Duration,
+}
+
+/// Sends DSNs for dropped recipients, to authentic senders only.
+#[derive(Clone)]
+pub struct DsnSender {
+    pub check: SenderCheck,
+    pub relay: SocketAddr,
+    pub hostname: String,
+}
+
+pub async fn serve(l: tokio::net::TcpListener, ctx: Arc<MilterContext>) {
+    loop {
+        match l.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(conn(stream, peer, ctx.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "milter accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn conn(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<MilterContext>) {
+    let mut dec = Decoder::new();
+    let mut session = Session::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut out = Vec::with_capacity(256);
+    loop {
+        let n = match tokio::time::timeout(ctx.idle, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Err(_) => return,
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %peer, error = %e, "milter connection ended");
+                return;
+            }
+        };
+        dec.feed(&buf[..n]);
+        loop {
+            let cmd = match dec.next() {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    ctx.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(peer = %peer, error = %e, "milter: malformed packet, closing");
+                    return;
+                }
+            };
+            match session.handle(cmd, ctx.policy.as_ref()) {
+                Outcome::Silent => {}
+                Outcome::Reply(r) => r.encode(&mut out),
+                Outcome::Close => {
+                    let _ = stream.write_all(&out).await;
+                    return;
+                }
+                Outcome::Capture(c) => {
+                    let login = c.meta.auth_user.clone().unwrap_or_default();
+                    let client = c.meta.client_ip.clone();
+                    match ctx.quarantine.store(c.meta, c.data).await {
+                        Ok(stored) => {
+                            ctx.stats.messages_captured.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(target: "moat::decision", client = %client, rule = "mail-honey", action = "capture", key = %login, id = %stored.id, "decision");
+                            Reply::Discard.encode(&mut out);
+                        }
+                        Err(e) => {
+                            ctx.stats.capture_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(error = %e, login = %login, "cannot store a honey message; tempfailing it");
+                            Reply::TempFail.encode(&mut out);
+                        }
+                    }
+                }
+                Outcome::Drop(replies, bounce) => {
+                    ctx.stats
+                        .recipients_dropped
+                        .fetch_add(bounce.recipients.len() as u64, Ordering::Relaxed);
+                    for r in &replies {
+                        r.encode(&mut out);
+                    }
+                    if let Some(d) = &ctx.dsn {
+                        tokio::spawn(send_dsn(d.clone(), *bounce, ctx.stats.clone()));
+                    }
+                }
+            }
+        }
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+    }
+}
+
+/// Checks the sender and, if it is authentic, sends it a DSN through the relay (three tries
+/// over about 20 s; the null envelope sender means it can never bounce back).
+async fn send_dsn(d: DsnSender, b: Bounce, stats: Arc<MilterStats>) {
+    let Some(client) = b.client else {
+        stats.dsn_withheld.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let msg = b.complete.then_some(b.message.as_slice());
+    let verdict = d.check.check(client, &b.helo, &b.sender, msg).await;
+    if !verdict.authentic() {
+        stats.dsn_withheld.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(sender = %b.sender, client = %client, why = ?verdict, "no DSN: sender not proven authentic");
+        return;
+    }
+    let Ok(to) = b.sender.parse::<Address>() else {
+        stats.dsn_withheld.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    let id = format!(
+        "<{}.{}@{}>",
+        now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros()),
+        fastrand::u32(..),
+        d.hostname
+    );
+    let body = dsn::build(&dsn::DsnInput {
+        hostname: &d.hostname,
+        to: &b.sender,
+        recipients: &b.recipients,
+        queue_id: &b.queue_id,
+        headers: dsn::header_section(&b.message),
+        date: &httpdate::fmt_http_date(now).replace("GMT", "+0000"),
+        message_id: &id,
+    });
+    let Ok(envelope) = Envelope::new(None, vec![to]) else {
+        return;
+    };
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(d.relay.ip().to_string())
+        .port(d.relay.port())
+        .timeout(Some(Duration::from_secs(10)))
+        .hello_name(ClientId::Domain(d.hostname.clone()))
+        .build();
+    for attempt in 0..3 {
+        match transport.send_raw(&envelope, &body).await {
+            Ok(_) => {
+                stats.dsn_sent.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(sender = %b.sender, recipients = ?b.recipients, why = ?verdict, "DSN sent for dropped recipients");
+                return;
+            }
+            Err(e) if e.is_permanent() || attempt == 2 => {
+                stats.dsn_withheld.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sender = %b.sender, relay = %d.relay, error = %e, "DSN refused by the relay");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "DSN relay trouble; retrying");
+                tokio::time::sleep(Duration::from_secs(8)).await;
+            }
+        }
+    }
+}

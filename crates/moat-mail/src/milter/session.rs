@@ -1,0 +1,579 @@
+//! One milter session's decisions, free of I/O: commands in, [`Outcome`]s out.
+//!
+//! What it decides, per message:
+//! - **a honey login** (`{auth_authen}` names a honey account): every step continues, headers
+//!   and body are collected, and at the end the message is handed back as [`Capture`] for the
+//!   quarantine; the server answers `Discard` only once it is on disk, so the bot sees `250`
+//!   and nothing is queued or delivered;
+//! - **an unauthenticated stranger** (with `hide_recipients`): every recipient gets the same
+//!   `Continue` at `RCPT`, so valid and unknown addresses are indistinguishable; unknown ones in
+//!   our domains are remembered and deleted at the end of the message (`DelRcpt`, or `Discard`
+//!   when none is left), and the sender may get a DSN ([`Bounce`]) if it proves to be real;
+//! - **an authenticated user or an allowlisted client**: an unknown local recipient gets the
+//!   honest `550 5.1.1` at once;
+//! - **anything else** is accepted at `DATA`, so Postfix sends neither headers nor body.
+
+use super::codec::{action, proto, Command, Connect, Reply};
+use moat_trap::quarantine::Meta;
+use std::net::IpAddr;
+
+/// What a recipient is to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RcptClass {
+    /// A real mailbox (or a catch-all covers it).
+    Known,
+    /// In one of our domains, but no such mailbox.
+    UnknownLocal,
+    /// Not one of our domains (Postfix's relay rules decide).
+    Foreign,
+}
+
+/// What the session asks of the mail shield; memory lookups only, no I/O.
+pub trait MilterPolicy {
+    fn is_honey(&self, login: &str) -> bool;
+    /// Allowlisted: treated like an authenticated user (honest answers).
+    fn is_trusted(&self, client: IpAddr) -> bool;
+    fn classify(&self, recipient: &str) -> RcptClass;
+    fn hide_recipients(&self) -> bool;
+    /// A hidden unknown recipient, for enumeration counting (offences, prefix bans).
+    fn unknown_recipient(&self, client: IpAddr, sender: &str);
+}
+
+/// The milter's wishes at negotiation: remove recipients; skip what it never reads, and do
+/// not answer steps where it would only say "continue" (fewer round trips per message).
+pub const WANT_ACTIONS: u32 = action::DELRCPT;
+pub const WANT_PROTOCOL: u32 = proto::NOUNKNOWN
+    | proto::NR_CONN
+    | proto::NR_HELO
+    | proto::NR_HDR
+    | proto::NR_EOH
+    | proto::NR_BODY
+    | proto::HDR_LEADSPC;
+
+/// Honey mail is kept whole up to this size; past it the bot is told to retry (it never is
+/// relayed either way).
+pub const MAX_CAPTURE: usize = 64 << 20;
+/// A message with dropped recipients is kept this far for the DKIM check of its sender.
+pub const MAX_FILTERED: usize = 4 << 20;
+
+/// A honey account's message, for the quarantine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    pub meta: Meta,
+    pub data: Vec<u8>,
+}
+
+/// Recipients dropped from a message, for a DSN if the sender is authentic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounce {
+    pub client: Option<IpAddr>,
+    pub helo: String,
+    /// Without brackets; empty for the null sender (which never gets a DSN).
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub queue_id: String,
+    /// Headers and body as far as kept (for DKIM); may be cut at [`MAX_FILTERED`].
+    pub message: Vec<u8>,
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// No reply (macros, abort, or a step negotiated as no-reply).
+    Silent,
+    Reply(Reply),
+    /// Store it, then answer `Discard` (or `TempFail` if it could not be stored).
+    Capture(Box<Capture>),
+    /// Answer these in order (deletions, then the final reply); then maybe send a DSN.
+    Drop(Vec<Reply>, Box<Bounce>),
+    /// The MTA ended the session.
+    Close,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Mode {
+    /// Accepted at DATA: nothing more to see.
+    #[default]
+    Pass,
+    Honey,
+    /// Unknown recipients were hidden: keep the message for the sender's DKIM check.
+    Filter,
+}
+
+#[derive(Debug, Default)]
+pub struct Session {
+    /// `SMFIP_*` flags agreed at negotiation.
+    protocol: u32,
+    client: Option<Connect>,
+    helo: String,
+    auth: String,
+    queue_id: String,
+    sender: String,
+    rcpts: Vec<String>,
+    dropped: Vec<String>,
+    mode: Mode,
+    data: Vec<u8>,
+    overflow: bool,
+}
+
+impl Session {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn handle(&mut self, cmd: Command, policy: &dyn MilterPolicy) -> Outcome {
+        let no_reply = cmd
+            .no_reply_flag()
+            .is_some_and(|f| self.protocol & f != 0);
+        let reply = |r: Reply| {
+            if no_reply {
+                Outcome::Silent
+            } else {
+                Outcome::Reply(r)
+            }
+        };
+        match cmd {
+            Command::OptNeg {
+                actions, protocol, ..
+            } => {
+                let r = super::codec::negotiate(actions, protocol, WANT_ACTIONS, WANT_PROTOCOL);
+                if let Reply::OptNeg { protocol, .. } = r {
+                    self.protocol = protocol;
+                }
+                Outcome::Reply(r)
+            }
+            Command::Macro { pairs, .. } => {
+                for (k, v) in pairs {
+                    match k.as_str() {
+                        "{auth_authen}" => self.auth = v,
+                        "i" => self.queue_id = v,
+                        _ => {}
+                    }
+                }
+                Outcome::Silent
+            }
+            Command::Connect(c) => {
+                self.client = Some(c);
+                reply(Reply::Continue)
+            }
+            Command::Helo(h) => {
+                self.helo = h;
+                reply(Reply::Continue)
+            }
+            Command::Mail(args) => {
+                self.reset_message();
+                self.sender = args.into_iter().next().unwrap_or_default();
+                if !self.auth.is_empty() && policy.is_honey(&self.auth) {
+                    self.mode = Mode::Honey;
+                }
+                reply(Reply::Continue)
+            }
+            Command::Rcpt(args) => {
+                let rcpt = args.into_iter().next().unwrap_or_default();
+                let r = self.rcpt(&rcpt, policy);
+                if r == Reply::Continue {
+                    self.rcpts.push(rcpt);
+                }
+                reply(r)
+            }
+            Command::Data => {
+                if self.mode == Mode::Pass && !self.dropped.is_empty() {
+                    self.mode = Mode::Filter;
+                }
+                reply(match self.mode {
+                    Mode::Pass => Reply::Accept,
+                    _ => Reply::Continue,
+                })
+            }
+            Command::Header { name, value } => {
+                if self.mode != Mode::Pass {
+                    let leadspc = self.protocol & proto::HDR_LEADSPC != 0;
+                    let mut line = Vec::with_capacity(name.len() + value.len() + 4);
+                    line.extend_from_slice(name.as_bytes());
+                    line.push(b':');
+                    if !leadspc {
+                        line.push(b' ');
+                    }
+                    push_crlf(&mut line, value.as_bytes());
+                    line.extend_from_slice(b"\r\n");
+                    self.keep(&line);
+                }
+                reply(Reply::Continue)
+            }
+            Command::EndOfHeaders => {
+                if self.mode != Mode::Pass {
+                    self.keep(b"\r\n");
+                }
+                reply(Reply::Continue)
+            }
+            Command::Body(chunk) => {
+                if self.mode != Mode::Pass {
+                    self.keep(&chunk);
+                }
+                reply(Reply::Continue)
+            }
+            Command::EndOfMessage => self.end_of_message(),
+            Command::Abort => {
+                self.reset_message();
+                Outcome::Silent
+            }
+            Command::Quit => Outcome::Close,
+            Command::QuitNewConnection => {
+                let protocol = self.protocol;
+                *self = Session {
+                    protocol,
+                    ..Session::default()
+                };
+                Outcome::Silent
+            }
+            Command::Unknown(_) => reply(Reply::Continue),
+        }
+    }
+
+    fn rcpt(&mut self, rcpt: &str, policy: &dyn MilterPolicy) -> Reply {
+        if self.mode == Mode::Honey {
+            return Reply::Continue;
+        }
+        let client = self.client.as_ref().and_then(|c| c.addr);
+        let honest = !self.auth.is_empty() || client.is_some_and(|c| policy.is_trusted(c));
+        if policy.classify(rcpt) != RcptClass::UnknownLocal {
+            return Reply::Continue;
+        }
+        if honest {
+            let bare = bare(rcpt);
+            return Reply::ReplyCode(format!(
+                "550 5.1.1 <{bare}>: Recipient address rejected: User unknown"
+            ));
+        }
+        if !policy.hide_recipients() {
+            return Reply::Continue;
+        }
+        if let Some(c) = client {
+            policy.unknown_recipient(c, bare(&self.sender));
+        }
+        self.dropped.push(rcpt.to_string());
+        Reply::Continue
+    }
+
+    fn end_of_message(&mut self) -> Outcome {
+        let data = std::mem::take(&mut self.data);
+        let outcome = match self.mode {
+            Mode::Honey if self.overflow => Outcome::Reply(Reply::ReplyCode(
+                "452 4.3.4 Message too large for now, try again later".into(),
+            )),
+            Mode::Honey => {
+                let c = self.client.as_ref();
+                Outcome::Capture(Box::new(Capture {
+                    meta: Meta {
+                        client_ip: c
+                            .and_then(|c| c.addr)
+                            .map(|a| a.to_string())
+                            .unwrap_or_default(),
+                        client_port: c.map_or(0, |c| c.port),
+                        helo: self.helo.clone(),
+                        mail_from: bare(&self.sender).to_string(),
+                        rcpt_to: self.rcpts.iter().map(|r| bare(r).to_string()).collect(),
+                        auth_user: Some(self.auth.clone()),
+                        listener: "milter".into(),
+                        ..Meta::default()
+                    },
+                    data,
+                }))
+            }
+            Mode::Filter => {
+                let left = self.rcpts.len() - self.dropped.len().min(self.rcpts.len());
+                let mut replies: Vec<Reply> = if left == 0 {
+                    Vec::new()
+                } else {
+                    self.dropped
+                        .iter()
+                        .map(|r| Reply::DelRcpt(r.clone()))
+                        .collect()
+                };
+                replies.push(if left == 0 {
+                    Reply::Discard
+                } else {
+                    Reply::Continue
+                });
+                Outcome::Drop(
+                    replies,
+                    Box::new(Bounce {
+                        client: self.client.as_ref().and_then(|c| c.addr),
+                        helo: self.helo.clone(),
+                        sender: bare(&self.sender).to_string(),
+                        recipients: self.dropped.iter().map(|r| bare(r).to_string()).collect(),
+                        queue_id: self.queue_id.clone(),
+                        message: data,
+                        complete: !self.overflow,
+                    }),
+                )
+            }
+            Mode::Pass => Outcome::Reply(Reply::Continue),
+        };
+        self.reset_message();
+        outcome
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        let cap = if self.mode == Mode::Honey {
+            MAX_CAPTURE
+        } else {
+            MAX_FILTERED
+        };
+        if self.data.len() + bytes.len() > cap {
+            self.overflow = true;
+            return;
+        }
+        self.data.extend_from_slice(bytes);
+    }
+
+    fn reset_message(&mut self) {
+        self.sender.clear();
+        self.rcpts.clear();
+        self.dropped.clear();
+        self.mode = Mode::Pass;
+        self.data = Vec::new();
+        self.overflow = false;
+    }
+
+    /// The SASL login of the current transaction (empty if none).
+    pub fn auth(&self) -> &str {
+        &self.auth
+    }
+}
+
+/// An address without its angle brackets.
+pub fn bare(a: &str) -> &str {
+    let a = a.trim();
+    a.strip_prefix('<')
+        .and_then(|x| x.strip_suffix('>'))
+        .unwrap_or(a)
+}
+
+/// Copies a header value, turning the bare `\n` of folded lines into `\r\n`.
+fn push_crlf(out: &mut Vec<u8>, v: &[u8]) {
+    let mut prev = 0u8;
+    for &b in v {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::milter::codec::Connect;
+    use std::cell::RefCell;
+
+    #[derive(Default)]
+    struct Policy {
+        counted: RefCell<Vec<String>>,
+    }
+
+    impl MilterPolicy for Policy {
+        fn is_honey(&self, login: &str) -> bool {
+            login == "honey"
+        }
+        fn is_trusted(&self, client: IpAddr) -> bool {
+            client == IpAddr::from([192, 0, 2, 1])
+        }
+        fn classify(&self, r: &str) -> RcptClass {
+            match bare(r) {
+                "alice@moat.test" | "bob@moat.test" => RcptClass::Known,
+                a if a.ends_with("@moat.test") => RcptClass::UnknownLocal,
+                _ => RcptClass::Foreign,
+            }
+        }
+        fn hide_recipients(&self) -> bool {
+            true
+        }
+        fn unknown_recipient(&self, _: IpAddr, sender: &str) {
+            self.counted.borrow_mut().push(sender.into());
+        }
+    }
+
+    /// A session negotiated as Postfix 3.7 offers (everything), connected from `ip`.
+    fn session(p: &Policy, ip: [u8; 4]) -> Session {
+        let mut s = Session::new();
+        let r = s.handle(
+            Command::OptNeg {
+                version: 6,
+                actions: 0x1ff,
+                protocol: 0x1f_ffff,
+            },
+            p,
+        );
+        assert_eq!(
+            r,
+            Outcome::Reply(Reply::OptNeg {
+                version: 6,
+                actions: WANT_ACTIONS,
+                protocol: WANT_PROTOCOL
+            })
+        );
+        let c = Connect {
+            hostname: "h".into(),
+            addr: Some(IpAddr::from(ip)),
+            port: 4000,
+        };
+        assert_eq!(s.handle(Command::Connect(c), p), Outcome::Silent);
+        assert_eq!(s.handle(Command::Helo("bot".into()), p), Outcome::Silent);
+        s
+    }
+
+    fn login(s: &mut Session, p: &Policy, user: &str) {
+        let pairs = vec![("{auth_authen}".to_string(), user.to_string())];
+        assert_eq!(
+            s.handle(Command::Macro { stage: b'M', pairs }, p),
+            Outcome::Silent
+        );
+    }
+
+    fn envelope(s: &mut Session, p: &Policy, rcpts: &[&str]) -> Vec<Outcome> {
+        let mut out = vec![s.handle(Command::Mail(vec!["<s@good.test>".into()]), p)];
+        for r in rcpts {
+            out.push(s.handle(Command::Rcpt(vec![format!("<{r}>")]), p));
+        }
+        out.push(s.handle(Command::Data, p));
+        out
+    }
+
+    fn content(s: &mut Session, p: &Policy) -> Outcome {
+        for c in [
+            Command::Header {
+                name: "Subject".into(),
+                value: " hi\n\tthere".into(),
+            },
+            Command::EndOfHeaders,
+            Command::Body(b"spam\r\n".to_vec()),
+        ] {
+            assert_eq!(s.handle(c, p), Outcome::Silent, "no-reply steps stay silent");
+        }
+        s.handle(Command::EndOfMessage, p)
+    }
+
+    #[test]
+    fn a_honey_login_is_captured_whole_on_any_recipient() {
+        let p = Policy::default();
+        let mut s = session(&p, [127, 0, 0, 9]);
+        login(&mut s, &p, "honey");
+        let steps = envelope(&mut s, &p, &["victim@outside.example", "nobody@moat.test"]);
+        assert!(steps.iter().all(|o| *o == Outcome::Reply(Reply::Continue)));
+        let Outcome::Capture(c) = content(&mut s, &p) else {
+            panic!("not captured")
+        };
+        assert_eq!(c.data, b"Subject: hi\r\n\tthere\r\n\r\nspam\r\n");
+        assert_eq!(c.meta.auth_user.as_deref(), Some("honey"));
+        assert_eq!(c.meta.client_ip, "127.0.0.9");
+        assert_eq!(c.meta.helo, "bot");
+        assert_eq!(c.meta.mail_from, "s@good.test");
+        assert_eq!(
+            c.meta.rcpt_to,
+            ["victim@outside.example", "nobody@moat.test"]
+        );
+        assert!(p.counted.borrow().is_empty(), "honey is not enumeration");
+    }
+
+    #[test]
+    fn strangers_get_the_same_answer_for_every_recipient_and_unknown_ones_are_dropped() {
+        let p = Policy::default();
+        let mut s = session(&p, [127, 0, 0, 9]);
+        let steps = envelope(
+            &mut s,
+            &p,
+            &["alice@moat.test", "typo@moat.test", "bob@moat.test"],
+        );
+        assert!(steps.iter().all(|o| *o == Outcome::Reply(Reply::Continue)));
+        let Outcome::Drop(replies, bounce) = content(&mut s, &p) else {
+            panic!("nothing dropped")
+        };
+        assert_eq!(
+            replies,
+            [Reply::DelRcpt("<typo@moat.test>".into()), Reply::Continue]
+        );
+        assert_eq!(bounce.recipients, ["typo@moat.test"]);
+        assert_eq!(bounce.sender, "s@good.test");
+        assert!(bounce.complete && bounce.message.ends_with(b"spam\r\n"));
+        assert_eq!(*p.counted.borrow(), ["s@good.test"]);
+        // Only unknown recipients: the whole message is discarded.
+        let steps = envelope(&mut s, &p, &["x@moat.test", "y@moat.test"]);
+        assert_eq!(steps.len(), 4);
+        let Outcome::Drop(replies, _) = content(&mut s, &p) else {
+            panic!()
+        };
+        assert_eq!(replies, [Reply::Discard]);
+    }
+
+    #[test]
+    fn ordinary_mail_is_accepted_at_data_and_users_get_honest_answers() {
+        let p = Policy::default();
+        let mut s = session(&p, [127, 0, 0, 9]);
+        let steps = envelope(&mut s, &p, &["alice@moat.test", "far@outside.example"]);
+        assert_eq!(steps.last(), Some(&Outcome::Reply(Reply::Accept)));
+        login(&mut s, &p, "alice");
+        let steps = envelope(&mut s, &p, &["typo@moat.test"]);
+        assert!(matches!(&steps[1], Outcome::Reply(Reply::ReplyCode(t)) if t.starts_with("550 5.1.1 <typo@moat.test>")));
+        let mut t = session(&p, [192, 0, 2, 1]);
+        let steps = envelope(&mut t, &p, &["typo@moat.test"]);
+        assert!(matches!(&steps[1], Outcome::Reply(Reply::ReplyCode(_))), "allowlisted");
+        assert!(p.counted.borrow().is_empty());
+    }
+
+    #[test]
+    fn an_abort_forgets_the_message_and_a_new_session_forgets_the_login() {
+        let p = Policy::default();
+        let mut s = session(&p, [127, 0, 0, 9]);
+        login(&mut s, &p, "honey");
+        envelope(&mut s, &p, &["v@outside.example"]);
+        assert_eq!(s.handle(Command::Abort, &p), Outcome::Silent);
+        assert_eq!(
+            s.handle(Command::EndOfMessage, &p),
+            Outcome::Reply(Reply::Continue)
+        );
+        assert_eq!(s.handle(Command::QuitNewConnection, &p), Outcome::Silent);
+        assert_eq!(s.auth(), "");
+        let steps = envelope(&mut s, &p, &["v@outside.example"]);
+        assert_eq!(steps.last(), Some(&Outcome::Reply(Reply::Accept)));
+    }
+
+    #[test]
+    fn without_no_reply_flags_every_step_is_answered() {
+        let p = Policy::default();
+        let mut s = Session::new();
+        s.handle(
+            Command::OptNeg {
+                version: 2,
+                actions: 0x3f,
+                protocol: 0x7f,
+            },
+            &p,
+        );
+        let c = Connect {
+            hostname: "h".into(),
+            addr: None,
+            port: 0,
+        };
+        assert_eq!(
+            s.handle(Command::Connect(c), &p),
+            Outcome::Reply(Reply::Continue)
+        );
+        login(&mut s, &p, "honey");
+        envelope(&mut s, &p, &["v@outside.example"]);
+        let h = Command::Header {
+            name: "Subject".into(),
+            value: "x".into(),
+        };
+        assert_eq!(s.handle(h, &p), Outcome::Reply(Reply::Continue));
+        assert_eq!(
+            s.handle(Command::EndOfHeaders, &p),
+            Outcome::Reply(Reply::Continue)
+        );
+        let Outcome::Capture(c) = s.handle(Command::EndOfMessage, &p) else {
+            panic!()
+        };
+        assert_eq!(c.data, b"Subject: x\r\n\r\n", "a space after the colon");
+    }
+}
