@@ -5,6 +5,9 @@
 //! - [`authpolicy`]: Dovecot's auth-policy protocol; [`bruteforce`]: SASL brute force seen per
 //!   login across rotating addresses;
 //! - [`honey`]: honey accounts created for the logins bots try;
+//! - [`milter`]: Moat as a Postfix milter, on every SMTP service: honey mail captured, unknown
+//!   recipients hidden at RCPT and dropped at the end ([`dsn`] to authentic senders, checked
+//!   by [`sender_auth`]);
 //! - the capture listener Postfix hands honey accounts' mail to is `moat-trap`'s server in
 //!   capture mode, writing to the same quarantine as the trap;
 //! - [`shield`]: the decisions, sharing the engine (bans, escalation, the allowlist) with the
@@ -14,10 +17,13 @@
 
 pub mod authpolicy;
 pub mod bruteforce;
+pub mod dsn;
 pub mod enumeration;
 pub mod honey;
+pub mod milter;
 pub mod policy;
 pub mod recipients;
+pub mod sender_auth;
 pub mod server;
 pub mod shield;
 pub mod window;
