@@ -53,6 +53,7 @@ impl MailRunning {
         for t in self.tasks {
             t.abort();
         }
+        self.shield.shutdown();
     }
 }
 

@@ -142,8 +142,11 @@ impl MailShield {
             protected: cfg.protected_logins.clone(),
             ..Default::default()
         });
-        // Accounts from the previous run keep working (and keep expiring on time).
-        if let Ok(text) = std::fs::read_to_string(&cfg.honey_passwd) {
+        // Accounts from the previous run keep working (and keep expiring on time). Moat's own
+        // copy is read first: Dovecot's file is emptied whenever Moat stops or the gate closes.
+        let saved = std::fs::read_to_string(state_copy(&cfg.honey_passwd))
+            .or_else(|_| std::fs::read_to_string(&cfg.honey_passwd));
+        if let Ok(text) = saved {
             for (login, acc) in Honey::parse_passwd_file(&text) {
                 honey.restore(login, acc);
             }
@@ -251,6 +254,14 @@ impl MailShield {
         let recipients = self.recipients.load();
         if recipients.is_empty() || recipients.contains(recipient) {
             return "DUNNO".into();
+        }
+        if self.cfg.hide_recipients && recipients.is_local(recipient) {
+            // The milter hides it: this `OK` skips the `reject_unlisted_recipient` that
+            // follows in smtpd_recipient_restrictions, so the stranger sees the same `250` as
+            // for a real mailbox; the milter counts it and drops it at the end of the
+            // message. With Moat down the policy defaults to DUNNO and Postfix rejects
+            // unknown recipients honestly again.
+            return "OK".into();
         }
         if self.count_unknown(client, sender, now) {
             return refuse("mail-enumeration");
@@ -424,10 +435,22 @@ impl MailShield {
         }
     }
 
+    /// Stopping: Dovecot's honey passdb is emptied, so no honey login works (and so none can
+    /// send) while no milter or policy captures its mail. The accounts are kept in Moat's own
+    /// copy and return at the next start.
+    pub fn shutdown(&self) {
+        *lock(&self.honey_gate) = Err("Moat stopped".into());
+        self.write_honey();
+    }
+
     fn write_honey(&self) {
         let _w = lock(&self.honey_write);
+        let full = lock(&self.honey).passwd_file();
+        if let Err(e) = write_atomic(&state_copy(&self.cfg.honey_passwd), full.as_bytes()) {
+            tracing::error!(error = %e, "cannot save the honey accounts");
+        }
         let text = if self.honey_allowed() {
-            lock(&self.honey).passwd_file()
+            full
         } else {
             "# Moat's honey accounts: none while Postfix is not verified (see `moat doctor mail`).\n"
                 .to_string()
@@ -478,6 +501,13 @@ impl crate::milter::session::MilterPolicy for MailShield {
         self.decision(client, "mail-enumeration", "hide", sender);
         self.count_unknown(client, sender, self.now());
     }
+}
+
+/// Moat's own copy of the honey accounts, beside Dovecot's file (`honey.passwd.moat`).
+fn state_copy(passwd: &Path) -> PathBuf {
+    let mut p = passwd.as_os_str().to_owned();
+    p.push(".moat");
+    PathBuf::from(p)
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
