@@ -3,6 +3,7 @@
 
 mod cmd_bans;
 mod cmd_campaigns;
+mod cmd_doctor;
 mod cmd_quarantine;
 mod cmd_rules;
 mod cmd_run;
@@ -74,6 +75,11 @@ enum Cmd {
     Trap(cmd_trap::TrapArgs),
     /// Read what the trap captured: list, show, iocs, logins.
     Quarantine(cmd_quarantine::QuarantineArgs),
+    /// Check how Moat is wired into other software: `moat doctor mail --config FILE`.
+    Doctor {
+        #[command(subcommand)]
+        cmd: cmd_doctor::DoctorCmd,
+    },
     /// Put an address or prefix on the allowlist and lift its bans: unban yourself.
     Allow {
         /// An address or CIDR prefix.
@@ -93,6 +99,7 @@ fn main() -> ExitCode {
         Cmd::Bans { cmd } => cmd_bans::run(cmd),
         Cmd::Trap(a) => cmd_trap::run(a),
         Cmd::Quarantine(a) => cmd_quarantine::run(a),
+        Cmd::Doctor { cmd } => cmd_doctor::run(cmd),
         Cmd::Allow { addr, cfg } => cmd_bans::allow(&addr, &cfg),
     };
     match result {

@@ -114,7 +114,13 @@ fn brute_allow(b: divan::Bencher) {
     let mut i = 0;
     b.bench_local(|| {
         i = (i + 1) % logins.len();
-        bf.allow(divan::black_box(&logins[i]), "5e884898da28047151d0e56f", 2)
+        bf.allow(
+            divan::black_box(&logins[i]),
+            "5e884898da28047151d0e56f",
+            None,
+            "",
+            2,
+        )
     });
 }
 

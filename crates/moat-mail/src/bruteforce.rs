@@ -300,7 +300,10 @@ mod tests {
             assert_eq!(b.allow("alice", "bad", None, "", 100), Verdict::Accept);
         }
         assert!(b.failure("alice", "bad4", ip(4), 100).login_attacked);
-        assert_eq!(b.allow("alice", "whatever", None, "", 101), Verdict::Delay(5));
+        assert_eq!(
+            b.allow("alice", "whatever", None, "", 101),
+            Verdict::Delay(5)
+        );
         assert_eq!(b.allow("alice", "goodhash", None, "", 101), Verdict::Accept);
         assert_eq!(
             b.allow("bob", "x", None, "", 101),
@@ -379,7 +382,10 @@ mod tests {
             "elsewhere, an unknown password waits"
         );
         let bans = (0..10)
-            .filter(|i| b.failure("owner", &format!("typo{i}"), neighbour, 102).address_ban)
+            .filter(|i| {
+                b.failure("owner", &format!("typo{i}"), neighbour, 102)
+                    .address_ban
+            })
             .count();
         assert_eq!(bans, 1, "failures from home still count");
     }

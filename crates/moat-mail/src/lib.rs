@@ -17,11 +17,14 @@
 
 pub mod authpolicy;
 pub mod bruteforce;
+pub mod dovecot_audit;
 pub mod dsn;
 pub mod enumeration;
 pub mod honey;
 pub mod milter;
 pub mod policy;
+pub mod postfix_audit;
+pub mod postfix_probe;
 pub mod recipients;
 pub mod sender_auth;
 pub mod server;

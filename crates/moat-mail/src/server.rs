@@ -192,6 +192,7 @@ pub async fn start(
         let lc = Arc::new(ListenerConfig::capture(a));
         tasks.push(tokio::spawn(moat_trap::server::serve(l, lc, trap)));
     }
+    tasks.push(tokio::spawn(honey_gate(shield.clone(), mcfg.clone())));
     // Housekeeping: recipient maps reloaded on change, honey accounts expired.
     let s = shield.clone();
     tasks.push(tokio::spawn(async move {
@@ -208,6 +209,36 @@ pub async fn start(
     }));
     out.tasks = tasks;
     Ok(Some(out))
+}
+
+/// Keeps the honey gate true to Postfix's configuration: audited at start, again within two
+/// seconds of a change to `main.cf` or `master.cf`, and every minute regardless (an included
+/// map or a `postconf -e` by another tool may change what the files' times do not show).
+async fn honey_gate(shield: Arc<MailShield>, cfg: moat_config::Mail) {
+    use crate::postfix_probe::{audit_postfix, config_mtimes};
+    let mut seen = None;
+    let mut last = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let dir = cfg.postfix_config_dir.clone();
+        let mtimes = tokio::task::spawn_blocking(move || config_mtimes(&dir))
+            .await
+            .ok();
+        if seen.is_some() && mtimes == seen && last.elapsed() < Duration::from_secs(60) {
+            continue;
+        }
+        seen = mtimes;
+        last = tokio::time::Instant::now();
+        let c = cfg.clone();
+        let gate = match tokio::task::spawn_blocking(move || audit_postfix(&c)).await {
+            Ok(Ok(audit)) => audit.honey_safe(),
+            Ok(Err(e)) => Err(format!("cannot read Postfix's configuration: {e}")),
+            Err(e) => Err(format!("the Postfix audit failed: {e}")),
+        };
+        let s = shield.clone();
+        let _ = tokio::task::spawn_blocking(move || s.set_honey_gate(gate)).await;
+    }
 }
 
 async fn accept<F, Fut>(l: TcpListener, handle: F)

@@ -419,8 +419,12 @@ impl MailShield {
             return;
         }
         match &gate {
-            Ok(()) => tracing::info!("honey accounts enabled: every Postfix SASL service passes its mail through Moat"),
-            Err(why) => tracing::warn!(reason = %why, "honey accounts disabled (ordinary brute-force defence only); `moat doctor mail` says how to fix it"),
+            Ok(()) => tracing::info!(
+                "honey accounts enabled: every Postfix SASL service passes its mail through Moat"
+            ),
+            Err(why) => {
+                tracing::warn!(reason = %why, "honey accounts disabled (ordinary brute-force defence only); `moat doctor mail` says how to fix it")
+            }
         }
         *g = gate;
         drop(g);

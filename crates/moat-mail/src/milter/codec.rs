@@ -143,7 +143,7 @@ pub enum CodecError {
 }
 
 /// Splits a byte stream into commands. Feed it what the socket gave; take commands until
-/// `next` returns `Ok(None)`.
+/// `decode` returns `Ok(None)`.
 #[derive(Debug, Default)]
 pub struct Decoder {
     buf: Vec<u8>,
@@ -169,7 +169,7 @@ impl Decoder {
     }
 
     /// The next whole command, `Ok(None)` if more bytes are needed.
-    pub fn next(&mut self) -> Result<Option<Command>, CodecError> {
+    pub fn decode(&mut self) -> Result<Option<Command>, CodecError> {
         let avail = &self.buf[self.start..];
         if avail.len() < 4 {
             return Ok(None);
@@ -361,7 +361,12 @@ pub fn encode_command(code: u8, data: &[u8], out: &mut Vec<u8>) {
 }
 
 /// The milter's answer to the MTA's offer: what it wants, limited to what was offered.
-pub fn negotiate(offer_actions: u32, offer_protocol: u32, want_actions: u32, want_protocol: u32) -> Reply {
+pub fn negotiate(
+    offer_actions: u32,
+    offer_protocol: u32,
+    want_actions: u32,
+    want_protocol: u32,
+) -> Reply {
     Reply::OptNeg {
         version: VERSION,
         actions: offer_actions & want_actions,

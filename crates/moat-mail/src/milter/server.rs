@@ -34,13 +34,41 @@ impl MilterStats {
     pub fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
         let v = |a: &AtomicU64| a.load(Ordering::Relaxed);
         vec![
-            ("moat_milter_connections_total", "Milter connections from Postfix.", v(&self.connections)),
-            ("moat_milter_captured_total", "Honey accounts' messages captured and discarded.", v(&self.messages_captured)),
-            ("moat_milter_capture_failures_total", "Honey messages that could not be stored (tempfailed).", v(&self.capture_failures)),
-            ("moat_milter_recipients_dropped_total", "Unknown recipients hidden at RCPT and dropped at end of message.", v(&self.recipients_dropped)),
-            ("moat_milter_dsn_sent_total", "DSNs sent to authentic senders for dropped recipients.", v(&self.dsn_sent)),
-            ("moat_milter_dsn_withheld_total", "DSNs not sent (sender not proven authentic, or the relay refused).", v(&self.dsn_withheld)),
-            ("moat_milter_protocol_errors_total", "Milter connections closed on malformed input.", v(&self.protocol_errors)),
+            (
+                "moat_milter_connections_total",
+                "Milter connections from Postfix.",
+                v(&self.connections),
+            ),
+            (
+                "moat_milter_captured_total",
+                "Honey accounts' messages captured and discarded.",
+                v(&self.messages_captured),
+            ),
+            (
+                "moat_milter_capture_failures_total",
+                "Honey messages that could not be stored (tempfailed).",
+                v(&self.capture_failures),
+            ),
+            (
+                "moat_milter_recipients_dropped_total",
+                "Unknown recipients hidden at RCPT and dropped at end of message.",
+                v(&self.recipients_dropped),
+            ),
+            (
+                "moat_milter_dsn_sent_total",
+                "DSNs sent to authentic senders for dropped recipients.",
+                v(&self.dsn_sent),
+            ),
+            (
+                "moat_milter_dsn_withheld_total",
+                "DSNs not sent (sender not proven authentic, or the relay refused).",
+                v(&self.dsn_withheld),
+            ),
+            (
+                "moat_milter_protocol_errors_total",
+                "Milter connections closed on malformed input.",
+                v(&self.protocol_errors),
+            ),
         ]
     }
 }
@@ -94,7 +122,7 @@ async fn conn(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<MilterContext>) 
         };
         dec.feed(&buf[..n]);
         loop {
-            let cmd = match dec.next() {
+            let cmd = match dec.decode() {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => {
@@ -169,7 +197,8 @@ async fn send_dsn(d: DsnSender, b: Bounce, stats: Arc<MilterStats>) {
     let now = std::time::SystemTime::now();
     let id = format!(
         "<{}.{}@{}>",
-        now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros()),
+        now.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros()),
         fastrand::u32(..),
         d.hostname
     );
@@ -185,11 +214,12 @@ async fn send_dsn(d: DsnSender, b: Bounce, stats: Arc<MilterStats>) {
     let Ok(envelope) = Envelope::new(None, vec![to]) else {
         return;
     };
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(d.relay.ip().to_string())
-        .port(d.relay.port())
-        .timeout(Some(Duration::from_secs(10)))
-        .hello_name(ClientId::Domain(d.hostname.clone()))
-        .build();
+    let transport =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(d.relay.ip().to_string())
+            .port(d.relay.port())
+            .timeout(Some(Duration::from_secs(10)))
+            .hello_name(ClientId::Domain(d.hostname.clone()))
+            .build();
     for attempt in 0..3 {
         match transport.send_raw(&envelope, &body).await {
             Ok(_) => {

@@ -122,9 +122,7 @@ impl Session {
     }
 
     pub fn handle(&mut self, cmd: Command, policy: &dyn MilterPolicy) -> Outcome {
-        let no_reply = cmd
-            .no_reply_flag()
-            .is_some_and(|f| self.protocol & f != 0);
+        let no_reply = cmd.no_reply_flag().is_some_and(|f| self.protocol & f != 0);
         let reply = |r: Reply| {
             if no_reply {
                 Outcome::Silent
@@ -450,7 +448,11 @@ mod tests {
             Command::EndOfHeaders,
             Command::Body(b"spam\r\n".to_vec()),
         ] {
-            assert_eq!(s.handle(c, p), Outcome::Silent, "no-reply steps stay silent");
+            assert_eq!(
+                s.handle(c, p),
+                Outcome::Silent,
+                "no-reply steps stay silent"
+            );
         }
         s.handle(Command::EndOfMessage, p)
     }
@@ -515,10 +517,15 @@ mod tests {
         assert_eq!(steps.last(), Some(&Outcome::Reply(Reply::Accept)));
         login(&mut s, &p, "alice");
         let steps = envelope(&mut s, &p, &["typo@moat.test"]);
-        assert!(matches!(&steps[1], Outcome::Reply(Reply::ReplyCode(t)) if t.starts_with("550 5.1.1 <typo@moat.test>")));
+        assert!(
+            matches!(&steps[1], Outcome::Reply(Reply::ReplyCode(t)) if t.starts_with("550 5.1.1 <typo@moat.test>"))
+        );
         let mut t = session(&p, [192, 0, 2, 1]);
         let steps = envelope(&mut t, &p, &["typo@moat.test"]);
-        assert!(matches!(&steps[1], Outcome::Reply(Reply::ReplyCode(_))), "allowlisted");
+        assert!(
+            matches!(&steps[1], Outcome::Reply(Reply::ReplyCode(_))),
+            "allowlisted"
+        );
         assert!(p.counted.borrow().is_empty());
     }
 
