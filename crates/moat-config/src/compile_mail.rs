@@ -236,10 +236,10 @@ pub(crate) fn mail(r: &RawMail, s: &mut Sink, state_dir: &Path) -> Mail {
             s,
         ),
         milter_listen,
-        postfix_config_dir: r
-            .postfix_config_dir
-            .as_ref()
-            .map_or_else(|| PathBuf::from("/etc/postfix"), |p| PathBuf::from(p.get_ref())),
+        postfix_config_dir: r.postfix_config_dir.as_ref().map_or_else(
+            || PathBuf::from("/etc/postfix"),
+            |p| PathBuf::from(p.get_ref()),
+        ),
         hide_recipients,
         dsn_relay,
         hostname: r
