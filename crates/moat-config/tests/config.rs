@@ -171,3 +171,37 @@ fn workers_are_optional_and_bounded() {
     assert_eq!(errs.len(), 1);
     assert!(errs[0].starts_with("3:server.workers:"), "{errs:?}");
 }
+
+/// Issue 14: the milter's settings, their defaults, and their errors with line and field.
+#[test]
+fn the_milter_settings_default_safely_and_name_their_errors() {
+    let f = write("[mail]\nmilter_listen = \"127.0.0.1:10030\"\ndns_server = \"127.0.0.53\"\n");
+    let cfg = load(Some(f.path()), &Overrides::default()).unwrap();
+    let m = cfg.mail.unwrap();
+    assert_eq!(m.milter_listen, Some("127.0.0.1:10030".parse().unwrap()));
+    assert!(m.hide_recipients, "on by default with a milter");
+    assert_eq!(m.dsn_relay, Some("127.0.0.1:25".parse().unwrap()));
+    assert_eq!(m.dns_server, Some("127.0.0.53:53".parse().unwrap()));
+    assert_eq!(m.postfix_config_dir, std::path::Path::new("/etc/postfix"));
+    assert!(!m.hostname.is_empty());
+
+    let f = write(
+        "[mail]\npolicy_listen = \"127.0.0.1:10040\"\nhide_recipients = true\ndsn_relay = \"\"\n",
+    );
+    let m = load(Some(f.path()), &Overrides::default())
+        .unwrap()
+        .mail
+        .unwrap();
+    assert!(
+        !m.hide_recipients,
+        "hiding needs the milter to drop what it hid"
+    );
+    assert_eq!(m.dsn_relay, None);
+
+    let errs = errors(
+        "[mail]\nmilter_listen = \"0.0.0.0:10030\"\ndsn_relay = \"nowhere\"\ndns_server = \"x\"\n",
+    );
+    assert!(errs[0].starts_with("2:mail.milter_listen:"), "{errs:?}");
+    assert!(errs[1].starts_with("3:mail.dsn_relay:"), "{errs:?}");
+    assert!(errs[2].starts_with("4:mail.dns_server:"), "{errs:?}");
+}
