@@ -267,6 +267,19 @@ impl Eval<'_> {
         if let Some(Milter::Passes(attrs)) = &milter {
             problems.extend(self.milter_settings(attrs));
         }
+        if let (Some(Milter::Gap(_)), Some(want), false, true) =
+            (&milter, self.hooks.milter, sasl, self.hooks.hide_recipients)
+        {
+            // Not a relay risk (no AUTH here), but strangers on it get Postfix's own answers.
+            problems.push(Problem {
+                what: format!(
+                    "its smtpd_milters lacks Moat's {}: recipient probes on it learn which \
+                     addresses exist",
+                    fixes::inet(want)
+                ),
+                fix: self.set_fix("smtpd_milters", &fixes::inet(want)),
+            });
+        }
         if let Some(Policy::Asked(attrs)) = &policy {
             problems.extend(self.policy_settings(attrs));
         }

@@ -247,7 +247,16 @@ impl Eval<'_> {
         for list in ["recipient", "relay", "sender"] {
             let param = format!("smtpd_{list}_restrictions");
             let v = self.scope.get(&param).unwrap_or_default();
-            if tokens(&v).iter().any(|t| t == "reject_unlisted_recipient") {
+            let toks = tokens(&v);
+            let Some(at) = toks.iter().position(|t| t == "reject_unlisted_recipient") else {
+                continue;
+            };
+            // After Moat's policy it is the fallback for when Moat is down (the policy's
+            // `OK` for a hidden recipient skips it): that is the documented setup.
+            let after_policy = toks[..at]
+                .windows(2)
+                .any(|w| w[0] == "check_policy_service" && self.policy_matches(&group(&w[1]).0));
+            if !after_policy {
                 let rest: Vec<String> = tokens(self.raw(&param))
                     .into_iter()
                     .filter(|t| t != "reject_unlisted_recipient")
@@ -260,6 +269,34 @@ impl Eval<'_> {
                     fix: self.set_fix(&param, &rest.join(", ")),
                 });
             }
+        }
+        // A service strangers deliver to (its recipient list does not end them with a plain
+        // `reject`) needs the fallback, or with Moat down it accepts unknown recipients and
+        // bounces them later, to senders who may be forged.
+        let rcpt = tokens(
+            &self
+                .scope
+                .get("smtpd_recipient_restrictions")
+                .unwrap_or_default(),
+        );
+        let strangers = !rcpt.iter().any(|t| t == "reject");
+        let unlisted_off = !unlisted.trim().eq_ignore_ascii_case("yes");
+        let fallback = rcpt.iter().any(|t| t == "reject_unlisted_recipient");
+        if strangers
+            && unlisted_off
+            && !fallback
+            && (self.hooks.policy.is_some() || self.hooks.policy_socket.is_some())
+        {
+            out.push(Problem {
+                what: "with Moat down, this service accepts mail for unknown recipients and \
+                       bounces it later"
+                    .into(),
+                fix: format!(
+                    "end smtpd_recipient_restrictions with `{}, reject_unlisted_recipient` \
+                     (after reject_unauth_destination)",
+                    self.policy_entry()
+                ),
+            });
         }
         out
     }

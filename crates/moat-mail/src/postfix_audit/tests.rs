@@ -382,3 +382,64 @@ fn client_and_helo_lists_count_only_when_evaluated_after_auth() {
     let a = audit(&texts(local, M_STOCK, ""), &policy());
     assert!(svc(&a, "smtp/inet").bypasses());
 }
+
+/// docs/mail.md's setup: recipients hidden by the milter while Moat runs, Postfix's own
+/// `reject_unlisted_recipient` after Moat's policy as the fallback when it does not. That
+/// fallback is not a problem; the same check ahead of the policy, or no fallback at all, is.
+#[test]
+fn the_unlisted_fallback_after_the_policy_is_the_documented_setup() {
+    let hooks = MoatHooks {
+        policy: Some("127.0.0.1:10040".parse().unwrap()),
+        ..milter()
+    };
+    let base = "smtpd_milters = inet:127.0.0.1:10030\nmilter_default_action = accept\nsmtpd_reject_unlisted_recipient = no\n";
+    let problems = |rcpt: &str| {
+        let t = texts(
+            &format!("{base}smtpd_recipient_restrictions = {rcpt}\n"),
+            M_STOCK,
+            "",
+        );
+        audit(&t, &hooks)
+            .problems
+            .into_iter()
+            .map(|p| p.what)
+            .collect::<Vec<_>>()
+    };
+    let documented = problems(
+        "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination, check_policy_service { inet:127.0.0.1:10040, default_action=DUNNO, try_limit=1 }, reject_unlisted_recipient",
+    );
+    assert!(documented.is_empty(), "{documented:?}");
+    let early = problems(
+        "reject_unauth_destination, reject_unlisted_recipient, check_policy_service inet:127.0.0.1:10040",
+    );
+    assert!(
+        early
+            .iter()
+            .any(|w| w.contains("has reject_unlisted_recipient")),
+        "{early:?}"
+    );
+    let none = problems("permit_mynetworks, reject_unauth_destination");
+    assert!(
+        none.iter().any(|w| w.contains("with Moat down")),
+        "{none:?}"
+    );
+}
+
+/// With hiding on, a service without Moat's milter leaks recipients even without AUTH.
+#[test]
+fn a_service_without_the_milter_is_named_when_recipients_are_hidden() {
+    let t = texts(
+        "milter_default_action = accept\nsmtpd_reject_unlisted_recipient = no\n",
+        M_STOCK,
+        "",
+    );
+    let a = audit(&t, &milter());
+    assert!(
+        a.problems
+            .iter()
+            .any(|p| p.what.contains("learn which addresses exist")
+                && p.what.starts_with("smtp/inet")),
+        "{:?}",
+        a.problems
+    );
+}
