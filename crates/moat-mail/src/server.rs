@@ -192,6 +192,10 @@ pub async fn start(
         let lc = Arc::new(ListenerConfig::capture(a));
         tasks.push(tokio::spawn(moat_trap::server::serve(l, lc, trap)));
     }
+    // The first audit before any listener answers: a bot's first attempts must count
+    // towards honey accounts under the gate the configuration really gives.
+    let (s, c) = (shield.clone(), mcfg.clone());
+    let _ = tokio::task::spawn_blocking(move || s.set_honey_gate(postfix_gate(&c))).await;
     tasks.push(tokio::spawn(honey_gate(shield.clone(), mcfg.clone())));
     // Housekeeping: recipient maps reloaded on change, honey accounts expired.
     let s = shield.clone();
@@ -215,7 +219,7 @@ pub async fn start(
 /// seconds of a change to `main.cf` or `master.cf`, and every minute regardless (an included
 /// map or a `postconf -e` by another tool may change what the files' times do not show).
 async fn honey_gate(shield: Arc<MailShield>, cfg: moat_config::Mail) {
-    use crate::postfix_probe::{audit_postfix, config_mtimes};
+    use crate::postfix_probe::config_mtimes;
     let mut seen = None;
     let mut last = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(2));
@@ -230,14 +234,16 @@ async fn honey_gate(shield: Arc<MailShield>, cfg: moat_config::Mail) {
         }
         seen = mtimes;
         last = tokio::time::Instant::now();
-        let c = cfg.clone();
-        let gate = match tokio::task::spawn_blocking(move || audit_postfix(&c)).await {
-            Ok(Ok(audit)) => audit.honey_safe(),
-            Ok(Err(e)) => Err(format!("cannot read Postfix's configuration: {e}")),
-            Err(e) => Err(format!("the Postfix audit failed: {e}")),
-        };
-        let s = shield.clone();
-        let _ = tokio::task::spawn_blocking(move || s.set_honey_gate(gate)).await;
+        let (s, c) = (shield.clone(), cfg.clone());
+        let _ = tokio::task::spawn_blocking(move || s.set_honey_gate(postfix_gate(&c))).await;
+    }
+}
+
+/// What the Postfix audit says of honey accounts (blocking: runs `postconf`).
+fn postfix_gate(cfg: &moat_config::Mail) -> Result<(), String> {
+    match crate::postfix_probe::audit_postfix(cfg) {
+        Ok(audit) => audit.honey_safe(),
+        Err(e) => Err(format!("cannot read Postfix's configuration: {e}")),
     }
 }
 

@@ -383,9 +383,8 @@ impl MailShield {
             // it makes no honey accounts at all rather than risk shadowing a real one.
             let recipients = self.recipients.load();
             let real = recipients.is_empty() || recipients.has_local_part(&req.login);
-            // Counted either way, so accounts appear as soon as the gate opens; none is made
-            // while a SASL service could relay its mail.
-            let real = real || !self.honey_allowed();
+            // Counted and made even while the gate is closed: Dovecot's file stays empty
+            // until it opens, so no honey login works while a SASL service could relay.
             let made = lock(&self.honey).attempt(&req.login, &req.pwhash, ip, now, real);
             if let Some((login, _)) = made {
                 self.stats.honey_created.fetch_add(1, Ordering::Relaxed);

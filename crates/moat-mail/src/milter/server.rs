@@ -138,7 +138,10 @@ async fn conn(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<MilterContext>) 
                     let _ = stream.write_all(&out).await;
                     return;
                 }
-                Outcome::Capture(c) => {
+                Outcome::Capture(mut c) => {
+                    let now = moat_core::Clock::now_ms(&moat_core::SystemClock);
+                    c.meta.received_ms = now;
+                    c.meta.id = moat_trap::quarantine::new_id(now);
                     let login = c.meta.auth_user.clone().unwrap_or_default();
                     let client = c.meta.client_ip.clone();
                     match ctx.quarantine.store(c.meta, c.data).await {

@@ -106,6 +106,7 @@ pub struct Session {
     protocol: u32,
     client: Option<Connect>,
     helo: String,
+    tls: bool,
     auth: String,
     queue_id: String,
     sender: String,
@@ -145,6 +146,8 @@ impl Session {
                     match k.as_str() {
                         "{auth_authen}" => self.auth = v,
                         "i" => self.queue_id = v,
+                        // Sent with HELO once the client is on TLS (STARTTLS or port 465).
+                        "{tls_version}" if !v.is_empty() => self.tls = true,
                         _ => {}
                     }
                 }
@@ -272,6 +275,7 @@ impl Session {
                         mail_from: bare(&self.sender).to_string(),
                         rcpt_to: self.rcpts.iter().map(|r| bare(r).to_string()).collect(),
                         auth_user: Some(self.auth.clone()),
+                        tls: self.tls,
                         listener: "milter".into(),
                         ..Meta::default()
                     },
@@ -461,6 +465,14 @@ mod tests {
     fn a_honey_login_is_captured_whole_on_any_recipient() {
         let p = Policy::default();
         let mut s = session(&p, [127, 0, 0, 9]);
+        let tls = vec![("{tls_version}".to_string(), "TLSv1.3".to_string())];
+        s.handle(
+            Command::Macro {
+                stage: b'H',
+                pairs: tls,
+            },
+            &p,
+        );
         login(&mut s, &p, "honey");
         let steps = envelope(&mut s, &p, &["victim@outside.example", "nobody@moat.test"]);
         assert!(steps.iter().all(|o| *o == Outcome::Reply(Reply::Continue)));
@@ -471,6 +483,7 @@ mod tests {
         assert_eq!(c.meta.auth_user.as_deref(), Some("honey"));
         assert_eq!(c.meta.client_ip, "127.0.0.9");
         assert_eq!(c.meta.helo, "bot");
+        assert!(c.meta.tls);
         assert_eq!(c.meta.mail_from, "s@good.test");
         assert_eq!(
             c.meta.rcpt_to,
