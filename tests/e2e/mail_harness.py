@@ -8,7 +8,12 @@ and standard-library clients that speak to it from chosen 127.x.y.z source addre
 Everything (configs, queue, mailboxes, logs, sockets) lives under one temporary directory,
 which `stop()` removes (pass keep=True to keep it). Nothing binds a privileged port, and the
 Postfix instance cannot send anything off the machine: both default_transport and
-relay_transport are `error:`.
+relay_transport are `error:`, unless a RelaySink (a local smtp-sink standing in for the
+internet) is passed as `sink=`: then everything relayed off-box lands in that sink.
+
+Opt-in: `services=("submission", "submissions")` adds Debian's stock submission services,
+verbatim from /usr/share/postfix/master.cf.dist, on loopback high ports (with a self-signed
+certificate); `milter_addr=` wires a milter in main.cf the way rspamd or OpenDKIM attach.
 
 Needs root (Postfix's master and Dovecot's master start as root, as in production), the Debian
 packages postfix, dovecot-core and dovecot-imapd (scripts/install-test-deps.sh).
@@ -29,6 +34,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -42,6 +48,9 @@ TEST_HASH_NONCE = "moat-test-nonce-0123456789"
 # The mailbox owner for Postfix's virtual(8) and Dovecot's static userdb.
 MAIL_USER = "nobody"
 NO_OUTBOUND = "error:outbound disabled in tests"
+# Debian's stock master.cf template (the commented services in /etc/postfix/master.cf).
+MASTER_CF_TEMPLATE = Path("/usr/share/postfix/master.cf.dist")
+STOCK_SERVICES = ("submission", "submissions")
 # Dovecot 2.3.19's default (`doveconf -d auth_policy_request_attributes`).
 DEFAULT_POLICY_ATTRIBUTES = (
     "login=%{requested_username} pwhash=%{hashed_password} remote=%{rip} "
@@ -71,6 +80,54 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """n distinct currently free TCP ports."""
+    ports: list[int] = []
+    while len(ports) < n:
+        p = free_port(host)
+        if p not in ports:
+            ports.append(p)
+    return ports
+
+
+def stock_service(name: str, template: str | None = None) -> tuple[list[str], list[str]]:
+    """The commented `#<name> inet n - y - - smtpd` block of Debian's master.cf template:
+    (its 8 fields, its `-o` option lines uncommented and stripped, e.g. "-o syslog_name=...").
+    Comment text inside the block is skipped; option values are kept exactly as the template
+    has them (`$mua_*` references included, in templates that use them)."""
+    text = template if template is not None else MASTER_CF_TEMPLATE.read_text()
+    lines = text.splitlines()
+    head = re.compile(rf"^#{re.escape(name)}\s+inet\s")
+    for i, line in enumerate(lines):
+        if head.match(line):
+            fields = line[1:].split()
+            opts = []
+            for cont in lines[i + 1:]:
+                # Continuation lines are indented ("#  -o ...", "#     comment text"); a
+                # service line ("#submissions inet ...") or a heading ("# Choose one: ...")
+                # ends the block.
+                if not re.match(r"^#(\s{2,}|\t)", cont):
+                    break
+                body = cont[1:].strip()
+                if body.startswith("-o ") or body.startswith("-o\t"):
+                    opts.append(body)
+            return fields, opts
+    raise MailStackError(f"no `#{name} inet` service in the master.cf template")
+
+
+def _override_lines(tokens) -> list[str]:
+    """["-o", "a=b", "c=d"] -> ["  -o a=b", "  -o c=d"]: a bare `name=value` gets its -o."""
+    out, it = [], iter(tokens)
+    for t in it:
+        if t == "-o":
+            out.append(f"  -o {next(it)}")
+        elif t.startswith("-o "):
+            out.append(f"  {t}")
+        else:
+            out.append(f"  -o {t}")
+    return out
 
 
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -141,6 +198,21 @@ class MailStack:
       per-policy settings inside the braces, e.g. {"try_limit": 1}.
     policy_url "http://127.0.0.1:PORT/": Dovecot's auth policy server (sent
       `Authorization: Bearer <policy_token>`, full-length pwhash with `policy_nonce`).
+    services ("submission", "submissions"): Debian's stock services of that name, their `-o`
+      lines verbatim from /usr/share/postfix/master.cf.dist, listening on
+      `submission_port` / `submissions_port` (127.0.0.1:<free port> as the service name,
+      chroot off). They need TLS (submission: STARTTLS required before AUTH; submissions:
+      wrapper mode), so a self-signed certificate for mx.moat.test is generated into the
+      stack directory and set in main.cf; port 25 keeps smtpd_tls_security_level = none.
+    service_overrides {"submission": ["-o", "smtpd_milters="]}: extra `-o` lines appended
+      to a service ("smtp" is the port-25 service).
+    milter_addr "127.0.0.1:PORT": main.cf `smtpd_milters = inet:127.0.0.1:PORT`,
+      milter_default_action = accept (fail open), milter_protocol = 6, non_smtpd_milters
+      empty.
+    sink RelaySink: default_transport and relay_transport `smtp:[127.0.0.1]:<sink port>`,
+      so everything relayed off-box (and every bounce to an outside sender) lands there.
+    postfix_settings: main.cf settings applied last (e.g.
+      {"smtpd_reject_unlisted_recipient": "no"}).
     """
 
     def __init__(
@@ -158,6 +230,10 @@ class MailStack:
         policy_attributes: str = DEFAULT_POLICY_ATTRIBUTES,
         postfix_settings: dict[str, str] | None = None,
         dovecot_extra: str = "",
+        services: tuple[str, ...] = (),
+        service_overrides: dict[str, list[str]] | None = None,
+        milter_addr: str | None = None,
+        sink: "RelaySink | None" = None,
         parent_dir: str | os.PathLike | None = None,
         keep: bool = False,
         timeout: float = 20.0,
@@ -184,6 +260,16 @@ class MailStack:
         self.policy_attributes = policy_attributes
         self.postfix_settings = dict(postfix_settings or {})
         self.dovecot_extra = dovecot_extra
+        bad = set(services) - set(STOCK_SERVICES)
+        if bad:
+            raise ValueError(f"unknown stock services: {sorted(bad)} (known: {STOCK_SERVICES})")
+        self.services = tuple(services)
+        self.service_overrides = {k: list(v) for k, v in (service_overrides or {}).items()}
+        bad = set(self.service_overrides) - {"smtp", *self.services}
+        if bad:
+            raise ValueError(f"overrides for services this stack does not run: {sorted(bad)}")
+        self.milter_addr = milter_addr
+        self.sink = sink
         self.keep = keep
         self.timeout = timeout
 
@@ -208,8 +294,12 @@ class MailStack:
         self.queue_dir = self.root / "postfix-queue"
         self.data_dir = self.root / "postfix-data"
         self.maillog_path = self.root / "maillog"
+        self.tls_cert = self.root / "tls-cert.pem"
+        self.tls_key = self.root / "tls-key.pem"
 
         self.smtp_port = 0
+        self.submission_port = 0
+        self.submissions_port = 0
         self.imap_port = 0
         self.auth_port = 0
         self._users: dict[str, str] = {}
@@ -241,11 +331,12 @@ class MailStack:
             raise MailStackError("this MailStack was stopped and its directory removed; make a new one")
         _LIVE.add(self)
         try:
-            self.smtp_port = free_port()
-            self.imap_port = free_port()
-            self.auth_port = free_port()
-            while len({self.smtp_port, self.imap_port, self.auth_port}) < 3:
-                self.auth_port = free_port()
+            (self.smtp_port, self.imap_port, self.auth_port, self.submission_port,
+             self.submissions_port) = free_ports(5)
+            if "submission" not in self.services:
+                self.submission_port = 0
+            if "submissions" not in self.services:
+                self.submissions_port = 0
             for d, mode in ((self.vmail, 0o700), (self.home, 0o755)):
                 d.mkdir(exist_ok=True)
                 os.chown(d, self.uid, self.gid)
@@ -454,13 +545,25 @@ service auth {{
             for where in self.policy_in:
                 key = f"smtpd_{where}_restrictions"
                 s[key] = entry if key != "smtpd_relay_restrictions" else f"{entry}, {s[key]}"
+        if self.milter_addr:
+            s.update({
+                "smtpd_milters": f"inet:{self.milter_addr}",
+                "non_smtpd_milters": "",
+                "milter_default_action": "accept",
+                "milter_protocol": "6",
+            })
+        if self.services:
+            s.update({"smtpd_tls_cert_file": str(self.tls_cert), "smtpd_tls_key_file": str(self.tls_key)})
+        if self.sink is not None:
+            s.update(self.sink.settings())
         s.update(self.postfix_settings)
         return s
 
     def _master_cf(self, text: str) -> str:
         """Debian's master.cf minus every `inet` service (no port 25, no submission), plus our
-        smtpd on 127.0.0.1:<smtp_port>, with chroot off everywhere (a jail in the queue
-        directory would need copies of /etc files)."""
+        smtpd on 127.0.0.1:<smtp_port> and the stock services asked for in `services`, with
+        chroot off everywhere (a jail in the queue directory would need copies of /etc
+        files)."""
         entries: list[list[str]] = []
         for line in text.splitlines():
             if line.startswith("#") or not line.strip():
@@ -481,10 +584,40 @@ service auth {{
             out.append(" ".join(f))
             out.extend(entry[1:])
         out.append(f"127.0.0.1:{self.smtp_port} inet n - n - - smtpd")
+        out.extend(_override_lines(self.service_overrides.get("smtp", ())))
+        template = MASTER_CF_TEMPLATE.read_text() if self.services else ""
+        for name in self.services:
+            fields, opts = stock_service(name, template)
+            fields[0] = f"127.0.0.1:{self.service_port(name)}"
+            fields[4] = "n"
+            out.append(f"# Debian's stock `{name}` service (master.cf.dist), on a loopback high port")
+            out.append(" ".join(fields))
+            out.extend(f"  {o}" for o in opts)
+            out.extend(_override_lines(self.service_overrides.get(name, ())))
         return "\n".join(out) + "\n"
+
+    def service_port(self, name: str) -> int:
+        """The port of "smtp" (25's stand-in), "submission" or "submissions"."""
+        port = {"smtp": self.smtp_port, "submission": self.submission_port,
+                "submissions": self.submissions_port}.get(name)
+        if not port:
+            raise MailStackError(f"this stack runs no {name!r} service (services={self.services})")
+        return port
+
+    def _make_certificate(self) -> None:
+        r = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={MYHOSTNAME}",
+             "-days", "2", "-keyout", str(self.tls_key), "-out", str(self.tls_cert)],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=self.timeout)
+        if r.returncode != 0:
+            raise MailStackError(f"openssl req failed: {r.stderr.strip()}")
+        os.chmod(self.tls_key, 0o600)
+        os.chmod(self.tls_cert, 0o644)
 
     def _configure_postfix(self) -> None:
         self.postfix_dir.mkdir(exist_ok=True)
+        if self.services:
+            self._make_certificate()
         shutil.copyfile("/etc/postfix/main.cf", self.postfix_dir / "main.cf")
         (self.postfix_dir / "master.cf").write_text(self._master_cf(Path("/etc/postfix/master.cf").read_text()))
         self.queue_dir.mkdir(exist_ok=True)
@@ -514,8 +647,9 @@ service auth {{
         pidfile = self.queue_dir / "pid" / "master.pid"
         try:
             self._postfix_pid = wait_for(lambda: _read_pid(pidfile), self.timeout, what="postfix master.pid")
-            wait_for(lambda: _port_open(self.smtp_port), self.timeout,
-                     what=f"postfix smtpd on :{self.smtp_port}")
+            ports = [p for p in (self.smtp_port, self.submission_port, self.submissions_port) if p]
+            wait_for(lambda: all(_port_open(p) for p in ports), self.timeout,
+                     what=f"postfix smtpd on {ports}")
         except MailStackError as e:
             raise MailStackError(f"{e}\n--- maillog\n{_tail(self.maillog_path)}") from None
 
@@ -770,3 +904,237 @@ def transcript_rcpt(stack: MailStack, source_ip: str, sender: str, recipients, h
         except (ConnectionError, OSError):
             pass
     return out
+
+
+def smtp_transaction(stack: MailStack, source_ip: str, sender: str, recipients, data: bytes | None = None,
+                     helo: str = "client.example", port: int | None = None,
+                     timeout: float = 30.0) -> dict:
+    """One unauthenticated transaction over a raw socket, with the exact reply bytes: EHLO,
+    MAIL FROM:<sender>, RCPT TO:<r> for each recipient, then (if `data` is given and some
+    recipient got 250) DATA, the message, and ".". Returns {"mail": (code, reply), "rcpt":
+    [(recipient, code, reply)], "data": (code, reply) or None}. A hang-up gives code 0."""
+    recipients = list(recipients)
+    out: dict = {"mail": (0, b""), "rcpt": [], "data": None}
+    buf = bytearray()
+    with socket.create_connection(("127.0.0.1", port or stack.smtp_port), timeout,
+                                  source_address=(source_ip, 0)) as s:
+        try:
+            _read_reply(s, buf)
+            s.sendall(f"EHLO {helo}\r\n".encode())
+            _read_reply(s, buf)
+            s.sendall(f"MAIL FROM:<{sender}>\r\n".encode())
+            out["mail"] = _read_reply(s, buf)
+            if out["mail"][0] != 250:
+                return out
+            for r in recipients:
+                s.sendall(f"RCPT TO:<{r}>\r\n".encode())
+                code, reply = _read_reply(s, buf)
+                out["rcpt"].append((r, code, reply))
+            if data is not None and any(code == 250 for _, code, _ in out["rcpt"]):
+                s.sendall(b"DATA\r\n")
+                code, reply = _read_reply(s, buf)
+                if code == 354:
+                    body = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+                    if not body.endswith(b"\r\n"):
+                        body += b"\r\n"
+                    body = re.sub(rb"(?m)^\.", b"..", body)
+                    s.sendall(body + b".\r\n")
+                    code, reply = _read_reply(s, buf)
+                out["data"] = (code, reply)
+            s.sendall(b"QUIT\r\n")
+            _read_reply(s, buf)
+        except (ConnectionError, OSError) as e:
+            done = len(out["rcpt"])
+            out["rcpt"] += [(r, 0, str(e).encode()) for r in recipients[done:]]
+    return out
+
+
+def smtp_connect(stack: MailStack, port: int, source_ip: str, tls: str = "none", helo: str = "client.example",
+                 timeout: float = 15.0) -> smtplib.SMTP:
+    """A connected, greeted smtplib.SMTP from source_ip to 127.0.0.1:port. tls: "none",
+    "starttls" (EHLO, STARTTLS, EHLO again: what the stock submission service requires before
+    it offers AUTH) or "wrapper" (TLS from the first byte: the stock submissions service).
+    Certificates are not verified (the stack's is self-signed)."""
+    if tls not in ("none", "starttls", "wrapper"):
+        raise ValueError(f"tls must be none, starttls or wrapper, not {tls!r}")
+    ctx = ssl._create_unverified_context()
+    if tls == "wrapper":
+        s: smtplib.SMTP = smtplib.SMTP_SSL("127.0.0.1", port, local_hostname=helo,
+                                           source_address=(source_ip, 0), timeout=timeout, context=ctx)
+    else:
+        s = smtplib.SMTP("127.0.0.1", port, local_hostname=helo, source_address=(source_ip, 0),
+                         timeout=timeout)
+    try:
+        s.ehlo(helo)
+        if tls == "starttls":
+            code, msg = s.starttls(context=ctx)
+            if code != 220:
+                raise smtplib.SMTPResponseException(code, msg)
+            s.ehlo(helo)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+class SubmitError(MailStackError):
+    """A step before DATA failed: `step` ("AUTH", "MAIL", "RCPT"), Postfix's `code` and
+    `reply`; `refused` holds each refused recipient's (code, reply)."""
+
+    def __init__(self, step: str, code: int, reply: bytes, refused: dict | None = None) -> None:
+        super().__init__(f"{step} answered {code} {reply!r}" + (f"; refused {refused}" if refused else ""))
+        self.step, self.code, self.reply, self.refused = step, code, reply, refused or {}
+
+
+def submit(stack: MailStack, port: int, source_ip: str, login: str | None, password: str | None,
+           mail_from: str, rcpts, body: bytes | str, tls: str = "none", helo: str = "client.example",
+           timeout: float = 30.0) -> int:
+    """One session, one message, like a bot: connect from source_ip (TLS as in smtp_connect),
+    one `AUTH PLAIN` if login is given, MAIL, RCPT for each recipient, DATA. Returns the
+    final reply code of DATA (250 when Postfix took the message). Raises SubmitError when AUTH
+    is not 235, MAIL is not 250 or every recipient was refused."""
+    if isinstance(body, str):
+        body = body.encode()
+    rcpts = [rcpts] if isinstance(rcpts, str) else list(rcpts)
+    s = smtp_connect(stack, port, source_ip, tls, helo, timeout)
+    try:
+        if login is not None:
+            code, msg = auth_plain(s, login, password or "")
+            if code != 235:
+                raise SubmitError("AUTH", code, msg)
+        code, msg = s.mail(mail_from)
+        if code != 250:
+            raise SubmitError("MAIL", code, msg)
+        refused = {}
+        for r in rcpts:
+            code, msg = s.rcpt(r)
+            if code not in (250, 251):
+                refused[r] = (code, msg)
+        if len(refused) == len(rcpts):
+            raise SubmitError("RCPT", *next(iter(refused.values())), refused)
+        code, _ = s.data(body)
+        return code
+    finally:
+        try:
+            s.quit()
+        except (smtplib.SMTPException, OSError):
+            s.close()
+
+
+# -------------------------------------------------------------------------------------------
+# The internet, as far as the test Postfix can tell
+
+
+class SinkMessage:
+    """One transaction received by the sink: envelope (from smtp-sink's X-* dump headers) and
+    the message as received."""
+
+    def __init__(self, path: Path, raw: bytes) -> None:
+        self.path = path
+        self.raw = raw
+        head, _, rest = raw.partition(b"\nReceived: ")
+        self.mail_from = ""
+        self.rcpts: list[str] = []
+        self.client = ""
+        for line in head.decode(errors="replace").splitlines():
+            name, _, value = line.partition(": ")
+            if name == "X-Mail-Args":
+                m = re.search(r"<([^>]*)>", value)  # "<a@b> SIZE=123 BODY=8BITMIME", "<>"
+                self.mail_from = m.group(1) if m else value
+            elif name == "X-Rcpt-Args":
+                m = re.search(r"<([^>]*)>", value)  # "<a@b> ORCPT=rfc822;a@b"
+                self.rcpts.append(m.group(1) if m else value)
+            elif name == "X-Client-Addr":
+                self.client = value.strip()
+        # The message proper starts after smtp-sink's three-line Received header.
+        lines = rest.split(b"\n")
+        self.data = b"\n".join(lines[3:]) if len(lines) > 3 else b""
+
+    @property
+    def is_dsn(self) -> bool:
+        """A delivery status notification: null envelope sender and a
+        multipart/report; report-type=delivery-status body."""
+        flat = re.sub(rb"\s+", b" ", self.data.lower()).replace(b'"', b"")
+        return self.mail_from == "" and b"multipart/report" in flat and b"report-type=delivery-status" in flat
+
+    def mentions(self, text: str) -> bool:
+        return text.lower().encode() in self.data.lower()
+
+    def __repr__(self) -> str:
+        return f"<SinkMessage from=<{self.mail_from}> to={self.rcpts} dsn={self.is_dsn} {self.path.name}>"
+
+
+class RelaySink:
+    """Postfix's own smtp-sink standing in for the outside world: the test Postfix relays to
+    it (MailStack(sink=...) or postfix_settings=sink.settings()), and every message it
+    receives is dumped to a file, so "nothing was relayed" is checked against something that
+    would have received it. A context manager; stop() kills it."""
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        if shutil.which("smtp-sink") is None:
+            raise MailStackError("smtp-sink not found: it ships with postfix (scripts/install-test-deps.sh)")
+        self.dir = Path(tempfile.mkdtemp(prefix="moat-relay-sink-"))
+        os.chmod(self.dir, 0o777)
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["smtp-sink", "-u", "nobody", "-h", "sink.outside.example", "-d", f"{self.dir}/%M.",
+             f"127.0.0.1:{self.port}", "32"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: self.proc.poll() is not None or _port_open(self.port), timeout,
+                     what="smtp-sink to listen")
+            if self.proc.poll() is not None:
+                raise MailStackError(f"smtp-sink exited {self.proc.returncode}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def __enter__(self) -> "RelaySink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _files(self) -> list[Path]:
+        if not self.dir.is_dir():
+            return []
+        return sorted((p for p in self.dir.iterdir() if p.is_file()), key=lambda p: (p.stat().st_mtime, p.name))
+
+    def messages(self) -> list[bytes]:
+        """Every dump file as bytes, oldest first (a transaction in progress included)."""
+        return [p.read_bytes() for p in self._files()]
+
+    def received(self) -> list[SinkMessage]:
+        """Every transaction, parsed."""
+        return [SinkMessage(p, p.read_bytes()) for p in self._files()]
+
+    def count(self) -> int:
+        return len(self._files())
+
+    def dsns(self) -> list[SinkMessage]:
+        return [m for m in self.received() if m.is_dsn]
+
+    def wait(self, pred=None, count: int = 1, timeout: float = 20.0, what: str = "") -> list[SinkMessage]:
+        """Waits until at least `count` received messages satisfy pred (default: any); returns
+        them."""
+        def enough():
+            got = [m for m in self.received() if pred is None or pred(m)]
+            return got if len(got) >= count else None
+        return wait_for(enough, timeout, interval=0.1, what=what or f"{count} message(s) in the relay sink")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def settings(self) -> dict[str, str]:
+        """main.cf settings that send everything not for a local domain to the sink."""
+        nexthop = f"smtp:[127.0.0.1]:{self.port}"
+        return {"relayhost": "", "default_transport": nexthop, "relay_transport": nexthop}

@@ -20,6 +20,7 @@ from mail_harness import (
     TEST_HASH_NONCE,
     TEST_POLICY_TOKEN,
     MailStack,
+    RelaySink,  # moved to mail_harness; still importable from here
     auth_plain,
     free_port,
     smtp_session,
@@ -63,11 +64,16 @@ recipients = [{rcpts}]
         self.log = self.dir / "moat.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, maps=()) -> "MailMoat":
+    def start(self, maps=(), postfix_dir=None) -> "MailMoat":
         """Starts Moat; `maps` are Postfix map files listing the real recipients (the test
-        Postfix's virtual_mailbox_maps), which Moat re-reads when they change."""
+        Postfix's virtual_mailbox_maps), which Moat re-reads when they change; `postfix_dir`
+        is the test Postfix's config directory, which Moat audits (`postconf -c`) before it
+        makes honey accounts (without it Moat would audit /etc/postfix)."""
         listed = ", ".join(f'"{p}"' for p in maps)
-        self.config.write_text(self.config_text.replace("[mail]\n", f"[mail]\nrecipient_maps = [{listed}]\n", 1))
+        head = f"[mail]\nrecipient_maps = [{listed}]\n"
+        if postfix_dir is not None:
+            head += f'postfix_config_dir = "{postfix_dir}"\n'
+        self.config.write_text(self.config_text.replace("[mail]\n", head, 1))
         self.proc = subprocess.Popen(
             [str(moat_bin()), "run", "--config", str(self.config)],
             stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
@@ -148,47 +154,19 @@ def mail_moat():
         print("\n".join(m.log.read_text().splitlines()[-15:]))
 
 
-class RelaySink:
-    """Postfix's own smtp-sink standing in for the outside world: the test Postfix relays to
-    it, and every message it receives is dumped to a file, so "nothing was relayed" is checked
-    against something that would have received it."""
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="moat-relay-sink-"))
-        os.chmod(self.dir, 0o777)
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            ["smtp-sink", "-u", "nobody", "-d", f"{self.dir}/%M.", f"127.0.0.1:{self.port}", "32"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 5
-        import socket
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "smtp-sink did not start"
-                time.sleep(0.05)
-
-    def messages(self) -> list[bytes]:
-        return [p.read_bytes() for p in sorted(self.dir.iterdir()) if p.is_file()]
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(5)
-
-    def settings(self) -> dict[str, str]:
-        return {"relayhost": f"[127.0.0.1]:{self.port}", "default_transport": "smtp",
-                "relay_transport": "smtp"}
-
-
 def stack_for(m: MailMoat, **kw) -> MailStack:
     """The mail stack wired to `m` (policy in smtpd_sender_restrictions, evaluated at RCPT
-    time, so a refusal names the sender, never the recipient), and `m` started on its
-    recipient map."""
+    time, so a refusal names the sender, never the recipient), started, and `m` started on
+    its recipient map and its Postfix configuration (as in production, Postfix's config exists
+    before Moat audits it). The caller's `with stack:` stops the stack."""
     stack = MailStack(honey_passwd=m.honey, policy_addr=m.policy_addr, policy_in=("sender",),
                       policy_url=m.policy_url, **kw)
-    m.start(maps=[stack.vmailbox])
+    stack.start()
+    try:
+        m.start(maps=[stack.vmailbox], postfix_dir=stack.postfix_dir)
+    except BaseException:
+        stack.stop()
+        raise
     return stack
 
 
