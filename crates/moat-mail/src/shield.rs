@@ -383,8 +383,9 @@ impl MailShield {
             // it makes no honey accounts at all rather than risk shadowing a real one.
             let recipients = self.recipients.load();
             let real = recipients.is_empty() || recipients.has_local_part(&req.login);
-            // Counted and made even while the gate is closed: Dovecot's file stays empty
-            // until it opens, so no honey login works while a SASL service could relay.
+            // None is made, or even counted towards, while a SASL service could relay its
+            // mail (the gate is closed).
+            let real = real || !self.honey_allowed();
             let made = lock(&self.honey).attempt(&req.login, &req.pwhash, ip, now, real);
             if let Some((login, _)) = made {
                 self.stats.honey_created.fetch_add(1, Ordering::Relaxed);
