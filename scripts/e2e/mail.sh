@@ -20,12 +20,22 @@ checks=(
   "hydra: banned after three failures, never finds the password|test_hydra_never_finds_the_password"
   "the policy over a unix socket with real Postfix|test_the_policy_also_listens_on_a_unix_socket"
   "bad input closes the connection; the token is required; the allowlist always wins|test_bad_input_is_logged_and_closed_and_the_allowlist_always_wins"
+  "milter: the stock submission services bypass a policy in main.cf (Postfix alone)|test_mail_milter.py::test_stock_submission_services_bypass_a_policy_in_main_cf"
+  "milter: a honey login sends 10 on each of 25, 587, 465: 30 captured, 0 relayed; a user's mail goes out|test_mail_milter.py::test_honey_login_is_captured_on_every_service"
+  "milter: no honey account while submission bypasses the milter; doctor names it|test_mail_milter.py::test_no_honey_account_while_a_sasl_service_bypasses_moat[milter-removed-from-submission]"
+  "milter: no honey account with a policy-only wiring and the stock services|test_mail_milter.py::test_no_honey_account_while_a_sasl_service_bypasses_moat[policy-only-with-stock-submission]"
+  "milter: doctor is happy with the documented wiring|test_mail_milter.py::test_doctor_is_happy_with_the_full_wiring"
+  "milter: 100 probes from fresh networks and senders learn nothing|test_mail_milter.py::test_enumeration_from_fresh_networks_learns_nothing"
+  "milter: a typo gets a DSN only when the sender passes SPF|test_mail_milter.py::test_a_typo_gets_a_dsn_only_when_the_sender_passes_spf"
+  "milter: the owner gets in at once from his network during an attack|test_mail_milter.py::test_the_owner_gets_in_at_once_from_his_network_during_an_attack"
+  "milter: with Moat killed users log in, mail flows, unknown recipients are refused honestly|test_mail_milter.py::test_mail_flows_when_moat_is_killed"
 )
 failed=0
 for c in "${checks[@]}"; do
   name=${c%%|*}; node=${c#*|}
   log=$(mktemp)
-  if python3 -m pytest -q "tests/e2e/test_mail_shield.py::$node" >"$log" 2>&1; then
+  case "$node" in *.py::*) path="tests/e2e/$node" ;; *) path="tests/e2e/test_mail_shield.py::$node" ;; esac
+  if python3 -m pytest -q "$path" >"$log" 2>&1; then
     echo "PASS $name"
   else
     echo "FAIL $name"; tail -25 "$log" | sed 's/^/     /'; failed=1
