@@ -82,6 +82,7 @@ fn mail(c: &ConfigArgs, dovecot_config: &Path) -> anyhow::Result<ExitCode> {
     let honey = postfix(mail, &mut r);
     let auth_user = dovecot(mail, &cfg.server.state_dir, dovecot_config, &mut r);
     files(mail, &cfg.server.state_dir, &auth_user, &mut r);
+    recipients(mail, &mut r);
     let honey = match honey {
         Ok(()) => "safe".to_string(),
         Err(why) => format!("NOT safe ({why})"),
@@ -243,5 +244,34 @@ fn files(mail: &moat_config::Mail, state_dir: &Path, auth_user: &str, r: &mut Re
                 "start Moat once (moat run --config FILE): it creates the token",
             ),
         }
+    }
+}
+
+/// Moat must know the real recipients: without them it makes no honey account (it could
+/// shadow a real login) and cannot tell which recipients to hide.
+fn recipients(mail: &moat_config::Mail, r: &mut Report) {
+    let mut known = mail.recipients.len();
+    for p in &mail.recipient_maps {
+        match std::fs::read_to_string(p) {
+            Ok(text) => {
+                let mut one = moat_mail::recipients::Recipients::default();
+                one.add_map_text(&text);
+                known += one.len();
+            }
+            Err(e) => r.problem_of(
+                format!("recipient map {}: {e}", p.display()),
+                "list the source files of Postfix's virtual_mailbox_maps and virtual_alias_maps \
+                 in [mail] recipient_maps (postconf -x virtual_mailbox_maps shows them)",
+            ),
+        }
+    }
+    if known == 0 {
+        r.problem_of(
+            "Moat knows no recipients: it makes no honey account and hides no probe",
+            "[mail] recipient_maps = [\"/etc/postfix/vmailbox\"] (the files behind \
+             virtual_mailbox_maps and virtual_alias_maps), or recipients = [\"you@example.org\"]",
+        );
+    } else {
+        r.ok(format!("Moat knows {known} recipient address(es)"));
     }
 }
