@@ -159,7 +159,7 @@ fn set_mode(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-const MILTER: &str = "milter_listen = \"127.0.0.1:10030\"";
+const MILTER: &str = "milter_listen = \"127.0.0.1:10030\"\nrecipients = [\"alice@moat.test\"]";
 const POLICY: &str = "policy_listen = \"127.0.0.1:10040\"\ncapture_listen = \"127.0.0.1:10026\"";
 
 #[test]
@@ -258,4 +258,31 @@ fn a_policy_only_in_main_cf_is_bypassed_by_the_stock_submission_services() {
         out.contains("ok: Postfix submission/inet: SASL AUTH, Moat's policy service is asked for every message"),
         "{out}"
     );
+}
+
+/// Issue 14: without a recipient source Moat can neither make honey accounts safely nor hide
+/// probes, and says so with the setting that fixes it.
+#[test]
+fn no_recipient_source_is_a_problem() {
+    let Some(pc) = postconf() else {
+        eprintln!("skipped: postconf not installed");
+        return;
+    };
+    let s = Setup::new(
+        pc,
+        &[
+            "smtpd_milters = inet:127.0.0.1:10030",
+            "milter_default_action = accept",
+        ],
+    );
+    let (o, out) = s.doctor(
+        "milter_listen = \"127.0.0.1:10030\"\nrecipient_maps = [\"/nonexistent/vmailbox\"]",
+    );
+    assert!(
+        out.contains("problem: recipient map /nonexistent/vmailbox"),
+        "{out}"
+    );
+    assert!(out.contains("problem: Moat knows no recipients"), "{out}");
+    assert!(out.contains("  fix: [mail] recipient_maps = "), "{out}");
+    assert_eq!(o.status.code(), Some(1), "{out}");
 }
