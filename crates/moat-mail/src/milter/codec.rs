@@ -163,6 +163,15 @@ impl Decoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Gives back the memory a large packet (a 64 KiB body chunk) left behind once nothing is
+    /// pending: thousands of idle sessions must not each keep one.
+    pub fn shrink(&mut self) {
+        if self.start == self.buf.len() && self.buf.capacity() > 4096 {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+    }
+
     /// Bytes received but not yet decoded.
     pub fn pending(&self) -> usize {
         self.buf.len() - self.start

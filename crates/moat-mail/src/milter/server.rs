@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// Counters for `/metrics`.
@@ -106,21 +106,43 @@ pub async fn serve(l: tokio::net::TcpListener, ctx: Arc<MilterContext>) {
     }
 }
 
+thread_local! {
+    /// One read buffer per runtime thread, not per connection: Postfix holds a milter
+    /// connection open for each SMTP session, and most of them wait most of the time.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
+}
+
+/// Reads what the socket has into the decoder, through the thread's scratch buffer. `Ok(0)`
+/// at the end of the stream.
+async fn fill(stream: &TcpStream, dec: &mut Decoder) -> std::io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        let got = SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let n = stream.try_read(&mut s[..])?;
+            dec.feed(&s[..n]);
+            Ok::<_, std::io::Error>(n)
+        });
+        match got {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
+}
+
 async fn conn(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<MilterContext>) {
     let mut dec = Decoder::new();
     let mut session = Session::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::new();
     loop {
-        let n = match tokio::time::timeout(ctx.idle, stream.read(&mut buf)).await {
+        match tokio::time::timeout(ctx.idle, fill(&stream, &mut dec)).await {
             Ok(Ok(0)) | Err(_) => return,
-            Ok(Ok(n)) => n,
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 tracing::debug!(peer = %peer, error = %e, "milter connection ended");
                 return;
             }
-        };
-        dec.feed(&buf[..n]);
+        }
         loop {
             let cmd = match dec.decode() {
                 Ok(Some(c)) => c,
@@ -175,6 +197,10 @@ async fn conn(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<MilterContext>) 
                 return;
             }
             out.clear();
+        }
+        dec.shrink();
+        if out.capacity() > 4096 {
+            out = Vec::new();
         }
     }
 }
