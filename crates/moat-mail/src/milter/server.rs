@@ -1,5 +1,6 @@
-//! The milter listener: one task per Postfix connection (Postfix keeps one per smtpd process
-//! and reuses it across messages), a read buffer, the session's outcomes written back.
+//! The milter listener: one task per Postfix connection (Postfix 3.7 opens one per SMTP
+//! session, so thousands may wait at once: they share one read buffer per thread), the
+//! session's outcomes written back.
 //! Captured mail is on disk (the quarantine's synced journal) before the `Discard` that makes
 //! Postfix answer `250`; a DSN is checked and sent off the connection's path.
 
@@ -134,14 +135,24 @@ async fn conn(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<MilterContext>) 
     let mut dec = Decoder::new();
     let mut session = Session::new();
     let mut out = Vec::new();
+    // One idle deadline, moved on only when a command completes, not a timer per read.
+    let idle = tokio::time::sleep(ctx.idle);
+    tokio::pin!(idle);
     loop {
-        match tokio::time::timeout(ctx.idle, fill(&stream, &mut dec)).await {
-            Ok(Ok(0)) | Err(_) => return,
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
+        let read = tokio::select! {
+            r = fill(&stream, &mut dec) => r,
+            _ = &mut idle => return,
+        };
+        match read {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
                 tracing::debug!(peer = %peer, error = %e, "milter connection ended");
                 return;
             }
+        }
+        if dec.pending() == 0 {
+            idle.as_mut().reset(tokio::time::Instant::now() + ctx.idle);
         }
         loop {
             let cmd = match dec.decode() {

@@ -9,9 +9,15 @@
 //!   `Continue` at `RCPT`, so valid and unknown addresses are indistinguishable; unknown ones in
 //!   our domains are remembered and deleted at the end of the message (`DelRcpt`, or `Discard`
 //!   when none is left), and the sender may get a DSN ([`Bounce`]) if it proves to be real;
-//! - **an authenticated user or an allowlisted client**: an unknown local recipient gets the
-//!   honest `550 5.1.1` at once;
+//! - **an authenticated user or an allowlisted client** is never hidden from: Postfix answers
+//!   for its recipients as it would without Moat (the documented `reject_unlisted_recipient`
+//!   after Moat's policy on port 25; a bounce to the authenticated sender on submission);
 //! - **anything else** is accepted at `DATA`, so Postfix sends neither headers nor body.
+//!
+//! Postfix opens a milter connection per SMTP session and waits for every reply, so the
+//! session answers only where it can say something else than "continue": the negotiation,
+//! `DATA` (accept, or go on) and the end of the message. Everything else is negotiated as
+//! no-reply.
 
 use super::codec::{action, proto, Command, Connect, Reply};
 use moat_trap::quarantine::Meta;
@@ -45,6 +51,8 @@ pub const WANT_ACTIONS: u32 = action::DELRCPT;
 pub const WANT_PROTOCOL: u32 = proto::NOUNKNOWN
     | proto::NR_CONN
     | proto::NR_HELO
+    | proto::NR_MAIL
+    | proto::NR_RCPT
     | proto::NR_HDR
     | proto::NR_EOH
     | proto::NR_BODY
@@ -104,6 +112,10 @@ enum Mode {
 pub struct Session {
     /// `SMFIP_*` flags agreed at negotiation.
     protocol: u32,
+    /// `SMFIF_*` actions the MTA granted: without `DELRCPT` nothing can be hidden.
+    actions: u32,
+    /// `DATA` (or, from an MTA that does not send it, the first header or the end) was seen.
+    in_data: bool,
     client: Option<Connect>,
     helo: String,
     tls: bool,
@@ -136,8 +148,12 @@ impl Session {
                 actions, protocol, ..
             } => {
                 let r = super::codec::negotiate(actions, protocol, WANT_ACTIONS, WANT_PROTOCOL);
-                if let Reply::OptNeg { protocol, .. } = r {
+                if let Reply::OptNeg {
+                    protocol, actions, ..
+                } = r
+                {
                     self.protocol = protocol;
+                    self.actions = actions;
                 }
                 Outcome::Reply(r)
             }
@@ -171,22 +187,19 @@ impl Session {
             }
             Command::Rcpt(args) => {
                 let rcpt = args.into_iter().next().unwrap_or_default();
-                let r = self.rcpt(&rcpt, policy);
-                if r == Reply::Continue {
-                    self.rcpts.push(rcpt);
-                }
-                reply(r)
+                self.rcpt(&rcpt, policy);
+                self.rcpts.push(rcpt);
+                reply(Reply::Continue)
             }
             Command::Data => {
-                if self.mode == Mode::Pass && !self.dropped.is_empty() {
-                    self.mode = Mode::Filter;
-                }
+                self.enter_data();
                 reply(match self.mode {
                     Mode::Pass => Reply::Accept,
                     _ => Reply::Continue,
                 })
             }
             Command::Header { name, value } => {
+                self.enter_data();
                 if self.mode != Mode::Pass {
                     let leadspc = self.protocol & proto::HDR_LEADSPC != 0;
                     let mut line = Vec::with_capacity(name.len() + value.len() + 4);
@@ -202,27 +215,33 @@ impl Session {
                 reply(Reply::Continue)
             }
             Command::EndOfHeaders => {
+                self.enter_data();
                 if self.mode != Mode::Pass {
                     self.keep(b"\r\n");
                 }
                 reply(Reply::Continue)
             }
             Command::Body(chunk) => {
+                self.enter_data();
                 if self.mode != Mode::Pass {
                     self.keep(&chunk);
                 }
                 reply(Reply::Continue)
             }
-            Command::EndOfMessage => self.end_of_message(),
+            Command::EndOfMessage => {
+                self.enter_data();
+                self.end_of_message()
+            }
             Command::Abort => {
                 self.reset_message();
                 Outcome::Silent
             }
             Command::Quit => Outcome::Close,
             Command::QuitNewConnection => {
-                let protocol = self.protocol;
+                let (protocol, actions) = (self.protocol, self.actions);
                 *self = Session {
                     protocol,
+                    actions,
                     ..Session::default()
                 };
                 Outcome::Silent
@@ -231,29 +250,36 @@ impl Session {
         }
     }
 
-    fn rcpt(&mut self, rcpt: &str, policy: &dyn MilterPolicy) -> Reply {
-        if self.mode == Mode::Honey {
-            return Reply::Continue;
+    /// The message's content begins: the moment to know whether it must be kept.
+    fn enter_data(&mut self) {
+        if self.in_data {
+            return;
+        }
+        self.in_data = true;
+        if self.mode == Mode::Pass && !self.dropped.is_empty() {
+            self.mode = Mode::Filter;
+        }
+    }
+
+    /// Every recipient gets the same `continue`; an unknown local one from a stranger is
+    /// remembered, to be dropped at the end of the message.
+    fn rcpt(&mut self, rcpt: &str, policy: &dyn MilterPolicy) {
+        if self.mode == Mode::Honey
+            || !policy.hide_recipients()
+            || self.actions & action::DELRCPT == 0
+            || self.dropped.iter().any(|d| d == rcpt)
+        {
+            return;
         }
         let client = self.client.as_ref().and_then(|c| c.addr);
         let honest = !self.auth.is_empty() || client.is_some_and(|c| policy.is_trusted(c));
-        if policy.classify(rcpt) != RcptClass::UnknownLocal {
-            return Reply::Continue;
-        }
-        if honest {
-            let bare = bare(rcpt);
-            return Reply::ReplyCode(format!(
-                "550 5.1.1 <{bare}>: Recipient address rejected: User unknown"
-            ));
-        }
-        if !policy.hide_recipients() {
-            return Reply::Continue;
+        if honest || policy.classify(rcpt) != RcptClass::UnknownLocal {
+            return;
         }
         if let Some(c) = client {
             policy.unknown_recipient(c, bare(&self.sender));
         }
         self.dropped.push(rcpt.to_string());
-        Reply::Continue
     }
 
     fn end_of_message(&mut self) -> Outcome {
@@ -283,7 +309,11 @@ impl Session {
                 }))
             }
             Mode::Filter => {
-                let left = self.rcpts.len() - self.dropped.len().min(self.rcpts.len());
+                let left = self
+                    .rcpts
+                    .iter()
+                    .filter(|r| !self.dropped.contains(r))
+                    .count();
                 let mut replies: Vec<Reply> = if left == 0 {
                     Vec::new()
                 } else {
@@ -334,6 +364,7 @@ impl Session {
         self.rcpts.clear();
         self.dropped.clear();
         self.mode = Mode::Pass;
+        self.in_data = false;
         self.data = Vec::new();
         self.overflow = false;
     }
@@ -475,7 +506,16 @@ mod tests {
         );
         login(&mut s, &p, "honey");
         let steps = envelope(&mut s, &p, &["victim@outside.example", "nobody@moat.test"]);
-        assert!(steps.iter().all(|o| *o == Outcome::Reply(Reply::Continue)));
+        assert_eq!(
+            steps,
+            [
+                Outcome::Silent,
+                Outcome::Silent,
+                Outcome::Silent,
+                Outcome::Reply(Reply::Continue)
+            ],
+            "MAIL and RCPT are no-reply steps; DATA goes on"
+        );
         let Outcome::Capture(c) = content(&mut s, &p) else {
             panic!("not captured")
         };
@@ -499,9 +539,14 @@ mod tests {
         let steps = envelope(
             &mut s,
             &p,
-            &["alice@moat.test", "typo@moat.test", "bob@moat.test"],
+            &[
+                "alice@moat.test",
+                "typo@moat.test",
+                "bob@moat.test",
+                "typo@moat.test",
+            ],
         );
-        assert!(steps.iter().all(|o| *o == Outcome::Reply(Reply::Continue)));
+        assert_eq!(steps.last(), Some(&Outcome::Reply(Reply::Continue)));
         let Outcome::Drop(replies, bounce) = content(&mut s, &p) else {
             panic!("nothing dropped")
         };
@@ -515,31 +560,79 @@ mod tests {
         assert_eq!(*p.counted.borrow(), ["s@good.test"]);
         // Only unknown recipients: the whole message is discarded.
         let steps = envelope(&mut s, &p, &["x@moat.test", "y@moat.test"]);
-        assert_eq!(steps.len(), 4);
+        assert_eq!(steps.last(), Some(&Outcome::Reply(Reply::Continue)));
         let Outcome::Drop(replies, _) = content(&mut s, &p) else {
             panic!()
         };
         assert_eq!(replies, [Reply::Discard]);
     }
 
+    /// Users and allowlisted clients are never hidden from: Postfix answers for their
+    /// recipients itself, as without Moat.
     #[test]
-    fn ordinary_mail_is_accepted_at_data_and_users_get_honest_answers() {
+    fn ordinary_mail_users_and_allowlisted_clients_are_accepted_at_data() {
         let p = Policy::default();
         let mut s = session(&p, [127, 0, 0, 9]);
         let steps = envelope(&mut s, &p, &["alice@moat.test", "far@outside.example"]);
         assert_eq!(steps.last(), Some(&Outcome::Reply(Reply::Accept)));
         login(&mut s, &p, "alice");
         let steps = envelope(&mut s, &p, &["typo@moat.test"]);
-        assert!(
-            matches!(&steps[1], Outcome::Reply(Reply::ReplyCode(t)) if t.starts_with("550 5.1.1 <typo@moat.test>"))
+        assert_eq!(
+            steps.last(),
+            Some(&Outcome::Reply(Reply::Accept)),
+            "authenticated"
         );
         let mut t = session(&p, [192, 0, 2, 1]);
         let steps = envelope(&mut t, &p, &["typo@moat.test"]);
-        assert!(
-            matches!(&steps[1], Outcome::Reply(Reply::ReplyCode(_))),
+        assert_eq!(
+            steps.last(),
+            Some(&Outcome::Reply(Reply::Accept)),
             "allowlisted"
         );
         assert!(p.counted.borrow().is_empty());
+    }
+
+    /// An MTA that sends no DATA command (milter protocol 2 and 3) still has its unknown
+    /// recipients dropped; one that did not grant DELRCPT has nothing hidden at all.
+    #[test]
+    fn hiding_needs_delrcpt_and_does_not_need_data() {
+        let p = Policy::default();
+        let mut s = Session::new();
+        let old = Command::OptNeg {
+            version: 2,
+            actions: action::DELRCPT,
+            protocol: 0,
+        };
+        s.handle(old, &p);
+        let c = Connect {
+            hostname: "h".into(),
+            addr: Some(IpAddr::from([127, 0, 0, 9])),
+            port: 1,
+        };
+        s.handle(Command::Connect(c.clone()), &p);
+        s.handle(Command::Mail(vec!["<s@good.test>".into()]), &p);
+        s.handle(Command::Rcpt(vec!["<typo@moat.test>".into()]), &p);
+        s.handle(Command::Rcpt(vec!["<alice@moat.test>".into()]), &p);
+        let h = Command::Header {
+            name: "Subject".into(),
+            value: "x".into(),
+        };
+        assert_eq!(s.handle(h, &p), Outcome::Reply(Reply::Continue));
+        let Outcome::Drop(replies, _) = s.handle(Command::EndOfMessage, &p) else {
+            panic!("not dropped without DATA")
+        };
+        assert_eq!(replies[0], Reply::DelRcpt("<typo@moat.test>".into()));
+
+        let mut s = Session::new();
+        let no_delrcpt = Command::OptNeg {
+            version: 6,
+            actions: action::ADDHDRS,
+            protocol: 0x1f_ffff,
+        };
+        s.handle(no_delrcpt, &p);
+        s.handle(Command::Connect(c), &p);
+        let steps = envelope(&mut s, &p, &["typo@moat.test"]);
+        assert_eq!(steps.last(), Some(&Outcome::Reply(Reply::Accept)));
     }
 
     #[test]
