@@ -8,6 +8,7 @@
 # The load generator runs on the same machine (one thread), so on few cores it competes with
 # Moat for CPU: the figures are a lower bound on what Moat alone could do.
 # Everything listens on 127.0.0.1; every run is bounded in time.
+# The milter (throughput, memory, Postfix end to end) has its own script: bench/milter.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moat-target}"

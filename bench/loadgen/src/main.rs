@@ -6,11 +6,14 @@
 //!   trusts loopback, since only ::1 is bindable) next to a trickle of legitimate requests whose
 //!   latency is measured, while sampling the Moat process's RSS;
 //! - `policy` and `authpolicy`: closed-loop load on the mail shield's Postfix policy and Dovecot
-//!   auth-policy servers (see `mail.rs`).
+//!   auth-policy servers (see `mail.rs`);
+//! - `milter`: closed-loop load on the milter as Postfix's smtpd drives it, or sessions held
+//!   mid-message for memory (see `milter.rs`).
 //!
 //! Traffic goes only to the URL given, which the scripts in `bench/` point at loopback.
 
 mod mail;
+mod milter;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
@@ -63,6 +66,33 @@ enum Mode {
         connections: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+    /// Postfix's side of the milter protocol: one message per SMTP session, closed loop; or,
+    /// with --hold N, N sessions held after RCPT while Moat's RSS (--pid) is sampled.
+    Milter {
+        /// host:port of the milter.
+        #[arg(long)]
+        addr: String,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Run time; with --hold, how long to wait before sampling RSS.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Percent of messages with one unknown recipient (whole message, DELRCPT at the end).
+        #[arg(long, default_value_t = 0)]
+        unknown: u8,
+        /// Body size in bytes.
+        #[arg(long, default_value_t = 4096)]
+        body: usize,
+        /// A new milter connection (and negotiation) per SMTP session instead of QUIT_NC.
+        #[arg(long)]
+        reconnect: bool,
+        /// Instead: hold this many sessions open after RCPT and report Moat's RSS.
+        #[arg(long)]
+        hold: Option<usize>,
+        /// Moat's process, for its RSS (with --hold).
+        #[arg(long)]
+        pid: Option<u32>,
     },
     /// Dovecot auth policy: alternating allow and report requests over keep-alive HTTP/1.1.
     Authpolicy {
@@ -133,6 +163,22 @@ async fn main() -> anyhow::Result<()> {
             connections,
             seconds,
         } => mail::authpolicy(url, token, connections, seconds).await?,
+        Mode::Milter {
+            hold: Some(n),
+            addr,
+            pid,
+            seconds,
+            ..
+        } => milter::hold(addr, n, pid, seconds).await?,
+        Mode::Milter {
+            addr,
+            connections,
+            seconds,
+            unknown,
+            body,
+            reconnect,
+            ..
+        } => milter::run(addr, connections, seconds, unknown, body, reconnect).await?,
         Mode::Rate {
             url,
             rate,
