@@ -20,12 +20,12 @@
 #![cfg_attr(not(test), allow(dead_code))]
 
 use moat_mail::milter::codec::{
-    action::DELRCPT, encode_command, parse, CodecError, Command, Decoder, Reply, MAX_PACKET,
-    VERSION,
+    action::{DELRCPT, SETSYMLIST},
+    encode_command, parse, CodecError, Command, Decoder, Reply, MAX_PACKET, VERSION,
 };
 use moat_mail::milter::session::{
     bare, MilterPolicy, Outcome, RcptClass, Session, MAX_CAPTURE, MAX_FILTERED, WANT_ACTIONS,
-    WANT_PROTOCOL,
+    WANT_MACROS, WANT_PROTOCOL,
 };
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -179,7 +179,8 @@ fn check_encoding(r: &Reply) {
     };
     assert_eq!(out[4], code, "{r:?}");
     match strings {
-        0 if matches!(r, Reply::OptNeg { .. }) => assert_eq!(len, 13),
+        0 if matches!(r, Reply::OptNeg { macros, .. } if macros.is_empty()) => assert_eq!(len, 13),
+        0 if matches!(r, Reply::OptNeg { .. }) => assert!(len > 13 && out.last() == Some(&0)),
         0 => assert_eq!(len, 1, "{r:?}"),
         n => {
             assert_eq!(out.last(), Some(&0), "{r:?}");
@@ -250,12 +251,16 @@ fn step(s: &mut Session, m: &mut Model, p: &Policy, cmd: Command, seen: &mut See
             version,
             actions: a,
             protocol: pr,
+            ref macros,
         }) = out
         else {
             panic!("OPTNEG answered {out:?}")
         };
         assert_eq!(version, VERSION);
-        assert_eq!(a, actions & WANT_ACTIONS);
+        let symlist = actions & SETSYMLIST != 0;
+        assert_eq!(a & !SETSYMLIST, actions & WANT_ACTIONS);
+        assert_eq!(a & SETSYMLIST != 0, symlist);
+        assert_eq!(macros.len(), if symlist { WANT_MACROS.len() } else { 0 });
         assert_eq!(pr, protocol & WANT_PROTOCOL);
         m.protocol = pr;
         m.actions = a;

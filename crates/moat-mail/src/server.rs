@@ -171,7 +171,7 @@ pub async fn start(
             stats,
             idle,
         });
-        tasks.push(tokio::spawn(crate::milter::server::serve(l, ctx)));
+        tasks.push(crate::milter::server::spawn_thread(l, ctx).map_err(|e| MailError::Bind(a, e))?);
     }
     if let (Some(a), Some(q)) = (mcfg.capture_listen, quarantine) {
         let l = bind(a).await?;

@@ -35,6 +35,19 @@ pub mod action {
     pub const DELRCPT: u32 = 0x08;
     pub const CHGHDRS: u32 = 0x10;
     pub const QUARANTINE: u32 = 0x20;
+    /// The milter names the macros it wants per stage (appended to its OPTNEG reply).
+    pub const SETSYMLIST: u32 = 0x100;
+}
+
+/// `SMFIM_*`: the stages a macro list is for.
+pub mod stage {
+    pub const CONNECT: u32 = 0;
+    pub const HELO: u32 = 1;
+    pub const ENVFROM: u32 = 2;
+    pub const ENVRCPT: u32 = 3;
+    pub const DATA: u32 = 4;
+    pub const EOM: u32 = 5;
+    pub const EOH: u32 = 6;
 }
 
 /// `SMFIP_*`: protocol steps the milter does not need (`NO*`) or will not answer (`NR_*`).
@@ -302,6 +315,8 @@ pub enum Reply {
         version: u32,
         actions: u32,
         protocol: u32,
+        /// Macro names wanted per stage (`SMFIM_*`), sent only with `SETSYMLIST`.
+        macros: Vec<(u32, String)>,
     },
     Continue,
     /// Accept the message; no more callbacks for it.
@@ -329,10 +344,15 @@ impl Reply {
                 version,
                 actions,
                 protocol,
+                macros,
             } => {
                 let mut p = Vec::with_capacity(12);
                 for v in [version, actions, protocol] {
                     p.extend_from_slice(&v.to_be_bytes());
+                }
+                for (stage, names) in macros {
+                    p.extend_from_slice(&stage.to_be_bytes());
+                    p.extend(cstr(&[names]));
                 }
                 (b'O', p)
             }
@@ -369,17 +389,28 @@ pub fn encode_command(code: u8, data: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(data);
 }
 
-/// The milter's answer to the MTA's offer: what it wants, limited to what was offered.
+/// The milter's answer to the MTA's offer: what it wants, limited to what was offered; the
+/// macro lists only if the MTA lets the milter choose them.
 pub fn negotiate(
     offer_actions: u32,
     offer_protocol: u32,
     want_actions: u32,
     want_protocol: u32,
+    want_macros: &[(u32, &str)],
 ) -> Reply {
+    let symlist = offer_actions & action::SETSYMLIST != 0 && !want_macros.is_empty();
     Reply::OptNeg {
         version: VERSION,
-        actions: offer_actions & want_actions,
+        actions: offer_actions & want_actions | if symlist { action::SETSYMLIST } else { 0 },
         protocol: offer_protocol & want_protocol,
+        macros: if symlist {
+            want_macros
+                .iter()
+                .map(|(s, n)| (*s, n.to_string()))
+                .collect()
+        } else {
+            Vec::new()
+        },
     }
 }
 

@@ -19,7 +19,7 @@
 //! `DATA` (accept, or go on) and the end of the message. Everything else is negotiated as
 //! no-reply.
 
-use super::codec::{action, proto, Command, Connect, Reply};
+use super::codec::{action, proto, stage, Command, Connect, Reply};
 use moat_trap::quarantine::Meta;
 use std::net::IpAddr;
 
@@ -57,6 +57,19 @@ pub const WANT_PROTOCOL: u32 = proto::NOUNKNOWN
     | proto::NR_EOH
     | proto::NR_BODY
     | proto::HDR_LEADSPC;
+
+/// Only the macros the session reads, each once: Postfix then sends no macro packet at the
+/// stages that have none (one write and one wake-up fewer each). `{auth_authen}` must come
+/// with MAIL, which is where Postfix's default list has it too.
+pub const WANT_MACROS: &[(u32, &str)] = &[
+    (stage::CONNECT, ""),
+    (stage::HELO, "{tls_version}"),
+    (stage::ENVFROM, "{auth_authen}"),
+    (stage::ENVRCPT, ""),
+    (stage::DATA, "i"),
+    (stage::EOH, ""),
+    (stage::EOM, ""),
+];
 
 /// Honey mail is kept whole up to this size; past it the bot is told to retry (it never is
 /// relayed either way).
@@ -147,7 +160,13 @@ impl Session {
             Command::OptNeg {
                 actions, protocol, ..
             } => {
-                let r = super::codec::negotiate(actions, protocol, WANT_ACTIONS, WANT_PROTOCOL);
+                let r = super::codec::negotiate(
+                    actions,
+                    protocol,
+                    WANT_ACTIONS,
+                    WANT_PROTOCOL,
+                    WANT_MACROS,
+                );
                 if let Reply::OptNeg {
                     protocol, actions, ..
                 } = r
@@ -439,14 +458,18 @@ mod tests {
             },
             p,
         );
-        assert_eq!(
-            r,
-            Outcome::Reply(Reply::OptNeg {
-                version: 6,
-                actions: WANT_ACTIONS,
-                protocol: WANT_PROTOCOL
-            })
-        );
+        let Outcome::Reply(Reply::OptNeg {
+            version: 6,
+            actions,
+            protocol,
+            macros,
+        }) = r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(actions, WANT_ACTIONS | action::SETSYMLIST);
+        assert_eq!(protocol, WANT_PROTOCOL);
+        assert!(macros.contains(&(stage::ENVFROM, "{auth_authen}".into())));
         let c = Connect {
             hostname: "h".into(),
             addr: Some(IpAddr::from(ip)),

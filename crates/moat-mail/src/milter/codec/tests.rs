@@ -141,11 +141,13 @@ fn replies_encode_as_libmilter_expects() {
     Reply::Discard.encode(&mut out);
     Reply::DelRcpt("<x@moat.test>".into()).encode(&mut out);
     Reply::ReplyCode("550 5.1.1 nope".into()).encode(&mut out);
+    // An MTA that does not offer SETSYMLIST gets no macro lists.
     negotiate(
-        0x1ff,
+        0xff,
         0x1f_ffff,
         action::DELRCPT,
         proto::NR_HDR | 0x8000_0000,
+        &[(stage::ENVFROM, "x")],
     )
     .encode(&mut out);
     let mut expected = vec![0, 0, 0, 1, b'c', 0, 0, 0, 1, b'd'];
@@ -155,4 +157,22 @@ fn replies_encode_as_libmilter_expects() {
     expected.extend_from_slice(b"550 5.1.1 nope\0");
     expected.extend_from_slice(&[0, 0, 0, 13, b'O', 0, 0, 0, 6, 0, 0, 0, 8, 0, 0, 0, 0x80]);
     assert_eq!(out, expected, "only offered flags are taken");
+}
+
+#[test]
+fn macro_lists_are_sent_only_when_the_mta_lets_the_milter_choose() {
+    let mut out = Vec::new();
+    negotiate(
+        0x1ff,
+        0,
+        action::DELRCPT,
+        0,
+        &[(stage::ENVFROM, "{auth_authen}"), (stage::CONNECT, "")],
+    )
+    .encode(&mut out);
+    let mut want = vec![0, 0, 0, 36, b'O', 0, 0, 0, 6, 0, 0, 0x01, 0x08, 0, 0, 0, 0];
+    want.extend_from_slice(&[0, 0, 0, 2]);
+    want.extend_from_slice(b"{auth_authen}\0");
+    want.extend_from_slice(&[0, 0, 0, 0, 0]);
+    assert_eq!(out, want);
 }
