@@ -73,6 +73,15 @@ struct Setup {
     postconf: PathBuf,
 }
 
+/// A private config dir with `settings`, or `None` (with a note) where postconf is missing.
+fn setup(settings: &[&str]) -> Option<Setup> {
+    let Some(pc) = postconf() else {
+        eprintln!("skipped: postconf not installed");
+        return None;
+    };
+    Some(Setup::new(pc, settings))
+}
+
 impl Setup {
     fn new(postconf: PathBuf, settings: &[&str]) -> Setup {
         let dir = tempfile::tempdir().unwrap();
@@ -164,17 +173,12 @@ const POLICY: &str = "policy_listen = \"127.0.0.1:10040\"\ncapture_listen = \"12
 
 #[test]
 fn a_milter_in_main_cf_covers_the_stock_submission_services() {
-    let Some(pc) = postconf() else {
-        eprintln!("skipped: postconf not installed");
+    let Some(s) = setup(&[
+        "smtpd_milters = inet:127.0.0.1:10030",
+        "milter_default_action = accept",
+    ]) else {
         return;
     };
-    let s = Setup::new(
-        pc,
-        &[
-            "smtpd_milters = inet:127.0.0.1:10030",
-            "milter_default_action = accept",
-        ],
-    );
     let (o, out) = s.doctor(MILTER);
     for svc in ["submission/inet", "submissions/inet"] {
         assert!(
@@ -194,17 +198,12 @@ fn a_milter_in_main_cf_covers_the_stock_submission_services() {
 
 #[test]
 fn an_emptied_smtpd_milters_under_submission_is_named_and_fails() {
-    let Some(pc) = postconf() else {
-        eprintln!("skipped: postconf not installed");
+    let Some(s) = setup(&[
+        "smtpd_milters = inet:127.0.0.1:10030",
+        "milter_default_action = accept",
+    ]) else {
         return;
     };
-    let s = Setup::new(
-        pc,
-        &[
-            "smtpd_milters = inet:127.0.0.1:10030",
-            "milter_default_action = accept",
-        ],
-    );
     s.postconf(&["-P", "submission/inet/smtpd_milters="]);
     let (o, out) = s.doctor(MILTER);
     assert_eq!(o.status.code(), Some(1), "{out}");
@@ -228,14 +227,9 @@ fn an_emptied_smtpd_milters_under_submission_is_named_and_fails() {
 
 #[test]
 fn a_policy_only_in_main_cf_is_bypassed_by_the_stock_submission_services() {
-    let Some(pc) = postconf() else {
-        eprintln!("skipped: postconf not installed");
+    let Some(s) = setup(&["smtpd_sender_restrictions = check_policy_service { inet:127.0.0.1:10040, default_action=DUNNO, try_limit=1 }"]) else {
         return;
     };
-    let s = Setup::new(
-        pc,
-        &["smtpd_sender_restrictions = check_policy_service { inet:127.0.0.1:10040, default_action=DUNNO, try_limit=1 }"],
-    );
     let (o, out) = s.doctor(POLICY);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(
@@ -264,17 +258,12 @@ fn a_policy_only_in_main_cf_is_bypassed_by_the_stock_submission_services() {
 /// probes, and says so with the setting that fixes it.
 #[test]
 fn no_recipient_source_is_a_problem() {
-    let Some(pc) = postconf() else {
-        eprintln!("skipped: postconf not installed");
+    let Some(s) = setup(&[
+        "smtpd_milters = inet:127.0.0.1:10030",
+        "milter_default_action = accept",
+    ]) else {
         return;
     };
-    let s = Setup::new(
-        pc,
-        &[
-            "smtpd_milters = inet:127.0.0.1:10030",
-            "milter_default_action = accept",
-        ],
-    );
     let (o, out) = s.doctor(
         "milter_listen = \"127.0.0.1:10030\"\nrecipient_maps = [\"/nonexistent/vmailbox\"]",
     );

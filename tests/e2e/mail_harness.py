@@ -58,6 +58,12 @@ DEFAULT_POLICY_ATTRIBUTES = (
 )
 
 
+# The 10,000 most common passwords (data/common-passwords.txt): what bots try, and what Moat
+# makes honey accounts' passwords from.
+COMMON_PASSWORDS = [p.strip() for p in (Path(__file__).resolve().parents[2] / "data" / "common-passwords.txt")
+                    .read_text().splitlines() if p.strip()]
+
+
 class MailStackError(RuntimeError):
     pass
 

@@ -44,6 +44,7 @@ import pytest
 
 from dns_harness import Dnsmasq
 from mail_harness import (
+    COMMON_PASSWORDS,
     TEST_HASH_NONCE,
     TEST_POLICY_TOKEN,
     MailStack,
@@ -60,8 +61,7 @@ from mail_harness import (
 )
 from moat_harness import moat_bin
 
-COMMON = [p.strip() for p in (Path(__file__).resolve().parents[2] / "data" / "common-passwords.txt")
-          .read_text().splitlines() if p.strip()]
+COMMON = COMMON_PASSWORDS
 # What bots try on a login that does not exist, mostly the one password (all common ones).
 BOT_LOGIN = "info@moat.test"
 BOT_TRIES = ["qwerty", "qwerty", "123456", "qwerty", "password"]

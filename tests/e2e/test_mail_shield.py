@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from mail_harness import (
+    COMMON_PASSWORDS,
     TEST_HASH_NONCE,
     TEST_POLICY_TOKEN,
     MailStack,
@@ -28,8 +29,7 @@ from mail_harness import (
 )
 from moat_harness import moat_bin
 
-COMMON = [p.strip() for p in (Path(__file__).resolve().parents[2] / "data" / "common-passwords.txt")
-          .read_text().splitlines() if p.strip()]
+COMMON = COMMON_PASSWORDS
 
 
 class MailMoat:

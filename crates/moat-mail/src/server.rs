@@ -193,10 +193,17 @@ pub async fn start(
         tasks.push(tokio::spawn(moat_trap::server::serve(l, lc, trap)));
     }
     // The first audit before any listener answers: a bot's first attempts must count
-    // towards honey accounts under the gate the configuration really gives.
+    // towards honey accounts under the gate the configuration really gives. The task then
+    // audits again only on change (or after a minute), not a second time at once.
     let (s, c) = (shield.clone(), mcfg.clone());
-    let _ = tokio::task::spawn_blocking(move || s.set_honey_gate(postfix_gate(&c))).await;
-    tasks.push(tokio::spawn(honey_gate(shield.clone(), mcfg.clone())));
+    let seen = tokio::task::spawn_blocking(move || {
+        let seen = crate::postfix_probe::config_mtimes(&c.postfix_config_dir);
+        s.set_honey_gate(postfix_gate(&c));
+        seen
+    })
+    .await
+    .ok();
+    tasks.push(tokio::spawn(honey_gate(shield.clone(), mcfg.clone(), seen)));
     // Housekeeping: recipient maps reloaded on change, honey accounts expired.
     let s = shield.clone();
     tasks.push(tokio::spawn(async move {
@@ -215,12 +222,16 @@ pub async fn start(
     Ok(Some(out))
 }
 
-/// Keeps the honey gate true to Postfix's configuration: audited at start, again within two
+/// Keeps the honey gate true to Postfix's configuration (`seen`: the files' times at the
+/// audit made at start): audited again within two
 /// seconds of a change to `main.cf` or `master.cf`, and every minute regardless (an included
 /// map or a `postconf -e` by another tool may change what the files' times do not show).
-async fn honey_gate(shield: Arc<MailShield>, cfg: moat_config::Mail) {
+async fn honey_gate(
+    shield: Arc<MailShield>,
+    cfg: moat_config::Mail,
+    mut seen: Option<Vec<Option<std::time::SystemTime>>>,
+) {
     use crate::postfix_probe::config_mtimes;
-    let mut seen = None;
     let mut last = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
