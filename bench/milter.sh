@@ -18,7 +18,13 @@
 # round (0 skips the Postfix part, which needs root, postfix and smtp-source); QUEUE: where
 # Postfix's queue lives, `tmpfs` (/dev/shm: no disk syncs, so the rounds measure Postfix's
 # and the milter's CPU and round trips) or `disk` (under /tmp, as deployed: every message's
-# queue file is synced); SESSIONS: smtp-source's parallel sessions (default 8).
+# queue file is synced); SESSIONS: smtp-source's parallel sessions (default 8); MILTER: how
+# Postfix reaches the milter in the Postfix rounds, `inet` (127.0.0.1, default) or `unix` (a
+# socket, `milter_listen = "unix:…"`; the load generator's runs always use inet); PAIRS: how
+# many times the Postfix rounds "off on on off" are repeated (the ratio is over all of them:
+# rounds of the same setting vary by ±10 % on a busy 2-core box); NULL=1 adds rounds through
+# `moat-loadgen null-milter`, a milter that skips every step Postfix lets it skip: the floor
+# under any milter's cost on this machine, printed as its own ratio.
 # The load generator and Postfix run on the same machine as Moat, so on few cores they compete
 # for CPU: the figures are a lower bound on what Moat alone could do. Everything listens on
 # 127.0.0.1; every run is bounded in time; everything is stopped and removed on exit.
@@ -32,6 +38,9 @@ N="${N:-10000}"
 M="${M:-10000}"
 QUEUE="${QUEUE:-tmpfs}"
 SESSIONS="${SESSIONS:-8}"
+MILTER="${MILTER:-inet}"
+PAIRS="${PAIRS:-1}"
+NULL="${NULL:-0}"
 cargo build --release -q -p moat -p moat-loadgen
 # MOAT_BIN: another build of moat to measure (an experiment), instead of this tree's.
 MOAT="${MOAT_BIN:-$CARGO_TARGET_DIR/release/moat}"; LOADGEN="$CARGO_TARGET_DIR/release/moat-loadgen"
@@ -50,9 +59,9 @@ cleanup() {
 }
 trap cleanup EXIT
 # Free ports, picked by the kernel (a small race with other programs, fine on a bench box).
-read -r MP SP AP < <(python3 -c '
+read -r MP SP AP NP < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(3)]
+ss = [socket.socket() for _ in range(4)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])')
 cat >"$work/moat.toml" <<TOML
@@ -72,8 +81,11 @@ start_moat() {
   RUST_LOG="${RUST_LOG:-warn}" "$MOAT" run --config "$work/moat.toml" >>"$work/moat.log" 2>&1 &
   echo $! >"$work/moat.pid"
   MPID=$(cat "$work/moat.pid")
-  for _ in $(seq 100); do up "$MP" && return; sleep 0.1; done
-  echo "moat did not listen on $MP:" >&2; cat "$work/moat.log" >&2; exit 1
+  for _ in $(seq 100); do
+    if [ -n "${MSOCK:-}" ]; then [ -S "$MSOCK" ] && return; else up "$MP" && return; fi
+    sleep 0.1
+  done
+  echo "moat did not listen on ${MSOCK:-$MP}:" >&2; cat "$work/moat.log" >&2; exit 1
 }
 stop_moat() { kill "$MPID"; wait "$MPID" 2>/dev/null || true; rm -f "$work/moat.pid"; }
 HZ=$(getconf CLK_TCK)
@@ -136,7 +148,13 @@ if [ "$M" -gt 0 ]; then
   # discard transport, so delivery costs next to nothing and what differs between the rounds is
   # the milter. Both kinds of rounds still pay Postfix's own per-message work (smtpd, cleanup,
   # the queue file and its fsync, qmgr).
-  stop_moat; start_moat
+  stop_moat
+  milter_name="inet:127.0.0.1:$MP"
+  if [ "$MILTER" = unix ]; then
+    MSOCK="$work/moat-milter.sock"; milter_name="unix:$MSOCK"
+    sed -i "s|^milter_listen = .*|milter_listen = \"unix:$MSOCK\"|" "$work/moat.toml"
+  fi
+  start_moat
   mkdir -p "$PF" "$pfq" "$work/pfdata"
   cp /etc/postfix/main.cf "$PF/main.cf"
   # Debian's master.cf minus its inet services, chroot off, plus smtpd on our port.
@@ -178,16 +196,29 @@ PY
   postfix -c "$PF" start >/dev/null 2>&1 || { echo "postfix did not start:" >&2; tail -20 "$work/maillog" >&2; exit 1; }
   for _ in $(seq 100); do up "$SP" && break; sleep 0.1; done
   up "$SP" || { echo "postfix did not listen on $SP" >&2; tail -20 "$work/maillog" >&2; exit 1; }
-  milter() {  # on|off
-    if [ "$1" = on ]; then postconf -c "$PF" -e "smtpd_milters=inet:127.0.0.1:$MP"
-    else postconf -c "$PF" -e "smtpd_milters="; fi
+  if [ "$NULL" = 1 ]; then
+    null_name="inet:127.0.0.1:$NP"; null_at="127.0.0.1:$NP"
+    if [ "$MILTER" = unix ]; then null_at="$work/null-milter.sock"; null_name="unix:$null_at"; fi
+    "$LOADGEN" null-milter --listen "$null_at" & echo $! >"$work/null.pid"
+    for _ in $(seq 50); do { [ -S "$null_at" ] || up "$NP"; } && break; sleep 0.1; done
+  fi
+  milter() {  # on|off|null
+    case "$1" in
+      on) postconf -c "$PF" -e "smtpd_milters=$milter_name" ;;
+      null) postconf -c "$PF" -e "smtpd_milters=$null_name" ;;
+      *) postconf -c "$PF" -e "smtpd_milters=" ;;
+    esac
     postfix -c "$PF" reload >/dev/null 2>&1
     sleep 2  # the old smtpd processes finish; new ones read the setting
   }
   queued() { find "$pfq/incoming" "$pfq/active" "$pfq/deferred" -type f 2>/dev/null | wc -l; }
   drain() { for _ in $(seq 300); do [ "$(queued)" -eq 0 ] && return; sleep 0.1; done; }
   declare -a ROUNDS
-  for mode in off on on off; do
+  modes=""
+  for _ in $(seq "$PAIRS"); do
+    if [ "$NULL" = 1 ]; then modes="$modes off on null null on off"; else modes="$modes off on on off"; fi
+  done
+  for mode in $modes; do
     milter "$mode"; drain
     t0=$(ticks "$MPID"); b0=$(busy); s=$(date +%s.%N)
     timeout 600 smtp-source -s "$SESSIONS" -m "$M" -l 4096 -f sender@good.test -t alice@moat.test "127.0.0.1:$SP"
@@ -202,17 +233,20 @@ PY
   conns=$(curl -s -H "Authorization: Bearer bench-admin-token-0123" "http://127.0.0.1:$AP/metrics" \
     | awk '/^moat_milter_connections_total/ {print $2}')
   echo
-  echo "Postfix end to end: smtp-source -s $SESSIONS -m $M -l 4096 (a new SMTP connection per message) -> Postfix (queue on $QUEUE) -> discard:"
+  echo "Postfix end to end: smtp-source -s $SESSIONS -m $M -l 4096 (a new SMTP connection per message) -> Postfix (queue on $QUEUE, milter $milter_name) -> discard:"
   printf '%-6s %-7s %10s %12s %15s\n' round milter "msg/s" "Moat us/msg" "machine us/msg"
-  i=0; off=0; on=0
+  i=0; off=0; on=0; null=0
   for r in "${ROUNDS[@]}"; do
     i=$((i + 1)); set -- $r
     printf '%-6s %-7s %10s %12s %15s\n' "$i" "$1" "$2" "$3" "$4"
-    if [ "$1" = on ]; then on=$((on + $2)); else off=$((off + $2)); fi
+    case "$1" in on) on=$((on + $2)) ;; null) null=$((null + $2)) ;; *) off=$((off + $2)) ;; esac
   done
   ratio=$(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.2f", a / b}')
   v=$(awk -v r="$ratio" 'BEGIN {print (r >= 0.9) ? "meets" : "MISSES"}')
-  echo "with/without: ${ratio}x (target >= 0.9: $v); milter connections Postfix opened: ${conns:-?} for $((2 * M)) messages"
+  echo "with/without: ${ratio}x (target >= 0.9: $v); milter connections Postfix opened: ${conns:-?} for $((2 * M * PAIRS)) messages"
+  if [ "$NULL" = 1 ]; then
+    echo "null milter/without: $(awk -v a="$null" -v b="$off" 'BEGIN {printf "%.2f", a / b}')x (the floor under any milter here); Moat/null: $(awk -v a="$on" -v b="$null" 'BEGIN {printf "%.2f", a / b}')x"
+  fi
   grep -E 'warning|error|fatal' "$work/maillog" | sed 's/^[^]]*]: //' | sort | uniq -c | sort -rn | head -5 || true
 fi
 if grep -qiE '"level":"(WARN|ERROR)"|panick' "$work/moat.log"; then

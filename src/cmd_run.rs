@@ -92,7 +92,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             .map(|t| t.quarantine_dir.clone())
             .or_else(|| {
                 cfg.mail.as_ref().and_then(|m| {
-                    (m.capture_listen.is_some() || m.milter_listen.is_some()).then(|| m.quarantine_dir.clone())
+                    (m.capture_listen.is_some() || m.milter_listen.is_some() || m.milter_socket.is_some()).then(|| m.quarantine_dir.clone())
                 })
             });
         let reports = match (&cfg.report, qdir) {
@@ -141,7 +141,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
             tracing::info!(
                 policy = ?m.policy_addr, policy_socket = ?m.policy_socket,
-                auth_policy = ?m.auth_policy_addr, capture = ?m.capture_addr, milter = ?m.milter_addr,
+                auth_policy = ?m.auth_policy_addr, capture = ?m.capture_addr, milter = ?m.milter_addr, milter_socket = ?m.milter_socket,
                 honey_passwd = %m.shield.honey_path().display(),
                 dovecot_header = "auth_policy_server_api_header = Authorization: Bearer <state_dir/mail-policy.token or mail.auth_policy_token>",
                 "mail shield is running"

@@ -21,7 +21,9 @@
 
 use moat_mail::milter::codec::{
     action::{DELRCPT, SETSYMLIST},
-    encode_command, parse, CodecError, Command, Decoder, Reply, MAX_PACKET, VERSION,
+    encode_command, parse,
+    proto::NOCONNECT,
+    CodecError, Command, Decoder, Reply, MAX_PACKET, VERSION,
 };
 use moat_mail::milter::session::{
     bare, MilterPolicy, Outcome, RcptClass, Session, MAX_CAPTURE, MAX_FILTERED, WANT_ACTIONS,
@@ -222,6 +224,14 @@ fn step(s: &mut Session, m: &mut Model, p: &Policy, cmd: Command, seen: &mut See
         Command::Connect(c) => Some(c.addr),
         _ => None,
     };
+    // The client's address as a macro (instead of CONNECT) counts where none is known yet.
+    let macro_client = match &cmd {
+        Command::Macro { pairs, .. } if m.client.is_none() => pairs
+            .iter()
+            .filter(|(k, _)| k == "{client_addr}")
+            .find_map(|(_, v)| v.parse::<IpAddr>().ok()),
+        _ => None,
+    };
     let quit_nc = matches!(cmd, Command::QuitNewConnection);
     let abort = matches!(cmd, Command::Abort);
     let content = matches!(
@@ -261,11 +271,15 @@ fn step(s: &mut Session, m: &mut Model, p: &Policy, cmd: Command, seen: &mut See
         assert_eq!(a & !SETSYMLIST, actions & WANT_ACTIONS);
         assert_eq!(a & SETSYMLIST != 0, symlist);
         assert_eq!(macros.len(), if symlist { WANT_MACROS.len() } else { 0 });
-        assert_eq!(pr, protocol & WANT_PROTOCOL);
+        // CONNECT is skipped only where macro lists bring the client's address with MAIL.
+        let keep = if symlist { 0 } else { NOCONNECT };
+        assert_eq!(pr, protocol & WANT_PROTOCOL & !keep);
         m.protocol = pr;
         m.actions = a;
     } else if let Some(addr) = connect {
         m.client = addr;
+    } else if macro_client.is_some() {
+        m.client = macro_client;
     } else if quit_nc {
         m.client = None;
         m.reset_message();

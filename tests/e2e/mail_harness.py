@@ -212,7 +212,8 @@ class MailStack:
       stack directory and set in main.cf; port 25 keeps smtpd_tls_security_level = none.
     service_overrides {"submission": ["-o", "smtpd_milters="]}: extra `-o` lines appended
       to a service ("smtp" is the port-25 service).
-    milter_addr "127.0.0.1:PORT": main.cf `smtpd_milters = inet:127.0.0.1:PORT`,
+    milter_addr "127.0.0.1:PORT": main.cf `smtpd_milters = inet:127.0.0.1:PORT` ("unix:/path":
+      `smtpd_milters = unix:/path`),
       milter_default_action = accept (fail open), milter_protocol = 6, non_smtpd_milters
       empty.
     sink RelaySink: default_transport and relay_transport `smtp:[127.0.0.1]:<sink port>`,
@@ -553,7 +554,8 @@ service auth {{
                 s[key] = entry if key != "smtpd_relay_restrictions" else f"{entry}, {s[key]}"
         if self.milter_addr:
             s.update({
-                "smtpd_milters": f"inet:{self.milter_addr}",
+                "smtpd_milters": self.milter_addr if self.milter_addr.startswith("unix:")
+                else f"inet:{self.milter_addr}",
                 "non_smtpd_milters": "",
                 "milter_default_action": "accept",
                 "milter_protocol": "6",

@@ -93,11 +93,15 @@ class MilterMoat:
     capture wiring), Dovecot auth policy, the test Postfix's config dir to audit, its vmailbox
     as the recipient list, dnsmasq for SPF, DSNs submitted to the test Postfix."""
 
-    def __init__(self, *, milter: bool = True, policy: bool = True, extra: str = "") -> None:
+    def __init__(self, *, milter: bool = True, policy: bool = True, extra: str = "",
+                 milter_socket: bool = False) -> None:
+        """milter_socket: the milter on a unix socket (`milter_listen = "unix:…"`, Postfix's
+        `smtpd_milters = unix:…`) instead of a loopback port."""
         self.dir = Path(tempfile.mkdtemp(prefix="moat-milter-"))
         os.chmod(self.dir, 0o755)  # Dovecot reads the honey passwd-file in here
         self.state = self.dir / "state"
         self.state.mkdir()
+        self.milter_socket = self.dir / "milter.sock" if milter and milter_socket else None
         os.chmod(self.state, 0o755)
         self.milter_port = free_port() if milter else 0
         self.policy_port = free_port() if policy else 0
@@ -112,6 +116,9 @@ class MilterMoat:
 
     @property
     def milter_addr(self) -> str | None:
+        """As Moat's config and Postfix's smtpd_milters name it, without Postfix's `inet:`."""
+        if self.milter_socket:
+            return f"unix:{self.milter_socket}"
         return f"127.0.0.1:{self.milter_port}" if self.milter_port else None
 
     @property
@@ -245,7 +252,8 @@ def mail_env(moat_binary):
     parts: list = []
 
     def make(*, services=("submission", "submissions"), overrides=None, users=(), settings=None,
-             milter: bool = True, moat_extra: str = "", dsn: bool = True) -> Env:
+             milter: bool = True, moat_extra: str = "", dsn: bool = True,
+             milter_socket: bool = False) -> Env:
         """milter=True: docs/mail.md's wiring (milter, policy in the recipient restrictions).
         milter=False: the wiring before issue 14 (policy in smtpd_sender_restrictions, honey
         mail FILTERed to the capture listener), which the stock submission services bypass."""
@@ -253,7 +261,7 @@ def mail_env(moat_binary):
         parts.append(sink.stop if os.environ.get("MOAT_TEST_KEEP") else sink.remove)
         dns = Dnsmasq()
         parts.append(dns.stop)
-        moat = MilterMoat(milter=milter, extra=moat_extra)
+        moat = MilterMoat(milter=milter, extra=moat_extra, milter_socket=milter_socket)
         parts.append(moat.kill)
         if milter:
             wiring = dict(policy_addr=None, postfix_settings={**full_wiring(moat.policy_addr), **(settings or {})})
@@ -422,8 +430,9 @@ def test_stock_submission_services_bypass_a_policy_in_main_cf():
 # a. a honey login sends on 25, 587 and 465: all 250, all captured, nothing relayed
 
 
-def test_honey_login_is_captured_on_every_service(mail_env):
-    env = mail_env(users=[("alice", "x-Secret-123")])
+@pytest.mark.parametrize("milter_at", ["inet", "unix"])
+def test_honey_login_is_captured_on_every_service(mail_env, milter_at):
+    env = mail_env(users=[("alice", "x-Secret-123")], milter_socket=milter_at == "unix")
     stack, moat, sink = env.stack, env.moat, env.sink
     moat.wait_honey_gate(True)
     bots_try_info(stack)

@@ -14,6 +14,7 @@
 
 mod mail;
 mod milter;
+mod null_milter;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
@@ -94,6 +95,13 @@ enum Mode {
         #[arg(long)]
         pid: Option<u32>,
     },
+    /// A milter that skips every step Postfix lets it skip: the floor under any milter's
+    /// cost, for bench/milter.sh's Postfix rounds.
+    NullMilter {
+        /// host:port to listen on, or a unix socket's path.
+        #[arg(long)]
+        listen: String,
+    },
     /// Dovecot auth policy: alternating allow and report requests over keep-alive HTTP/1.1.
     Authpolicy {
         #[arg(long)]
@@ -163,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
             connections,
             seconds,
         } => mail::authpolicy(url, token, connections, seconds).await?,
+        Mode::NullMilter { listen } => null_milter::serve(listen).await?,
         Mode::Milter {
             hold: Some(n),
             addr,

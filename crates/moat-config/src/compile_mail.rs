@@ -10,24 +10,27 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// `unix:/absolute/path`: a socket Postfix reaches (`check_policy_service unix:…`,
+/// `smtpd_milters = unix:…`); `None` for an address or a missing setting.
+fn unix_socket(v: &Option<S<String>>, field: &str, name: &str, s: &mut Sink) -> Option<PathBuf> {
+    let v = v.as_ref()?;
+    let p = PathBuf::from(v.get_ref().strip_prefix("unix:")?);
+    if p.is_absolute() {
+        return Some(p);
+    }
+    s.at(
+        v.span(),
+        field,
+        format!(
+            "a unix socket needs an absolute path, e.g. unix:/var/spool/postfix/private/{name}"
+        ),
+    );
+    None
+}
+
 pub(crate) fn mail(r: &RawMail, s: &mut Sink, state_dir: &Path) -> Mail {
-    let unix = r.policy_listen.as_ref().and_then(|v| {
-        v.get_ref()
-            .strip_prefix("unix:")
-            .map(|p| (PathBuf::from(p), v.span()))
-    });
-    let policy_socket = match unix {
-        Some((p, _)) if p.is_absolute() => Some(p),
-        Some((_, span)) => {
-            s.at(
-                span,
-                "mail.policy_listen",
-                "a unix socket needs an absolute path, e.g. unix:/var/spool/postfix/private/moat-policy",
-            );
-            None
-        }
-        None => None,
-    };
+    let policy_socket = unix_socket(&r.policy_listen, "mail.policy_listen", "moat-policy", s);
+    let milter_socket = unix_socket(&r.milter_listen, "mail.milter_listen", "moat-milter", s);
     let mut listen = |v: &Option<S<String>>, field: &str| -> Option<SocketAddr> {
         let v = v.as_ref()?;
         let a = addr(v.get_ref(), Some(v.span()), field, s)?;
@@ -40,30 +43,30 @@ pub(crate) fn mail(r: &RawMail, s: &mut Sink, state_dir: &Path) -> Mail {
         }
         Some(a)
     };
-    let policy_listen = if r
-        .policy_listen
-        .as_ref()
-        .is_some_and(|v| v.get_ref().starts_with("unix:"))
-    {
+    let is_unix =
+        |v: &Option<S<String>>| v.as_ref().is_some_and(|v| v.get_ref().starts_with("unix:"));
+    let policy_listen = if is_unix(&r.policy_listen) {
         None
     } else {
         listen(&r.policy_listen, "mail.policy_listen")
     };
     let auth_policy_listen = listen(&r.auth_policy_listen, "mail.auth_policy_listen");
     let capture_listen = listen(&r.capture_listen, "mail.capture_listen");
-    let milter_listen = listen(&r.milter_listen, "mail.milter_listen");
-    if policy_listen.is_none()
-        && policy_socket.is_none()
-        && auth_policy_listen.is_none()
-        && milter_listen.is_none()
-    {
+    let milter_listen = if is_unix(&r.milter_listen) {
+        None
+    } else {
+        listen(&r.milter_listen, "mail.milter_listen")
+    };
+    let milter = milter_listen.is_some() || milter_socket.is_some();
+    // Set but wrong is already reported where it stands.
+    if r.policy_listen.is_none() && r.auth_policy_listen.is_none() && r.milter_listen.is_none() {
         s.nowhere(
             "mail",
             "set milter_listen or policy_listen (Postfix) and/or auth_policy_listen (Dovecot)",
         );
     }
     let dsn_relay = match &r.dsn_relay {
-        None if milter_listen.is_some() => Some(SocketAddr::from(([127, 0, 0, 1], 25))),
+        None if milter => Some(SocketAddr::from(([127, 0, 0, 1], 25))),
         None => None,
         Some(v) if v.get_ref().is_empty() => None,
         Some(v) => addr(v.get_ref(), Some(v.span()), "mail.dsn_relay", s),
@@ -77,7 +80,7 @@ pub(crate) fn mail(r: &RawMail, s: &mut Sink, state_dir: &Path) -> Mail {
         };
         addr(&with_port, Some(v.span()), "mail.dns_server", s)
     });
-    let hide_recipients = r.hide_recipients.unwrap_or(true) && milter_listen.is_some();
+    let hide_recipients = r.hide_recipients.unwrap_or(true) && milter;
     if let Some(t) = &r.auth_policy_token {
         if t.get_ref().len() < 16 {
             s.at(
@@ -236,6 +239,7 @@ pub(crate) fn mail(r: &RawMail, s: &mut Sink, state_dir: &Path) -> Mail {
             s,
         ),
         milter_listen,
+        milter_socket,
         postfix_config_dir: r.postfix_config_dir.as_ref().map_or_else(
             || PathBuf::from("/etc/postfix"),
             |p| PathBuf::from(p.get_ref()),

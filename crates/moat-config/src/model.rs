@@ -112,6 +112,9 @@ pub struct Mail {
     pub idle_timeout: Duration,
     /// Postfix's `smtpd_milters = inet:ADDR` (see `moat_mail::milter`).
     pub milter_listen: Option<SocketAddr>,
+    /// `milter_listen = "unix:/path"`: Postfix's `smtpd_milters = unix:/path` (fewer system
+    /// calls per SMTP session than a loopback connection; see BENCHMARKS.md).
+    pub milter_socket: Option<PathBuf>,
     /// Postfix's configuration directory, read with `postconf -c` (default /etc/postfix).
     pub postfix_config_dir: PathBuf,
     /// Same RCPT answer for valid and unknown recipients from unauthenticated clients; unknown

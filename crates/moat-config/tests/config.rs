@@ -204,4 +204,26 @@ fn the_milter_settings_default_safely_and_name_their_errors() {
     assert!(errs[0].starts_with("2:mail.milter_listen:"), "{errs:?}");
     assert!(errs[1].starts_with("3:mail.dsn_relay:"), "{errs:?}");
     assert!(errs[2].starts_with("4:mail.dns_server:"), "{errs:?}");
+
+    // A unix socket: the same defaults as a port; a relative path is refused where it stands.
+    let f = write("[mail]\nmilter_listen = \"unix:/var/spool/postfix/private/moat-milter\"\n");
+    let m = load(Some(f.path()), &Overrides::default())
+        .unwrap()
+        .mail
+        .unwrap();
+    assert_eq!(
+        m.milter_socket.as_deref(),
+        Some(std::path::Path::new(
+            "/var/spool/postfix/private/moat-milter"
+        ))
+    );
+    assert_eq!(m.milter_listen, None);
+    assert!(m.hide_recipients);
+    assert_eq!(m.dsn_relay, Some("127.0.0.1:25".parse().unwrap()));
+    let errs = errors("[mail]\nmilter_listen = \"unix:private/moat-milter\"\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("2:mail.milter_listen:") && errs[0].contains("absolute path"),
+        "{errs:?}"
+    );
 }

@@ -41,6 +41,8 @@ pub struct PostconfTexts {
 #[derive(Debug, Clone, Default)]
 pub struct MoatHooks {
     pub milter: Option<SocketAddr>,
+    /// An absolute path (`unix:` milter listener).
+    pub milter_socket: Option<PathBuf>,
     pub policy: Option<SocketAddr>,
     /// An absolute path (`unix:` policy listener).
     pub policy_socket: Option<PathBuf>,
@@ -176,7 +178,7 @@ pub fn audit(texts: &PostconfTexts, hooks: &MoatHooks) -> Audit {
 /// The policy route hands honey mail to Moat with `FILTER smtp:[ADDR]:PORT`: master.cf must
 /// have the `smtp` transport (`default_transport` does not matter: FILTER overrides it).
 fn capture_transport(services: &[Service], hooks: &MoatHooks) -> Option<Problem> {
-    if hooks.milter.is_some() || hooks.capture.is_none() || !hooks_policy(hooks) {
+    if hooks_milter(hooks) || hooks.capture.is_none() || !hooks_policy(hooks) {
         return None;
     }
     let smtp = services
@@ -207,6 +209,10 @@ pub(crate) fn normal_path(p: &Path) -> PathBuf {
 
 fn hooks_policy(h: &MoatHooks) -> bool {
     h.policy.is_some() || h.policy_socket.is_some()
+}
+
+fn hooks_milter(h: &MoatHooks) -> bool {
+    h.milter.is_some() || h.milter_socket.is_some()
 }
 
 /// Problems with the same fix become one, naming every service they concern.
@@ -256,7 +262,7 @@ impl Eval<'_> {
                 true
             }
         };
-        let milter = self.hooks.milter.map(|m| self.milter(m));
+        let milter = hooks_milter(self.hooks).then(|| self.milter());
         let policy = hooks_policy(self.hooks).then(|| self.policy());
         let sa = ServiceAudit {
             name: self.svc.id(),
@@ -267,17 +273,15 @@ impl Eval<'_> {
         if let Some(Milter::Passes(attrs)) = &milter {
             problems.extend(self.milter_settings(attrs));
         }
-        if let (Some(Milter::Gap(_)), Some(want), false, true) =
-            (&milter, self.hooks.milter, sasl, self.hooks.hide_recipients)
-        {
+        if let (Some(Milter::Gap(_)), false, true) = (&milter, sasl, self.hooks.hide_recipients) {
+            let want = self.milter_name();
             // Not a relay risk (no AUTH here), but strangers on it get Postfix's own answers.
             problems.push(Problem {
                 what: format!(
-                    "its smtpd_milters lacks Moat's {}: recipient probes on it learn which \
-                     addresses exist",
-                    fixes::inet(want)
+                    "its smtpd_milters lacks Moat's {want}: recipient probes on it learn which \
+                     addresses exist"
                 ),
-                fix: self.set_fix("smtpd_milters", &fixes::inet(want)),
+                fix: self.set_fix("smtpd_milters", &want),
             });
         }
         if let Some(Policy::Asked(attrs)) = &policy {

@@ -120,6 +120,7 @@ pub fn read_postconf(dir: &Path) -> Result<PostconfTexts, ProbeError> {
 pub fn hooks(cfg: &moat_config::Mail) -> MoatHooks {
     MoatHooks {
         milter: cfg.milter_listen,
+        milter_socket: cfg.milter_socket.clone(),
         policy: cfg.policy_listen,
         policy_socket: cfg.policy_socket.clone(),
         capture: cfg.capture_listen,

@@ -25,7 +25,7 @@ pub enum MailError {
     Bind(SocketAddr, std::io::Error),
     #[error("quarantine: {0}")]
     Quarantine(String),
-    #[error("policy socket {0}: {1}")]
+    #[error("socket {0}: {1}")]
     Socket(String, std::io::Error),
     #[error("auth policy token: {0}")]
     Token(String),
@@ -39,6 +39,7 @@ pub struct MailRunning {
     pub auth_policy_addr: Option<SocketAddr>,
     pub capture_addr: Option<SocketAddr>,
     pub milter_addr: Option<SocketAddr>,
+    pub milter_socket: Option<std::path::PathBuf>,
     pub milter_stats: Option<Arc<crate::milter::server::MilterStats>>,
     /// The capture listener's trap (for its counters).
     pub capture: Option<Arc<moat_trap::server::Trap>>,
@@ -96,6 +97,7 @@ pub async fn start(
         auth_policy_addr: None,
         capture_addr: None,
         milter_addr: None,
+        milter_socket: None,
         milter_stats: None,
         capture: None,
         auth_policy_token: token.clone(),
@@ -144,15 +146,34 @@ pub async fn start(
     // One writer per quarantine: the capture listener and the milter share it.
     let quarantine = match quarantine {
         Some(q) => Some(q),
-        None if mcfg.capture_listen.is_some() || mcfg.milter_listen.is_some() => Some(
-            Quarantine::open(QuarantineConfig::new(&mcfg.quarantine_dir))
-                .map_err(|e| MailError::Quarantine(e.to_string()))?,
-        ),
+        None if mcfg.capture_listen.is_some()
+            || mcfg.milter_listen.is_some()
+            || mcfg.milter_socket.is_some() =>
+        {
+            Some(
+                Quarantine::open(QuarantineConfig::new(&mcfg.quarantine_dir))
+                    .map_err(|e| MailError::Quarantine(e.to_string()))?,
+            )
+        }
         None => None,
     };
-    if let (Some(a), Some(q)) = (mcfg.milter_listen, &quarantine) {
-        let l = bind(a).await?;
-        out.milter_addr = l.local_addr().ok();
+    let milter_at = match (&mcfg.milter_listen, &mcfg.milter_socket, &quarantine) {
+        (Some(a), _, Some(_)) => {
+            let l = bind(*a).await?;
+            out.milter_addr = l.local_addr().ok();
+            let l = l.into_std().map_err(|e| MailError::Bind(*a, e))?;
+            Some(crate::milter::server::MilterListener::Tcp(l))
+        }
+        (None, Some(path), Some(_)) => {
+            let l = bind_unix(path)?
+                .into_std()
+                .map_err(|e| MailError::Socket(path.display().to_string(), e))?;
+            out.milter_socket = Some(path.clone());
+            Some(crate::milter::server::MilterListener::Unix(l))
+        }
+        _ => None,
+    };
+    if let (Some(l), Some(q)) = (milter_at, &quarantine) {
         let dsn = match mcfg.dsn_relay {
             Some(relay) => Some(crate::milter::server::DsnSender {
                 check: crate::sender_auth::SenderCheck::new(mcfg.dns_server, &mcfg.hostname)
@@ -171,7 +192,10 @@ pub async fn start(
             stats,
             idle,
         });
-        tasks.push(crate::milter::server::spawn_thread(l, ctx).map_err(|e| MailError::Bind(a, e))?);
+        tasks.push(
+            crate::milter::server::spawn_thread(l, ctx)
+                .map_err(|e| MailError::Socket("the milter's thread".into(), e))?,
+        );
     }
     if let (Some(a), Some(q)) = (mcfg.capture_listen, quarantine) {
         let l = bind(a).await?;

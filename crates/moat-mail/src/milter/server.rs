@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixListener, UnixStream};
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -91,17 +91,49 @@ pub struct DsnSender {
     pub hostname: String,
 }
 
+/// Where the milter listens: a loopback port or a unix socket (Postfix's `inet:` or `unix:`).
+pub enum MilterListener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// A milter connection from Postfix, either kind: what `conn` needs of it.
+trait MilterStream: tokio::io::AsyncWrite + Unpin {
+    async fn readable(&self) -> std::io::Result<()>;
+    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+impl MilterStream for TcpStream {
+    async fn readable(&self) -> std::io::Result<()> {
+        TcpStream::readable(self).await
+    }
+    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        TcpStream::try_read(self, buf)
+    }
+}
+
+impl MilterStream for UnixStream {
+    async fn readable(&self) -> std::io::Result<()> {
+        UnixStream::readable(self).await
+    }
+    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        UnixStream::try_read(self, buf)
+    }
+}
+
 /// Serves the milter on a thread of its own with a single-threaded runtime: every Postfix
 /// session is a new connection whose packets arrive one by one, and keeping accept, the
 /// session and its wake-ups on one thread costs less CPU per message than a work-stealing
 /// pool (measured in BENCHMARKS.md). The returned task keeps the thread alive: aborting it
 /// (shutdown) stops the thread's listener and sessions.
 pub fn spawn_thread(
-    l: tokio::net::TcpListener,
+    l: MilterListener,
     ctx: Arc<MilterContext>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let l = l.into_std()?;
-    l.set_nonblocking(true)?;
+    match &l {
+        MilterListener::Tcp(l) => l.set_nonblocking(true)?,
+        MilterListener::Unix(l) => l.set_nonblocking(true)?,
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -110,12 +142,21 @@ pub fn spawn_thread(
         .name("moat-milter".into())
         .spawn(move || {
             rt.block_on(async move {
-                match tokio::net::TcpListener::from_std(l) {
-                    Ok(l) => tokio::select! {
-                        _ = serve(l, ctx) => {}
-                        _ = stop => {}
+                let served = async {
+                    match l {
+                        MilterListener::Tcp(l) => {
+                            serve(tokio::net::TcpListener::from_std(l)?, ctx).await
+                        }
+                        MilterListener::Unix(l) => {
+                            serve_unix(tokio::net::UnixListener::from_std(l)?, ctx).await
+                        }
+                    }
+                };
+                tokio::select! {
+                    r = served => if let Err(e) = r {
+                        tracing::error!(error = %e, "milter listener lost");
                     },
-                    Err(e) => tracing::error!(error = %e, "milter listener lost"),
+                    _ = stop => {}
                 }
             })
         })?;
@@ -125,20 +166,35 @@ pub fn spawn_thread(
     }))
 }
 
-pub async fn serve(l: tokio::net::TcpListener, ctx: Arc<MilterContext>) {
+pub async fn serve(l: tokio::net::TcpListener, ctx: Arc<MilterContext>) -> std::io::Result<()> {
     loop {
         match l.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(conn(stream, peer, ctx.clone()));
+                tokio::spawn(conn(stream, peer.to_string(), ctx.clone()));
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "milter accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            Err(e) => accept_failed(e).await,
         }
     }
+}
+
+async fn serve_unix(l: UnixListener, ctx: Arc<MilterContext>) -> std::io::Result<()> {
+    loop {
+        match l.accept().await {
+            Ok((stream, _)) => {
+                ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(conn(stream, "unix".to_string(), ctx.clone()));
+            }
+            Err(e) => accept_failed(e).await,
+        }
+    }
+}
+
+/// Out of descriptors, most often: wait a little rather than spin.
+async fn accept_failed(e: std::io::Error) {
+    tracing::warn!(error = %e, "milter accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 thread_local! {
@@ -149,7 +205,7 @@ thread_local! {
 
 /// Reads what the socket has into the decoder, through the thread's scratch buffer. `Ok(0)`
 /// at the end of the stream.
-async fn fill(stream: &TcpStream, dec: &mut Decoder) -> std::io::Result<usize> {
+async fn fill<S: MilterStream>(stream: &S, dec: &mut Decoder) -> std::io::Result<usize> {
     loop {
         stream.readable().await?;
         let got = SCRATCH.with(|s| {
@@ -165,7 +221,7 @@ async fn fill(stream: &TcpStream, dec: &mut Decoder) -> std::io::Result<usize> {
     }
 }
 
-async fn conn(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<MilterContext>) {
+async fn conn<S: MilterStream>(mut stream: S, peer: String, ctx: Arc<MilterContext>) {
     let mut dec = Decoder::new();
     let mut session = Session::new();
     let mut out = Vec::new();

@@ -4,7 +4,6 @@
 
 use super::conf::{group, tokens};
 use super::{fixes, normal_path, Eval, Problem};
-use std::net::SocketAddr;
 
 /// Restriction lists smtpd evaluates for every message, in order; `client` and `helo` only
 /// count with `smtpd_delay_reject = yes`, otherwise they run before AUTH.
@@ -39,16 +38,16 @@ pub(super) enum Policy {
 }
 
 impl Eval<'_> {
-    pub(super) fn milter(&self, want: SocketAddr) -> Milter {
+    pub(super) fn milter(&self) -> Milter {
         let list = match self.scope.get("smtpd_milters") {
             Ok(v) => v,
             Err(e) => return Milter::Gap(self.unreadable("smtpd_milters", &e.0)),
         };
         let Some(attrs) = tokens(&list).iter().find_map(|t| {
             let (name, attrs) = group(t);
-            fixes::inet_matches(&name, want).then_some(attrs)
+            self.milter_matches(&name).then_some(attrs)
         }) else {
-            return Milter::Gap(self.milter_missing(want));
+            return Milter::Gap(self.milter_missing());
         };
         // A setting that cannot be evaluated could be the one that turns the milter off.
         let get = |param: &str| {
@@ -73,7 +72,7 @@ impl Eval<'_> {
                     fix: format!(
                         "{} (or make every result in its tables list {})",
                         self.set_fix("smtpd_milter_maps", ""),
-                        fixes::inet(want)
+                        self.milter_name()
                     ),
                 })
             }
@@ -160,9 +159,26 @@ impl Eval<'_> {
         if let (Some(want), true) = (self.hooks.policy, name.starts_with("inet:")) {
             return fixes::inet_matches(name, want);
         }
-        let Some(want) = &self.hooks.policy_socket else {
-            return false;
-        };
+        self.hooks
+            .policy_socket
+            .as_ref()
+            .is_some_and(|want| self.socket_matches(name, want))
+    }
+
+    /// `name` in `smtpd_milters` (`inet:…` or `unix:…`) is Moat's milter.
+    pub(super) fn milter_matches(&self, name: &str) -> bool {
+        if let (Some(want), true) = (self.hooks.milter, name.starts_with("inet:")) {
+            return fixes::inet_matches(name, want);
+        }
+        self.hooks
+            .milter_socket
+            .as_ref()
+            .is_some_and(|want| self.socket_matches(name, want))
+    }
+
+    /// A `unix:` (or `local:`, or bare path) endpoint as this service's smtpd reaches it is
+    /// the socket Moat listens on.
+    fn socket_matches(&self, name: &str, want: &std::path::Path) -> bool {
         let path = name
             .strip_prefix("unix:")
             .or_else(|| name.strip_prefix("local:"))

@@ -90,9 +90,29 @@ impl Eval<'_> {
         self.scope.raw(param).map_or("", |r| r.0)
     }
 
-    pub(super) fn milter_missing(&self, want: SocketAddr) -> Problem {
-        let addr = inet(want);
-        let raw = self.raw("smtpd_milters").trim();
+    pub(super) fn milter_missing(&self) -> Problem {
+        let addr = self.milter_name();
+        let mut raw = self.raw("smtpd_milters").trim().to_string();
+        // Moat's socket by a path this smtpd cannot reach (absolute, inside a chroot) is
+        // replaced, not kept beside the right name: it would fail on every session.
+        if let Some(want) = &self.hooks.milter_socket {
+            let all = tokens(&raw);
+            let keep: Vec<&String> = all
+                .iter()
+                .filter(|t| {
+                    let name = group(t).0;
+                    let path = name.strip_prefix("unix:").unwrap_or(&name);
+                    super::normal_path(Path::new(path)) != super::normal_path(want)
+                })
+                .collect();
+            if keep.len() < all.len() {
+                raw = keep
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+            }
+        }
         let list = if raw.is_empty() {
             addr.clone()
         } else {
@@ -102,7 +122,7 @@ impl Eval<'_> {
             let main = Scope::main(self.main);
             let main_has = main
                 .get("smtpd_milters")
-                .is_ok_and(|v| tokens(&v).iter().any(|t| inet_matches(&group(t).0, want)));
+                .is_ok_and(|v| tokens(&v).iter().any(|t| self.milter_matches(&group(t).0)));
             let list = list.replace(", ", ",");
             let line = self.set_fix("smtpd_milters", &list);
             if main_has {
@@ -137,19 +157,32 @@ impl Eval<'_> {
         }
     }
 
+    /// How Postfix should name a socket Moat listens on: relative to the queue directory
+    /// when it is inside it, which a chrooted smtpd reaches too.
+    fn unix_name(&self, p: &Path) -> String {
+        let queue = Scope::main(self.main)
+            .get("queue_directory")
+            .unwrap_or_default();
+        match p.strip_prefix(&queue) {
+            Ok(rel) if !queue.is_empty() => format!("unix:{}", rel.display()),
+            _ => format!("unix:{}", p.display()),
+        }
+    }
+
+    /// Moat's milter as `smtpd_milters` should list it.
+    pub(super) fn milter_name(&self) -> String {
+        match (self.hooks.milter, &self.hooks.milter_socket) {
+            (Some(a), _) => inet(a),
+            (None, Some(p)) => self.unix_name(p),
+            (None, None) => String::new(),
+        }
+    }
+
     /// The policy entry Moat wants, fail-open and quick to give up when Moat is down.
     fn policy_entry(&self) -> String {
         let server = match (self.hooks.policy, &self.hooks.policy_socket) {
             (Some(a), _) => inet(a),
-            (None, Some(p)) => {
-                let queue = Scope::main(self.main)
-                    .get("queue_directory")
-                    .unwrap_or_default();
-                match p.strip_prefix(&queue) {
-                    Ok(rel) if !queue.is_empty() => format!("unix:{}", rel.display()),
-                    _ => format!("unix:{}", p.display()),
-                }
-            }
+            (None, Some(p)) => self.unix_name(p),
             (None, None) => String::new(),
         };
         format!("check_policy_service {{ {server}, default_action=DUNNO, try_limit=1 }}")

@@ -443,3 +443,44 @@ fn a_service_without_the_milter_is_named_when_recipients_are_hidden() {
         a.problems
     );
 }
+
+#[test]
+fn a_unix_milter_is_matched_where_each_smtpd_finds_it() {
+    // Stock chrooted services reach `unix:private/moat-milter` (relative to the queue
+    // directory); an absolute path is looked up inside the chroot, so it misses there.
+    let main = "smtpd_milters = unix:private/moat-milter\nmilter_default_action = accept\nmilter_mail_macros = i {auth_authen}\n";
+    let m = M_STOCK.replace(
+        "milter_macro_daemon_name=ORIGINATING\nsubmissions",
+        "milter_macro_daemon_name=ORIGINATING -o smtpd_milters=unix:/var/spool/postfix/private/moat-milter\nsubmissions",
+    );
+    let p = "submission/inet/smtpd_milters = unix:/var/spool/postfix/private/moat-milter\n";
+    let hooks = MoatHooks {
+        milter_socket: Some("/var/spool/postfix/private/moat-milter".into()),
+        hide_recipients: true,
+        ..Default::default()
+    };
+    let a = audit(&texts(main, &m, p), &hooks);
+    assert!(svc(&a, "submissions/inet").milter, "{:?}", a.problems);
+    assert!(svc(&a, "smtp/inet").milter);
+    assert!(
+        svc(&a, "submission/inet").bypasses(),
+        "absolute path inside a chroot"
+    );
+    assert!(
+        fixes(&a).contains(
+            &"in master.cf, under submission: -o smtpd_milters=unix:private/moat-milter (or remove the override)"
+        ),
+        "{:?}",
+        fixes(&a)
+    );
+    // Moat listening elsewhere: nothing matches, and the fix names Moat's socket.
+    let other = MoatHooks {
+        milter_socket: Some("/run/moat/milter.sock".into()),
+        ..Default::default()
+    };
+    let a = audit(&texts(main, &m, p), &other);
+    assert!(svc(&a, "submissions/inet").bypasses());
+    assert!(fixes(&a).iter().any(
+        |f| f.contains("smtpd_milters = unix:private/moat-milter, unix:/run/moat/milter.sock")
+    ));
+}

@@ -29,7 +29,9 @@ impl MilterPolicy for Policy {
     }
 }
 
-/// A session negotiated as Postfix 3.7 offers (everything), connected from `ip`.
+/// A session negotiated as Postfix 3.7 offers (everything), connected from `ip`: no CONNECT
+/// (negotiated away), the client's address in the macros that come with MAIL, as Postfix
+/// sends them for Moat's macro list.
 fn session(p: &Policy, ip: [u8; 4]) -> Session {
     let mut s = Session::new();
     let r = s.handle(
@@ -51,14 +53,25 @@ fn session(p: &Policy, ip: [u8; 4]) -> Session {
     };
     assert_eq!(actions, WANT_ACTIONS | action::SETSYMLIST);
     assert_eq!(protocol, WANT_PROTOCOL);
-    assert!(macros.contains(&(stage::ENVFROM, "{auth_authen}".into())));
-    let c = Connect {
-        hostname: "h".into(),
-        addr: Some(IpAddr::from(ip)),
-        port: 4000,
-    };
-    assert_eq!(s.handle(Command::Connect(c), p), Outcome::Silent);
+    assert_ne!(protocol & proto::NOCONNECT, 0);
+    let (_, mail) = macros.iter().find(|(st, _)| *st == stage::ENVFROM).unwrap();
+    for m in [
+        "{auth_authen}",
+        "{client_addr}",
+        "{client_port}",
+        "{tls_version}",
+    ] {
+        assert!(mail.split(' ').any(|x| x == m), "{m} comes with MAIL");
+    }
     assert_eq!(s.handle(Command::Helo("bot".into()), p), Outcome::Silent);
+    let pairs = vec![
+        ("{client_addr}".to_string(), IpAddr::from(ip).to_string()),
+        ("{client_port}".to_string(), "4000".to_string()),
+    ];
+    assert_eq!(
+        s.handle(Command::Macro { stage: b'M', pairs }, p),
+        Outcome::Silent
+    );
     s
 }
 
@@ -127,6 +140,7 @@ fn a_honey_login_is_captured_whole_on_any_recipient() {
     assert_eq!(c.data, b"Subject: hi\r\n\tthere\r\n\r\nspam\r\n");
     assert_eq!(c.meta.auth_user.as_deref(), Some("honey"));
     assert_eq!(c.meta.client_ip, "127.0.0.9");
+    assert_eq!(c.meta.client_port, 4000);
     assert_eq!(c.meta.helo, "bot");
     assert!(c.meta.tls);
     assert_eq!(c.meta.mail_from, "s@good.test");
@@ -271,12 +285,13 @@ fn without_no_reply_flags_every_step_is_answered() {
     );
     let c = Connect {
         hostname: "h".into(),
-        addr: None,
+        addr: Some(IpAddr::from([198, 51, 100, 7])),
         port: 0,
     };
     assert_eq!(
         s.handle(Command::Connect(c), &p),
-        Outcome::Reply(Reply::Continue)
+        Outcome::Reply(Reply::Continue),
+        "without macro lists CONNECT is kept: it alone gives the client's address"
     );
     login(&mut s, &p, "honey");
     envelope(&mut s, &p, &["v@outside.example"]);
@@ -293,4 +308,29 @@ fn without_no_reply_flags_every_step_is_answered() {
         panic!()
     };
     assert_eq!(c.data, b"Subject: x\r\n\r\n", "a space after the colon");
+    assert_eq!(c.meta.client_ip, "198.51.100.7");
+}
+
+#[test]
+fn connect_is_skipped_only_where_macro_lists_bring_the_address() {
+    let p = Policy::default();
+    for (actions, skipped) in [(0x1ff, true), (0x0ff, false)] {
+        let mut s = Session::new();
+        let r = s.handle(
+            Command::OptNeg {
+                version: 6,
+                actions,
+                protocol: 0x1f_ffff,
+            },
+            &p,
+        );
+        let Outcome::Reply(Reply::OptNeg { protocol, .. }) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            protocol & proto::NOCONNECT != 0,
+            skipped,
+            "actions {actions:#x}"
+        );
+    }
 }
