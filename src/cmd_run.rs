@@ -21,11 +21,46 @@ pub struct RunArgs {
     log_format: String,
 }
 
+/// Where the client's address comes from, for the start line: the one setting that, wrong,
+/// makes every visitor look like one.
+fn client_ip_source(s: &moat_config::Server) -> String {
+    let nets = |n: &[ipnet::IpNet]| {
+        n.iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if s.fly_proxy {
+        return format!(
+            "Fly-Client-IP from Fly's proxy ({}), because FLY_APP_NAME is set",
+            nets(&s.trusted_proxies)
+        );
+    }
+    if s.proxy_protocol {
+        return "the PROXY protocol header".into();
+    }
+    if s.trusted_proxies.is_empty() {
+        return "the connection's address (no trusted proxies)".into();
+    }
+    let headers: Vec<&str> = s
+        .client_ip_headers
+        .iter()
+        .map(|h| match h {
+            moat_config::ClientIpHeader::XForwardedFor => "X-Forwarded-For",
+            moat_config::ClientIpHeader::Forwarded => "Forwarded",
+            moat_config::ClientIpHeader::FlyClientIp => "Fly-Client-IP",
+            moat_config::ClientIpHeader::CfConnectingIp => "CF-Connecting-IP",
+        })
+        .collect();
+    format!("{} from {}", headers.join(", "), nets(&s.trusted_proxies))
+}
+
 pub fn overrides(c: &ConfigArgs) -> Overrides {
     Overrides {
         presets: c.presets.clone(),
         state_dir: c.state_dir.clone(),
         rule_files: c.rules.clone(),
+        fly_app: std::env::var("FLY_APP_NAME").ok().filter(|n| !n.is_empty()),
         ..Default::default()
     }
 }
@@ -63,15 +98,28 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         ov.listen = Some(a.listen.clone());
     }
     ov.upstream = a.upstream.clone();
-    let Some(cfg) = load_or_report(&a.cfg, ov) else {
+    let Some(cfg) = load_or_report(&a.cfg, ov.clone()) else {
         return Ok(ExitCode::from(1));
     };
     init_logging(&a.log_format);
+    // Reloads read the same file with the same presets and flags as this start did.
+    let path = a.cfg.config.clone();
+    let source: moat_http::live::ConfigSource = Box::new(move || {
+        load(path.as_deref(), &ov).map_err(|errs| {
+            errs.0
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
         let running = moat_http::app::start(cfg, Arc::new(moat_core::SystemClock)).await.context("starting")?;
+        running.live.set_source(source);
+        let reloads = tokio::spawn(reload_on_hangup(running.live.clone()));
         // The mail shield shares the engine: a ban for brute-forcing mail holds at the web
         // door too, and the allowlist wins everywhere.
         let cfg = running.shield.cfg.clone();
@@ -150,9 +198,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(
             http = ?running.http_addrs, tls = ?running.tls_addrs, admin = %running.admin_addr,
             rules = running.shield.cfg.policy.rules.len(), rate_limits = running.shield.cfg.policy.rate_limits.len(),
-            upstream = %running.shield.cfg.server.upstream, "moat is running"
+            upstream = %running.shield.cfg.server.upstream,
+            client_ip = %client_ip_source(&running.shield.cfg.server), "moat is running"
         );
         shutdown_signal().await;
+        reloads.abort();
         tracing::info!("shutting down");
         if let Some(m) = mail {
             m.shutdown();
@@ -168,6 +218,23 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         running.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// SIGHUP re-reads the config (see `moat_http::live`); without this handler it would end the
+/// process.
+async fn reload_on_hangup(live: Arc<moat_http::live::LiveShield>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload with `moat reload` instead");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let l = live.clone();
+        let outcome = tokio::task::spawn_blocking(move || l.reload())
+            .await
+            .unwrap_or_else(|e| Err(format!("reload failed: {e}")));
+        moat_http::admin::log_reload(&outcome, "SIGHUP");
+    }
 }
 
 pub async fn shutdown_signal() {

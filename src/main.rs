@@ -5,6 +5,7 @@ mod cmd_bans;
 mod cmd_campaigns;
 mod cmd_doctor;
 mod cmd_quarantine;
+mod cmd_reload;
 mod cmd_rules;
 mod cmd_run;
 mod cmd_trap;
@@ -80,6 +81,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cmd_doctor::DoctorCmd,
     },
+    /// Make the running instance re-read its config, rules and presets (as SIGHUP does); bans,
+    /// counters and open connections are kept. A config with errors changes nothing.
+    Reload {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
     /// Put an address or prefix on the allowlist and lift its bans: unban yourself.
     Allow {
         /// An address or CIDR prefix.
@@ -101,6 +108,7 @@ fn main() -> ExitCode {
         Cmd::Quarantine(a) => cmd_quarantine::run(a),
         Cmd::Doctor { cmd } => cmd_doctor::run(cmd),
         Cmd::Allow { addr, cfg } => cmd_bans::allow(&addr, &cfg),
+        Cmd::Reload { cfg } => cmd_reload::run(&cfg),
     };
     match result {
         Ok(code) => code,

@@ -54,7 +54,7 @@ def moat_factory(moat_binary, upstream, tmp_path):
     started: list[Moat] = []
 
     def start(extra_config: str = "", presets=("ghost",), state_dir: Path | None = None,
-              name: str = "moat", listen: str = "127.0.0.1:0") -> Moat:
+              name: str = "moat", listen: str = "127.0.0.1:0", env: dict | None = None) -> Moat:
         cfg = tmp_path / f"{name}.toml"
         cfg.write_text(config_text(extra_config))
         m = Moat(
@@ -63,6 +63,7 @@ def moat_factory(moat_binary, upstream, tmp_path):
             cfg,
             presets=tuple(presets),
             listen=listen,
+            env=env,
         )
         started.append(m)
         return m.start()

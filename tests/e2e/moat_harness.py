@@ -263,7 +263,10 @@ class Moat:
         config_path: Path,
         presets: tuple[str, ...] = ("ghost",),
         listen: str = "127.0.0.1:0",
+        env: dict[str, str] | None = None,
     ) -> None:
+        """env: extra environment for the process (FLY_APP_NAME, …)."""
+        self.env = env or {}
         self.upstream_url = upstream_url
         self.state_dir = state_dir
         self.config_path = config_path
@@ -306,7 +309,7 @@ class Moat:
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
-            env={**os.environ, "RUST_LOG": "info"},
+            env={**os.environ, "RUST_LOG": "info", **self.env},
         )
         self.starts += 1
         for stream, sink in ((self.proc.stdout, self.stdout_lines), (self.proc.stderr, self.stderr_lines)):

@@ -22,7 +22,15 @@ pub struct Overrides {
     pub presets: Vec<String>,
     pub state_dir: Option<String>,
     pub rule_files: Vec<PathBuf>,
+    /// The Fly.io app's name (`FLY_APP_NAME`, set on every Fly Machine): requests then come
+    /// through Fly's proxy, whose `Fly-Client-IP` is trusted unless the config says otherwise.
+    pub fly_app: Option<String>,
 }
+
+/// Where Fly's proxy connects from inside a Machine: its private IPv4 range and the
+/// organisation's private IPv6 network (6PN). Other Machines of the same organisation can also
+/// connect from 6PN; they are the owner's own.
+pub const FLY_PROXY_NETS: [&str; 2] = ["172.16.0.0/12", "fdaa::/16"];
 
 /// Loads `path` (or the embedded defaults when `None`), applies `ov`, and compiles.
 pub fn load(path: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigErrors> {
@@ -339,6 +347,36 @@ fn server(r: &RawServer, s: &mut Sink, ov: &Overrides, mail: bool) -> Server {
             })
             .collect(),
     };
+    let mut trusted_proxies = nets(&r.trusted_proxies, "server.trusted_proxies", s);
+    // Behind a proxy whose address Moat does not trust, every request seems to come from the
+    // proxy: one script's offences would ban it, and with it every visitor.
+    let fly_only = r.client_ip_headers.as_ref().is_none_or(|l| {
+        l.iter()
+            .all(|h| h.get_ref().eq_ignore_ascii_case("fly-client-ip"))
+    });
+    let fly_proxy = ov.fly_app.is_some() && r.trusted_proxies.is_empty() && fly_only;
+    let client_ip_headers = if fly_proxy {
+        trusted_proxies = FLY_PROXY_NETS
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        vec![ClientIpHeader::FlyClientIp]
+    } else {
+        client_ip_headers
+    };
+    if let Some(first) = r.client_ip_headers.as_ref().and_then(|l| l.first()) {
+        if r.trusted_proxies.is_empty() && !fly_proxy && !r.proxy_protocol {
+            s.at(
+                first.span(),
+                "server.client_ip_headers",
+                "is read only from trusted proxies, and server.trusted_proxies is empty: every \
+                 request would seem to come from the proxy, and one script's offences would ban \
+                 every visitor behind it. Set server.trusted_proxies to the proxy's addresses \
+                 (e.g. [\"10.0.0.0/8\"]), or remove client_ip_headers if clients connect \
+                 directly (on Fly.io, FLY_APP_NAME makes Moat trust Fly's proxy by itself)",
+            );
+        }
+    }
     let mut lens = PrefixLens::default();
     if let Some(v) = &r.prefix_v4 {
         if !(8..=32).contains(v.get_ref()) {
@@ -368,8 +406,9 @@ fn server(r: &RawServer, s: &mut Sink, ov: &Overrides, mail: bool) -> Server {
         upstream,
         state_dir: PathBuf::from(state_dir),
         store,
-        trusted_proxies: nets(&r.trusted_proxies, "server.trusted_proxies", s),
+        trusted_proxies,
         client_ip_headers,
+        fly_proxy,
         proxy_protocol: r.proxy_protocol,
         prefix_lens: lens,
     }

@@ -279,6 +279,9 @@ pub struct Server {
     pub store: StoreKind,
     pub trusted_proxies: Vec<IpNet>,
     pub client_ip_headers: Vec<ClientIpHeader>,
+    /// `FLY_APP_NAME` is set and the config names no proxies: `Fly-Client-IP` is read from
+    /// Fly's proxy (`FLY_PROXY_NETS`), and the start line says so.
+    pub fly_proxy: bool,
     pub proxy_protocol: bool,
     pub prefix_lens: PrefixLens,
     /// Serving threads; `None` leaves it to Moat (half the cores, at least one).

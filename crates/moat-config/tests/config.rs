@@ -227,3 +227,55 @@ fn the_milter_settings_default_safely_and_name_their_errors() {
         "{errs:?}"
     );
 }
+
+/// Issue 15: behind a proxy Moat does not trust, every visitor looks like the proxy.
+#[test]
+fn a_client_ip_header_needs_trusted_proxies_except_on_fly() {
+    let text =
+        "[server]\nupstream = \"http://127.0.0.1:2368\"\nclient_ip_headers = [\"fly-client-ip\"]\n";
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("3:server.client_ip_headers:") && errs[0].contains("trusted_proxies"),
+        "{errs:?}"
+    );
+    // With PROXY protocol the address comes from the PROXY header: nothing to refuse.
+    assert!(load(
+        Some(write(&format!("{text}proxy_protocol = true\n")).path()),
+        &Overrides::default()
+    )
+    .is_ok());
+
+    // On a Fly Machine: Fly's proxy is trusted for Fly-Client-IP, with or without the header.
+    let fly = Overrides {
+        fly_app: Some("ghost-blog".into()),
+        ..Default::default()
+    };
+    for text in [text, "[server]\nupstream = \"http://127.0.0.1:2368\"\n"] {
+        let s = load(Some(write(text).path()), &fly).unwrap().server;
+        assert!(s.fly_proxy);
+        let nets: Vec<String> = s.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["172.16.0.0/12", "fdaa::/16"]);
+        assert_eq!(
+            s.client_ip_headers,
+            [moat_config::ClientIpHeader::FlyClientIp]
+        );
+    }
+    // What the config says wins over the platform's default.
+    let own = "[server]\nupstream = \"http://127.0.0.1:2368\"\ntrusted_proxies = [\"10.0.0.0/8\"]\nclient_ip_headers = [\"x-forwarded-for\"]\n";
+    let s = load(Some(write(own).path()), &fly).unwrap().server;
+    assert!(!s.fly_proxy);
+    assert_eq!(s.trusted_proxies.len(), 1);
+    assert_eq!(
+        s.client_ip_headers,
+        [moat_config::ClientIpHeader::XForwardedFor]
+    );
+    // Off Fly, nothing is trusted by default.
+    let s = load(
+        Some(write("[server]\nupstream = \"http://127.0.0.1:2368\"\n").path()),
+        &Overrides::default(),
+    )
+    .unwrap()
+    .server;
+    assert!(!s.fly_proxy && s.trusted_proxies.is_empty());
+}

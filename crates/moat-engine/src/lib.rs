@@ -10,7 +10,7 @@ pub mod guard;
 pub mod limiter;
 
 pub use guard::{GuardSnapshot, GuardVerdict};
-pub use limiter::Limiter;
+pub use limiter::{Limiter, LimiterSet};
 
 use arc_swap::ArcSwap;
 use decider::{Command, Decider};
@@ -28,7 +28,8 @@ pub struct Engine {
     guard: Arc<ArcSwap<GuardSnapshot>>,
     tx: SyncSender<Command>,
     clock: Arc<dyn Clock>,
-    limiters: Vec<Limiter>,
+    /// The current policy's limiters; a reload builds the next set from it.
+    limiters: ArcSwap<LimiterSet>,
     store: Arc<dyn Store>,
     /// Offences dropped because the decider was behind: a metric, never a stall.
     pub dropped: AtomicU64,
@@ -52,10 +53,7 @@ impl Engine {
             .name("moat-decider".into())
             .spawn(move || decider.run(rx))
             .expect("spawning the decider thread");
-        let limiters = limits
-            .iter()
-            .map(|l| Limiter::new(l.requests, l.period.as_nanos() as u64, l.burst, l.max_keys))
-            .collect();
+        let limiters = ArcSwap::from_pointee(LimiterSet::build(limits, &LimiterSet::default()));
         let e = Arc::new(Engine {
             guard,
             tx,
@@ -81,24 +79,37 @@ impl Engine {
         self.guard.load_full()
     }
 
+    /// The limiters for the policy in force (index = the policy's rate-limit index).
+    pub fn limiters(&self) -> Arc<LimiterSet> {
+        self.limiters.load_full()
+    }
+
+    /// The limiters for a reloaded policy: a limit whose definition did not change keeps its
+    /// limiter and so its counters; a new or changed one starts empty. The new set becomes the
+    /// engine's; a sensor still on the old policy keeps the set it holds.
+    pub fn reload_limits(&self, limits: &[RateLimit]) -> Arc<LimiterSet> {
+        let next = Arc::new(LimiterSet::build(limits, &self.limiters.load()));
+        self.limiters.store(next.clone());
+        next
+    }
+
+    /// Now, as the limiters count time.
+    pub fn now_ns(&self) -> u64 {
+        self.clock.now_ms().saturating_mul(1_000_000)
+    }
+
     /// True if the request fits limit `idx` for `key`.
     pub fn check_limit(&self, idx: usize, key: &[u8]) -> bool {
-        match self.limiters.get(idx) {
-            Some(l) => l.check(key, self.clock.now_ms().saturating_mul(1_000_000)),
-            None => true,
-        }
+        self.limiters.load().check(idx, key, self.now_ns())
     }
 
     /// True if limit `idx` has room for `key`, without counting the request.
     pub fn peek_limit(&self, idx: usize, key: &[u8]) -> bool {
-        match self.limiters.get(idx) {
-            Some(l) => l.peek(key, self.clock.now_ms().saturating_mul(1_000_000)),
-            None => true,
-        }
+        self.limiters.load().peek(idx, key, self.now_ns())
     }
 
     pub fn limiter_keys(&self) -> usize {
-        self.limiters.iter().map(Limiter::len).sum()
+        self.limiters.load().keys()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

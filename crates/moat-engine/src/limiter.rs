@@ -118,6 +118,91 @@ fn evict(t: &mut Table, now_ns: u64, cap: usize) {
     }
 }
 
+/// What makes two rate limits the same limiter: a reload that keeps these keeps the counters.
+#[derive(Debug, Clone, PartialEq)]
+struct LimitSig {
+    id: String,
+    key: moat_config::LimitKey,
+    requests: u32,
+    period: std::time::Duration,
+    burst: u32,
+    max_keys: usize,
+}
+
+impl LimitSig {
+    fn of(l: &moat_config::RateLimit) -> Self {
+        LimitSig {
+            id: l.id.clone(),
+            key: l.key.clone(),
+            requests: l.requests,
+            period: l.period,
+            burst: l.burst,
+            max_keys: l.max_keys,
+        }
+    }
+}
+
+/// One policy's limiters, by the policy's rate-limit index. Held whole by whoever evaluates
+/// that policy, so an index always means the limit it was compiled for, across a reload.
+#[derive(Default)]
+pub struct LimiterSet {
+    entries: Vec<(LimitSig, std::sync::Arc<Limiter>)>,
+}
+
+impl LimiterSet {
+    /// Limiters for `limits`, reusing `prev`'s where the definition is unchanged.
+    pub fn build(limits: &[moat_config::RateLimit], prev: &LimiterSet) -> Self {
+        let entries = limits
+            .iter()
+            .map(|l| {
+                let sig = LimitSig::of(l);
+                let limiter = prev
+                    .entries
+                    .iter()
+                    .find(|(s, _)| *s == sig)
+                    .map(|(_, lim)| lim.clone())
+                    .unwrap_or_else(|| {
+                        std::sync::Arc::new(Limiter::new(
+                            l.requests,
+                            l.period.as_nanos() as u64,
+                            l.burst,
+                            l.max_keys,
+                        ))
+                    });
+                (sig, limiter)
+            })
+            .collect();
+        LimiterSet { entries }
+    }
+
+    /// True if the request fits limit `idx` for `key` (and counts it).
+    pub fn check(&self, idx: usize, key: &[u8], now_ns: u64) -> bool {
+        self.entries
+            .get(idx)
+            .is_none_or(|(_, l)| l.check(key, now_ns))
+    }
+
+    /// True if limit `idx` has room for `key`, without counting.
+    pub fn peek(&self, idx: usize, key: &[u8], now_ns: u64) -> bool {
+        self.entries
+            .get(idx)
+            .is_none_or(|(_, l)| l.peek(key, now_ns))
+    }
+
+    /// Keys tracked across the set.
+    pub fn keys(&self) -> usize {
+        self.entries.iter().map(|(_, l)| l.len()).sum()
+    }
+
+    /// Whether limit `idx` shares its limiter with `other`'s limit `j` (for tests).
+    pub fn same_limiter(&self, idx: usize, other: &LimiterSet, j: usize) -> bool {
+        match (self.entries.get(idx), other.entries.get(j)) {
+            (Some((_, a)), Some((_, b))) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +222,39 @@ mod tests {
             "one interval later one more is allowed"
         );
         assert!(!l.check(b"a@x", 1200 * S));
+    }
+
+    fn limit(id: &str, requests: u32) -> moat_config::RateLimit {
+        moat_config::RateLimit {
+            id: id.into(),
+            description: String::new(),
+            expr: None,
+            key: moat_config::LimitKey::Ip,
+            requests,
+            period: std::time::Duration::from_secs(3600),
+            burst: requests,
+            max_keys: 100,
+            ban: false,
+            action: moat_config::Action::Log,
+            origin: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_reload_keeps_the_counters_of_unchanged_limits_only() {
+        let old = LimiterSet::build(&[limit("a", 2), limit("b", 2)], &LimiterSet::default());
+        assert!(old.check(0, b"k", 0) && old.check(0, b"k", 0));
+        assert!(!old.check(0, b"k", 0), "a is spent");
+        // Reordered, `b` changed, `c` new: `a` keeps its count at its new index.
+        let new = LimiterSet::build(&[limit("c", 2), limit("a", 2), limit("b", 5)], &old);
+        assert!(new.same_limiter(1, &old, 0));
+        assert!(!new.peek(1, b"k", 0), "a is still spent after the reload");
+        assert!(!new.same_limiter(2, &old, 1), "b's definition changed");
+        assert!(new.peek(0, b"k", 0) && new.peek(2, b"k", 0));
+        assert!(
+            new.check(7, b"k", 0),
+            "an index past the end limits nothing"
+        );
     }
 
     #[test]

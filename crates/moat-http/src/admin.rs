@@ -1,9 +1,10 @@
-//! The admin listener: Prometheus `/metrics` and a JSON view of bans, on loopback, behind a
-//! bearer token. `/healthz` answers without a token so a container runtime can probe it.
+//! The admin listener: Prometheus `/metrics`, a JSON view of bans and `POST /api/reload`, on
+//! loopback, behind a bearer token. `/healthz` answers without a token so a container runtime can probe it.
 
 use crate::body::ProxyBody;
+use crate::live::LiveShield;
 use crate::shield::{text, Shield};
-use http::{header, Request, Response, StatusCode};
+use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -13,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub async fn serve(
-    shield: Arc<Shield>,
+    live: Arc<LiveShield>,
     listener: TcpListener,
     token: String,
     mut shutdown: watch::Receiver<bool>,
@@ -24,12 +25,20 @@ pub async fn serve(
             r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
             _ = shutdown.changed() => return,
         };
-        let shield = shield.clone();
+        let live = live.clone();
         let token = token.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let r = route(&shield, &token, req);
-                async move { Ok::<_, std::convert::Infallible>(r) }
+                let live = live.clone();
+                let token = token.clone();
+                async move {
+                    let r = if req.uri().path() == "/api/reload" {
+                        reload(live, &token, req).await
+                    } else {
+                        route(&live.current(), &token, req)
+                    };
+                    Ok::<_, std::convert::Infallible>(r)
+                }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
@@ -54,6 +63,62 @@ fn token_ok(req: &Request<Incoming>, token: &str) -> bool {
             .zip(token.bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
+}
+
+/// `POST /api/reload`: what SIGHUP does, with the outcome in the answer (`moat reload`).
+async fn reload(live: Arc<LiveShield>, token: &str, req: Request<Incoming>) -> Response<ProxyBody> {
+    if !token_ok(&req, token) {
+        return text(StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n");
+    }
+    if req.method() != Method::POST {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+        r.headers_mut()
+            .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
+        return r;
+    }
+    let outcome = tokio::task::spawn_blocking(move || live.reload())
+        .await
+        .unwrap_or_else(|e| Err(format!("reload failed: {e}")));
+    match outcome {
+        Ok(done) => {
+            log_reload(&Ok(done.clone()), "admin API");
+            let body = serde_json::json!({
+                "reloaded": true,
+                "rules": done.rules,
+                "rate_limits": done.rate_limits,
+                "need_restart": done.need_restart,
+            });
+            json_response(StatusCode::OK, &body)
+        }
+        Err(e) => {
+            log_reload(&Err(e.clone()), "admin API");
+            json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &serde_json::json!({"reloaded": false, "error": e}),
+            )
+        }
+    }
+}
+
+/// One log line per reload, whoever asked for it.
+pub fn log_reload(outcome: &Result<crate::live::Reloaded, String>, by: &str) {
+    match outcome {
+        Ok(d) if d.need_restart.is_empty() => {
+            tracing::info!(
+                by,
+                rules = d.rules,
+                rate_limits = d.rate_limits,
+                "config reloaded"
+            )
+        }
+        Ok(d) => tracing::warn!(
+            by, rules = d.rules, rate_limits = d.rate_limits, need_restart = %d.need_restart.join(", "),
+            "config reloaded; some changed settings take effect only after a restart"
+        ),
+        Err(e) => {
+            tracing::error!(by, error = %e, "config not reloaded: it has errors; the running config stays")
+        }
+    }
 }
 
 fn route(shield: &Shield, token: &str, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -123,4 +188,13 @@ fn route(shield: &Shield, token: &str, req: Request<Incoming>) -> Response<Proxy
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<ProxyBody> {
+    let mut r = text(status, format!("{body}\n"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
 }

@@ -3,6 +3,7 @@
 //! [`start`], binding port 0 where they want the OS to choose.
 
 use crate::acme::{AcmeChallenge, AcmeManager, AcmeSettings, Http01Tokens};
+use crate::live::LiveShield;
 use crate::proof::ProofService;
 use crate::shield::Shield;
 use crate::tls::{self, CertStore};
@@ -32,12 +33,17 @@ pub enum AppError {
     Token(String),
 }
 
+/// In the state directory: the admin listener's address, written at start.
+pub const ADMIN_ADDR_FILE: &str = "admin.addr";
+
 pub struct Running {
     pub http_addrs: Vec<SocketAddr>,
     pub tls_addrs: Vec<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub admin_token: String,
+    /// The shield as started; reloads put a new one in `live`, sharing its engine and metrics.
     pub shield: Arc<Shield>,
+    pub live: Arc<LiveShield>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -107,7 +113,7 @@ fn worker_count(configured: Option<usize>) -> usize {
 /// resolved).
 async fn spawn_workers(
     addr: SocketAddr,
-    shield: &Arc<Shield>,
+    shield: &Arc<LiveShield>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     rx: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
@@ -115,7 +121,8 @@ async fn spawn_workers(
     let listener = bind(addr).await?;
     let bound = listener.local_addr().map_err(|e| AppError::Bind(addr, e))?;
     let mut handles = Vec::new();
-    for i in 0..worker_count(shield.cfg.server.workers) {
+    let cfg = shield.current().cfg.clone();
+    for i in 0..worker_count(cfg.server.workers) {
         let (tx, conn_rx) = tokio::sync::mpsc::unbounded_channel();
         let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         handles.push(crate::server::WorkerHandle {
@@ -143,7 +150,7 @@ async fn spawn_workers(
             let _ = done_rx.await;
         }));
     }
-    let max = shield.cfg.limits.max_connections;
+    let max = cfg.limits.max_connections;
     tasks.push(tokio::spawn(crate::server::accept_loop(
         listener,
         handles,
@@ -199,15 +206,21 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
     } else {
         None
     };
-    let shield = Arc::new(Shield::new(cfg.clone(), engine, acme_tokens, proof));
+    let live = Arc::new(LiveShield::new(Shield::new(
+        cfg.clone(),
+        engine,
+        acme_tokens,
+        proof,
+    )));
+    let shield = live.current();
     let mut http_addrs = Vec::new();
     for a in &cfg.server.listen {
-        http_addrs.push(spawn_workers(*a, &shield, None, &rx, &mut tasks).await?);
+        http_addrs.push(spawn_workers(*a, &live, None, &rx, &mut tasks).await?);
     }
     let mut tls_addrs = Vec::new();
     if let (Some(t), Some(acc)) = (&cfg.tls, acceptor) {
         for a in &t.listen {
-            tls_addrs.push(spawn_workers(*a, &shield, Some(acc.clone()), &rx, &mut tasks).await?);
+            tls_addrs.push(spawn_workers(*a, &live, Some(acc.clone()), &rx, &mut tasks).await?);
         }
     }
     let admin_token = admin_token(&cfg)?;
@@ -215,8 +228,15 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
     let admin_addr = l
         .local_addr()
         .map_err(|e| AppError::Bind(cfg.admin.listen, e))?;
+    // For `moat reload` and other local tools: the port really taken (the config may say 0).
+    if let Err(e) = std::fs::write(
+        cfg.server.state_dir.join(ADMIN_ADDR_FILE),
+        format!("{admin_addr}\n"),
+    ) {
+        tracing::warn!(error = %e, "cannot record the admin address in the state directory");
+    }
     tasks.push(tokio::spawn(crate::admin::serve(
-        shield.clone(),
+        live.clone(),
         l,
         admin_token.clone(),
         rx.clone(),
@@ -227,6 +247,7 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
         admin_addr,
         admin_token,
         shield,
+        live,
         shutdown: tx,
         tasks,
     })

@@ -14,6 +14,7 @@ pub mod fast;
 pub mod forward;
 pub mod inject_body;
 pub mod io;
+pub mod live;
 pub mod metrics;
 pub mod pool;
 pub mod proof;

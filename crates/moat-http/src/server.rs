@@ -4,6 +4,7 @@
 //! itself and only ever end their own connection.
 
 use crate::io::IdleTimeout;
+use crate::live::LiveShield;
 use crate::proxy_protocol::{self, Prefixed};
 use crate::shield::{ConnInfo, Shield};
 use crate::tls;
@@ -86,7 +87,7 @@ pub async fn accept_loop(
 /// Serves the connections handed to this worker until shutdown, then waits (bounded) for the
 /// open ones to finish their requests.
 pub async fn worker_loop(
-    shield: Arc<Shield>,
+    shield: Arc<LiveShield>,
     mut rx: mpsc::UnboundedReceiver<Handoff>,
     active: Arc<AtomicUsize>,
     tls: Option<TlsAcceptor>,
@@ -121,13 +122,16 @@ pub async fn worker_loop(
 }
 
 async fn connection(
-    shield: Arc<Shield>,
+    live: Arc<LiveShield>,
     mut stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     graceful: &hyper_util::server::graceful::GracefulShutdown,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // The connection's own settings (timeouts, PROXY) from the shield in force when it came;
+    // each request then takes the shield in force when it starts.
+    let shield = live.current();
     let lim = &shield.cfg.limits;
     let mut real_peer = peer;
     let mut prefix = Vec::new();
@@ -155,13 +159,13 @@ async fn connection(
             // Plain HTTP/1.1 starts on the fast path; hyper takes over at the first request
             // the fast path leaves to it. A watcher held meanwhile makes shutdown wait for it.
             let held = graceful.watcher();
-            let unread = match crate::fast::serve(&shield, &mut io, info, &mut shutdown).await {
+            let unread = match crate::fast::serve(&live, &mut io, info, &mut shutdown).await {
                 crate::fast::Served::Closed => return,
                 crate::fast::Served::Handover(unread) => unread,
             };
             drop(held);
             let io = IdleTimeout::new(Prefixed::new(unread, io), lim.idle_timeout);
-            http(shield, io, info, graceful).await
+            http(&shield, live, io, info, graceful).await
         }
         Some(acceptor) => {
             let io = IdleTimeout::new(Prefixed::new(prefix, stream), lim.idle_timeout);
@@ -172,7 +176,8 @@ async fn connection(
                         return; // a TLS-ALPN-01 validation: the handshake was the answer
                     }
                     http(
-                        shield,
+                        &shield,
+                        live,
                         s,
                         ConnInfo {
                             peer: real_peer,
@@ -190,7 +195,8 @@ async fn connection(
 }
 
 async fn http<I>(
-    shield: Arc<Shield>,
+    shield: &Shield,
+    live: Arc<LiveShield>,
     io: I,
     info: ConnInfo,
     graceful: &hyper_util::server::graceful::GracefulShutdown,
@@ -209,9 +215,8 @@ async fn http<I>(
         .max_header_list_size(lim.max_header_bytes as u32)
         .max_concurrent_streams(256)
         .keep_alive_interval(None);
-    let svc_shield = shield.clone();
     let svc = service_fn(move |req| {
-        let s = svc_shield.clone();
+        let s = live.current();
         async move { Ok::<_, std::convert::Infallible>(s.handle(req, info).await) }
     });
     let conn = b.serve_connection_with_upgrades(TokioIo::new(io), svc);

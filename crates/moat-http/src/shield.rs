@@ -41,7 +41,11 @@ pub struct Shield {
     pub cfg: Arc<Config>,
     pub engine: Arc<Engine>,
     pub decoys: Decoys,
-    pub metrics: Metrics,
+    /// Shared with the shields that reloads replace, so counters run on.
+    pub metrics: Arc<Metrics>,
+    /// The rate limiters of this shield's policy, by its index (kept across reloads where a
+    /// limit is unchanged).
+    limiters: Arc<moat_engine::LimiterSet>,
     addr_policy: ClientAddrPolicy,
     tarpit: Arc<Semaphore>,
     upstream_authority: Arc<str>,
@@ -146,7 +150,8 @@ impl Shield {
         };
         Shield {
             decoys: Decoys::new(cfg.policy.decoys.clone(), engine.store().clone()),
-            metrics: Metrics::default(),
+            metrics: Arc::new(Metrics::default()),
+            limiters: engine.limiters(),
             tarpit: Arc::new(Semaphore::new(cfg.limits.tarpit_max_concurrent)),
             needs_body: cfg.policy.needs_body(),
             rule_filter: moat_rules::Prefilter::new(cfg.policy.rules.iter().map(|r| &*r.expr)),
@@ -157,6 +162,30 @@ impl Shield {
             engine,
             cfg,
         }
+    }
+
+    /// The shield for a reloaded config: the same engine (bans, counters of unchanged limits),
+    /// metrics, tarpit, ACME tokens, and browser proof (its keys and spent proofs) when the
+    /// proof's settings did not change; the new rules, limits, decoys and client-address
+    /// policy. Listeners, TLS, the store and the admin listener are not reloaded.
+    pub fn reloaded(&self, cfg: Arc<Config>) -> Result<Shield, crate::proof::ProofError> {
+        let proof = match (&self.proof, cfg.proof.active) {
+            (_, false) => None,
+            (Some(p), true) if format!("{:?}", p.config()) == format!("{:?}", cfg.proof) => {
+                Some(p.clone())
+            }
+            (_, true) => Some(Arc::new(ProofService::new(&cfg)?)),
+        };
+        let mut next = Shield::new(
+            cfg.clone(),
+            self.engine.clone(),
+            self.acme_tokens.clone(),
+            proof,
+        );
+        next.metrics = self.metrics.clone();
+        next.tarpit = self.tarpit.clone();
+        next.limiters = self.engine.reload_limits(&cfg.policy.rate_limits);
+        Ok(next)
     }
 
     pub fn trusts(&self, peer: IpAddr) -> bool {
@@ -387,8 +416,9 @@ impl Shield {
                     applicable.push((i, key));
                 }
             }
+            let now_ns = self.engine.now_ns();
             for (i, key) in &applicable {
-                if self.engine.peek_limit(*i, key) {
+                if self.limiters.peek(*i, key, now_ns) {
                     continue;
                 }
                 let l = &policy.rate_limits[*i];
@@ -409,7 +439,7 @@ impl Shield {
             }
             if hit.is_none() {
                 for (i, key) in &applicable {
-                    self.engine.check_limit(*i, key);
+                    self.limiters.check(*i, key, now_ns);
                 }
             }
         }

@@ -21,9 +21,9 @@ mod head;
 mod relay;
 mod respond;
 
-use crate::shield::{ConnInfo, Decision, Shield};
+use crate::live::LiveShield;
+use crate::shield::{ConnInfo, Decision};
 use head::Parsed;
-use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -38,7 +38,7 @@ pub enum Served {
 
 /// Serves requests on `io` until the connection ends or a request needs hyper.
 pub async fn serve<S>(
-    shield: &Arc<Shield>,
+    live: &LiveShield,
     io: &mut S,
     info: ConnInfo,
     shutdown: &mut watch::Receiver<bool>,
@@ -46,7 +46,8 @@ pub async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let lim = &shield.cfg.limits;
+    let first = live.current();
+    let lim = &first.cfg.limits;
     let max_head = lim.max_header_bytes;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     // One idle timer for the connection's life, moved only when it fires early: re-arming a
@@ -92,6 +93,8 @@ where
             }
         };
         buf.drain(..len);
+        // The policy in force when this request starts (a reload applies from the next one).
+        let shield = live.current();
         let method = parts.method.clone();
         let body = http_body_util::Empty::<bytes::Bytes>::new();
         let done = match shield.decide(parts, body, info).await {
@@ -101,7 +104,7 @@ where
             Decision::Forward(f) => {
                 let p = shield.prepare_forward(f.parts, f.client, f.ssl, &f.host);
                 if p.passes_through() && f.learn.is_none() {
-                    relay::relay(shield, io, &p.parts, close).await
+                    relay::relay(&shield, io, &p.parts, close).await
                 } else {
                     let resp = shield.send_forward(p, f.body, f.learn).await;
                     respond::write(io, resp, &method, close, lim.idle_timeout)
