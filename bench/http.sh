@@ -9,6 +9,10 @@
 # Moat/nginx ratios.
 # Then, for the browser proof (issue 3), an 8 KiB HTML page through two Moat instances with the
 # same policy, one injecting the page script and one not, and their ratio.
+# MOAT_BIN2=path (issue 15) runs a second Moat binary (the static build: MOAT_BIN2=$(scripts/
+# build-static.sh)) with the same policy on its own port, measures it in the same run (order
+# nginx, moat, moat2, moat2, moat, nginx) and prints its throughput and CPU against the first's,
+# and both binaries' size and idle RSS.
 # Everything listens on 127.0.0.1; every load run is bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +24,12 @@ command -v wrk >/dev/null && command -v nginx >/dev/null || {
 cargo build --release -q -p moat -p moat-loadgen
 MOAT="$CARGO_TARGET_DIR/release/moat"; LOADGEN="$CARGO_TARGET_DIR/release/moat-loadgen"
 work=$(mktemp -d); trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
-UP=18091; NG=18092; MO=18093; ADMIN=18094; MOI=18095; ADMIN2=18096
+UP=18091; NG=18092; MO=18093; ADMIN=18094; MOI=18095; ADMIN2=18096; MO2=18097; ADMIN3=18098
+MOAT2="${MOAT_BIN2:-}"
+if [[ -n $MOAT2 ]]; then
+  [[ -x $MOAT2 ]] || { echo "MOAT_BIN2=$MOAT2 is not an executable" >&2; exit 1; }
+  MOAT2=$(realpath "$MOAT2")
+fi
 mkdir -p "$work/www"; chmod 755 "$work" "$work/www"  # nginx workers (www-data) read the page
 python3 - "$work/www/page.html" <<'PY'
 import sys
@@ -101,9 +110,23 @@ sed -e "s/127.0.0.1:$MO/127.0.0.1:$MOI/; s/127.0.0.1:$ADMIN/127.0.0.1:$ADMIN2/; 
 printf '[proof]\ninject = []\n' >>"$work/moat-noinject.toml"
 RUST_LOG=warn "$MOAT" run --config "$work/moat.toml" >"$work/logs/moat.log" 2>&1 & echo $! >"$work/moat.pid"
 RUST_LOG=warn "$MOAT" run --config "$work/moat-noinject.toml" >"$work/logs/moat2.log" 2>&1 & echo $! >"$work/moat2.pid"
-for p in $UP $NG $MO $MOI; do
+PORTS="$UP $NG $MO $MOI"
+PATHS="direct nginx moat"
+if [[ -n $MOAT2 ]]; then
+  # The same policy as `moat`, served by the second binary.
+  sed -e "s/127.0.0.1:$MO/127.0.0.1:$MO2/; s/127.0.0.1:$ADMIN/127.0.0.1:$ADMIN3/; s#$work/state#$work/state3#" \
+    "$work/moat.toml" >"$work/moat-bin2.toml"
+  RUST_LOG=warn "$MOAT2" run --config "$work/moat-bin2.toml" >"$work/logs/moat-bin2.log" 2>&1 & echo $! >"$work/moat3.pid"
+  PORTS="$PORTS $MO2"
+  PATHS="$PATHS moat2"
+fi
+for p in $PORTS; do
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$p/" >/dev/null && break; sleep 0.1; done
 done
+# Idle memory, after one request each: the ghost preset plus the 100 extra rules loaded.
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+IDLE_RSS1=$(rss_kb "$(cat "$work/moat.pid")")
+[[ -z $MOAT2 ]] || IDLE_RSS2=$(rss_kb "$(cat "$work/moat3.pid")")
 run_wrk() { wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$1/" ; }
 # CPU time (user+system, in clock ticks) of the processes serving a path, to report the CPU
 # each request costs: on 2 shared cores that decides throughput.
@@ -113,6 +136,7 @@ pids_of() {
     direct) pgrep -P "$(cat "$work/upstream.pid")" ;;
     nginx) pgrep -P "$(cat "$work/proxy.pid")" ;;
     moat) cat "$work/moat.pid" ;;
+    moat2) cat "$work/moat3.pid" ;;
   esac
 }
 HZ=$(getconf CLK_TCK)
@@ -125,7 +149,7 @@ wrk_ms() {
 # One saturation run of a path; adds its figures to the path's running sums.
 measure() {
   local name=$1 p pids t0 t1 out total
-  case $name in direct) p=$UP;; nginx) p=$NG;; moat) p=$MO;; esac
+  case $name in direct) p=$UP;; nginx) p=$NG;; moat) p=$MO;; moat2) p=$MO2;; esac
   pids=$(pids_of "$name")
   t0=$(ticks $pids)
   out=$(run_wrk $p)
@@ -138,9 +162,11 @@ measure() {
 }
 # nginx and Moat in the order nginx, Moat, Moat, nginx, and each figure the mean of its two runs:
 # the machine drifts over a run of the script, and this order cancels a steady drift.
+# With a second binary: nginx, moat, moat2, moat2, moat, nginx (symmetric, so the same holds).
 measure direct
-for name in nginx moat moat nginx; do measure $name; done
-for name in nginx moat; do
+if [[ -n $MOAT2 ]]; then ORDER="nginx moat moat2 moat2 moat nginx"; else ORDER="nginx moat moat nginx"; fi
+for name in $ORDER; do measure $name; done
+for name in ${PATHS#direct }; do
   for v in RPS P50 P99 CPU; do
     declare -n a=$v
     a[$name]=$(awk -v s="${a[$name]}" 'BEGIN {print s / 2}')
@@ -149,8 +175,8 @@ done
 unset -n a
 half=$(awk -v r="${RPS[nginx]}" 'BEGIN {printf "%d", r/2}')
 declare -A HP50 HP99 WORST
-for name in direct nginx moat; do
-  case $name in direct) p=$UP;; nginx) p=$NG;; moat) p=$MO;; esac
+for name in $PATHS; do
+  case $name in direct) p=$UP;; nginx) p=$NG;; moat) p=$MO;; moat2) p=$MO2;; esac
   j=$("$LOADGEN" rate --url "http://127.0.0.1:$p/" --rate "$half" --seconds "$DUR" --connections "$CONNS")
   HP50[$name]=$(python3 -c 'import json,sys; print("%.3f" % json.loads(sys.argv[1])["p50_ms"])' "$j")
   HP99[$name]=$(python3 -c 'import json,sys; print("%.3f" % json.loads(sys.argv[1])["p99_ms"])' "$j")
@@ -164,15 +190,23 @@ print("%.1f ms (second %d)" % (s[i]["p99_ms"], i))' "$j")
 done
 echo
 echo "wrk -t1 -c$CONNS -d${DUR}s (saturation), then a fixed $half req/s (half of nginx's saturation)"
-echo "(nginx and moat: the mean of two saturation runs each, in the order nginx, moat, moat, nginx)"
+echo "(nginx and moat: the mean of two saturation runs each, in the order ${ORDER// /, })"
 printf '%-8s %12s %12s %12s %14s %14s %16s\n' path "req/s" "wrk p50 ms" "wrk p99 ms" "p50@half ms" "p99@half ms" "CPU us/request"
-for name in direct nginx moat; do
+for name in $PATHS; do
   printf '%-8s %12.0f %12.3f %12.3f %14s %14s %16.1f\n' $name "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${HP50[$name]}" "${HP99[$name]}" "${CPU[$name]}"
 done
 echo "(CPU us/request: the serving processes only; for direct that is the upstream itself)"
 echo "worst one-second p99 at half load: direct ${WORST[direct]}, nginx ${WORST[nginx]}, moat ${WORST[moat]}"
 awk -v m="${RPS[moat]}" -v n="${RPS[nginx]}" 'BEGIN {printf "\nMoat/nginx throughput ratio: %.2fx\n", m/n}'
 awk -v m="${HP99[moat]}" -v d="${HP99[direct]}" 'BEGIN {printf "Moat p99 added over direct at half saturation: %.3f ms\n", m-d}'
+if [[ -n $MOAT2 ]]; then
+  echo
+  echo "moat  = $MOAT ($(stat -c %s "$MOAT") bytes, idle RSS $IDLE_RSS1 kB)"
+  echo "moat2 = $MOAT2 ($(stat -c %s "$MOAT2") bytes, idle RSS $IDLE_RSS2 kB)"
+  awk -v a="${RPS[moat2]}" -v b="${RPS[moat]}" 'BEGIN {printf "moat2/moat throughput ratio: %.3fx\n", a/b}'
+  awk -v a="${CPU[moat2]}" -v b="${CPU[moat]}" 'BEGIN {printf "moat2/moat CPU per request: %.3fx\n", a/b}'
+  awk -v a="${HP99[moat2]}" -v b="${HP99[moat]}" 'BEGIN {printf "moat2 - moat p99 at half saturation: %.3f ms\n", a-b}'
+fi
 
 # Issue 3: the page script injected into HTML (same policy, same upstream page).
 page_wrk() { wrk -t1 -c"$CONNS" -d"${DUR}s" -H "Accept: text/html" "http://127.0.0.1:$1/www/page.html"; }

@@ -93,7 +93,7 @@ for round in $(seq "$ROUNDS"); do
 done
 python3 -c "import statistics,sys; r=sorted(map(float,sys.argv[1:])); print(f'median ratio trap/sink: {statistics.median(r):.2f}  (rounds: {\" \".join(map(str,r))}; target >= 0.5)')" "${ratios[@]}"
 want=$((M * ROUNDS))
-stored=$("$MOAT" quarantine --dir "$work/q" list --json --limit 10000000 | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+stored=$("$MOAT" quarantine --quarantine "$work/q" list --json --limit 10000000 | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 echo "quarantine: $stored of $want messages indexed, fsync before every 250"
 if [ "$stored" != "$want" ]; then
   echo "FAIL: $stored of $want messages in the quarantine; the trap's errors:" >&2

@@ -1,4 +1,5 @@
 //! `moat doctor mail`: is Postfix and Dovecot wired to Moat, and may honey accounts exist?
+//! (`moat doctor dns` is in [`dns`].)
 //!
 //! Honey accounts are only safe when every Postfix service that offers SASL AUTH passes its
 //! mail through Moat (a `master.cf` override can bypass `main.cf`), so this prints what the
@@ -13,6 +14,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod dns;
+
 #[derive(clap::Subcommand)]
 pub enum DoctorCmd {
     /// Check Postfix (every SASL service passes its mail through Moat), Dovecot (honey passdb,
@@ -24,6 +27,17 @@ pub enum DoctorCmd {
         #[arg(long, default_value = "/etc/dovecot/dovecot.conf")]
         dovecot_config: PathBuf,
     },
+    /// Resolve host names the way Moat's outbound connections do (its own resolver, not
+    /// libc's): print where the nameservers come from and each name's addresses.
+    Dns {
+        /// Host names to resolve.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// The nameserver to ask when /etc/resolv.conf is missing or names none
+        /// (IP or IP:port).
+        #[arg(long, value_parser = dns::parse_server)]
+        fallback: Option<std::net::SocketAddr>,
+    },
 }
 
 pub fn run(cmd: DoctorCmd) -> anyhow::Result<ExitCode> {
@@ -32,6 +46,7 @@ pub fn run(cmd: DoctorCmd) -> anyhow::Result<ExitCode> {
             cfg,
             dovecot_config,
         } => mail(&cfg, &dovecot_config),
+        DoctorCmd::Dns { names, fallback } => dns::run(&names, fallback),
     }
 }
 

@@ -11,9 +11,9 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct QuarantineArgs {
-    /// The quarantine directory (default: from the config's [trap] or [mail], else
-    /// STATE_DIR/quarantine).
-    #[arg(long, global = true)]
+    /// The quarantine directory, as `moat trap --quarantine` names it (default: from the
+    /// config's [trap] or [mail], else STATE_DIR/quarantine). `--dir` is an old spelling.
+    #[arg(long = "quarantine", alias = "dir", value_name = "DIR", global = true)]
     dir: Option<PathBuf>,
     #[command(flatten)]
     cfg: ConfigArgs,
@@ -40,9 +40,8 @@ enum QuarantineCmd {
     },
     /// Indicators across the quarantine, with how many deliveries carried each.
     Iocs {
-        /// url, domain, recipient, sender, received, client-ip, helo, envelope-from,
-        /// envelope-rcpt, login.
-        #[arg(long)]
+        /// Only this kind of indicator.
+        #[arg(long, value_parser = IOC_KINDS)]
         kind: Option<String>,
         #[arg(long)]
         json: bool,
@@ -72,24 +71,82 @@ enum QuarantineCmd {
     },
 }
 
-/// The quarantine directory, and the config if one was given (for [report] and the state
-/// directory).
-fn resolve(a: &QuarantineArgs) -> Option<(PathBuf, Option<moat_config::Config>)> {
+/// The kinds of indicator `iocs --kind` takes (what the index and its summary hold).
+const IOC_KINDS: [&str; 10] = [
+    "url",
+    "domain",
+    "recipient",
+    "sender",
+    "received",
+    "client-ip",
+    "helo",
+    "envelope-from",
+    "envelope-rcpt",
+    "login",
+];
+
+/// Where the quarantine is, how that was decided (for messages), and the config if one was
+/// given (for [report] and the state directory).
+struct Resolved {
+    dir: PathBuf,
+    why: &'static str,
+    cfg: Option<moat_config::Config>,
+}
+
+fn resolve(a: &QuarantineArgs) -> Option<Resolved> {
     if a.cfg.config.is_none() && a.cfg.state_dir.is_none() {
         if let Some(d) = &a.dir {
-            return Some((d.clone(), None));
+            return Some(Resolved {
+                dir: d.clone(),
+                why: "--quarantine",
+                cfg: None,
+            });
         }
     }
     let mut ov = crate::cmd_run::overrides(&a.cfg);
     ov.upstream = Some("http://127.0.0.1:1".into());
     let cfg = crate::cmd_run::load_or_report(&a.cfg, ov)?;
-    let dir = match (&a.dir, &cfg.trap, &cfg.mail) {
-        (Some(d), _, _) => d.clone(),
-        (None, Some(t), _) => t.quarantine_dir.clone(),
-        (None, None, Some(m)) => m.quarantine_dir.clone(),
-        (None, None, None) => cfg.server.state_dir.join("quarantine"),
+    let (dir, why) = match (&a.dir, &cfg.trap, &cfg.mail) {
+        (Some(d), _, _) => (d.clone(), "--quarantine"),
+        (None, Some(t), _) => (
+            t.quarantine_dir.clone(),
+            "[trap] quarantine_dir in the config",
+        ),
+        (None, None, Some(m)) => (
+            m.quarantine_dir.clone(),
+            "[mail] quarantine_dir in the config",
+        ),
+        (None, None, None) => (
+            cfg.server.state_dir.join("quarantine"),
+            "STATE_DIR/quarantine, the default; pass --quarantine DIR or --config FILE",
+        ),
     };
-    Some((dir, Some(cfg)))
+    Some(Resolved {
+        dir,
+        why,
+        cfg: Some(cfg),
+    })
+}
+
+/// Every subcommand reads a quarantine the trap (or the mail shield) made: where there is
+/// none, say where it was looked for and stop, creating nothing.
+fn check_exists(r: &Resolved) -> anyhow::Result<()> {
+    let index = index_path(&r.dir);
+    if index.is_file() {
+        return Ok(());
+    }
+    let what = match r.dir.is_dir() {
+        true => format!(
+            "{} does not exist (has the trap run there?)",
+            index.display()
+        ),
+        false => "the directory does not exist".to_string(),
+    };
+    anyhow::bail!(
+        "no quarantine at {}: {what}; the directory came from {}",
+        r.dir.display(),
+        r.why
+    )
 }
 
 async fn report(
@@ -104,6 +161,14 @@ async fn report(
     let rcfg = cfg.and_then(|c| c.report.clone());
     if run && rcfg.is_none() {
         anyhow::bail!("--run needs a config with a [report] table (--config FILE)");
+    }
+    let db = crate::reporting::db_path(&state_dir);
+    if !run && !db.is_file() {
+        anyhow::bail!(
+            "no reports here: {} does not exist (nothing was reported from this quarantine; \
+             reports need a [report] table: moat quarantine --config FILE report --run)",
+            db.display()
+        );
     }
     let feed = crate::reporting::ReportFeed::open(&state_dir, dir, rcfg.unwrap_or_default())?;
     if run {
@@ -147,9 +212,11 @@ fn open(dir: &Path) -> anyhow::Result<rusqlite::Connection> {
 }
 
 pub fn run(a: QuarantineArgs) -> anyhow::Result<ExitCode> {
-    let Some((dir, cfg)) = resolve(&a) else {
+    let Some(resolved) = resolve(&a) else {
         return Ok(ExitCode::from(1));
     };
+    check_exists(&resolved)?;
+    let Resolved { dir, cfg, .. } = resolved;
     if let QuarantineCmd::Report { limit, json, run } = a.cmd {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -78,11 +78,12 @@ fn running_admin_addr(cfg: &moat_config::Config) -> anyhow::Result<SocketAddr> {
             return Ok(a);
         }
     }
-    if cfg.admin.listen.port() == 0 {
-        anyhow::bail!(
+    match cfg.admin.listen {
+        None => anyhow::bail!("admin.enabled = false: send the process SIGHUP instead"),
+        Some(a) if a.port() == 0 => anyhow::bail!(
             "admin.listen has port 0 and {} does not exist: is Moat running with this state directory?",
             file.display()
-        );
+        ),
+        Some(a) => Ok(a),
     }
-    Ok(cfg.admin.listen)
 }

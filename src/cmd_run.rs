@@ -17,8 +17,17 @@ pub struct RunArgs {
     #[command(flatten)]
     cfg: ConfigArgs,
     /// Log format: json (one object per line) or text.
-    #[arg(long, default_value = "json")]
+    #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
+    /// With a command after `--`: how long to wait for the upstream port before reporting
+    /// ready anyway (seconds).
+    #[arg(long, default_value_t = 300)]
+    wait_upstream: u64,
+    /// The app to run and protect: `moat run --preset ghost --upstream http://127.0.0.1:2368
+    /// -- node current/index.js`. Moat passes SIGTERM and SIGINT on to it and exits with its
+    /// status.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
 }
 
 /// Where the client's address comes from, for the start line: the one setting that, wrong,
@@ -117,6 +126,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        // The app first, so it boots while Moat binds its listeners.
+        let mut app = if a.command.is_empty() { None } else { Some(crate::child::App::spawn(&a.command)?) };
+        let reaper = app.as_ref().map(|app| tokio::spawn(crate::child::reap_orphans(app.pid())));
         let running = moat_http::app::start(cfg, Arc::new(moat_core::SystemClock)).await.context("starting")?;
         running.live.set_source(source);
         let reloads = tokio::spawn(reload_on_hangup(running.live.clone()));
@@ -187,22 +199,69 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             if let Some(s) = m.milter_stats.clone() {
                 running.shield.metrics.add_source(Box::new(move || s.metrics()));
             }
+            // Only what listens, each as Postfix or Dovecot would be told to reach it.
+            let addr = |a: &Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+            let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| format!("unix:{}", p.display())).unwrap_or_default();
             tracing::info!(
-                policy = ?m.policy_addr, policy_socket = ?m.policy_socket,
-                auth_policy = ?m.auth_policy_addr, capture = ?m.capture_addr, milter = ?m.milter_addr, milter_socket = ?m.milter_socket,
+                policy = %addr(&m.policy_addr), policy_socket = %path(&m.policy_socket),
+                auth_policy = %addr(&m.auth_policy_addr), capture = %addr(&m.capture_addr),
+                milter = %addr(&m.milter_addr), milter_socket = %path(&m.milter_socket),
                 honey_passwd = %m.shield.honey_path().display(),
                 dovecot_header = "auth_policy_server_api_header = Authorization: Bearer <state_dir/mail-policy.token or mail.auth_policy_token>",
                 "mail shield is running"
             );
         }
+        if let Some(app) = app.as_mut() {
+            let upstream = upstream_addr(&running.shield.cfg.server.upstream);
+            let limit = std::time::Duration::from_secs(a.wait_upstream);
+            let ready = async {
+                match upstream {
+                    Some(addr) => crate::child::wait_for_port(addr, limit).await,
+                    None => true,
+                }
+            };
+            tokio::select! {
+                up = ready => if !up {
+                    tracing::warn!(upstream = %running.shield.cfg.server.upstream, waited_secs = a.wait_upstream,
+                        "the app's port does not answer yet; serving anyway");
+                },
+                status = app.wait() => {
+                    let code = status.map_or(1, crate::child::exit_code);
+                    tracing::error!(code, "the app exited before its port answered");
+                    running.shutdown().await;
+                    return Ok(ExitCode::from(code));
+                }
+            }
+        }
         tracing::info!(
-            http = ?running.http_addrs, tls = ?running.tls_addrs, admin = %running.admin_addr,
+            http = %list(&running.http_addrs), tls = %list(&running.tls_addrs), admin = %running.admin_addr.map(|a| a.to_string()).unwrap_or_default(),
+            metrics = %running.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
             rules = running.shield.cfg.policy.rules.len(), rate_limits = running.shield.cfg.policy.rate_limits.len(),
             upstream = %running.shield.cfg.server.upstream,
             client_ip = %client_ip_source(&running.shield.cfg.server), "moat is running"
         );
-        shutdown_signal().await;
+        let mut exit = ExitCode::SUCCESS;
+        match app.as_mut() {
+            None => {
+                shutdown_signal().await;
+            }
+            Some(app) => {
+                let status = tokio::select! {
+                    sig = shutdown_signal() => {
+                        tracing::info!(signal = sig, pid = app.pid(), "passing the signal on to the app");
+                        app.stop(sig, crate::child::STOP_GRACE).await
+                    }
+                    status = app.wait() => status,
+                };
+                let code = status.map_or(1, crate::child::exit_code);
+                tracing::info!(code, "the app exited");
+                exit = ExitCode::from(code);
+            }
+        }
         reloads.abort();
+        if let Some(r) = reaper {
+            r.abort();
+        }
         tracing::info!("shutting down");
         if let Some(m) = mail {
             m.shutdown();
@@ -216,8 +275,29 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             q.flush().await;
         }
         running.shutdown().await;
-        Ok(ExitCode::SUCCESS)
+        Ok(exit)
     })
+}
+
+/// Addresses as a user writes them: `127.0.0.1:8080, [::1]:8080`.
+fn list(addrs: &[std::net::SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The upstream's socket address when it is given as an address (a host name is not waited
+/// for: resolving it here would go through the system's resolver).
+fn upstream_addr(u: &http::Uri) -> Option<std::net::SocketAddr> {
+    let host = u.host()?.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = if host.eq_ignore_ascii_case("localhost") {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    } else {
+        host.parse().ok()?
+    };
+    Some(std::net::SocketAddr::new(ip, u.port_u16().unwrap_or(80)))
 }
 
 /// SIGHUP re-reads the config (see `moat_http::live`); without this handler it would end the
@@ -237,15 +317,16 @@ async fn reload_on_hangup(live: Arc<moat_http::live::LiveShield>) {
     }
 }
 
-pub async fn shutdown_signal() {
+/// Waits for SIGTERM or SIGINT; returns which, so it can be passed on to the app.
+pub async fn shutdown_signal() -> i32 {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => return std::future::pending().await,
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => libc::SIGINT,
+        _ = term.recv() => libc::SIGTERM,
     }
 }
 
@@ -262,7 +343,11 @@ pub fn check(c: &ConfigArgs) -> anyhow::Result<ExitCode> {
     let http = if cfg.server.listen.is_empty() {
         "http off".to_string()
     } else {
-        format!("listen {:?} -> {}", cfg.server.listen, cfg.server.upstream)
+        format!(
+            "listen {} -> {}",
+            list(&cfg.server.listen),
+            cfg.server.upstream
+        )
     };
     println!(
         "ok: {} rule(s), {} rate limit(s), {} decoy(s); {http}",
@@ -271,21 +356,35 @@ pub fn check(c: &ConfigArgs) -> anyhow::Result<ExitCode> {
         p.decoys.len(),
     );
     if let Some(m) = &cfg.mail {
+        let addr =
+            |a: &Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
+        let either = |a: &Option<std::net::SocketAddr>, p: &Option<std::path::PathBuf>| {
+            let v: Vec<String> = a
+                .iter()
+                .map(|a| a.to_string())
+                .chain(p.iter().map(|p| format!("unix:{}", p.display())))
+                .collect();
+            if v.is_empty() {
+                "off".to_string()
+            } else {
+                v.join(" and ")
+            }
+        };
         println!(
-            "mail: policy {:?} {:?}, auth policy {:?}, capture {:?}, {} recipient(s) listed, {} map(s)",
-            m.policy_listen,
-            m.policy_socket,
-            m.auth_policy_listen,
-            m.capture_listen,
+            "mail: milter {}, policy {}, auth policy {}, capture {}, {} recipient(s) listed, {} map(s)",
+            either(&m.milter_listen, &m.milter_socket),
+            either(&m.policy_listen, &m.policy_socket),
+            addr(&m.auth_policy_listen),
+            addr(&m.capture_listen),
             m.recipients.len(),
             m.recipient_maps.len()
         );
     }
     if let Some(t) = &cfg.trap {
         println!(
-            "trap: {} listener(s) {:?}, quarantine {}",
+            "trap: {} listener(s) {}, quarantine {}",
             t.listeners.len(),
-            t.listeners.iter().map(|l| l.listen).collect::<Vec<_>>(),
+            list(&t.listeners.iter().map(|l| l.listen).collect::<Vec<_>>()),
             t.quarantine_dir.display()
         );
     }

@@ -62,8 +62,8 @@ pub struct TrapArgs {
     /// How often new captures are handed to the reporter, e.g. 10s.
     #[arg(long, default_value = "10s")]
     report_every: String,
-    /// Log format: json or text.
-    #[arg(long, default_value = "json")]
+    /// Log format: json (one object per line) or text.
+    #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
 }
 

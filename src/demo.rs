@@ -191,7 +191,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let mut cfg = moat_config::load(None, &ov).map_err(|e| anyhow::anyhow!("{e}"))?;
-    cfg.admin.listen = "127.0.0.1:0".parse()?;
+    cfg.admin.listen = Some("127.0.0.1:0".parse()?);
     cfg.admin.token = Some("demo-token-not-for-production".into());
     let running = moat_http::app::start(cfg, Arc::new(moat_core::SystemClock)).await?;
     let moat = running.http_addrs[0];

@@ -1,6 +1,7 @@
 //! `moat`: the command line. Parses arguments, loads and compiles the config, and hands over to
 //! the library crates; no policy lives here.
 
+mod child;
 mod cmd_bans;
 mod cmd_campaigns;
 mod cmd_doctor;
@@ -38,8 +39,11 @@ pub struct ConfigArgs {
     /// TOML config file (optional: embedded defaults otherwise).
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
-    /// Embedded preset to load: ghost, wordpress, generic-form (repeatable).
-    #[arg(long = "preset")]
+    /// Embedded preset to load (repeatable).
+    #[arg(
+        long = "preset",
+        value_parser = clap::builder::PossibleValuesParser::new(moat_config::presets::NAMES)
+    )]
     pub presets: Vec<String>,
     /// Extra rule file (repeatable).
     #[arg(long = "rules")]
@@ -87,13 +91,9 @@ enum Cmd {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
-    /// Put an address or prefix on the allowlist and lift its bans: unban yourself.
-    Allow {
-        /// An address or CIDR prefix.
-        addr: String,
-        #[command(flatten)]
-        cfg: ConfigArgs,
-    },
+    /// Put an address or prefix on the allowlist and lift the bans on it: unban yourself.
+    /// `moat allow list` shows the allowlist, `moat allow rm ADDR` takes an entry off.
+    Allow(cmd_bans::AllowArgs),
 }
 
 fn main() -> ExitCode {
@@ -107,7 +107,7 @@ fn main() -> ExitCode {
         Cmd::Trap(a) => cmd_trap::run(a),
         Cmd::Quarantine(a) => cmd_quarantine::run(a),
         Cmd::Doctor { cmd } => cmd_doctor::run(cmd),
-        Cmd::Allow { addr, cfg } => cmd_bans::allow(&addr, &cfg),
+        Cmd::Allow(a) => cmd_bans::allow(a),
         Cmd::Reload { cfg } => cmd_reload::run(&cfg),
     };
     match result {

@@ -101,7 +101,7 @@ impl ReportFeed {
                     for r in records {
                         tracing::info!(target: "moat::report", message = %r.message_id,
                             target_kind = ?r.target, indicator = %r.indicator, status = ?r.status,
-                            answer = ?r.answer_code, "report");
+                            answer = r.answer_code, "report");
                     }
                 }
                 Err(e) => {

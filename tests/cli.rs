@@ -198,8 +198,20 @@ fn bans_add_list_rm_round_trip_with_json() {
     assert_eq!(list[0]["scope"], "198.51.100.0/24");
     assert_eq!(list[0]["origin"], "manual");
     assert!(list[0]["expires_ms"].as_u64().is_some());
+    // Allowing one address keeps the prefix ban for the rest of the prefix (the allowlist
+    // exempts the address); allowing the prefix lifts it.
     let o = moat(&["allow", "198.51.100.7", "--state-dir", sd]);
-    assert!(stdout(&o).contains("lifted 1 ban(s)"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("198.51.100.0/24 stays banned"),
+        "{}",
+        stdout(&o)
+    );
+    let o = moat(&["allow", "198.51.100.0/24", "--state-dir", sd]);
+    assert!(
+        stdout(&o).contains("lifted the ban(s) on 198.51.100.0/24"),
+        "{}",
+        stdout(&o)
+    );
     let list: serde_json::Value =
         serde_json::from_slice(&moat(&["bans", "list", "--json", "--state-dir", sd]).stdout)
             .unwrap();
@@ -222,7 +234,10 @@ fn the_mail_example_config_checks() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(out.contains("http off"), "{out}");
-    assert!(out.contains("mail: policy Some(127.0.0.1:10040)"), "{out}");
+    assert!(
+        out.contains("mail: milter 127.0.0.1:10030, policy 127.0.0.1:10040,"),
+        "{out}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("m.toml");

@@ -106,10 +106,13 @@ def txt_strings(rdata: bytes) -> str:
 
 class Dnsmasq:
     """dnsmasq in the foreground on 127.0.0.1:<free port>, serving `txt` records; a context
-    manager (stop() kills it). `addr` is "127.0.0.1:PORT", `log()` its query log."""
+    manager (stop() kills it). `addr` is "ADDRESS:PORT", `log()` its query log."""
 
     def __init__(self, txt: dict[str, str] | None = None, local=("test", "example", "arpa"),
-                 extra_args=(), timeout: float = 5.0) -> None:
+                 extra_args=(), timeout: float = 5.0, listen: str = "127.0.0.1",
+                 port: int | None = None) -> None:
+        """listen/port: where to serve (default: a free port on 127.0.0.1). A resolv.conf can
+        only name port 53, so a test for it serves there, on a loopback address of its own."""
         if shutil.which("dnsmasq") is None and not Path("/usr/sbin/dnsmasq").exists():
             raise DnsError("dnsmasq is not installed: apt-get install dnsmasq-base (scripts/install-test-deps.sh)")
         self.records = dict(SPF_RECORDS if txt is None else txt)
@@ -121,12 +124,13 @@ class Dnsmasq:
         self.dir = Path(tempfile.mkdtemp(prefix="moat-dnsmasq-"))
         self.log_path = self.dir / "dnsmasq.log"
         self.proc: subprocess.Popen | None = None
+        self.listen = listen
         self.port = 0
         last = ""
         for _ in range(5):  # the free port can be taken before dnsmasq binds it
-            self.port = _free_udp_port()
+            self.port = port or _free_udp_port()
             args = ["dnsmasq", "--no-daemon", "--keep-in-foreground", "--no-resolv", "--no-hosts",
-                    "--conf-file=/dev/null", "--listen-address=127.0.0.1", "--bind-interfaces",
+                    "--conf-file=/dev/null", f"--listen-address={listen}", "--bind-interfaces",
                     "--log-queries", "--log-facility=-", f"--port={self.port}", "--user=root",
                     *(f"--local=/{z}/" for z in local),
                     *(f"--txt-record={n},{v}" for n, v in self.records.items()), *extra_args]
@@ -145,7 +149,7 @@ class Dnsmasq:
             if self.proc.poll() is not None:
                 return False
             try:
-                query(("127.0.0.1", self.port), probe, "TXT", timeout=0.2)
+                query((self.listen, self.port), probe, "TXT", timeout=0.2)
                 return True
             except OSError:
                 time.sleep(0.05)
@@ -153,11 +157,11 @@ class Dnsmasq:
 
     @property
     def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.listen}:{self.port}"
 
     def txt(self, name: str) -> list[str]:
         """The TXT records of name, as this server answers them."""
-        rcode, answers = query(("127.0.0.1", self.port), name, "TXT")
+        rcode, answers = query((self.listen, self.port), name, "TXT")
         if rcode not in (0, 3):
             raise DnsError(f"TXT {name}: rcode {rcode}")
         return [txt_strings(a) for a in answers]

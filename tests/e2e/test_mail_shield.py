@@ -124,7 +124,7 @@ recipients = [{rcpts}]
         """Deliveries in the quarantine index, read through `moat quarantine list --json`."""
         if not (self.quarantine / "index.sqlite").exists():
             return []
-        r = subprocess.run([str(moat_bin()), "quarantine", "--dir", str(self.quarantine), "list",
+        r = subprocess.run([str(moat_bin()), "quarantine", "--quarantine", str(self.quarantine), "list",
                             "--json", "--limit", "10000"], capture_output=True, text=True, timeout=20)
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)

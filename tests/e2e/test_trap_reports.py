@@ -123,7 +123,7 @@ url = "http://127.0.0.1:{fakes.port}/hook"
 
 
 def report(cfg: Path, qdir: Path, run: bool = True) -> list[dict]:
-    args = [str(moat_bin()), "quarantine", "--config", str(cfg), "--dir", str(qdir), "report", "--json"]
+    args = [str(moat_bin()), "quarantine", "--config", str(cfg), "--quarantine", str(qdir), "report", "--json"]
     r = subprocess.run(args + (["--run"] if run else []), capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)

@@ -56,7 +56,7 @@ class Trap:
                 self.proc.wait(5)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        r = subprocess.run([str(moat_bin()), "quarantine", "--dir", str(self.quarantine), *args],
+        r = subprocess.run([str(moat_bin()), "quarantine", "--quarantine", str(self.quarantine), *args],
                            capture_output=True, timeout=30)
         assert r.returncode == 0, r.stderr.decode()
         return r

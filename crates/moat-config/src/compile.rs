@@ -89,7 +89,7 @@ fn compile(
         (None, None) => None,
     };
     let acme = raw.acme.as_ref().map(|a| acme(a, &mut sink, base));
-    let admin = admin(&raw.admin, &mut sink, base);
+    let admin = admin(&raw.admin, &mut sink, base, ov.fly_app.is_some());
     let bans = bans(&raw.bans, &mut sink);
 
     // Policy sources in evaluation order: the operator's own rules first, so an `allow` there
@@ -545,12 +545,16 @@ fn acme(r: &RawAcme, s: &mut Sink, base: &Path) -> Acme {
     }
 }
 
-fn admin(r: &RawAdmin, s: &mut Sink, base: &Path) -> Admin {
+/// The admin listener's default: loopback, and not Prometheus's own 9090, which a Prometheus
+/// on the same machine would already hold.
+pub const ADMIN_LISTEN: &str = "127.0.0.1:9791";
+
+fn admin(r: &RawAdmin, s: &mut Sink, base: &Path, fly: bool) -> Admin {
     let listen = r
         .listen
         .as_ref()
         .and_then(|l| addr(l.get_ref(), Some(l.span()), "admin.listen", s))
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9090)));
+        .unwrap_or_else(|| ADMIN_LISTEN.parse().expect("a valid default"));
     if !listen.ip().is_loopback() && !r.expose {
         match &r.listen {
             Some(l) => s.at(
@@ -566,10 +570,36 @@ fn admin(r: &RawAdmin, s: &mut Sink, base: &Path) -> Admin {
             s.at(t.span(), "admin.token", "use at least 16 characters");
         }
     }
+    let metrics_listen = r.metrics_listen.as_ref().and_then(|l| {
+        let a = addr(l.get_ref(), Some(l.span()), "admin.metrics_listen", s)?;
+        // Without a token the metrics stay off the internet: loopback or a private network,
+        // any address only where nothing public reaches it (a Fly Machine, whose public
+        // traffic comes through Fly's proxy to the services fly.toml names) or with `expose`.
+        let ok = r.expose
+            || private(a.ip())
+            || (a.ip().is_unspecified() && fly);
+        if !ok {
+            s.at(
+                l.span(),
+                "admin.metrics_listen",
+                "serves /metrics without a token: use a loopback or private address (or set admin.expose = true)",
+            );
+        }
+        Some(a)
+    });
     Admin {
-        listen,
+        listen: (r.enabled != Some(false)).then_some(listen),
+        metrics_listen,
         token: r.token.as_ref().map(|t| t.get_ref().clone()),
         token_file: r.token_file.as_ref().map(|t| path(t, base)),
+    }
+}
+
+/// Loopback, RFC 1918, link-local, or IPv6 unique-local (Fly's 6PN is fdaa::/16).
+fn private(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
     }
 }
 

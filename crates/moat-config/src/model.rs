@@ -326,7 +326,10 @@ pub struct Acme {
 
 #[derive(Debug, Clone)]
 pub struct Admin {
-    pub listen: SocketAddr,
+    /// `None`: `admin.enabled = false`.
+    pub listen: Option<SocketAddr>,
+    /// `/metrics` without a token, on a loopback or private address (or any, with `expose`).
+    pub metrics_listen: Option<SocketAddr>,
     pub token: Option<String>,
     pub token_file: Option<PathBuf>,
 }

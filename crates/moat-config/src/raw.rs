@@ -113,7 +113,11 @@ pub struct RawAcme {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
+    /// `false`: no admin listener at all (SIGHUP still reloads).
+    pub enabled: Option<bool>,
     pub listen: Option<S<String>>,
+    /// A listener for `/metrics` alone, without a token (a scraper that cannot send one).
+    pub metrics_listen: Option<S<String>>,
     pub token: Option<S<String>>,
     pub token_file: Option<S<String>>,
     /// Must be set to listen on a non-loopback address: admin interfaces stay local by default.

@@ -117,10 +117,9 @@ fn presets_compile_and_decoys_resolve() {
         (3, 3, LimitKey::Json("email".into()))
     );
     assert!(cfg.policy.needs_body());
-    assert!(
-        cfg.admin.listen.ip().is_loopback(),
-        "admin defaults to loopback"
-    );
+    let admin = cfg.admin.listen.expect("admin on by default");
+    assert!(admin.ip().is_loopback(), "admin defaults to loopback");
+    assert_ne!(admin.port(), 9090, "not Prometheus's own port");
 }
 
 #[test]
@@ -278,4 +277,61 @@ fn a_client_ip_header_needs_trusted_proxies_except_on_fly() {
     .unwrap()
     .server;
     assert!(!s.fly_proxy && s.trusted_proxies.is_empty());
+}
+
+/// Issue 15: the admin listener can be turned off, and `/metrics` can be served without a
+/// token, but never on a public address unless exposed (or on a Fly Machine's wildcard).
+#[test]
+fn admin_can_be_off_and_token_less_metrics_stay_private() {
+    let base = "[server]\nupstream = \"http://127.0.0.1:2368\"\n[admin]\n";
+    let cfg = load(
+        Some(write(&format!("{base}enabled = false\n")).path()),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert!(cfg.admin.listen.is_none());
+    for ok in [
+        "127.0.0.1:9100",
+        "10.1.2.3:9100",
+        "[fdaa:0:1::3]:9100",
+        "192.168.1.5:9100",
+    ] {
+        let cfg = load(
+            Some(write(&format!("{base}metrics_listen = \"{ok}\"\n")).path()),
+            &Overrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+        assert_eq!(cfg.admin.metrics_listen, Some(ok.parse().unwrap()));
+    }
+    for public in [
+        "0.0.0.0:9100",
+        "203.0.113.5:9100",
+        "[::]:9100",
+        "[2001:db8::1]:9100",
+    ] {
+        let errs = errors(&format!("{base}metrics_listen = \"{public}\"\n"));
+        assert!(
+            errs[0].starts_with("4:admin.metrics_listen:"),
+            "{public}: {errs:?}"
+        );
+    }
+    let fly = Overrides {
+        fly_app: Some("ghost".into()),
+        ..Default::default()
+    };
+    assert!(load(
+        Some(write(&format!("{base}metrics_listen = \"[::]:9100\"\n")).path()),
+        &fly
+    )
+    .is_ok());
+    assert!(load(
+        Some(
+            write(&format!(
+                "{base}metrics_listen = \"203.0.113.5:9100\"\nexpose = true\n"
+            ))
+            .path()
+        ),
+        &Overrides::default()
+    )
+    .is_ok());
 }

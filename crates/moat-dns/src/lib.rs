@@ -7,9 +7,14 @@
 //! operators document that their crawler addresses have PTR names in their own zones which
 //! resolve back to the same address. [`GoodBotVerifier`] runs that check and caches the verdict.
 //!
-//! The crate carries its own small DNS client instead of a resolver library: three record types
-//! over UDP to the host's recursive resolver is all the check needs, and a strict, I/O-free
-//! parser ([`wire`]) for bytes from the network is easier to audit and test than a general one.
+//! The check carries its own small DNS client instead of a resolver library: three record types
+//! over UDP to the host's recursive resolver is all it needs, and a strict, I/O-free parser
+//! ([`wire`]) for bytes from the network is easier to audit and test than a general one.
+//!
+//! Outbound connections to host names are another matter: they need search domains,
+//! `/etc/hosts`, several nameservers, TCP for large answers and a cache, and they must not go
+//! through libc's NSS, which a static binary cannot use. [`host`] does those lookups with
+//! hickory-resolver and is the one place that reads the host's DNS configuration.
 //!
 //! ```no_run
 //! use moat_dns::{GoodBotVerifier, Resolver, VerifierConfig};
@@ -27,6 +32,7 @@
 //! ```
 
 mod goodbots;
+pub mod host;
 mod resolver;
 pub mod wire;
 
@@ -34,4 +40,5 @@ pub use goodbots::{
     name_allowed, CatalogueError, GoodBot, GoodBotVerifier, GoodBots, VerifierConfig,
     VerifierStats, BUILTIN_GOOD_BOTS,
 };
+pub use host::{connect_tcp, HostError, HostResolver, SystemDns};
 pub use resolver::{ResolveError, Resolver};

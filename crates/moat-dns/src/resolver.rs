@@ -51,17 +51,19 @@ impl Resolver {
         }
     }
 
-    /// The first usable `nameserver` of `/etc/resolv.conf` on port 53, or 127.0.0.1:53 when
-    /// there is none. The host's resolver is the one operators already configure and trust,
-    /// and it caches for every process on the machine.
+    /// The host's first nameserver ([`crate::host::system`]: `/etc/resolv.conf`, else the
+    /// configured fallback, else 127.0.0.1:53). The host's resolver is the one operators
+    /// already configure and trust, and it caches for every process on the machine.
     ///
-    /// Reads the file synchronously: this is meant to run once at start-up.
+    /// Reads the file synchronously the first time in the process: call it at start-up.
     pub fn from_system() -> Self {
-        let server = std::fs::read_to_string("/etc/resolv.conf")
-            .ok()
-            .and_then(|text| first_nameserver(&text))
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        Self::new(SocketAddr::new(server, 53))
+        let dns = crate::host::system();
+        let server = dns
+            .nameservers
+            .first()
+            .copied()
+            .unwrap_or_else(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 53));
+        Self::new(server)
     }
 
     /// The host names of `ip` (PTR), lowercased and without trailing dot; empty when there are
@@ -140,34 +142,9 @@ async fn receive(
     }
 }
 
-/// The address of the first `nameserver` line that parses. IPv6 link-local servers with a
-/// zone (`fe80::1%eth0`) are skipped, as `SocketAddr` cannot carry a zone by name.
-fn first_nameserver(resolv_conf: &str) -> Option<IpAddr> {
-    resolv_conf.lines().find_map(|line| {
-        let mut words = line.split_whitespace();
-        match (words.next(), words.next()) {
-            (Some("nameserver"), Some(addr)) => addr.parse().ok(),
-            _ => None,
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolv_conf_parsing() {
-        let text = "# generated\n; comment\nsearch example.com\n\
-                    nameserver fe80::1%eth0\n  nameserver   10.0.0.2 \nnameserver 10.0.0.3\n";
-        assert_eq!(first_nameserver(text), Some("10.0.0.2".parse().unwrap()));
-        assert_eq!(
-            first_nameserver("nameserver 2001:db8::53\n"),
-            Some("2001:db8::53".parse().unwrap())
-        );
-        assert_eq!(first_nameserver("#nameserver 1.1.1.1\nsearch x\n"), None);
-        assert_eq!(first_nameserver(""), None);
-    }
 
     #[test]
     fn from_system_uses_port_53() {

@@ -12,7 +12,8 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use moat_dns::{GoodBotVerifier, Resolver, VerifierConfig};
+use moat_dns::host::DnsSource;
+use moat_dns::{GoodBotVerifier, HostError, HostResolver, Resolver, SystemDns, VerifierConfig};
 
 const GOOGLEBOT_UA: &str =
     "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
@@ -280,4 +281,58 @@ async fn unreachable_server_means_not_verified() {
         "{elapsed:?}"
     );
     assert_eq!(verifier.cached(ip("127.0.0.66"), GOOGLEBOT_UA), Some(false));
+}
+
+/// The host resolver (every outbound connection to a name) against the same server, set up as
+/// on a host whose /etc/resolv.conf has a search domain but no nameserver: through the
+/// configured fallback, on a port other than 53.
+#[tokio::test]
+async fn host_resolver_through_the_fallback() {
+    let dns = Dnsmasq::start().await;
+    let system = SystemDns::from_resolv_conf(
+        std::path::Path::new("/etc/resolv.conf"),
+        Ok(b"search googlebot.com\n".to_vec()),
+        Some(dns.addr),
+    );
+    assert_eq!(system.source, DnsSource::Fallback);
+    let resolver = HostResolver::new(&system).unwrap();
+    let crawler = [ip("127.0.0.66")];
+    let lookup = |name: &'static str| {
+        let resolver = resolver.clone();
+        async move { resolver.lookup(name).await }
+    };
+    assert_eq!(
+        lookup("crawl-66-249-66-1.googlebot.com").await.unwrap(),
+        crawler,
+        "{}",
+        dns.log()
+    );
+    // Fewer dots than `ndots` (1): the search domain completes the name.
+    assert_eq!(lookup("crawl-66-249-66-1").await.unwrap(), crawler);
+    // No A record: the AAAA one.
+    assert_eq!(lookup("crawl-v6.googlebot.com").await.unwrap(), [ip("::1")]);
+    let err = lookup("crawl-fake.googlebot.com").await.unwrap_err();
+    assert!(matches!(err, HostError::NoAddress(_)), "{err}");
+    // A zone the server refuses: an error, not "no such host" (fully qualified, or the search
+    // domain would be tried after it and answer NXDOMAIN).
+    let err = lookup("nothing.example.").await.unwrap_err();
+    assert!(matches!(err, HostError::Lookup { .. }), "{err}");
+
+    // hyper-util's connector resolves through it and connects to the URL's port.
+    use tower_service::Service;
+    let listener = tokio::net::TcpListener::bind("127.0.0.66:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut connector =
+        hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(resolver.clone());
+    let uri: http::Uri = format!("http://crawl-66-249-66-1.googlebot.com:{port}/")
+        .parse()
+        .unwrap();
+    let io = connector.call(uri).await.unwrap();
+    assert_eq!(
+        io.inner().peer_addr().unwrap(),
+        SocketAddr::new(ip("127.0.0.66"), port)
+    );
+    // And so does `HostResolver::connect`.
+    let s = resolver.connect("crawl-66-249-66-1", port).await.unwrap();
+    assert_eq!(s.peer_addr().unwrap().ip(), ip("127.0.0.66"));
 }

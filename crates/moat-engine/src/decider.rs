@@ -50,6 +50,7 @@ pub struct Decider {
     banned_unpublished: std::collections::HashSet<Scope>,
     store_version: u64,
     last_tick: std::time::Instant,
+    log: Arc<crate::decision_log::DecisionLog>,
 }
 
 const MAX_TRACKED: usize = 200_000;
@@ -84,7 +85,15 @@ impl Decider {
             banned_unpublished: Default::default(),
             store_version,
             last_tick: std::time::Instant::now(),
+            log: Arc::default(),
         }
+    }
+
+    /// Ban lines go through the same bounded log as the sensors' decisions: a flood from
+    /// rotating addresses bans each of them, and each ban must not cost a line.
+    pub fn with_log(mut self, log: Arc<crate::decision_log::DecisionLog>) -> Self {
+        self.log = log;
+        self
     }
 
     pub fn run(mut self, rx: Receiver<Command>) {
@@ -265,7 +274,24 @@ impl Decider {
             origin,
             offences,
         };
-        tracing::info!(target: "moat::decision", scope = %d.scope, offences, expires_ms = ?d.expires_ms, origin = %d.origin, reason = %d.reason, "ban");
+        let (scope_text, origin_text) = (d.scope.to_string(), d.origin.to_string());
+        let key_ip = match &d.scope {
+            Scope::Ip(ip) => *ip,
+            Scope::Prefix(net) => net.network(),
+        };
+        let rule = format!("ban:{origin_text}");
+        let size = 200 + scope_text.len() + origin_text.len() + d.reason.len().min(256);
+        if self.log.admit(now, &rule, "ban", key_ip, size) {
+            // A manual ban without an end has no `expires_ms`.
+            match d.expires_ms {
+                Some(expires_ms) => {
+                    tracing::info!(target: "moat::decision", scope = %scope_text, offences, expires_ms, origin = %origin_text, reason = %crate::decision_log::clip(&d.reason), "ban")
+                }
+                None => {
+                    tracing::info!(target: "moat::decision", scope = %scope_text, offences, origin = %origin_text, reason = %crate::decision_log::clip(&d.reason), "ban")
+                }
+            }
+        }
         if let Err(e) = self.store.put_decision(&d) {
             tracing::error!(error = %e, "cannot store ban");
         }

@@ -6,6 +6,7 @@
 //! as a command, which owns escalation, the store writes and the next snapshot.
 
 pub mod decider;
+pub mod decision_log;
 pub mod guard;
 pub mod limiter;
 
@@ -33,6 +34,8 @@ pub struct Engine {
     store: Arc<dyn Store>,
     /// Offences dropped because the decider was behind: a metric, never a stall.
     pub dropped: AtomicU64,
+    /// Which decisions (the sensors' and the decider's bans) get a line of their own.
+    decision_log: Arc<decision_log::DecisionLog>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -48,7 +51,9 @@ impl Engine {
     ) -> Arc<Engine> {
         let guard = Arc::new(ArcSwap::from_pointee(GuardSnapshot::default()));
         let (tx, rx) = sync_channel(65_536);
-        let decider = Decider::new(store.clone(), guard.clone(), clock.clone(), bans, lens);
+        let decision_log = Arc::new(decision_log::DecisionLog::default());
+        let decider = Decider::new(store.clone(), guard.clone(), clock.clone(), bans, lens)
+            .with_log(decision_log.clone());
         let thread = std::thread::Builder::new()
             .name("moat-decider".into())
             .spawn(move || decider.run(rx))
@@ -61,6 +66,7 @@ impl Engine {
             limiters,
             store,
             dropped: AtomicU64::new(0),
+            decision_log,
             thread: std::sync::Mutex::new(Some(thread)),
         });
         e.flush();
@@ -77,6 +83,11 @@ impl Engine {
 
     pub fn snapshot(&self) -> Arc<GuardSnapshot> {
         self.guard.load_full()
+    }
+
+    /// The bounded decision log every sensor writes its decisions through.
+    pub fn decision_log(&self) -> &decision_log::DecisionLog {
+        &self.decision_log
     }
 
     /// The limiters for the policy in force (index = the policy's rate-limit index).

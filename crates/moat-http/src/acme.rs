@@ -245,17 +245,50 @@ impl AcmeManager {
         }
     }
 
+    /// instant-acme's own client (hyper-rustls, HTTPS only, HTTP/1.1 and 2), except that the
+    /// directory's name is resolved by moat-dns instead of libc's `getaddrinfo`, which a
+    /// static binary cannot use. Roots: the platform's (rustls-platform-verifier, as
+    /// instant-acme does), or the configured PEM file's first certificate.
     fn account_builder(&self) -> Result<AccountBuilder, AcmeError> {
-        // instant-acme builds its rustls client from the process default provider; make sure
-        // there is one (ring, as everywhere in Moat). A no-op if the binary installed one.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        match &self.settings.extra_roots_pem {
-            Some(path) => Account::builder_with_root(path).map_err(|source| AcmeError::Roots {
-                path: path.clone(),
-                source,
-            }),
-            None => Account::builder().map_err(protocol("HTTP client setup")),
-        }
+        use hyper_util::client::legacy::{connect::HttpConnector, Client};
+        use rustls_pki_types::{pem::PemObject, CertificateDer};
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let https = match &self.settings.extra_roots_pem {
+            Some(path) => {
+                let roots_err = |source| AcmeError::Roots {
+                    path: path.clone(),
+                    source,
+                };
+                let cert = CertificateDer::from_pem_file(path)
+                    .map_err(|e| roots_err(instant_acme::Error::Other(e.into())))?;
+                let mut roots = rustls::RootCertStore::empty();
+                roots
+                    .add(cert)
+                    .map_err(|e| roots_err(instant_acme::Error::Other(e.into())))?;
+                let tls = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| roots_err(instant_acme::Error::Other(e.into())))?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls)
+            }
+            None => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_platform_verifier(provider)
+                .map_err(|e| protocol("HTTP client setup")(instant_acme::Error::Other(e.into())))?,
+        };
+        let resolver = moat_dns::HostResolver::system()
+            .map_err(|e| protocol("HTTP client setup")(instant_acme::Error::Other(e.into())))?;
+        let mut http = HttpConnector::new_with_resolver(resolver);
+        http.enforce_http(false);
+        let connector = https
+            .https_only()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client: Client<_, instant_acme::BodyWrapper<bytes::Bytes>> =
+            Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+        Ok(Account::builder_with_http(Box::new(client)))
     }
 
     /// The stored account for this directory, or a newly registered (and stored) one.

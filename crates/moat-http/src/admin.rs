@@ -1,5 +1,6 @@
-//! The admin listener: Prometheus `/metrics`, a JSON view of bans and `POST /api/reload`, on
-//! loopback, behind a bearer token. `/healthz` answers without a token so a container runtime can probe it.
+//! The admin listener: Prometheus `/metrics`, bans (`GET`/`POST /api/bans`,
+//! `DELETE /api/bans/{scope}`) and `POST /api/reload`, on loopback, behind a bearer token.
+//! `/healthz` answers without a token so a container runtime can probe it.
 
 use crate::body::ProxyBody;
 use crate::live::LiveShield;
@@ -32,8 +33,11 @@ pub async fn serve(
                 let live = live.clone();
                 let token = token.clone();
                 async move {
-                    let r = if req.uri().path() == "/api/reload" {
+                    let path = req.uri().path();
+                    let r = if path == "/api/reload" {
                         reload(live, &token, req).await
+                    } else if path == "/api/bans" || path.starts_with("/api/bans/") {
+                        bans(live.current(), &token, req).await
                     } else {
                         route(&live.current(), &token, req)
                     };
@@ -68,7 +72,7 @@ fn token_ok(req: &Request<Incoming>, token: &str) -> bool {
 /// `POST /api/reload`: what SIGHUP does, with the outcome in the answer (`moat reload`).
 async fn reload(live: Arc<LiveShield>, token: &str, req: Request<Incoming>) -> Response<ProxyBody> {
     if !token_ok(&req, token) {
-        return text(StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n");
+        return unauthorized();
     }
     if req.method() != Method::POST {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
@@ -121,55 +125,65 @@ pub fn log_reload(outcome: &Result<crate::live::Reloaded, String>, by: &str) {
     }
 }
 
+/// 401 with the challenge a client needs to know what to send.
+fn unauthorized() -> Response<ProxyBody> {
+    let mut r = text(
+        StatusCode::UNAUTHORIZED,
+        "admin token required (Authorization: Bearer ...)\n",
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
 fn route(shield: &Shield, token: &str, req: Request<Incoming>) -> Response<ProxyBody> {
     if req.uri().path() == "/healthz" {
         return text(StatusCode::OK, "ok\n");
     }
     if !token_ok(&req, token) {
-        let mut r = text(
-            StatusCode::UNAUTHORIZED,
-            "admin token required (Authorization: Bearer ...)\n",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        return r;
+        return unauthorized();
     }
     match req.uri().path() {
-        "/metrics" => {
-            let snap = shield.engine.snapshot();
-            let sourced = shield.metrics.sourced();
-            let mut extra = vec![
-                (
-                    "moat_bans_active",
-                    "Active bans (addresses and prefixes).",
-                    snap.ban_count() as u64,
-                ),
-                (
-                    "moat_ratelimit_keys",
-                    "Keys tracked by all rate limiters.",
-                    shield.engine.limiter_keys() as u64,
-                ),
-                (
-                    "moat_offences_dropped",
-                    "Offences dropped because the decider was behind.",
-                    shield
-                        .engine
-                        .dropped
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                ),
-            ];
-            extra.extend(sourced);
-            let body = shield.metrics.render(&extra);
-            let mut r = text(StatusCode::OK, body);
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            r
-        }
-        "/api/bans" => {
+        "/metrics" => metrics_response(shield),
+        // `/api/bans` is answered by `bans` (it reads request bodies).
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// The largest `POST /api/bans` body read.
+const MAX_BAN_BODY: usize = 16 * 1024;
+
+/// `POST /api/bans`'s body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewBan {
+    /// An address or CIDR prefix.
+    scope: String,
+    /// How long, e.g. `1h` (default: until removed).
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `/api/bans`: `GET` lists the active bans, `POST` adds one (`{"scope": "192.0.2.1" or
+/// "192.0.2.0/24", "duration": "1h", "reason": "..."}`, the last two optional),
+/// `DELETE /api/bans/{scope}` (URL-encoded) lifts one. Bans are written to the store the way
+/// `moat bans add|rm` writes them; the decider republishes the guard within a second.
+async fn bans(shield: Arc<Shield>, token: &str, req: Request<Incoming>) -> Response<ProxyBody> {
+    if !token_ok(&req, token) {
+        return unauthorized();
+    }
+    let item = req
+        .uri()
+        .path()
+        .strip_prefix("/api/bans/")
+        .map(str::to_owned);
+    let method = req.method().clone();
+    match (item, method) {
+        (None, Method::GET | Method::HEAD) => {
             let list = shield
                 .engine
                 .store()
@@ -186,7 +200,245 @@ fn route(shield: &Shield, token: &str, req: Request<Incoming>) -> Response<Proxy
             );
             r
         }
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        (None, Method::POST) => add_ban(shield, req).await,
+        (None, _) => not_allowed("GET, HEAD, POST"),
+        (Some(scope), Method::DELETE) => lift_ban(shield, &scope).await,
+        (Some(_), _) => not_allowed("DELETE"),
+    }
+}
+
+fn json_error(status: StatusCode, error: impl std::fmt::Display) -> Response<ProxyBody> {
+    json_response(status, &serde_json::json!({ "error": error.to_string() }))
+}
+
+fn not_allowed(allow: &'static str) -> Response<ProxyBody> {
+    let mut r = json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed here; use {allow}"),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, http::HeaderValue::from_static(allow));
+    r
+}
+
+async fn add_ban(shield: Arc<Shield>, req: Request<Incoming>) -> Response<ProxyBody> {
+    use http_body_util::BodyExt;
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_BAN_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_BAN_BODY} bytes"),
+            )
+        }
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
+    };
+    let new: NewBan = match serde_json::from_slice(&body) {
+        Ok(n) => n,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the body must be a JSON object {{\"scope\": ADDRESS or PREFIX, \
+                     \"duration\": \"1h\" (optional), \"reason\": \"...\" (optional)}}: {e}"
+                ),
+            )
+        }
+    };
+    let scope = match moat_core::Scope::parse(&new.scope) {
+        Ok(s) => s,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("scope: {e}")),
+    };
+    let ttl = match new.duration.as_deref().map(moat_config::parse_duration) {
+        None => None,
+        Some(Ok(d)) if d.is_zero() => {
+            return json_error(StatusCode::BAD_REQUEST, "duration: must be more than 0")
+        }
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => return json_error(StatusCode::BAD_REQUEST, format!("duration: {e}")),
+    };
+    if let moat_core::Scope::Ip(ip) = scope {
+        // The guard checks the allowlist first: this ban would never apply. The store is asked
+        // too, for an entry `moat allow` wrote moments ago.
+        let in_store = || {
+            shield
+                .engine
+                .store()
+                .allowlist()
+                .is_ok_and(|l| l.iter().any(|n| n.contains(&ip)))
+        };
+        if shield.engine.snapshot().is_allowlisted(ip) || in_store() {
+            return json_error(
+                StatusCode::CONFLICT,
+                format!(
+                    "{ip} is on the allowlist, so a ban would not apply; take it off first \
+                     (moat allow rm {ip})"
+                ),
+            );
+        }
+    }
+    let reason = new.reason.unwrap_or_else(|| "manual ban".into());
+    let engine = shield.engine.clone();
+    let added = tokio::task::spawn_blocking(move || {
+        let now = engine.now_ms();
+        moat_store::add_manual_ban(&**engine.store(), scope, ttl, &reason, now)
+    })
+    .await;
+    match added {
+        Ok(Ok(d)) => {
+            tracing::info!(target: "moat::decision", scope = %d.scope, expires_ms = d.expires_ms,
+                reason = %d.reason, by = "admin API", "manual ban");
+            let mut r = json_response(StatusCode::CREATED, &moat_store::decision_json(&d));
+            let location = format!("/api/bans/{}", d.scope.to_string().replace('/', "%2F"));
+            if let Ok(v) = http::HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r
+        }
+        Ok(Err(e)) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("storing the ban: {e}"),
+        ),
+        Err(e) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("storing the ban: {e}"),
+        ),
+    }
+}
+
+async fn lift_ban(shield: Arc<Shield>, encoded: &str) -> Response<ProxyBody> {
+    let Some(raw) = percent_decode(encoded) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            format!("`{encoded}` is not a valid URL-encoded scope"),
+        );
+    };
+    let scope = match moat_core::Scope::parse(&raw) {
+        Ok(s) => s,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("scope: {e}")),
+    };
+    let engine = shield.engine.clone();
+    let wanted = scope.clone();
+    let lifted = tokio::task::spawn_blocking(move || {
+        let store = engine.store();
+        let found = store
+            .decisions(engine.now_ms())?
+            .into_iter()
+            .find(|d| d.scope == wanted);
+        Ok::<_, moat_store::StoreError>(match store.remove_decision(&wanted)? {
+            true => Some(found),
+            false => None,
+        })
+    })
+    .await;
+    match lifted {
+        Ok(Ok(Some(d))) => {
+            tracing::info!(target: "moat::decision", scope = %scope, by = "admin API", "ban lifted");
+            match d {
+                Some(d) => json_response(StatusCode::OK, &moat_store::decision_json(&d)),
+                None => json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({ "scope": scope.to_string() }),
+                ),
+            }
+        }
+        Ok(Ok(None)) => json_error(StatusCode::NOT_FOUND, format!("no ban on exactly {scope}")),
+        Ok(Err(e)) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("lifting the ban: {e}"),
+        ),
+        Err(e) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("lifting the ban: {e}"),
+        ),
+    }
+}
+
+/// `%XX` escapes decoded (a prefix's `/` arrives as `%2F`); `None` for a bad escape or bytes
+/// that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The Prometheus exposition, for the admin listener and the token-less metrics listener.
+pub fn metrics_response(shield: &Shield) -> Response<ProxyBody> {
+    let snap = shield.engine.snapshot();
+    let sourced = shield.metrics.sourced();
+    let mut extra = vec![
+        (
+            "moat_bans_active",
+            "Active bans (addresses and prefixes).",
+            snap.ban_count() as u64,
+        ),
+        (
+            "moat_ratelimit_keys",
+            "Keys tracked by all rate limiters.",
+            shield.engine.limiter_keys() as u64,
+        ),
+        (
+            "moat_offences_dropped",
+            "Offences dropped because the decider was behind.",
+            shield
+                .engine
+                .dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+    ];
+    extra.extend(sourced);
+    let body = shield.metrics.render(&extra);
+    let mut r = text(StatusCode::OK, body);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// `admin.metrics_listen`: `/metrics` (and `/healthz`) without a token, for a scraper that
+/// cannot send one; nothing else is served there.
+pub async fn serve_metrics(
+    live: Arc<LiveShield>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            _ = shutdown.changed() => return,
+        };
+        let live = live.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let r = match (req.method(), req.uri().path()) {
+                    (&Method::GET, "/metrics") => metrics_response(&live.current()),
+                    (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+                    (_, "/metrics" | "/healthz") => {
+                        text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
+                    }
+                    _ => text(StatusCode::NOT_FOUND, "only /metrics here\n"),
+                };
+                async move { Ok::<_, std::convert::Infallible>(r) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
     }
 }
 

@@ -39,7 +39,10 @@ pub const ADMIN_ADDR_FILE: &str = "admin.addr";
 pub struct Running {
     pub http_addrs: Vec<SocketAddr>,
     pub tls_addrs: Vec<SocketAddr>,
-    pub admin_addr: SocketAddr,
+    /// `None`: disabled, or its port was taken (logged).
+    pub admin_addr: Option<SocketAddr>,
+    /// The token-less `/metrics` listener, when configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub admin_token: String,
     /// The shield as started; reloads put a new one in `live`, sharing its engine and metrics.
     pub shield: Arc<Shield>,
@@ -213,6 +216,19 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
         proof,
     )));
     let shield = live.current();
+    // The minute's held-back decisions are summarised even when the flood has stopped.
+    let (ticker, mut stop) = (live.clone(), rx.clone());
+    tasks.push(tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let e = &ticker.current().engine;
+            e.decision_log().tick(e.now_ms());
+        }
+    }));
     let mut http_addrs = Vec::new();
     for a in &cfg.server.listen {
         http_addrs.push(spawn_workers(*a, &live, None, &rx, &mut tasks).await?);
@@ -224,27 +240,59 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
         }
     }
     let admin_token = admin_token(&cfg)?;
-    let l = bind(cfg.admin.listen).await?;
-    let admin_addr = l
-        .local_addr()
-        .map_err(|e| AppError::Bind(cfg.admin.listen, e))?;
-    // For `moat reload` and other local tools: the port really taken (the config may say 0).
-    if let Err(e) = std::fs::write(
-        cfg.server.state_dir.join(ADMIN_ADDR_FILE),
-        format!("{admin_addr}\n"),
-    ) {
-        tracing::warn!(error = %e, "cannot record the admin address in the state directory");
+    // The admin listener is a convenience: a port already taken (another program's, say a
+    // Prometheus on the same machine) is logged and leaves the shields running.
+    let mut admin_addr = None;
+    if let Some(listen) = cfg.admin.listen {
+        match bind(listen).await.and_then(|l| {
+            let a = l.local_addr().map_err(|e| AppError::Bind(listen, e))?;
+            Ok((l, a))
+        }) {
+            Ok((l, addr)) => {
+                admin_addr = Some(addr);
+                // For `moat reload` and other local tools: the port really taken.
+                if let Err(e) = std::fs::write(
+                    cfg.server.state_dir.join(ADMIN_ADDR_FILE),
+                    format!("{addr}\n"),
+                ) {
+                    tracing::warn!(error = %e, "cannot record the admin address in the state directory");
+                }
+                tasks.push(tokio::spawn(crate::admin::serve(
+                    live.clone(),
+                    l,
+                    admin_token.clone(),
+                    rx.clone(),
+                )));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "no admin listener (metrics, bans API, reload): the shields run without it")
+            }
+        }
     }
-    tasks.push(tokio::spawn(crate::admin::serve(
-        live.clone(),
-        l,
-        admin_token.clone(),
-        rx.clone(),
-    )));
+    if admin_addr.is_none() {
+        let _ = std::fs::remove_file(cfg.server.state_dir.join(ADMIN_ADDR_FILE));
+    }
+    let mut metrics_addr = None;
+    if let Some(listen) = cfg.admin.metrics_listen {
+        match bind(listen).await {
+            Ok(l) => {
+                metrics_addr = l.local_addr().ok();
+                tasks.push(tokio::spawn(crate::admin::serve_metrics(
+                    live.clone(),
+                    l,
+                    rx.clone(),
+                )));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "no metrics listener: the shields run without it")
+            }
+        }
+    }
     Ok(Running {
         http_addrs,
         tls_addrs,
         admin_addr,
+        metrics_addr,
         admin_token,
         shield,
         live,

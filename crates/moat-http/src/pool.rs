@@ -110,12 +110,11 @@ fn take_idle(key: &str) -> Option<SendRequest<ProxyBody>> {
 }
 
 async fn connect(authority: &str, timeout: Duration) -> Result<SendRequest<ProxyBody>, PoolError> {
-    let stream =
-        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(authority)).await {
-            Err(_) => return Err(PoolError::ConnectTimeout(authority.to_string())),
-            Ok(Err(e)) => return Err(PoolError::Connect(authority.to_string(), e)),
-            Ok(Ok(s)) => s,
-        };
+    let stream = match tokio::time::timeout(timeout, moat_dns::connect_tcp(authority)).await {
+        Err(_) => return Err(PoolError::ConnectTimeout(authority.to_string())),
+        Ok(Err(e)) => return Err(PoolError::Connect(authority.to_string(), e)),
+        Ok(Ok(s)) => s,
+    };
     let _ = stream.set_nodelay(true);
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))

@@ -675,21 +675,33 @@ impl Shield {
         key: Option<&str>,
         v: &moat_rules::Request<'_>,
     ) {
+        use moat_engine::decision_log::clip;
         self.metrics.decision(rule, action);
-        let ua = v
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
+        let ua = clip(
+            v.headers
+                .get(header::USER_AGENT)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or(""),
+        );
+        let (key, path, host) = (clip(key.unwrap_or("")), clip(v.path), clip(v.host));
+        // The line as JSON is about its fields plus 220 bytes of names and time.
+        let size = 220 + rule.len() + key.len() + path.len() + host.len() + ua.len();
+        if !self
+            .engine
+            .decision_log()
+            .admit(self.engine.now_ms(), rule, action, client, size)
+        {
+            return;
+        }
         tracing::info!(
             target: "moat::decision",
             client = %client,
             rule,
             action,
-            key = key.unwrap_or(""),
+            key,
             method = v.method,
-            path = v.path,
-            host = v.host,
+            path,
+            host,
             user_agent = ua,
             banned = v.banned,
             "decision"

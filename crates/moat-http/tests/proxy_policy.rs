@@ -493,7 +493,7 @@ offence = true
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_need_the_token_and_count_decisions() {
     let e = env(ACTIONS, |_| {}).await;
-    let admin = e.moat.admin_addr;
+    let admin = e.moat.admin_addr.expect("the admin listener");
     assert_eq!(
         admin_get(admin, "/metrics", None).await.status,
         StatusCode::UNAUTHORIZED

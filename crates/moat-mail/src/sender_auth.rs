@@ -34,23 +34,29 @@ pub struct SenderCheck {
 }
 
 impl SenderCheck {
-    /// `dns`: a server to ask (tests, split-horizon setups); `None`: /etc/resolv.conf.
+    /// `dns`: a server to ask (tests, split-horizon setups); `None`: the host's nameservers
+    /// as moat-dns reads them (/etc/resolv.conf, else the configured fallback), so that a
+    /// host without the file still checks senders, and no lookup goes through libc.
     pub fn new(dns: Option<SocketAddr>, hostname: &str) -> Result<Self, String> {
-        let mut opts = ResolverOpts::default();
-        opts.timeout = Duration::from_secs(5);
-        opts.attempts = 2;
-        let auth = match dns {
+        let (config, opts) = match dns {
             Some(a) => {
+                let mut opts = ResolverOpts::default();
+                opts.timeout = Duration::from_secs(5);
+                opts.attempts = 2;
                 let mut udp = ConnectionConfig::udp();
                 udp.port = a.port();
                 let mut tcp = ConnectionConfig::tcp();
                 tcp.port = a.port();
                 let ns = NameServerConfig::new(a.ip(), true, vec![udp, tcp]);
-                MessageAuthenticator::new(ResolverConfig::from_parts(None, vec![], vec![ns]), opts)
+                (ResolverConfig::from_parts(None, vec![], vec![ns]), opts)
             }
-            None => MessageAuthenticator::new_system_conf(),
-        }
-        .map_err(|e| e.to_string())?;
+            None => moat_dns::host::system().hickory(),
+        };
+        // Built by moat-dns rather than `MessageAuthenticator::new`, which fails on a host
+        // without CA certificates (see `build_resolver`).
+        let auth = moat_dns::host::build_resolver(config, opts)
+            .map(MessageAuthenticator)
+            .map_err(|e| e.to_string())?;
         Ok(SenderCheck {
             auth,
             hostname: hostname.to_string(),

@@ -206,8 +206,19 @@ impl MailShield {
         *mtimes = Some(now);
     }
 
+    /// A decision's line, through the engine's bounded log (a brute force from rotating
+    /// addresses is a flood of decisions too).
     fn decision(&self, client: IpAddr, rule: &str, action: &str, key: &str) {
-        tracing::info!(target: "moat::decision", client = %client, rule, action, key, "decision");
+        let key = moat_engine::decision_log::clip(key);
+        let size = 180 + rule.len() + action.len() + key.len();
+        let now = self.engine.now_ms();
+        if self
+            .engine
+            .decision_log()
+            .admit(now, rule, action, client, size)
+        {
+            tracing::info!(target: "moat::decision", client = %client, rule, action, key, "decision");
+        }
     }
 
     /// The answer to one Postfix policy request (the `action=` value).

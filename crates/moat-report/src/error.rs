@@ -22,4 +22,6 @@ pub enum ReportError {
     Bootstrap { file: String, reason: String },
     #[error("TLS setup: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Dns(#[from] moat_dns::HostError),
 }

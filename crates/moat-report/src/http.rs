@@ -1,6 +1,7 @@
 //! A small HTTP(S) client for the report targets and RDAP: one request at a time, a timeout
 //! on the whole exchange, and answers capped (a hostile or broken server cannot make us buffer
-//! more than `max_body` bytes).
+//! more than `max_body` bytes). Host names are resolved by moat-dns ([`HostResolver`]), not by
+//! libc's `getaddrinfo`, so a static binary can reach them too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use moat_dns::HostResolver;
 
 use crate::ReportError;
 
@@ -58,7 +60,7 @@ pub fn parse_url(url: &str) -> Result<Uri, HttpError> {
 
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector<HostResolver>>, Full<Bytes>>,
     timeout: Duration,
     max_body: usize,
     user_agent: HeaderValue,
@@ -78,7 +80,7 @@ impl HttpClient {
             .map_err(|e| ReportError::Tls(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(HostResolver::system()?);
         http.enforce_http(false);
         http.set_connect_timeout(Some(timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()

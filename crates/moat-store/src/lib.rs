@@ -13,7 +13,8 @@ pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 use ipnet::IpNet;
-use moat_core::{Decision, Scope};
+use moat_core::{Decision, Origin, Scope, Verdict};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -23,6 +24,9 @@ pub enum StoreError {
     Dir(String, std::io::Error),
     #[error("corrupt row in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
+    /// Opening for reading found no database: nothing was created.
+    #[error("no Moat database at {0}")]
+    Missing(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -35,13 +39,78 @@ pub struct LearnedResponse {
     pub body: Vec<u8>,
 }
 
-/// A decision as the admin API and `moat bans list --json` show it: one shape for both.
+/// An allowlist entry as stored: the network, why, and when it was added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowEntry {
+    pub net: IpNet,
+    pub note: String,
+    pub created_ms: u64,
+}
+
+/// A decision as the admin API and `moat bans list --json` show it: one shape for both. Times
+/// are Unix milliseconds; `expires_ms` is `null` for a ban until removed.
 pub fn decision_json(d: &Decision) -> serde_json::Value {
+    let expires: serde_json::Value = match d.expires_ms {
+        Some(ms) => ms.into(),
+        None => serde_json::Value::Null,
+    };
     serde_json::json!({
         "scope": d.scope.to_string(), "verdict": d.verdict.as_str(), "created_ms": d.created_ms,
-        "expires_ms": d.expires_ms, "reason": d.reason, "origin": d.origin.to_string(),
+        "expires_ms": expires, "reason": d.reason, "origin": d.origin.to_string(),
         "offences": d.offences,
     })
+}
+
+/// How long ban history counts for escalation (an address changes hands).
+pub const BAN_HISTORY: Duration = Duration::from_secs(30 * 86_400);
+
+/// A ban by hand (`moat bans add`, `POST /api/bans`): counted in the scope's ban history like
+/// any other, until `ttl` from now (`None`: until removed). A running Moat picks it up from the
+/// store within a second.
+pub fn add_manual_ban(
+    store: &dyn Store,
+    scope: Scope,
+    ttl: Option<Duration>,
+    reason: &str,
+    now_ms: u64,
+) -> Result<Decision> {
+    let forget = now_ms.saturating_sub(BAN_HISTORY.as_millis() as u64);
+    let offences = store.record_ban(&scope, now_ms, forget)?;
+    let d = Decision {
+        scope,
+        verdict: Verdict::Ban,
+        created_ms: now_ms,
+        expires_ms: ttl.map(|t| now_ms.saturating_add(t.as_millis() as u64)),
+        reason: reason.to_string(),
+        origin: Origin::Manual,
+        offences,
+    };
+    store.put_decision(&d)?;
+    Ok(d)
+}
+
+/// `moat allow`: puts `net` on the allowlist and lifts the bans it makes pointless, those on
+/// scopes inside `net`. A ban on a wider prefix stays: it still holds for the rest of that
+/// prefix, and the allowlist already exempts `net` from it (the guard checks the allowlist
+/// first). Returns the lifted scopes.
+pub fn allow_and_lift(
+    store: &dyn Store,
+    net: IpNet,
+    note: &str,
+    now_ms: u64,
+) -> Result<Vec<Scope>> {
+    store.allow(net, note, now_ms)?;
+    let mut lifted = Vec::new();
+    for d in store.decisions(now_ms)? {
+        let inside = match &d.scope {
+            Scope::Ip(ip) => net.contains(ip),
+            Scope::Prefix(p) => net.contains(p),
+        };
+        if inside && store.remove_decision(&d.scope)? {
+            lifted.push(d.scope);
+        }
+    }
+    Ok(lifted)
 }
 
 pub trait Store: Send + Sync + 'static {
@@ -59,11 +128,15 @@ pub trait Store: Send + Sync + 'static {
     /// months ago says nothing about its holder today).
     fn record_ban(&self, scope: &Scope, now_ms: u64, forget_before_ms: u64) -> Result<u32>;
     fn allowlist(&self) -> Result<Vec<IpNet>>;
+    /// The allowlist with each entry's note and time, oldest first.
+    fn allow_entries(&self) -> Result<Vec<AllowEntry>>;
     fn allow(&self, net: IpNet, note: &str, now_ms: u64) -> Result<()>;
     fn unallow(&self, net: IpNet) -> Result<bool>;
     fn learned(&self, decoy: &str) -> Result<Option<LearnedResponse>>;
     /// Records only the first response per decoy; returns false if one was already there.
     fn learn(&self, decoy: &str, r: &LearnedResponse) -> Result<bool>;
-    /// A number that changes when another process wrote to the store.
+    /// A number that changes when the store's content changed: written by another process,
+    /// or through this handle by another thread (the admin API writes bans while the decider
+    /// owns the guard).
     fn changed(&self) -> Result<u64>;
 }

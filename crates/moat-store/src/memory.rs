@@ -1,6 +1,6 @@
 //! An in-memory store: same contract as SQLite, nothing on disk.
 
-use crate::{LearnedResponse, Result, Store};
+use crate::{AllowEntry, LearnedResponse, Result, Store};
 use ipnet::IpNet;
 use moat_core::{Decision, Scope};
 use std::collections::HashMap;
@@ -15,8 +15,10 @@ pub struct MemoryStore {
 struct Inner {
     decisions: HashMap<Scope, Decision>,
     history: HashMap<Scope, (u32, u64)>,
-    allow: Vec<IpNet>,
+    allow: Vec<AllowEntry>,
     learned: HashMap<String, LearnedResponse>,
+    /// Bumped by every change, for [`Store::changed`].
+    version: u64,
 }
 
 impl MemoryStore {
@@ -31,16 +33,23 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn put_decision(&self, d: &Decision) -> Result<()> {
-        self.lock().decisions.insert(d.scope.clone(), d.clone());
+        let mut g = self.lock();
+        g.decisions.insert(d.scope.clone(), d.clone());
+        g.version += 1;
         Ok(())
     }
     fn remove_decision(&self, scope: &Scope) -> Result<bool> {
-        Ok(self.lock().decisions.remove(scope).is_some())
+        let mut g = self.lock();
+        let removed = g.decisions.remove(scope).is_some();
+        g.version += u64::from(removed);
+        Ok(removed)
     }
     fn decisions(&self, now_ms: u64) -> Result<Vec<Decision>> {
         let mut g = self.lock();
         g.decisions.retain(|_, d| d.active_at(now_ms));
-        Ok(g.decisions.values().cloned().collect())
+        let mut out: Vec<Decision> = g.decisions.values().cloned().collect();
+        out.sort_by_key(|d| d.created_ms);
+        Ok(out)
     }
     fn ban_count(&self, scope: &Scope, forget_before_ms: u64) -> Result<u32> {
         Ok(self
@@ -59,20 +68,29 @@ impl Store for MemoryStore {
         Ok(e.0)
     }
     fn allowlist(&self) -> Result<Vec<IpNet>> {
+        Ok(self.lock().allow.iter().map(|e| e.net).collect())
+    }
+    fn allow_entries(&self) -> Result<Vec<AllowEntry>> {
         Ok(self.lock().allow.clone())
     }
-    fn allow(&self, net: IpNet, _note: &str, _now_ms: u64) -> Result<()> {
+    fn allow(&self, net: IpNet, note: &str, now_ms: u64) -> Result<()> {
         let mut g = self.lock();
-        if !g.allow.contains(&net) {
-            g.allow.push(net);
-        }
+        g.allow.retain(|e| e.net != net);
+        g.allow.push(AllowEntry {
+            net,
+            note: note.to_string(),
+            created_ms: now_ms,
+        });
+        g.version += 1;
         Ok(())
     }
     fn unallow(&self, net: IpNet) -> Result<bool> {
         let mut g = self.lock();
         let before = g.allow.len();
-        g.allow.retain(|n| *n != net);
-        Ok(g.allow.len() != before)
+        g.allow.retain(|e| e.net != net);
+        let removed = g.allow.len() != before;
+        g.version += u64::from(removed);
+        Ok(removed)
     }
     fn learned(&self, decoy: &str) -> Result<Option<LearnedResponse>> {
         Ok(self.lock().learned.get(decoy).cloned())
@@ -83,9 +101,10 @@ impl Store for MemoryStore {
             return Ok(false);
         }
         g.learned.insert(decoy.to_string(), r.clone());
+        g.version += 1;
         Ok(true)
     }
     fn changed(&self) -> Result<u64> {
-        Ok(0)
+        Ok(self.lock().version)
     }
 }

@@ -1,16 +1,21 @@
 //! The SQLite store, in WAL mode: a committed write survives `kill -9` of the process, and other
 //! processes (the `moat bans` command) can write while Moat runs.
 
-use crate::{LearnedResponse, Result, Store, StoreError};
+use crate::{AllowEntry, LearnedResponse, Result, Store, StoreError};
 use ipnet::IpNet;
 use moat_core::{Decision, Origin, Scope, Verdict};
-use rusqlite::{params, Connection, OptionalExtension};
-use std::path::Path;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Changes made through this handle. SQLite's `data_version` only moves for other
+    /// connections' commits, so [`Store::changed`] adds these: a ban written by the admin API
+    /// is seen by the decider, which shares this handle.
+    writes: AtomicU64,
 }
 
 const SCHEMA: &str = "
@@ -42,14 +47,38 @@ CREATE TABLE IF NOT EXISTS learned_decoys (
 ";
 
 impl SqliteStore {
+    /// The database file in a state directory.
+    pub fn path_in(dir: &Path) -> PathBuf {
+        dir.join("moat.db")
+    }
+
     /// Opens (creating if needed) `dir/moat.db`.
     pub fn open_dir(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
-        Self::open(&dir.join("moat.db"))
+        Self::open(&Self::path_in(dir))
+    }
+
+    /// Opens `dir/moat.db` only if it exists: commands that read state must not leave an empty
+    /// database (and directory) behind where they were pointed by mistake.
+    pub fn open_existing(dir: &Path) -> Result<Self> {
+        let path = Self::path_in(dir);
+        if !path.is_file() {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        Self::init(conn)
     }
 
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)?;
+        Self::init(Connection::open(path)?)
+    }
+
+    fn init(conn: Connection) -> Result<Self> {
         conn.busy_timeout(Duration::from_secs(5))?;
         // WAL + NORMAL: a commit is durable against a process crash (kill -9); only a power
         // loss may drop the last transactions, which for bans is an acceptable trade for speed.
@@ -58,11 +87,20 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            writes: AtomicU64::new(0),
         })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts `rows` changed rows as one change.
+    fn wrote(&self, rows: usize) -> usize {
+        if rows > 0 {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        rows
     }
 }
 
@@ -83,7 +121,7 @@ fn row_to_decision(r: &rusqlite::Row<'_>) -> rusqlite::Result<DecisionRow> {
 
 impl Store for SqliteStore {
     fn put_decision(&self, d: &Decision) -> Result<()> {
-        self.conn().execute(
+        let n = self.conn().execute(
             "INSERT OR REPLACE INTO decisions VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 d.scope.to_string(),
@@ -95,6 +133,7 @@ impl Store for SqliteStore {
                 d.offences as i64
             ],
         )?;
+        self.wrote(n);
         Ok(())
     }
 
@@ -103,15 +142,16 @@ impl Store for SqliteStore {
             "DELETE FROM decisions WHERE scope = ?1",
             [scope.to_string()],
         )?;
-        Ok(n > 0)
+        Ok(self.wrote(n) > 0)
     }
 
     fn decisions(&self, now_ms: u64) -> Result<Vec<Decision>> {
         let c = self.conn();
-        c.execute(
+        let purged = c.execute(
             "DELETE FROM decisions WHERE expires_ms IS NOT NULL AND expires_ms <= ?1",
             [now_ms as i64],
         )?;
+        self.wrote(purged);
         let mut stmt = c.prepare(
             "SELECT scope, verdict, created_ms, expires_ms, reason, origin, offences FROM decisions ORDER BY created_ms",
         )?;
@@ -183,19 +223,46 @@ impl Store for SqliteStore {
         Ok(nets)
     }
 
+    fn allow_entries(&self) -> Result<Vec<AllowEntry>> {
+        let c = self.conn();
+        let mut stmt =
+            c.prepare("SELECT net, note, created_ms FROM allowlist ORDER BY created_ms, net")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (net, note, created) = row?;
+            match net.parse() {
+                Ok(net) => out.push(AllowEntry {
+                    net,
+                    note,
+                    created_ms: created.max(0) as u64,
+                }),
+                Err(_) => tracing::warn!(net, "skipping a corrupt allowlist row"),
+            }
+        }
+        Ok(out)
+    }
+
     fn allow(&self, net: IpNet, note: &str, now_ms: u64) -> Result<()> {
-        self.conn().execute(
+        let n = self.conn().execute(
             "INSERT OR REPLACE INTO allowlist VALUES (?1, ?2, ?3)",
             params![net.to_string(), note, now_ms as i64],
         )?;
+        self.wrote(n);
         Ok(())
     }
 
     fn unallow(&self, net: IpNet) -> Result<bool> {
-        Ok(self
+        let n = self
             .conn()
-            .execute("DELETE FROM allowlist WHERE net = ?1", [net.to_string()])?
-            > 0)
+            .execute("DELETE FROM allowlist WHERE net = ?1", [net.to_string()])?;
+        Ok(self.wrote(n) > 0)
     }
 
     fn learned(&self, decoy: &str) -> Result<Option<LearnedResponse>> {
@@ -228,14 +295,15 @@ impl Store for SqliteStore {
             "INSERT OR IGNORE INTO learned_decoys VALUES (?1, ?2, ?3, ?4)",
             params![decoy, r.status as i64, headers, r.body],
         )?;
-        Ok(n > 0)
+        Ok(self.wrote(n) > 0)
     }
 
     fn changed(&self) -> Result<u64> {
         let v: i64 = self
             .conn()
             .query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        Ok(v as u64)
+        // Both only grow, so their sum moves whenever either does.
+        Ok((v as u64).wrapping_add(self.writes.load(Ordering::Relaxed)))
     }
 }
 

@@ -320,7 +320,7 @@ pub fn config(up: &Upstream, dir: &Path, rules: &str) -> Config {
         Ok(c) => c,
         Err(e) => panic!("config does not load:\n{e}"),
     };
-    cfg.admin.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.admin.listen = Some("127.0.0.1:0".parse().unwrap());
     cfg.admin.token = Some(ADMIN_TOKEN.into());
     cfg
 }
