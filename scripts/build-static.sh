@@ -31,6 +31,7 @@ missing() {
 [ "$(uname -m)" = x86_64 ] || missing "builds for x86_64 only (this machine is $(uname -m))"
 command -v cargo >/dev/null || missing "cargo not found"
 command -v cc >/dev/null || missing "no C compiler (cc): apt-get install gcc"
+command -v readelf >/dev/null || missing "readelf not found: apt-get install binutils"
 # gcc prints the bare name back when it cannot find the file.
 libc_a=$(cc -print-file-name=libc.a)
 [ -f "$libc_a" ] || missing "glibc's static libraries (libc.a) are missing: apt-get install libc6-dev"
@@ -55,5 +56,6 @@ if readelf -lW "$bin" | grep -q 'INTERP' || readelf -dW "$bin" | grep -q '(NEEDE
   readelf -dW "$bin" | grep NEEDED >&2 || true
   exit 1
 fi
-echo "build-static: $(stat -c %s "$bin") bytes, $(file -b "$bin" | cut -d, -f1-2)" >&2
+kind=$(file -b "$bin" 2>/dev/null | grep -o 'static[-a-z]* linked' || echo 'no INTERP, no NEEDED')
+echo "build-static: $(stat -c %s "$bin") bytes, $kind" >&2
 echo "$bin"

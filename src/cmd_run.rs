@@ -111,6 +111,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     init_logging(&a.log_format);
+    // Outbound names (ACME, RDAP, report APIs, webhooks, a named upstream) go through Moat's
+    // own resolver: /etc/resolv.conf, else this fallback.
+    moat_dns::host::init(cfg.server.dns_fallback);
     // Reloads read the same file with the same presets and flags as this start did.
     let path = a.cfg.config.clone();
     let source: moat_http::live::ConfigSource = Box::new(move || {

@@ -255,9 +255,6 @@ def test_proxies_to_an_upstream_named_by_dns(moat_by_name):
     assert [s.body for s in up.seen("/api/comment", "POST")] == [b"hello"]
 
 
-@pytest.mark.xfail(strict=True, reason="the fast path (crates/moat-http/src/fast/relay.rs) still "
-                   "connects with TcpStream::connect(authority), i.e. getaddrinfo: needs "
-                   "moat_dns::connect_tcp there, as in pool.rs")
 def test_fast_path_proxies_to_an_upstream_named_by_dns(moat_by_name):
     """The same for a plain GET, which the fast path serves."""
     moat, up = moat_by_name

@@ -377,6 +377,19 @@ fn server(r: &RawServer, s: &mut Sink, ov: &Overrides, mail: bool) -> Server {
             );
         }
     }
+    let dns_fallback = r.dns_fallback.as_ref().and_then(|d| {
+        let v = d.get_ref();
+        v.parse::<SocketAddr>()
+            .or_else(|_| v.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+            .map_err(|_| {
+                s.at(
+                    d.span(),
+                    "server.dns_fallback",
+                    format!("`{v}` is not an address such as 9.9.9.9 or 127.0.0.1:5353"),
+                )
+            })
+            .ok()
+    });
     let mut lens = PrefixLens::default();
     if let Some(v) = &r.prefix_v4 {
         if !(8..=32).contains(v.get_ref()) {
@@ -409,6 +422,7 @@ fn server(r: &RawServer, s: &mut Sink, ov: &Overrides, mail: bool) -> Server {
         trusted_proxies,
         client_ip_headers,
         fly_proxy,
+        dns_fallback,
         proxy_protocol: r.proxy_protocol,
         prefix_lens: lens,
     }

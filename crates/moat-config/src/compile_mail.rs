@@ -71,15 +71,14 @@ pub(crate) fn mail(r: &RawMail, s: &mut Sink, state_dir: &Path) -> Mail {
         Some(v) if v.get_ref().is_empty() => None,
         Some(v) => addr(v.get_ref(), Some(v.span()), "mail.dsn_relay", s),
     };
-    let dns_server = r.dns_server.as_ref().and_then(|v| {
-        let t = v.get_ref();
-        let with_port = if t.parse::<std::net::IpAddr>().is_ok() {
-            format!("{t}:53")
-        } else {
-            t.clone()
-        };
-        addr(&with_port, Some(v.span()), "mail.dns_server", s)
-    });
+    // A bare address (IPv6 included) means port 53.
+    let dns_server =
+        r.dns_server
+            .as_ref()
+            .and_then(|v| match v.get_ref().parse::<std::net::IpAddr>() {
+                Ok(ip) => Some(SocketAddr::new(ip, 53)),
+                Err(_) => addr(v.get_ref(), Some(v.span()), "mail.dns_server", s),
+            });
     let hide_recipients = r.hide_recipients.unwrap_or(true) && milter;
     if let Some(t) = &r.auth_policy_token {
         if t.get_ref().len() < 16 {

@@ -282,6 +282,8 @@ pub struct Server {
     /// `FLY_APP_NAME` is set and the config names no proxies: `Fly-Client-IP` is read from
     /// Fly's proxy (`FLY_PROXY_NETS`), and the start line says so.
     pub fly_proxy: bool,
+    /// Outbound names' nameserver when /etc/resolv.conf names none (`moat_dns::host`).
+    pub dns_fallback: Option<SocketAddr>,
     pub proxy_protocol: bool,
     pub prefix_lens: PrefixLens,
     /// Serving threads; `None` leaves it to Moat (half the cores, at least one).

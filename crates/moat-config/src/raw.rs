@@ -67,6 +67,8 @@ pub struct RawServer {
     /// Which headers a trusted proxy may set: x-forwarded-for, forwarded, fly-client-ip,
     /// cf-connecting-ip.
     pub client_ip_headers: Option<Vec<S<String>>>,
+    /// The nameserver for outbound names when /etc/resolv.conf is missing or names none.
+    pub dns_fallback: Option<S<String>>,
     #[serde(default)]
     pub proxy_protocol: bool,
     pub prefix_v4: Option<S<u8>>,

@@ -204,6 +204,17 @@ fn the_milter_settings_default_safely_and_name_their_errors() {
     assert!(errs[1].starts_with("3:mail.dsn_relay:"), "{errs:?}");
     assert!(errs[2].starts_with("4:mail.dns_server:"), "{errs:?}");
 
+    let f = write("[mail]\nmilter_listen = \"127.0.0.1:10030\"\ndns_server = \"2001:db8::53\"\n");
+    let m = load(Some(f.path()), &Overrides::default())
+        .unwrap()
+        .mail
+        .unwrap();
+    assert_eq!(
+        m.dns_server,
+        Some("[2001:db8::53]:53".parse().unwrap()),
+        "a bare IPv6 address"
+    );
+
     // A unix socket: the same defaults as a port; a relative path is refused where it stands.
     let f = write("[mail]\nmilter_listen = \"unix:/var/spool/postfix/private/moat-milter\"\n");
     let m = load(Some(f.path()), &Overrides::default())

@@ -39,7 +39,7 @@ fn give_back(key: &Arc<str>, s: TcpStream) {
 }
 
 async fn connect(authority: &str, timeout: Duration) -> std::io::Result<TcpStream> {
-    let s = match tokio::time::timeout(timeout, TcpStream::connect(authority)).await {
+    let s = match tokio::time::timeout(timeout, moat_dns::connect_tcp(authority)).await {
         Ok(r) => r?,
         Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
     };
