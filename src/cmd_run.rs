@@ -134,7 +134,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         let reaper = app.as_ref().map(|app| tokio::spawn(crate::child::reap_orphans(app.pid())));
         let running = moat_http::app::start(cfg, Arc::new(moat_core::SystemClock)).await.context("starting")?;
         running.live.set_source(source);
-        let reloads = tokio::spawn(reload_on_hangup(running.live.clone()));
+        // Registered here, before the start line: a SIGHUP from then on must reload, never end
+        // the process (its default action).
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let reloads = tokio::spawn(reload_on_hangup(running.live.clone(), hup));
         // The mail shield shares the engine: a ban for brute-forcing mail holds at the web
         // door too, and the allowlist wins everywhere.
         let cfg = running.shield.cfg.clone();
@@ -305,9 +308,11 @@ fn upstream_addr(u: &http::Uri) -> Option<std::net::SocketAddr> {
 
 /// SIGHUP re-reads the config (see `moat_http::live`); without this handler it would end the
 /// process.
-async fn reload_on_hangup(live: Arc<moat_http::live::LiveShield>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+async fn reload_on_hangup(
+    live: Arc<moat_http::live::LiveShield>,
+    hup: Option<tokio::signal::unix::Signal>,
+) {
+    let Some(mut hup) = hup else {
         tracing::warn!("cannot listen for SIGHUP: reload with `moat reload` instead");
         return;
     };
