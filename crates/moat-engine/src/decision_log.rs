@@ -117,6 +117,18 @@ impl DecisionLog {
         false
     }
 
+    /// Summarises what the current minute held back, now (at shutdown: nothing is left
+    /// uncounted in the log).
+    pub fn flush(&self) -> Vec<Held> {
+        let Ok(mut g) = self.w.lock() else {
+            return Vec::new();
+        };
+        let minute = g.0.minute;
+        let held = take(&mut g.0, minute);
+        emit(held.clone());
+        held
+    }
+
     /// Summarises the minute if it is over (called every few seconds, so the summary comes
     /// even when the flood has stopped).
     pub fn tick(&self, now_ms: u64) -> Vec<Held> {

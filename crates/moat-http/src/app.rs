@@ -58,6 +58,8 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
+        // What the log held back this minute is summarised before the process ends.
+        self.shield.engine.decision_log().flush();
         self.shield.engine.shutdown();
     }
 }
