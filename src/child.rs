@@ -7,7 +7,6 @@
 //! would otherwise pile up as zombies.
 
 use anyhow::Context;
-use std::net::SocketAddr;
 use std::process::ExitStatus;
 use std::time::Duration;
 use tokio::process::{Child, Command};
@@ -73,12 +72,13 @@ pub fn exit_code(status: ExitStatus) -> u8 {
     }
 }
 
-/// Waits until something accepts TCP connections at `addr` (the upstream), trying every
-/// 100 ms for at most `limit`. False if it never did.
-pub async fn wait_for_port(addr: SocketAddr, limit: Duration) -> bool {
+/// Waits until something accepts TCP connections at the upstream's `authority` (an address,
+/// or a name through Moat's own resolver, as the proxy connects), trying every 100 ms for at
+/// most `limit`. False if it never did.
+pub async fn wait_for_port(authority: &str, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+        if moat_dns::connect_tcp(authority).await.is_ok() {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {

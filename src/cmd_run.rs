@@ -218,14 +218,13 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
         if let Some(app) = app.as_mut() {
-            let upstream = upstream_addr(&running.shield.cfg.server.upstream);
+            let upstream = &running.shield.cfg.server.upstream;
+            let authority = upstream.authority().map_or_else(String::new, |a| match a.port_u16() {
+                Some(_) => a.to_string(),
+                None => format!("{}:80", a.host()),
+            });
             let limit = std::time::Duration::from_secs(a.wait_upstream);
-            let ready = async {
-                match upstream {
-                    Some(addr) => crate::child::wait_for_port(addr, limit).await,
-                    None => true,
-                }
-            };
+            let ready = crate::child::wait_for_port(&authority, limit);
             tokio::select! {
                 up = ready => if !up {
                     tracing::warn!(upstream = %running.shield.cfg.server.upstream, waited_secs = a.wait_upstream,
@@ -292,18 +291,6 @@ fn list(addrs: &[std::net::SocketAddr]) -> String {
         .map(|a| a.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The upstream's socket address when it is given as an address (a host name is not waited
-/// for: resolving it here would go through the system's resolver).
-fn upstream_addr(u: &http::Uri) -> Option<std::net::SocketAddr> {
-    let host = u.host()?.trim_start_matches('[').trim_end_matches(']');
-    let ip: std::net::IpAddr = if host.eq_ignore_ascii_case("localhost") {
-        std::net::Ipv4Addr::LOCALHOST.into()
-    } else {
-        host.parse().ok()?
-    };
-    Some(std::net::SocketAddr::new(ip, u.port_u16().unwrap_or(80)))
 }
 
 /// SIGHUP re-reads the config (see `moat_http::live`); without this handler it would end the

@@ -55,7 +55,7 @@ mod proto {
 const OFFER: (u32, u32, u32) = (6, 0x1ff, 0x1f_ffff);
 
 /// A packet as an MTA writes it: length (command byte included), command byte, data.
-fn packet(code: u8, data: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn packet(code: u8, data: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&(data.len() as u32 + 1).to_be_bytes());
     out.push(code);
     out.extend_from_slice(data);

@@ -10,6 +10,9 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// Packets are framed as the load generator frames them (length, command, data).
+use crate::milter::packet;
+
 /// Every `SMFIP_NO*` and `SMFIP_NR_*` flag of milter protocol 6 but `NOCONNECT` and
 /// `NR_CONN`: `CONNECT` is sent and answered.
 const SKIP_ALL: u32 = 0x2
@@ -28,12 +31,6 @@ const SKIP_ALL: u32 = 0x2
     | 0x20000
     | 0x40000
     | 0x80000;
-
-fn reply(code: u8, data: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(data.len() as u32 + 1).to_be_bytes());
-    out.push(code);
-    out.extend_from_slice(data);
-}
 
 async fn conn<S: AsyncReadExt + AsyncWriteExt + Unpin>(mut s: S) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(8192);
@@ -63,9 +60,9 @@ async fn conn<S: AsyncReadExt + AsyncWriteExt + Unpin>(mut s: S) -> std::io::Res
                     d.extend_from_slice(&6u32.to_be_bytes());
                     d.extend_from_slice(&0u32.to_be_bytes());
                     d.extend_from_slice(&(offered & SKIP_ALL).to_be_bytes());
-                    reply(b'O', &d, &mut out);
+                    packet(b'O', &d, &mut out);
                 }
-                b'C' | b'E' => reply(b'a', &[], &mut out),
+                b'C' | b'E' => packet(b'a', &[], &mut out),
                 b'Q' => {
                     s.write_all(&out).await?;
                     return Ok(());
@@ -73,7 +70,7 @@ async fn conn<S: AsyncReadExt + AsyncWriteExt + Unpin>(mut s: S) -> std::io::Res
                 // Macros, abort, quit-and-reuse: never answered. Anything else that still
                 // reaches us (a step Postfix did not let us skip) gets `continue`.
                 b'D' | b'A' | b'K' => {}
-                _ => reply(b'c', &[], &mut out),
+                _ => packet(b'c', &[], &mut out),
             }
             at += 4 + len;
         }

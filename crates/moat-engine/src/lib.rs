@@ -41,7 +41,7 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the decider thread. `limits` are the policy's rate limits, in order; their index is
-    /// what [`Engine::check_limit`] takes.
+    /// what [`LimiterSet::check`] takes.
     pub fn start(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
@@ -107,16 +107,6 @@ impl Engine {
     /// Now, as the limiters count time.
     pub fn now_ns(&self) -> u64 {
         self.clock.now_ms().saturating_mul(1_000_000)
-    }
-
-    /// True if the request fits limit `idx` for `key`.
-    pub fn check_limit(&self, idx: usize, key: &[u8]) -> bool {
-        self.limiters.load().check(idx, key, self.now_ns())
-    }
-
-    /// True if limit `idx` has room for `key`, without counting the request.
-    pub fn peek_limit(&self, idx: usize, key: &[u8]) -> bool {
-        self.limiters.load().peek(idx, key, self.now_ns())
     }
 
     pub fn limiter_keys(&self) -> usize {
