@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests run against, if missing: pebble (Let's Encrypt's test ACME
 # server), dnsmasq (a real DNS server for good-bot verification), headless Chromium and its
-# WebDriver (the browser proof), and the Python attack clients (aiohttp, requests).
+# WebDriver (the browser proof), and the Python attack clients (aiohttp, requests) and
+# OpenMetrics parser (prometheus-client).
 # Idempotent: a machine that has them installs nothing.
 set -euo pipefail
 missing=()
@@ -29,6 +30,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-if ! python3 -c 'import aiohttp, requests, pytest, aiosmtplib' 2>/dev/null; then
+if ! python3 -c 'import aiohttp, requests, pytest, aiosmtplib, prometheus_client' 2>/dev/null; then
   python3 -m pip install -q -r "$(dirname "$0")/../tests/e2e/requirements.txt"
 fi

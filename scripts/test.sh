@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moat-target}"
 scripts/install-test-deps.sh
+# cargo-deb packages the .deb (scripts/build-deb.sh, tests/e2e/test_deb.py).
+command -v cargo-deb >/dev/null 2>&1 || cargo install -q cargo-deb --locked
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --bin moat

@@ -42,9 +42,9 @@ pub enum BansCmd {
 /// The state directory, and how it was chosen (for messages about it).
 fn state_dir(c: &ConfigArgs) -> anyhow::Result<(PathBuf, &'static str)> {
     if let Some(d) = &c.state_dir {
-        return Ok((PathBuf::from(d), "--state-dir"));
+        return Ok((PathBuf::from(d), "--state-dir or MOAT_STATE_DIR"));
     }
-    if c.config.is_some() {
+    if c.config_file().is_some() {
         let mut ov = crate::cmd_run::overrides(c);
         ov.upstream
             .get_or_insert_with(|| "http://127.0.0.1:1".into());
@@ -53,7 +53,7 @@ fn state_dir(c: &ConfigArgs) -> anyhow::Result<(PathBuf, &'static str)> {
     }
     Ok((
         PathBuf::from("moat-state"),
-        "the default; pass --state-dir DIR or --config FILE",
+        "the default: no --state-dir, MOAT_STATE_DIR, --config, MOAT_CONFIG or /etc/moat/moat.toml",
     ))
 }
 

@@ -94,7 +94,7 @@ struct Resolved {
 }
 
 fn resolve(a: &QuarantineArgs) -> Option<Resolved> {
-    if a.cfg.config.is_none() && a.cfg.state_dir.is_none() {
+    if a.cfg.config_file().is_none() && a.cfg.state_dir.is_none() {
         if let Some(d) = &a.dir {
             return Some(Resolved {
                 dir: d.clone(),

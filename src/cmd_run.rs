@@ -76,7 +76,7 @@ pub fn overrides(c: &ConfigArgs) -> Overrides {
 
 /// Loads the config; on errors prints all of them and returns None.
 pub fn load_or_report(c: &ConfigArgs, ov: Overrides) -> Option<Config> {
-    match load(c.config.as_deref(), &ov) {
+    match load(c.config_path().as_deref(), &ov) {
         Ok(cfg) => Some(cfg),
         Err(errs) => {
             for e in &errs.0 {
@@ -115,7 +115,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     // own resolver: /etc/resolv.conf, else this fallback.
     moat_dns::host::init(cfg.server.dns_fallback);
     // Reloads read the same file with the same presets and flags as this start did.
-    let path = a.cfg.config.clone();
+    let path = a.cfg.config_path();
+    let config_shown = path.as_ref().map_or_else(
+        || "embedded defaults".to_string(),
+        |p| p.display().to_string(),
+    );
     let source: moat_http::live::ConfigSource = Box::new(move || {
         load(path.as_deref(), &ov).map_err(|errs| {
             errs.0
@@ -243,7 +247,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             metrics = %running.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
             rules = running.shield.cfg.policy.rules.len(), rate_limits = running.shield.cfg.policy.rate_limits.len(),
             upstream = %running.shield.cfg.server.upstream,
-            client_ip = %client_ip_source(&running.shield.cfg.server), "moat is running"
+            client_ip = %client_ip_source(&running.shield.cfg.server), config = %config_shown,
+            state = %running.shield.cfg.server.state_dir.display(), "moat is running"
         );
         let mut exit = ExitCode::SUCCESS;
         match app.as_mut() {
@@ -327,7 +332,8 @@ pub async fn shutdown_signal() -> i32 {
 
 pub fn check(c: &ConfigArgs) -> anyhow::Result<ExitCode> {
     let mut ov = overrides(c);
-    if c.config.is_none() {
+    let file = c.config_file();
+    if file.is_none() {
         // Without a file there is nothing to name the app; check the rest against Ghost's port.
         ov.upstream = Some("http://127.0.0.1:2368".into());
     }
@@ -350,6 +356,13 @@ pub fn check(c: &ConfigArgs) -> anyhow::Result<ExitCode> {
         p.rate_limits.len(),
         p.decoys.len(),
     );
+    match &file {
+        Some((path, how)) => println!("config: {} ({how})", path.display()),
+        None => println!(
+            "config: the embedded defaults (no --config, no MOAT_CONFIG, no {})",
+            crate::PACKAGED_CONFIG
+        ),
+    }
     if let Some(m) = &cfg.mail {
         let addr =
             |a: &Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());

@@ -1,14 +1,17 @@
 //! `moat`: the command line. Parses arguments, loads and compiles the config, and hands over to
 //! the library crates; no policy lives here.
 
+mod admin_client;
 mod child;
 mod cmd_bans;
 mod cmd_campaigns;
+mod cmd_completions;
 mod cmd_doctor;
 mod cmd_quarantine;
 mod cmd_reload;
 mod cmd_rules;
 mod cmd_run;
+mod cmd_top;
 mod cmd_trap;
 mod demo;
 mod reporting;
@@ -36,8 +39,9 @@ struct Cli {
 /// Where the config comes from; shared by every subcommand that needs one.
 #[derive(clap::Args, Clone, Default)]
 pub struct ConfigArgs {
-    /// TOML config file (optional: embedded defaults otherwise).
-    #[arg(long, short = 'c')]
+    /// TOML config file. Without it: /etc/moat/moat.toml when that exists (a packaged
+    /// install), else the embedded defaults.
+    #[arg(long, short = 'c', env = "MOAT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Embedded preset to load (repeatable).
     #[arg(
@@ -48,9 +52,34 @@ pub struct ConfigArgs {
     /// Extra rule file (repeatable).
     #[arg(long = "rules")]
     pub rules: Vec<PathBuf>,
-    /// State directory (SQLite database, admin token, ACME files).
-    #[arg(long)]
+    /// State directory (SQLite database, admin token, ACME files); wins over the config's
+    /// server.state_dir.
+    #[arg(long, env = "MOAT_STATE_DIR")]
     pub state_dir: Option<String>,
+}
+
+/// Where a packaged install (the Debian package, docs/deploy-vm.md) keeps its config: read when
+/// neither `--config` nor `MOAT_CONFIG` names one, so `moat bans list` on a server finds the
+/// same state as the service without flags.
+pub const PACKAGED_CONFIG: &str = "/etc/moat/moat.toml";
+
+impl ConfigArgs {
+    /// The config file to read, and how it was chosen (for messages); `None` means the
+    /// embedded defaults.
+    pub fn config_file(&self) -> Option<(PathBuf, &'static str)> {
+        if let Some(p) = &self.config {
+            return Some((p.clone(), "--config or MOAT_CONFIG"));
+        }
+        let packaged = std::path::Path::new(PACKAGED_CONFIG);
+        packaged
+            .is_file()
+            .then(|| (packaged.to_path_buf(), PACKAGED_CONFIG))
+    }
+
+    /// [`Self::config_file`]'s path alone.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        self.config_file().map(|(p, _)| p)
+    }
 }
 
 #[derive(Subcommand)]
@@ -91,9 +120,17 @@ enum Cmd {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
+    /// Live top rules, clients and networks of the running instance (its admin API),
+    /// refreshed every few seconds; `--once` prints one screen.
+    Top(cmd_top::TopArgs),
     /// Put an address or prefix on the allowlist and lift the bans on it: unban yourself.
     /// `moat allow list` shows the allowlist, `moat allow rm ADDR` takes an entry off.
     Allow(cmd_bans::AllowArgs),
+    /// Print shell completions (bash, zsh, fish, …) to stdout.
+    Completions(cmd_completions::CompletionsArgs),
+    /// Write the man pages into a directory (for packaging).
+    #[command(hide = true)]
+    Man(cmd_completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -109,6 +146,9 @@ fn main() -> ExitCode {
         Cmd::Doctor { cmd } => cmd_doctor::run(cmd),
         Cmd::Allow(a) => cmd_bans::allow(a),
         Cmd::Reload { cfg } => cmd_reload::run(&cfg),
+        Cmd::Top(a) => cmd_top::run(a),
+        Cmd::Completions(a) => cmd_completions::completions(a),
+        Cmd::Man(a) => cmd_completions::man(a),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@
 
 mod clock;
 mod decision;
+pub mod metric;
 mod prefix;
 pub mod secret;
 

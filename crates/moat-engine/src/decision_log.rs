@@ -7,6 +7,8 @@
 //! them new, each with a long made-up user agent) writes no more than a flood from one: at
 //! full speed about 26 MB/s of JSON before this.
 
+use ipnet::IpNet;
+use moat_core::{prefix_of, PrefixLens};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -36,7 +38,12 @@ struct Summary {
 #[derive(Default)]
 struct Window {
     minute: u64,
+    /// Every decision of the minute, per rule and client (up to `MAX_PAIRS` pairs).
     pairs: HashMap<(Box<str>, IpAddr), u32>,
+    /// Decisions of pairs that found `pairs` full, per rule: counted for `top` all the same.
+    unpaired: HashMap<Box<str>, u64>,
+    /// Each rule's action, for `top` (looked up only when a pair is new).
+    actions: HashMap<Box<str>, Box<str>>,
     held: HashMap<Box<str>, Summary>,
 }
 
@@ -58,6 +65,9 @@ struct Bucket {
 
 pub struct DecisionLog {
     w: Mutex<(Window, Bucket)>,
+    /// The minute before the current one, for `top`: a live view must not go blank when a
+    /// minute turns.
+    last: Mutex<Window>,
 }
 
 impl Default for DecisionLog {
@@ -70,6 +80,7 @@ impl Default for DecisionLog {
                     at_ms: 0,
                 },
             )),
+            last: Mutex::new(Window::default()),
         }
     }
 }
@@ -92,7 +103,7 @@ impl DecisionLog {
         let (w, b) = &mut *g;
         let minute = now_ms / 60_000;
         if minute != w.minute {
-            emit(take(w, minute));
+            emit(self.take(w, minute));
         }
         if now_ms > b.at_ms {
             let refill = (now_ms - b.at_ms) as usize * BYTES_PER_MINUTE / 60_000;
@@ -102,8 +113,17 @@ impl DecisionLog {
         let pairs = w.pairs.len();
         let seen = match w.pairs.get_mut(&(Box::from(rule), client)) {
             Some(n) => n,
-            None if pairs < MAX_PAIRS => w.pairs.entry((rule.into(), client)).or_insert(0),
+            None if pairs < MAX_PAIRS => {
+                if !w.actions.contains_key(rule) {
+                    w.actions.insert(rule.into(), action.into());
+                }
+                w.pairs.entry((rule.into(), client)).or_insert(0)
+            }
             None => {
+                *w.unpaired.entry(rule.into()).or_default() += 1;
+                if !w.actions.contains_key(rule) {
+                    w.actions.insert(rule.into(), action.into());
+                }
                 hold(w, rule, action, client);
                 return false;
             }
@@ -124,7 +144,7 @@ impl DecisionLog {
             return Vec::new();
         };
         let minute = g.0.minute;
-        let held = take(&mut g.0, minute);
+        let held = self.take(&mut g.0, minute);
         emit(held.clone());
         held
     }
@@ -139,10 +159,165 @@ impl DecisionLog {
         if minute == g.0.minute {
             return Vec::new();
         }
-        let held = take(&mut g.0, minute);
+        let held = self.take(&mut g.0, minute);
         emit(held.clone());
         held
     }
+
+    /// Ends the window, starting `minute`; returns what it held back and keeps its counts
+    /// for `top` (only if it was the minute just before: an older one is not "live").
+    fn take(&self, w: &mut Window, minute: u64) -> Vec<Held> {
+        let old = std::mem::replace(
+            w,
+            Window {
+                minute,
+                ..Window::default()
+            },
+        );
+        let held = summaries(&old);
+        if let Ok(mut last) = self.last.lock() {
+            *last = if old.minute + 1 == minute {
+                old
+            } else {
+                Window::default()
+            };
+        }
+        held
+    }
+
+    /// The most frequent rules, clients and networks (`lens`) among the decisions of the
+    /// current minute and the one before, `n` of each. Costs a pass over at most
+    /// 2 × `MAX_PAIRS` pairs; meant for an operator's `moat top`, every few seconds.
+    pub fn top(&self, now_ms: u64, n: usize, lens: PrefixLens) -> Top {
+        let mut rules: HashMap<&str, (String, u64)> = HashMap::new();
+        let mut clients: HashMap<IpAddr, u64> = HashMap::new();
+        let mut nets: HashMap<IpNet, (u64, HashSet<IpAddr>)> = HashMap::new();
+        let cur = self.w.lock();
+        let last = self.last.lock();
+        let (Ok(cur), Ok(last)) = (cur, last) else {
+            return Top::default();
+        };
+        let now_minute = now_ms / 60_000;
+        let mut windows: Vec<&Window> = Vec::new();
+        // Only windows that are still "the last two minutes" at `now_ms`.
+        for w in [&*last, &cur.0] {
+            if w.minute + 1 >= now_minute && w.minute <= now_minute {
+                windows.push(w);
+            }
+        }
+        let mut total = 0u64;
+        let mut since = u64::MAX;
+        for w in windows {
+            since = since.min(w.minute * 60_000);
+            for ((rule, ip), c) in &w.pairs {
+                let c = u64::from(*c);
+                total += c;
+                let e = rules.entry(rule).or_insert_with(|| {
+                    (
+                        w.actions
+                            .get(rule)
+                            .map(|a| a.to_string())
+                            .unwrap_or_default(),
+                        0,
+                    )
+                });
+                e.1 += c;
+                *clients.entry(*ip).or_default() += c;
+                let net = nets.entry(prefix_of(*ip, lens)).or_default();
+                net.0 += c;
+                if net.1.len() < MAX_CLIENTS {
+                    net.1.insert(*ip);
+                }
+            }
+            for (rule, c) in &w.unpaired {
+                total += c;
+                rules
+                    .entry(rule)
+                    .or_insert_with(|| {
+                        (
+                            w.actions
+                                .get(rule)
+                                .map(|a| a.to_string())
+                                .unwrap_or_default(),
+                            0,
+                        )
+                    })
+                    .1 += c;
+            }
+        }
+        let mut top = Top {
+            since_ms: if since == u64::MAX { now_ms } else { since },
+            decisions: total,
+            ..Top::default()
+        };
+        top.rules = ranked(
+            rules.into_iter().map(|(r, (a, c))| (c, (r.to_string(), a))),
+            n,
+        )
+        .map(|(count, (rule, action))| TopRule {
+            rule,
+            action,
+            count,
+        })
+        .collect();
+        top.clients = ranked(clients.into_iter().map(|(ip, c)| (c, ip)), n)
+            .map(|(count, client)| TopClient { client, count })
+            .collect();
+        top.networks = ranked(
+            nets.into_iter()
+                .map(|(net, (c, ips))| (c, (net, ips.len()))),
+            n,
+        )
+        .map(|(count, (network, clients))| TopNetwork {
+            network,
+            count,
+            clients,
+        })
+        .collect();
+        top
+    }
+}
+
+/// The `n` largest by count, largest first; ties in the order of `T` so output is stable.
+fn ranked<T: Ord>(
+    items: impl Iterator<Item = (u64, T)>,
+    n: usize,
+) -> impl Iterator<Item = (u64, T)> {
+    let mut v: Vec<(u64, T)> = items.collect();
+    v.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    v.truncate(n);
+    v.into_iter()
+}
+
+/// What `DecisionLog::top` found: decisions since `since_ms` (the start of the minute before).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Top {
+    pub since_ms: u64,
+    pub decisions: u64,
+    pub rules: Vec<TopRule>,
+    pub clients: Vec<TopClient>,
+    pub networks: Vec<TopNetwork>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TopRule {
+    pub rule: String,
+    pub action: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TopClient {
+    pub client: IpAddr,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TopNetwork {
+    pub network: IpNet,
+    pub count: u64,
+    /// Distinct addresses seen in it.
+    pub clients: usize,
 }
 
 fn hold(w: &mut Window, rule: &str, action: &str, client: IpAddr) {
@@ -159,22 +334,15 @@ fn hold(w: &mut Window, rule: &str, action: &str, client: IpAddr) {
     }
 }
 
-/// Ends the window, starting `minute`; returns what it held back.
-fn take(w: &mut Window, minute: u64) -> Vec<Held> {
-    let old = std::mem::replace(
-        w,
-        Window {
-            minute,
-            ..Window::default()
-        },
-    );
+/// What a finished window held back, one entry per rule.
+fn summaries(old: &Window) -> Vec<Held> {
     let mut out: Vec<Held> = old
         .held
-        .into_iter()
+        .iter()
         .map(|(rule, s)| Held {
             minute: old.minute,
-            rule: rule.into(),
-            action: s.action,
+            rule: rule.to_string(),
+            action: s.action.clone(),
             count: s.count,
             clients: s.clients.len(),
         })
@@ -298,5 +466,70 @@ mod tests {
         let c = clip(&s);
         assert!(c.len() <= MAX_FIELD && c.len().is_multiple_of(2));
         assert_eq!(clip("short"), "short");
+    }
+
+    #[test]
+    fn top_counts_every_decision_of_the_last_two_minutes_logged_or_not() {
+        let l = DecisionLog::default();
+        let t = 60_000 * 200 + 30_000;
+        let lens = PrefixLens::default();
+        // 40 decisions from 198.51.100.1, 5 each from ten addresses of 203.0.113.0/24 (one
+        // minute earlier), 3 "block" decisions of another rule.
+        let a = IpAddr::from([198, 51, 100, 1]);
+        for host in 0..10u8 {
+            for _ in 0..5 {
+                l.admit(
+                    t - 60_000,
+                    "ghost-decoy",
+                    "decoy",
+                    IpAddr::from([203, 0, 113, host]),
+                    300,
+                );
+            }
+        }
+        for _ in 0..40 {
+            l.admit(t, "ghost-decoy", "decoy", a, 300);
+        }
+        for _ in 0..3 {
+            l.admit(t, "bad-ua", "block", a, 300);
+        }
+        let top = l.top(t, 3, lens);
+        assert_eq!(top.decisions, 40 + 50 + 3);
+        assert_eq!(top.since_ms, 60_000 * 199);
+        assert_eq!(
+            (
+                top.rules[0].rule.as_str(),
+                top.rules[0].action.as_str(),
+                top.rules[0].count
+            ),
+            ("ghost-decoy", "decoy", 90)
+        );
+        assert_eq!(
+            (top.rules[1].rule.as_str(), top.rules[1].count),
+            ("bad-ua", 3)
+        );
+        assert_eq!((top.clients[0].client, top.clients[0].count), (a, 43));
+        assert_eq!(top.clients.len(), 3, "n of each");
+        assert_eq!(top.networks[0].network.to_string(), "203.0.113.0/24");
+        assert_eq!((top.networks[0].count, top.networks[0].clients), (50, 10));
+        assert_eq!(top.networks[1].network.to_string(), "198.51.100.0/24");
+
+        // Two minutes on, the earlier minute is no longer live; three minutes on, nothing is.
+        let later = l.top(t + 60_000, 3, lens);
+        assert_eq!(later.decisions, 43, "only the minute at t is still live");
+        assert_eq!(l.top(t + 120_000, 3, lens).decisions, 0);
+    }
+
+    #[test]
+    fn top_counts_pairs_past_the_cap_by_rule() {
+        let l = DecisionLog::default();
+        let t = 60_000 * 300;
+        for n in 0..(MAX_PAIRS as u32 + 100) {
+            l.admit(t, "decoy", "decoy", ip(n), 300);
+        }
+        let top = l.top(t, 1, PrefixLens::default());
+        assert_eq!(top.decisions, MAX_PAIRS as u64 + 100);
+        assert_eq!(top.rules[0].count, MAX_PAIRS as u64 + 100);
+        assert_eq!(top.rules[0].action, "decoy");
     }
 }

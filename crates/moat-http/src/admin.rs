@@ -147,6 +147,13 @@ fn route(shield: &Shield, token: &str, req: Request<Incoming>) -> Response<Proxy
     }
     match req.uri().path() {
         "/metrics" => metrics_response(shield),
+        "/api/top" if req.method() == Method::GET => {
+            match crate::admin_top::parse_n(req.uri().query()) {
+                Ok(n) => json_response(StatusCode::OK, &crate::admin_top::top_json(shield, n)),
+                Err(e) => json_error(StatusCode::BAD_REQUEST, e),
+            }
+        }
+        "/api/top" => not_allowed("GET"),
         // `/api/bans` is answered by `bans` (it reads request bodies).
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
@@ -376,23 +383,23 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The Prometheus exposition, for the admin listener and the token-less metrics listener.
+/// The OpenMetrics exposition, for the admin listener and the token-less metrics listener.
 pub fn metrics_response(shield: &Shield) -> Response<ProxyBody> {
+    use moat_core::metric::Sample;
     let snap = shield.engine.snapshot();
-    let sourced = shield.metrics.sourced();
-    let mut extra = vec![
-        (
+    let extra = [
+        Sample::gauge(
             "moat_bans_active",
             "Active bans (addresses and prefixes).",
             snap.ban_count() as u64,
         ),
-        (
+        Sample::gauge(
             "moat_ratelimit_keys",
             "Keys tracked by all rate limiters.",
             shield.engine.limiter_keys() as u64,
         ),
-        (
-            "moat_offences_dropped",
+        Sample::counter(
+            "moat_offences_dropped_total",
             "Offences dropped because the decider was behind.",
             shield
                 .engine
@@ -400,12 +407,13 @@ pub fn metrics_response(shield: &Shield) -> Response<ProxyBody> {
                 .load(std::sync::atomic::Ordering::Relaxed),
         ),
     ];
-    extra.extend(sourced);
     let body = shield.metrics.render(&extra);
     let mut r = text(StatusCode::OK, body);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        header::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
     );
     r
 }

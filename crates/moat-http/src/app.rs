@@ -77,17 +77,22 @@ pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, AppError> {
     })
 }
 
+/// Where the admin token is kept when the config gives none: `admin.token_file`, else
+/// `state_dir/admin.token`.
+pub fn admin_token_path(cfg: &Config) -> std::path::PathBuf {
+    cfg.admin
+        .token_file
+        .clone()
+        .unwrap_or_else(|| cfg.server.state_dir.join("admin.token"))
+}
+
 /// The admin token: configured, read from a file, or generated once into the state directory
 /// (mode 0600) so that the admin API is never open by default.
 pub fn admin_token(cfg: &Config) -> Result<String, AppError> {
     if let Some(t) = &cfg.admin.token {
         return Ok(t.clone());
     }
-    let path = cfg
-        .admin
-        .token_file
-        .clone()
-        .unwrap_or_else(|| cfg.server.state_dir.join("admin.token"));
+    let path = admin_token_path(cfg);
     let (token, new) = moat_core::secret::load_or_create_token(&path)
         .map_err(|e| AppError::Token(e.to_string()))?;
     if new {

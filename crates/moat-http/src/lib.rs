@@ -6,6 +6,7 @@
 
 pub mod acme;
 pub mod admin;
+pub mod admin_top;
 pub mod app;
 pub mod body;
 pub mod client_addr;

@@ -198,12 +198,17 @@ impl Shield {
         req: Request<Incoming>,
         conn: ConnInfo,
     ) -> Response<ProxyBody> {
+        // Hyper has parsed the head: the request's latency counts from here.
+        let start = std::time::Instant::now();
         let (parts, incoming) = req.into_parts();
         match self.decide(parts, incoming, conn).await {
-            Decision::Respond(r) => r,
+            Decision::Respond(r) => {
+                self.metrics.observe_answered(start);
+                r
+            }
             Decision::Forward(f) => {
                 let p = self.prepare_forward(f.parts, f.client, f.ssl, &f.host);
-                self.send_forward(p, f.body, f.learn).await
+                self.send_forward(p, f.body, f.learn, start).await
             }
         }
     }
@@ -221,9 +226,7 @@ impl Shield {
         B: hyper::body::Body<Data = Bytes> + Unpin + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        self.metrics
-            .requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.requests.inc();
         let peer = conn.peer.ip().to_canonical();
         let client = client_addr::resolve(&self.addr_policy, peer, &req.headers);
         let forwarded_https = self.trusts(peer)
@@ -507,9 +510,7 @@ impl Shield {
                     // Over the cap the tarpit answers at once: holding more would let the
                     // attacker spend our memory and sockets instead of their time.
                     Err(_) => {
-                        self.metrics
-                            .tarpit_overflow
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.metrics.tarpit_overflow.inc();
                     }
                 }
                 self.immediate(then)
@@ -582,9 +583,7 @@ impl Shield {
             ssl,
             (!host.is_empty()).then_some(host),
         );
-        self.metrics
-            .forwarded
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.forwarded.inc();
         Prepared {
             parts,
             inject,
@@ -593,11 +592,10 @@ impl Shield {
         }
     }
 
-    /// The upstream failed a request (timeout, refused, malformed answer).
-    pub fn note_upstream_error(&self) {
-        self.metrics
-            .upstream_errors
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    /// The upstream failed a request (timeout, refused, malformed answer) whose head was parsed
+    /// at `start`.
+    pub fn note_upstream_error(&self, start: std::time::Instant) {
+        self.metrics.observe_upstream_error(start);
     }
 
     /// The upstream's address (`host:port`).
@@ -606,15 +604,18 @@ impl Shield {
     }
 
     /// Sends a prepared request through hyper's client and returns the response, learning it
-    /// as decoy `learn` or injecting the page script where that applies.
+    /// as decoy `learn` or injecting the page script where that applies. `start`: when the
+    /// request's head was parsed, for its latency.
     pub async fn send_forward(
         &self,
         p: Prepared,
         body: ProxyBody,
         learn: Option<usize>,
+        start: std::time::Instant,
     ) -> Response<ProxyBody> {
         let inject = p.inject;
         let up = Request::from_parts(p.parts, body);
+        let sent = std::time::Instant::now();
         let resp = match forward::forward(
             self.upstream_authority.clone(),
             up,
@@ -624,16 +625,21 @@ impl Shield {
         )
         .await
         {
-            Ok(r) => r,
+            Ok(r) => {
+                self.metrics.observe_forwarded(start, sent);
+                r
+            }
             Err(ForwardError::Timeout) => {
-                self.note_upstream_error();
+                self.note_upstream_error(start);
                 return text(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n");
             }
             Err(ForwardError::Failed(e)) => {
                 if let Some(b) = find_body_error(e.as_ref()) {
+                    // The client's body was too large or too slow: Moat answers.
+                    self.metrics.observe_answered(start);
                     return body_error_kind(b);
                 }
-                self.note_upstream_error();
+                self.note_upstream_error(start);
                 tracing::warn!(error = %e, "upstream request failed");
                 return text(StatusCode::BAD_GATEWAY, "Bad Gateway\n");
             }

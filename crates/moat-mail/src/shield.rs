@@ -9,6 +9,7 @@ use crate::honey::{Honey, HoneyConfig};
 use crate::policy::PolicyRequest;
 use crate::recipients::Recipients;
 use arc_swap::ArcSwap;
+use moat_core::metric::Sample;
 use moat_core::{Origin, PrefixLens, Scope};
 use moat_engine::{Engine, GuardVerdict};
 use std::io::Write;
@@ -59,46 +60,46 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Stats {
-    /// For Prometheus: name, help, value.
-    pub fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+    /// Counters for the admin `/metrics`.
+    pub fn metrics(&self) -> Vec<Sample> {
         let v = |a: &AtomicU64| a.load(Ordering::Relaxed);
         vec![
-            (
+            Sample::counter(
                 "moat_mail_policy_requests_total",
                 "Postfix policy requests answered.",
                 v(&self.policy_requests),
             ),
-            (
+            Sample::counter(
                 "moat_mail_enumeration_refusals_total",
                 "Recipients refused to judged enumerators.",
                 v(&self.enum_refusals),
             ),
-            (
+            Sample::counter(
                 "moat_mail_captured_actions_total",
                 "Honey accounts' mail sent to capture (FILTER/HOLD).",
                 v(&self.captured_actions),
             ),
-            (
+            Sample::counter(
                 "moat_mail_auth_requests_total",
                 "Dovecot auth-policy requests.",
                 v(&self.auth_requests),
             ),
-            (
+            Sample::counter(
                 "moat_mail_auth_delays_total",
                 "Logins delayed (login under attack).",
                 v(&self.auth_delays),
             ),
-            (
+            Sample::counter(
                 "moat_mail_auth_rejects_total",
                 "Logins refused (banned address).",
                 v(&self.auth_rejects),
             ),
-            (
+            Sample::counter(
                 "moat_mail_honey_created_total",
                 "Honey accounts created.",
                 v(&self.honey_created),
             ),
-            (
+            Sample::counter(
                 "moat_mail_honey_logins_total",
                 "Logins to honey accounts.",
                 v(&self.honey_logins),

@@ -8,6 +8,7 @@
 use crate::login::{LoginPolicy, LoginRules};
 use crate::quarantine::{new_id, Login, Meta, Quarantine};
 use crate::session::{Limits, Mode, Session, Step};
+use moat_core::metric::Sample;
 use moat_core::{Clock, SystemClock};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -135,47 +136,47 @@ impl Trap {
         self.tls.is_some()
     }
 
-    /// `(name, help, value)` for the admin `/metrics`.
-    pub fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+    /// Counters and gauges for the admin `/metrics`.
+    pub fn metrics(&self) -> Vec<Sample> {
         let s = &self.stats;
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut m = vec![
-            (
+            Sample::counter(
                 "moat_trap_sessions_total",
                 "SMTP sessions accepted by the trap",
                 g(&s.sessions),
             ),
-            (
+            Sample::counter(
                 "moat_trap_sessions_refused_total",
                 "Sessions refused by the per-address or total cap",
                 g(&s.refused_sessions),
             ),
-            (
+            Sample::gauge(
                 "moat_trap_sessions_open",
                 "Sessions open now",
                 self.sessions.load(Ordering::Relaxed) as u64,
             ),
-            (
+            Sample::counter(
                 "moat_trap_logins_accepted_total",
                 "Logins the trap let succeed",
                 g(&s.logins_accepted),
             ),
-            (
+            Sample::counter(
                 "moat_trap_logins_refused_total",
                 "Logins the trap refused",
                 g(&s.logins_refused),
             ),
-            (
+            Sample::counter(
                 "moat_trap_messages_total",
                 "Messages captured (durable before the 250)",
                 g(&s.messages),
             ),
-            (
+            Sample::counter(
                 "moat_trap_bad_input_total",
                 "Sessions closed for malformed input",
                 g(&s.closed_bad_input),
             ),
-            (
+            Sample::counter(
                 "moat_trap_timeouts_total",
                 "Sessions closed by a timeout",
                 g(&s.timeouts),

@@ -93,20 +93,25 @@ where
             }
         };
         buf.drain(..len);
+        // The request's latency counts from its head parsed (`Metrics::request_latency`).
+        let start = std::time::Instant::now();
         // The policy in force when this request starts (a reload applies from the next one).
         let shield = live.current();
         let method = parts.method.clone();
         let body = http_body_util::Empty::<bytes::Bytes>::new();
         let done = match shield.decide(parts, body, info).await {
-            Decision::Respond(resp) => respond::write(io, resp, &method, close, lim.idle_timeout)
-                .await
-                .map(|()| close),
+            Decision::Respond(resp) => {
+                shield.metrics.observe_answered(start);
+                respond::write(io, resp, &method, close, lim.idle_timeout)
+                    .await
+                    .map(|()| close)
+            }
             Decision::Forward(f) => {
                 let p = shield.prepare_forward(f.parts, f.client, f.ssl, &f.host);
                 if p.passes_through() && f.learn.is_none() {
-                    relay::relay(&shield, io, &p.parts, close).await
+                    relay::relay(&shield, io, &p.parts, close, start).await
                 } else {
-                    let resp = shield.send_forward(p, f.body, f.learn).await;
+                    let resp = shield.send_forward(p, f.body, f.learn, start).await;
                     respond::write(io, resp, &method, close, lim.idle_timeout)
                         .await
                         .map(|()| close)

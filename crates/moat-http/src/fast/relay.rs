@@ -115,15 +115,17 @@ enum Failed {
     Upstream(String),
 }
 
-/// Sends the request `parts` (already prepared) upstream and relays the response to `client`.
-/// `Ok(true)`: the response went out whole but the client's connection must close after it
-/// (the client asked, or the body ended with the upstream's close). `Err`: it must close now
-/// (the client went away, or the response was cut off after its head was sent).
+/// Sends the request `parts` (already prepared) upstream and relays the response to `client`;
+/// `start` is when the request's head was parsed, for its latency. `Ok(true)`: the response
+/// went out whole but the client's connection must close after it (the client asked, or the
+/// body ended with the upstream's close). `Err`: it must close now (the client went away, or
+/// the response was cut off after its head was sent).
 pub async fn relay<C>(
     shield: &Shield,
     client: &mut C,
     parts: &Parts,
     client_close: bool,
+    start: std::time::Instant,
 ) -> std::io::Result<bool>
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -133,7 +135,9 @@ where
     let Buffers { req, buf, out } = &mut *bufs;
     head::write_request(parts, req);
     let key = shield.upstream_authority();
-    let deadline = Instant::now() + lim.upstream_timeout;
+    // Also when the upstream's latency starts (`Metrics::upstream_latency`).
+    let sent = Instant::now();
+    let deadline = sent + lim.upstream_timeout;
     let mut fresh = false;
     let (mut up, resp) = loop {
         let (mut up, reused) = match take_idle(key) {
@@ -144,14 +148,8 @@ where
                 match connect(key, t).await {
                     Ok(s) => (s, false),
                     Err(e) => {
-                        return fail(
-                            shield,
-                            client,
-                            parts,
-                            client_close,
-                            Failed::Upstream(e.to_string()),
-                        )
-                        .await
+                        let why = Failed::Upstream(e.to_string());
+                        return fail(shield, client, parts, client_close, why, start).await;
                     }
                 }
             }
@@ -177,17 +175,19 @@ where
             Err(Exchange::Stale) if reused && !fresh => continue,
             Err(Exchange::Stale) => {
                 let why = Failed::Upstream("the upstream closed the connection".into());
-                return fail(shield, client, parts, client_close, why).await;
+                return fail(shield, client, parts, client_close, why, start).await;
             }
             Err(Exchange::Timeout) => {
-                return fail(shield, client, parts, client_close, Failed::Timeout).await
+                return fail(shield, client, parts, client_close, Failed::Timeout, start).await
             }
             Err(Exchange::Bad(e)) => {
-                return fail(shield, client, parts, client_close, Failed::Upstream(e)).await
+                let why = Failed::Upstream(e);
+                return fail(shield, client, parts, client_close, why, start).await;
             }
             Err(Exchange::Client(e)) => return Err(e),
         }
     };
+    shield.metrics.observe_forwarded(start, sent.into_std());
     // `out` holds the client's head; `buf[resp.len..]` whatever of the body came with it.
     let body = &buf[resp.len..];
     let idle = lim.idle_timeout;
@@ -354,8 +354,9 @@ async fn fail<C: AsyncWrite + Unpin>(
     parts: &Parts,
     client_close: bool,
     why: Failed,
+    start: std::time::Instant,
 ) -> std::io::Result<bool> {
-    shield.note_upstream_error();
+    shield.note_upstream_error(start);
     let resp = match why {
         Failed::Timeout => text(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n"),
         Failed::Upstream(e) => {

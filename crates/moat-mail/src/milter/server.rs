@@ -11,6 +11,7 @@ use crate::sender_auth::SenderCheck;
 use lettre::address::Envelope;
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use moat_core::metric::Sample;
 use moat_trap::quarantine::Quarantine;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,40 +33,40 @@ pub struct MilterStats {
 }
 
 impl MilterStats {
-    pub fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+    pub fn metrics(&self) -> Vec<Sample> {
         let v = |a: &AtomicU64| a.load(Ordering::Relaxed);
         vec![
-            (
+            Sample::counter(
                 "moat_milter_connections_total",
                 "Milter connections from Postfix.",
                 v(&self.connections),
             ),
-            (
+            Sample::counter(
                 "moat_milter_captured_total",
                 "Honey accounts' messages captured and discarded.",
                 v(&self.messages_captured),
             ),
-            (
+            Sample::counter(
                 "moat_milter_capture_failures_total",
                 "Honey messages that could not be stored (tempfailed).",
                 v(&self.capture_failures),
             ),
-            (
+            Sample::counter(
                 "moat_milter_recipients_dropped_total",
                 "Unknown recipients hidden at RCPT and dropped at end of message.",
                 v(&self.recipients_dropped),
             ),
-            (
+            Sample::counter(
                 "moat_milter_dsn_sent_total",
                 "DSNs sent to authentic senders for dropped recipients.",
                 v(&self.dsn_sent),
             ),
-            (
+            Sample::counter(
                 "moat_milter_dsn_withheld_total",
                 "DSNs not sent (sender not proven authentic, or the relay refused).",
                 v(&self.dsn_withheld),
             ),
-            (
+            Sample::counter(
                 "moat_milter_protocol_errors_total",
                 "Milter connections closed on malformed input.",
                 v(&self.protocol_errors),

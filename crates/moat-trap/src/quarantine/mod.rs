@@ -26,6 +26,7 @@ pub mod journal;
 mod syncer;
 mod writer;
 
+use moat_core::metric::Sample;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -201,47 +202,47 @@ impl Quarantine {
         }
     }
 
-    /// `(name, help, value)` for the admin `/metrics`.
-    pub fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+    /// Counters and gauges for the admin `/metrics`.
+    pub fn metrics(&self) -> Vec<Sample> {
         let s = &self.stats;
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         vec![
-            (
+            Sample::counter(
                 "moat_quarantine_messages_total",
                 "Messages stored durably",
                 g(&s.stored),
             ),
-            (
+            Sample::counter(
                 "moat_quarantine_duplicates_total",
                 "Deliveries whose content was already stored",
                 g(&s.duplicates),
             ),
-            (
+            Sample::counter(
                 "moat_quarantine_evicted_total",
                 "Messages evicted by the disk quota, oldest first",
                 g(&s.evicted),
             ),
-            (
+            Sample::counter(
                 "moat_quarantine_failures_total",
                 "Stores or login records that failed",
                 g(&s.failed),
             ),
-            (
+            Sample::gauge(
                 "moat_quarantine_bytes",
                 "Bytes of message content in the quarantine",
                 g(&s.bytes),
             ),
-            (
+            Sample::counter(
                 "moat_trap_logins_total",
                 "Login attempts recorded",
                 g(&s.logins),
             ),
-            (
+            Sample::counter(
                 "moat_quarantine_commits_total",
                 "Journal appends (one sync each, for every delivery waiting)",
                 g(&s.batches),
             ),
-            (
+            Sample::gauge(
                 "moat_quarantine_backlog_bytes",
                 "Bytes answered and journaled but not yet indexed",
                 g(&s.backlog),

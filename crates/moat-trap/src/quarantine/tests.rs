@@ -390,3 +390,29 @@ fn index_of_another_version_is_rebuilt_from_the_files() {
     assert_eq!(read_message(dir.path(), &rows[0]).unwrap(), MSG);
     assert_eq!(q.stats().recovered.load(Ordering::Relaxed), 1);
 }
+
+/// Issue 15: `/metrics` types the quarantine's values: its `_total` ones are counters (they were
+/// all gauges), the bytes held are gauges.
+#[test]
+fn metrics_are_typed_counters_and_gauges() {
+    use moat_core::metric::MetricKind;
+    let dir = tempfile::tempdir().unwrap();
+    let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+    let rt = rt();
+    rt.block_on(q.store(meta("A1", 1000, "v1@victim.test"), MSG.to_vec()))
+        .unwrap();
+    rt.block_on(q.flush());
+    let m = q.metrics();
+    for s in &m {
+        let want = if s.name.ends_with("_total") {
+            MetricKind::Counter
+        } else {
+            MetricKind::Gauge
+        };
+        assert_eq!(s.kind, want, "{s:?}");
+    }
+    let get = |n: &str| m.iter().find(|s| s.name == n).expect(n);
+    assert_eq!(get("moat_quarantine_messages_total").value, 1);
+    assert_eq!(get("moat_quarantine_bytes").kind, MetricKind::Gauge);
+    assert!(get("moat_quarantine_bytes").value > 0);
+}

@@ -1,0 +1,81 @@
+//! `GET /api/top?n=N`: what `moat top` shows. The most frequent rules, clients and networks
+//! among the decisions of the current minute and the one before (every decision, logged one by
+//! one or only summarised), each client with its state in the guard now (banned, and until
+//! when; allowlisted), and the active ban count.
+
+use crate::shield::Shield;
+use moat_engine::GuardVerdict;
+use serde_json::{json, Value};
+
+/// Entries of each kind when the query names no `n`.
+pub const DEFAULT_N: usize = 10;
+/// The most of each kind one answer holds, whatever the query asks.
+pub const MAX_N: usize = 100;
+
+/// `n` from the query string (`n=20`): a number from 1 to `MAX_N`.
+pub fn parse_n(query: Option<&str>) -> Result<usize, String> {
+    let Some(q) = query else {
+        return Ok(DEFAULT_N);
+    };
+    for pair in q.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "n" => {
+                return match v.parse::<usize>() {
+                    Ok(n) if (1..=MAX_N).contains(&n) => Ok(n),
+                    _ => Err(format!("n must be a number from 1 to {MAX_N}, not {v:?}")),
+                };
+            }
+            "" => {}
+            other => return Err(format!("unknown parameter {other:?}; only n is read")),
+        }
+    }
+    Ok(DEFAULT_N)
+}
+
+/// The answer's JSON.
+pub fn top_json(shield: &Shield, n: usize) -> Value {
+    let now = shield.engine.now_ms();
+    let top = shield
+        .engine
+        .decision_log()
+        .top(now, n, shield.cfg.server.prefix_lens);
+    let snap = shield.engine.snapshot();
+    let clients: Vec<Value> = top
+        .clients
+        .iter()
+        .map(|c| {
+            let (state, until) = match snap.check(c.client, now) {
+                GuardVerdict::Allowlisted => ("allowlisted", None),
+                GuardVerdict::Banned(d) => ("banned", d.expires_ms),
+                GuardVerdict::Clear => ("clear", None),
+            };
+            json!({"client": c.client, "count": c.count, "state": state, "banned_until_ms": until})
+        })
+        .collect();
+    json!({
+        "now_ms": now,
+        "since_ms": top.since_ms,
+        "decisions": top.decisions,
+        "bans_active": snap.ban_count(),
+        "rules": top.rules,
+        "clients": clients,
+        "networks": top.networks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn n_is_bounded_and_other_parameters_are_refused() {
+        assert_eq!(parse_n(None), Ok(DEFAULT_N));
+        assert_eq!(parse_n(Some("n=3")), Ok(3));
+        assert_eq!(parse_n(Some("")), Ok(DEFAULT_N));
+        assert!(parse_n(Some("n=0")).is_err());
+        assert!(parse_n(Some("n=101")).is_err());
+        assert!(parse_n(Some("n=x")).is_err());
+        assert!(parse_n(Some("limit=3")).is_err());
+    }
+}
