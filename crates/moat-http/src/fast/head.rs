@@ -3,10 +3,13 @@
 //! with how its body is framed.
 //!
 //! The fast path is deliberately narrow. It takes only what nearly all traffic is (an
-//! HTTP/1.1 `GET` or `HEAD` without a body, upgrade or expectation, in origin form) and leaves
-//! everything else to hyper, which then serves the rest of the connection. A request it is
-//! unsure about is never half-handled: it is handed over before anything was decided, so
-//! hyper answers malformed and oversized heads (400, 431) exactly as before.
+//! HTTP/1.1 `GET` or `HEAD` without a body, upgrade or expectation, in origin form) and what
+//! scripts flood a site with (a `POST` whose small body is framed by one plain
+//! `Content-Length`), and leaves everything else to hyper, which then serves the rest of the
+//! connection. A request it is unsure about is never half-handled: it is handed over before
+//! anything was decided, so hyper answers malformed and oversized heads (400, 431) and every
+//! doubtful framing (`Transfer-Encoding`, two `Content-Length`s, a length that is not plain
+//! digits) exactly as before.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
@@ -18,6 +21,9 @@ pub const MAX_REQUEST_HEADERS: usize = 64;
 pub const MAX_RESPONSE_HEADERS: usize = 100;
 /// The longest response head accepted from the upstream.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// The largest `POST` body the fast path reads whole before deciding (a sign-up or login
+/// form is a few hundred bytes); a longer one goes to hyper, which streams it.
+pub const MAX_FAST_BODY: u64 = 64 * 1024;
 
 /// What the bytes read so far hold.
 #[derive(Debug)]
@@ -31,6 +37,9 @@ pub enum Parsed {
         len: usize,
         /// The client asked to close the connection after this response.
         close: bool,
+        /// The body's length (`Content-Length`; 0 for `GET` and `HEAD`), at most
+        /// `MAX_FAST_BODY`. Its bytes follow the head.
+        body: usize,
     },
     /// Anything else: hyper takes the connection from here, these bytes included.
     Handover,
@@ -55,7 +64,12 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Parsed {
         shared.slice(at..at + part.len())
     };
     match eligible(&req, &share) {
-        Some((parts, close)) => Parsed::Eligible { parts, len, close },
+        Some((parts, close, body)) => Parsed::Eligible {
+            parts,
+            len,
+            close,
+            body,
+        },
         None => Parsed::Handover,
     }
 }
@@ -63,15 +77,19 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Parsed {
 fn eligible(
     req: &httparse::Request<'_, '_>,
     share: &dyn Fn(&[u8]) -> bytes::Bytes,
-) -> Option<(Parts, bool)> {
+) -> Option<(Parts, bool, usize)> {
     if req.version != Some(1) {
         return None;
     }
     let method = match req.method? {
         "GET" => Method::GET,
         "HEAD" => Method::HEAD,
+        "POST" => Method::POST,
         _ => return None,
     };
+    // A POST without Content-Length (and without Transfer-Encoding, which goes to hyper) has
+    // no body (RFC 9112, section 6.3).
+    let mut body: Option<u64> = None;
     let path = req.path?;
     if !path.starts_with('/') {
         return None; // absolute form, `*`: rare, and hyper knows them
@@ -81,9 +99,20 @@ fn eligible(
     let mut map = HeaderMap::with_capacity(req.headers.len() + 6);
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
-        // A body, an upgrade or an expectation makes the request hyper's.
-        if name == http::header::CONTENT_LENGTH
-            || name == http::header::TRANSFER_ENCODING
+        // A POST's one plain Content-Length is ours; a second one (even if equal), one on a
+        // GET or HEAD, or one that is anything but digits is hyper's to judge.
+        if name == http::header::CONTENT_LENGTH {
+            if method != Method::POST || body.is_some() {
+                return None;
+            }
+            let n = plain_length(h.value)?;
+            if n > MAX_FAST_BODY {
+                return None;
+            }
+            body = Some(n);
+        }
+        // Chunked bodies, an upgrade or an expectation make the request hyper's.
+        if name == http::header::TRANSFER_ENCODING
             || name == http::header::UPGRADE
             || name == http::header::EXPECT
             || name.as_str() == "http2-settings"
@@ -101,7 +130,16 @@ fn eligible(
     parts.uri = Uri::from_maybe_shared(share(path.as_bytes())).ok()?;
     parts.version = Version::HTTP_11;
     parts.headers = map;
-    Some((parts, close))
+    Some((parts, close, body.unwrap_or(0) as usize))
+}
+
+/// A `Content-Length` value of 1 to 19 ASCII digits and nothing else (no sign, no spaces, no
+/// list): the only spelling the fast path frames a body by.
+fn plain_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// Whether a comma-separated header value (`Connection`) lists `token`.
@@ -296,8 +334,68 @@ mod tests {
 
     fn eligible_parts(raw: &[u8]) -> (Parts, usize, bool) {
         match parse_request(raw, 16 * 1024) {
-            Parsed::Eligible { parts, len, close } => (parts, len, close),
+            Parsed::Eligible {
+                parts,
+                len,
+                close,
+                body: 0,
+            } => (parts, len, close),
+            other => panic!("not eligible without a body: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn posts_framed_by_one_plain_length_are_taken() {
+        let raw = b"POST /members/api/send-magic-link/ HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab";
+        match parse_request(raw, 16 * 1024) {
+            Parsed::Eligible {
+                parts, len, body, ..
+            } => {
+                assert_eq!(parts.method, Method::POST);
+                assert_eq!((len, body), (raw.len() - 2, 2));
+                assert_eq!(parts.headers["content-length"], "2");
+            }
             other => panic!("not eligible: {other:?}"),
+        }
+        // No Content-Length and no Transfer-Encoding: no body.
+        let raw = b"POST /x HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert!(matches!(
+            parse_request(raw, 16 * 1024),
+            Parsed::Eligible { body: 0, .. }
+        ));
+        let at_cap =
+            format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_FAST_BODY}\r\n\r\n");
+        assert!(matches!(
+            parse_request(at_cap.as_bytes(), 16 * 1024),
+            Parsed::Eligible { body, .. } if body as u64 == MAX_FAST_BODY
+        ));
+    }
+
+    #[test]
+    fn doubtful_body_framing_is_handed_over() {
+        let over = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            MAX_FAST_BODY + 1
+        );
+        for raw in [
+            over.as_bytes(),
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 2\r\n\r\nab",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\nab",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x2\r\n\r\nab",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+            b"POST / HTTP/1.0\r\nHost: x\r\nContent-Length: 2\r\n\r\nab",
+            b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab",
+        ] {
+            assert!(
+                matches!(parse_request(raw, 16 * 1024), Parsed::Handover),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 
@@ -321,8 +419,7 @@ mod tests {
     #[test]
     fn everything_else_is_handed_over() {
         for raw in [
-            &b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab"[..],
-            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+            &b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"[..],
             b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",

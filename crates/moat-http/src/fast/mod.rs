@@ -79,9 +79,14 @@ where
         }
         // The rest of the head within the header timeout, counted from its first byte.
         let mut deadline: Option<Instant> = None;
-        let (parts, len, close) = loop {
+        let (parts, len, close, body_len) = loop {
             match head::parse_request(&buf, max_head) {
-                Parsed::Eligible { parts, len, close } => break (parts, len, close),
+                Parsed::Eligible {
+                    parts,
+                    len,
+                    close,
+                    body,
+                } => break (parts, len, close, body),
                 Parsed::Handover => return Served::Handover(buf),
                 Parsed::Partial => {}
             }
@@ -92,13 +97,43 @@ where
                 _ => return Served::Closed,
             }
         };
-        buf.drain(..len);
+        // A body over the limit is answered 413 at once, unread: hyper's path does that.
+        if body_len as u64 > lim.max_body_bytes {
+            return Served::Handover(buf);
+        }
+        // The body, whole, within the body timeout (as hyper's path bounds it): a form of a
+        // few hundred bytes, so the policy reads it from memory.
+        if buf.len() < len + body_len {
+            let d = Instant::now() + lim.body_timeout;
+            while buf.len() < len + body_len {
+                buf.reserve(len + body_len - buf.len());
+                match tokio::time::timeout_at(d, io.read_buf(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    Ok(_) => return Served::Closed,
+                    Err(_) => {
+                        let late = crate::shield::text(
+                            http::StatusCode::REQUEST_TIMEOUT,
+                            "Request Timeout\n",
+                        );
+                        let _ =
+                            respond::write(io, late, &parts.method, true, lim.idle_timeout).await;
+                        return Served::Closed;
+                    }
+                }
+            }
+        }
+        let body = bytes::Bytes::copy_from_slice(&buf[len..len + body_len]);
+        buf.drain(..len + body_len);
         // The request's latency counts from its head parsed (`Metrics::request_latency`).
         let start = std::time::Instant::now();
         // The policy in force when this request starts (a reload applies from the next one).
         let shield = live.current();
         let method = parts.method.clone();
-        let body = http_body_util::Empty::<bytes::Bytes>::new();
+        // Only GET and HEAD go over the raw relay: it sends no body, and it sends a request
+        // again on a fresh connection when a pooled one turns out closed, which is safe only
+        // for them. A POST that passes goes through the hyper client.
+        let relayable = body_len == 0 && matches!(method, http::Method::GET | http::Method::HEAD);
+        let body = http_body_util::Full::new(body);
         let done = match shield.decide(parts, body, info).await {
             Decision::Respond(resp) => {
                 shield.metrics.observe_answered(start);
@@ -108,7 +143,7 @@ where
             }
             Decision::Forward(f) => {
                 let p = shield.prepare_forward(f.parts, f.client, f.ssl, &f.host);
-                if p.passes_through() && f.learn.is_none() {
+                if relayable && p.passes_through() && f.learn.is_none() {
                     relay::relay(&shield, io, &p.parts, close, start).await
                 } else {
                     let resp = shield.send_forward(p, f.body, f.learn, start).await;
