@@ -38,13 +38,21 @@ struct Summary {
 #[derive(Default)]
 struct Window {
     minute: u64,
-    /// Every decision of the minute, per rule and client (up to `MAX_PAIRS` pairs).
-    pairs: HashMap<(Box<str>, IpAddr), u32>,
-    /// Decisions of pairs that found `pairs` full, per rule: counted for `top` all the same.
-    unpaired: HashMap<Box<str>, u64>,
-    /// Each rule's action, for `top` (looked up only when a pair is new).
-    actions: HashMap<Box<str>, Box<str>>,
+    /// Every decision of the minute, by rule, then client: two lookups by borrowed keys, so
+    /// counting a decision allocates nothing once its pair is known.
+    rules: HashMap<Box<str>, RuleCounts>,
+    /// Rule-and-client pairs in `rules`, up to `MAX_PAIRS`.
+    pairs: usize,
     held: HashMap<Box<str>, Summary>,
+}
+
+#[derive(Default)]
+struct RuleCounts {
+    /// The rule's action, for `top`.
+    action: Box<str>,
+    clients: HashMap<IpAddr, u32>,
+    /// Decisions of clients that found the pairs full: counted for `top` all the same.
+    unpaired: u64,
 }
 
 /// What was held back in a minute, one entry per rule.
@@ -110,20 +118,21 @@ impl DecisionLog {
             b.bytes = (b.bytes + refill).min(BYTES_BURST);
             b.at_ms = now_ms;
         }
-        let pairs = w.pairs.len();
-        let seen = match w.pairs.get_mut(&(Box::from(rule), client)) {
+        let r = match w.rules.get_mut(rule) {
+            Some(r) => r,
+            None => w.rules.entry(rule.into()).or_insert_with(|| RuleCounts {
+                action: action.into(),
+                ..RuleCounts::default()
+            }),
+        };
+        let seen = match r.clients.get_mut(&client) {
             Some(n) => n,
-            None if pairs < MAX_PAIRS => {
-                if !w.actions.contains_key(rule) {
-                    w.actions.insert(rule.into(), action.into());
-                }
-                w.pairs.entry((rule.into(), client)).or_insert(0)
+            None if w.pairs < MAX_PAIRS => {
+                w.pairs += 1;
+                r.clients.entry(client).or_insert(0)
             }
             None => {
-                *w.unpaired.entry(rule.into()).or_default() += 1;
-                if !w.actions.contains_key(rule) {
-                    w.actions.insert(rule.into(), action.into());
-                }
+                r.unpaired += 1;
                 hold(w, rule, action, client);
                 return false;
             }
@@ -209,40 +218,23 @@ impl DecisionLog {
         let mut since = u64::MAX;
         for w in windows {
             since = since.min(w.minute * 60_000);
-            for ((rule, ip), c) in &w.pairs {
-                let c = u64::from(*c);
-                total += c;
-                let e = rules.entry(rule).or_insert_with(|| {
-                    (
-                        w.actions
-                            .get(rule)
-                            .map(|a| a.to_string())
-                            .unwrap_or_default(),
-                        0,
-                    )
-                });
-                e.1 += c;
-                *clients.entry(*ip).or_default() += c;
-                let net = nets.entry(prefix_of(*ip, lens)).or_default();
-                net.0 += c;
-                if net.1.len() < MAX_CLIENTS {
-                    net.1.insert(*ip);
-                }
-            }
-            for (rule, c) in &w.unpaired {
-                total += c;
-                rules
+            for (rule, r) in &w.rules {
+                let e = rules
                     .entry(rule)
-                    .or_insert_with(|| {
-                        (
-                            w.actions
-                                .get(rule)
-                                .map(|a| a.to_string())
-                                .unwrap_or_default(),
-                            0,
-                        )
-                    })
-                    .1 += c;
+                    .or_insert_with(|| (r.action.to_string(), 0));
+                e.1 += r.unpaired;
+                total += r.unpaired;
+                for (ip, c) in &r.clients {
+                    let c = u64::from(*c);
+                    total += c;
+                    e.1 += c;
+                    *clients.entry(*ip).or_default() += c;
+                    let net = nets.entry(prefix_of(*ip, lens)).or_default();
+                    net.0 += c;
+                    if net.1.len() < MAX_CLIENTS {
+                        net.1.insert(*ip);
+                    }
+                }
             }
         }
         let mut top = Top {

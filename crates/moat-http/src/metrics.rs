@@ -23,6 +23,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -225,6 +226,10 @@ pub struct Metrics {
     pub upstream_errors: Counter,
     pub tarpit_overflow: Counter,
     decisions: Family<DecisionLabels, Counter>,
+    /// The decisions family's counters by rule id, then action: found with a `&str` (no
+    /// allocation), where the family needs an owned label set for every lookup. A flood is
+    /// a decision per request.
+    decision_counters: std::sync::RwLock<HashMap<Box<str>, Vec<(&'static str, Counter)>>>,
     /// From the request's head parsed to its response head ready, by [`Outcome`].
     pub request_latency: ByOutcome,
     /// From sending the request upstream (connecting included) to its response head.
@@ -241,6 +246,7 @@ impl Default for Metrics {
             upstream_errors: Counter::default(),
             tarpit_overflow: Counter::default(),
             decisions: Family::default(),
+            decision_counters: Default::default(),
             request_latency: ByOutcome::default(),
             upstream_latency: LatencyHistogram::default(),
         };
@@ -297,12 +303,30 @@ impl Metrics {
     }
 
     pub fn decision(&self, rule: &str, action: &'static str) {
-        self.decisions
+        if let Ok(m) = self.decision_counters.read() {
+            if let Some((_, c)) = m
+                .get(rule)
+                .and_then(|v| v.iter().find(|(a, _)| *a == action))
+            {
+                c.inc();
+                return;
+            }
+        }
+        // First decision of this rule and action: the family's counter, kept for the next.
+        let c = self
+            .decisions
             .get_or_create(&DecisionLabels {
                 rule: rule.to_string(),
                 action,
             })
-            .inc();
+            .clone();
+        c.inc();
+        if let Ok(mut m) = self.decision_counters.write() {
+            let v = m.entry(rule.into()).or_default();
+            if !v.iter().any(|(a, _)| *a == action) {
+                v.push((action, c));
+            }
+        }
     }
 
     /// Moat answered a request itself; `start` is when its head was parsed.
@@ -374,6 +398,8 @@ mod tests {
         m.forwarded.inc();
         m.decision("block-it", "block");
         m.decision("block-it", "block");
+        m.decision("block-it", "log");
+        m.decision("block-it", "block");
         m.decision("rule \"q\"", "log");
         let start = Instant::now() - Duration::from_millis(3);
         m.observe_forwarded(start, start + Duration::from_millis(1));
@@ -389,7 +415,8 @@ mod tests {
             "# TYPE moat_http_requests counter\n",
             "moat_http_requests_total 2\n",
             "moat_http_forwarded_total 1\n",
-            "moat_http_decisions_total{rule=\"block-it\",action=\"block\"} 2\n",
+            "moat_http_decisions_total{rule=\"block-it\",action=\"block\"} 3\n",
+            "moat_http_decisions_total{rule=\"block-it\",action=\"log\"} 1\n",
             "moat_http_decisions_total{rule=\"rule \\\"q\\\"\",action=\"log\"} 1\n",
             "# TYPE moat_http_request_duration_seconds histogram\n",
             "moat_http_request_duration_seconds_count{outcome=\"forwarded\"} 1\n",
