@@ -216,6 +216,9 @@ impl Collector for Fixed {
     }
 }
 
+/// Counters by rule id, then by action.
+type CountersByRule = HashMap<Box<str>, Vec<(&'static str, Counter)>>;
+
 pub struct Metrics {
     registry: Registry,
     /// Registered by sensors that start after the HTTP shield, so they report on the one
@@ -229,7 +232,7 @@ pub struct Metrics {
     /// The decisions family's counters by rule id, then action: found with a `&str` (no
     /// allocation), where the family needs an owned label set for every lookup. A flood is
     /// a decision per request.
-    decision_counters: std::sync::RwLock<HashMap<Box<str>, Vec<(&'static str, Counter)>>>,
+    decision_counters: std::sync::RwLock<CountersByRule>,
     /// From the request's head parsed to its response head ready, by [`Outcome`].
     pub request_latency: ByOutcome,
     /// From sending the request upstream (connecting included) to its response head.
