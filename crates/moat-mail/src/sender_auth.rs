@@ -27,6 +27,30 @@ impl Verdict {
     }
 }
 
+/// As the log says it: `spf pass`, `dkim aligned`, or why not (`spf softfail, no passing DKIM`).
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Spf => f.write_str("spf pass"),
+            Verdict::DkimAligned => f.write_str("dkim aligned"),
+            Verdict::Unproven(why) => f.write_str(why),
+        }
+    }
+}
+
+/// An SPF result by its RFC 7208 name (section 2.6), as Received-SPF writes it.
+fn spf_name(r: SpfResult) -> &'static str {
+    match r {
+        SpfResult::Pass => "pass",
+        SpfResult::Fail => "fail",
+        SpfResult::SoftFail => "softfail",
+        SpfResult::Neutral => "neutral",
+        SpfResult::TempError => "temperror",
+        SpfResult::PermError => "permerror",
+        SpfResult::None => "none",
+    }
+}
+
 #[derive(Clone)]
 pub struct SenderCheck {
     auth: MessageAuthenticator,
@@ -88,14 +112,17 @@ impl SenderCheck {
             return Verdict::Spf;
         }
         let Some(raw) = message else {
-            return Verdict::Unproven(format!("spf {:?}", spf.result()));
+            return Verdict::Unproven(format!("spf {}", spf_name(spf.result())));
         };
         let Some(msg) = AuthenticatedMessage::parse(raw) else {
-            return Verdict::Unproven(format!("spf {:?}, message unparsable", spf.result()));
+            return Verdict::Unproven(format!(
+                "spf {}, message unparsable",
+                spf_name(spf.result())
+            ));
         };
         let dkim = self.auth.verify_dkim(&msg).await;
         if !dkim.iter().any(|d| d.result() == &DkimResult::Pass) {
-            return Verdict::Unproven(format!("spf {:?}, no passing DKIM", spf.result()));
+            return Verdict::Unproven(format!("spf {}, no passing DKIM", spf_name(spf.result())));
         }
         let domain = sender.rsplit_once('@').map_or("", |(_, d)| d);
         let dmarc = self
@@ -105,7 +132,25 @@ impl SenderCheck {
         if dmarc.dkim_result() == &DmarcResult::Pass {
             Verdict::DkimAligned
         } else {
-            Verdict::Unproven(format!("spf {:?}, DKIM not aligned", spf.result()))
+            Verdict::Unproven(format!("spf {}, DKIM not aligned", spf_name(spf.result())))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_read_as_words_not_rust() {
+        assert_eq!(Verdict::Spf.to_string(), "spf pass");
+        assert_eq!(Verdict::DkimAligned.to_string(), "dkim aligned");
+        let why = format!("spf {}, no passing DKIM", spf_name(SpfResult::SoftFail));
+        assert_eq!(
+            Verdict::Unproven(why).to_string(),
+            "spf softfail, no passing DKIM"
+        );
+        assert_eq!(spf_name(SpfResult::TempError), "temperror");
+        assert_eq!(spf_name(SpfResult::None), "none");
     }
 }

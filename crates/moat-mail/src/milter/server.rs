@@ -318,7 +318,7 @@ async fn send_dsn(d: DsnSender, b: Bounce, stats: Arc<MilterStats>) {
     let verdict = d.check.check(client, &b.helo, &b.sender, msg).await;
     if !verdict.authentic() {
         stats.dsn_withheld.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(sender = %b.sender, client = %client, why = ?verdict, "no DSN: sender not proven authentic");
+        tracing::info!(sender = %b.sender, client = %client, why = %verdict, "no DSN: sender not proven authentic");
         return;
     }
     let Ok(to) = b.sender.parse::<Address>() else {
@@ -355,7 +355,7 @@ async fn send_dsn(d: DsnSender, b: Bounce, stats: Arc<MilterStats>) {
         match transport.send_raw(&envelope, &body).await {
             Ok(_) => {
                 stats.dsn_sent.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(sender = %b.sender, recipients = ?b.recipients, why = ?verdict, "DSN sent for dropped recipients");
+                tracing::info!(sender = %b.sender, recipients = %b.recipients.join(", "), why = %verdict, "DSN sent for dropped recipients");
                 return;
             }
             Err(e) if e.is_permanent() || attempt == 2 => {

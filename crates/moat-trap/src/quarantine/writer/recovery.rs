@@ -73,7 +73,7 @@ impl Writer {
                 let mut aside = path.as_os_str().to_owned();
                 aside.push(".damaged");
                 std::fs::rename(path, &aside).map_err(io(path.clone()))?;
-                tracing::error!(frames = bad, kept = ?aside,
+                tracing::error!(frames = bad, kept = %std::path::Path::new(&aside).display(),
                     "quarantine: damaged journal frames; segment kept aside");
             }
         }
