@@ -13,6 +13,7 @@ pub mod client_addr;
 pub mod decoy;
 pub mod fast;
 pub mod forward;
+pub mod framing;
 pub mod inject_body;
 pub mod io;
 pub mod live;

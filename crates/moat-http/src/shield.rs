@@ -229,7 +229,7 @@ impl Shield {
         self.metrics.requests.inc();
         // Framing the upstream could read otherwise than Moat did is refused before anything
         // else: a request smuggled past the rules is the worst a proxy can do.
-        if let Some(refused) = framing_refusal(&req) {
+        if let Some(refused) = crate::framing::refusal(&req) {
             return Decision::Respond(refused);
         }
         let peer = conn.peer.ip().to_canonical();
@@ -742,37 +742,6 @@ async fn collect_capped(mut body: ProxyBody, cap: usize) -> Result<Capped, BoxEr
     Ok(Capped::Whole(buf.freeze()))
 }
 
-/// A request whose Host or transfer coding an upstream might read differently:
-/// - HTTP/1.1 without exactly one `Host` gets 400 (RFC 9112, section 3.2). Two Hosts would
-///   be forwarded as they came, and rules that read the host see only the first.
-/// - Any transfer coding but a single `chunked` gets 501 (RFC 9112, section 6.1: "a server
-///   that receives a request message with a transfer coding it does not understand SHOULD
-///   respond with 501"). hyper decodes `x, chunked` as chunked and would pass the header on.
-pub fn framing_refusal(req: &http::request::Parts) -> Option<Response<ProxyBody>> {
-    if req.version == http::Version::HTTP_11
-        && req.headers.get_all(header::HOST).iter().count() != 1
-    {
-        return Some(text(
-            StatusCode::BAD_REQUEST,
-            "Bad Request: one Host header is required\n",
-        ));
-    }
-    let mut codings = req
-        .headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii);
-    match (codings.next(), codings.next()) {
-        (None, _) => None,
-        (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => None,
-        _ => Some(text(
-            StatusCode::NOT_IMPLEMENTED,
-            "Not Implemented: only the chunked transfer coding is accepted\n",
-        )),
-    }
-}
-
 fn has_body(m: &Method) -> bool {
     !matches!(
         *m,
@@ -812,57 +781,5 @@ fn body_error(e: &BoxError) -> Response<ProxyBody> {
     match find_body_error(e.as_ref()) {
         Some(b) => body_error_kind(b),
         None => text(StatusCode::BAD_REQUEST, "Bad Request\n"),
-    }
-}
-
-#[cfg(test)]
-mod framing_tests {
-    use super::framing_refusal;
-    use http::StatusCode;
-
-    fn status(raw_headers: &[(&str, &str)], version: http::Version) -> Option<StatusCode> {
-        let mut b = http::Request::builder().uri("/x").version(version);
-        for (k, v) in raw_headers {
-            b = b.header(*k, *v);
-        }
-        let (parts, ()) = b.body(()).unwrap().into_parts();
-        framing_refusal(&parts).map(|r| r.status())
-    }
-
-    #[test]
-    fn one_host_and_only_chunked() {
-        use http::Version as V;
-        assert_eq!(status(&[("host", "a")], V::HTTP_11), None);
-        assert_eq!(status(&[], V::HTTP_11), Some(StatusCode::BAD_REQUEST));
-        assert_eq!(
-            status(&[("host", "a"), ("host", "b")], V::HTTP_11),
-            Some(StatusCode::BAD_REQUEST)
-        );
-        assert_eq!(status(&[], V::HTTP_10), None, "HTTP/1.0 needs no Host");
-        assert_eq!(status(&[], V::HTTP_2), None, "HTTP/2 has :authority");
-        let te = |v: &str| status(&[("host", "a"), ("transfer-encoding", v)], V::HTTP_11);
-        assert_eq!(te("chunked"), None);
-        assert_eq!(te(" Chunked "), None);
-        for bad in [
-            "x, chunked",
-            "gzip, chunked",
-            "chunked, chunked",
-            "identity",
-            "",
-            "chunked,",
-        ] {
-            assert_eq!(te(bad), Some(StatusCode::NOT_IMPLEMENTED), "{bad:?}");
-        }
-        assert_eq!(
-            status(
-                &[
-                    ("host", "a"),
-                    ("transfer-encoding", "gzip"),
-                    ("transfer-encoding", "chunked")
-                ],
-                V::HTTP_11
-            ),
-            Some(StatusCode::NOT_IMPLEMENTED)
-        );
     }
 }
