@@ -770,7 +770,8 @@ fn find_body_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a B
     None
 }
 
-fn body_error_kind(b: &BodyError) -> Response<ProxyBody> {
+/// The answer to a body that broke a limit, on hyper's path and the fast path alike.
+pub(crate) fn body_error_kind(b: &BodyError) -> Response<ProxyBody> {
     match b {
         BodyError::TooLarge(_) => text(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n"),
         BodyError::Timeout(_) => text(StatusCode::REQUEST_TIMEOUT, "Request Timeout\n"),

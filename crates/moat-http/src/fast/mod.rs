@@ -111,10 +111,8 @@ where
                     Ok(Ok(n)) if n > 0 => {}
                     Ok(_) => return Served::Closed,
                     Err(_) => {
-                        let late = crate::shield::text(
-                            http::StatusCode::REQUEST_TIMEOUT,
-                            "Request Timeout\n",
-                        );
+                        let stalled = crate::body::BodyError::Timeout(lim.body_timeout);
+                        let late = crate::shield::body_error_kind(&stalled);
                         let _ =
                             respond::write(io, late, &parts.method, true, lim.idle_timeout).await;
                         return Served::Closed;
