@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests run against, if missing: pebble (Let's Encrypt's test ACME
 # server), dnsmasq (a real DNS server for good-bot verification), headless Chromium and its
-# WebDriver (the browser proof), and the Python attack clients (aiohttp, requests) and
+# WebDriver (the browser proof), nginx and HAProxy (reference proxies), and the Python attack clients (aiohttp, requests) and
 # OpenMetrics parser (prometheus-client).
 # Idempotent: a machine that has them installs nothing.
 set -euo pipefail
@@ -16,6 +16,9 @@ command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || missing+=(dove
 [ -x /usr/lib/dovecot/imap-login ] || missing+=(dovecot-imapd)
 command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 command -v hydra >/dev/null 2>&1 || missing+=(hydra)
+# Reference proxies for the request-smuggling corpus (tests/e2e/test_smuggling.py) and bench/.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "need root to apt-get install ${missing[*]}" >&2

@@ -88,6 +88,30 @@ def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
     )
 
 
+def run_with_config(tmp_path: Path, config: str, upstream_url: str = "http://127.0.0.1:9",
+                    args: tuple[str, ...] = ()) -> tuple[subprocess.Popen, dict]:
+    """`moat run` on `config` (written to tmp_path/moat.toml) until its "moat is running" line.
+    Returns the process (stdout still piped, left unread) and {"start": that line as JSON,
+    "lines": every line before it}. The caller kills the process."""
+    cfg = tmp_path / "moat.toml"
+    cfg.write_text(config)
+    p = subprocess.Popen([str(moat_bin()), "run", "--listen", "127.0.0.1:0", "--upstream", upstream_url,
+                          "--config", str(cfg), "--state-dir", str(tmp_path / "state"), *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env={**os.environ, "RUST_LOG": "info"})
+    lines = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "moat is running" in line:
+            return p, {"start": json.loads(line), "lines": lines}
+    p.kill()
+    raise AssertionError("moat did not start:\n" + "".join(lines))
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))

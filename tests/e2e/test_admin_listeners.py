@@ -4,35 +4,17 @@ the whole process, mail shield included, and /metrics always needed the bearer t
 
 from __future__ import annotations
 
-import json
-import os
 import socket
 import subprocess
-import time
 
 import requests
 
-from moat_harness import ADMIN_TOKEN, free_port, moat_bin
+from moat_harness import ADMIN_TOKEN, free_port, run_with_config
 
 
 def run_moat(tmp_path, upstream_url: str, admin: str) -> tuple[subprocess.Popen, dict]:
-    cfg = tmp_path / "moat.toml"
-    cfg.write_text(f'[admin]\n{admin}\ntoken = "{ADMIN_TOKEN}"\n')
-    p = subprocess.Popen([str(moat_bin()), "run", "--listen", "127.0.0.1:0", "--upstream", upstream_url,
-                          "--config", str(cfg), "--state-dir", str(tmp_path / "state"), "--preset", "ghost"],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         env={**os.environ, "RUST_LOG": "info"})
-    lines = []
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        line = p.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "moat is running" in line:
-            return p, {"start": json.loads(line), "lines": lines}
-    p.kill()
-    raise AssertionError("moat did not start:\n" + "".join(lines))
+    return run_with_config(tmp_path, f'[admin]\n{admin}\ntoken = "{ADMIN_TOKEN}"\n', upstream_url,
+                           ("--preset", "ghost"))
 
 
 def test_a_taken_admin_port_leaves_the_shield_running(upstream, tmp_path):

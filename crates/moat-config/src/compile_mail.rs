@@ -237,6 +237,15 @@ pub(crate) fn mail(r: &RawMail, s: &mut Sink, state_dir: &Path) -> Mail {
             Duration::from_secs(330),
             s,
         ),
+        // Postfix opens one policy and one milter connection per smtpd process (100 by
+        // default), Dovecot a few per auth process: 1024 is ten times the usual need.
+        max_connections: num(
+            r.max_connections.as_ref(),
+            "mail.max_connections",
+            1,
+            1024u64,
+            s,
+        ) as usize,
         milter_listen,
         milter_socket,
         postfix_config_dir: r.postfix_config_dir.as_ref().map_or_else(

@@ -110,6 +110,8 @@ pub struct Mail {
     pub brute_global_per_minute: u32,
     pub brute_delay_secs: i32,
     pub idle_timeout: Duration,
+    /// Open connections per mail listener; more wait in the kernel's backlog.
+    pub max_connections: usize,
     /// Postfix's `smtpd_milters = inet:ADDR` (see `moat_mail::milter`).
     pub milter_listen: Option<SocketAddr>,
     /// `milter_listen = "unix:/path"`: Postfix's `smtpd_milters = unix:/path` (fewer system

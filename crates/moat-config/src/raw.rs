@@ -186,6 +186,9 @@ pub struct RawMail {
     pub brute_global_per_minute: Option<S<u32>>,
     pub brute_delay: Option<S<String>>,
     pub idle_timeout: Option<S<String>>,
+    /// Open connections per mail listener (policy, auth policy, milter); more wait in the
+    /// kernel's backlog until one closes.
+    pub max_connections: Option<S<u64>>,
     /// Postfix `smtpd_milters = inet:ADDR`: Moat sees every SMTP service of the instance, with
     /// the SASL login and the whole message, whatever `master.cf` overrides per service.
     pub milter_listen: Option<S<String>>,

@@ -8,6 +8,15 @@
 use std::io::Write;
 use std::path::Path;
 
+use subtle::ConstantTimeEq;
+
+/// Whether a presented token equals the expected one, in time that depends only on their
+/// lengths (never on where they first differ), so answers cannot be timed to guess a token
+/// byte by byte. `subtle` keeps the compiler from turning the loop back into an early exit.
+pub fn token_eq(given: &[u8], expected: &[u8]) -> bool {
+    given.ct_eq(expected).into()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
     #[error("{0} holds fewer than 16 characters")]
@@ -45,6 +54,26 @@ pub fn load_or_create_token(path: &Path) -> Result<(String, bool), TokenFileErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_match_only_when_equal() {
+        let t = b"0123456789abcdef0123456789abcdef";
+        assert!(token_eq(t, t));
+        assert!(
+            !token_eq(b"0123456789abcdef0123456789abcdeX", t),
+            "last byte differs"
+        );
+        assert!(
+            !token_eq(b"X123456789abcdef0123456789abcdef", t),
+            "first byte differs"
+        );
+        assert!(
+            !token_eq(b"0123456789abcdef", t),
+            "a prefix is not the token"
+        );
+        assert!(!token_eq(b"", t));
+        assert!(!token_eq(b"0123456789abcdef0123456789abcdef0", t), "longer");
+    }
 
     #[test]
     fn generated_once_then_read_back() {

@@ -8,11 +8,56 @@ use crate::shield::{text, Shield};
 use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Open connections per admin or metrics listener: an operator, a scraper and a few CLI
+/// calls. More wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send a request head, and to start the next one on a
+/// keep-alive connection: a loopback client needs milliseconds, and a connection that sends
+/// nothing must not hold one of the few slots for ever.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The next connection, once a slot under [`MAX_CONNECTIONS`] is free; `None` at shutdown.
+async fn next(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, OwnedSemaphorePermit)> {
+    let slot = tokio::select! {
+        s = slots.clone().acquire_owned() => s.ok()?,
+        _ = shutdown.changed() => return None,
+    };
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => return Some((stream, slot)),
+                Err(e) => {
+                    // Out of descriptors, most often: back off instead of spinning.
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return None,
+        }
+    }
+}
+
+/// HTTP/1.1 only, with the header timeout. Not hyper's auto-detecting builder: it waits for a
+/// client's first bytes to tell HTTP/2 from HTTP/1.1 with no timeout at all, so a connection
+/// that sent nothing held its slot for ever. Every admin client (the CLI, curl, Prometheus)
+/// speaks HTTP/1.1.
+fn builder() -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    b
+}
 
 pub async fn serve(
     live: Arc<LiveShield>,
@@ -21,14 +66,15 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let token = Arc::new(token);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
-            _ = shutdown.changed() => return,
+        let Some((stream, slot)) = next(&listener, &slots, &mut shutdown).await else {
+            return;
         };
         let live = live.clone();
         let token = token.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req| {
                 let live = live.clone();
                 let token = token.clone();
@@ -44,14 +90,13 @@ pub async fn serve(
                     Ok::<_, std::convert::Infallible>(r)
                 }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let _ = builder().serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }
 
-/// Compares without an early exit, so response timing does not reveal a token prefix.
+/// Compares in constant time ([`moat_core::secret::token_eq`]), so response timing does not
+/// reveal a token prefix.
 fn token_ok(req: &Request<Incoming>, token: &str) -> bool {
     let Some(given) = req
         .headers()
@@ -61,12 +106,7 @@ fn token_ok(req: &Request<Incoming>, token: &str) -> bool {
     else {
         return false;
     };
-    given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    moat_core::secret::token_eq(given.as_bytes(), token.as_bytes())
 }
 
 /// `POST /api/reload`: what SIGHUP does, with the outcome in the answer (`moat reload`).
@@ -425,13 +465,14 @@ pub async fn serve_metrics(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
-            _ = shutdown.changed() => return,
+        let Some((stream, slot)) = next(&listener, &slots, &mut shutdown).await else {
+            return;
         };
         let live = live.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req: Request<Incoming>| {
                 let r = match (req.method(), req.uri().path()) {
                     (&Method::GET, "/metrics") => metrics_response(&live.current()),
@@ -443,9 +484,7 @@ pub async fn serve_metrics(
                 };
                 async move { Ok::<_, std::convert::Infallible>(r) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let _ = builder().serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }

@@ -479,6 +479,48 @@ fn cookie_tokens(h: &HeaderMap, tls: bool) -> impl Iterator<Item = &str> {
         })
 }
 
+/// Removes Moat's own clearance cookies (both names) from the request before it goes to the
+/// app: the token is Moat's business, and an app that logs or echoes cookies must not hand it
+/// to anyone. Other cookies keep their order; a `Cookie` header left empty is dropped. Costs a
+/// substring search per `Cookie` header when there is nothing to remove.
+pub fn strip_clearance(h: &mut HeaderMap) {
+    let ours = |c: &str| {
+        c.trim()
+            .split_once('=')
+            .is_some_and(|(k, _)| k == COOKIE_TLS || k == COOKIE_PLAIN)
+    };
+    let mentions = |v: &HeaderValue| {
+        memchr::memmem::find(v.as_bytes(), COOKIE_TLS.as_bytes()).is_some()
+            || memchr::memmem::find(v.as_bytes(), COOKIE_PLAIN.as_bytes()).is_some()
+    };
+    if !h.get_all(header::COOKIE).iter().any(mentions) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| {
+            if !mentions(v) {
+                return Some(v.clone());
+            }
+            // A value that is not text is not one of ours: keep it untouched.
+            let Ok(text) = v.to_str() else {
+                return Some(v.clone());
+            };
+            let rest: Vec<&str> = text
+                .split(';')
+                .filter(|c| !ours(c) && !c.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            (!rest.is_empty()).then(|| HeaderValue::from_str(&rest.join("; ")).ok())?
+        })
+        .collect();
+    h.remove(header::COOKIE);
+    for v in kept {
+        h.append(header::COOKIE, v);
+    }
+}
+
 fn script(query: &str) -> Response<ProxyBody> {
     let mut r = Response::new(full(Bytes::from_static(assets::PROOF_JS.as_bytes())));
     let h = r.headers_mut();
@@ -545,6 +587,60 @@ fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cookies(h: &HeaderMap) -> Vec<&str> {
+        h.get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn clearance_cookies_never_reach_the_app() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; moat_clearance=TOK;b=2; __Host-moat=T2"),
+        );
+        // HTTP/2 may split the jar into one header per cookie.
+        h.append(header::COOKIE, HeaderValue::from_static("__Host-moat=T3"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("ghost-members-ssr=x"),
+        );
+        // A name that only contains ours is someone else's cookie.
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("my_moat_clearance=keep; moat_clearance_x=keep"),
+        );
+        strip_clearance(&mut h);
+        assert_eq!(
+            cookies(&h),
+            [
+                "a=1; b=2",
+                "ghost-members-ssr=x",
+                "my_moat_clearance=keep; moat_clearance_x=keep"
+            ]
+        );
+        let mut only = HeaderMap::new();
+        only.insert(
+            header::COOKIE,
+            HeaderValue::from_static("moat_clearance=TOK"),
+        );
+        strip_clearance(&mut only);
+        assert!(
+            only.get(header::COOKIE).is_none(),
+            "an emptied jar is dropped"
+        );
+        let mut none = HeaderMap::new();
+        none.insert(header::COOKIE, HeaderValue::from_static("a=1;b=2"));
+        strip_clearance(&mut none);
+        assert_eq!(
+            cookies(&none),
+            ["a=1;b=2"],
+            "untouched when nothing is ours"
+        );
+    }
 
     #[test]
     fn every_candidate_cookie_is_found() {

@@ -540,8 +540,8 @@ impl Shield {
         }
     }
 
-    /// Rewrites a request for the upstream: origin-form target, hop-by-hop headers removed,
-    /// `Host` kept, forwarding headers set from what Moat saw, and `Accept-Encoding: identity`
+    /// Rewrites a request for the upstream: origin-form target, hop-by-hop headers and Moat's
+    /// own clearance cookie removed, `Host` kept, forwarding headers set from what Moat saw, and `Accept-Encoding: identity`
     /// on pages that get the script. Counts the request as forwarded.
     pub fn prepare_forward(
         &self,
@@ -577,6 +577,7 @@ impl Shield {
         // Hop-by-hop first: a client's `Connection: X-Forwarded-For, Host` must not be able to
         // delete the headers Moat sets below (the app would see every client as Moat).
         forward::strip_hop_by_hop(&mut parts.headers);
+        proof::strip_clearance(&mut parts.headers);
         if !parts.headers.contains_key(header::HOST) {
             if let Ok(h) = HeaderValue::from_str(host) {
                 parts.headers.insert(header::HOST, h);

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +86,7 @@ pub async fn start(
         }
     };
     let idle = mcfg.idle_timeout;
+    let cap = mcfg.max_connections.max(1);
     let shield = Arc::new(MailShield::new(
         mcfg.clone(),
         engine,
@@ -108,7 +110,7 @@ pub async fn start(
         let l = bind(a).await?;
         out.policy_addr = l.local_addr().ok();
         let s = shield.clone();
-        tasks.push(tokio::spawn(accept(l, move |stream, peer| {
+        tasks.push(tokio::spawn(accept(l, cap, move |stream, peer| {
             let s = s.clone();
             async move { policy_conn(stream, peer.to_string(), s, idle).await }
         })));
@@ -117,12 +119,19 @@ pub async fn start(
         let l = bind_unix(path)?;
         out.policy_socket = Some(path.clone());
         let s = shield.clone();
+        let slots = Arc::new(Semaphore::new(cap));
         tasks.push(tokio::spawn(async move {
             loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
                 match l.accept().await {
                     Ok((stream, _)) => {
                         let s = s.clone();
-                        tokio::spawn(policy_conn(stream, "unix".into(), s, idle));
+                        tokio::spawn(async move {
+                            policy_conn(stream, "unix".into(), s, idle).await;
+                            drop(slot);
+                        });
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -137,7 +146,7 @@ pub async fn start(
         out.auth_policy_addr = l.local_addr().ok();
         let s = shield.clone();
         let expected: Arc<str> = format!("Bearer {token}").into();
-        tasks.push(tokio::spawn(accept(l, move |stream, _peer| {
+        tasks.push(tokio::spawn(accept(l, cap, move |stream, _peer| {
             let (s, expected) = (s.clone(), expected.clone());
             async move { auth_conn(stream, s, expected).await }
         })));
@@ -191,6 +200,7 @@ pub async fn start(
             dsn,
             stats,
             idle,
+            max_connections: cap,
         });
         tasks.push(
             crate::milter::server::spawn_thread(l, ctx)
@@ -282,16 +292,27 @@ fn postfix_gate(cfg: &moat_config::Mail) -> Result<(), String> {
     }
 }
 
-async fn accept<F, Fut>(l: TcpListener, handle: F)
+/// Accepts on `l` while fewer than `cap` connections are open; past the cap the next
+/// connection waits in the kernel's backlog (Postfix and Dovecot retry on their own timeouts)
+/// rather than each one costing a task and a buffer.
+async fn accept<F, Fut>(l: TcpListener, cap: usize, handle: F)
 where
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let slots = Arc::new(Semaphore::new(cap));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         match l.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(handle(stream, peer));
+                let conn = handle(stream, peer);
+                tokio::spawn(async move {
+                    conn.await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -437,7 +458,7 @@ async fn auth_request(
     let authorized = req
         .headers()
         .get(http::header::AUTHORIZATION)
-        .is_some_and(|v| constant_eq(v.as_bytes(), expected.as_bytes()));
+        .is_some_and(|v| moat_core::secret::token_eq(v.as_bytes(), expected.as_bytes()));
     if !authorized {
         return answer(
             StatusCode::UNAUTHORIZED,
@@ -483,8 +504,4 @@ async fn auth_request(
             answer(StatusCode::OK, authpolicy::response(0, ""))
         }
     }
-}
-
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -311,6 +311,16 @@ impl WebhookConfig {
 }
 
 impl ReportConfig {
+    /// The URLs of the configured report targets (empty ones included): their hosts are the
+    /// operator's choice, so they may be on a private network (`crate::http::Reach`).
+    pub fn target_urls(&self) -> impl Iterator<Item = &str> {
+        let xarf = self.xarf.as_ref().and_then(|x| x.url.as_deref());
+        let abuseipdb = self.abuseipdb.as_ref().map(|a| a.base_url.as_str());
+        let spamhaus = self.spamhaus.as_ref().map(|s| s.base_url.as_str());
+        let webhook = self.webhook.as_ref().map(|w| w.url.as_str());
+        [xarf, abuseipdb, spamhaus, webhook].into_iter().flatten()
+    }
+
     /// Every problem at once, so `moat check` can list them.
     pub fn validate(&self) -> Result<(), ReportError> {
         let mut errs = Vec::new();

@@ -8,7 +8,7 @@ use http::Method;
 use moat_core::{Clock, SystemClock};
 use serde_json::{json, Value};
 
-use crate::http::{HttpClient, DEFAULT_MAX_BODY};
+use crate::http::{HttpClient, Reach, DEFAULT_MAX_BODY};
 use crate::outbox;
 use crate::plan::{Mode, Plan, JSON};
 use crate::policy::{self, Verdict, HOUR_MS};
@@ -37,8 +37,9 @@ impl Reporter {
         cfg.validate()?;
         let store = Store::open(db)?;
         let timeout = Duration::from_secs(cfg.timeout_secs.max(1));
-        let http = HttpClient::new(timeout, DEFAULT_MAX_BODY, &cfg.reporter.user_agent)?;
         let bootstrap = Bootstrap::load(cfg.rdap.bootstrap_dir.as_deref())?;
+        let reach = Reach::naming(cfg.target_urls(), bootstrap.hosts());
+        let http = HttpClient::new(timeout, DEFAULT_MAX_BODY, &cfg.reporter.user_agent, reach)?;
         let rdap = RdapClient::new(
             bootstrap,
             http.clone(),

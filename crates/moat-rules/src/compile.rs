@@ -253,10 +253,19 @@ pub(crate) fn test(
     Ok((test, negate))
 }
 
+/// The largest compiled program a rule's regex may become, and the most memory its lazy DFA
+/// may use per thread. The regex crate matches in time linear in the input whatever the
+/// pattern, so these two bound what a rule costs: a pattern like `(a{1000}){1000}` is refused
+/// at load instead of taking megabytes and slowing every request. Far above what real rules
+/// need (a 500-word alternation compiles to about 100 KB).
+pub const MAX_REGEX_PROGRAM: usize = 1 << 20;
+/// See [`MAX_REGEX_PROGRAM`].
+pub const MAX_REGEX_DFA: usize = 1 << 20;
+
 /// Compiles at load time so a bad pattern is reported at the literal, with the regex crate's
 /// own one-line reason rather than its multi-line report.
 fn regex(src: &str, at: usize, pat: &str) -> Result<regex::bytes::Regex, ParseError> {
-    regex::bytes::RegexBuilder::new(pat).build().map_err(|e| {
+    bounded_regex(pat).map_err(|e| {
         let full = e.to_string();
         let reason = full
             .lines()
@@ -266,4 +275,12 @@ fn regex(src: &str, at: usize, pat: &str) -> Result<regex::bytes::Regex, ParseEr
             .to_string();
         ParseError::at(src, at, format!("invalid regex: {reason}"))
     })
+}
+
+/// A regex under Moat's size bounds ([`MAX_REGEX_PROGRAM`], [`MAX_REGEX_DFA`]).
+pub(crate) fn bounded_regex(pat: &str) -> Result<regex::bytes::Regex, regex::Error> {
+    regex::bytes::RegexBuilder::new(pat)
+        .size_limit(MAX_REGEX_PROGRAM)
+        .dfa_size_limit(MAX_REGEX_DFA)
+        .build()
 }

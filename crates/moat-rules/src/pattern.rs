@@ -9,7 +9,7 @@
 
 use crate::ast::StrTest;
 use memchr::memmem::Finder;
-use regex::bytes::{Regex, RegexBuilder};
+use regex::bytes::Regex;
 use regex_syntax::hir::{Hir, HirKind, Look};
 
 /// Shorter prefixes find too many candidates to be worth the extra step.
@@ -86,8 +86,7 @@ pub(crate) fn plan(pat: &str, full: Regex) -> StrTest {
             HirKind::Literal(l) if l.0.len() >= MIN_PREFIX => {
                 // `(?:...)` keeps any top-level alternation or flags inside the anchor's scope;
                 // if that somehow does not compile, the plain regex is still correct.
-                RegexBuilder::new(&format!("^(?:{pat})"))
-                    .build()
+                crate::compile::bounded_regex(&format!("^(?:{pat})"))
                     .ok()
                     .map(|anchored| Prefix::Anywhere {
                         finder: Box::new(Finder::new(&l.0).into_owned()),

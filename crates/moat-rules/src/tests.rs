@@ -381,3 +381,24 @@ fn expr_is_shareable_across_threads() {
     let e: Expr = "ssl".parse().unwrap();
     assert_eq!(format!("{e:?}"), r#"Expr("ssl")"#);
 }
+
+/// A regex that would compile to a huge program is refused at load, with the place and the
+/// reason, instead of costing memory and time on every request; a large but real pattern is
+/// fine.
+#[test]
+fn oversized_regexes_are_refused_at_load() {
+    for src in [
+        r#"http.user_agent matches "(a{1000}){1000}""#,
+        r#"http.request.uri.path ~ r"\w{5000}\w{5000}""#,
+        // Under the regex crate's own default limit (10 MB), over Moat's.
+        r#"http.user_agent matches "(ab){60000}""#,
+    ] {
+        let e = Expr::parse(src).expect_err(src);
+        let shown = e.render(src);
+        assert!(shown.contains("invalid regex"), "{shown}");
+        assert!(shown.contains("size limit"), "{shown}");
+    }
+    let words: Vec<String> = (0..500).map(|i| format!("bot{i}x")).collect();
+    let big = format!(r#"http.user_agent matches "(?i)({})""#, words.join("|"));
+    Expr::parse(&big).unwrap_or_else(|e| panic!("{}", e.render(&big)));
+}

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -82,6 +83,8 @@ pub struct MilterContext {
     pub dsn: Option<DsnSender>,
     pub stats: Arc<MilterStats>,
     pub idle: Duration,
+    /// Open sessions at most; more wait in the kernel's backlog (`mail.max_connections`).
+    pub max_connections: usize,
 }
 
 /// Sends DSNs for dropped recipients, to authentic senders only.
@@ -168,12 +171,20 @@ pub fn spawn_thread(
 }
 
 pub async fn serve(l: tokio::net::TcpListener, ctx: Arc<MilterContext>) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(ctx.max_connections.max(1)));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
         match l.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(conn(stream, peer.to_string(), ctx.clone()));
+                let session = conn(stream, peer.to_string(), ctx.clone());
+                tokio::spawn(async move {
+                    session.await;
+                    drop(slot);
+                });
             }
             Err(e) => accept_failed(e).await,
         }
@@ -181,11 +192,19 @@ pub async fn serve(l: tokio::net::TcpListener, ctx: Arc<MilterContext>) -> std::
 }
 
 async fn serve_unix(l: UnixListener, ctx: Arc<MilterContext>) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(ctx.max_connections.max(1)));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
         match l.accept().await {
             Ok((stream, _)) => {
                 ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(conn(stream, "unix".to_string(), ctx.clone()));
+                let session = conn(stream, "unix".to_string(), ctx.clone());
+                tokio::spawn(async move {
+                    session.await;
+                    drop(slot);
+                });
             }
             Err(e) => accept_failed(e).await,
         }

@@ -97,6 +97,24 @@ impl Bootstrap {
         )
     }
 
+    /// The host of every RDAP base URL the bootstrap files name: the operator chose these (or
+    /// IANA did), unlike a host an RDAP server redirects to.
+    pub fn hosts(&self) -> std::collections::HashSet<String> {
+        let lists = self
+            .v4
+            .iter()
+            .map(|(_, u)| u)
+            .chain(self.v6.iter().map(|(_, u)| u));
+        let lists = lists
+            .chain(self.dns.values())
+            .chain(self.asn.iter().map(|(_, _, u)| u));
+        lists
+            .flatten()
+            .filter_map(|u| crate::http::parse_url(u).ok())
+            .filter_map(|u| u.host().map(crate::http::bare_host))
+            .collect()
+    }
+
     pub fn parse(ipv4: &str, ipv6: &str, dns: &str, asn: &str) -> Result<Bootstrap, ReportError> {
         let mut b = Bootstrap::default();
         let (s4, p4) = services("ipv4.json", ipv4)?;
