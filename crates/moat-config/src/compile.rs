@@ -49,12 +49,25 @@ pub fn load(path: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigErrors>
         },
         None => ("<defaults>".to_string(), String::new()),
     };
-    let raw: RawConfig = parse_toml(&file, &src)?;
     let base = path
         .and_then(|p| p.parent())
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    compile(raw, &file, &src, &base, ov)
+    load_text(&file, &src, &base, ov)
+}
+
+/// What [`load`] does with a config file's text once read: `file` names it in errors, and
+/// relative paths in it (`rule_files`, certificates) are taken from `base`. Errors are always
+/// values (each with its file, and its line and column where it has one), never a panic,
+/// whatever the text (the `config` fuzz target checks it).
+pub fn load_text(
+    file: &str,
+    src: &str,
+    base: &Path,
+    ov: &Overrides,
+) -> Result<Config, ConfigErrors> {
+    let raw: RawConfig = parse_toml(file, src)?;
+    compile(raw, file, src, base, ov)
 }
 
 fn compile(
@@ -475,6 +488,15 @@ fn limits(r: &RawLimits, s: &mut Sink) -> Limits {
             // At least what the apps' own JSON parsers accept (Express: 100 kB), so a body
             // padded past our cap cannot reach the app unread.
             128 * 1024,
+            s,
+        ) as usize,
+        max_body_memory_bytes: num(
+            r.max_body_memory_bytes.as_ref(),
+            "limits.max_body_memory_bytes",
+            64 * 1024,
+            // 512 bodies at the JSON cap at once; a flood of small forms declares its length
+            // and reserves only that.
+            64 * 1024 * 1024,
             s,
         ) as usize,
         max_connections: num(

@@ -15,7 +15,7 @@ mod parse;
 pub mod presets;
 pub mod raw;
 
-pub use compile::{load, Overrides, FLY_PROXY_NETS};
+pub use compile::{load, load_text, Overrides, FLY_PROXY_NETS};
 pub use duration::parse_duration;
 pub use errors::{ConfigError, ConfigErrors};
 pub use model::*;

@@ -301,6 +301,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub max_body_bytes: u64,
     pub max_json_body_bytes: usize,
+    /// Memory for bodies read before deciding, across every connection and stream.
+    pub max_body_memory_bytes: usize,
     pub max_connections: usize,
     pub tarpit_max_concurrent: usize,
 }

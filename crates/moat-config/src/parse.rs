@@ -34,7 +34,7 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
             line,
             column,
             field,
-            message: e.message().trim().to_string(),
+            message: message(&e, &text, at.start),
         });
         let syntax = toml::from_str::<toml::Table>(&text).is_err();
         match span {
@@ -43,6 +43,19 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
         }
     }
     Err(ConfigErrors(errors))
+}
+
+/// The error's message; toml gives none for some syntax errors (a lone carriage return), so
+/// then what is at the spot is named instead of printing an empty message.
+fn message(e: &toml::de::Error, text: &str, at: usize) -> String {
+    let m = e.message().trim();
+    if !m.is_empty() {
+        return m.to_string();
+    }
+    match text.get(at..).and_then(|t| t.chars().next()) {
+        Some(c) => format!("invalid TOML: unexpected {c:?}"),
+        None => "invalid TOML: unexpected end of text".to_string(),
+    }
 }
 
 /// Replaces the table (from its `[header]` line to the next header) around `offset` with

@@ -87,6 +87,7 @@ pub struct RawLimits {
     pub max_header_bytes: Option<S<u64>>,
     pub max_body_bytes: Option<S<u64>>,
     pub max_json_body_bytes: Option<S<u64>>,
+    pub max_body_memory_bytes: Option<S<u64>>,
     pub max_connections: Option<S<u64>>,
     pub tarpit_max_concurrent: Option<S<u64>>,
 }

@@ -106,6 +106,49 @@ where
     }
 }
 
+/// Memory for request bodies read before deciding (the bytes a JSON-field rule or the proof's
+/// endpoints look at), shared by every connection and HTTP/2 stream of a listener set. Each
+/// read reserves what it may hold (its cap, or less when the body declares its length) for as
+/// long as it waits for the client; when slow clients hold it all, the next read waits a
+/// moment and is then refused with 503. Without it, ten thousand connections each trickling a
+/// 128 KiB body (times a hundred streams each on HTTP/2) could grow memory without bound.
+#[derive(Clone, Debug)]
+pub struct BodyBudget {
+    bytes: std::sync::Arc<tokio::sync::Semaphore>,
+    total: usize,
+}
+
+/// Held while a body is read into memory; gives its bytes back to the budget when dropped.
+pub type BodyReservation = tokio::sync::OwnedSemaphorePermit;
+
+impl BodyBudget {
+    pub fn new(total: usize) -> Self {
+        let total = total.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        BodyBudget {
+            bytes: std::sync::Arc::new(tokio::sync::Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// The budget's size in bytes.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Reserves `n` bytes (at most the whole budget), waiting up to `wait` for other reads to
+    /// finish; `None` if they did not.
+    pub async fn reserve(&self, n: usize, wait: Duration) -> Option<BodyReservation> {
+        let n = n.clamp(1, self.total).min(u32::MAX as usize) as u32;
+        if let Ok(p) = self.bytes.clone().try_acquire_many_owned(n) {
+            return Some(p);
+        }
+        tokio::time::timeout(wait, self.bytes.clone().acquire_many_owned(n))
+            .await
+            .ok()?
+            .ok()
+    }
+}
+
 /// What reading the start of a body gave.
 pub struct Peeked {
     /// The whole body when it fit under the cap.

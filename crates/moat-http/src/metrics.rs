@@ -2,7 +2,8 @@
 //! (`application/openmetrics-text; version=1.0.0`).
 //!
 //! - counters: `moat_http_requests_total`, `moat_http_forwarded_total`,
-//!   `moat_http_upstream_errors_total`, `moat_http_tarpit_overflow_total`, and
+//!   `moat_http_upstream_errors_total`, `moat_http_tarpit_overflow_total`,
+//!   `moat_http_body_memory_refused_total`, and
 //!   `moat_http_decisions_total{rule, action}`;
 //! - histograms (seconds): `moat_http_request_duration_seconds{outcome}` and
 //!   `moat_http_upstream_duration_seconds` (see [`Outcome`] and [`Metrics::observe_forwarded`]
@@ -228,6 +229,8 @@ pub struct Metrics {
     pub forwarded: Counter,
     pub upstream_errors: Counter,
     pub tarpit_overflow: Counter,
+    /// Requests refused (503) because bodies being read held all their memory.
+    pub body_budget_spent: Counter,
     decisions: Family<DecisionLabels, Counter>,
     /// The decisions family's counters by rule id, then action: found with a `&str` (no
     /// allocation), where the family needs an owned label set for every lookup. A flood is
@@ -248,6 +251,7 @@ impl Default for Metrics {
             forwarded: Counter::default(),
             upstream_errors: Counter::default(),
             tarpit_overflow: Counter::default(),
+            body_budget_spent: Counter::default(),
             decisions: Family::default(),
             decision_counters: Default::default(),
             request_latency: ByOutcome::default(),
@@ -275,6 +279,11 @@ impl Default for Metrics {
             "moat_http_tarpit_overflow",
             "Tarpits answered at once because the cap was reached",
             m.tarpit_overflow.clone(),
+        );
+        r.register(
+            "moat_http_body_memory_refused",
+            "Requests answered 503 because bodies being read held all of limits.max_body_memory_bytes",
+            m.body_budget_spent.clone(),
         );
         r.register(
             "moat_http_decisions",

@@ -12,7 +12,10 @@
 //!    pages on injecting routes get the page script.
 
 use crate::acme::{http01_response, Http01Tokens};
-use crate::body::{empty, full, peek, BodyError, BoxError, Chained, Guarded, ProxyBody};
+use crate::body::{
+    empty, full, peek, BodyBudget, BodyError, BodyReservation, BoxError, Chained, Guarded,
+    ProxyBody,
+};
 use crate::client_addr::{self, ClientAddrPolicy, ClientIpSource, TrustedProxies};
 use crate::decoy::Decoys;
 use crate::forward::{self, ForwardError};
@@ -37,6 +40,9 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
+/// How long a body read waits for memory held by others before it is refused with 503.
+pub const BODY_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Shield {
     pub cfg: Arc<Config>,
     pub engine: Arc<Engine>,
@@ -48,6 +54,8 @@ pub struct Shield {
     limiters: Arc<moat_engine::LimiterSet>,
     addr_policy: ClientAddrPolicy,
     tarpit: Arc<Semaphore>,
+    /// Memory for bodies read before deciding (kept across reloads of the same size).
+    body_budget: BodyBudget,
     upstream_authority: Arc<str>,
     acme_tokens: Option<Http01Tokens>,
     needs_body: bool,
@@ -153,6 +161,7 @@ impl Shield {
             metrics: Arc::new(Metrics::default()),
             limiters: engine.limiters(),
             tarpit: Arc::new(Semaphore::new(cfg.limits.tarpit_max_concurrent)),
+            body_budget: BodyBudget::new(cfg.limits.max_body_memory_bytes),
             needs_body: cfg.policy.needs_body(),
             rule_filter: moat_rules::Prefilter::new(cfg.policy.rules.iter().map(|r| &*r.expr)),
             proof,
@@ -184,12 +193,36 @@ impl Shield {
         );
         next.metrics = self.metrics.clone();
         next.tarpit = self.tarpit.clone();
+        if next.body_budget.total() == self.body_budget.total() {
+            next.body_budget = self.body_budget.clone();
+        }
         next.limiters = self.engine.reload_limits(&cfg.policy.rate_limits);
         Ok(next)
     }
 
     pub fn trusts(&self, peer: IpAddr) -> bool {
         self.addr_policy.trusted.contains(peer)
+    }
+
+    /// Reserves memory for reading up to `cap` bytes of a body (less when it declares a
+    /// shorter length), waiting at most [`BODY_BUDGET_WAIT`] for slow clients to finish.
+    pub(crate) async fn reserve_body(
+        &self,
+        cap: usize,
+        declared: Option<u64>,
+    ) -> Option<BodyReservation> {
+        let n = declared.map_or(cap, |d| (d as usize).saturating_add(1).min(cap));
+        self.body_budget.reserve(n, BODY_BUDGET_WAIT).await
+    }
+
+    /// The answer when bodies being read hold all of `limits.max_body_memory_bytes`: a
+    /// temporary refusal the client is told about, never a silent drop.
+    pub(crate) fn body_budget_spent(&self) -> Response<ProxyBody> {
+        self.metrics.body_budget_spent.inc();
+        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        r
     }
 
     /// Serves one request that hyper parsed: the policy's decision, then forwarding.
@@ -260,6 +293,9 @@ impl Shield {
                     let lim = &self.cfg.limits;
                     let guarded = Guarded::new(incoming, lim.max_body_bytes, lim.body_timeout);
                     // An answer is a few hundred bytes; anything longer is not one.
+                    let Some(_held) = self.reserve_body(4096 + 1, None).await else {
+                        return Decision::Respond(self.body_budget_spent());
+                    };
                     match peek(guarded, 4096).await {
                         Ok(p) => body = p.complete,
                         Err(e) => return Decision::Respond(body_error(&e)),
@@ -298,6 +334,11 @@ impl Shield {
 
         // Read (a capped prefix of) the body only when a rule or limit looks inside it.
         let (json, body) = if self.needs_body && has_body(&req.method) {
+            // Held while the client sends the body, given back once it is read.
+            let reserved = self.reserve_body(lim.max_json_body_bytes + 1, declared);
+            let Some(_held) = reserved.await else {
+                return Decision::Respond(self.body_budget_spent());
+            };
             match peek(guarded(incoming), lim.max_json_body_bytes).await {
                 Ok(p) => {
                     let ct = req

@@ -1,0 +1,76 @@
+"""Issue 16 (security review): bodies read for JSON fields share one memory budget across
+connections (limits.max_body_memory_bytes). A client trickling a large body holds its share;
+when slow bodies hold it all, the next request that needs its body read waits a moment and is
+told 503 with Retry-After (never dropped silently), and is served again once memory is free."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import requests
+
+from moat_harness import ADMIN_TOKEN
+
+MAGIC = "/members/api/send-magic-link/"
+
+
+def chunked_head(host: str = "blog.example") -> bytes:
+    # Chunked: no declared length, so the read reserves the whole JSON cap (and is not taken
+    # by the fast path, which reads only bodies with a Content-Length).
+    return (f"POST {MAGIC} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n").encode()
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n" % len(data) + data + b"\r\n"
+
+
+def read_status(s: socket.socket, timeout: float) -> bytes:
+    s.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        got = s.recv(65536)
+        if not got:
+            break
+        data += got
+    return data
+
+
+def metric(moat, name: str) -> float:
+    r = requests.get(moat.admin_base + "/metrics",
+                     headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=5)
+    for line in r.text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_slow_bodies_cannot_hold_more_than_the_budget(moat_factory, upstream):
+    moat = moat_factory("[limits]\nmax_json_body_bytes = 65536\nmax_body_memory_bytes = 65536\n"
+                        'body_timeout = "20s"\n')
+    slow = socket.create_connection(("127.0.0.1", moat.port), timeout=5)
+    slow.sendall(chunked_head() + chunk(b'{"email": "'))
+    time.sleep(0.5)  # its read has begun and holds the whole budget
+
+    started = time.monotonic()
+    second = socket.create_connection(("127.0.0.1", moat.port), timeout=5)
+    second.sendall(chunked_head() + chunk(b'{"email":"b@victim.example"}') + b"0\r\n\r\n")
+    answer = read_status(second, 10)
+    waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 503"), answer[:300]
+    assert b"\r\nretry-after: 2\r\n" in answer.lower(), answer[:300]
+    assert 1.5 < waited < 6, waited
+    assert metric(moat, "moat_http_body_memory_refused_total") >= 1
+    second.close()
+
+    # The slow client finishes: its request is served and the memory is free again.
+    slow.sendall(chunk(b'a@victim.example"}') + b"0\r\n\r\n")
+    answer = read_status(slow, 10)
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
+    slow.close()
+    third = socket.create_connection(("127.0.0.1", moat.port), timeout=5)
+    third.sendall(chunked_head() + chunk(b'{"email":"c@victim.example"}') + b"0\r\n\r\n")
+    answer = read_status(third, 10)
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
+    third.close()
