@@ -33,6 +33,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-if ! python3 -c 'import aiohttp, requests, pytest, aiosmtplib, prometheus_client' 2>/dev/null; then
+if ! python3 -c 'import aiohttp, requests, pytest, aiosmtplib, prometheus_client, h11' 2>/dev/null; then
   python3 -m pip install -q -r "$(dirname "$0")/../tests/e2e/requirements.txt"
 fi

@@ -4,7 +4,7 @@
 
 use crate::body::ProxyBody;
 use crate::shield::text;
-use http::{header, Response, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 
 /// A request whose Host or transfer coding an upstream might read differently:
 /// - HTTP/1.1 without exactly one `Host` gets 400 (RFC 9112, section 3.2). Two Hosts would
@@ -12,7 +12,23 @@ use http::{header, Response, StatusCode};
 /// - Any transfer coding but a single `chunked` gets 501 (RFC 9112, section 6.1: "a server
 ///   that receives a request message with a transfer coding it does not understand SHOULD
 ///   respond with 501"). hyper decodes `x, chunked` as chunked and would pass the header on.
+///
+/// An HTTP/1 refusal also closes the connection (`Connection: close`, which hyper's server and
+/// the fast path both obey): a request refused for its framing says that something in front
+/// of Moat, or the client, may have read the stream otherwise, so the bytes after it are not
+/// trusted to be the next request (RFC 9112, section 6.3 asks the same of a request with both
+/// `Transfer-Encoding` and `Content-Length`). Before, Moat answered 400 and served the
+/// pipelined request after it, which a strict server never reads.
 pub fn refusal(req: &http::request::Parts) -> Option<Response<ProxyBody>> {
+    let mut resp = refused(req)?;
+    if req.version < http::Version::HTTP_2 {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Some(resp)
+}
+
+fn refused(req: &http::request::Parts) -> Option<Response<ProxyBody>> {
     if req.version == http::Version::HTTP_11
         && req.headers.get_all(header::HOST).iter().count() != 1
     {
@@ -42,13 +58,44 @@ mod tests {
     use super::refusal;
     use http::StatusCode;
 
-    fn status(raw_headers: &[(&str, &str)], version: http::Version) -> Option<StatusCode> {
+    fn refused(
+        raw_headers: &[(&str, &str)],
+        version: http::Version,
+    ) -> Option<http::Response<crate::body::ProxyBody>> {
         let mut b = http::Request::builder().uri("/x").version(version);
         for (k, v) in raw_headers {
             b = b.header(*k, *v);
         }
         let (parts, ()) = b.body(()).unwrap().into_parts();
-        refusal(&parts).map(|r| r.status())
+        refusal(&parts)
+    }
+
+    fn status(raw_headers: &[(&str, &str)], version: http::Version) -> Option<StatusCode> {
+        refused(raw_headers, version).map(|r| r.status())
+    }
+
+    #[test]
+    fn a_refusal_closes_an_http1_connection() {
+        use http::Version as V;
+        let closes =
+            |h: &[(&str, &str)], v| refused(h, v).map(|r| r.headers().get("connection").cloned());
+        for (h, v) in [
+            (&[][..], V::HTTP_11),
+            (&[("host", "a"), ("host", "b")][..], V::HTTP_11),
+            (
+                &[("host", "a"), ("transfer-encoding", "x, chunked")][..],
+                V::HTTP_11,
+            ),
+            (&[("transfer-encoding", "gzip")][..], V::HTTP_10),
+        ] {
+            assert_eq!(closes(h, v), Some(Some("close".parse().unwrap())), "{h:?}");
+        }
+        // HTTP/2 has no Connection header (RFC 9113, section 8.2.2); its stream just ends.
+        assert_eq!(
+            closes(&[("transfer-encoding", "gzip")], V::HTTP_2),
+            Some(None)
+        );
+        assert_eq!(closes(&[("host", "a")], V::HTTP_11), None);
     }
 
     #[test]

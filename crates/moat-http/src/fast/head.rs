@@ -143,7 +143,7 @@ fn plain_length(v: &[u8]) -> Option<u64> {
 }
 
 /// Whether a comma-separated header value (`Connection`) lists `token`.
-fn has_token(value: &[u8], token: &str) -> bool {
+pub(crate) fn has_token(value: &[u8], token: &str) -> bool {
     value
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))

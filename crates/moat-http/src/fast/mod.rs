@@ -17,7 +17,10 @@
 //! hyper client as before and are then written out by `respond`.
 
 mod chunked;
-mod head;
+/// Public for the differential framing check against hyper (`fuzz/fuzz_targets/framing_diff.rs`,
+/// `tests/framing_diff.rs`); nothing else outside the fast path uses it.
+#[doc(hidden)]
+pub mod head;
 mod relay;
 mod respond;
 
@@ -135,6 +138,7 @@ where
         let done = match shield.decide(parts, body, info).await {
             Decision::Respond(resp) => {
                 shield.metrics.observe_answered(start);
+                let close = close || says_close(resp.headers());
                 respond::write(io, resp, &method, close, lim.idle_timeout)
                     .await
                     .map(|()| close)
@@ -155,5 +159,40 @@ where
             Ok(false) => last_active = Instant::now(),
             Ok(true) | Err(_) => return Served::Closed,
         }
+    }
+}
+
+/// Whether one of Moat's own responses ends the connection (`Connection: close`, as a framing
+/// refusal says): hyper's server closes after such a response, and so does the fast path.
+fn says_close(h: &http::HeaderMap) -> bool {
+    h.get_all(http::header::CONNECTION)
+        .iter()
+        .any(|v| head::has_token(v.as_bytes(), "close"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::says_close;
+
+    #[test]
+    fn a_refusal_ends_the_connection_as_on_hyper() {
+        let req = |raw: &[u8]| match super::head::parse_request(raw, 8192) {
+            super::head::Parsed::Eligible { parts, .. } => parts,
+            other => panic!("not the fast path's: {other:?}"),
+        };
+        // Two Hosts, and none: requests the fast path takes and the policy refuses.
+        for raw in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\n\r\n",
+        ] {
+            let refused = crate::framing::refusal(&req(raw)).expect("refused");
+            assert!(says_close(refused.headers()), "{raw:?}");
+        }
+        let mut h = http::HeaderMap::new();
+        assert!(!says_close(&h));
+        h.append("connection", "keep-alive".parse().unwrap());
+        assert!(!says_close(&h));
+        h.append("connection", "upgrade, Close".parse().unwrap());
+        assert!(says_close(&h));
     }
 }
