@@ -74,3 +74,32 @@ def test_slow_bodies_cannot_hold_more_than_the_budget(moat_factory, upstream):
     answer = read_status(third, 10)
     assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
     third.close()
+
+
+def test_a_slow_form_on_the_fast_path_counts_against_the_same_budget(moat_factory, upstream):
+    moat = moat_factory("[limits]\nmax_json_body_bytes = 65536\nmax_body_memory_bytes = 65536\n"
+                        'body_timeout = "20s"\n')
+    # A Content-Length POST is read by the fast path; this one declares 60,000 bytes and sends
+    # a few, holding 60,000 of the 65,536.
+    slow = socket.create_connection(("127.0.0.1", moat.port), timeout=5)
+    slow.sendall((f"POST {MAGIC} HTTP/1.1\r\nHost: blog.example\r\nContent-Type: application/json\r\n"
+                  "Content-Length: 60000\r\n\r\n").encode() + b'{"email": "')
+    time.sleep(0.5)
+    # Another slow one that declares 10,000 bytes no longer fits, on either path.
+    second = socket.create_connection(("127.0.0.1", moat.port), timeout=5)
+    second.sendall((f"POST {MAGIC} HTTP/1.1\r\nHost: blog.example\r\nContent-Type: application/json\r\n"
+                    "Content-Length: 10000\r\n\r\n").encode() + b'{"email": "')
+    answer = read_status(second, 10)
+    assert answer.startswith(b"HTTP/1.1 503"), answer[:300]
+    second.close()
+    third = socket.create_connection(("127.0.0.1", moat.port), timeout=5)
+    third.sendall(chunked_head() + chunk(b'{"email":"c@victim.example"}') + b"0\r\n\r\n")
+    answer = read_status(third, 10)
+    assert answer.startswith(b"HTTP/1.1 503"), answer[:300]
+    third.close()
+    # A form that arrives whole with its head holds nothing while waiting: it is served.
+    whole = requests.post(moat.url(MAGIC), json={"email": "d@victim.example"},
+                          headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"},
+                          timeout=5)
+    assert whole.status_code != 503, "a whole form was refused for memory it never waited on"
+    slow.close()

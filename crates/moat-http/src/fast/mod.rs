@@ -105,8 +105,18 @@ where
             return Served::Handover(buf);
         }
         // The body, whole, within the body timeout (as hyper's path bounds it): a form of a
-        // few hundred bytes, so the policy reads it from memory.
+        // few hundred bytes, so the policy reads it from memory. While the client is still
+        // sending it, its bytes count against the memory budget that hyper's path reads
+        // bodies under too (`limits.max_body_memory_bytes`).
+        let mut held = None;
         if buf.len() < len + body_len {
+            let current = live.current();
+            held = current.reserve_body(body_len, Some(body_len as u64)).await;
+            if held.is_none() {
+                let busy = current.body_budget_spent();
+                let _ = respond::write(io, busy, &parts.method, true, lim.idle_timeout).await;
+                return Served::Closed;
+            }
             let d = Instant::now() + lim.body_timeout;
             while buf.len() < len + body_len {
                 buf.reserve(len + body_len - buf.len());
@@ -125,6 +135,7 @@ where
         }
         let body = bytes::Bytes::copy_from_slice(&buf[len..len + body_len]);
         buf.drain(..len + body_len);
+        drop(held);
         // The request's latency counts from its head parsed (`Metrics::request_latency`).
         let start = std::time::Instant::now();
         // The policy in force when this request starts (a reload applies from the next one).
