@@ -43,3 +43,16 @@ def test_only_chunked_is_a_transfer_coding_moat_accepts(moat_factory, upstream):
         f"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{body}").encode())
     assert status_of(raw) == 200, raw[:120]
     assert [s.body for s in upstream.seen("/te")] == [b"ok"]
+
+
+def test_a_malformed_chunked_body_is_the_clients_error(moat_factory, upstream):
+    """A chunked body Moat cannot decode is answered 400 (the client's fault), not 502 as if the
+    upstream had failed, and it never counts as an upstream error."""
+    m = moat_factory()
+    for body in ("ffffffffffffffff1\r\nx\r\n0\r\n\r\n",   # chunk size overflow
+                 "0x2\r\nhi\r\n0\r\n\r\n",                 # not hex digits
+                 "2\r\nhi\r\nzz\r\nxx\r\n0\r\n\r\n"):       # bad size in the second chunk
+        raw = raw_exchange(PROBE, m.port, (
+            f"POST /badchunk HTTP/1.1\r\nHost: 127.0.0.1:{m.port}\r\nUser-Agent: {CHROME_UA}\r\n"
+            f"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{body}").encode())
+        assert status_of(raw) == 400, (body, raw[:120])

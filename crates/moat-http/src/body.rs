@@ -28,6 +28,11 @@ pub enum BodyError {
     TooLarge(u64),
     #[error("no request body data for {0:?}")]
     Timeout(Duration),
+    /// The client's body could not be read: bad chunked framing, or the connection broke.
+    /// Marked as the client's, so a forward that fails on it is answered 400, not 502 as if
+    /// the upstream had failed.
+    #[error("request body: {0}")]
+    Client(#[source] BoxError),
 }
 
 /// Wraps the client's body: errors when it exceeds `max` bytes or stalls for `timeout`, which
@@ -82,7 +87,7 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Client(e.into()).into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 let t = self.timeout;

@@ -817,6 +817,7 @@ pub(crate) fn body_error_kind(b: &BodyError) -> Response<ProxyBody> {
     match b {
         BodyError::TooLarge(_) => text(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n"),
         BodyError::Timeout(_) => text(StatusCode::REQUEST_TIMEOUT, "Request Timeout\n"),
+        BodyError::Client(_) => text(StatusCode::BAD_REQUEST, "Bad Request\n"),
     }
 }
 
