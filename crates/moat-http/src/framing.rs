@@ -53,6 +53,35 @@ fn refused(req: &http::request::Parts) -> Option<Response<ProxyBody>> {
     }
 }
 
+/// The smallest an HTTP/1 request's head can have been on the wire: its request line and
+/// header lines as written canonically (`Name: value` and CRLF). Hyper bounds a head only while
+/// it is incomplete (`max_buf_size`), so one that arrives whole in a single read passes at any
+/// size; this lets the hyper path refuse it with 431 as the fast path does.
+pub fn head_len(req: &http::request::Parts) -> usize {
+    let target = req.uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method.as_str().len() + 1 + target + 1 + "HTTP/1.1\r\n".len();
+    let fields: usize = req
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + 2 + v.len() + 2)
+        .sum();
+    line + fields + 2
+}
+
+/// 431 for an HTTP/1 head longer than `max` bytes (`limits.max_header_bytes`).
+pub fn oversized(req: &http::request::Parts, max: usize) -> Option<Response<ProxyBody>> {
+    if req.version >= http::Version::HTTP_2 || head_len(req) <= max {
+        return None;
+    }
+    let mut resp = text(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "Request Header Fields Too Large\n",
+    );
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Some(resp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::refusal;
@@ -132,6 +161,29 @@ mod tests {
                 V::HTTP_11
             ),
             Some(StatusCode::NOT_IMPLEMENTED)
+        );
+    }
+
+    #[test]
+    fn a_head_over_the_cap_is_refused_with_431_and_the_count_is_exact() {
+        let raw = b"GET /path?q=1 HTTP/1.1\r\nHost: a.example\r\nX-Pad: 0123456789\r\n\r\n";
+        let (parts, ()) = http::Request::builder()
+            .uri("/path?q=1")
+            .header("host", "a.example")
+            .header("x-pad", "0123456789")
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert_eq!(super::head_len(&parts), raw.len());
+        assert!(super::oversized(&parts, raw.len()).is_none());
+        let r = super::oversized(&parts, raw.len() - 1).expect("one byte over");
+        assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(r.headers()["connection"], "close");
+        let mut h2 = parts;
+        h2.version = http::Version::HTTP_2;
+        assert!(
+            super::oversized(&h2, 10).is_none(),
+            "HTTP/2 is bounded by h2 itself"
         );
     }
 }

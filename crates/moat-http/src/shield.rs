@@ -234,6 +234,10 @@ impl Shield {
         // Hyper has parsed the head: the request's latency counts from here.
         let start = std::time::Instant::now();
         let (parts, incoming) = req.into_parts();
+        if let Some(r) = crate::framing::oversized(&parts, self.cfg.limits.max_header_bytes) {
+            self.metrics.observe_answered(start);
+            return r;
+        }
         match self.decide(parts, incoming, conn).await {
             Decision::Respond(r) => {
                 self.metrics.observe_answered(start);
