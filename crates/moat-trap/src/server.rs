@@ -466,8 +466,10 @@ async fn deliver(
             s.delivered(&stored.id)
         }
         Err(e) => {
-            tracing::error!(target: "moat::trap", error = %e, "could not store a message; answering 451");
-            s.store_failed()
+            let reply = s.store_failed(&e);
+            tracing::error!(target: "moat::trap", error = %e, reply = reply.trim_end(),
+                "could not store a message");
+            reply
         }
     }
 }

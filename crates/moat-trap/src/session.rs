@@ -174,9 +174,16 @@ impl Session {
         format!("250 2.0.0 Ok: queued as {id}\r\n")
     }
 
-    /// The reply when storing failed: the client keeps the message and retries later.
-    pub fn store_failed(&self) -> String {
-        "451 4.3.0 Error: queue file write error\r\n".into()
+    /// The reply when storing failed: the client keeps the message and retries later. A full
+    /// disk is Postfix's `452 4.3.1 Insufficient system storage` (RFC 3463 X.3.1), anything
+    /// else its `451 4.3.0` queue file write error.
+    pub fn store_failed(&self, e: &std::io::Error) -> String {
+        let full = e.kind() == std::io::ErrorKind::StorageFull
+            || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+        match full {
+            true => "452 4.3.1 Insufficient system storage\r\n".into(),
+            false => "451 4.3.0 Error: queue file write error\r\n".into(),
+        }
     }
 
     /// The reply to a [`Step::Login`], once the caller decided.

@@ -10,14 +10,20 @@
 //! The writer may fall behind for as long as a flood lasts; what it has not indexed yet is in
 //! the journal and in its queue. [`MAX_BACKLOG`] bounds that: past it, intake waits for the
 //! writer, and replies slow down instead of memory growing.
+//!
+//! A full disk is a temporary condition: a journal append that fails for lack of space is
+//! answered `452 4.3.1` (any other failure `451 4.3.0`), and while the writer holds deliveries
+//! it could not file for lack of space, intake refuses new ones the same way instead of
+//! filling the journal with more of what cannot be filed. Before refusing it asks the writer
+//! to try again, so the first delivery after space came back is accepted.
 
 use super::writer::{Job, Journaled};
 use super::{files, index, journal::Journal, sha256_hex, Stats, Stored};
 use rusqlite::Connection;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Where a delivery's answer goes: `Ok` once it is durable.
@@ -29,12 +35,23 @@ pub const MAX_BACKLOG: u64 = 64 << 20;
 /// Most deliveries taken into one append.
 const MAX_BATCH: usize = 512;
 
+/// How long intake waits for the writer's retry when the disk was full.
+const PROBE_WAIT: Duration = Duration::from_secs(2);
+
+/// After a retry found the disk still full, deliveries are refused without asking the writer
+/// again for this long (a bot farm retrying at once must not keep the writer retrying).
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
 /// Content journaled but not yet indexed, by hash (with how many deliveries carry it), so that
 /// a reply can say whether the content was already in the quarantine before the writer has
 /// indexed the first copy.
+///
+/// Also whether the writer holds deliveries it could not file, and whether for lack of space.
 #[derive(Default)]
 pub struct Pending {
     shas: Mutex<HashMap<String, u32>>,
+    failing: AtomicBool,
+    full: AtomicBool,
 }
 
 impl Pending {
@@ -45,7 +62,22 @@ impl Pending {
         *n > 1
     }
 
-    /// One delivery of `sha` was indexed (or failed to be).
+    /// Whether the writer holds deliveries it could not file (`failing`), and whether the last
+    /// attempt failed for lack of space (`full`).
+    pub fn set_unfiled(&self, failing: bool, full: bool) {
+        self.failing.store(failing, Ordering::Relaxed);
+        self.full.store(failing && full, Ordering::Relaxed);
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
+    }
+
+    fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    /// One delivery of `sha` was indexed.
     pub fn done(&self, sha: &str) {
         let mut m = self.shas.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = m.get_mut(sha) {
@@ -64,6 +96,19 @@ pub struct Intake {
     /// The index, read-only, to tell a duplicate in the reply.
     pub lookup: Option<Connection>,
     pub stats: Arc<Stats>,
+    pub refusals: Refusals,
+}
+
+/// Intake refusing deliveries because the writer cannot file (see [`Intake::room`]).
+#[derive(Default)]
+pub struct Refusals {
+    /// When intake last asked the writer to retry because the disk was full.
+    last_probe: Option<Instant>,
+    /// When a journal append last failed for lack of space: until [`PROBE_EVERY`] later,
+    /// deliveries are refused without trying (each failed append closes a segment).
+    journal_full: Option<Instant>,
+    /// Deliveries refused since the last one accepted (logged at the first, and every 1000th).
+    count: u64,
 }
 
 impl Intake {
@@ -121,7 +166,23 @@ impl Intake {
     }
 
     fn journal_group(&mut self, stores: Vec<(super::Meta, Vec<u8>, Reply)>) -> bool {
-        self.wait_for_writer();
+        if let Err(e) = self.room().and_then(|()| self.wait_for_writer()) {
+            let (before, after) = (
+                self.refusals.count,
+                self.refusals.count + stores.len() as u64,
+            );
+            if before == 0 || before / 1000 != after / 1000 {
+                tracing::warn!(refused = after, error = %e,
+                    "quarantine: refusing deliveries (4xx) until there is room again");
+            }
+            self.refusals.count = after;
+            for (_, _, done) in stores {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                let _ = done.send(Err(std::io::Error::new(e.kind(), e.to_string())));
+            }
+            return true;
+        }
+        self.accepting();
         let mut frames = Vec::new();
         let mut entries = Vec::with_capacity(stores.len());
         for (meta, data, done) in stores {
@@ -141,9 +202,12 @@ impl Intake {
         }
         let appended = self.journal.append(&frames).and_then(|f| f.sync_data());
         match appended {
-            Ok(()) => {}
+            Ok(()) => self.refusals.journal_full = None,
             Err(e) => {
-                tracing::error!(error = %e, "quarantine: journal append failed; answering 451");
+                if super::writer::io_full(&e) {
+                    self.refusals.journal_full = Some(Instant::now());
+                }
+                tracing::error!(error = %e, "quarantine: journal append failed; answering 4xx");
                 for (_, _, _, sha, _, _, done) in entries {
                     self.pending.done(&sha);
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -188,11 +252,60 @@ impl Intake {
             .all(|j| self.writer.blocking_send(Job::Journaled(j)).is_ok())
     }
 
-    /// Waits (bounded by the writer's progress) while the writer is [`MAX_BACKLOG`] behind.
-    fn wait_for_writer(&self) {
+    /// `Err` (storage full) while the writer holds deliveries it could not file for lack of
+    /// space, after asking it to try again (at most every [`PROBE_EVERY`]), and for
+    /// [`PROBE_EVERY`] after a journal append failed for lack of space.
+    fn room(&mut self) -> std::io::Result<()> {
+        let full = || std::io::Error::new(std::io::ErrorKind::StorageFull, "the disk is full");
+        if self
+            .refusals
+            .journal_full
+            .is_some_and(|t| t.elapsed() < PROBE_EVERY)
+        {
+            return Err(full());
+        }
+        if !self.pending.is_full() {
+            return Ok(());
+        }
+        if self
+            .refusals
+            .last_probe
+            .is_none_or(|t| t.elapsed() >= PROBE_EVERY)
+        {
+            self.refusals.last_probe = Some(Instant::now());
+            let (tx, rx) = std::sync::mpsc::channel();
+            if self.writer.blocking_send(Job::Retry(Some(tx))).is_ok() {
+                let _ = rx.recv_timeout(PROBE_WAIT);
+            }
+        }
+        match self.pending.is_full() {
+            false => Ok(()),
+            true => Err(full()),
+        }
+    }
+
+    fn accepting(&mut self) {
+        if self.refusals.count > 0 {
+            tracing::warn!(
+                refused = self.refusals.count,
+                "quarantine: accepting deliveries again"
+            );
+            self.refusals.count = 0;
+        }
+    }
+
+    /// Waits (bounded by the writer's progress) while the writer is [`MAX_BACKLOG`] behind;
+    /// `Err` if it is that far behind because it cannot file what it holds.
+    fn wait_for_writer(&self) -> std::io::Result<()> {
         while self.stats.backlog.load(Ordering::Relaxed) > MAX_BACKLOG && !self.writer.is_closed() {
+            if self.pending.is_failing() {
+                return Err(std::io::Error::other(
+                    "the quarantine cannot file what it holds, and holds too much",
+                ));
+            }
             std::thread::sleep(Duration::from_millis(1));
         }
+        Ok(())
     }
 
     /// Closes the current segment if it holds anything, and tells the writer: every message in

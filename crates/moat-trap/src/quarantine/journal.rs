@@ -127,6 +127,8 @@ pub struct Journal {
     len: u64,
     /// Preallocated segments from the helper thread.
     spares: std::sync::mpsc::Receiver<(PathBuf, File)>,
+    /// The helper thread stops once this is gone.
+    _alive: Arc<()>,
 }
 
 impl Journal {
@@ -142,7 +144,8 @@ impl Journal {
             }
         }
         let next = segments(root)?.last().map_or(after, |(n, _)| after.max(*n)) + 1;
-        let spares = spawn_preparer(dir(root));
+        let alive = Arc::new(());
+        let spares = spawn_preparer(dir(root), Arc::downgrade(&alive));
         let file = create(root, next, &spares)?;
         Ok(Journal {
             root: root.to_path_buf(),
@@ -150,6 +153,7 @@ impl Journal {
             file,
             len: 0,
             spares,
+            _alive: alive,
         })
     }
 
@@ -216,17 +220,31 @@ fn create(
     Ok(Arc::new(f))
 }
 
+/// How long the segment preparer waits before trying again after it failed (a full disk).
+const PREPARE_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Starts the thread that keeps one spare segment ready: `spare-<k>` under `journal/`,
-/// [`SEGMENT_BYTES`] of zeros, synced. It stops when the journal is dropped.
-fn spawn_preparer(dir: PathBuf) -> std::sync::mpsc::Receiver<(PathBuf, File)> {
+/// [`SEGMENT_BYTES`] of zeros, synced. It stops when the journal is dropped (`alive` gone).
+/// A spare it cannot make (a full disk) is tried again every [`PREPARE_RETRY`], and none is
+/// made while the disk has less than two segments' worth free (the last megabytes go to
+/// messages, and a failed attempt would take them for a moment); meanwhile segments are
+/// created as they are needed, and grow.
+fn spawn_preparer(
+    dir: PathBuf,
+    alive: std::sync::Weak<()>,
+) -> std::sync::mpsc::Receiver<(PathBuf, File)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(0);
     let _ = std::thread::Builder::new()
         .name("moat-journal".into())
         .spawn(move || {
             super::lower_priority();
+            let mut failing = false;
             for k in 0u64.. {
                 let path = dir.join(format!("spare-{k}"));
                 let made = (|| {
+                    if free_bytes(&dir).is_some_and(|b| b < 2 * SEGMENT_BYTES) {
+                        return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+                    }
                     let f = std::fs::OpenOptions::new()
                         .write(true)
                         .read(true)
@@ -242,6 +260,7 @@ fn spawn_preparer(dir: PathBuf) -> std::sync::mpsc::Receiver<(PathBuf, File)> {
                 })();
                 match made {
                     Ok(f) => {
+                        failing = false;
                         if tx.send((path.clone(), f)).is_err() {
                             let _ = std::fs::remove_file(&path);
                             return;
@@ -249,13 +268,32 @@ fn spawn_preparer(dir: PathBuf) -> std::sync::mpsc::Receiver<(PathBuf, File)> {
                     }
                     Err(e) => {
                         let _ = std::fs::remove_file(&path);
-                        tracing::warn!(error = %e, "quarantine: cannot prepare a journal segment");
-                        return;
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!(error = %e,
+                                "quarantine: cannot prepare a journal segment; trying again later");
+                        }
+                        std::thread::sleep(PREPARE_RETRY);
+                        if alive.strong_count() == 0 {
+                            return;
+                        }
                     }
                 }
             }
         });
     rx
+}
+
+/// Bytes free for an unprivileged writer on the filesystem holding `dir` (`None`: unknown).
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `path` is a valid C string and `st` a zeroed statvfs the call fills in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; both pointers are valid for the duration of the call.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 #[cfg(test)]

@@ -21,10 +21,14 @@
 pub mod analyse;
 pub mod files;
 pub mod index;
-mod intake;
+// `intake` and `writer` are public only for the journal_recovery fuzz target, which replays a
+// journal with `writer::Writer::open` (fuzz/fuzz_targets/journal_recovery.rs).
+#[doc(hidden)]
+pub mod intake;
 pub mod journal;
 mod syncer;
-mod writer;
+#[doc(hidden)]
+pub mod writer;
 
 use moat_core::metric::Sample;
 use serde::{Deserialize, Serialize};
@@ -149,6 +153,7 @@ impl Quarantine {
             pending,
             lookup: index::open_read(&index_path(&cfg.dir)).ok(),
             stats: stats.clone(),
+            refusals: Default::default(),
         };
         std::thread::Builder::new()
             .name("moat-quarantine".into())
@@ -174,7 +179,8 @@ impl Quarantine {
     }
 
     /// Stores one message. Returns only once it is durable (its journal append synced); an
-    /// error means it is not, and the sender must be told to retry (`451`).
+    /// error means it is not, and the sender must be told to retry (`452` if the error is a
+    /// full disk, `ErrorKind::StorageFull`, else `451`).
     pub async fn store(&self, meta: Meta, data: Vec<u8>) -> std::io::Result<Stored> {
         let (done, wait) = tokio::sync::oneshot::channel();
         self.tx
@@ -252,9 +258,24 @@ impl Quarantine {
 }
 
 /// A new message id: time-ordered (so ids sort by arrival) and unguessable, in the hex shape of
-/// a Postfix queue id.
+/// a Postfix queue id: the millisecond (44 bits) then 20 random bits.
+///
+/// Unique within the process: an id is a delivery's key (index row, file name, the `queued
+/// as` reply), and two deliveries in one millisecond drew the same 20 bits often enough under
+/// a flood (the second one's row was then dropped and its file replaced the first one's). So
+/// an id never repeats or goes back: one that would is the last one plus one. Across restarts,
+/// time has moved on.
 pub fn new_id(now_ms: u64) -> String {
-    format!("{:011X}{:05X}", now_ms, fastrand::u32(..1 << 20))
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let fresh = (now_ms.min((1 << 44) - 1) << 20) | u64::from(fastrand::u32(..1 << 20));
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let id = fresh.max(last.saturating_add(1));
+        match LAST.compare_exchange_weak(last, id, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return format!("{id:016X}"),
+            Err(now) => last = now,
+        }
+    }
 }
 
 pub fn index_path(dir: &Path) -> PathBuf {

@@ -179,6 +179,28 @@ fn logins_are_recorded() {
 fn ids_sort_by_time() {
     assert!(new_id(1_000) < new_id(1_001));
     assert_eq!(new_id(1).len(), 16);
+    // Later than any clock (ids never go back, and tests run in parallel).
+    let now = 1u64 << 43;
+    let id = new_id(now);
+    assert_eq!(u64::from_str_radix(&id[..11], 16).unwrap(), now, "{id}");
+}
+
+/// Many deliveries in one millisecond, from many threads, never share an id (with 20 random
+/// bits each, 4000 draws in one millisecond repeat one with a probability near 1).
+#[test]
+fn ids_never_repeat_within_a_millisecond() {
+    let ms = 1_900_000_000_000u64;
+    let threads: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || (0..4000).map(|_| new_id(ms)).collect::<Vec<_>>()))
+        .collect();
+    let mut all = std::collections::HashSet::new();
+    for t in threads {
+        for id in t.join().unwrap() {
+            assert_eq!(id.len(), 16);
+            assert!(all.insert(id.clone()), "{id} twice");
+        }
+    }
+    assert_eq!(all.len(), 16_000);
 }
 
 /// The ids of the newest ten deliveries in the index.
@@ -415,4 +437,113 @@ fn metrics_are_typed_counters_and_gauges() {
     assert_eq!(get("moat_quarantine_messages_total").value, 1);
     assert_eq!(get("moat_quarantine_bytes").kind, MetricKind::Gauge);
     assert!(get("moat_quarantine_bytes").value > 0);
+}
+
+/// Polls `cond` for up to 10 s.
+fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+/// Makes writing the file of delivery `id` (received at `ms`) fail with ENOSPC, as on a full
+/// disk: its `tmp/` name links to `/dev/full` (which `clean_tmp` leaves, not being a file).
+fn disk_full_for(dir: &Path, id: &str, ms: u64) -> std::path::PathBuf {
+    std::fs::create_dir_all(files::tmp_dir(dir)).unwrap();
+    let link = files::tmp_dir(dir).join(files::file_name(id, ms));
+    std::os::unix::fs::symlink("/dev/full", &link).unwrap();
+    link
+}
+
+fn listed_ids(dir: &Path) -> Vec<String> {
+    let db = index::open_read(&index_path(dir)).unwrap();
+    list(dir, &db, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+/// The disk fills after a delivery was journaled and answered, before the writer filed it:
+/// it stays in the journal (and listed), new deliveries are refused as storage full (the
+/// session answers `452 4.3.1`), and once there is space again the writer files it without a
+/// restart and the next delivery is accepted at once.
+#[test]
+fn a_full_disk_refuses_deliveries_and_recovers_without_a_restart() {
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+    let rt = rt();
+    let link = disk_full_for(dir.path(), "HELD", 5000);
+    rt.block_on(q.store(meta("HELD", 5000, "h@x"), MSG.to_vec()))
+        .expect("journaled, so acknowledged");
+    assert!(
+        wait_until(|| q.stats().failed.load(Ordering::Relaxed) >= 1),
+        "the writer never tried to file it"
+    );
+    let refused = rt
+        .block_on(q.store(meta("REFUSED", 6000, "r@x"), b"refused\r\n".to_vec()))
+        .unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::StorageFull);
+    // Retried every second meanwhile, and still held in the journal: listed, not lost.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(listed_ids(dir.path()), ["HELD"]);
+    assert!(indexed_ids(dir.path()).is_empty());
+    assert_eq!(journal_frames(dir.path()), 1);
+
+    std::fs::remove_file(&link).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    rt.block_on(q.store(meta("NEXT", 7000, "n@x"), b"next\r\n".to_vec()))
+        .expect("space is back: accepted");
+    rt.block_on(q.flush());
+    assert_eq!(indexed_ids(dir.path()), ["NEXT", "HELD"]);
+    assert_eq!(journal_frames(dir.path()), 0, "the journal drained");
+    let db = index::open_read(&index_path(dir.path())).unwrap();
+    let held = index::get(&db, "HELD").unwrap().unwrap();
+    assert!(!held.file.is_empty());
+    assert_eq!(read_message(dir.path(), &held).unwrap(), MSG);
+    assert!(!files::tmp_dir(dir.path()).join(&held.file).exists());
+    drop(q);
+}
+
+/// A start on a full disk: the journal's deliveries cannot be filed, yet the quarantine opens
+/// (a full disk is temporary), refuses deliveries, keeps the journal, and files them once
+/// space is back.
+#[test]
+fn a_full_disk_at_start_keeps_the_journal_and_files_it_later() {
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    journal_write(dir.path(), 3, &meta("JOURNALED", 9000, "j@x"));
+    let link = disk_full_for(dir.path(), "JOURNALED", 9000);
+    let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+    let rt = rt();
+    assert_eq!(journal_frames(dir.path()), 1, "the journal is kept");
+    assert_eq!(listed_ids(dir.path()), ["JOURNALED"]);
+    let refused = rt
+        .block_on(q.store(meta("REFUSED", 9500, "r@x"), b"refused\r\n".to_vec()))
+        .unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::StorageFull);
+    std::fs::remove_file(&link).unwrap();
+    // The writer's own retry (every second) files it; no delivery needed.
+    assert!(
+        wait_until(|| indexed_ids(dir.path()) == ["JOURNALED"]),
+        "not filed once space came back"
+    );
+    rt.block_on(q.flush());
+    assert_eq!(journal_frames(dir.path()), 0, "the journal drained");
+    let numbers: Vec<u64> = journal::segments(dir.path())
+        .unwrap()
+        .iter()
+        .map(|s| s.0)
+        .collect();
+    assert!(numbers.iter().all(|&n| n > 3), "{numbers:?}");
+    drop(q);
 }

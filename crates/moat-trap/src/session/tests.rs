@@ -205,3 +205,25 @@ fn relay_probe_paths_are_accepted_like_postfix_does() {
     );
     assert_eq!(got[0].0.mail_from, "a@[127.0.0.1]");
 }
+
+#[test]
+fn a_full_disk_is_452_anything_else_451() {
+    let s = Session::new(Limits::default());
+    let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC);
+    assert_eq!(
+        s.store_failed(&enospc),
+        "452 4.3.1 Insufficient system storage\r\n"
+    );
+    let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "full");
+    assert!(s.store_failed(&full).starts_with("452 4.3.1 "));
+    let quota = std::io::Error::from_raw_os_error(libc::EDQUOT);
+    assert!(s.store_failed(&quota).starts_with("452 4.3.1 "));
+    let eio = std::io::Error::from_raw_os_error(libc::EIO);
+    assert_eq!(
+        s.store_failed(&eio),
+        "451 4.3.0 Error: queue file write error\r\n"
+    );
+    assert!(s
+        .store_failed(&std::io::Error::other("writer stopped"))
+        .starts_with("451 4.3.0 "));
+}

@@ -10,6 +10,12 @@
 //! It runs at a lower priority than the sessions and intake: under a flood the CPU goes to
 //! accepting mail, and the index catches up when the flood ebbs ([`super::intake::MAX_BACKLOG`]
 //! bounds how far behind it may be). At open it replays whatever the journal still holds.
+//!
+//! A delivery it cannot file (its file not written, or the commit refused: a full disk) stays
+//! in the journal, which keeps it and every later segment, and in memory, and is tried again
+//! every [`RETRY_EVERY`] (and whenever intake, refusing deliveries because the disk is full,
+//! asks) until it is filed: a full disk is a temporary condition, recovered from without a
+//! restart. Meanwhile intake is told, so that it answers `452` rather than journal more.
 
 mod pace;
 mod recovery;
@@ -25,7 +31,11 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+
+/// How often the writer tries again to file what it could not.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// The jobs of both quarantine threads: sessions send `Store`, `Login` and `Flush` to intake,
 /// which journals the stores and forwards everything else, in order, to the writer.
@@ -51,6 +61,9 @@ pub enum Job {
     /// The sync thread made every file durable that was written before the writer sealed
     /// journal segments up to this number.
     Synced(u64),
+    /// Try again to file the deliveries that could not be (the writer's own timer, or intake
+    /// refusing deliveries because the disk is full, which waits on the answer).
+    Retry(Option<std::sync::mpsc::Sender<()>>),
 }
 
 /// A delivery as intake journaled it: the file's whole content (`bytes`, the received message
@@ -78,11 +91,9 @@ enum Origin {
     Indexed(i64),
 }
 
-/// One delivery of a group: envelope, size, content hash, origin.
+/// One delivery of a group: its place among the group's [`Journaled`], and its origin.
 struct Delivery {
-    meta: Meta,
-    size: usize,
-    sha: String,
+    at: usize,
     origin: Origin,
 }
 
@@ -112,9 +123,17 @@ pub struct Writer {
     latest: u64,
     /// A segment was asked to close and its notice has not come yet.
     rotate_asked: bool,
-    /// The first segment holding a delivery the writer failed to index: it and all after it
-    /// stay until the next start replays them.
+    /// Deliveries the writer could not file yet, oldest first; tried again until they are.
+    unfiled: Vec<Journaled>,
+    /// The first journal segment holding one of them: it and all after it stay.
     held: Option<u64>,
+    /// A [`Job::Retry`] is on its way from the timer.
+    retry_due: bool,
+    /// Failed attempts since the deliveries held started failing, and since when.
+    failures: u64,
+    failing_since: Option<Instant>,
+    /// A weak handle on the writer's own queue, for the retry timer.
+    me: Option<mpsc::WeakSender<Job>>,
     /// The index's write-ahead log, synced before journal segments go.
     wal: std::fs::File,
 }
@@ -173,7 +192,12 @@ impl Writer {
             sealed: 0,
             latest: 0,
             rotate_asked: false,
+            unfiled: Vec::new(),
             held: None,
+            retry_due: false,
+            failures: 0,
+            failing_since: None,
+            me: None,
             wal,
         };
         w.recover()
@@ -202,7 +226,11 @@ impl Writer {
         if self.cfg.analyse {
             self.analyser = analyse::spawn(self.cfg.dir.clone(), me.clone());
         }
-        self.syncer = syncer::spawn(self.cfg.dir.clone(), me);
+        self.syncer = syncer::spawn(self.cfg.dir.clone(), me.clone());
+        self.me = Some(me);
+        if !self.unfiled.is_empty() {
+            self.schedule_retry();
+        }
         self.analyse_pending();
         let mut pace = Pace::new();
         while let Some(job) = rx.blocking_recv() {
@@ -213,8 +241,12 @@ impl Writer {
             self.analyse_pending();
         }
         // Intake has stopped and sealed its last segment, and everything it journaled is
-        // committed: the journal can go once the index and the files are durable (an empty
-        // last segment stays, and the next start removes it).
+        // committed (or held, and kept in the journal for the next start): the journal can go
+        // once the index and the files are durable (an empty last segment stays, and the next
+        // start removes it).
+        if !self.unfiled.is_empty() {
+            self.commit(vec![Job::Retry(None)]);
+        }
         self.sync_now();
         if let Err(e) = journal::remove_through(&self.cfg.dir, self.removable()) {
             tracing::error!(error = %e, "quarantine: cannot remove the journal");
@@ -227,77 +259,104 @@ impl Writer {
         let mut flushes = Vec::new();
         let mut analysed = Vec::new();
         let mut answers = Vec::new();
+        let mut retry = false;
+        let mut retry_waiting = Vec::new();
         let mut rotated = None;
         let mut synced = None;
         for j in batch {
             match j {
                 Job::Journaled(d) => stores.push(d),
                 Job::Login(l) => logins.push(l),
-                Job::Flush(f) => flushes.push(f),
+                Job::Flush(f) => {
+                    retry = true;
+                    flushes.push(f);
+                }
                 Job::Analysed(a) => analysed.extend(a),
                 Job::AnswerAfterCommit(f) => answers.push(f),
                 Job::Rotated(n) => rotated = rotated.max(Some(n)),
                 Job::Synced(n) => synced = synced.max(Some(n)),
+                Job::Retry(w) => {
+                    retry = true;
+                    match w {
+                        Some(w) => retry_waiting.push(w),
+                        None => self.retry_due = false,
+                    }
+                }
                 // Sessions and the writer send these to intake, never here.
                 Job::Store { .. } | Job::Rotate => {}
             }
         }
-        let segments: Vec<u64> = stores.iter().map(|d| d.segment).collect();
-        let shas: Vec<String> = stores.iter().map(|d| d.sha.clone()).collect();
-        let journaled: u64 = stores.iter().map(|d| d.bytes.len() as u64).sum();
+        // What could not be filed before goes first, when it is time to try again.
+        let (stores, retried) = match retry && !self.unfiled.is_empty() {
+            true => {
+                let mut all = std::mem::take(&mut self.unfiled);
+                let n = all.len();
+                all.extend(stores);
+                (all, n)
+            }
+            false => (stores, 0),
+        };
         // One transaction from the first lookup to the commit: one round of SQLite's locks
         // per group rather than one per statement.
         let began = self.db.execute_batch("BEGIN IMMEDIATE");
-        let (deliveries, blobs, failed) = self.write_files(stores);
+        let (deliveries, blobs, failed) = self.write_files(&stores);
         let committed = began
-            .and_then(|()| self.index_group(&blobs, &deliveries, &logins, &analysed))
+            .and_then(|()| self.index_group(&stores, &blobs, &deliveries, &logins, &analysed))
             .and_then(|()| self.db.execute_batch("COMMIT"));
         if committed.is_err() && !self.db.is_autocommit() {
             let _ = self.db.execute_batch("ROLLBACK");
         }
-        for sha in &shas {
-            self.pending.done(sha);
+        let ok = committed.is_ok();
+        // Every delivery is either filed now or held (in memory and in the journal), so the
+        // segments they came in are accounted for either way.
+        self.latest = self
+            .latest
+            .max(stores.iter().map(|d| d.segment).max().unwrap_or(0));
+        if let Some(n) = rotated {
+            self.sealed = self.sealed.max(n);
+            self.rotate_asked = false;
         }
-        self.stats.backlog.fetch_sub(journaled, Ordering::Relaxed);
-        let first_failed = match &committed {
-            Ok(()) => failed,
-            Err(_) => segments.iter().copied().min(),
-        };
-        if let Some(f) = first_failed {
-            self.held = self.held.min(Some(f)).or(Some(f));
+        let mut filed_bytes = 0u64;
+        let mut newly_failed = 0u64;
+        for (i, d) in stores.into_iter().enumerate() {
+            if ok && !failed.at.contains(&i) {
+                self.pending.done(&d.sha);
+                filed_bytes += d.bytes.len() as u64;
+            } else {
+                newly_failed += u64::from(i >= retried);
+                self.unfiled.push(d);
+            }
         }
-        match committed {
-            Ok(()) => {
+        self.stats.backlog.fetch_sub(filed_bytes, Ordering::Relaxed);
+        self.stats.failed.fetch_add(newly_failed, Ordering::Relaxed);
+        let files = match ok {
+            true => {
                 let added: usize = blobs.iter().map(|b| b.size).sum();
                 self.stats.bytes.fetch_add(added as u64, Ordering::Relaxed);
                 self.stats
                     .logins
                     .fetch_add(logins.len() as u64, Ordering::Relaxed);
-                self.latest = self.latest.max(segments.iter().copied().max().unwrap_or(0));
-                if let Some(n) = rotated {
-                    self.sealed = self.sealed.max(n);
-                    self.rotate_asked = false;
-                }
                 if !blobs.is_empty() {
                     self.analysis_due = true;
                 }
-                if !deliveries.is_empty() || rotated.is_some() {
-                    if let Some(s) = &self.syncer {
-                        let files = blobs.into_iter().map(|b| b.file).collect();
-                        let through = self.removable();
-                        let _ = s.send(syncer::Written { through, files });
-                    }
-                }
+                blobs.into_iter().map(|b| b.file).collect()
             }
-            Err(e) => {
-                tracing::error!(error = %e,
-                    "quarantine: index commit failed; the journal keeps the messages");
-                self.stats
-                    .failed
-                    .fetch_add(deliveries.len() as u64, Ordering::Relaxed);
+            false => {
                 for b in &blobs {
                     let _ = std::fs::remove_file(files::new_dir(&self.cfg.dir).join(&b.file));
                 }
+                Vec::new()
+            }
+        };
+        let failure = match &committed {
+            Err(e) => Some((e.to_string(), sqlite_full(e) || failed.full)),
+            Ok(()) => failed.error.map(|e| (e, failed.full)),
+        };
+        self.held_now(failure);
+        if !deliveries.is_empty() || rotated.is_some() {
+            if let Some(s) = &self.syncer {
+                let through = self.removable();
+                let _ = s.send(syncer::Written { through, files });
             }
         }
         if let Some(n) = synced {
@@ -305,6 +364,9 @@ impl Writer {
         }
         for f in answers {
             let _ = f.send(());
+        }
+        for w in retry_waiting {
+            let _ = w.send(());
         }
         if !flushes.is_empty() {
             self.sync_now();
@@ -322,6 +384,64 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// After a commit: where the deliveries held start in the journal, what intake is told,
+    /// the retry timer, and the log. `failure`: why this commit left deliveries unfiled, and
+    /// whether for lack of space (`None`: nothing it tried failed, so what intake was told
+    /// about the deliveries still held stands).
+    fn held_now(&mut self, failure: Option<(String, bool)>) {
+        self.held = self.unfiled.iter().map(|d| d.segment).min();
+        if self.unfiled.is_empty() {
+            self.pending.set_unfiled(false, false);
+            if let Some(since) = self.failing_since.take() {
+                tracing::warn!(
+                    after_secs = since.elapsed().as_secs(),
+                    attempts = self.failures,
+                    "quarantine: filing again; every held delivery is filed"
+                );
+            }
+            self.failures = 0;
+            return;
+        }
+        let Some((error, full)) = failure else {
+            return;
+        };
+        self.pending.set_unfiled(true, full);
+        self.failures += 1;
+        let held = self.unfiled.len();
+        match self.failing_since {
+            None => {
+                self.failing_since = Some(Instant::now());
+                tracing::error!(%error, held, disk_full = full,
+                    "quarantine: cannot file deliveries; the journal keeps them, retrying");
+            }
+            // About once a minute while it lasts.
+            Some(since) if self.failures.is_multiple_of(60) => {
+                tracing::error!(%error, held, disk_full = full,
+                    failing_secs = since.elapsed().as_secs(),
+                    "quarantine: still cannot file deliveries; the journal keeps them");
+            }
+            Some(_) => {}
+        }
+        self.schedule_retry();
+    }
+
+    /// Has the writer sent itself a [`Job::Retry`] in [`RETRY_EVERY`] (once at a time).
+    fn schedule_retry(&mut self) {
+        if self.retry_due {
+            return;
+        }
+        let Some(me) = self.me.clone() else { return };
+        let spawned = std::thread::Builder::new()
+            .name("moat-retry".into())
+            .spawn(move || {
+                std::thread::sleep(RETRY_EVERY);
+                if let Some(w) = me.upgrade() {
+                    let _ = w.blocking_send(Job::Retry(None));
+                }
+            });
+        self.retry_due = spawned.is_ok();
     }
 
     /// The highest journal segment number known so far (intake starts after it).
@@ -360,24 +480,20 @@ impl Writer {
 
     /// Looks each delivery's content up and writes the files of new content (once per content:
     /// what the index or an earlier delivery of the group already holds is not written again).
-    /// Returns the deliveries to index, the new content, and the first journal segment holding
-    /// a delivery whose file could not be written (it stays in the journal).
-    fn write_files(
-        &mut self,
-        stores: Vec<Journaled>,
-    ) -> (Vec<Delivery>, Vec<NewBlob>, Option<u64>) {
-        let mut first_in_group: HashMap<String, usize> = HashMap::new();
-        let mut failed: HashSet<usize> = HashSet::new();
-        let mut first_failed: Option<u64> = None;
+    /// Returns the deliveries to index, the new content, and those whose file could not be
+    /// written (they stay in the journal and are tried again).
+    fn write_files(&mut self, stores: &[Journaled]) -> (Vec<Delivery>, Vec<NewBlob>, Failed) {
+        let mut first_in_group: HashMap<&str, usize> = HashMap::new();
+        let mut failed = Failed::default();
         let mut deliveries = Vec::with_capacity(stores.len());
         let mut blobs = Vec::new();
-        for (i, j) in stores.into_iter().enumerate() {
-            let origin = if let Some(&k) = first_in_group.get(&j.sha) {
+        for (i, j) in stores.iter().enumerate() {
+            let origin = if let Some(&k) = first_in_group.get(j.sha.as_str()) {
                 Origin::Group(k)
             } else if let Ok(Some(id)) = index::blob_id(&self.db, &j.sha) {
                 Origin::Indexed(id)
             } else {
-                first_in_group.insert(j.sha.clone(), i);
+                first_in_group.insert(&j.sha, i);
                 Origin::New
             };
             if origin == Origin::New {
@@ -391,8 +507,11 @@ impl Writer {
                         first_ms: j.meta.received_ms,
                     }),
                     Err(e) => {
-                        tracing::error!(error = %e, "quarantine: cannot write a message file");
-                        failed.insert(i);
+                        // What it left in `tmp/` is written over by the retry (same name), or
+                        // removed at the next start.
+                        failed.full |= io_full(&e);
+                        failed.error = Some(format!("writing a message file: {e}"));
+                        failed.at.insert(i);
                     }
                 }
             }
@@ -402,24 +521,19 @@ impl Writer {
                 Origin::Indexed(_) => None,
             };
             // A duplicate of content whose write failed in this group fails with it.
-            if writer.is_some_and(|w| failed.contains(&w)) {
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                first_failed = first_failed.min(Some(j.segment)).or(Some(j.segment));
+            if writer.is_some_and(|w| failed.at.contains(&w)) {
+                failed.at.insert(i);
                 continue;
             }
-            deliveries.push(Delivery {
-                meta: j.meta,
-                size: j.size,
-                sha: j.sha,
-                origin,
-            });
+            deliveries.push(Delivery { at: i, origin });
         }
-        (deliveries, blobs, first_failed)
+        (deliveries, blobs, failed)
     }
 
     /// The group's rows, inside the transaction `commit` opened.
     fn index_group(
         &self,
+        stores: &[Journaled],
         blobs: &[NewBlob],
         deliveries: &[Delivery],
         logins: &[Login],
@@ -432,11 +546,12 @@ impl Writer {
             ids.insert(&b.sha, id);
         }
         for d in deliveries {
+            let j = &stores[d.at];
             let blob = match d.origin {
                 Origin::Indexed(id) => id,
-                Origin::New | Origin::Group(_) => ids[d.sha.as_str()],
+                Origin::New | Origin::Group(_) => ids[j.sha.as_str()],
             };
-            insert_message(tx, &d.meta, d.size, &d.sha, blob)?;
+            insert_message(tx, &j.meta, j.size, &j.sha, blob)?;
         }
         for l in logins {
             tx.prepare_cached(
@@ -537,6 +652,26 @@ impl Writer {
             }
         }
     }
+}
+
+/// The deliveries of a group whose file could not be written (by their place in the group),
+/// whether one failed for lack of space, and the last error.
+#[derive(Default)]
+struct Failed {
+    at: HashSet<usize>,
+    full: bool,
+    error: Option<String>,
+}
+
+/// Whether an I/O error means the disk (or the user's quota on it) is full.
+pub(super) fn io_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// Whether SQLite refused a write because the disk is full.
+fn sqlite_full(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
 }
 
 /// Removes one content and everything hanging off it; returns the deliveries removed.

@@ -66,8 +66,8 @@ impl Hold {
 }
 
 /// The jobs for one commit: `first` and what is waiting, and, while the writer is busy, what
-/// else arrives until the flood pauses (see [`Hold`]). A flush (someone waits on it) or intake
-/// stopping ends the wait.
+/// else arrives until the flood pauses (see [`Hold`]). A flush or a retry someone waits on, or
+/// intake stopping, ends the wait.
 pub(super) fn gather(rx: &mut mpsc::Receiver<Job>, first: Job, busy: bool, hold: Hold) -> Vec<Job> {
     let started = Instant::now();
     let mut last_job = started;
@@ -85,7 +85,9 @@ pub(super) fn gather(rx: &mut mpsc::Receiver<Job>, first: Job, busy: bool, hold:
                 Err(mpsc::error::TryRecvError::Disconnected) => return batch,
             }
         }
-        let urgent = batch.iter().any(|j| matches!(j, Job::Flush(_)));
+        let urgent = batch
+            .iter()
+            .any(|j| matches!(j, Job::Flush(_) | Job::Retry(Some(_))));
         if !busy
             || urgent
             || batch.len() >= MAX_BATCH

@@ -68,7 +68,12 @@ impl Writer {
                 tracing::warn!(segment = %path.display(),
                     "quarantine: journal segment ends in a torn (never acknowledged) append");
             }
-            if bad > 0 {
+            // A segment some of whose deliveries are still held (a full disk) stays as it is
+            // until they are filed: set aside, it would not be replayed at the next start.
+            if bad > 0 && self.unfiled.iter().any(|d| d.segment == *number) {
+                tracing::error!(frames = bad, segment = %path.display(),
+                    "quarantine: damaged journal frames; segment kept until its messages are filed");
+            } else if bad > 0 {
                 damaged += bad;
                 let mut aside = path.as_os_str().to_owned();
                 aside.push(".damaged");
@@ -78,15 +83,21 @@ impl Writer {
             }
         }
         if let Some(h) = self.held {
-            return Err(QuarantineError::Io(
-                journal::dir(&root),
-                std::io::Error::other(format!(
-                    "cannot index the journaled messages of segment {h}; the journal is kept"
-                )),
-            ));
+            // A full disk is temporary: start anyway (intake answers 452 until the writer
+            // files them), keeping the journal from that segment on. Anything else is not.
+            if !self.pending.is_full() {
+                return Err(QuarantineError::Io(
+                    journal::dir(&root),
+                    std::io::Error::other(format!(
+                        "cannot index the journaled messages of segment {h}; the journal is kept"
+                    )),
+                ));
+            }
+            tracing::error!(segment = h, held = self.unfiled.len(),
+                "quarantine: disk full; journaled messages kept in the journal until they can be filed");
         }
         self.sync_now();
-        journal::remove_through(&root, last).map_err(io(jdir))?;
+        journal::remove_through(&root, self.removable()).map_err(io(jdir))?;
         if replayed > 0 || damaged > 0 {
             tracing::warn!(
                 replayed,
