@@ -212,6 +212,13 @@ fn open(dir: &Path) -> anyhow::Result<rusqlite::Connection> {
 }
 
 pub fn run(a: QuarantineArgs) -> anyhow::Result<ExitCode> {
+    // An id is never a path: refused before anything is looked at.
+    if let QuarantineCmd::Show { id, .. } = &a.cmd {
+        if !moat_trap::quarantine::files::is_id(id) {
+            eprintln!("moat: not a message id: {id:?} (ids are letters, digits, '-' and '_', as `moat quarantine list` shows them)");
+            return Ok(ExitCode::from(2));
+        }
+    }
     let Some(resolved) = resolve(&a) else {
         return Ok(ExitCode::from(1));
     };

@@ -343,3 +343,27 @@ fn versioned_admin_paths_and_compressed_bodies_are_covered() {
         "a real browser passes: {out}"
     );
 }
+
+/// Issue 16: a message id is never a path. `quarantine show` refuses anything not id-shaped
+/// before it looks anywhere.
+#[test]
+fn quarantine_show_refuses_what_is_not_an_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("q");
+    std::fs::create_dir_all(q.join("new")).unwrap();
+    for id in ["../../../etc/passwd", "a/b", "..", "x y"] {
+        let o = moat(&[
+            "quarantine",
+            "show",
+            id,
+            "--quarantine",
+            q.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{id}: {o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("not a message id"),
+            "{id}: {o:?}"
+        );
+        assert!(o.stdout.is_empty(), "{id}");
+    }
+}

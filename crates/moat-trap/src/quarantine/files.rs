@@ -41,6 +41,22 @@ pub fn new_dir(root: &Path) -> PathBuf {
     root.join("new")
 }
 
+/// Whether `id` may be a message id: 1 to 64 ASCII letters, digits, `-` or `_` (what
+/// [`super::new_id`] makes, Postfix's queue-id shape). Ids become file names, so nothing that
+/// could climb out of the quarantine directory ever is one.
+pub fn is_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether `name` is a plain file name inside a directory: no separator, not `.` or `..`,
+/// not hidden, no NUL.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0'])
+}
+
 /// The file name for a message id: Maildir's `time.unique.host` shape.
 pub fn file_name(id: &str, received_ms: u64) -> String {
     format!("{}.{id}.moat", received_ms / 1000)

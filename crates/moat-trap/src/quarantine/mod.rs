@@ -181,7 +181,15 @@ impl Quarantine {
     /// Stores one message. Returns only once it is durable (its journal append synced); an
     /// error means it is not, and the sender must be told to retry (`452` if the error is a
     /// full disk, `ErrorKind::StorageFull`, else `451`).
+    ///
+    /// An id that is not [`files::is_id`] is refused: it becomes part of the file name.
     pub async fn store(&self, meta: Meta, data: Vec<u8>) -> std::io::Result<Stored> {
+        if !files::is_id(&meta.id) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a quarantine id is 1 to 64 letters, digits, '-' or '_'",
+            ));
+        }
         let (done, wait) = tokio::sync::oneshot::channel();
         self.tx
             .send(writer::Job::Store { meta, data, done })
@@ -306,7 +314,17 @@ pub fn read_message(dir: &Path, row: &index::MessageRow) -> std::io::Result<Vec<
             .filter(|b| b.len() as i64 == row.size)
             .map(<[u8]>::to_vec)
     };
-    let file = std::fs::read(files::new_dir(dir).join(&row.file));
+    // The index names the file; a name that is not a plain file name (a damaged or edited
+    // index, or none for a delivery still only in the journal) is never read, so nothing
+    // outside the quarantine is.
+    let file = if files::is_plain_name(&row.file) {
+        std::fs::read(files::new_dir(dir).join(&row.file))
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not a quarantine file name: {:?}", row.file),
+        ))
+    };
     if let Some(b) = file.as_deref().ok().and_then(body) {
         return Ok(b);
     }
