@@ -14,10 +14,23 @@ const DIR: &str = env!("CARGO_MANIFEST_DIR");
 fn rules_seeds_and_garbage() {
     let generated = rules::seeds();
     let seeds = stable::seeds(DIR, "rules", &generated);
-    let run = |name: &str| rules::run(&generated.iter().find(|(n, _)| n.ends_with(name)).unwrap().1);
-    for ok in ["-magic-link", "-chrome-regex", "-networks", "-json", "-quantifiers", "-affixes", "-xor",
-        "-sets-and-ranges", "-comparisons", "-fingerprint", "-prefix", "-multiline-comment", "-unicode"]
-    {
+    let run =
+        |name: &str| rules::run(&generated.iter().find(|(n, _)| n.ends_with(name)).unwrap().1);
+    for ok in [
+        "-magic-link",
+        "-chrome-regex",
+        "-networks",
+        "-json",
+        "-quantifiers",
+        "-affixes",
+        "-xor",
+        "-sets-and-ranges",
+        "-comparisons",
+        "-fingerprint",
+        "-prefix",
+        "-multiline-comment",
+        "-unicode",
+    ] {
         if ok == "-unicode" {
             assert_eq!(run(ok).errors, 1, "{ok}");
             continue;
@@ -28,13 +41,20 @@ fn rules_seeds_and_garbage() {
     assert_eq!(run("-errors").errors, 4);
     assert_eq!(run("-deep").errors, 1, "nested too deeply");
     let matched: usize = generated.iter().map(|(_, d)| rules::run(d).matched).sum();
-    assert!(matched >= 10, "the seeds match some of the requests: {matched}");
+    assert!(
+        matched >= 10,
+        "the seeds match some of the requests: {matched}"
+    );
     for (_, d) in &seeds {
         rules::run(d);
     }
     let tokens = stable::dict(DIR, "rules");
     let mut rng = stable::Rng::new(0x7275_6c65);
-    let rounds = if cfg!(debug_assertions) { 40_000 } else { 200_000 };
+    let rounds = if cfg!(debug_assertions) {
+        40_000
+    } else {
+        200_000
+    };
     for i in 0..rounds {
         let input = if i % 3 == 2 {
             // The control byte is just text here.
@@ -45,6 +65,6 @@ fn rules_seeds_and_garbage() {
                 stable::mutate(&mut rng, seed, &tokens)
             }
         };
-        rules::run(&input);
+        stable::reporting(&input, rules::run);
     }
 }

@@ -296,10 +296,14 @@ pub fn parse_response(
         let hop =
             crate::forward::is_hop_by_hop(n) || named.iter().any(|x| n.eq_ignore_ascii_case(x));
         let te = n.eq_ignore_ascii_case("transfer-encoding");
+        let cl = n.eq_ignore_ascii_case("content-length");
         // A chunked body goes out chunked; a body delimited by the close loses its codings'
         // header only if the client could misread it, which it cannot: the close ends it.
-        let length_with_chunked = chunked && n.eq_ignore_ascii_case("content-length");
-        if (hop && !te) || length_with_chunked || (te && no_body) {
+        let length_with_chunked = chunked && cl;
+        // The framing headers stay even when `Connection` names them: the body is relayed as
+        // framed, and a client left without its length (and with the connection kept open)
+        // would read the next response as part of this body.
+        if (hop && !te && !cl) || length_with_chunked || (te && no_body) {
             continue;
         }
         out.extend_from_slice(n.as_bytes());
