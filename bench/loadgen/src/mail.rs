@@ -41,6 +41,43 @@ fn summary(outs: Vec<Outcome>, elapsed: Duration) -> serde_json::Value {
     })
 }
 
+/// Where request keys (client addresses, senders, unknown recipients, logins) come from.
+/// `None`: fresh random keys, as the throughput runs use. `Some(n)`: one of `n` fixed keys each
+/// (the soak), so every table of the mail shield reaches its steady size early and any growth
+/// after that is a leak; its addresses avoid 127/8, where the soak's HTTP clients live (a ban
+/// the mail shield reports to the shared engine must not hit them). With a pool, abusers and
+/// legitimate clients keep to separate networks, so both keep getting their own answers for
+/// the whole run instead of everyone ending up judged:
+/// - Postfix clients 0..256 (198.18.0.0/24, 2001:db8:0::/64) enumerate (70 % unknown
+///   recipients), the others send to existing recipients only;
+/// - Dovecot: the farms try from 198.19.0.0/17 (and IPv6 in 2001:db8:100::/40), the real users
+///   log in, always with their password, from four home addresses (198.19.128.0/24 and
+///   2001:db8:180::/48).
+pub type Pool = Option<u32>;
+
+/// Pool entries before this index are the Postfix clients that enumerate.
+const ENUMERATORS: u32 = 256;
+/// Offset of the Dovecot farms' addresses in [`pooled_address`]'s numbering (198.19/16).
+const FARMS: u32 = 1 << 16;
+/// Offset of the real users' home addresses (198.19.128.0/24).
+const HOMES: u32 = FARMS + (1 << 15);
+
+/// Address `i` of a bounded pool: 198.18.0.0/15 (the benchmarking range), one in five IPv6 from
+/// the documentation prefix.
+fn pooled_address(out: &mut String, i: u32) {
+    if i.is_multiple_of(5) {
+        let _ = write!(out, "2001:db8:{:x}::{:x}", i >> 8, (i & 255) + 1);
+    } else {
+        let _ = write!(
+            out,
+            "198.{}.{}.{}",
+            18 + ((i >> 16) & 1),
+            (i >> 8) & 255,
+            i & 255
+        );
+    }
+}
+
 /// A client address: mostly scattered over 127/8, some from the benchmarking range
 /// 198.18.0.0/15, some IPv6 from the documentation prefix (only text in the request: no traffic
 /// goes to any of them).
@@ -81,12 +118,25 @@ fn word(out: &mut String, n: usize) {
 
 /// One RCPT-state request with the attributes Postfix 3.7 sends (SMTPD_POLICY_README), in its
 /// order, ended by the empty line. 70% of recipients exist; the rest are random unknown ones.
-fn postfix_request(buf: &mut String, n: u64) {
+pub fn postfix_request(buf: &mut String, n: u64, pool: Pool) {
     buf.clear();
     buf.push_str("request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n");
     buf.push_str("client_address=");
-    client_address(buf);
-    let host = fastrand::u32(..);
+    // Used only with a pool.
+    let key = || fastrand::u32(..pool.unwrap_or(1).max(1));
+    let host = match pool {
+        None => {
+            client_address(buf);
+            fastrand::u32(..)
+        }
+        Some(_) => {
+            let i = key();
+            pooled_address(buf, i);
+            i
+        }
+    };
+    // With a pool, whether this client enumerates (see `Pool`).
+    let enumerates = pool.map(|p| host < ENUMERATORS.min(p / 4).max(1));
     let _ = write!(
         buf,
         "\nclient_name=mx{host}.example.net\nreverse_client_name=mx{host}.example.net\nclient_port={}\n",
@@ -96,14 +146,20 @@ fn postfix_request(buf: &mut String, n: u64) {
     buf.push_str("sender=");
     if fastrand::u8(..10) == 0 {
         // The null sender (bounces).
+    } else if pool.is_some() {
+        // One sender per client.
+        let _ = write!(buf, "s{host}@sender{}.example.org", host % 64);
     } else {
         word(buf, 8);
         let _ = write!(buf, "@sender{}.example.org", fastrand::u16(..));
     }
     buf.push_str("\nrecipient=");
-    match fastrand::u8(..10) {
-        0..=3 => buf.push_str("alice@moat.test"),
-        4..=6 => buf.push_str("bob@moat.test"),
+    match (fastrand::u8(..10), enumerates) {
+        (0..=6, Some(true)) => {
+            let _ = write!(buf, "u{}@moat.test", key());
+        }
+        (0..=4, Some(_)) | (0..=3, None) => buf.push_str("alice@moat.test"),
+        (_, Some(_)) | (4..=6, None) => buf.push_str("bob@moat.test"),
         _ => {
             word(buf, 10);
             buf.push_str("@moat.test");
@@ -146,7 +202,7 @@ async fn policy_conn(addr: String, deadline: Instant) -> Outcome {
         let _ = s.set_nodelay(true);
         while Instant::now() < deadline {
             n += 1;
-            postfix_request(&mut req, n);
+            postfix_request(&mut req, n, None);
             resp.clear();
             let t = Instant::now();
             if s.write_all(req.as_bytes()).await.is_err() {
@@ -216,7 +272,7 @@ fn hex64(out: &mut String) {
 }
 
 /// One simulated login attempt: the `allow` body and the `report` body.
-fn attempt(n: u64) -> (String, String) {
+pub fn attempt(n: u64, pool: Pool) -> (String, String) {
     let mut login = String::new();
     let mut pwhash = String::with_capacity(64);
     let (fail_type, success) = match fastrand::u8(..10) {
@@ -227,7 +283,9 @@ fn attempt(n: u64) -> (String, String) {
             } else {
                 "bob@moat.test"
             });
-            if fastrand::u8(..4) == 0 {
+            // With a pool the real users log in from four homes, so their typos would get
+            // the homes banned within seconds: there, the failures are the farms' alone.
+            if pool.is_none() && fastrand::u8(..4) == 0 {
                 hex64(&mut pwhash);
                 ("credentials", false)
             } else {
@@ -238,7 +296,8 @@ fn attempt(n: u64) -> (String, String) {
         }
         // Credential stuffing on many existing-looking logins.
         3..=7 => {
-            let _ = write!(login, "user{}@moat.test", fastrand::u32(..200_000));
+            let users = pool.unwrap_or(200_000).max(1);
+            let _ = write!(login, "user{}@moat.test", fastrand::u32(..users));
             hex64(&mut pwhash);
             ("credentials", false)
         }
@@ -251,7 +310,14 @@ fn attempt(n: u64) -> (String, String) {
         }
     };
     let mut remote = String::new();
-    client_address(&mut remote);
+    match pool {
+        None => client_address(&mut remote),
+        Some(_) if success => pooled_address(&mut remote, HOMES + (n % 4) as u32),
+        Some(p) => pooled_address(
+            &mut remote,
+            FARMS + fastrand::u32(..p.clamp(1, HOMES - FARMS)),
+        ),
+    }
     let session = fastrand::u64(..);
     let allow = format!(
         r#"{{"device_id":"","login":"{login}","protocol":"imap","pwhash":"{pwhash}","remote":"{remote}","session_id":"{session:x}","tls":true}}"#
@@ -264,7 +330,7 @@ fn attempt(n: u64) -> (String, String) {
 
 /// `"status":N` from Moat's answer, without a JSON parser (the load generator shares the
 /// machine with what it measures).
-fn status_of(body: &[u8]) -> String {
+pub fn status_of(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(body);
     s.split("\"status\":")
         .nth(1)
@@ -305,7 +371,7 @@ async fn auth_conn(uri: http::Uri, token: String, deadline: Instant) -> Outcome 
         tokio::spawn(conn);
         while Instant::now() < deadline {
             n += 1;
-            let (allow, report) = attempt(n);
+            let (allow, report) = attempt(n, None);
             for (path, body) in [(&allow_uri, allow), (&report_uri, report)] {
                 let req = http::Request::post(path.as_str())
                     .header(http::header::HOST, &authority)

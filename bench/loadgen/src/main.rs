@@ -8,13 +8,17 @@
 //! - `policy` and `authpolicy`: closed-loop load on the mail shield's Postfix policy and Dovecot
 //!   auth-policy servers (see `mail.rs`);
 //! - `milter`: closed-loop load on the milter as Postfix's smtpd drives it, or sessions held
-//!   mid-message for memory (see `milter.rs`).
+//!   mid-message for memory (see `milter.rs`);
+//! - `soak`: a mixed fixed-rate load on one Moat (pages, decoys, the browser proof, the SMTP
+//!   trap, Postfix and Dovecot policy) with a CSV row of Moat's resources and each kind's
+//!   latency every window, or the same mix closed loop to find saturation (see `soak.rs`).
 //!
 //! Traffic goes only to the URL given, which the scripts in `bench/` point at loopback.
 
 mod mail;
 mod milter;
 mod null_milter;
+mod soak;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
@@ -102,6 +106,10 @@ enum Mode {
         #[arg(long)]
         listen: String,
     },
+    /// A mixed load on one Moat for a long run (bench/soak.sh): fixed rates, open loop, a CSV
+    /// row every window. Without --http-rate the HTTP part runs closed loop (the saturation
+    /// probe).
+    Soak(Box<soak::Soak>),
     /// Dovecot auth policy: alternating allow and report requests over keep-alive HTTP/1.1.
     Authpolicy {
         #[arg(long)]
@@ -172,6 +180,7 @@ async fn main() -> anyhow::Result<()> {
             seconds,
         } => mail::authpolicy(url, token, connections, seconds).await?,
         Mode::NullMilter { listen } => null_milter::serve(listen).await?,
+        Mode::Soak(a) => soak::run(*a).await?,
         Mode::Milter {
             hold: Some(n),
             addr,

@@ -150,11 +150,15 @@ pub fn leading_zero_bits(hash: &[u8]) -> u32 {
     n
 }
 
-/// Redeemed challenge ids, kept until the challenge would have expired anyway. Bounded: when
-/// full, expired entries are pruned (at most once a second, since it walks the whole set); if
-/// it is still full the redemption is accepted without being recorded. A replay only buys a
-/// second cookie for the same user agent and network, which the first cookie already covers,
-/// whereas refusing would let a flood of cheap no-JS tickets lock real people out.
+/// How often [`Spent`] drops the ids of expired challenges, in seconds.
+const PRUNE_EVERY_SECS: u64 = 60;
+
+/// Redeemed challenge ids, kept until the challenge would have expired anyway: expired ones
+/// are dropped once a minute. Bounded: when full, expired entries are pruned at once (at most
+/// once a second, since it walks the whole set); if it is still full the redemption is
+/// accepted without being recorded. A replay only buys a second cookie for the same user agent
+/// and network, which the first cookie already covers, whereas refusing would let a flood of
+/// cheap no-JS tickets lock real people out.
 #[derive(Debug)]
 pub struct Spent {
     ids: HashMap<[u8; 16], u64>,
@@ -176,7 +180,11 @@ impl Spent {
         if self.ids.contains_key(&s.id) {
             return Err(ChallengeError::Spent);
         }
-        if self.ids.len() >= self.cap && now > self.last_prune {
+        // Expired ids are dropped once a minute, and at once when the set is full: an id is
+        // useless once its challenge expired. Pruning only at the cap let a steady stream of
+        // solves grow the set to its cap (a million ids, about 50 MB) over hours.
+        let full = self.ids.len() >= self.cap && now > self.last_prune;
+        if full || now >= self.last_prune.saturating_add(PRUNE_EVERY_SECS) {
             self.last_prune = now;
             self.ids.retain(|_, exp| *exp > now);
         }
@@ -292,5 +300,29 @@ mod tests {
         spent.redeem(&s(4, 60), 11).unwrap();
         assert_eq!(spent.redeem(&s(4, 60), 12), Err(ChallengeError::Spent));
         assert_eq!(spent.len(), 2);
+    }
+
+    /// Far below its cap, the set still forgets expired ids: it holds about the ids of the
+    /// last challenge lifetime, not every id ever redeemed.
+    #[test]
+    fn expired_ids_are_forgotten_without_waiting_for_the_cap() {
+        let mut spent = Spent::new(1_000_000);
+        let t0 = 1_700_000_000;
+        for i in 0..100u8 {
+            let s = Solved {
+                id: [i; 16],
+                expires: t0 + 300,
+                difficulty: 1,
+            };
+            spent.redeem(&s, t0).unwrap();
+        }
+        assert_eq!(spent.len(), 100);
+        let later = Solved {
+            id: [200; 16],
+            expires: t0 + 700,
+            difficulty: 1,
+        };
+        spent.redeem(&later, t0 + 400).unwrap();
+        assert_eq!(spent.len(), 1, "the 100 expired ids were kept");
     }
 }
