@@ -82,7 +82,17 @@ cargo build --release -q -p moat -p moat-loadgen
 MOAT="$CARGO_TARGET_DIR/release/moat"; LOADGEN="$CARGO_TARGET_DIR/release/moat-loadgen"
 mkdir -p "$(dirname "$CSV")"
 work=$(mktemp -d)
-cleanup() { kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"; }
+# Waits for the processes to be gone before removing their files: Moat still writing its
+# quarantine made `rm -rf` fail, and with it the script's exit status.
+cleanup() {
+  local pids; pids=$(cat "$work"/*.pid 2>/dev/null || true)
+  kill $pids 2>/dev/null || true
+  for p in $pids; do
+    for _ in $(seq 300); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
 read -r UP MO ADMIN TP PP AP < <(python3 -c '
