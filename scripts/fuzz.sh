@@ -11,8 +11,7 @@
 # Extra libFuzzer flags can be passed in FUZZ_ARGS (e.g. FUZZ_ARGS="-max_len=65536").
 # Each target's checks also run on stable, over its seeds and bounded random input, in a
 # `*_garbage` test of the crate it exercises (fuzz/stable.rs says which and how to rewrite the
-# seeds). A target that tolerates a known, reported bug (http_head, journal_recovery; see
-# `strict` in each) checks it too with MOAT_FUZZ_STRICT=1 in the environment.
+# seeds).
 # journal_recovery works in /dev/shm/moat-fuzz-journal-<pid> (removed by the next run).
 # Needs: rustup's nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
 set -euo pipefail

@@ -51,6 +51,12 @@ fn journal_recovery_seeds_and_garbage() {
     );
     let s = run("-huge-length");
     assert_eq!((s.frames, s.torn), (0, true), "{s:?}");
+    let s = run("-s-same-id-other-content");
+    assert_eq!(
+        (s.valid, s.recovered),
+        (2, 2),
+        "both, the second under a derived id: {s:?}"
+    );
     let s = run("-s-wrong-checksum");
     assert_eq!((s.valid, s.recovered), (1, 1), "{s:?}");
     let s = run("-s-old-header");

@@ -128,10 +128,11 @@ pub fn open_read(path: &Path) -> rusqlite::Result<Connection> {
     Ok(c)
 }
 
-/// Whether delivery `id` is indexed.
-pub fn has_message(c: &Connection, id: &str) -> rusqlite::Result<bool> {
-    c.prepare_cached("SELECT 1 FROM messages WHERE id = ?1")?
-        .exists([id])
+/// The content hash delivery `id` is indexed with, if it is.
+pub fn message_sha(c: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
+    c.prepare_cached("SELECT sha256 FROM messages WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()
 }
 
 /// The blob holding content `sha` and its file, if any.

@@ -286,6 +286,20 @@ pub fn new_id(now_ms: u64) -> String {
     }
 }
 
+/// The id a delivery is indexed under when its own id already names other content: its id
+/// (cut to 47 bytes) and the first 16 hex digits of its content's hash. Ids are unique within
+/// a process (`new_id`), but across a restart with the clock stepped back, or in a damaged
+/// journal, an id can come again with another message; filed under the same id, one of the
+/// two would be lost (same row key, same file name). Derived from the content, so that
+/// recovering the same journal twice files it under the same id both times.
+pub fn other_content_id(id: &str, sha: &str) -> String {
+    let mut end = id.len().min(47);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}-{}", &id[..end], &sha[..sha.len().min(16)])
+}
+
 pub fn index_path(dir: &Path) -> PathBuf {
     dir.join("index.sqlite")
 }
@@ -380,13 +394,25 @@ pub fn list(
     })
     .map_err(|e| QuarantineError::Io(journal::dir(dir), e))?;
     let mut rows = index::list(db, limit).map_err(index_err)?;
-    let mut seen: std::collections::HashSet<String> = rows.iter().map(|r| r.id.clone()).collect();
+    // By id and content: a journaled delivery whose id names other content is filed under
+    // another id (`other_content_id`), and is not the indexed one.
+    let mut seen: std::collections::HashSet<(String, String)> = rows
+        .iter()
+        .map(|r| (r.id.clone(), r.sha256.clone()))
+        .collect();
     let mut journaled = Vec::new();
     for row in in_journal {
-        if seen.contains(&row.id) || index::has_message(db, &row.id).map_err(index_err)? {
+        let key = (row.id.clone(), row.sha256.clone());
+        let indexed = |id: &str| -> Result<bool, QuarantineError> {
+            Ok(index::message_sha(db, id).map_err(index_err)?.as_deref() == Some(&row.sha256))
+        };
+        if seen.contains(&key)
+            || indexed(&row.id)?
+            || indexed(&other_content_id(&row.id, &row.sha256))?
+        {
             continue;
         }
-        seen.insert(row.id.clone());
+        seen.insert(key);
         journaled.push(row);
     }
     rows.extend(journaled);

@@ -597,3 +597,59 @@ fn ids_and_file_names_cannot_escape_the_quarantine() {
         row = row_ok.clone();
     }
 }
+
+/// An id that comes again with other content (a restart with the clock stepped back) files
+/// the second message under a derived id: neither row nor file of the first is replaced, and
+/// reopening (recovery, replay) changes nothing.
+#[test]
+fn an_id_again_with_other_content_loses_neither_message() {
+    let dir = stored_and_closed(meta("0190F3A2B4C5D6E7", 5000, "first@x"));
+    let other = b"Subject: another\r\n\r\nother content\r\n".to_vec();
+    {
+        let q = Quarantine::open(QuarantineConfig::new(dir.path())).unwrap();
+        rt().block_on(q.store(meta("0190F3A2B4C5D6E7", 5100, "second@x"), other.clone()))
+            .unwrap();
+        rt().block_on(q.flush());
+    }
+    // And a third time, only in the journal, as a crash would leave it.
+    let third = b"third";
+    let (bytes, _) = files::encode(
+        &meta("0190F3A2B4C5D6E7", 5200, "third@x"),
+        third,
+        &sha256_hex(third),
+    );
+    let mut frame = Vec::new();
+    journal::frame(&bytes, &mut frame);
+    std::fs::create_dir_all(journal::dir(dir.path())).unwrap();
+    std::fs::write(
+        journal::dir(dir.path()).join(format!("{:016}.log", 900)),
+        frame,
+    )
+    .unwrap();
+    for _ in 0..2 {
+        drop(Quarantine::open(QuarantineConfig::new(dir.path())).unwrap());
+        let db = index::open_read(&index_path(dir.path())).unwrap();
+        let mut rows = index::list(&db, 10).unwrap();
+        rows.sort_by_key(|r| r.received_ms);
+        let got: Vec<(String, Vec<u8>)> = rows
+            .iter()
+            .map(|r| (r.id.clone(), read_message(dir.path(), r).unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("0190F3A2B4C5D6E7".to_string(), MSG.to_vec()),
+                (
+                    other_content_id("0190F3A2B4C5D6E7", &sha256_hex(&other)),
+                    other.clone()
+                ),
+                (
+                    other_content_id("0190F3A2B4C5D6E7", &sha256_hex(third)),
+                    third.to_vec()
+                ),
+            ]
+        );
+        let files: std::collections::HashSet<&str> = rows.iter().map(|r| r.file.as_str()).collect();
+        assert_eq!(files.len(), 3, "one file each");
+    }
+}

@@ -21,8 +21,8 @@ mod pace;
 mod recovery;
 
 use super::{
-    analyse, files, index, intake::Pending, journal, syncer, Login, Meta, QuarantineConfig,
-    QuarantineError, Stats,
+    analyse, files, index, intake::Pending, journal, other_content_id, syncer, Login, Meta,
+    QuarantineConfig, QuarantineError, Stats,
 };
 use pace::{gather, Hold, Pace};
 use recovery::move_aside;
@@ -287,7 +287,7 @@ impl Writer {
             }
         }
         // What could not be filed before goes first, when it is time to try again.
-        let (stores, retried) = match retry && !self.unfiled.is_empty() {
+        let (mut stores, retried) = match retry && !self.unfiled.is_empty() {
             true => {
                 let mut all = std::mem::take(&mut self.unfiled);
                 let n = all.len();
@@ -299,6 +299,7 @@ impl Writer {
         // One transaction from the first lookup to the commit: one round of SQLite's locks
         // per group rather than one per statement.
         let began = self.db.execute_batch("BEGIN IMMEDIATE");
+        self.settle_ids(&mut stores);
         let (deliveries, blobs, failed) = self.write_files(&stores);
         let committed = began
             .and_then(|()| self.index_group(&stores, &blobs, &deliveries, &logins, &analysed))
@@ -475,6 +476,29 @@ impl Writer {
             if let Some(i) = self.intake.as_ref().and_then(|i| i.upgrade()) {
                 self.rotate_asked = i.try_send(Job::Rotate).is_ok();
             }
+        }
+    }
+
+    /// Files a delivery whose id already names other content (in the index, or earlier in the
+    /// group) under [`other_content_id`] instead, so that neither message is lost: one row
+    /// per id, one file name per id and second.
+    fn settle_ids(&self, stores: &mut [Journaled]) {
+        let mut group: HashMap<String, String> = HashMap::with_capacity(stores.len());
+        for j in stores.iter_mut() {
+            let other = match group.get(&j.meta.id) {
+                Some(sha) => *sha != j.sha,
+                None => index::message_sha(&self.db, &j.meta.id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|sha| sha != j.sha),
+            };
+            if other {
+                let id = other_content_id(&j.meta.id, &j.sha);
+                tracing::warn!(id = %j.meta.id, filed_as = %id,
+                    "quarantine: id already names another message; filed under a derived id");
+                j.meta.id = id;
+            }
+            group.insert(j.meta.id.clone(), j.sha.clone());
         }
     }
 

@@ -2,7 +2,7 @@
 //! replaying the journal.
 
 use super::{delete_blob, insert_blob, insert_message, Job, Journaled, Writer, MAX_BATCH};
-use crate::quarantine::{files, index, journal, sha256_hex, QuarantineError};
+use crate::quarantine::{files, index, journal, other_content_id, sha256_hex, QuarantineError};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -113,8 +113,17 @@ impl Writer {
     /// delivery's file may have been cut short by the crash (written, not yet swept to disk):
     /// then its content's rows go, and the replay files and indexes it again, along with the
     /// content's other deliveries, which are in the journal too (the file was that recent).
+    /// A delivery whose id named other content is looked up under the id it was filed as
+    /// (`settle_ids`).
     fn indexed_whole(&mut self, id: &str, sha: &str) -> rusqlite::Result<bool> {
-        if !index::has_message(&self.db, id)? {
+        let indexed = match index::message_sha(&self.db, id)? {
+            Some(s) if s == sha => true,
+            Some(_) => {
+                index::message_sha(&self.db, &other_content_id(id, sha))?.as_deref() == Some(sha)
+            }
+            None => false,
+        };
+        if !indexed {
             return Ok(false);
         }
         let Some((blob, file)) = index::blob_file(&self.db, sha)? else {
@@ -184,6 +193,10 @@ impl Writer {
                 continue;
             };
             let sha = sha256_hex(&data);
+            let mut meta = meta;
+            if index::message_sha(&self.db, &meta.id)?.is_some_and(|s| s != sha) {
+                meta.id = other_content_id(&meta.id, &sha);
+            }
             let tx = self.db.transaction()?;
             let blob = match index::blob_id(&tx, &sha)? {
                 Some(id) => {
