@@ -1,0 +1,499 @@
+//! fail2ban's date detector: finds the time stamp in a line with its default templates or a
+//! filter's `datepattern` (strptime codes such as `%b %d %H:%M:%S`, fail2ban's `%Ex…`
+//! variants, `{^LN-BEG}`, `{DATE}`, `{NONE}`, `EPOCH`, `TAI64N`), and reads it as fail2ban
+//! does: a missing year is this year, or last year when the date would be more than a day
+//! ahead; a missing zone is the log's zone (local time unless `logtimezone` says otherwise).
+//!
+//! The date's text is cut out of the line before the filter's regexes see it, so where it is
+//! matters as much as what it says.
+
+use jiff::civil::DateTime;
+use jiff::tz::{Offset, TimeZone};
+use jiff::Timestamp;
+use pcre2::bytes::{Captures, Regex, RegexBuilder};
+
+/// fail2ban's default templates, most specific first (its `DEFAULT_TEMPLATES`).
+const DEFAULTS: &[&str] = &[
+    r"%ExY(?P<_sep>[-/.])%m(?P=_sep)%d(?:T|  ?)%H:%M:%S(?:[.,]%f)?(?:\s*%z)?",
+    r"(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
+    r"(?:%a )?%b %d %ExY %k:%M:%S(?:\.%f)?",
+    r"%d(?P<_sep>[-/])%m(?P=_sep)(?:%ExY|%Exy) %k:%M:%S",
+    r"%d(?P<_sep>[-/])%b(?P=_sep)%ExY[ :]?%H:%M:%S(?:\.%f)?(?: %z)?",
+    r"%m/%d/%ExY:%H:%M:%S",
+    r"%m-%d-%ExY %k:%M:%S(?:\.%f)?",
+    "EPOCH",
+    r"{^LN-BEG}%H:%M:%S",
+    r"^<%m/%d/%Exy@%H:%M:%S>",
+    r"%Exy%Exm%Exd  ?%H:%M:%S",
+    r"%b %d, %ExY %I:%M:%S %p",
+    r"^%b-%d-%Exy %k:%M:%S",
+    r"%ExY%Exm%Exd(?:-|T|  ?)%ExH:?%ExM:?%ExS(?:[.,]%f)?(?:\s*%z)?",
+    r"(?:%Z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
+    r"(?:%z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
+    "TAI64N",
+];
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+const MONTHS_FULL: [&str; 12] = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
+
+/// The regex of one strptime code (Python's `TimeRE` with fail2ban's changes).
+fn code(c: &str) -> Option<&'static str> {
+    Some(match c {
+        "a" => r"(?P<a>mon|tue|wed|thu|fri|sat|sun)",
+        "A" => r"(?P<A>monday|tuesday|wednesday|thursday|friday|saturday|sunday)",
+        "b" => r"(?P<b>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)",
+        "B" => {
+            r"(?P<B>january|february|march|april|may|june|july|august|september|october|november|december)"
+        }
+        "d" => r"(?P<d>[1-2]\d|[0 ]?[1-9]|3[0-1])",
+        "f" => r"(?P<f>[0-9]{1,6})",
+        "H" => r"(?P<H>[0-1]?\d|2[0-3])",
+        "I" => r"(?P<I>1[0-2]|0[1-9]|[1-9])",
+        "j" => r"(?P<j>36[0-6]|3[0-5]\d|[1-2]\d\d|0[1-9]\d|00[1-9]|[1-9]\d|0[1-9]|[1-9])",
+        "k" => r" ?(?P<H>[0-2]?\d)",
+        "l" => r" ?(?P<I>1?\d)",
+        "m" => r"(?P<m>0?[1-9]|1[0-2])",
+        "M" => r"(?P<M>[0-5]?\d)",
+        "p" => r"(?P<p>am|pm)",
+        "S" => r"(?P<S>[0-5]?\d|6[0-1])",
+        "w" => r"(?P<w>[0-6])",
+        "y" => r"(?P<y>\d\d)",
+        "Y" => r"(?P<Y>\d\d\d\d)",
+        "z" => r"(?P<z>Z|UTC|GMT|[+-][01]\d(?::?\d{2})?)",
+        "Z" => r"(?P<Z>Z|[A-Z]{3,5})",
+        "ExY" => r"(?P<Y>20\d\d)",
+        "Exy" => r"(?P<y>\d{2})",
+        "Exd" => r"(?P<d>[1-2]\d|0[1-9]|3[0-1])",
+        "Exm" => r"(?P<m>0[1-9]|1[0-2])",
+        "ExH" => r"(?P<H>[0-1]\d|2[0-3])",
+        "Exk" => r" ?(?P<H>[0-1]?\d|2[0-3])",
+        "Exl" => r" ?(?P<I>1[0-2]|\d)",
+        "ExM" => r"(?P<M>[0-5]\d)",
+        "ExS" => r"(?P<S>[0-5]\d|6[0-1])",
+        "ExZ" => r"(?P<Z>[A-Z](?:[A-Z]{2,4})?)",
+        "Exz" => r"(?P<z>(?:[A-Z](?:[A-Z]{2,4})?)?[+-][01]\d(?::?\d{2})?|[A-Z](?:[A-Z]{2,4})?)",
+        "%" => "%",
+        _ => return None,
+    })
+}
+
+/// Replaces strptime codes in `pattern` by their regexes.
+fn translate(pattern: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = pattern;
+    while let Some(p) = rest.find('%') {
+        out.push_str(&rest[..p]);
+        let after = &rest[p + 1..];
+        let len = if after.starts_with("Ex") {
+            3
+        } else {
+            after.chars().next().map_or(0, char::len_utf8)
+        };
+        let Some(re) = after.get(..len).and_then(code) else {
+            return Err(format!(
+                "unknown code `%{}` in date pattern `{pattern}`",
+                after.chars().take(3).collect::<String>()
+            ));
+        };
+        out.push_str(re);
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Pattern,
+    Epoch,
+    Tai64n,
+}
+
+#[derive(Debug)]
+struct Template {
+    regex: Regex,
+    /// Anchored at the line's start: a match wins at once.
+    line_begin: bool,
+    kind: Kind,
+}
+
+/// A regex from fail2ban's pattern rules: `{UNB}` drops the word bounds, `{^LN-BEG}` anchors
+/// at the line's start (after at most two non-word characters), otherwise the date must
+/// start and end at word bounds; the date's text is group 1.
+fn template(pattern: &str, kind: Kind) -> Result<Template, String> {
+    let mut p = pattern.trim();
+    let (mut word_begin, mut word_end, mut start) = (true, true, false);
+    if let Some(r) = p.strip_prefix("{UNB}") {
+        p = r;
+        (word_begin, word_end) = (false, false);
+    }
+    if let Some(r) = p.strip_prefix("{^LN-BEG}") {
+        p = r;
+        start = word_begin;
+    }
+    let alpha = ["%a", "%A", "%b", "%B", "%p"]
+        .iter()
+        .any(|c| p.contains(c) && !p.contains(&format!("%{c}")));
+    let mut regex = match kind {
+        Kind::Pattern => translate(p)?,
+        Kind::Epoch => {
+            r"(?:(?<=^\[)|(?<=audit\()|(?<![\d.]))\d{10,11}(?:\.\d{3,6})?(?![\d.])".into()
+        }
+        Kind::Tai64n => r"@[0-9a-fA-F]{24}".into(),
+    };
+    let begins_anchored = regex.starts_with('^') || regex.starts_with("(?:^");
+    let ends_bounded = regex.ends_with('$') || regex.ends_with(r"\b") || regex.ends_with(r"\s");
+    if !has_plain_group(&regex) {
+        let (head, body) = match regex.strip_prefix('^') {
+            Some(b) => ("^", b.to_string()),
+            None => ("", regex.clone()),
+        };
+        let (body, tail) = match body.strip_suffix('$') {
+            Some(b) if !b.ends_with('\\') => (b.to_string(), "$"),
+            _ => (body, ""),
+        };
+        regex = format!("{head}({body}){tail}");
+    }
+    let mut line_begin = begins_anchored;
+    if word_begin && !begins_anchored {
+        if start {
+            regex = format!(r"^(?:\W{{0,2}})?{regex}");
+            line_begin = true;
+        } else {
+            regex = format!(r"(?=^|\b|\W){regex}");
+        }
+    }
+    if word_end && !ends_bounded {
+        regex.push_str(r"(?=\b|\W|$)");
+    }
+    let regex = RegexBuilder::new()
+        .utf(true)
+        .caseless(alpha)
+        .jit_if_available(true)
+        .build(&regex)
+        .map_err(|e| format!("date pattern `{pattern}`: {e}"))?;
+    Ok(Template {
+        regex,
+        line_begin,
+        kind,
+    })
+}
+
+/// Whether `regex` has a capturing group that is not named (`(` not followed by `?`).
+fn has_plain_group(regex: &str) -> bool {
+    let b = regex.as_bytes();
+    (0..b.len())
+        .any(|i| b[i] == b'(' && b.get(i + 1) != Some(&b'?') && (i == 0 || b[i - 1] != b'\\'))
+}
+
+fn kind_of(pattern: &str) -> Kind {
+    let p = pattern
+        .trim_start_matches("{^LN-BEG}")
+        .trim_start_matches('^');
+    match p.to_uppercase().as_str() {
+        "EPOCH" | "LEPOCH" => Kind::Epoch,
+        "TAI64N" => Kind::Tai64n,
+        _ => Kind::Pattern,
+    }
+}
+
+/// Where the date is in a line and what time it says (`None` when it cannot be a real date,
+/// such as the 31st of February).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    pub start: usize,
+    pub end: usize,
+    pub time: Option<Timestamp>,
+}
+
+/// A filter's date detector.
+#[derive(Debug)]
+pub struct DateDetector {
+    templates: Vec<Template>,
+    /// The template that matched last: logs keep one format, so it is tried first.
+    last: Option<usize>,
+    /// `{NONE}`: the line has no date; every line is "now".
+    none: bool,
+}
+
+impl DateDetector {
+    /// fail2ban's default templates: each anchored at the line's start first, then anywhere.
+    pub fn defaults() -> Self {
+        Self::from_defaults(None, |_| true)
+    }
+
+    fn from_defaults(wrap: Option<&str>, keep: impl Fn(&Template) -> bool) -> Self {
+        let mut anchored = Vec::new();
+        let mut anywhere = Vec::new();
+        for p in DEFAULTS {
+            let kind = kind_of(p);
+            let bare = p.trim_start_matches("{^LN-BEG}");
+            let (pattern_a, pattern_b) = match wrap {
+                Some(w) => (w.replace("{DATE}", bare.trim_start_matches('^')), None),
+                None if p.starts_with('^') || p.starts_with('{') => (p.to_string(), None),
+                None => (format!("{{^LN-BEG}}{bare}"), Some(p.to_string())),
+            };
+            if let Ok(t) = template(&pattern_a, kind) {
+                if keep(&t) {
+                    anchored.push(t);
+                }
+            }
+            if let Some(Ok(t)) = pattern_b.map(|b| template(&b, kind)) {
+                if keep(&t) {
+                    anywhere.push(t);
+                }
+            }
+        }
+        anchored.extend(anywhere);
+        DateDetector {
+            templates: anchored,
+            last: None,
+            none: false,
+        }
+    }
+
+    /// A filter's `datepattern` (one pattern per line: the first that matches a line wins).
+    pub fn from_pattern(patterns: &str) -> Result<Self, String> {
+        let mut all = DateDetector {
+            templates: Vec::new(),
+            last: None,
+            none: false,
+        };
+        for pattern in patterns.lines().map(str::trim).filter(|p| !p.is_empty()) {
+            match pattern.to_uppercase().as_str() {
+                "{^LN-BEG}" => all
+                    .templates
+                    .extend(Self::from_defaults(None, |t| t.line_begin).templates),
+                "{DEFAULT}" => all.templates.extend(Self::defaults().templates),
+                "{NONE}" => all.none = true,
+                _ if pattern.contains("{DATE}") => all
+                    .templates
+                    .extend(Self::from_defaults(Some(pattern), |_| true).templates),
+                _ => all.templates.push(template(pattern, kind_of(pattern))?),
+            }
+        }
+        Ok(all)
+    }
+
+    /// Finds the date in `line`: the last template that matched if it still does at the
+    /// line's start, else the first one anchored at the start, else the earliest match.
+    pub fn find(&mut self, line: &str, now: Timestamp, tz: &TimeZone) -> Option<Found> {
+        if self.none {
+            return None;
+        }
+        let subject = line.as_bytes();
+        let mut best: Option<(usize, usize, Captures<'_>)> = None;
+        let order = self
+            .last
+            .into_iter()
+            .chain((0..self.templates.len()).filter(|i| Some(*i) != self.last));
+        for i in order {
+            let t = &self.templates[i];
+            let Ok(Some(caps)) = t.regex.captures(subject) else {
+                continue;
+            };
+            let whole = caps.get(1).or_else(|| caps.get(0))?;
+            let better = best.as_ref().is_none_or(|(_, s, _)| whole.start() < *s);
+            if t.line_begin || Some(i) == self.last && whole.start() == 0 {
+                best = Some((i, whole.start(), caps));
+                break;
+            }
+            if better {
+                best = Some((i, whole.start(), caps));
+            }
+        }
+        let (i, _, caps) = best?;
+        self.last = Some(i);
+        let whole = caps.get(1).or_else(|| caps.get(0))?;
+        let text = &line[whole.start()..whole.end()];
+        let time = match self.templates[i].kind {
+            Kind::Pattern => read_time(&self.templates[i].regex, &caps, now, tz),
+            Kind::Epoch => text
+                .split('.')
+                .next()
+                .and_then(|s| s.parse::<i64>().ok())
+                .and_then(|s| Timestamp::from_second(s).ok()),
+            Kind::Tai64n => i64::from_str_radix(&text[1..17], 16)
+                .ok()
+                .and_then(|s| Timestamp::from_second(s - (1 << 62)).ok()),
+        };
+        Some(Found {
+            start: whole.start(),
+            end: whole.end(),
+            time,
+        })
+    }
+}
+
+/// The time the named groups of a date match say (fail2ban's `reGroupDictStrptime`).
+fn read_time(
+    regex: &Regex,
+    caps: &Captures<'_>,
+    now: Timestamp,
+    tz: &TimeZone,
+) -> Option<Timestamp> {
+    let get = |name: &str| -> Option<&str> {
+        regex
+            .capture_names()
+            .iter()
+            .position(|n| n.as_deref() == Some(name))
+            .and_then(|i| caps.get(i))
+            .and_then(|m| std::str::from_utf8(m.as_bytes()).ok())
+    };
+    let num = |name: &str| get(name).and_then(|v| v.trim().parse::<i32>().ok());
+    let now_local = now.to_zoned(tz.clone());
+    let year = num("Y").or_else(|| num("y").map(|y| if y <= 68 { 2000 + y } else { 1900 + y }));
+    let month = num("m")
+        .or_else(|| {
+            let b = get("b")?.to_lowercase();
+            MONTHS.iter().position(|m| *m == b).map(|i| i as i32 + 1)
+        })
+        .or_else(|| {
+            let b = get("B")?.to_lowercase();
+            MONTHS_FULL
+                .iter()
+                .position(|m| *m == b)
+                .map(|i| i as i32 + 1)
+        });
+    let day = num("d");
+    let mut hour = num("H").unwrap_or(0);
+    if let Some(h) = num("I") {
+        let pm = get("p").is_some_and(|p| p.eq_ignore_ascii_case("pm"));
+        hour = match (h, pm) {
+            (12, false) => 0,
+            (h, true) if h != 12 => h + 12,
+            (h, _) => h,
+        };
+    }
+    let minute = num("M").unwrap_or(0);
+    let second = num("S").unwrap_or(0).min(59);
+    let offset = get("z").or_else(|| get("Z")).and_then(zone_offset);
+    let (month, day, assume_today) = match (month, day) {
+        (Some(m), Some(d)) => (m, d, false),
+        _ => (now_local.month() as i32, now_local.day() as i32, true),
+    };
+    let y = year.unwrap_or(now_local.year() as i32);
+    let at = |y: i32| -> Option<Timestamp> {
+        let dt = DateTime::new(
+            y as i16,
+            month as i8,
+            day as i8,
+            hour as i8,
+            minute as i8,
+            second as i8,
+            0,
+        )
+        .ok()?;
+        match offset {
+            Some(off) => off.to_timestamp(dt).ok(),
+            None => dt.to_zoned(tz.clone()).ok().map(|z| z.timestamp()),
+        }
+    };
+    let mut t = at(y)?;
+    if assume_today && t > now {
+        t = t.checked_sub(jiff::SignedDuration::from_hours(24)).ok()?;
+    }
+    if year.is_none() && t > now.checked_add(jiff::SignedDuration::from_hours(24)).ok()? {
+        t = at(y - 1)?;
+    }
+    Some(t)
+}
+
+/// A zone written in a date: `Z`, `UTC`, `GMT`, `+hh`, `+hhmm`, `+hh:mm`, optionally after
+/// an abbreviation, or a common abbreviation alone (fixed offsets, as fail2ban reads them).
+fn zone_offset(z: &str) -> Option<Offset> {
+    if matches!(z, "Z" | "UTC" | "GMT") {
+        return Some(Offset::UTC);
+    }
+    if let Some(p) = z.find(['+', '-']) {
+        let sign = if z[p..].starts_with('-') { -1 } else { 1 };
+        let digits: String = z[p + 1..].chars().filter(char::is_ascii_digit).collect();
+        let (h, m) = match digits.len() {
+            2 => (digits.parse::<i32>().ok()?, 0),
+            4 => (digits[..2].parse().ok()?, digits[2..].parse().ok()?),
+            _ => return None,
+        };
+        return Offset::from_seconds(sign * (h * 3600 + m * 60)).ok();
+    }
+    let hours = match z {
+        "WET" | "WT" => 0,
+        "CET" | "WEST" | "BST" | "IST" => 1,
+        "CEST" | "EET" | "SAST" | "CAT" => 2,
+        "EEST" | "MSK" | "EAT" | "IDT" => 3,
+        "AST" => -4,
+        "EDT" => -4,
+        "EST" | "CDT" => -5,
+        "CST" | "MDT" => -6,
+        "MST" | "PDT" => -7,
+        "PST" | "AKDT" => -8,
+        "AKST" => -9,
+        "HST" => -10,
+        "JST" | "KST" => 9,
+        "AEST" => 10,
+        _ => return None,
+    };
+    Offset::from_hours(hours).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        let tz = TimeZone::get("Europe/Zurich").unwrap();
+        s.parse::<DateTime>()
+            .unwrap()
+            .to_zoned(tz)
+            .unwrap()
+            .timestamp()
+    }
+
+    #[test]
+    fn syslog_dates_take_this_year_or_last() {
+        let tz = TimeZone::get("Europe/Zurich").unwrap();
+        let now = at("2005-08-14T12:00:00");
+        let mut d = DateDetector::from_pattern("{^LN-BEG}").unwrap();
+        let line = "Feb 21 09:21:54 xxx postfix/smtpd[14398]: NOQUEUE";
+        let f = d.find(line, now, &tz).unwrap();
+        assert_eq!(&line[f.start..f.end], "Feb 21 09:21:54");
+        assert_eq!(f.time, Some(at("2005-02-21T09:21:54")));
+        let f = d.find("Dec 25 02:35:54 platypus x", now, &tz).unwrap();
+        assert_eq!(
+            f.time,
+            Some(at("2004-12-25T02:35:54")),
+            "more than a day ahead"
+        );
+    }
+
+    #[test]
+    fn iso_dates_zones_and_custom_patterns() {
+        let tz = TimeZone::get("Europe/Zurich").unwrap();
+        let now = at("2005-08-14T12:00:00");
+        let mut d = DateDetector::defaults();
+        let f = d.find("x 2005-06-21T16:47:48Z y", now, &tz).unwrap();
+        assert_eq!(f.time, Some(at("2005-06-21T18:47:48")));
+        let mut d = DateDetector::from_pattern(
+            r"{^LN-BEG}%ExY(?P<_sep>[-/.])%m(?P=_sep)%d[T ]%H:%M:%S(?:[.,]%f)?(?:\s*%z)?",
+        )
+        .unwrap();
+        let line = "2013/04/05 12:13:14 [error] 123#0: *1 limiting";
+        let f = d.find(line, now, &tz).unwrap();
+        assert_eq!(&line[f.start..f.end], "2013/04/05 12:13:14");
+        assert!(DateDetector::from_pattern("%Q").is_err());
+    }
+}

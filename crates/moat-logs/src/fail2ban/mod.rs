@@ -1,0 +1,11 @@
+//! fail2ban compatibility: its configuration files ([`ini`]), filters ([`filter`] reads one,
+//! [`matcher`] runs it), the `<tag>`s ([`tags`]) and dates ([`date`]).
+
+pub mod date;
+pub mod filter;
+pub mod ini;
+pub mod matcher;
+pub mod tags;
+
+pub use filter::{load, FilterDef, FilterError, FilterSpec};
+pub use matcher::{Failure, Filter, Outcome};
