@@ -9,6 +9,7 @@ mod cmd_completions;
 mod cmd_doctor;
 mod cmd_quarantine;
 mod cmd_reload;
+mod cmd_replay;
 mod cmd_rules;
 mod cmd_run;
 mod cmd_top;
@@ -126,6 +127,10 @@ enum Cmd {
     /// Put an address or prefix on the allowlist and lift the bans on it: unban yourself.
     /// `moat allow list` shows the allowlist, `moat allow rm ADDR` takes an entry off.
     Allow(cmd_bans::AllowArgs),
+    /// Run a fail2ban filter over log files, as fail2ban-regex does: which lines match, the
+    /// address and time taken from each, a summary. Example:
+    /// moat replay /var/log/auth.log --filter sshd
+    Replay(cmd_replay::ReplayArgs),
     /// Print shell completions (bash, zsh, fish, …) to stdout.
     Completions(cmd_completions::CompletionsArgs),
     /// Write the man pages into a directory (for packaging).
@@ -147,6 +152,7 @@ fn main() -> ExitCode {
         Cmd::Allow(a) => cmd_bans::allow(a),
         Cmd::Reload { cfg } => cmd_reload::run(&cfg),
         Cmd::Top(a) => cmd_top::run(a),
+        Cmd::Replay(a) => cmd_replay::run(a),
         Cmd::Completions(a) => cmd_completions::completions(a),
         Cmd::Man(a) => cmd_completions::man(a),
     };
