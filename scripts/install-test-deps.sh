@@ -19,6 +19,10 @@ command -v hydra >/dev/null 2>&1 || missing+=(hydra)
 # Reference proxies for the request-smuggling corpus (tests/e2e/test_smuggling.py) and bench/.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+# The log watcher's journald source (crates/moat-logs/tests/source_journal.rs writes journal
+# files with systemd-journal-remote and follows them with journalctl).
+command -v journalctl >/dev/null 2>&1 || missing+=(systemd)
+[ -x /usr/lib/systemd/systemd-journal-remote ] || missing+=(systemd-journal-remote)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "need root to apt-get install ${missing[*]}" >&2

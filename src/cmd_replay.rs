@@ -3,7 +3,7 @@
 //! and time it took from each, and a summary. Nothing is banned: it is how an operator checks
 //! a filter against their own logs before a jail uses it.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use moat_logs::fail2ban::{self, ini::Options, Filter, FilterSpec, Outcome};
@@ -36,6 +36,9 @@ pub struct ReplayArgs {
     /// the summary goes to stderr.
     #[arg(long)]
     json: bool,
+    /// Print only the summary (as fail2ban-regex does without -v).
+    #[arg(long, conflicts_with = "json")]
+    summary: bool,
 }
 
 #[derive(Default)]
@@ -94,22 +97,22 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
                         tally.failures += 1;
                         *tally.per_regex.entry(f.regex).or_default() += 1;
                         *tally.per_host.entry(f.host).or_default() += 1;
-                        let time = f.time.to_string();
+                        if a.summary {
+                            continue;
+                        }
+                        let time = f.time;
                         if a.json {
                             let mut o = serde_json::json!({
-                                "line": n, "host": f.host.to_string(), "time": time,
+                                "line": n, "host": f.host.to_string(), "time": time.to_string(),
                             });
                             if many {
                                 o["file"] = name.clone().into();
                             }
                             writeln!(out, "{o}")?;
+                        } else if many {
+                            writeln!(out, "{name}:{n}  {:<39}  {time}", f.host)?;
                         } else {
-                            let at = if many {
-                                format!("{name}:{n}")
-                            } else {
-                                n.to_string()
-                            };
-                            writeln!(out, "{at:>8}  {:<39}  {time}", f.host.to_string())?;
+                            writeln!(out, "{n:>8}  {:<39}  {time}", f.host)?;
                         }
                     }
                 }
@@ -132,32 +135,91 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Calls `each(line number from 1, bytes read so far, line)` for every line, with invalid
-/// UTF-8 replaced and a trailing `\r` removed.
+/// UTF-8 replaced and a trailing `\r` removed. Lines are taken from the reader's buffer in
+/// place, the whole buffer checked as UTF-8 at once (a `\n` never splits a character); only
+/// a line that straddles two reads is copied.
 fn read_log(
     mut reader: Box<dyn BufRead + '_>,
     mut each: impl FnMut(u64, u64, &str) -> std::io::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut buf = Vec::with_capacity(512);
+    let mut carry: Vec<u8> = Vec::new();
     let (mut n, mut bytes) = (0u64, 0u64);
+    let mut emit = |line: &str, bytes: u64| -> std::io::Result<()> {
+        n += 1;
+        each(n, bytes, line.trim_end_matches(['\n', '\r']))
+    };
+    let lossy = |raw: &[u8]| -> String { String::from_utf8_lossy(raw).into_owned() };
     loop {
-        buf.clear();
-        let read = reader.read_until(b'\n', &mut buf)?;
-        if read == 0 {
+        let avail = reader.fill_buf()?;
+        if avail.is_empty() {
+            if !carry.is_empty() {
+                stop_on_pipe(emit(&lossy(&carry), bytes))?;
+            }
             return Ok(());
         }
-        n += 1;
-        bytes += read as u64;
-        let mut end = buf.len();
-        while end > 0 && matches!(buf[end - 1], b'\n' | b'\r') {
-            end -= 1;
-        }
-        let line = String::from_utf8_lossy(&buf[..end]);
-        if let Err(e) = each(n, bytes, &line) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
+        let Some(last) = memchr::memrchr(b'\n', avail) else {
+            bytes += avail.len() as u64;
+            carry.extend_from_slice(avail);
+            let used = avail.len();
+            reader.consume(used);
+            continue;
+        };
+        let mut start = 0;
+        if !carry.is_empty() {
+            let first = memchr::memchr(b'\n', avail).unwrap_or(last);
+            carry.extend_from_slice(&avail[..first]);
+            bytes += first as u64 + 1;
+            let line = lossy(&carry);
+            carry.clear();
+            if stop_on_pipe(emit(&line, bytes))? {
                 return Ok(());
             }
-            bail!(e);
+            start = first + 1;
         }
+        let whole = &avail[start..=last];
+        let stopped = match std::str::from_utf8(whole) {
+            Ok(text) => {
+                let mut stopped = false;
+                let mut from = 0;
+                // memchr: str's own splitting by a char is several times slower.
+                for nl in memchr::memchr_iter(b'\n', whole) {
+                    let line = &text[from..nl];
+                    from = nl + 1;
+                    bytes += line.len() as u64 + 1;
+                    if stop_on_pipe(emit(line, bytes))? {
+                        stopped = true;
+                        break;
+                    }
+                }
+                stopped
+            }
+            Err(_) => {
+                let mut stopped = false;
+                // `whole` ends with its newline: split what comes before it.
+                for raw in whole[..whole.len() - 1].split(|&b| b == b'\n') {
+                    bytes += raw.len() as u64 + 1;
+                    if stop_on_pipe(emit(&lossy(raw), bytes))? {
+                        stopped = true;
+                        break;
+                    }
+                }
+                stopped
+            }
+        };
+        if stopped {
+            return Ok(());
+        }
+        reader.consume(last + 1);
+    }
+}
+
+/// `Ok(true)` when the reader of our output went away (`moat replay … | head`): stop
+/// quietly.
+fn stop_on_pipe(r: std::io::Result<()>) -> anyhow::Result<bool> {
+    match r {
+        Ok(()) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(true),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -207,7 +269,14 @@ fn summary(t: &Tally, def: &fail2ban::FilterDef, took: std::time::Duration, json
         w(format!("  {i:>3} {hits:>9}  {short}"));
     }
     let mut hosts: Vec<(&IpAddr, &u64)> = t.per_host.iter().collect();
-    hosts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    // Only the top ten are shown: select them, then sort those (a log of a wide attack has
+    // hundreds of thousands of addresses).
+    let order = |a: &(&IpAddr, &u64), b: &(&IpAddr, &u64)| b.1.cmp(a.1).then(a.0.cmp(b.0));
+    if hosts.len() > 10 {
+        hosts.select_nth_unstable_by(9, order);
+        hosts.truncate(10);
+    }
+    hosts.sort_by(order);
     w(format!(
         "addresses   {} distinct; most failures:",
         hosts.len()

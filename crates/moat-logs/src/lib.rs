@@ -4,3 +4,4 @@
 //! failures (an address and a time); jails count failures into bans for the decider.
 
 pub mod fail2ban;
+pub mod source;

@@ -10,7 +10,7 @@
 use jiff::civil::DateTime;
 use jiff::tz::{Offset, TimeZone};
 use jiff::Timestamp;
-use pcre2::bytes::{Captures, Regex, RegexBuilder};
+use pcre2::bytes::{CaptureLocations, Regex, RegexBuilder};
 
 /// fail2ban's default templates, most specific first (its `DEFAULT_TEMPLATES`).
 const DEFAULTS: &[&str] = &[
@@ -124,12 +124,29 @@ enum Kind {
     Tai64n,
 }
 
-#[derive(Debug)]
+/// The named groups a date is read from, in [`Template::fields`] order.
+const FIELDS: [&str; 13] = [
+    "Y", "y", "m", "b", "B", "d", "H", "I", "p", "M", "S", "z", "Z",
+];
+
 struct Template {
     regex: Regex,
     /// Anchored at the line's start: a match wins at once.
     line_begin: bool,
     kind: Kind,
+    /// The group index of each of [`FIELDS`], looked up once.
+    fields: [Option<usize>; 13],
+    /// Reused between lines: a match then allocates nothing.
+    locs: CaptureLocations,
+}
+
+impl std::fmt::Debug for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Template")
+            .field("regex", &self.regex.as_str())
+            .field("line_begin", &self.line_begin)
+            .finish()
+    }
 }
 
 /// A regex from fail2ban's pattern rules: `{UNB}` drops the word bounds, `{^LN-BEG}` anchors
@@ -182,15 +199,20 @@ fn template(pattern: &str, kind: Kind) -> Result<Template, String> {
         regex.push_str(r"(?=\b|\W|$)");
     }
     let regex = RegexBuilder::new()
-        .utf(true)
         .caseless(alpha)
         .jit_if_available(true)
         .build(&regex)
         .map_err(|e| format!("date pattern `{pattern}`: {e}"))?;
+    let names = regex.capture_names();
+    let field = |n: &str| names.iter().position(|x| x.as_deref() == Some(n));
+    let fields = FIELDS.map(field);
+    let locs = regex.capture_locations();
     Ok(Template {
         regex,
         line_begin,
         kind,
+        fields,
+        locs,
     })
 }
 
@@ -290,84 +312,99 @@ impl DateDetector {
         Ok(all)
     }
 
-    /// Finds the date in `line`: the last template that matched if it still does at the
-    /// line's start, else the first one anchored at the start, else the earliest match.
+    /// Finds the date in `line` and what time it says: [`DateDetector::locate`], then
+    /// [`DateDetector::time`].
     pub fn find(&mut self, line: &str, now: Timestamp, tz: &TimeZone) -> Option<Found> {
+        let (start, end) = self.locate(line)?;
+        let time = self.time(line, now, tz);
+        Some(Found { start, end, time })
+    }
+
+    /// Where the date is in `line`: the last template that matched if it still does at the
+    /// line's start, else the first one anchored at the start, else the earliest match.
+    /// Reading the time is left to [`DateDetector::time`], which only lines that hold a
+    /// failure need.
+    pub fn locate(&mut self, line: &str) -> Option<(usize, usize)> {
         if self.none {
             return None;
         }
         let subject = line.as_bytes();
-        let mut best: Option<(usize, usize, Captures<'_>)> = None;
+        // (template, span of the date's text)
+        let mut best: Option<(usize, usize, usize)> = None;
         let order = self
             .last
             .into_iter()
             .chain((0..self.templates.len()).filter(|i| Some(*i) != self.last));
         for i in order {
-            let t = &self.templates[i];
-            let Ok(Some(caps)) = t.regex.captures(subject) else {
+            let t = &mut self.templates[i];
+            if !matches!(t.regex.captures_read(&mut t.locs, subject), Ok(Some(_))) {
+                continue;
+            }
+            let Some((start, end)) = t.locs.get(1).or_else(|| t.locs.get(0)) else {
                 continue;
             };
-            let whole = caps.get(1).or_else(|| caps.get(0))?;
-            let better = best.as_ref().is_none_or(|(_, s, _)| whole.start() < *s);
-            if t.line_begin || Some(i) == self.last && whole.start() == 0 {
-                best = Some((i, whole.start(), caps));
+            if t.line_begin || Some(i) == self.last && start == 0 {
+                best = Some((i, start, end));
                 break;
             }
-            if better {
-                best = Some((i, whole.start(), caps));
+            if best.is_none_or(|(_, s, _)| start < s) {
+                best = Some((i, start, end));
             }
         }
-        let (i, _, caps) = best?;
+        let (i, start, end) = best?;
         self.last = Some(i);
-        let whole = caps.get(1).or_else(|| caps.get(0))?;
-        let text = &line[whole.start()..whole.end()];
-        let time = match self.templates[i].kind {
-            Kind::Pattern => read_time(&self.templates[i].regex, &caps, now, tz),
+        let t = &mut self.templates[i];
+        // The winner's groups: match it again if another template matched after it.
+        if t.locs.get(1).or_else(|| t.locs.get(0)) != Some((start, end)) {
+            t.regex.captures_read(&mut t.locs, subject).ok()??;
+        }
+        Some((start, end))
+    }
+
+    /// The time the date [`DateDetector::locate`] just found in `line` says (`None` when
+    /// it cannot be a real date, such as the 31st of February).
+    pub fn time(&self, line: &str, now: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
+        let t = &self.templates[self.last?];
+        let (start, end) = t.locs.get(1).or_else(|| t.locs.get(0))?;
+        let text = line.get(start..end)?;
+        match t.kind {
+            Kind::Pattern => read_time(t, line, now, tz),
             Kind::Epoch => text
                 .split('.')
                 .next()
                 .and_then(|s| s.parse::<i64>().ok())
                 .and_then(|s| Timestamp::from_second(s).ok()),
-            Kind::Tai64n => i64::from_str_radix(&text[1..17], 16)
-                .ok()
+            Kind::Tai64n => text
+                .get(1..17)
+                .and_then(|h| i64::from_str_radix(h, 16).ok())
                 .and_then(|s| Timestamp::from_second(s - (1 << 62)).ok()),
-        };
-        Some(Found {
-            start: whole.start(),
-            end: whole.end(),
-            time,
-        })
+        }
     }
 }
 
 /// The time the named groups of a date match say (fail2ban's `reGroupDictStrptime`).
-fn read_time(
-    regex: &Regex,
-    caps: &Captures<'_>,
-    now: Timestamp,
-    tz: &TimeZone,
-) -> Option<Timestamp> {
+fn read_time(t: &Template, line: &str, now: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
     let get = |name: &str| -> Option<&str> {
-        regex
-            .capture_names()
-            .iter()
-            .position(|n| n.as_deref() == Some(name))
-            .and_then(|i| caps.get(i))
-            .and_then(|m| std::str::from_utf8(m.as_bytes()).ok())
+        let k = FIELDS.iter().position(|f| *f == name)?;
+        let (s, e) = t.locs.get(t.fields[k]?)?;
+        line.get(s..e)
     };
     let num = |name: &str| get(name).and_then(|v| v.trim().parse::<i32>().ok());
     let now_local = now.to_zoned(tz.clone());
     let year = num("Y").or_else(|| num("y").map(|y| if y <= 68 { 2000 + y } else { 1900 + y }));
     let month = num("m")
         .or_else(|| {
-            let b = get("b")?.to_lowercase();
-            MONTHS.iter().position(|m| *m == b).map(|i| i as i32 + 1)
+            let b = get("b")?;
+            MONTHS
+                .iter()
+                .position(|m| m.eq_ignore_ascii_case(b))
+                .map(|i| i as i32 + 1)
         })
         .or_else(|| {
-            let b = get("B")?.to_lowercase();
+            let b = get("B")?;
             MONTHS_FULL
                 .iter()
-                .position(|m| *m == b)
+                .position(|m| m.eq_ignore_ascii_case(b))
                 .map(|i| i as i32 + 1)
         });
     let day = num("d");

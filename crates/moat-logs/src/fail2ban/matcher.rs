@@ -13,7 +13,7 @@ use super::filter::FilterDef;
 use super::tags::resolve_regex_tags;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-use pcre2::bytes::{Regex, RegexBuilder};
+use pcre2::bytes::{CaptureLocations, Regex, RegexBuilder};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 
@@ -47,35 +47,52 @@ type Groups = BTreeMap<String, String>;
 struct Compiled {
     regex: Regex,
     names: Vec<Option<String>>,
+    /// Reused between lines: a match then allocates nothing.
+    locs: CaptureLocations,
 }
 
 impl Compiled {
     fn new(source: &str, what: &str) -> Result<Self, String> {
         let expanded = resolve_regex_tags(source);
-        let regex = RegexBuilder::new()
-            .utf(true)
-            .jit_if_available(true)
-            .build(&expanded)
-            .map_err(|e| format!("{what} `{source}`: {e}"))?;
+        let regex = build(&expanded).map_err(|e| format!("{what} `{source}`: {e}"))?;
         let names = regex.capture_names().to_vec();
-        Ok(Compiled { regex, names })
+        let locs = regex.capture_locations();
+        Ok(Compiled { regex, names, locs })
     }
 
     /// The named groups that matched, if the regex matches `buf`.
-    fn search(&self, buf: &str) -> Option<(Groups, usize, usize)> {
-        let caps = self.regex.captures(buf.as_bytes()).ok()??;
-        let whole = caps.get(0)?;
+    fn search(&mut self, buf: &str) -> Option<Groups> {
+        self.regex
+            .captures_read(&mut self.locs, buf.as_bytes())
+            .ok()??;
         let mut groups = Groups::new();
         for (i, name) in self.names.iter().enumerate() {
-            if let (Some(name), Some(m)) = (name, caps.get(i)) {
-                groups.insert(
-                    name.clone(),
-                    String::from_utf8_lossy(m.as_bytes()).into_owned(),
-                );
+            if let (Some(name), Some((s, e))) = (name, self.locs.get(i)) {
+                let bytes = &buf.as_bytes()[s..e];
+                let value = match std::str::from_utf8(bytes) {
+                    Ok(v) => v.to_owned(),
+                    Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+                };
+                groups.insert(name.clone(), value);
             }
         }
-        Some((groups, whole.start(), whole.end()))
+        Some(groups)
     }
+
+    fn is_match(&mut self, buf: &str) -> bool {
+        matches!(
+            self.regex.captures_read(&mut self.locs, buf.as_bytes()),
+            Ok(Some(_))
+        )
+    }
+}
+
+/// PCRE2 with JIT, matching bytes: lines are UTF-8 already, and PCRE2's UTF mode checks
+/// each subject's encoding again (a fifth of the time on a mostly quiet log). Patterns and
+/// logs are ASCII where it matters (addresses, keywords); outside ASCII, `.` and classes
+/// step over bytes rather than characters, and a capture is read back lossily.
+pub(super) fn build(pattern: &str) -> Result<Regex, pcre2::Error> {
+    RegexBuilder::new().jit_if_available(true).build(pattern)
 }
 
 /// A filter ready to match lines; it keeps state between lines (the last date, the
@@ -86,8 +103,10 @@ pub struct Filter {
     ignoreregex: Vec<Compiled>,
     dates: DateDetector,
     tz: TimeZone,
-    /// Used as the time of a line without one, within a minute of it.
-    last_date: Option<Timestamp>,
+    /// The last date seen (its text): a line without one has its time, if recent.
+    last_dated: String,
+    /// The line being matched, without its date (reused: no allocation per line).
+    buf: String,
     mlfid: VecDeque<(String, Timestamp, Groups)>,
     pub journalmatch: Vec<String>,
 }
@@ -115,66 +134,98 @@ impl Filter {
             ignoreregex: many(&def.ignoreregex, "ignoreregex")?,
             dates,
             tz,
-            last_date: None,
+            last_dated: String::new(),
+            buf: String::new(),
             mlfid: VecDeque::new(),
             journalmatch: def.journalmatch.clone(),
         })
     }
 
-    /// A line read from a file: its date is found and cut out first.
+    /// A line read from a file: its date is found and cut out first. The time it says is
+    /// read only if the line holds a failure.
     pub fn process_line(&mut self, line: &str, now: Timestamp) -> Outcome {
-        let found = self.dates.find(line, now, &self.tz);
-        let (text, date) = match found {
-            Some(f) => {
-                let text = format!("{}{}", &line[..f.start], &line[f.end..]);
-                (text, f.time)
+        self.buf.clear();
+        let span = self.dates.locate(line);
+        match span {
+            Some((start, end)) => {
+                self.buf.push_str(&line[..start]);
+                self.buf.push_str(&line[end..]);
+                self.last_dated.clear();
+                self.last_dated.push_str(&line[start..end]);
             }
-            None => (line.to_string(), None),
+            None => self.buf.push_str(line),
+        }
+        self.buf.push('\n');
+        let outcome = self.find(now);
+        let Outcome::Failures(mut found) = outcome else {
+            return outcome;
         };
-        let date = match date {
-            Some(d) => {
-                self.last_date = Some(d);
-                Some(d)
+        let time = match span {
+            Some(_) => self.dates.time(line, now, &self.tz),
+            // fail2ban: a line without a date has the last line's, if that is recent.
+            None if !self.last_dated.is_empty() => {
+                let last = std::mem::take(&mut self.last_dated);
+                let time = self
+                    .dates
+                    .locate(&last)
+                    .and_then(|_| self.dates.time(&last, now, &self.tz))
+                    .filter(|d| now.duration_since(*d) < SignedDuration::from_secs(60));
+                self.last_dated = last;
+                time
             }
-            None => self
-                .last_date
-                .filter(|d| now.duration_since(*d) < SignedDuration::from_secs(60)),
+            None => None,
         };
-        match date {
-            Some(d) => self.find(&text, d, now),
+        match time {
+            Some(t) => {
+                found.iter_mut().for_each(|f| f.time = t);
+                Outcome::Failures(found)
+            }
             // fail2ban: a match without a time is not a failure.
-            None => match self.find(&text, now, now) {
-                Outcome::Failures(_) => Outcome::Matched,
-                o => o,
-            },
+            None => Outcome::Matched,
         }
     }
 
     /// A line whose time is known (a journal record's), without a date to cut out.
     pub fn process_dated(&mut self, text: &str, time: Timestamp, now: Timestamp) -> Outcome {
-        self.find(text, time, now)
+        self.buf.clear();
+        self.buf.push_str(text);
+        self.buf.push('\n');
+        match self.find(now) {
+            Outcome::Failures(mut found) => {
+                found.iter_mut().for_each(|f| f.time = time);
+                Outcome::Failures(found)
+            }
+            o => o,
+        }
     }
 
-    fn find(&mut self, text: &str, time: Timestamp, now: Timestamp) -> Outcome {
-        let mut buf = String::with_capacity(text.len() + 1);
-        buf.push_str(text);
-        buf.push('\n');
+    /// Matches `self.buf` (the line without its date, and a newline); failures come back
+    /// with `now` as their time, which the caller replaces.
+    fn find(&mut self, now: Timestamp) -> Outcome {
+        let mut buf = std::mem::take(&mut self.buf);
+        let outcome = self.find_in(&mut buf, now, now);
+        self.buf = buf;
+        outcome
+    }
+
+    fn find_in(&mut self, buf: &mut String, time: Timestamp, now: Timestamp) -> Outcome {
         let mut pre = Groups::new();
-        if let Some(p) = &self.prefregex {
-            let Some((groups, _, _)) = p.search(&buf) else {
+        if let Some(p) = &mut self.prefregex {
+            let Some(groups) = p.search(buf) else {
                 return Outcome::None;
             };
             pre = groups;
             if let Some(content) = pre.remove("content").filter(|c| !c.is_empty()) {
-                buf = content;
+                buf.clear();
+                buf.push_str(&content);
                 buf.push('\n');
             }
         }
-        for (index, regex) in self.failregex.iter().enumerate() {
-            let Some((groups, _, _)) = regex.search(&buf) else {
+        for index in 0..self.failregex.len() {
+            let Some(groups) = self.failregex[index].search(buf) else {
                 continue;
             };
-            if self.ignoreregex.iter().any(|r| r.search(&buf).is_some()) {
+            if self.ignoreregex.iter_mut().any(|r| r.is_match(buf)) {
                 return Outcome::Ignored;
             }
             let mut fail = pre.clone();
