@@ -19,6 +19,9 @@ command -v hydra >/dev/null 2>&1 || missing+=(hydra)
 # Reference proxies for the request-smuggling corpus (tests/e2e/test_smuggling.py) and bench/.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+# fail2ban's own filters and jails, read in place by the log watcher (tests/e2e/test_log_watcher.py)
+# and the reference for bench/logs.sh.
+[ -f /etc/fail2ban/filter.d/sshd.conf ] || missing+=(fail2ban)
 # The log watcher's journald source (crates/moat-logs/tests/source_journal.rs writes journal
 # files with systemd-journal-remote and follows them with journalctl).
 command -v journalctl >/dev/null 2>&1 || missing+=(systemd)

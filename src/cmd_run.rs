@@ -196,6 +196,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
             _ => None,
         };
+        // The log watcher shares the engine too: a jail ban holds at every shield.
+        let logs = match &cfg.logs {
+            Some(l) => Some(
+                crate::log_watcher::start(l, running.shield.engine.clone())
+                    .context("starting the log watcher")?,
+            ),
+            None => None,
+        };
         if let Some(m) = &mail {
             if let (Some(c), None) = (&m.capture, &trap) {
                 let c = c.clone();
@@ -278,6 +286,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(r) = reports {
             r.abort();
+        }
+        if let Some(l) = logs {
+            l.shutdown().await;
         }
         if let Some(t) = trap {
             let q = t.trap.quarantine.clone();
@@ -387,6 +398,12 @@ pub fn check(c: &ConfigArgs) -> anyhow::Result<ExitCode> {
             m.recipients.len(),
             m.recipient_maps.len()
         );
+    }
+    if let Some(l) = &cfg.logs {
+        // Reads and compiles every filter: an error names the filter file.
+        let jails = crate::log_watcher::build(l)?;
+        let names: Vec<&str> = jails.iter().map(|j| j.jail.config.name.as_str()).collect();
+        println!("logs: {} jail(s): {}", jails.len(), names.join(", "));
     }
     if let Some(t) = &cfg.trap {
         println!(

@@ -15,6 +15,7 @@ mod cmd_run;
 mod cmd_top;
 mod cmd_trap;
 mod demo;
+mod log_watcher;
 mod reporting;
 
 use clap::{Parser, Subcommand};

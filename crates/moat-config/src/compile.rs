@@ -193,6 +193,10 @@ fn compile(
         .trap
         .as_ref()
         .map(|t| crate::compile_trap::trap(t, &mut sink, &server.state_dir, base));
+    let logs = raw
+        .logs
+        .as_ref()
+        .map(|l| crate::compile_logs::logs(l, &mut sink, &server.state_dir, base));
 
     if errors.is_empty() {
         Ok(Config {
@@ -205,6 +209,7 @@ fn compile(
             proof,
             mail,
             trap,
+            logs,
             report,
             policy,
         })

@@ -4,6 +4,7 @@
 //! operator fixes a config in one round instead of ten.
 
 mod compile;
+mod compile_logs;
 mod compile_mail;
 mod compile_policy;
 mod compile_proof;

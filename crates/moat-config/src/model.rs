@@ -20,6 +20,7 @@ pub struct Config {
     pub proof: Proof,
     pub mail: Option<Mail>,
     pub trap: Option<Trap>,
+    pub logs: Option<Logs>,
     /// Reports: relative paths resolve against the state directory (the report database,
     /// `reports.sqlite`, lives there).
     pub report: Option<moat_report::ReportConfig>,
@@ -480,4 +481,42 @@ pub struct Decoy {
     pub body: String,
     pub headers: Vec<(String, String)>,
     pub learn: Option<Arc<Expr>>,
+}
+
+/// The log watcher's settings; `moat-logs` turns them into running jails.
+#[derive(Debug, Clone, Default)]
+pub struct Logs {
+    pub fail2ban: Option<PathBuf>,
+    pub filter_dir: PathBuf,
+    pub timezone: Option<String>,
+    /// Read a new file from its beginning rather than its end.
+    pub from_beginning: bool,
+    pub jails: Vec<LogJail>,
+    /// Where the log positions are kept (in the state directory).
+    pub checkpoints: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogJail {
+    pub name: String,
+    pub filter: LogFilter,
+    /// Files; empty with `journal` set.
+    pub logpath: Vec<String>,
+    pub journal: Option<Vec<String>>,
+    pub max_retry: u32,
+    pub find_time: std::time::Duration,
+    pub ban_time: std::time::Duration,
+    pub ignore: Vec<ipnet::IpNet>,
+}
+
+#[derive(Debug, Clone)]
+pub enum LogFilter {
+    /// A fail2ban filter spec (`name[opt=value]` or a path).
+    Named(String),
+    Inline {
+        failregex: Vec<String>,
+        ignoreregex: Vec<String>,
+        prefregex: Option<String>,
+        datepattern: Option<String>,
+    },
 }

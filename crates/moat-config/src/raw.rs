@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub proof: RawProof,
     pub mail: Option<RawMail>,
     pub trap: Option<RawTrap>,
+    /// The log watcher: fail2ban's jails read in place, and Moat's own.
+    pub logs: Option<RawLogs>,
     /// Abuse reports from what the trap captured: `moat-report`'s own settings, checked by
     /// its `validate`. Dry run (outbox only) unless `send = true`.
     pub report: Option<S<moat_report::ReportConfig>>,
@@ -385,3 +387,48 @@ macro_rules! action_view {
 }
 action_view!(RawRule);
 action_view!(RawRateLimit);
+
+/// The log watcher (`moat-logs`): jails over log files or the journal.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogs {
+    /// A fail2ban configuration directory whose enabled jails Moat runs, read in place
+    /// (typically `/etc/fail2ban`).
+    pub fail2ban: Option<S<String>>,
+    /// Where filters named by a jail are found; default `<fail2ban>/filter.d`, else
+    /// `/etc/fail2ban/filter.d`.
+    pub filter_dir: Option<S<String>>,
+    /// Time zone of log dates written without one (fail2ban's `logtimezone`); default local.
+    pub timezone: Option<S<String>>,
+    /// A file seen for the first time is read from its `end` (default, as fail2ban) or its
+    /// `beginning`.
+    pub start: Option<S<String>>,
+    #[serde(default)]
+    pub jail: Vec<RawLogJail>,
+}
+
+/// One of Moat's own jails (`[[logs.jail]]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogJail {
+    pub name: S<String>,
+    /// A fail2ban filter by name (in `filter_dir`) or path, with options: `sshd[mode=aggressive]`.
+    pub filter: Option<S<String>>,
+    /// Or the filter inline: fail2ban's regex syntax with `<HOST>` and the other tags.
+    #[serde(default)]
+    pub failregex: Vec<S<String>>,
+    #[serde(default)]
+    pub ignoreregex: Vec<S<String>>,
+    pub prefregex: Option<S<String>>,
+    pub datepattern: Option<S<String>>,
+    /// Log files (globs allowed).
+    #[serde(default)]
+    pub logpath: Vec<S<String>>,
+    /// Read the journal instead, with these matches (`_SYSTEMD_UNIT=ssh.service`, ...).
+    pub journalmatch: Option<Vec<S<String>>>,
+    pub maxretry: Option<S<u32>>,
+    pub findtime: Option<S<String>>,
+    pub bantime: Option<S<String>>,
+    #[serde(default)]
+    pub ignoreip: Vec<S<String>>,
+}

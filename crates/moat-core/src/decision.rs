@@ -76,6 +76,8 @@ pub enum Origin {
     Rule(String),
     Escalation,
     Manual,
+    /// A log watcher jail (`moat-logs`), by name.
+    Jail(String),
 }
 
 impl fmt::Display for Origin {
@@ -84,6 +86,7 @@ impl fmt::Display for Origin {
             Origin::Rule(r) => write!(f, "rule:{r}"),
             Origin::Escalation => f.write_str("escalation"),
             Origin::Manual => f.write_str("manual"),
+            Origin::Jail(j) => write!(f, "jail:{j}"),
         }
     }
 }
@@ -93,6 +96,7 @@ impl Origin {
         match s {
             "escalation" => Origin::Escalation,
             "manual" => Origin::Manual,
+            other if other.starts_with("jail:") => Origin::Jail(other[5..].to_string()),
             other => Origin::Rule(other.strip_prefix("rule:").unwrap_or(other).to_string()),
         }
     }

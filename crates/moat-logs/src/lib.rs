@@ -4,4 +4,5 @@
 //! failures (an address and a time); jails count failures into bans for the decider.
 
 pub mod fail2ban;
+pub mod jail;
 pub mod source;

@@ -4,6 +4,7 @@
 pub mod date;
 pub mod filter;
 pub mod ini;
+pub mod jails;
 pub mod matcher;
 pub mod tags;
 
