@@ -51,6 +51,9 @@ pub struct Decider {
     store_version: u64,
     last_tick: std::time::Instant,
     log: Arc<crate::decision_log::DecisionLog>,
+    /// What followers were last told, and where changes go.
+    published: crate::changes::Published,
+    changes: Option<tokio::sync::broadcast::Sender<crate::changes::Change>>,
 }
 
 const MAX_TRACKED: usize = 200_000;
@@ -86,6 +89,26 @@ impl Decider {
             store_version,
             last_tick: std::time::Instant::now(),
             log: Arc::default(),
+            published: Default::default(),
+            changes: None,
+        }
+    }
+
+    /// Broadcasts every change to the decisions in force on `tx`.
+    pub fn with_changes(
+        mut self,
+        tx: tokio::sync::broadcast::Sender<crate::changes::Change>,
+    ) -> Self {
+        self.changes = Some(tx);
+        self
+    }
+
+    fn broadcast(&self, changes: Vec<crate::changes::Change>) {
+        if let Some(tx) = &self.changes {
+            for c in changes {
+                // No follower is not an error.
+                let _ = tx.send(c);
+            }
         }
     }
 
@@ -155,6 +178,10 @@ impl Decider {
         let pwindow = self.bans.prefix_window.as_millis() as u64;
         self.prefix_bans
             .retain(|_, q| q.back().is_some_and(|(_, t)| t + pwindow > now));
+        if self.changes.is_some() {
+            let expired = self.published.expire(now);
+            self.broadcast(expired);
+        }
     }
 
     fn publish(&mut self) {
@@ -166,6 +193,10 @@ impl Decider {
         }
         match self.store.decisions(now) {
             Ok(d) => {
+                if self.changes.is_some() {
+                    let changes = self.published.update(&d, &allow, now);
+                    self.broadcast(changes);
+                }
                 self.guard.store(Arc::new(GuardSnapshot::new(allow, d)));
                 self.banned_unpublished.clear();
             }

@@ -32,6 +32,11 @@ fn normalize(ip: IpAddr) -> IpAddr {
 }
 
 impl GuardSnapshot {
+    /// The allowlist in force (configured and `moat allow`'s).
+    pub fn allowlist(&self) -> &[IpNet] {
+        &self.allow
+    }
+
     pub fn new(allow: Vec<IpNet>, decisions: impl IntoIterator<Item = Decision>) -> Self {
         let mut s = GuardSnapshot {
             allow,

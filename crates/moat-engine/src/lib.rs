@@ -5,6 +5,7 @@
 //! in well under a microsecond. Everything that may lead to a ban goes to the [`decider`] thread
 //! as a command, which owns escalation, the store writes and the next snapshot.
 
+pub mod changes;
 pub mod decider;
 pub mod decision_log;
 pub mod guard;
@@ -36,6 +37,7 @@ pub struct Engine {
     pub dropped: AtomicU64,
     /// Which decisions (the sensors' and the decider's bans) get a line of their own.
     decision_log: Arc<decision_log::DecisionLog>,
+    changes: tokio::sync::broadcast::Sender<changes::Change>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -52,8 +54,10 @@ impl Engine {
         let guard = Arc::new(ArcSwap::from_pointee(GuardSnapshot::default()));
         let (tx, rx) = sync_channel(65_536);
         let decision_log = Arc::new(decision_log::DecisionLog::default());
+        let (changes, _) = tokio::sync::broadcast::channel(changes::CAPACITY);
         let decider = Decider::new(store.clone(), guard.clone(), clock.clone(), bans, lens)
-            .with_log(decision_log.clone());
+            .with_log(decision_log.clone())
+            .with_changes(changes.clone());
         let thread = std::thread::Builder::new()
             .name("moat-decider".into())
             .spawn(move || decider.run(rx))
@@ -67,10 +71,26 @@ impl Engine {
             store,
             dropped: AtomicU64::new(0),
             decision_log,
+            changes,
             thread: std::sync::Mutex::new(Some(thread)),
         });
         e.flush();
         e
+    }
+
+    /// Every change to the decisions in force from now on; start from
+    /// [`Engine::decisions`] (subscribe first, then read them, so nothing falls between).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<changes::Change> {
+        self.changes.subscribe()
+    }
+
+    /// The bans in force and the allowlist (the configured one and `moat allow`'s), as a
+    /// follower's starting point.
+    pub fn decisions(&self) -> (Vec<moat_core::Decision>, Vec<IpNet>) {
+        let now = self.clock.now_ms();
+        let bans = self.store.decisions(now).unwrap_or_default();
+        let snapshot = self.guard.load();
+        (bans, snapshot.allowlist().to_vec())
     }
 
     pub fn now_ms(&self) -> u64 {

@@ -1,0 +1,109 @@
+//! Issue 17, the decider broadcasts every change to the decisions in force: a ban, a longer
+//! ban, an allow, an unban and a ban by another process, an expiry.
+
+use moat_config::Bans;
+use moat_core::{ManualClock, Origin, PrefixLens, Scope};
+use moat_engine::changes::Change;
+use moat_engine::Engine;
+use moat_store::{SqliteStore, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn bans() -> Bans {
+    Bans {
+        base_ttl: Duration::from_secs(60),
+        max_ttl: Duration::from_secs(600),
+        factor: 4,
+        offences_to_ban: 3,
+        offence_window: Duration::from_secs(60),
+        prefix_threshold: 0,
+        prefix_window: Duration::from_secs(600),
+        status: 403,
+        body: String::new(),
+        allow: vec![],
+    }
+}
+
+/// The next change, waiting up to 3 s (the decider notices expiry on its 1 s tick).
+fn next(rx: &mut tokio::sync::broadcast::Receiver<Change>) -> Change {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        match rx.try_recv() {
+            Ok(c) => return c,
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("no change: {e:?}"),
+        }
+    }
+}
+
+#[test]
+fn bans_extensions_allows_expiries_and_other_writers_are_broadcast() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("moat.sqlite");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let e = Engine::start(store, clock.clone(), bans(), PrefixLens::default(), &[]);
+    let mut rx = e.subscribe();
+    let a = Scope::Ip("192.0.2.7".parse().unwrap());
+
+    e.ban(
+        a.clone(),
+        Some(Duration::from_secs(30)),
+        "t",
+        Origin::Jail("sshd".into()),
+    );
+    e.flush();
+    match next(&mut rx) {
+        Change::Added(d) => {
+            assert_eq!(d.scope, a);
+            assert_eq!(d.origin, Origin::Jail("sshd".into()));
+            assert_eq!(d.expires_ms, Some(1_030_000));
+        }
+        c => panic!("{c:?}"),
+    }
+    e.ban(
+        a.clone(),
+        Some(Duration::from_secs(90)),
+        "t",
+        Origin::Manual,
+    );
+    e.flush();
+    assert!(matches!(next(&mut rx), Change::Extended(d) if d.expires_ms == Some(1_090_000)));
+
+    // An allow: the ban stays on record, the allowlist that wins over it is broadcast.
+    e.allow("192.0.2.0/24".parse().unwrap());
+    e.flush();
+    assert!(matches!(next(&mut rx), Change::Allowlist(l) if l.len() == 1));
+    // `moat bans rm` from another process lifts it.
+    let other = SqliteStore::open(&path).unwrap();
+    assert!(other.remove_decision(&a).unwrap());
+    assert!(matches!(next(&mut rx), Change::Removed { scope, expired: false } if scope == a));
+
+    // Expiry, seen by the decider's tick.
+    let b = Scope::Ip("198.51.100.7".parse().unwrap());
+    e.ban(b.clone(), Some(Duration::from_secs(5)), "t", Origin::Manual);
+    e.flush();
+    assert!(matches!(next(&mut rx), Change::Added(d) if d.scope == b));
+    clock.advance_ms(6_000);
+    assert!(matches!(next(&mut rx), Change::Removed { scope, expired: true } if scope == b));
+
+    // Another process's ban (`moat bans add`) on the same store.
+    let c = Scope::Ip("203.0.113.9".parse().unwrap());
+    other
+        .put_decision(&moat_core::Decision {
+            scope: c.clone(),
+            verdict: moat_core::Verdict::Ban,
+            created_ms: 1_006_000,
+            expires_ms: Some(2_000_000),
+            reason: "cli".into(),
+            origin: Origin::Manual,
+            offences: 1,
+        })
+        .unwrap();
+    assert!(matches!(next(&mut rx), Change::Added(d) if d.scope == c));
+    e.shutdown();
+}
