@@ -11,6 +11,11 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+# Moat runs as root here and would put its bans in this machine's firewall: the tests ban
+# addresses that may be real ones on a developer's network. Off for every Moat the tests
+# start; tests/e2e/test_nftables.py turns it on inside a network namespace of its own.
+os.environ.setdefault("MOAT_NFTABLES", "off")
+
 from moat_harness import (  # noqa: E402
     Moat,
     Upstream,

@@ -21,6 +21,7 @@ pub struct Config {
     pub mail: Option<Mail>,
     pub trap: Option<Trap>,
     pub logs: Option<Logs>,
+    pub nftables: Nftables,
     /// Reports: relative paths resolve against the state directory (the report database,
     /// `reports.sqlite`, lives there).
     pub report: Option<moat_report::ReportConfig>,
@@ -519,4 +520,21 @@ pub enum LogFilter {
         prefregex: Option<String>,
         datepattern: Option<String>,
     },
+}
+
+/// Kernel enforcement (see `moat-nftables`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nftables {
+    /// `None`: where the machine allows it.
+    pub enabled: Option<bool>,
+    pub table: String,
+}
+
+impl Default for Nftables {
+    fn default() -> Self {
+        Nftables {
+            enabled: None,
+            table: "moat".into(),
+        }
+    }
 }

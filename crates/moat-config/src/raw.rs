@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub trap: Option<RawTrap>,
     /// The log watcher: fail2ban's jails read in place, and Moat's own.
     pub logs: Option<RawLogs>,
+    /// Bans in the kernel (nftables).
+    pub nftables: Option<RawNftables>,
     /// Abuse reports from what the trap captured: `moat-report`'s own settings, checked by
     /// its `validate`. Dry run (outbox only) unless `send = true`.
     pub report: Option<S<moat_report::ReportConfig>>,
@@ -431,4 +433,15 @@ pub struct RawLogJail {
     pub bantime: Option<S<String>>,
     #[serde(default)]
     pub ignoreip: Vec<S<String>>,
+}
+
+/// Kernel enforcement with nftables: a table Moat owns, its sets following the bans.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNftables {
+    /// `true`: nftables must work, or Moat does not start; `false`: off. Unset: used where
+    /// the machine allows it, said once where it does not.
+    pub enabled: Option<S<bool>>,
+    /// The table's name in family `inet` (default `moat`).
+    pub table: Option<S<String>>,
 }
