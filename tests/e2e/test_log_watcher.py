@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from moat_harness import get_from, run_cli
+import socket
+
+from moat_harness import free_port, get_from, run_cli
 
 FILTERS = Path("/etc/fail2ban/filter.d")
 pytestmark = pytest.mark.skipif(
@@ -36,8 +38,11 @@ def append(path: Path, *lines: str) -> None:
         os.fsync(f.fileno())
 
 
-def jail_config(log: Path) -> str:
+def jail_config(log: Path, policy_port: int | None = None) -> str:
+    mail = (f'[mail]\npolicy_listen = "127.0.0.1:{policy_port}"\nrecipients = ["x@moat.test"]\n'
+            if policy_port else "")
     return f"""
+{mail}
 [logs]
 filter_dir = "{FILTERS}"
 
@@ -52,6 +57,15 @@ ignoreip = ["127.77.9.0/24"]
 """
 
 
+def postfix_policy(port: int, client: str) -> bytes:
+    """Postfix's policy delegation request for a RCPT from `client`, and Moat's answer."""
+    attrs = {"request": "smtpd_access_policy", "protocol_state": "RCPT",
+             "client_address": client, "recipient": "x@moat.test", "sender": "a@b.example"}
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(("".join(f"{k}={v}\n" for k, v in attrs.items()) + "\n").encode())
+        return s.recv(4096)
+
+
 def banned(m, ip: str) -> bool:
     return any(b["scope"] in (ip, f"{ip}/32") for b in m.bans())
 
@@ -60,7 +74,8 @@ def test_a_jail_ban_holds_at_the_http_shield_and_survives_rotation_and_restart(m
     log = tmp_path / "auth.log"
     log.write_text("")
     state = tmp_path / "state"
-    m = moat_factory(jail_config(log), state_dir=state)
+    policy_port = free_port()
+    m = moat_factory(jail_config(log, policy_port), state_dir=state)
     attacker, below, ignored = "127.77.1.5", "127.77.2.5", "127.77.9.5"
     assert get_from(attacker, m.url("/")).status == 200
 
@@ -71,6 +86,13 @@ def test_a_jail_ban_holds_at_the_http_shield_and_survives_rotation_and_restart(m
     ban = next(b for b in m.bans() if b["scope"] in (attacker, f"{attacker}/32"))
     assert "jail" in str(ban.get("origin", "")) + str(ban.get("reason", "")), ban
     assert get_from(attacker, m.url("/")).status == 403, "a jail ban holds at the HTTP shield"
+    # And at the mail shield: Postfix's policy query about a client at that address.
+    answer = postfix_policy(policy_port, attacker)
+    # A 4xx (the shield defers banned clients, so a real sender whose address was misjudged
+    # retries later rather than bouncing).
+    assert answer.startswith((b"action=4", b"action=5", b"action=DEFER", b"action=REJECT")), (
+        f"a jail ban holds at the mail shield: {answer!r}")
+    assert postfix_policy(policy_port, below) == b"action=DUNNO\n\n"
     time.sleep(1.5)
     assert not banned(m, below), "2 failures are below maxretry"
     assert not banned(m, ignored), "ignoreip is never banned"
