@@ -163,6 +163,22 @@ fn template(pattern: &str, kind: Kind) -> Result<Template, String> {
         p = r;
         start = word_begin;
     }
+    // fail2ban's `**` at either end (after a leading `^`): no word bound at that end
+    // (ejabberd's `^I\(()**`).
+    let mut body = p.to_string();
+    if let Some(r) = body.strip_suffix("**") {
+        body = r.to_string();
+        word_end = false;
+    }
+    let (caret, rest) = match body.strip_prefix('^') {
+        Some(r) => ("^", r),
+        None => ("", body.as_str()),
+    };
+    if let Some(r) = rest.strip_prefix("**") {
+        body = format!("{caret}{r}");
+        word_begin = false;
+    }
+    let p = body.as_str();
     let alpha = ["%a", "%A", "%b", "%B", "%p"]
         .iter()
         .any(|c| p.contains(c) && !p.contains(&format!("%{c}")));
@@ -343,6 +359,11 @@ impl DateDetector {
             let Some((start, end)) = t.locs.get(1).or_else(|| t.locs.get(0)) else {
                 continue;
             };
+            // PCRE2 matches bytes here: a pattern's own regex (`.`, `\S`) may end or start
+            // inside a character, which is no date (the filter cuts the date out of the line).
+            if !line.is_char_boundary(start) || !line.is_char_boundary(end) {
+                continue;
+            }
             if t.line_begin || Some(i) == self.last && start == 0 {
                 best = Some((i, start, end));
                 break;
@@ -391,7 +412,8 @@ fn read_time(t: &Template, line: &str, now: Timestamp, tz: &TimeZone) -> Option<
     };
     let num = |name: &str| get(name).and_then(|v| v.trim().parse::<i32>().ok());
     let now_local = now.to_zoned(tz.clone());
-    let year = num("Y").or_else(|| num("y").map(|y| if y <= 68 { 2000 + y } else { 1900 + y }));
+    let year =
+        num("Y").or_else(|| num("y").map(|y| y.saturating_add(if y <= 68 { 2000 } else { 1900 })));
     let month = num("m")
         .or_else(|| {
             let b = get("b")?;
@@ -413,7 +435,7 @@ fn read_time(t: &Template, line: &str, now: Timestamp, tz: &TimeZone) -> Option<
         let pm = get("p").is_some_and(|p| p.eq_ignore_ascii_case("pm"));
         hour = match (h, pm) {
             (12, false) => 0,
-            (h, true) if h != 12 => h + 12,
+            (h, true) if h != 12 => h.saturating_add(12),
             (h, _) => h,
         };
     }
@@ -426,13 +448,16 @@ fn read_time(t: &Template, line: &str, now: Timestamp, tz: &TimeZone) -> Option<
     };
     let y = year.unwrap_or(now_local.year() as i32);
     let at = |y: i32| -> Option<Timestamp> {
+        // A pattern's own groups (`(?P<Y>\d+)`) may capture any number: one that does not fit
+        // its field is no date, never a wrapped one; nor is a year outside Python's 1..=9999.
+        let field = |v: i32| i8::try_from(v).ok();
         let dt = DateTime::new(
-            y as i16,
-            month as i8,
-            day as i8,
-            hour as i8,
-            minute as i8,
-            second as i8,
+            i16::try_from(y).ok().filter(|y| (1..=9999).contains(y))?,
+            field(month)?,
+            field(day)?,
+            field(hour)?,
+            field(minute)?,
+            field(second)?,
             0,
         )
         .ok()?;
@@ -532,5 +557,8 @@ mod tests {
         let f = d.find(line, now, &tz).unwrap();
         assert_eq!(&line[f.start..f.end], "2013/04/05 12:13:14");
         assert!(DateDetector::from_pattern("%Q").is_err());
+        // `**`: no word bound at that end (ejabberd's and guacamole's filters).
+        let mut d = DateDetector::from_pattern(r"^I\(()**").unwrap();
+        assert!(d.find("I(<0.1.0>:ejabberd_c2s:1) x", now, &tz).is_some());
     }
 }

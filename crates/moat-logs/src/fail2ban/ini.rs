@@ -18,6 +18,14 @@ pub type Options = BTreeMap<String, String>;
 /// Python's configparser gives up interpolating after this many nested references.
 const MAX_DEPTH: usize = 10;
 
+/// Interpolating one value gives up after this many references: they multiply level by level
+/// (ten of them at each of ten levels are 10^10 copies of the innermost value, from a few lines
+/// of text). One value of fail2ban's own filters takes a few hundred.
+const MAX_REFERENCES: usize = 10_000;
+
+/// ... or once references have made it this long (fail2ban's longest values take a few KiB).
+pub const MAX_VALUE: usize = 64 * 1024;
+
 /// A configuration error, with the file and line it is on (line 0 when it is about a value,
 /// not a place).
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +218,7 @@ impl Ini {
             return Ok(None);
         };
         let mut out = String::new();
-        self.interpolate(section, raw, vars, 0, &mut out)?;
+        self.interpolate(section, raw, vars, 0, &mut { MAX_REFERENCES }, &mut out)?;
         Ok(Some(out))
     }
 
@@ -233,7 +241,8 @@ impl Ini {
                 if sec == "DEFAULT" {
                     if let Some(v) = self.defaults.get(&opt.to_lowercase()) {
                         let mut out = String::new();
-                        self.interpolate("DEFAULT", v, &Options::new(), 0, &mut out)?;
+                        let mut budget = MAX_REFERENCES;
+                        self.interpolate("DEFAULT", v, &Options::new(), 0, &mut budget, &mut out)?;
                         return Ok(Some(out));
                     }
                 } else if self.has_section(&sec) {
@@ -276,6 +285,7 @@ impl Ini {
         mut rest: &str,
         vars: &Options,
         depth: usize,
+        budget: &mut usize,
         out: &mut String,
     ) -> Result<(), String> {
         if depth > MAX_DEPTH {
@@ -298,13 +308,22 @@ impl Ini {
                     return Err(format!("bad interpolation syntax in `{rest}`"));
                 }
                 rest = &r[end + 2..];
+                *budget = budget.checked_sub(1).ok_or_else(|| {
+                    format!("more than {MAX_REFERENCES} %(…)s references (a loop?)")
+                })?;
                 let Some(v) = self.lookup(section, &name, vars) else {
                     return Err(format!("`%({name})s`: no such option in [{section}]"));
                 };
                 if v.contains('%') {
-                    self.interpolate(section, &v, vars, depth + 1, out)?;
+                    self.interpolate(section, &v, vars, depth + 1, budget, out)?;
                 } else {
                     out.push_str(&v);
+                }
+                if out.len() > MAX_VALUE {
+                    return Err(format!(
+                        "%(…)s references make a value longer than {} KiB (a loop?)",
+                        MAX_VALUE / 1024
+                    ));
                 }
             } else {
                 return Err(format!(

@@ -8,6 +8,12 @@ use std::collections::BTreeMap;
 /// How often one tag may be replaced inside one value before it counts as a loop.
 const MAX_REPLACE: usize = 10;
 
+/// How many tags one value may have replaced in all, and how long it may grow: each tag may be
+/// replaced ten times, by a value whose tags were replaced before, so values may grow tenfold
+/// per tag (10^9 bytes from nine short lines). fail2ban's own filters stay far below both.
+const MAX_REPLACEMENTS: usize = 10_000;
+const MAX_VALUE: usize = super::ini::MAX_VALUE;
+
 /// An IPv4 address, as fail2ban's `IP_4_RE`.
 const IP4: &str = r"(?:\d{1,3}\.){3}\d{1,3}";
 /// An IPv6 address, as fail2ban's `IP_6_RE`.
@@ -61,6 +67,7 @@ pub fn substitute_recursive(
         }
         let mut value = out[&key].clone();
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut replaced = 0;
         let mut at = 0;
         while let Some((start, end, name)) = next_tag(&value, at) {
             let name = name.to_string();
@@ -83,6 +90,16 @@ pub fn substitute_recursive(
                 continue;
             };
             *n += 1;
+            replaced += 1;
+            if replaced > MAX_REPLACEMENTS
+                || value.len() - (end - start) + replacement.len() > MAX_VALUE
+            {
+                return Err(format!(
+                    "`{key}`: its tags make more than {MAX_REPLACEMENTS} replacements or {} KiB \
+                     (a loop?)",
+                    MAX_VALUE / 1024
+                ));
+            }
             value.replace_range(start..end, &replacement);
             // Look again from the start of what was put in: it may hold tags itself, and an
             // outer tag around it may now be complete.
