@@ -13,9 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moat-target}"
 DUR="${DUR:-30}"
-FILES=20
-JAILS_PER_FILE=5
-RATE=10000
+FILES="${FILES:-20}"
+JAILS_PER_FILE="${JAILS_PER_FILE:-5}"
+RATE="${RATE:-10000}"
 [ -f /etc/fail2ban/filter.d/sshd.conf ] || { echo "needs Debian's fail2ban: apt-get install fail2ban" >&2; exit 2; }
 cargo build --release -q -p moat
 MOAT="$CARGO_TARGET_DIR/release/moat"
@@ -45,6 +45,8 @@ sleep 1   # the last poll
 t1=$(ticks "$MPID"); s1=$(date +%s.%N)
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$MPID/status")
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$MPID/status")
+anon=$(awk '/RssAnon/ {print $2}' "/proc/$MPID/status")
+file=$(awk '/RssFile/ {print $2}' "/proc/$MPID/status")
 bans=$("$MOAT" bans list --state-dir "$work/state" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 awk -v t=$((t1 - t0)) -v hz="$HZ" -v a="$s0" -v b="$s1" -v n="$lines" -v rss="$rss" -v hwm="$hwm" \
   -v jails=$((FILES * JAILS_PER_FILE)) -v files="$FILES" 'BEGIN {
@@ -53,4 +55,5 @@ awk -v t=$((t1 - t0)) -v hz="$HZ" -v a="$s0" -v b="$s1" -v n="$lines" -v rss="$r
   printf "cpu   %.2f %% of one core   (target <= 5 %%)\n", t / hz / secs * 100
   printf "rss   %.1f MB, peak %.1f MB   (target <= 30 MB)\n", rss / 1024, hwm / 1024
 }'
+awk -v a="$anon" -v f="$file" 'BEGIN {printf "      (%.1f MB anonymous, %.1f MB of the binary and other files)\n", a / 1024, f / 1024}'
 echo "bans in force: $bans (of the writer's 500 attacking addresses)"

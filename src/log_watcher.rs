@@ -31,8 +31,45 @@ pub enum Reads {
 /// A jail ready to run, and what to say about it at start.
 pub struct Built {
     pub jail: Jail,
+    /// Its filter, and the definition it was compiled from (jails on one log with equal
+    /// definitions share one matcher).
+    pub filter: Filter,
+    pub def: FilterDef,
     pub reads: Reads,
     pub notes: Vec<String>,
+}
+
+/// Filters compiled so far: an equal definition gets a copy sharing the compiled regexes.
+#[derive(Default)]
+struct Compiled(Vec<(FilterDef, Filter)>);
+
+impl Compiled {
+    fn get(&mut self, def: &FilterDef, tz: &TimeZone, jail: &str) -> anyhow::Result<Filter> {
+        if let Some((_, f)) = self.0.iter().find(|(d, _)| same_filter(d, def)) {
+            return Ok(f.fresh());
+        }
+        let f =
+            Filter::compile(def, tz.clone()).map_err(|e| anyhow::anyhow!("jail {jail}: {e}"))?;
+        self.0.push((def.clone(), f.fresh()));
+        Ok(f)
+    }
+}
+
+/// Whether two definitions match the same way (where they were read from does not matter).
+fn same_filter(a: &FilterDef, b: &FilterDef) -> bool {
+    (
+        &a.prefregex,
+        &a.failregex,
+        &a.ignoreregex,
+        &a.datepattern,
+        a.maxlines,
+    ) == (
+        &b.prefregex,
+        &b.failregex,
+        &b.ignoreregex,
+        &b.datepattern,
+        b.maxlines,
+    )
 }
 
 /// Every jail of `cfg`, with its filter read and compiled: errors name the filter file.
@@ -46,6 +83,7 @@ pub fn build(cfg: &Logs) -> anyhow::Result<Vec<Built>> {
         [("logtype".to_string(), t.to_string())].into()
     };
     let mut built = Vec::new();
+    let mut compiled = Compiled::default();
     if let Some(root) = &cfg.fail2ban {
         let jails = fail2ban::jails::read_jails(root)
             .with_context(|| format!("reading fail2ban's jails in {}", root.display()))?;
@@ -53,13 +91,15 @@ pub fn build(cfg: &Logs) -> anyhow::Result<Vec<Built>> {
             let journal = matches!(j.logs, F2bLogs::Journal);
             let def = fail2ban::load(&root.join("filter.d"), &j.filter, &logtype(journal))
                 .with_context(|| format!("jail {}", j.config.name))?;
-            let filter = compile(&def, &tz, &j.config.name)?;
+            let filter = compiled.get(&def, &tz, &j.config.name)?;
             let reads = match j.logs {
                 F2bLogs::Files(p) => Reads::Files(p),
                 F2bLogs::Journal => Reads::Journal(def.journalmatch.clone()),
             };
             built.push(Built {
-                jail: Jail::new(j.config, filter),
+                jail: Jail::new(j.config),
+                filter,
+                def,
                 reads,
                 notes: j.notes,
             });
@@ -88,7 +128,7 @@ pub fn build(cfg: &Logs) -> anyhow::Result<Vec<Built>> {
                 journalmatch: j.journal.clone().unwrap_or_default(),
             },
         };
-        let filter = compile(&def, &tz, &j.name)?;
+        let filter = compiled.get(&def, &tz, &j.name)?;
         let mut config = JailConfig::new(&j.name);
         config.max_retry = j.max_retry;
         config.find_time = j.find_time;
@@ -100,7 +140,9 @@ pub fn build(cfg: &Logs) -> anyhow::Result<Vec<Built>> {
             None => Reads::Files(j.logpath.iter().map(PathBuf::from).collect()),
         };
         built.push(Built {
-            jail: Jail::new(config, filter),
+            jail: Jail::new(config),
+            filter,
+            def,
             reads,
             notes: Vec::new(),
         });
@@ -114,10 +156,6 @@ pub fn build(cfg: &Logs) -> anyhow::Result<Vec<Built>> {
     Ok(built)
 }
 
-fn compile(def: &FilterDef, tz: &TimeZone, jail: &str) -> anyhow::Result<Filter> {
-    Filter::compile(def, tz.clone()).map_err(|e| anyhow::anyhow!("jail {jail}: {e}"))
-}
-
 /// The running watcher.
 pub struct LogWatcher {
     files: Option<FileWatch>,
@@ -126,12 +164,35 @@ pub struct LogWatcher {
     stop: tokio::sync::watch::Sender<bool>,
 }
 
+/// One log's readers: per filter definition, one matcher and the jails that count its
+/// outcomes.
+struct Group {
+    def: FilterDef,
+    filter: Filter,
+    jails: Vec<usize>,
+}
+
+type Routes = HashMap<Arc<str>, Vec<Group>>;
+
+/// Jail `i` (built as `b`) reads log `name`.
+fn route(routes: &mut Routes, name: Arc<str>, b: &Built, i: usize) {
+    let groups = routes.entry(name).or_default();
+    match groups.iter_mut().find(|g| same_filter(&g.def, &b.def)) {
+        Some(g) => g.jails.push(i),
+        None => groups.push(Group {
+            def: b.def.clone(),
+            filter: b.filter.fresh(),
+            jails: vec![i],
+        }),
+    }
+}
+
 /// Starts following every jail's logs; bans go to `engine`.
 pub fn start(cfg: &Logs, engine: Arc<Engine>) -> anyhow::Result<LogWatcher> {
     let built = build(cfg)?;
     let mut checkpoints = Checkpoints::load(&cfg.checkpoints)?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Line>(4096);
-    let mut routes: HashMap<Arc<str>, Vec<usize>> = HashMap::new();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Line>(1024);
+    let mut routes: Routes = HashMap::new();
     let mut tails: Vec<FileTail> = Vec::new();
     let mut journals = Vec::new();
     let mut jails = Vec::new();
@@ -163,7 +224,7 @@ pub fn start(cfg: &Logs, engine: Arc<Engine>) -> anyhow::Result<LogWatcher> {
                         }
                         tails.push(tail);
                     }
-                    routes.entry(name).or_default().push(i);
+                    route(&mut routes, name, &b, i);
                 }
             }
             Reads::Journal(matches) => {
@@ -176,7 +237,7 @@ pub fn start(cfg: &Logs, engine: Arc<Engine>) -> anyhow::Result<LogWatcher> {
                     .collect();
                 let cursor = checkpoints.journal_cursor(&name).map(str::to_string);
                 journals.push(spawn_journal(jc, cursor, tx.clone())?);
-                routes.entry(name).or_default().push(i);
+                route(&mut routes, name, &b, i);
             }
         }
         tracing::info!(jail = %b.jail.config.name, reads = ?b.reads, maxretry = b.jail.config.max_retry,
@@ -222,7 +283,7 @@ impl LogWatcher {
 async fn consume(
     mut rx: tokio::sync::mpsc::Receiver<Line>,
     mut jails: Vec<Jail>,
-    routes: HashMap<Arc<str>, Vec<usize>>,
+    mut routes: Routes,
     mut checkpoints: Checkpoints,
     engine: Arc<Engine>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
@@ -233,13 +294,15 @@ async fn consume(
             line = rx.recv() => {
                 let Some(line) = line else { break };
                 let now = jiff::Timestamp::now();
-                for &i in routes.get(&line.source).map(Vec::as_slice).unwrap_or(&[]) {
-                    let ban = match line.time {
-                        Some(t) => jails[i].on_dated(&line.text, t, now),
-                        None => jails[i].on_line(&line.text, now),
+                for g in routes.get_mut(&line.source).map(Vec::as_mut_slice).unwrap_or(&mut []) {
+                    let outcome = match line.time {
+                        Some(t) => g.filter.process_dated(&line.text, t, now),
+                        None => g.filter.process_line(&line.text, now),
                     };
-                    if let Some(b) = ban {
-                        ban_now(&engine, b);
+                    for &i in &g.jails {
+                        if let Some(b) = jails[i].count(&outcome, now) {
+                            ban_now(&engine, b);
+                        }
                     }
                 }
                 checkpoints.ack(&line);

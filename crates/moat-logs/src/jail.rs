@@ -7,10 +7,11 @@
 //! `bantime × factor × 2^(n-1)` (`bantime.multipliers` instead when given), at most
 //! `bantime.maxtime`, plus up to `bantime.rndtime` at random.
 
-use crate::fail2ban::{Failure, Filter, Outcome};
+use crate::fail2ban::{Failure, Outcome};
 use ipnet::IpNet;
 use jiff::Timestamp;
-use std::collections::{HashMap, VecDeque};
+use smallvec::SmallVec;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -71,49 +72,66 @@ pub struct JailBan {
     pub reason: String,
 }
 
-/// A jail at run time: its filter (which keeps per-stream state) and the failure history.
+/// A jail at run time: the failure history and the bans so far. The filter that finds the
+/// failures is the caller's: jails on one log with the same filter share one (a line is
+/// matched once, whatever the number of jails).
 pub struct Jail {
     pub config: JailConfig,
-    filter: Filter,
-    failures: HashMap<IpNet, VecDeque<Timestamp>>,
-    /// Bans so far per offender, for `bantime.increment`.
-    bans: HashMap<IpNet, u32>,
+    /// Failure times (Unix seconds) per offender, oldest first. Compact on purpose: a wide
+    /// attack puts every attacking address in every jail on its log (500 addresses in 100
+    /// jails are 50,000 entries).
+    failures: HashMap<IpNet, SmallVec<[u32; 6]>>,
+    /// Bans so far per offender and when the last one was, for `bantime.increment`; kept a
+    /// day after the last ban (fail2ban's `dbpurgeage`).
+    bans: HashMap<IpNet, (u32, u32)>,
+    /// When stale entries were last dropped.
+    pruned: u32,
+}
+
+/// How long a jail remembers an offender's past bans.
+const BANS_REMEMBERED: u32 = 86_400;
+
+fn secs(t: Timestamp) -> u32 {
+    t.as_second().clamp(0, i64::from(u32::MAX)) as u32
 }
 
 impl Jail {
-    pub fn new(config: JailConfig, filter: Filter) -> Self {
+    pub fn new(config: JailConfig) -> Self {
         Jail {
             config,
-            filter,
             failures: HashMap::new(),
             bans: HashMap::new(),
+            pruned: 0,
         }
     }
 
-    /// One line from a file (its date is in the text).
-    pub fn on_line(&mut self, text: &str, now: Timestamp) -> Option<JailBan> {
-        let outcome = self.filter.process_line(text, now);
-        self.count(outcome, now)
+    /// Offenders tracked (for tests and metrics).
+    pub fn tracked(&self) -> usize {
+        self.failures.len()
     }
 
-    /// One line whose time is known (a journal record).
-    pub fn on_dated(&mut self, text: &str, time: Timestamp, now: Timestamp) -> Option<JailBan> {
-        let outcome = self.filter.process_dated(text, time, now);
-        self.count(outcome, now)
+    /// Drops failure histories that fell out of findtime and ban counts older than a day,
+    /// once a minute: an address seen once must not stay forever.
+    fn prune(&mut self, now: u32) {
+        if now.saturating_sub(self.pruned) < 60 {
+            return;
+        }
+        self.pruned = now;
+        let find = self.config.find_time.as_secs().min(u64::from(u32::MAX)) as u32;
+        self.failures
+            .retain(|_, q| q.last().is_some_and(|t| t.saturating_add(find) > now));
+        self.bans
+            .retain(|_, (_, t)| t.saturating_add(BANS_REMEMBERED) > now);
     }
 
-    /// The filter's journal matches, for a journal source.
-    pub fn journal_matches(&self) -> &[String] {
-        &self.filter.journalmatch
-    }
-
-    fn count(&mut self, outcome: Outcome, now: Timestamp) -> Option<JailBan> {
+    /// Counts what the filter found in one line; a ban when an offender reaches `maxretry`.
+    pub fn count(&mut self, outcome: &Outcome, now: Timestamp) -> Option<JailBan> {
         let Outcome::Failures(found) = outcome else {
             return None;
         };
         let mut ban = None;
         for f in found {
-            ban = ban.or(self.failure(&f, now));
+            ban = ban.or(self.failure(f, now));
         }
         ban
     }
@@ -141,27 +159,35 @@ impl Jail {
         if now.duration_since(f.time) > find {
             return None;
         }
+        let now_s = secs(now);
+        self.prune(now_s);
+        let find_s = self.config.find_time.as_secs().min(u64::from(u32::MAX)) as u32;
         if self.failures.len() >= MAX_TRACKED && !self.failures.contains_key(&who) {
             // Full: forget what fell out of findtime; if still full, this address goes
             // uncounted (as the decider does) rather than memory growing.
             self.failures
-                .retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= find));
+                .retain(|_, q| q.last().is_some_and(|t| t.saturating_add(find_s) > now_s));
             if self.failures.len() >= MAX_TRACKED {
                 return None;
             }
         }
+        let t = secs(f.time);
         let q = self.failures.entry(who).or_default();
-        q.push_back(f.time);
-        while q.front().is_some_and(|t| f.time.duration_since(*t) > find) {
-            q.pop_front();
-        }
+        q.push(t);
+        let fresh = q
+            .iter()
+            .position(|s| s.saturating_add(find_s) >= t)
+            .unwrap_or(q.len());
+        q.drain(..fresh);
         if (q.len() as u32) < self.config.max_retry {
             return None;
         }
         let failures = q.len() as u32;
         self.failures.remove(&who);
-        let n = self.bans.entry(who).or_default();
-        *n += 1;
+        let entry = self.bans.entry(who).or_insert((0, now_s));
+        entry.0 += 1;
+        entry.1 = now_s;
+        let n = &entry.0;
         let ttl = ban_time(&self.config, *n);
         Some(JailBan {
             jail: self.config.name.clone(),
@@ -204,6 +230,58 @@ pub fn ban_time(c: &JailConfig, n: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fail(ip: &str, at: i64) -> Outcome {
+        Outcome::Failures(vec![Failure {
+            host: ip.parse().unwrap(),
+            prefix_len: None,
+            time: Timestamp::from_second(at).unwrap(),
+            regex: 0,
+            user: None,
+        }])
+    }
+
+    #[test]
+    fn counts_within_findtime_bans_and_forgets() {
+        let mut c = JailConfig::new("sshd");
+        c.max_retry = 3;
+        c.find_time = Duration::from_secs(60);
+        c.ignore = vec!["192.0.2.0/24".parse().unwrap()];
+        let mut j = Jail::new(c);
+        let at = |s: i64| Timestamp::from_second(s).unwrap();
+        let t0 = 1_800_000_000;
+        assert!(j.count(&fail("198.51.100.1", t0), at(t0)).is_none());
+        // 61 s later the first failure no longer counts.
+        assert!(j
+            .count(&fail("198.51.100.1", t0 + 61), at(t0 + 61))
+            .is_none());
+        assert!(j
+            .count(&fail("198.51.100.1", t0 + 62), at(t0 + 62))
+            .is_none());
+        let ban = j
+            .count(&fail("198.51.100.1", t0 + 63), at(t0 + 63))
+            .unwrap();
+        assert_eq!(
+            (ban.failures, ban.scope.to_string().as_str()),
+            (3, "198.51.100.1/32")
+        );
+        // IPv6 counts by /64: two addresses of one host's network add up.
+        j.count(&fail("2001:db8::1", t0 + 63), at(t0 + 63));
+        j.count(&fail("2001:db8::2", t0 + 63), at(t0 + 63));
+        let ban = j.count(&fail("2001:db8::3", t0 + 64), at(t0 + 64)).unwrap();
+        assert_eq!(ban.scope.to_string(), "2001:db8::/64");
+        for _ in 0..5 {
+            assert!(
+                j.count(&fail("192.0.2.9", t0 + 64), at(t0 + 64)).is_none(),
+                "ignoreip"
+            );
+        }
+        j.count(&fail("203.0.113.5", t0 + 64), at(t0 + 64));
+        assert_eq!(j.tracked(), 1);
+        // Quiet for two minutes: the lone failure is forgotten at the next line.
+        j.count(&fail("203.0.113.6", t0 + 200), at(t0 + 200));
+        assert_eq!(j.tracked(), 1, "only the new one");
+    }
 
     #[test]
     fn increment_doubles_up_to_the_cap() {

@@ -11,6 +11,8 @@ use jiff::civil::DateTime;
 use jiff::tz::{Offset, TimeZone};
 use jiff::Timestamp;
 use pcre2::bytes::{CaptureLocations, Regex, RegexBuilder};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// fail2ban's default templates, most specific first (its `DEFAULT_TEMPLATES`).
 const DEFAULTS: &[&str] = &[
@@ -130,7 +132,8 @@ const FIELDS: [&str; 13] = [
 ];
 
 struct Template {
-    regex: Regex,
+    /// Shared by every copy of a detector (see [`DateDetector::fresh`]).
+    regex: Arc<Regex>,
     /// Anchored at the line's start: a match wins at once.
     line_begin: bool,
     kind: Kind,
@@ -138,6 +141,18 @@ struct Template {
     fields: [Option<usize>; 13],
     /// Reused between lines: a match then allocates nothing.
     locs: CaptureLocations,
+}
+
+impl Clone for Template {
+    fn clone(&self) -> Self {
+        Template {
+            regex: self.regex.clone(),
+            line_begin: self.line_begin,
+            kind: self.kind,
+            fields: self.fields,
+            locs: self.regex.capture_locations(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Template {
@@ -224,7 +239,7 @@ fn template(pattern: &str, kind: Kind) -> Result<Template, String> {
     let fields = FIELDS.map(field);
     let locs = regex.capture_locations();
     Ok(Template {
-        regex,
+        regex: Arc::new(regex),
         line_begin,
         kind,
         fields,
@@ -269,10 +284,29 @@ pub struct DateDetector {
     none: bool,
 }
 
+/// Detectors already built, by pattern (`""` for the defaults): every filter with the same
+/// `datepattern` shares their compiled templates (34 JIT-compiled regexes for the defaults).
+fn cache() -> &'static Mutex<HashMap<String, DateDetector>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, DateDetector>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
 impl DateDetector {
     /// fail2ban's default templates: each anchored at the line's start first, then anywhere.
     pub fn defaults() -> Self {
-        Self::from_defaults(None, |_| true)
+        let mut c = cache().lock().unwrap_or_else(|e| e.into_inner());
+        c.entry(String::new())
+            .or_insert_with(|| Self::from_defaults(None, |_| true))
+            .fresh()
+    }
+
+    /// The same detector for another stream: the templates shared, the state its own.
+    pub fn fresh(&self) -> Self {
+        DateDetector {
+            templates: self.templates.clone(),
+            last: None,
+            none: self.none,
+        }
     }
 
     fn from_defaults(wrap: Option<&str>, keep: impl Fn(&Template) -> bool) -> Self {
@@ -307,6 +341,23 @@ impl DateDetector {
 
     /// A filter's `datepattern` (one pattern per line: the first that matches a line wins).
     pub fn from_pattern(patterns: &str) -> Result<Self, String> {
+        if let Some(d) = cache()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(patterns)
+        {
+            return Ok(d.fresh());
+        }
+        let d = Self::build(patterns)?;
+        let mut c = cache().lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: a process reads a few dozen filters, a fuzzer millions of patterns.
+        if c.len() < 256 {
+            c.insert(patterns.to_string(), d.fresh());
+        }
+        Ok(d)
+    }
+
+    fn build(patterns: &str) -> Result<Self, String> {
         let mut all = DateDetector {
             templates: Vec::new(),
             last: None,

@@ -16,6 +16,7 @@ use jiff::{SignedDuration, Timestamp};
 use pcre2::bytes::{CaptureLocations, Regex, RegexBuilder};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// fail2ban's multi-line cache: how many ids, for how long.
 const MLFID_MAX: usize = 100;
@@ -44,20 +45,36 @@ pub enum Outcome {
 
 type Groups = BTreeMap<String, String>;
 
+/// One regex: the compiled pattern is shared by every copy of a filter (JIT code is the bulk
+/// of a filter's memory); the capture slots are each copy's own.
 struct Compiled {
-    regex: Regex,
-    names: Vec<Option<String>>,
+    regex: Arc<Regex>,
+    names: Arc<[Option<String>]>,
     /// Reused between lines: a match then allocates nothing.
     locs: CaptureLocations,
+}
+
+impl Clone for Compiled {
+    fn clone(&self) -> Self {
+        Compiled {
+            regex: self.regex.clone(),
+            names: self.names.clone(),
+            locs: self.regex.capture_locations(),
+        }
+    }
 }
 
 impl Compiled {
     fn new(source: &str, what: &str) -> Result<Self, String> {
         let expanded = resolve_regex_tags(source);
         let regex = build(&expanded).map_err(|e| format!("{what} `{source}`: {e}"))?;
-        let names = regex.capture_names().to_vec();
+        let names = regex.capture_names().into();
         let locs = regex.capture_locations();
-        Ok(Compiled { regex, names, locs })
+        Ok(Compiled {
+            regex: Arc::new(regex),
+            names,
+            locs,
+        })
     }
 
     /// The named groups that matched, if the regex matches `buf`.
@@ -139,6 +156,22 @@ impl Filter {
             mlfid: VecDeque::new(),
             journalmatch: def.journalmatch.clone(),
         })
+    }
+
+    /// The same filter for another log stream: the compiled regexes shared, the state
+    /// (last date, multi-line cache) its own.
+    pub fn fresh(&self) -> Filter {
+        Filter {
+            prefregex: self.prefregex.clone(),
+            failregex: self.failregex.clone(),
+            ignoreregex: self.ignoreregex.clone(),
+            dates: self.dates.fresh(),
+            tz: self.tz.clone(),
+            last_dated: String::new(),
+            buf: String::new(),
+            mlfid: VecDeque::new(),
+            journalmatch: self.journalmatch.clone(),
+        }
     }
 
     /// A line read from a file: its date is found and cut out first. The time it says is

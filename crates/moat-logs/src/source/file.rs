@@ -40,7 +40,7 @@ impl Default for TailConfig {
         TailConfig {
             start: StartAt::End,
             max_line: DEFAULT_MAX_LINE,
-            chunk_size: 128 * 1024,
+            chunk_size: 32 * 1024,
         }
     }
 }
