@@ -5,6 +5,8 @@
 # second whose latency is measured. Samples Moat's RSS every 10 s. SECONDS_TOTAL=600 is the
 # 10-minute run from the issue; the default is shorter. All traffic stays on 127.0.0.1.
 set -euo pipefail
+# Moat runs as root here: keep its bans out of this machine's firewall.
+export MOAT_NFTABLES=off
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moat-target}"
 SECS="${SECONDS_TOTAL:-120}"

@@ -11,6 +11,8 @@
 #
 # Needs: Debian's fail2ban package (apt-get install fail2ban), python3.
 set -euo pipefail
+# Moat runs as root here: keep its bans out of this machine's firewall.
+export MOAT_NFTABLES=off
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moat-target}"
 LINES="${1:-200000}"

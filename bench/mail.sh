@@ -10,6 +10,8 @@
 # Everything listens on 127.0.0.1; every run is bounded in time.
 # The milter (throughput, memory, Postfix end to end) has its own script: bench/milter.sh.
 set -euo pipefail
+# Moat runs as root here: keep its bans out of this machine's firewall.
+export MOAT_NFTABLES=off
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moat-target}"
 DUR="${DUR:-10}"

@@ -29,6 +29,8 @@
 # for CPU: the figures are a lower bound on what Moat alone could do. Everything listens on
 # 127.0.0.1; every run is bounded in time; everything is stopped and removed on exit.
 set -euo pipefail
+# Moat runs as root here: keep its bans out of this machine's firewall.
+export MOAT_NFTABLES=off
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moat-target}"
 DUR="${DUR:-10}"

@@ -59,6 +59,8 @@
 #
 # Everything listens on and connects to loopback addresses; every loop is bounded in time.
 set -euo pipefail
+# Moat runs as root here: keep its bans out of this machine's firewall.
+export MOAT_NFTABLES=off
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moat-target}"
 MINUTES="${1:-60}"

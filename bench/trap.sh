@@ -16,6 +16,8 @@
 #     having read the banner) and the trap's RSS (target <= 100 MB).
 # Everything runs on 127.0.0.1; every step is bounded.
 set -euo pipefail
+# Moat runs as root here: keep its bans out of this machine's firewall.
+export MOAT_NFTABLES=off
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moat-target}"
 M="${M:-20000}"

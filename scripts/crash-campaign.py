@@ -53,6 +53,9 @@ import threading
 import time
 from pathlib import Path
 
+# Moat runs as root here: keep its bans out of this machine's firewall.
+os.environ.setdefault("MOAT_NFTABLES", "off")
+
 TOKEN = "crash-campaign-token-0123456789"
 META_HEADER = b"X-Moat-Trap: "
 

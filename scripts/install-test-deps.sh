@@ -22,6 +22,9 @@ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(hapr
 # fail2ban's own filters and jails, read in place by the log watcher (tests/e2e/test_log_watcher.py)
 # and the reference for bench/logs.sh.
 [ -f /etc/fail2ban/filter.d/sshd.conf ] || missing+=(fail2ban)
+# The kernel enforcer (tests/e2e/test_nftables.py: nft in a network namespace made with ip).
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 # The log watcher's journald source (crates/moat-logs/tests/source_journal.rs writes journal
 # files with systemd-journal-remote and follows them with journalctl).
 command -v journalctl >/dev/null 2>&1 || missing+=(systemd)
