@@ -285,14 +285,24 @@ pub fn run(a: QuarantineArgs) -> anyhow::Result<ExitCode> {
                 true => index::iocs_of(&db, &r.sha256)?,
                 false => Vec::new(),
             };
-            if iocs.is_empty() {
-                // Not analysed yet (the analysis runs behind the replies): extract now.
+            let mut subject = r.subject.clone();
+            if iocs.is_empty() || subject.is_none() {
+                // Not analysed yet (the analysis runs behind the replies, at the lowest
+                // priority): extract now, so that what is shown does not depend on when.
                 if let Ok(b) = bytes() {
-                    iocs = analyse::iocs(&moat_intel::extract(&b));
+                    let found = moat_intel::extract(&b);
+                    if iocs.is_empty() {
+                        iocs = analyse::iocs(&found);
+                    }
+                    if subject.is_none() {
+                        subject = Some(found.subject.clone());
+                    }
                 }
             }
             if json {
-                let v = serde_json::json!({ "message": r, "indexed": indexed, "iocs": iocs });
+                let mut message = serde_json::to_value(&r)?;
+                message["subject"] = subject.into();
+                let v = serde_json::json!({ "message": message, "indexed": indexed, "iocs": iocs });
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("id:        {}", r.id);
@@ -318,7 +328,7 @@ pub fn run(a: QuarantineArgs) -> anyhow::Result<ExitCode> {
                 }
                 println!("size:      {} bytes, sha256 {}", r.size, r.sha256);
                 println!("file:      {}", dir.join("new").join(&r.file).display());
-                println!("subject:   {}", r.subject.as_deref().unwrap_or(""));
+                println!("subject:   {}", subject.as_deref().unwrap_or(""));
                 for i in iocs {
                     match i.detail {
                         Some(d) => println!("  {:<10} {}  ({d})", i.kind, i.value),
