@@ -48,35 +48,19 @@ use moat_logs::fail2ban::matcher::parse_addr;
 use moat_logs::fail2ban::tags::resolve_regex_tags;
 use moat_logs::fail2ban::{load, Filter, FilterDef, FilterError, FilterSpec, Outcome};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[cfg(not(test))]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     run_in(workdir(), data);
 });
 
-/// This process's directory, made once; those of fuzzers no longer running are removed.
+#[path = "../scratch.rs"]
+mod scratch;
+
 #[cfg_attr(test, allow(dead_code))]
 fn workdir() -> &'static Path {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let shm = Path::new("/dev/shm");
-        let parent = if shm.is_dir() {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        const PREFIX: &str = "moat-fuzz-fail2ban-";
-        for e in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name.strip_prefix(PREFIX) {
-                if !Path::new("/proc").join(pid).exists() {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
-        parent.join(format!("{PREFIX}{}", std::process::id()))
-    })
+    scratch::workdir("moat-fuzz-fail2ban-")
 }
 
 /// The files, in the order of the input's parts.

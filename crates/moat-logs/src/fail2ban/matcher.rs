@@ -236,12 +236,12 @@ impl Filter {
     /// with `now` as their time, which the caller replaces.
     fn find(&mut self, now: Timestamp) -> Outcome {
         let mut buf = std::mem::take(&mut self.buf);
-        let outcome = self.find_in(&mut buf, now, now);
+        let outcome = self.find_in(&mut buf, now);
         self.buf = buf;
         outcome
     }
 
-    fn find_in(&mut self, buf: &mut String, time: Timestamp, now: Timestamp) -> Outcome {
+    fn find_in(&mut self, buf: &mut String, now: Timestamp) -> Outcome {
         let mut pre = Groups::new();
         if let Some(p) = &mut self.prefregex {
             let Some(groups) = p.search(buf) else {
@@ -294,7 +294,7 @@ impl Filter {
             return Outcome::Failures(vec![Failure {
                 host,
                 prefix_len,
-                time,
+                time: now,
                 regex: index,
                 user: fail.get("user").cloned(),
             }]);
