@@ -197,7 +197,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             _ => None,
         };
         // Bans in the kernel too, where the machine allows it.
-        let nft = start_nftables(&cfg, running.shield.engine.clone()).await?;
+        let nft = crate::nft::start(&cfg, running.shield.engine.clone()).await?;
         // The log watcher shares the engine too: a jail ban holds at every shield.
         let logs = match &cfg.logs {
             Some(l) => Some(
@@ -305,47 +305,6 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Starts the nftables enforcer unless it is off. Unset, a machine without nftables or the
-/// permission for it gets one line saying so; `enabled = true` makes that an error.
-async fn start_nftables(
-    cfg: &moat_config::Config,
-    engine: std::sync::Arc<moat_engine::Engine>,
-) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    // MOAT_NFTABLES=on|off|auto overrides the config: the test suite runs Moat as root on a
-    // developer's machine, and must not touch its firewall.
-    let enabled = match std::env::var("MOAT_NFTABLES").ok().as_deref() {
-        Some("off") => Some(false),
-        Some("on") => Some(true),
-        Some("auto") => None,
-        Some(other) => anyhow::bail!("MOAT_NFTABLES={other}: use on, off or auto"),
-        None => cfg.nftables.enabled,
-    };
-    if enabled == Some(false) {
-        return Ok(None);
-    }
-    let nc = moat_nftables::NftConfig {
-        table: cfg.nftables.table.clone(),
-        never: cfg.server.trusted_proxies.clone(),
-        ..Default::default()
-    };
-    // The first batch (the table, rebuilt from the bans in force) decides whether it works.
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        let r = moat_nftables::enforcer::run_with_ready(engine, nc, ready_tx).await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "nftables enforcer stopped");
-        }
-    });
-    match ready_rx.await {
-        Ok(Ok(())) => Ok(Some(task)),
-        Ok(Err(e)) if enabled.is_none() => {
-            tracing::info!(reason = %e, "nftables not available here: bans are enforced by Moat itself (set [nftables] enabled = false to skip trying)");
-            Ok(None)
-        }
-        Ok(Err(e)) => anyhow::bail!("[nftables] enabled = true, but {e}"),
-        Err(_) => anyhow::bail!("the nftables enforcer did not start"),
-    }
-}
 
 /// Addresses as a user writes them: `127.0.0.1:8080, [::1]:8080`.
 fn list(addrs: &[std::net::SocketAddr]) -> String {

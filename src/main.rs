@@ -16,6 +16,7 @@ mod cmd_top;
 mod cmd_trap;
 mod demo;
 mod log_watcher;
+mod nft;
 mod reporting;
 
 use clap::{Parser, Subcommand};
