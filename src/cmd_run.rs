@@ -1,7 +1,6 @@
 //! `moat run` and `moat check`.
 
 use crate::ConfigArgs;
-use anyhow::Context;
 use moat_config::{load, Config, Overrides};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -136,89 +135,20 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         // The app first, so it boots while Moat binds its listeners.
         let mut app = if a.command.is_empty() { None } else { Some(crate::child::App::spawn(&a.command)?) };
         let reaper = app.as_ref().map(|app| tokio::spawn(crate::child::reap_orphans(app.pid())));
-        let running = moat_http::app::start(cfg, Arc::new(moat_core::SystemClock)).await.context("starting")?;
+        let moat = crate::app::App::start(cfg, Arc::new(moat_core::SystemClock)).await?;
+        let running = &moat.http;
         running.live.set_source(source);
         // Registered here, before the start line: a SIGHUP from then on must reload, never end
         // the process (its default action).
         let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let reloads = tokio::spawn(reload_on_hangup(running.live.clone(), hup));
-        // The mail shield shares the engine: a ban for brute-forcing mail holds at the web
-        // door too, and the allowlist wins everywhere.
-        let cfg = running.shield.cfg.clone();
-        // One writer per quarantine: the trap and the mail shield's capture listener share it
-        // when they name the same directory.
-        let trap_q = match &cfg.trap {
-            Some(t) => Some(moat_trap::run::open_quarantine(t).context("opening the quarantine")?),
-            None => None,
-        };
-        let shared_q = match (&cfg.trap, &cfg.mail, &trap_q) {
-            (Some(t), Some(m), Some(q)) if t.quarantine_dir == m.quarantine_dir => Some(q.clone()),
-            _ => None,
-        };
-        // Reports from whatever fills the quarantine (the trap, or the capture listener).
-        let qdir = cfg
-            .trap
-            .as_ref()
-            .map(|t| t.quarantine_dir.clone())
-            .or_else(|| {
-                cfg.mail.as_ref().and_then(|m| {
-                    (m.capture_listen.is_some() || m.milter_listen.is_some() || m.milter_socket.is_some()).then(|| m.quarantine_dir.clone())
-                })
-            });
-        let reports = match (&cfg.report, qdir) {
-            (Some(r), Some(q)) => {
-                let feed = crate::reporting::ReportFeed::open(&cfg.server.state_dir, &q, r.clone())
-                    .context("opening the reporter")?;
-                tracing::info!(send = r.send, outbox = %r.outbox.display(), "reports are on");
-                Some(tokio::spawn(feed.run_forever(std::time::Duration::from_secs(10))))
+        let (live, stop) = (running.live.clone(), moat.shutdown.clone());
+        moat.shutdown.spawn(async move {
+            tokio::select! {
+                _ = reload_on_hangup(live, hup) => {}
+                _ = stop.cancelled() => {}
             }
-            _ => None,
-        };
-        let mail = moat_mail::server::start(&cfg, running.shield.engine.clone(), shared_q)
-            .await
-            .context("starting the mail shield")?;
-        let trap = match (&cfg.trap, trap_q) {
-            (Some(t), Some(q)) => {
-                let honey: Option<moat_trap::server::HoneyCheck> = mail.as_ref().map(|m| {
-                    let shield = m.shield.clone();
-                    Arc::new(move |login: &str| shield.is_honey(login)) as moat_trap::server::HoneyCheck
-                });
-                let tr = moat_trap::run::start(t, &cfg.server.state_dir, q, honey)
-                    .await
-                    .context("starting the SMTP trap")?;
-                let trap = tr.trap.clone();
-                running.shield.metrics.add_source(Box::new(move || trap.metrics()));
-                for (name, addr, implicit) in &tr.listeners {
-                    tracing::info!(listener = %name, %addr, implicit_tls = implicit,
-                        quarantine = %t.quarantine_dir.display(), "trap is listening");
-                }
-                Some(tr)
-            }
-            _ => None,
-        };
-        // Bans in the kernel too, where the machine allows it.
-        let nft = crate::nft::start(&cfg, running.shield.engine.clone()).await?;
-        // The log watcher shares the engine too: a jail ban holds at every shield.
-        let logs = match &cfg.logs {
-            Some(l) => Some(
-                crate::log_watcher::start(l, running.shield.engine.clone())
-                    .context("starting the log watcher")?,
-            ),
-            None => None,
-        };
-        if let Some(m) = &mail {
-            if let (Some(c), None) = (&m.capture, &trap) {
-                let c = c.clone();
-                running.shield.metrics.add_source(Box::new(move || c.metrics()));
-            }
-            let shield = m.shield.clone();
-            running
-                .shield
-                .metrics
-                .add_source(Box::new(move || shield.stats.metrics()));
-            if let Some(s) = m.milter_stats.clone() {
-                running.shield.metrics.add_source(Box::new(move || s.metrics()));
-            }
+        });
+        if let Some(m) = &moat.mail {
             // Only what listens, each as Postfix or Dovecot would be told to reach it.
             let addr = |a: &Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
             let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| format!("unix:{}", p.display())).unwrap_or_default();
@@ -247,7 +177,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 status = app.wait() => {
                     let code = status.map_or(1, crate::child::exit_code);
                     tracing::error!(code, "the app exited before its port answered");
-                    running.shutdown().await;
+                    moat.stop().await;
                     return Ok(ExitCode::from(code));
                 }
             }
@@ -278,33 +208,13 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 exit = ExitCode::from(code);
             }
         }
-        reloads.abort();
         if let Some(r) = reaper {
             r.abort();
         }
-        tracing::info!("shutting down");
-        if let Some(m) = mail {
-            m.shutdown();
-        }
-        if let Some(r) = reports {
-            r.abort();
-        }
-        if let Some(l) = logs {
-            l.shutdown().await;
-        }
-        if let Some(n) = nft {
-            n.abort();
-        }
-        if let Some(t) = trap {
-            let q = t.trap.quarantine.clone();
-            t.shutdown();
-            q.flush().await;
-        }
-        running.shutdown().await;
+        moat.stop().await;
         Ok(exit)
     })
 }
-
 
 /// Addresses as a user writes them: `127.0.0.1:8080, [::1]:8080`.
 fn list(addrs: &[std::net::SocketAddr]) -> String {

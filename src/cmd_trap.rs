@@ -159,28 +159,28 @@ pub fn run(a: TrapArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        let shutdown = moat_listen::Shutdown::new();
         let q = moat_trap::run::open_quarantine(&cfg)?;
-        let running = moat_trap::run::start(&cfg, &state_dir, q, None).await?;
+        let running = moat_trap::run::start(&cfg, &state_dir, q, None, &shutdown).await?;
         for (name, addr, implicit) in &running.listeners {
             tracing::info!(listener = %name, %addr, implicit_tls = implicit,
                 quarantine = %cfg.quarantine_dir.display(), "trap is listening");
         }
-        let reports = match report {
-            Some(r) => {
-                tracing::info!(send = r.send, "reports are on");
-                let feed = crate::reporting::ReportFeed::open(&state_dir, &cfg.quarantine_dir, r)?;
-                Some(tokio::spawn(feed.run_forever(report_every)))
-            }
-            None => None,
-        };
-        shutdown_signal().await;
-        if let Some(r) = reports {
-            r.abort();
+        if let Some(r) = report {
+            tracing::info!(send = r.send, "reports are on");
+            let feed = crate::reporting::ReportFeed::open(&state_dir, &cfg.quarantine_dir, r)?;
+            let stop = shutdown.clone();
+            shutdown.spawn(async move {
+                tokio::select! {
+                    _ = feed.run_forever(report_every) => {}
+                    _ = stop.cancelled() => {}
+                }
+            });
         }
+        shutdown_signal().await;
         tracing::info!("shutting down");
-        let q = running.trap.quarantine.clone();
-        running.shutdown();
-        q.flush().await;
+        shutdown.drain(moat_http::app::DRAIN_GRACE).await;
+        running.trap.quarantine.flush().await;
         Ok(ExitCode::SUCCESS)
     })
 }

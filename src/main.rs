@@ -2,6 +2,7 @@
 //! the library crates; no policy lives here.
 
 mod admin_client;
+mod app;
 mod child;
 mod cmd_bans;
 mod cmd_campaigns;

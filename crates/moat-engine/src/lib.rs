@@ -78,6 +78,28 @@ impl Engine {
         e
     }
 
+    /// The store the config names (SQLite in the state directory, or memory) and the engine on
+    /// it: what the composition root starts before any sensor.
+    pub fn open(
+        cfg: &moat_config::Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Engine>, moat_store::StoreError> {
+        let dir = &cfg.server.state_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| moat_store::StoreError::Dir(dir.display().to_string(), e))?;
+        let store: Arc<dyn Store> = match cfg.server.store {
+            moat_config::StoreKind::Sqlite => Arc::new(moat_store::SqliteStore::open_dir(dir)?),
+            moat_config::StoreKind::Memory => Arc::new(moat_store::MemoryStore::new()),
+        };
+        Ok(Engine::start(
+            store,
+            clock,
+            cfg.bans.clone(),
+            cfg.server.prefix_lens,
+            &cfg.policy.rate_limits,
+        ))
+    }
+
     /// Every change to the decisions in force from now on; start from
     /// [`Engine::decisions`] (subscribe first, then read them, so nothing falls between).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<changes::Change> {

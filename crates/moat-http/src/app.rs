@@ -1,21 +1,20 @@
-//! Assembles a running HTTP shield from a compiled config: store, engine, shield, listeners,
-//! TLS and ACME, admin. `moat run`, `moat demo` and the tests all start Moat through
-//! [`start`], binding port 0 where they want the OS to choose.
+//! Assembles a running HTTP shield from a compiled config: shield, listeners, TLS and ACME,
+//! admin. The binary's composition root gives it the engine and the process's shutdown
+//! ([`serve`]); tests and `moat demo` use [`start`], which makes both for the shield alone.
+//! Either binds port 0 where the caller wants the OS to choose.
 
 use crate::acme::{AcmeChallenge, AcmeManager, AcmeSettings, Http01Tokens};
 use crate::live::LiveShield;
 use crate::proof::ProofService;
 use crate::shield::Shield;
 use crate::tls::{self, CertStore};
-use moat_config::{AcmeChallengeKind, Config, StoreKind};
+use moat_config::{AcmeChallengeKind, Config};
 use moat_core::Clock;
 use moat_engine::Engine;
-use moat_store::{MemoryStore, SqliteStore, Store};
+use moat_listen::{Listener, Shutdown};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -47,16 +46,19 @@ pub struct Running {
     /// The shield as started; reloads put a new one in `live`, sharing its engine and metrics.
     pub shield: Arc<Shield>,
     pub live: Arc<LiveShield>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Set by [`start`], which made the engine and the shutdown for this shield alone.
+    owned: Option<Shutdown>,
 }
 
+/// How long open connections get to finish once shutdown begins.
+pub const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Running {
-    /// Stops accepting, lets open requests finish (bounded), and stops the decider.
+    /// For a shield made by [`start`]: stops accepting, lets open requests finish (bounded),
+    /// and stops the decider. Under a composition root, its shutdown does this.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        if let Some(s) = self.owned {
+            s.drain(DRAIN_GRACE).await;
         }
         // What the log held back this minute is summarised before the process ends.
         self.shield.engine.decision_log().flush();
@@ -68,13 +70,6 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| AppError::Bind(addr, e))
-}
-
-pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, AppError> {
-    Ok(match cfg.server.store {
-        StoreKind::Sqlite => Arc::new(SqliteStore::open_dir(&cfg.server.state_dir)?),
-        StoreKind::Memory => Arc::new(MemoryStore::new()),
-    })
 }
 
 /// Where the admin token is kept when the config gives none: `admin.token_file`, else
@@ -125,13 +120,23 @@ async fn spawn_workers(
     addr: SocketAddr,
     shield: &Arc<LiveShield>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    rx: &watch::Receiver<bool>,
-    tasks: &mut Vec<JoinHandle<()>>,
+    shutdown: &Shutdown,
 ) -> Result<SocketAddr, AppError> {
-    let listener = bind(addr).await?;
-    let bound = listener.local_addr().map_err(|e| AppError::Bind(addr, e))?;
-    let mut handles = Vec::new();
     let cfg = shield.current().cfg.clone();
+    // No guard check at accept here: a banned person must still see the ban page and the way
+    // out through the proof, and a banned script the decoy it expects; both need the request.
+    // PROXY and TLS run on the worker threads, where their CPU belongs.
+    let settings = moat_listen::Settings::new(
+        if tls.is_some() { "https" } else { "http" },
+        cfg.limits.max_connections,
+    );
+    let listener = Listener::tcp(addr, settings)
+        .await
+        .map_err(|e| AppError::Bind(addr, e.source))?;
+    let bound = listener
+        .local_addr()
+        .ok_or_else(|| AppError::Bind(addr, std::io::ErrorKind::AddrNotAvailable.into()))?;
+    let mut handles = Vec::new();
     for i in 0..worker_count(cfg.server.workers) {
         let (tx, conn_rx) = tokio::sync::mpsc::unbounded_channel();
         let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -139,8 +144,9 @@ async fn spawn_workers(
             tx,
             active: active.clone(),
         });
-        let (shield, tls, rx) = (shield.clone(), tls.clone(), rx.clone());
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let (shield, tls, rx) = (shield.clone(), tls.clone(), shutdown.watch());
+        // The shutdown waits for the thread's connections to end.
+        let held = shutdown.hold();
         std::thread::Builder::new()
             .name(format!("moat-http-{i}"))
             .spawn(move || {
@@ -153,37 +159,35 @@ async fn spawn_workers(
                     }
                     Err(e) => tracing::error!(error = %e, "cannot start a worker runtime"),
                 }
-                let _ = done_tx.send(());
+                drop(held);
             })
             .map_err(|e| AppError::Bind(bound, e))?;
-        tasks.push(tokio::spawn(async move {
-            let _ = done_rx.await;
-        }));
     }
-    let max = cfg.limits.max_connections;
-    tasks.push(tokio::spawn(crate::server::accept_loop(
+    shutdown.spawn(crate::server::accept_loop(
         listener,
         handles,
-        max,
-        rx.clone(),
-    )));
+        shutdown.clone(),
+    ));
     Ok(bound)
 }
 
+/// The shield alone, with an engine and a shutdown of its own (tests, `moat demo`).
 pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppError> {
+    let engine = Engine::open(&cfg, clock)?;
+    let shutdown = Shutdown::new();
+    let mut r = serve(cfg, engine, &shutdown).await?;
+    r.owned = Some(shutdown);
+    Ok(r)
+}
+
+/// The shield on the given engine, its tasks under `shutdown`.
+pub async fn serve(
+    cfg: Config,
+    engine: Arc<Engine>,
+    shutdown: &Shutdown,
+) -> Result<Running, AppError> {
     let cfg = Arc::new(cfg);
-    std::fs::create_dir_all(&cfg.server.state_dir)
-        .map_err(|e| moat_store::StoreError::Dir(cfg.server.state_dir.display().to_string(), e))?;
-    let store = open_store(&cfg)?;
-    let engine = Engine::start(
-        store,
-        clock,
-        cfg.bans.clone(),
-        cfg.server.prefix_lens,
-        &cfg.policy.rate_limits,
-    );
-    let (tx, rx) = watch::channel(false);
-    let mut tasks = Vec::new();
+    let rx = shutdown.watch();
 
     let mut acme_tokens = None;
     let mut acceptor = None;
@@ -206,7 +210,7 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
             let mgr = AcmeManager::new(s, certs.clone(), tokens.clone())?;
             mgr.install_stored();
             acme_tokens = Some(tokens);
-            tasks.push(tokio::spawn(mgr.run(rx.clone())));
+            shutdown.spawn(mgr.run(rx.clone()));
         }
         acceptor = Some(tokio_rustls::TlsAcceptor::from(tls::server_config(certs)?));
     }
@@ -225,7 +229,7 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
     let shield = live.current();
     // The minute's held-back decisions are summarised even when the flood has stopped.
     let (ticker, mut stop) = (live.clone(), rx.clone());
-    tasks.push(tokio::spawn(async move {
+    shutdown.spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
             tokio::select! {
@@ -235,15 +239,15 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
             let e = &ticker.current().engine;
             e.decision_log().tick(e.now_ms());
         }
-    }));
+    });
     let mut http_addrs = Vec::new();
     for a in &cfg.server.listen {
-        http_addrs.push(spawn_workers(*a, &live, None, &rx, &mut tasks).await?);
+        http_addrs.push(spawn_workers(*a, &live, None, shutdown).await?);
     }
     let mut tls_addrs = Vec::new();
     if let (Some(t), Some(acc)) = (&cfg.tls, acceptor) {
         for a in &t.listen {
-            tls_addrs.push(spawn_workers(*a, &live, Some(acc.clone()), &rx, &mut tasks).await?);
+            tls_addrs.push(spawn_workers(*a, &live, Some(acc.clone()), shutdown).await?);
         }
     }
     let admin_token = admin_token(&cfg)?;
@@ -264,12 +268,12 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
                 ) {
                     tracing::warn!(error = %e, "cannot record the admin address in the state directory");
                 }
-                tasks.push(tokio::spawn(crate::admin::serve(
+                shutdown.spawn(crate::admin::serve(
                     live.clone(),
                     l,
                     admin_token.clone(),
                     rx.clone(),
-                )));
+                ));
             }
             Err(e) => {
                 tracing::error!(error = %e, "no admin listener (metrics, bans API, reload): the shields run without it")
@@ -284,11 +288,7 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
         match bind(listen).await {
             Ok(l) => {
                 metrics_addr = l.local_addr().ok();
-                tasks.push(tokio::spawn(crate::admin::serve_metrics(
-                    live.clone(),
-                    l,
-                    rx.clone(),
-                )));
+                shutdown.spawn(crate::admin::serve_metrics(live.clone(), l, rx.clone()));
             }
             Err(e) => {
                 tracing::error!(error = %e, "no metrics listener: the shields run without it")
@@ -303,7 +303,6 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, AppErr
         admin_token,
         shield,
         live,
-        shutdown: tx,
-        tasks,
+        owned: None,
     })
 }

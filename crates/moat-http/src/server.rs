@@ -15,55 +15,34 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 /// A connection handed from the acceptor to a worker, holding its slot under the connection cap.
 pub struct Handoff {
     stream: std::net::TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    /// The connection's place under the listener's cap, released when the connection ends.
+    slot: moat_listen::Slot,
 }
 
-/// The acceptor's handle on one worker thread.
 pub struct WorkerHandle {
     pub tx: mpsc::UnboundedSender<Handoff>,
-    /// Connections the worker has open, for least-connections placement.
     pub active: Arc<AtomicUsize>,
 }
 
-/// Accepts on `listener` and hands each connection to the worker with the fewest open ones.
-///
-/// Keep-alive connections are long-lived, so where a connection lands decides a worker's load
-/// for its whole life: kernel hashing (SO_REUSEPORT) or a shared socket (whoever wakes first)
-/// both leave one worker with far more than its share, and its requests queue behind each other.
+/// Places each connection the listener accepts (under its cap) on the least busy worker.
 pub async fn accept_loop(
-    listener: TcpListener,
+    listener: moat_listen::Listener,
     workers: Vec<WorkerHandle>,
-    max_connections: usize,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: moat_listen::Shutdown,
 ) {
-    let conns = Arc::new(Semaphore::new(max_connections));
-    loop {
-        let permit = tokio::select! {
-            p = conns.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.changed() => break,
+    while let Some(a) = listener.accept(&shutdown).await {
+        let moat_listen::Peer::Tcp(peer) = a.peer else {
+            continue;
         };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let Ok(stream) = stream.into_std() else {
+        let Some(stream) = a.stream.into_tcp().and_then(|s| s.into_std().ok()) else {
             continue;
         };
         let Some(w) = workers
@@ -76,7 +55,7 @@ pub async fn accept_loop(
         if let Err(mpsc::error::SendError(h)) = w.tx.send(Handoff {
             stream,
             peer,
-            permit,
+            slot: a.slot,
         }) {
             w.active.fetch_sub(1, Ordering::Relaxed);
             drop(h);
@@ -84,8 +63,6 @@ pub async fn accept_loop(
     }
 }
 
-/// Serves the connections handed to this worker until shutdown, then waits (bounded) for the
-/// open ones to finish their requests.
 pub async fn worker_loop(
     shield: Arc<LiveShield>,
     mut rx: mpsc::UnboundedReceiver<Handoff>,
@@ -113,7 +90,7 @@ pub async fn worker_loop(
         tokio::spawn(async move {
             connection(shield, stream, h.peer, tls, &watcher, stop).await;
             active.fetch_sub(1, Ordering::Relaxed);
-            drop(h.permit);
+            drop(h.slot);
         });
     }
     if let Ok(g) = Arc::try_unwrap(watcher) {

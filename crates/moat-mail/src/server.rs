@@ -10,15 +10,13 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use moat_engine::Engine;
+use moat_listen::{Listener, Settings, Shutdown};
 use moat_trap::quarantine::{Quarantine, QuarantineConfig};
 use moat_trap::server::{ListenerConfig, Trap, TrapLimits};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -47,31 +45,35 @@ pub struct MailRunning {
     /// What Dovecot must send: `auth_policy_server_api_header = Authorization: Bearer TOKEN`.
     pub auth_policy_token: String,
     pub shield: Arc<MailShield>,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 impl MailRunning {
+    /// After the process's shutdown has drained the listeners: the shield's own state.
     pub fn shutdown(self) {
-        for t in self.tasks {
-            t.abort();
-        }
         self.shield.shutdown();
     }
 }
 
-async fn bind(a: SocketAddr) -> Result<TcpListener, MailError> {
-    TcpListener::bind(a)
-        .await
-        .map_err(|e| MailError::Bind(a, e))
+/// Postfix's and Dovecot's connections: past the cap they wait in the kernel's backlog
+/// (both retry on their own timeouts) rather than each one costing a task and a buffer.
+fn settings(name: &str, cap: usize) -> Settings {
+    Settings::new(name, cap)
 }
 
-/// Binds the configured listeners and starts serving. `state_dir` holds the generated token.
-/// `quarantine`: the one already opened for the SMTP trap, when it shares the directory (one
-/// writer per quarantine); otherwise the capture listener opens its own.
+async fn bind(a: SocketAddr, name: &str, cap: usize) -> Result<Listener, MailError> {
+    Listener::tcp(a, settings(name, cap))
+        .await
+        .map_err(|e| MailError::Bind(a, e.source))
+}
+
+/// Binds the configured listeners and starts serving until `shutdown`. `state_dir` holds the
+/// generated token. `quarantine`: the one already opened for the SMTP trap, when it shares the
+/// directory (one writer per quarantine); otherwise the capture listener opens its own.
 pub async fn start(
     cfg: &moat_config::Config,
     engine: Arc<Engine>,
     quarantine: Option<Quarantine>,
+    shutdown: &Shutdown,
 ) -> Result<Option<MailRunning>, MailError> {
     let Some(mcfg) = cfg.mail.clone() else {
         return Ok(None);
@@ -92,7 +94,6 @@ pub async fn start(
         engine,
         cfg.server.prefix_lens,
     ));
-    let mut tasks = Vec::new();
     let mut out = MailRunning {
         policy_addr: None,
         policy_socket: None,
@@ -104,52 +105,32 @@ pub async fn start(
         capture: None,
         auth_policy_token: token.clone(),
         shield: shield.clone(),
-        tasks: Vec::new(),
     };
     if let Some(a) = mcfg.policy_listen {
-        let l = bind(a).await?;
-        out.policy_addr = l.local_addr().ok();
-        let s = shield.clone();
-        tasks.push(tokio::spawn(accept(l, cap, move |stream, peer| {
-            let s = s.clone();
-            async move { policy_conn(stream, peer.to_string(), s, idle).await }
-        })));
+        let l = bind(a, "policy", cap).await?;
+        out.policy_addr = l.local_addr();
+        let (s, stop) = (shield.clone(), shutdown.clone());
+        shutdown.spawn(l.serve(shutdown.clone(), move |c| {
+            policy_conn(c.stream, c.peer.to_string(), s.clone(), idle, stop.clone())
+        }));
     }
     if let Some(path) = &mcfg.policy_socket {
-        let l = bind_unix(path)?;
+        let l = Listener::unix(path, settings("policy", cap))
+            .map_err(|e| MailError::Socket(path.display().to_string(), e.source))?;
         out.policy_socket = Some(path.clone());
-        let s = shield.clone();
-        let slots = Arc::new(Semaphore::new(cap));
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                match l.accept().await {
-                    Ok((stream, _)) => {
-                        let s = s.clone();
-                        tokio::spawn(async move {
-                            policy_conn(stream, "unix".into(), s, idle).await;
-                            drop(slot);
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
+        let (s, stop) = (shield.clone(), shutdown.clone());
+        shutdown.spawn(l.serve(shutdown.clone(), move |c| {
+            policy_conn(c.stream, c.peer.to_string(), s.clone(), idle, stop.clone())
         }));
     }
     if let Some(a) = mcfg.auth_policy_listen {
-        let l = bind(a).await?;
-        out.auth_policy_addr = l.local_addr().ok();
+        let l = bind(a, "auth-policy", cap).await?;
+        out.auth_policy_addr = l.local_addr();
         let s = shield.clone();
         let expected: Arc<str> = format!("Bearer {token}").into();
-        tasks.push(tokio::spawn(accept(l, cap, move |stream, _peer| {
-            let (s, expected) = (s.clone(), expected.clone());
-            async move { auth_conn(stream, s, expected).await }
-        })));
+        shutdown.spawn(l.serve(shutdown.clone(), move |c| {
+            auth_conn(c.stream, s.clone(), expected.clone())
+        }));
     }
     shield.ensure_honey_file();
     // One writer per quarantine: the capture listener and the milter share it.
@@ -168,17 +149,16 @@ pub async fn start(
     };
     let milter_at = match (&mcfg.milter_listen, &mcfg.milter_socket, &quarantine) {
         (Some(a), _, Some(_)) => {
-            let l = bind(*a).await?;
+            // Bound here, served on the milter's own thread.
+            let l = std::net::TcpListener::bind(a).map_err(|e| MailError::Bind(*a, e))?;
             out.milter_addr = l.local_addr().ok();
-            let l = l.into_std().map_err(|e| MailError::Bind(*a, e))?;
             Some(crate::milter::server::MilterListener::Tcp(l))
         }
         (None, Some(path), Some(_)) => {
-            let l = bind_unix(path)?
-                .into_std()
-                .map_err(|e| MailError::Socket(path.display().to_string(), e))?;
+            let l = Listener::bind_unix_std(path)
+                .map_err(|e| MailError::Socket(path.display().to_string(), e.source))?;
             out.milter_socket = Some(path.clone());
-            Some(crate::milter::server::MilterListener::Unix(l))
+            Some(crate::milter::server::MilterListener::Unix(l, path.clone()))
         }
         _ => None,
     };
@@ -201,15 +181,12 @@ pub async fn start(
             stats,
             idle,
             max_connections: cap,
+            shutdown: shutdown.clone(),
         });
-        tasks.push(
-            crate::milter::server::spawn_thread(l, ctx)
-                .map_err(|e| MailError::Socket("the milter's thread".into(), e))?,
-        );
+        crate::milter::server::spawn_thread(l, ctx, shutdown.clone())
+            .map_err(|e| MailError::Socket("the milter's thread".into(), e))?;
     }
     if let (Some(a), Some(q)) = (mcfg.capture_listen, quarantine) {
-        let l = bind(a).await?;
-        out.capture_addr = l.local_addr().ok();
         // Every connection comes from Postfix itself: a per-address cap would only refuse
         // Postfix's own parallel deliveries, so the total cap is the only one.
         let limits = TrapLimits::default();
@@ -222,9 +199,13 @@ pub async fn start(
                 ..limits
             },
         );
+        let l = Listener::tcp(a, trap.listener_settings("capture"))
+            .await
+            .map_err(|e| MailError::Bind(a, e.source))?;
+        out.capture_addr = l.local_addr();
         out.capture = Some(trap.clone());
         let lc = Arc::new(ListenerConfig::capture(a));
-        tasks.push(tokio::spawn(moat_trap::server::serve(l, lc, trap)));
+        shutdown.spawn(moat_trap::server::serve(l, lc, trap, shutdown.clone()));
     }
     // The first audit before any listener answers: a bot's first attempts must count
     // towards honey accounts under the gate the configuration really gives. The task then
@@ -237,13 +218,23 @@ pub async fn start(
     })
     .await
     .ok();
-    tasks.push(tokio::spawn(honey_gate(shield.clone(), mcfg.clone(), seen)));
+    let stop = shutdown.clone();
+    let gate = honey_gate(shield.clone(), mcfg.clone(), seen);
+    shutdown.spawn(async move {
+        tokio::select! {
+            _ = gate => {}
+            _ = stop.cancelled() => {}
+        }
+    });
     // Housekeeping: recipient maps reloaded on change, honey accounts expired.
-    let s = shield.clone();
-    tasks.push(tokio::spawn(async move {
+    let (s, stop) = (shield.clone(), shutdown.clone());
+    shutdown.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
             let s2 = s.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 s2.reload_recipients();
@@ -251,8 +242,7 @@ pub async fn start(
             })
             .await;
         }
-    }));
-    out.tasks = tasks;
+    });
     Ok(Some(out))
 }
 
@@ -289,36 +279,6 @@ fn postfix_gate(cfg: &moat_config::Mail) -> Result<(), String> {
     match crate::postfix_probe::audit_postfix(cfg) {
         Ok(audit) => audit.honey_safe(),
         Err(e) => Err(format!("cannot read Postfix's configuration: {e}")),
-    }
-}
-
-/// Accepts on `l` while fewer than `cap` connections are open; past the cap the next
-/// connection waits in the kernel's backlog (Postfix and Dovecot retry on their own timeouts)
-/// rather than each one costing a task and a buffer.
-async fn accept<F, Fut>(l: TcpListener, cap: usize, handle: F)
-where
-    F: Fn(TcpStream, SocketAddr) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let slots = Arc::new(Semaphore::new(cap));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        match l.accept().await {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let conn = handle(stream, peer);
-                tokio::spawn(async move {
-                    conn.await;
-                    drop(slot);
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
     }
 }
 
@@ -364,25 +324,13 @@ fn too_long() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, "line too long")
 }
 
-/// A stale socket file from a previous run is replaced; the socket is made writable for
-/// Postfix's smtpd (which runs as `postfix`): keep it in a directory only Postfix can enter,
-/// such as `/var/spool/postfix/private/`.
-fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener, MailError> {
-    let err = |e| MailError::Socket(path.display().to_string(), e);
-    if std::fs::symlink_metadata(path).is_ok_and(|m| {
-        use std::os::unix::fs::FileTypeExt;
-        m.file_type().is_socket()
-    }) {
-        std::fs::remove_file(path).map_err(err)?;
-    }
-    let l = tokio::net::UnixListener::bind(path).map_err(err)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(err)?;
-    Ok(l)
-}
-
-async fn policy_conn<S>(stream: S, peer: String, shield: Arc<MailShield>, idle: Duration)
-where
+async fn policy_conn<S>(
+    stream: S,
+    peer: String,
+    shield: Arc<MailShield>,
+    idle: Duration,
+    shutdown: Shutdown,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
     let (rd, mut wr) = tokio::io::split(stream);
@@ -393,6 +341,8 @@ where
     let sleep = tokio::time::sleep(idle);
     tokio::pin!(sleep);
     let mut fresh = true;
+    // Between requests: no line of the next one read yet.
+    let mut between = true;
     loop {
         if fresh {
             sleep.as_mut().reset(tokio::time::Instant::now() + idle);
@@ -401,6 +351,9 @@ where
         let read = tokio::select! {
             r = read_line(&mut rd, &mut line, parser.max_line()) => r,
             _ = &mut sleep => return,
+            // Postfix keeps a policy connection open between mails: close it at shutdown
+            // unless a request is half read (Postfix then reconnects to the next Moat).
+            _ = shutdown.cancelled(), if between => return,
         };
         match read {
             Ok(false) => return,
@@ -411,8 +364,9 @@ where
             Ok(true) => {}
         }
         match parser.line(&line) {
-            Ok(None) => {}
+            Ok(None) => between = false,
             Ok(Some(req)) => {
+                between = true;
                 fresh = true;
                 let action = shield.policy(&req);
                 if wr.write_all(reply(&action).as_bytes()).await.is_err() {
@@ -427,7 +381,10 @@ where
     }
 }
 
-async fn auth_conn(stream: TcpStream, shield: Arc<MailShield>, expected: Arc<str>) {
+async fn auth_conn<S>(stream: S, shield: Arc<MailShield>, expected: Arc<str>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let io = hyper_util::rt::TokioIo::new(stream);
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (shield, expected) = (shield.clone(), expected.clone());

@@ -8,7 +8,6 @@ use moat_config::{Trap as TrapConfig, TrapTls};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -24,15 +23,6 @@ pub struct RunningTrap {
     pub trap: Arc<Trap>,
     /// `(name, bound address, implicit TLS)` per listener.
     pub listeners: Vec<(String, SocketAddr, bool)>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl RunningTrap {
-    pub fn shutdown(self) {
-        for t in self.tasks {
-            t.abort();
-        }
-    }
 }
 
 /// Opens the quarantine a trap config names.
@@ -42,13 +32,15 @@ pub fn open_quarantine(cfg: &TrapConfig) -> Result<Quarantine, StartError> {
     Ok(Quarantine::open(q)?)
 }
 
-/// Binds every listener and starts serving. `quarantine` may be shared with the mail shield's
-/// capture listener; `honey` asks the mail shield whether a login is a honey account.
+/// Binds every listener and starts serving until `shutdown`. `quarantine` may be shared with
+/// the mail shield's capture listener; `honey` asks the mail shield whether a login is a honey
+/// account.
 pub async fn start(
     cfg: &TrapConfig,
     state_dir: &Path,
     quarantine: Quarantine,
     honey: Option<HoneyCheck>,
+    shutdown: &moat_listen::Shutdown,
 ) -> Result<RunningTrap, StartError> {
     let needs_tls = cfg.listeners.iter().any(|l| l.tls != TrapTls::None);
     let tls = if !needs_tls {
@@ -74,12 +66,20 @@ pub async fn start(
     let mut out = RunningTrap {
         trap: trap.clone(),
         listeners: Vec::new(),
-        tasks: Vec::new(),
     };
+    // Every port of the trap counts its sessions under one set of caps.
+    let mut caps: Option<moat_listen::Caps> = None;
     for l in &cfg.listeners {
-        let listener = tokio::net::TcpListener::bind(l.listen)
+        let listener = moat_listen::Listener::tcp(l.listen, trap.listener_settings(&l.name))
             .await
-            .map_err(|e| StartError::Bind(l.listen, e))?;
+            .map_err(|e| StartError::Bind(l.listen, e.source))?;
+        let listener = match &caps {
+            Some(c) => listener.sharing(c),
+            None => {
+                caps = Some(listener.caps());
+                listener
+            }
+        };
         let bound = listener.local_addr().unwrap_or(l.listen);
         let mut lc = ListenerConfig::trap(bound);
         lc.name = l.name.clone();
@@ -102,8 +102,12 @@ pub async fn start(
             lc.limits.starttls = false;
         }
         out.listeners.push((l.name.clone(), bound, lc.implicit_tls));
-        out.tasks
-            .push(tokio::spawn(serve(listener, Arc::new(lc), trap.clone())));
+        shutdown.spawn(serve(
+            listener,
+            Arc::new(lc),
+            trap.clone(),
+            shutdown.clone(),
+        ));
     }
     Ok(out)
 }

@@ -10,13 +10,12 @@ use crate::quarantine::{new_id, Login, Meta, Quarantine};
 use crate::session::{Limits, Mode, Session, Step};
 use moat_core::metric::Sample;
 use moat_core::{Clock, SystemClock};
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+type Io = moat_listen::proxy::Prefixed<moat_listen::Stream>;
 
 /// One listener's settings.
 #[derive(Debug, Clone)]
@@ -76,10 +75,11 @@ pub struct Trap {
     tls: Option<tokio_rustls::TlsAcceptor>,
     honey: Option<HoneyCheck>,
     policy: Mutex<LoginPolicy>,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
     sessions: AtomicUsize,
-    max_sessions: usize,
-    max_per_ip: usize,
+    /// The caps every listener of this trap counts its sessions under.
+    pub limits: TrapLimits,
+    /// The listeners' counters (refusals at the caps happen there).
+    listen_stats: Mutex<Vec<Arc<moat_listen::ListenStats>>>,
     pub stats: TrapStats,
 }
 
@@ -124,12 +124,20 @@ impl Trap {
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
             honey,
             policy: Mutex::new(LoginPolicy::new(limits.login)),
-            per_ip: Mutex::new(HashMap::new()),
             sessions: AtomicUsize::new(0),
-            max_sessions: limits.max_sessions,
-            max_per_ip: limits.max_per_ip,
+            limits,
+            listen_stats: Mutex::new(Vec::new()),
             stats: TrapStats::default(),
         })
+    }
+
+    /// Listener settings under this trap's caps: past them a client hears `421` at connect.
+    pub fn listener_settings(&self, name: &str) -> moat_listen::Settings {
+        let mut s = moat_listen::Settings::new(name, self.limits.max_sessions);
+        s.max_per_ip = self.limits.max_per_ip;
+        s.at_cap = moat_listen::AtCap::Refuse;
+        s.refusal = b"421 4.7.0 Error: too many connections; try again later\r\n";
+        s
     }
 
     pub fn has_tls(&self) -> bool {
@@ -149,7 +157,14 @@ impl Trap {
             Sample::counter(
                 "moat_trap_sessions_refused_total",
                 "Sessions refused by the per-address or total cap",
-                g(&s.refused_sessions),
+                g(&s.refused_sessions)
+                    + self
+                        .listen_stats
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .iter()
+                        .map(|l| g(&l.refused_cap))
+                        .sum::<u64>(),
             ),
             Sample::gauge(
                 "moat_trap_sessions_open",
@@ -186,71 +201,46 @@ impl Trap {
         m
     }
 
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<SessionGuard> {
-        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        let n = per_ip.get(&ip).copied().unwrap_or(0);
-        if n >= self.max_per_ip || self.sessions.load(Ordering::Relaxed) >= self.max_sessions {
-            return None;
-        }
-        per_ip.insert(ip, n + 1);
+    fn open_session(self: &Arc<Self>) -> SessionGuard {
         self.sessions.fetch_add(1, Ordering::Relaxed);
-        Some(SessionGuard {
-            trap: self.clone(),
-            ip,
-        })
+        SessionGuard { trap: self.clone() }
     }
 }
 
-/// Releases a session's place in the caps when the connection ends, however it ends.
+/// Keeps the open-sessions gauge true however the connection ends.
 struct SessionGuard {
     trap: Arc<Trap>,
-    ip: IpAddr,
 }
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
         self.trap.sessions.fetch_sub(1, Ordering::Relaxed);
-        let mut per_ip = self.trap.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                per_ip.remove(&self.ip);
-            }
-        }
     }
 }
 
-/// Accepts connections forever (until the task is aborted).
-pub async fn serve(listener: TcpListener, cfg: Arc<ListenerConfig>, trap: Arc<Trap>) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "trap: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let (cfg, trap) = (cfg.clone(), trap.clone());
-        tokio::spawn(async move { connection(stream, peer, cfg, trap).await });
-    }
-}
-
-async fn connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
+/// Serves a listener until shutdown; returns when its sessions have ended.
+pub async fn serve(
+    listener: moat_listen::Listener,
     cfg: Arc<ListenerConfig>,
     trap: Arc<Trap>,
+    shutdown: moat_listen::Shutdown,
 ) {
-    let Some(_guard) = trap.admit(peer.ip()) else {
-        trap.stats.refused_sessions.fetch_add(1, Ordering::Relaxed);
-        let _ = stream
-            .write_all(b"421 4.7.0 Error: too many connections; try again later\r\n")
-            .await;
-        return;
-    };
+    trap.listen_stats
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(listener.stats());
+    listener
+        .serve(shutdown, move |c| {
+            let peer = c
+                .client
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            connection(c.stream, peer, cfg.clone(), trap.clone())
+        })
+        .await
+}
+
+async fn connection(stream: Io, peer: SocketAddr, cfg: Arc<ListenerConfig>, trap: Arc<Trap>) {
+    let _guard = trap.open_session();
     trap.stats.sessions.fetch_add(1, Ordering::Relaxed);
     let run = async {
         let mut limits = cfg.limits.clone();
@@ -261,9 +251,10 @@ async fn connection(
         let mut session = Session::new(limits);
         match (&trap.tls, cfg.implicit_tls) {
             (Some(acceptor), true) => {
-                let Ok(Ok(tls)) = Box::pin(tokio::time::timeout(
+                let Ok(tls) = Box::pin(moat_listen::tls::handshake(
+                    acceptor,
+                    stream,
                     cfg.command_timeout,
-                    acceptor.accept(stream),
                 ))
                 .await
                 else {
@@ -275,9 +266,10 @@ async fn connection(
             _ => {
                 if let Some(plain) = converse(stream, &mut session, peer, &cfg, &trap, true).await {
                     let Some(acceptor) = &trap.tls else { return };
-                    let Ok(Ok(tls)) = Box::pin(tokio::time::timeout(
+                    let Ok(tls) = Box::pin(moat_listen::tls::handshake(
+                        acceptor,
+                        plain,
                         cfg.command_timeout,
-                        acceptor.accept(plain),
                     ))
                     .await
                     else {

@@ -18,8 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpStream, UnixListener, UnixStream};
-use tokio::sync::Semaphore;
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -85,6 +83,7 @@ pub struct MilterContext {
     pub idle: Duration,
     /// Open sessions at most; more wait in the kernel's backlog (`mail.max_connections`).
     pub max_connections: usize,
+    pub shutdown: moat_listen::Shutdown,
 }
 
 /// Sends DSNs for dropped recipients, to authentic senders only.
@@ -98,7 +97,7 @@ pub struct DsnSender {
 /// Where the milter listens: a loopback port or a unix socket (Postfix's `inet:` or `unix:`).
 pub enum MilterListener {
     Tcp(std::net::TcpListener),
-    Unix(std::os::unix::net::UnixListener),
+    Unix(std::os::unix::net::UnixListener, std::path::PathBuf),
 }
 
 /// A milter connection from Postfix, either kind: what `conn` needs of it.
@@ -107,114 +106,56 @@ trait MilterStream: tokio::io::AsyncWrite + Unpin {
     fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize>;
 }
 
-impl MilterStream for TcpStream {
+impl MilterStream for moat_listen::Stream {
     async fn readable(&self) -> std::io::Result<()> {
-        TcpStream::readable(self).await
+        moat_listen::Stream::readable(self).await
     }
     fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        TcpStream::try_read(self, buf)
-    }
-}
-
-impl MilterStream for UnixStream {
-    async fn readable(&self) -> std::io::Result<()> {
-        UnixStream::readable(self).await
-    }
-    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        UnixStream::try_read(self, buf)
+        moat_listen::Stream::try_read(self, buf)
     }
 }
 
 /// Serves the milter on a thread of its own with a single-threaded runtime: every Postfix
 /// session is a new connection whose packets arrive one by one, and keeping accept, the
 /// session and its wake-ups on one thread costs less CPU per message than a work-stealing
-/// pool (measured in BENCHMARKS.md). The returned task keeps the thread alive: aborting it
-/// (shutdown) stops the thread's listener and sessions.
+/// pool (measured in BENCHMARKS.md). The thread holds the process's shutdown until its
+/// listener has stopped and its sessions have ended.
 pub fn spawn_thread(
     l: MilterListener,
     ctx: Arc<MilterContext>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    match &l {
-        MilterListener::Tcp(l) => l.set_nonblocking(true)?,
-        MilterListener::Unix(l) => l.set_nonblocking(true)?,
-    }
+    shutdown: moat_listen::Shutdown,
+) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (keep, stop) = tokio::sync::oneshot::channel::<()>();
+    let held = shutdown.hold();
     std::thread::Builder::new()
         .name("moat-milter".into())
         .spawn(move || {
             rt.block_on(async move {
-                let served = async {
-                    match l {
-                        MilterListener::Tcp(l) => {
-                            serve(tokio::net::TcpListener::from_std(l)?, ctx).await
-                        }
-                        MilterListener::Unix(l) => {
-                            serve_unix(tokio::net::UnixListener::from_std(l)?, ctx).await
-                        }
+                let settings = moat_listen::Settings::new("milter", ctx.max_connections);
+                let listener = match l {
+                    MilterListener::Tcp(l) => moat_listen::Listener::from_std_tcp(l, settings),
+                    MilterListener::Unix(l, path) => {
+                        moat_listen::Listener::from_std_unix(l, path, settings)
                     }
                 };
-                tokio::select! {
-                    r = served => if let Err(e) = r {
-                        tracing::error!(error = %e, "milter listener lost");
-                    },
-                    _ = stop => {}
+                match listener {
+                    Ok(listener) => {
+                        listener
+                            .serve(shutdown, move |c| {
+                                ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
+                                let (_, stream) = c.stream.into_parts();
+                                conn(stream, c.peer.to_string(), ctx.clone())
+                            })
+                            .await
+                    }
+                    Err(e) => tracing::error!(error = %e, "milter listener lost"),
                 }
-            })
+            });
+            drop(held);
         })?;
-    Ok(tokio::spawn(async move {
-        let _keep = keep;
-        std::future::pending::<()>().await
-    }))
-}
-
-pub async fn serve(l: tokio::net::TcpListener, ctx: Arc<MilterContext>) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(ctx.max_connections.max(1)));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return Ok(());
-        };
-        match l.accept().await {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
-                let session = conn(stream, peer.to_string(), ctx.clone());
-                tokio::spawn(async move {
-                    session.await;
-                    drop(slot);
-                });
-            }
-            Err(e) => accept_failed(e).await,
-        }
-    }
-}
-
-async fn serve_unix(l: UnixListener, ctx: Arc<MilterContext>) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(ctx.max_connections.max(1)));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return Ok(());
-        };
-        match l.accept().await {
-            Ok((stream, _)) => {
-                ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
-                let session = conn(stream, "unix".to_string(), ctx.clone());
-                tokio::spawn(async move {
-                    session.await;
-                    drop(slot);
-                });
-            }
-            Err(e) => accept_failed(e).await,
-        }
-    }
-}
-
-/// Out of descriptors, most often: wait a little rather than spin.
-async fn accept_failed(e: std::io::Error) {
-    tracing::warn!(error = %e, "milter accept failed");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    Ok(())
 }
 
 thread_local! {
@@ -252,6 +193,9 @@ async fn conn<S: MilterStream>(mut stream: S, peer: String, ctx: Arc<MilterConte
         let read = tokio::select! {
             r = fill(&stream, &mut dec) => r,
             _ = &mut idle => return,
+            // Between packets only: Postfix then applies its milter_default_action (tempfail
+            // by default), so a message in flight is retried, never lost.
+            _ = ctx.shutdown.cancelled(), if dec.pending() == 0 => return,
         };
         match read {
             Ok(0) => return,

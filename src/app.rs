@@ -1,0 +1,164 @@
+//! The composition root: every component of `moat run`, built from the compiled config in the
+//! pipeline's order, under one shutdown.
+//!
+//! ```text
+//! engine (store, detectors' decider, guard) ─┬─ HTTP shield (listeners, admin, metrics)
+//!                                            ├─ mail shield (policy, auth policy, milter, capture)
+//!                                            ├─ SMTP trap ── quarantine ── reports
+//!                                            ├─ log watcher (jails)
+//!                                            └─ nftables enforcer (follows the decisions)
+//! ```
+//!
+//! The sensors share the one engine, so a ban for brute-forcing mail holds at the web door, a
+//! jail ban at every shield, and the allowlist wins everywhere. [`App::stop`] begins the
+//! shutdown (every listener stops accepting), waits, bounded, for open connections to finish,
+//! then closes what holds data: log positions, the quarantine, the decision log, the store.
+
+use anyhow::Context;
+use moat_config::Config;
+use moat_engine::Engine;
+use moat_listen::Shutdown;
+use std::sync::Arc;
+
+pub struct App {
+    pub shutdown: Shutdown,
+    pub http: moat_http::app::Running,
+    pub mail: Option<moat_mail::server::MailRunning>,
+    pub trap: Option<moat_trap::run::RunningTrap>,
+    logs: Option<crate::log_watcher::LogWatcher>,
+    nft: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl App {
+    pub async fn start(cfg: Config, clock: Arc<dyn moat_core::Clock>) -> anyhow::Result<App> {
+        let shutdown = Shutdown::new();
+        let engine = Engine::open(&cfg, clock).context("opening the decision store")?;
+        let http = moat_http::app::serve(cfg, engine.clone(), &shutdown)
+            .await
+            .context("starting")?;
+        let cfg = http.shield.cfg.clone();
+        // One writer per quarantine: the trap and the mail shield's capture listener share it
+        // when they name the same directory.
+        let trap_q = match &cfg.trap {
+            Some(t) => Some(moat_trap::run::open_quarantine(t).context("opening the quarantine")?),
+            None => None,
+        };
+        let shared_q = match (&cfg.trap, &cfg.mail, &trap_q) {
+            (Some(t), Some(m), Some(q)) if t.quarantine_dir == m.quarantine_dir => Some(q.clone()),
+            _ => None,
+        };
+        start_reports(&cfg, &shutdown)?;
+        let mail = moat_mail::server::start(&cfg, engine.clone(), shared_q, &shutdown)
+            .await
+            .context("starting the mail shield")?;
+        let trap = match (&cfg.trap, trap_q) {
+            (Some(t), Some(q)) => {
+                let honey: Option<moat_trap::server::HoneyCheck> = mail.as_ref().map(|m| {
+                    let shield = m.shield.clone();
+                    Arc::new(move |login: &str| shield.is_honey(login))
+                        as moat_trap::server::HoneyCheck
+                });
+                let tr = moat_trap::run::start(t, &cfg.server.state_dir, q, honey, &shutdown)
+                    .await
+                    .context("starting the SMTP trap")?;
+                for (name, addr, implicit) in &tr.listeners {
+                    tracing::info!(listener = %name, %addr, implicit_tls = implicit,
+                        quarantine = %t.quarantine_dir.display(), "trap is listening");
+                }
+                Some(tr)
+            }
+            _ => None,
+        };
+        // Bans in the kernel too, where the machine allows it.
+        let nft = crate::nft::start(&cfg, engine.clone()).await?;
+        let logs = match &cfg.logs {
+            Some(l) => Some(
+                crate::log_watcher::start(l, engine.clone()).context("starting the log watcher")?,
+            ),
+            None => None,
+        };
+        let app = App {
+            shutdown,
+            http,
+            mail,
+            trap,
+            logs,
+            nft,
+        };
+        app.register_metrics();
+        Ok(app)
+    }
+
+    /// Every component's counters on the one `/metrics`.
+    fn register_metrics(&self) {
+        let metrics = &self.http.shield.metrics;
+        if let Some(t) = &self.trap {
+            let trap = t.trap.clone();
+            metrics.add_source(Box::new(move || trap.metrics()));
+        }
+        if let Some(m) = &self.mail {
+            if let (Some(c), None) = (&m.capture, &self.trap) {
+                let c = c.clone();
+                metrics.add_source(Box::new(move || c.metrics()));
+            }
+            let shield = m.shield.clone();
+            metrics.add_source(Box::new(move || shield.stats.metrics()));
+            if let Some(s) = m.milter_stats.clone() {
+                metrics.add_source(Box::new(move || s.metrics()));
+            }
+        }
+    }
+
+    /// Stops accepting everywhere, lets open connections finish (bounded), then closes what
+    /// holds data.
+    pub async fn stop(self) {
+        tracing::info!("shutting down");
+        self.shutdown.drain(moat_http::app::DRAIN_GRACE).await;
+        if let Some(n) = self.nft {
+            // Between batches: what is in the kernel stays, with its timeouts, and is
+            // reconciled at the next start.
+            n.abort();
+        }
+        if let Some(l) = self.logs {
+            l.shutdown().await;
+        }
+        if let Some(t) = &self.trap {
+            t.trap.quarantine.flush().await;
+        }
+        if let Some(m) = self.mail {
+            m.shutdown();
+        }
+        self.http.shutdown().await;
+    }
+}
+
+/// Reports from whatever fills the quarantine (the trap, or the capture listener), every 10 s
+/// until shutdown.
+fn start_reports(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let qdir = cfg
+        .trap
+        .as_ref()
+        .map(|t| t.quarantine_dir.clone())
+        .or_else(|| {
+            cfg.mail.as_ref().and_then(|m| {
+                (m.capture_listen.is_some()
+                    || m.milter_listen.is_some()
+                    || m.milter_socket.is_some())
+                .then(|| m.quarantine_dir.clone())
+            })
+        });
+    let (Some(r), Some(q)) = (&cfg.report, qdir) else {
+        return Ok(());
+    };
+    let feed = crate::reporting::ReportFeed::open(&cfg.server.state_dir, &q, r.clone())
+        .context("opening the reporter")?;
+    tracing::info!(send = r.send, outbox = %r.outbox.display(), "reports are on");
+    let stop = shutdown.clone();
+    shutdown.spawn(async move {
+        tokio::select! {
+            _ = feed.run_forever(std::time::Duration::from_secs(10)) => {}
+            _ = stop.cancelled() => {}
+        }
+    });
+    Ok(())
+}
