@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use ipnet::IpNet;
 use jiff::tz::TimeZone;
 use moat_config::model::{LogFilter, Logs};
-use moat_core::{Origin, Scope};
+use moat_core::{EventKind, Scope, Sensor, Subject};
 use moat_engine::Engine;
 use moat_logs::fail2ban::{self, ini::Options, jails::Logs as F2bLogs, Filter, FilterDef};
 use moat_logs::jail::{Jail, JailBan, JailConfig};
@@ -327,5 +327,14 @@ fn ban_now(engine: &Engine, b: JailBan) {
         net => Scope::Prefix(net),
     };
     tracing::info!(jail = %b.jail, scope = %scope, failures = b.failures, ttl_secs = b.ttl.as_secs(), "jail ban");
-    engine.ban(scope, Some(b.ttl), &b.reason, Origin::Jail(b.jail));
+    engine.emit(
+        Sensor::Logs,
+        Subject::ip(b.scope.addr()),
+        EventKind::JailTripped {
+            jail: b.jail,
+            scope,
+            ttl: b.ttl,
+            reason: b.reason,
+        },
+    );
 }

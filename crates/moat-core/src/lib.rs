@@ -41,18 +41,51 @@ impl Subject {
 }
 
 /// Which front door saw something.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Sensor {
     Http,
+    /// The mail shield: Postfix policy, Dovecot auth policy, milter.
+    Mail,
+    Trap,
+    /// The log watcher's jails.
+    Logs,
 }
 
-/// What happened, in terms the engine can count.
+impl Sensor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sensor::Http => "http",
+            Sensor::Mail => "mail",
+            Sensor::Trap => "trap",
+            Sensor::Logs => "logs",
+        }
+    }
+}
+
+/// What a sensor observed, in terms a detector can count. Each kind names what it is evidence
+/// of; the engine's detectors (`moat_engine::detect`) say what each one counts for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
-    /// A rule marked as an offence matched (a script user agent on a protected route, ...).
+    /// An HTTP rule marked as an offence matched (a script user agent on a protected route, ...).
     RuleOffence { rule: String },
-    /// A rate limit was exceeded.
-    RateLimited { limit: String, key: String },
+    /// An HTTP rate limit with `ban = true` was exceeded.
+    RateLimited { limit: String },
+    /// A mail client judged to be enumerating recipients (unknown recipients past the limit).
+    Enumeration,
+    /// A whole network judged to be enumerating, its addresses taken together.
+    EnumerationNetwork { net: ipnet::IpNet },
+    /// SASL failures from this address past the mail shield's limit.
+    AuthFailures,
+    /// SASL failures from this network past the mail shield's limit.
+    AuthFailuresNetwork { net: ipnet::IpNet },
+    /// A log watcher jail's failures reached its `maxretry` within `findtime`.
+    JailTripped {
+        jail: String,
+        /// The address, or its /64 for IPv6 when the jail groups them.
+        scope: Scope,
+        ttl: std::time::Duration,
+        reason: String,
+    },
 }
 
 /// One observation by a sensor, in milliseconds since the Unix epoch.
@@ -62,4 +95,19 @@ pub struct Event {
     pub sensor: Sensor,
     pub subject: Subject,
     pub kind: EventKind,
+}
+
+/// What a detector concluded from an event, for the decider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// Counts towards a ban of the address (`offences_to_ban` within `offence_window`, then
+    /// escalation), under the detector's name.
+    Offence { ip: IpAddr, detector: String },
+    /// A detector's own judgement: ban this scope now.
+    Ban {
+        scope: Scope,
+        ttl: Option<std::time::Duration>,
+        reason: String,
+        origin: Origin,
+    },
 }

@@ -7,6 +7,7 @@
 
 pub mod changes;
 pub mod decider;
+pub mod detect;
 pub mod decision_log;
 pub mod guard;
 pub mod limiter;
@@ -18,7 +19,7 @@ use arc_swap::ArcSwap;
 use decider::{Command, Decider};
 use ipnet::IpNet;
 use moat_config::{Bans, RateLimit};
-use moat_core::{Clock, Origin, PrefixLens, Scope};
+use moat_core::{Clock, Event, EventKind, Finding, Origin, PrefixLens, Scope, Sensor, Subject};
 use moat_store::Store;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,8 +39,16 @@ pub struct Engine {
     /// Which decisions (the sensors' and the decider's bans) get a line of their own.
     decision_log: Arc<decision_log::DecisionLog>,
     changes: tokio::sync::broadcast::Sender<changes::Change>,
+    /// Every event, for followers (a dashboard, a feed); sent only once one subscribed, so the
+    /// request path pays nothing for a bus nobody reads.
+    events: tokio::sync::broadcast::Sender<Arc<Event>>,
+    events_followed: std::sync::atomic::AtomicBool,
+    lens: PrefixLens,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
+
+/// Events a slow follower may fall behind by before it misses some (and is told so).
+pub const EVENT_BACKLOG: usize = 4096;
 
 impl Engine {
     /// Starts the decider thread. `limits` are the policy's rate limits, in order; their index is
@@ -72,6 +81,9 @@ impl Engine {
             dropped: AtomicU64::new(0),
             decision_log,
             changes,
+            events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
+            events_followed: std::sync::atomic::AtomicBool::new(false),
+            lens,
             thread: std::sync::Mutex::new(Some(thread)),
         });
         e.flush();
@@ -162,6 +174,46 @@ impl Engine {
     fn send(&self, c: Command) {
         if self.tx.try_send(c).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// What a sensor saw: turned into a finding by [`detect`] and handed to the decider, and
+    /// passed to the event followers. Never blocks (see [`Engine::ban`]).
+    pub fn emit(&self, sensor: Sensor, subject: Subject, kind: EventKind) {
+        let e = Event {
+            at_ms: self.clock.now_ms(),
+            sensor,
+            subject,
+            kind,
+        };
+        self.find(detect::finding(&e, self.lens));
+        if self.events_followed.load(Ordering::Relaxed) {
+            let _ = self.events.send(Arc::new(e));
+        }
+    }
+
+    /// Every event from now on.
+    pub fn follow_events(&self) -> tokio::sync::broadcast::Receiver<Arc<Event>> {
+        let rx = self.events.subscribe();
+        self.events_followed.store(true, Ordering::Relaxed);
+        rx
+    }
+
+    /// A detector's conclusion, to the decider.
+    pub fn find(&self, f: Finding) {
+        match f {
+            Finding::Offence { ip, detector } => self.send(Command::Offence { ip, rule: detector }),
+            Finding::Ban {
+                scope,
+                ttl,
+                reason,
+                origin,
+            } => self.send(Command::Ban {
+                scope,
+                ttl,
+                reason,
+                origin,
+            }),
         }
     }
 

@@ -107,3 +107,56 @@ fn bans_extensions_allows_expiries_and_other_writers_are_broadcast() {
     assert!(matches!(next(&mut rx), Change::Added(d) if d.scope == c));
     e.shutdown();
 }
+
+/// Issue 17, typed events: a sensor's event becomes the detector's finding (three rule offences
+/// ban the address, a tripped jail bans its scope under the jail's name), every follower of the
+/// event bus sees each event with its sensor and subject, and the change carries the origin.
+#[test]
+fn events_become_findings_and_reach_their_followers() {
+    use moat_core::{EventKind, Sensor, Subject};
+    let store: Arc<dyn Store> = Arc::new(moat_store::MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let e = Engine::start(store, clock, bans(), PrefixLens::default(), &[]);
+    let mut events = e.follow_events();
+    let mut changes = e.subscribe();
+    let ip: std::net::IpAddr = "198.51.100.4".parse().unwrap();
+    for n in 0..3 {
+        e.emit(
+            Sensor::Http,
+            Subject::ip(ip),
+            EventKind::RuleOffence { rule: "scripts".into() },
+        );
+        let got = events.try_recv().expect("the event reached its follower");
+        assert_eq!((got.sensor, got.subject.ip), (Sensor::Http, ip), "event {n}");
+    }
+    e.flush();
+    match next(&mut changes) {
+        Change::Added(d) => {
+            assert_eq!(d.scope, Scope::Ip(ip));
+            assert_eq!(d.origin, Origin::Rule("scripts".into()));
+        }
+        c => panic!("{c:?}"),
+    }
+    let jailed = Scope::parse("2001:db8:1::/64").unwrap();
+    e.emit(
+        Sensor::Logs,
+        Subject::ip("2001:db8:1::9".parse().unwrap()),
+        EventKind::JailTripped {
+            jail: "sshd".into(),
+            scope: jailed.clone(),
+            ttl: Duration::from_secs(120),
+            reason: "sshd: 5 failures".into(),
+        },
+    );
+    e.flush();
+    match next(&mut changes) {
+        Change::Added(d) => {
+            assert_eq!(d.scope, jailed);
+            assert_eq!(d.origin, Origin::Jail("sshd".into()));
+            assert_eq!(d.expires_ms, Some(1_000_000 + 120_000));
+        }
+        c => panic!("{c:?}"),
+    }
+    assert_eq!(events.try_recv().unwrap().sensor, Sensor::Logs);
+    e.shutdown();
+}

@@ -28,6 +28,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use moat_config::{Action, ClientIpHeader, Config};
+use moat_core::{EventKind, Sensor, Subject};
 use moat_engine::{Engine, GuardVerdict};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -432,7 +433,13 @@ impl Shield {
                 }
                 _ => {
                     if rule.offence {
-                        self.engine.offence(client, &rule.id);
+                        self.engine.emit(
+                            Sensor::Http,
+                            Subject::ip(client),
+                            EventKind::RuleOffence {
+                                rule: rule.id.clone(),
+                            },
+                        );
                     }
                     hit = Some(Hit {
                         id: &rule.id,
@@ -477,7 +484,13 @@ impl Shield {
                 }
                 let l = &policy.rate_limits[*i];
                 if l.ban {
-                    self.engine.offence(client, &l.id);
+                    self.engine.emit(
+                        Sensor::Http,
+                        Subject::ip(client),
+                        EventKind::RateLimited {
+                            limit: l.id.clone(),
+                        },
+                    );
                 }
                 let key = String::from_utf8_lossy(key).into_owned();
                 if matches!(l.action, Action::Log) {

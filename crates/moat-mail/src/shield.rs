@@ -10,7 +10,7 @@ use crate::policy::PolicyRequest;
 use crate::recipients::Recipients;
 use arc_swap::ArcSwap;
 use moat_core::metric::Sample;
-use moat_core::{Origin, PrefixLens, Scope};
+use moat_core::{EventKind, PrefixLens, Sensor, Subject};
 use moat_engine::{Engine, GuardVerdict};
 use std::io::Write;
 use std::net::IpAddr;
@@ -41,7 +41,6 @@ pub struct MailShield {
     recipients: ArcSwap<Recipients>,
     /// The maps' modification times at the last load; `None` before the first.
     map_mtimes: Mutex<Option<Vec<Option<SystemTime>>>>,
-    lens: PrefixLens,
     judge: Mutex<EnumJudge>,
     brute: Mutex<BruteForce>,
     honey: Mutex<Honey>,
@@ -161,7 +160,6 @@ impl MailShield {
             honey_write: Mutex::new(()),
             honey_gate: Mutex::new(Err("Postfix's configuration not checked yet".into())),
             stats: Stats::default(),
-            lens,
             engine,
             cfg,
         };
@@ -209,6 +207,15 @@ impl MailShield {
 
     /// A decision's line, through the engine's bounded log (a brute force from rotating
     /// addresses is a flood of decisions too).
+    /// Who an auth-policy event is about: the address and the login it tried.
+    fn subject(&self, ip: IpAddr, req: &AuthRequest) -> Subject {
+        Subject {
+            ip,
+            account: Some(req.login.clone()),
+            email: None,
+        }
+    }
+
     fn decision(&self, client: IpAddr, rule: &str, action: &str, key: &str) {
         let key = moat_engine::decision_log::clip(key);
         let size = 180 + rule.len() + action.len() + key.len();
@@ -287,14 +294,14 @@ impl MailShield {
     fn count_unknown(&self, client: IpAddr, sender: &str, now: u64) -> bool {
         let judged = lock(&self.judge).unknown_recipient(client, sender, now);
         if judged.client {
-            self.engine.offence(client, "mail-enumeration");
+            self.engine
+                .emit(Sensor::Mail, Subject::ip(client), EventKind::Enumeration);
         }
         if let Some(net) = judged.network {
-            self.engine.ban(
-                Scope::Prefix(net),
-                None,
-                "mail-enumeration",
-                Origin::Rule("mail-enumeration".into()),
+            self.engine.emit(
+                Sensor::Mail,
+                Subject::ip(client),
+                EventKind::EnumerationNetwork { net },
             );
         }
         judged.client || judged.network.is_some() || judged.sender
@@ -368,20 +375,15 @@ impl MailShield {
         if esc.address_ban {
             // Banned in the shared store: refused here from now on, and at the HTTP shield.
             self.decision(ip, "mail-auth-failures", "ban", &req.login);
-            self.engine.ban(
-                moat_engine::decider::offender(ip, self.lens),
-                None,
-                "mail-auth-failures",
-                Origin::Rule("mail-auth-failures".into()),
-            );
+            self.engine
+                .emit(Sensor::Mail, self.subject(ip, req), EventKind::AuthFailures);
         }
         if let Some(net) = esc.network {
             self.decision(ip, "mail-auth-failures", "ban-network", &net.to_string());
-            self.engine.ban(
-                Scope::Prefix(net),
-                None,
-                "mail-auth-failures",
-                Origin::Rule("mail-auth-failures".into()),
+            self.engine.emit(
+                Sensor::Mail,
+                self.subject(ip, req),
+                EventKind::AuthFailuresNetwork { net },
             );
         }
         if esc.login_attacked {
