@@ -59,7 +59,7 @@ impl Admin {
 /// The address the running instance's admin listener took: written to the state directory at
 /// start (the config may say port 0), else the configured one.
 fn running_admin_addr(cfg: &moat_config::Config) -> anyhow::Result<SocketAddr> {
-    let file = cfg.server.state_dir.join(moat_http::app::ADMIN_ADDR_FILE);
+    let file = cfg.server.state_dir.join(moat_web::ADMIN_ADDR_FILE);
     if let Ok(text) = std::fs::read_to_string(&file) {
         if let Ok(a) = text.trim().parse() {
             return Ok(a);
@@ -75,13 +75,13 @@ fn running_admin_addr(cfg: &moat_config::Config) -> anyhow::Result<SocketAddr> {
     }
 }
 
-/// The admin token as the running instance has it. Unlike `moat_http::app::admin_token`, never
+/// The admin token as the running instance has it. Unlike `moat_web::admin_token`, never
 /// creates one: a client that made a token file would leave state behind where no Moat runs.
 fn existing_token(cfg: &moat_config::Config) -> anyhow::Result<String> {
     if let Some(t) = &cfg.admin.token {
         return Ok(t.clone());
     }
-    let path = moat_http::app::admin_token_path(cfg);
+    let path = moat_web::admin_token_path(cfg);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
             "reading the admin token {}: is Moat running with this state directory ({})?",

@@ -2,7 +2,7 @@
 //! pipeline's order, under one shutdown.
 //!
 //! ```text
-//! engine (store, detectors' decider, guard) ─┬─ HTTP shield (listeners, admin, metrics)
+//! engine (store, detectors' decider, guard) ─┬─ HTTP shield (listeners) ── admin, metrics
 //!                                            ├─ mail shield (policy, auth policy, milter, capture)
 //!                                            ├─ SMTP trap ── quarantine ── reports
 //!                                            ├─ log watcher (jails)
@@ -23,6 +23,7 @@ use std::sync::Arc;
 pub struct App {
     pub shutdown: Shutdown,
     pub http: moat_http::app::Running,
+    pub web: moat_web::Web,
     pub mail: Option<moat_mail::server::MailRunning>,
     pub trap: Option<moat_trap::run::RunningTrap>,
     logs: Option<crate::log_watcher::LogWatcher>,
@@ -36,6 +37,7 @@ impl App {
         let http = moat_http::app::serve(cfg, engine.clone(), &shutdown)
             .await
             .context("starting")?;
+        let web = moat_web::start(&http.live, &shutdown).await?;
         let cfg = http.shield.cfg.clone();
         // One writer per quarantine: the trap and the mail shield's capture listener share it
         // when they name the same directory.
@@ -80,6 +82,7 @@ impl App {
         let app = App {
             shutdown,
             http,
+            web,
             mail,
             trap,
             logs,

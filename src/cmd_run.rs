@@ -183,8 +183,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
         tracing::info!(
-            http = %list(&running.http_addrs), tls = %list(&running.tls_addrs), admin = %running.admin_addr.map(|a| a.to_string()).unwrap_or_default(),
-            metrics = %running.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
+            http = %list(&running.http_addrs), tls = %list(&running.tls_addrs), admin = %moat.web.admin_addr.map(|a| a.to_string()).unwrap_or_default(),
+            metrics = %moat.web.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
             rules = running.shield.cfg.policy.rules.len(), rate_limits = running.shield.cfg.policy.rate_limits.len(),
             upstream = %running.shield.cfg.server.upstream,
             client_ip = %client_ip_source(&running.shield.cfg.server), config = %config_shown,
@@ -240,7 +240,7 @@ async fn reload_on_hangup(
         let outcome = tokio::task::spawn_blocking(move || l.reload())
             .await
             .unwrap_or_else(|e| Err(format!("reload failed: {e}")));
-        moat_http::admin::log_reload(&outcome, "SIGHUP");
+        moat_web::admin::log_reload(&outcome, "SIGHUP");
     }
 }
 

@@ -55,7 +55,12 @@ pub fn finding(e: &Event, lens: PrefixLens) -> Finding {
             scope,
             ttl,
             reason,
-        } => ban(scope.clone(), Some(*ttl), reason, Origin::Jail(jail.clone())),
+        } => ban(
+            scope.clone(),
+            Some(*ttl),
+            reason,
+            Origin::Jail(jail.clone()),
+        ),
     }
 }
 
@@ -83,7 +88,10 @@ mod tests {
         match finding(&event(EventKind::AuthFailures), lens) {
             Finding::Ban { scope, origin, .. } => {
                 // An IPv6 client is banned by its /64, as every other address ban.
-                assert_eq!(scope, crate::decider::offender("2001:db8::7".parse().unwrap(), lens));
+                assert_eq!(
+                    scope,
+                    crate::decider::offender("2001:db8::7".parse().unwrap(), lens)
+                );
                 assert_eq!(origin, Origin::Rule(MAIL_AUTH_FAILURES.into()));
             }
             f => panic!("{f:?}"),

@@ -7,8 +7,8 @@
 
 pub mod changes;
 pub mod decider;
-pub mod detect;
 pub mod decision_log;
+pub mod detect;
 pub mod guard;
 pub mod limiter;
 

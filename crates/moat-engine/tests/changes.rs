@@ -124,10 +124,16 @@ fn events_become_findings_and_reach_their_followers() {
         e.emit(
             Sensor::Http,
             Subject::ip(ip),
-            EventKind::RuleOffence { rule: "scripts".into() },
+            EventKind::RuleOffence {
+                rule: "scripts".into(),
+            },
         );
         let got = events.try_recv().expect("the event reached its follower");
-        assert_eq!((got.sensor, got.subject.ip), (Sensor::Http, ip), "event {n}");
+        assert_eq!(
+            (got.sensor, got.subject.ip),
+            (Sensor::Http, ip),
+            "event {n}"
+        );
     }
     e.flush();
     match next(&mut changes) {

@@ -1,5 +1,5 @@
-//! Assembles a running HTTP shield from a compiled config: shield, listeners, TLS and ACME,
-//! admin. The binary's composition root gives it the engine and the process's shutdown
+//! Assembles a running HTTP shield from a compiled config: shield, listeners, TLS and ACME
+//! (the admin API is `moat-web`'s, on the same shield). The binary's composition root gives it the engine and the process's shutdown
 //! ([`serve`]); tests and `moat demo` use [`start`], which makes both for the shield alone.
 //! Either binds port 0 where the caller wants the OS to choose.
 
@@ -14,7 +14,6 @@ use moat_engine::Engine;
 use moat_listen::{Listener, Shutdown};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -28,21 +27,11 @@ pub enum AppError {
     Acme(#[from] crate::acme::AcmeError),
     #[error(transparent)]
     Proof(#[from] crate::proof::ProofError),
-    #[error("admin token: {0}")]
-    Token(String),
 }
-
-/// In the state directory: the admin listener's address, written at start.
-pub const ADMIN_ADDR_FILE: &str = "admin.addr";
 
 pub struct Running {
     pub http_addrs: Vec<SocketAddr>,
     pub tls_addrs: Vec<SocketAddr>,
-    /// `None`: disabled, or its port was taken (logged).
-    pub admin_addr: Option<SocketAddr>,
-    /// The token-less `/metrics` listener, when configured.
-    pub metrics_addr: Option<SocketAddr>,
-    pub admin_token: String,
     /// The shield as started; reloads put a new one in `live`, sharing its engine and metrics.
     pub shield: Arc<Shield>,
     pub live: Arc<LiveShield>,
@@ -64,36 +53,6 @@ impl Running {
         self.shield.engine.decision_log().flush();
         self.shield.engine.shutdown();
     }
-}
-
-async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| AppError::Bind(addr, e))
-}
-
-/// Where the admin token is kept when the config gives none: `admin.token_file`, else
-/// `state_dir/admin.token`.
-pub fn admin_token_path(cfg: &Config) -> std::path::PathBuf {
-    cfg.admin
-        .token_file
-        .clone()
-        .unwrap_or_else(|| cfg.server.state_dir.join("admin.token"))
-}
-
-/// The admin token: configured, read from a file, or generated once into the state directory
-/// (mode 0600) so that the admin API is never open by default.
-pub fn admin_token(cfg: &Config) -> Result<String, AppError> {
-    if let Some(t) = &cfg.admin.token {
-        return Ok(t.clone());
-    }
-    let path = admin_token_path(cfg);
-    let (token, new) = moat_core::secret::load_or_create_token(&path)
-        .map_err(|e| AppError::Token(e.to_string()))?;
-    if new {
-        tracing::info!(path = %path.display(), "generated an admin token");
-    }
-    Ok(token)
 }
 
 /// How many serving threads: `MOAT_WORKERS`, else `server.workers`, else half the cores.
@@ -250,57 +209,9 @@ pub async fn serve(
             tls_addrs.push(spawn_workers(*a, &live, Some(acc.clone()), shutdown).await?);
         }
     }
-    let admin_token = admin_token(&cfg)?;
-    // The admin listener is a convenience: a port already taken (another program's, say a
-    // Prometheus on the same machine) is logged and leaves the shields running.
-    let mut admin_addr = None;
-    if let Some(listen) = cfg.admin.listen {
-        match bind(listen).await.and_then(|l| {
-            let a = l.local_addr().map_err(|e| AppError::Bind(listen, e))?;
-            Ok((l, a))
-        }) {
-            Ok((l, addr)) => {
-                admin_addr = Some(addr);
-                // For `moat reload` and other local tools: the port really taken.
-                if let Err(e) = std::fs::write(
-                    cfg.server.state_dir.join(ADMIN_ADDR_FILE),
-                    format!("{addr}\n"),
-                ) {
-                    tracing::warn!(error = %e, "cannot record the admin address in the state directory");
-                }
-                shutdown.spawn(crate::admin::serve(
-                    live.clone(),
-                    l,
-                    admin_token.clone(),
-                    rx.clone(),
-                ));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "no admin listener (metrics, bans API, reload): the shields run without it")
-            }
-        }
-    }
-    if admin_addr.is_none() {
-        let _ = std::fs::remove_file(cfg.server.state_dir.join(ADMIN_ADDR_FILE));
-    }
-    let mut metrics_addr = None;
-    if let Some(listen) = cfg.admin.metrics_listen {
-        match bind(listen).await {
-            Ok(l) => {
-                metrics_addr = l.local_addr().ok();
-                shutdown.spawn(crate::admin::serve_metrics(live.clone(), l, rx.clone()));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "no metrics listener: the shields run without it")
-            }
-        }
-    }
     Ok(Running {
         http_addrs,
         tls_addrs,
-        admin_addr,
-        metrics_addr,
-        admin_token,
         shield,
         live,
         owned: None,

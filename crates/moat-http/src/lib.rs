@@ -5,8 +5,6 @@
 //! stream both ways; only a rule that needs a JSON field makes Moat read (a capped) body first.
 
 pub mod acme;
-pub mod admin;
-pub mod admin_top;
 pub mod app;
 pub mod body;
 pub mod client_addr;

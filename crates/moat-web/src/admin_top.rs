@@ -3,8 +3,8 @@
 //! one or only summarised), each client with its state in the guard now (banned, and until
 //! when; allowlisted), and the active ban count.
 
-use crate::shield::Shield;
 use moat_engine::GuardVerdict;
+use moat_http::shield::Shield;
 use serde_json::{json, Value};
 
 /// Entries of each kind when the query names no `n`.

@@ -2,18 +2,16 @@
 //! `DELETE /api/bans/{scope}`) and `POST /api/reload`, on loopback, behind a bearer token.
 //! `/healthz` answers without a token so a container runtime can probe it.
 
-use crate::body::ProxyBody;
-use crate::live::LiveShield;
-use crate::shield::{text, Shield};
 use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use moat_http::body::ProxyBody;
+use moat_http::live::LiveShield;
+use moat_http::shield::{text, Shield};
+use moat_listen::{Listener, Shutdown};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Open connections per admin or metrics listener: an operator, a scraper and a few CLI
 /// calls. More wait in the kernel's backlog.
@@ -22,31 +20,6 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// keep-alive connection: a loopback client needs milliseconds, and a connection that sends
 /// nothing must not hold one of the few slots for ever.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The next connection, once a slot under [`MAX_CONNECTIONS`] is free; `None` at shutdown.
-async fn next(
-    listener: &TcpListener,
-    slots: &Arc<Semaphore>,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Option<(TcpStream, OwnedSemaphorePermit)> {
-    let slot = tokio::select! {
-        s = slots.clone().acquire_owned() => s.ok()?,
-        _ = shutdown.changed() => return None,
-    };
-    loop {
-        tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, _)) => return Some((stream, slot)),
-                Err(e) => {
-                    // Out of descriptors, most often: back off instead of spinning.
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = shutdown.changed() => return None,
-        }
-    }
-}
 
 /// HTTP/1.1 only, with the header timeout. Not hyper's auto-detecting builder: it waits for a
 /// client's first bytes to tell HTTP/2 from HTTP/1.1 with no timeout at all, so a connection
@@ -59,22 +32,32 @@ fn builder() -> hyper::server::conn::http1::Builder {
     b
 }
 
-pub async fn serve(
-    live: Arc<LiveShield>,
-    listener: TcpListener,
-    token: String,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// One admin connection until it ends, or until shutdown lets the request in flight finish.
+async fn connection<S>(
+    io: TokioIo<moat_listen::proxy::Prefixed<moat_listen::Stream>>,
+    svc: S,
+    shutdown: Shutdown,
+) where
+    S: hyper::service::HttpService<Incoming, ResBody = ProxyBody>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = builder().serve_connection(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+pub async fn serve(live: Arc<LiveShield>, listener: Listener, token: String, shutdown: Shutdown) {
     let token = Arc::new(token);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Some((stream, slot)) = next(&listener, &slots, &mut shutdown).await else {
-            return;
-        };
-        let live = live.clone();
-        let token = token.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
+    let stop = shutdown.clone();
+    listener
+        .serve(shutdown, move |c| {
+            let (live, token) = (live.clone(), token.clone());
             let svc = service_fn(move |req| {
                 let live = live.clone();
                 let token = token.clone();
@@ -90,9 +73,9 @@ pub async fn serve(
                     Ok::<_, std::convert::Infallible>(r)
                 }
             });
-            let _ = builder().serve_connection(TokioIo::new(stream), svc).await;
-        });
-    }
+            connection(TokioIo::new(c.stream), svc, stop.clone())
+        })
+        .await
 }
 
 /// Compares in constant time ([`moat_core::secret::token_eq`]), so response timing does not
@@ -145,7 +128,7 @@ async fn reload(live: Arc<LiveShield>, token: &str, req: Request<Incoming>) -> R
 }
 
 /// One log line per reload, whoever asked for it.
-pub fn log_reload(outcome: &Result<crate::live::Reloaded, String>, by: &str) {
+pub fn log_reload(outcome: &Result<moat_http::live::Reloaded, String>, by: &str) {
     match outcome {
         Ok(d) if d.need_restart.is_empty() => {
             tracing::info!(
@@ -460,19 +443,11 @@ pub fn metrics_response(shield: &Shield) -> Response<ProxyBody> {
 
 /// `admin.metrics_listen`: `/metrics` (and `/healthz`) without a token, for a scraper that
 /// cannot send one; nothing else is served there.
-pub async fn serve_metrics(
-    live: Arc<LiveShield>,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Some((stream, slot)) = next(&listener, &slots, &mut shutdown).await else {
-            return;
-        };
-        let live = live.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
+pub async fn serve_metrics(live: Arc<LiveShield>, listener: Listener, shutdown: Shutdown) {
+    let stop = shutdown.clone();
+    listener
+        .serve(shutdown, move |c| {
+            let live = live.clone();
             let svc = service_fn(move |req: Request<Incoming>| {
                 let r = match (req.method(), req.uri().path()) {
                     (&Method::GET, "/metrics") => metrics_response(&live.current()),
@@ -484,9 +459,9 @@ pub async fn serve_metrics(
                 };
                 async move { Ok::<_, std::convert::Infallible>(r) }
             });
-            let _ = builder().serve_connection(TokioIo::new(stream), svc).await;
-        });
-    }
+            connection(TokioIo::new(c.stream), svc, stop.clone())
+        })
+        .await
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<ProxyBody> {
