@@ -76,6 +76,26 @@ impl Published {
         out
     }
 
+    /// The decider's own new bans, published without a read of the store: each is added, or
+    /// extends (or shortens: the store replaces) what was published for its scope.
+    pub(crate) fn record(&mut self, own: &[Decision], now_ms: u64) -> Vec<Change> {
+        let mut out = Vec::new();
+        for d in own {
+            if d.verdict != Verdict::Ban || d.expires_ms.is_some_and(|e| e <= now_ms) {
+                continue;
+            }
+            match self.bans.get(&d.scope) {
+                None => out.push(Change::Added(d.clone())),
+                Some(old) if old.expires_ms != d.expires_ms => {
+                    out.push(Change::Extended(d.clone()))
+                }
+                Some(_) => continue,
+            }
+            self.bans.insert(d.scope.clone(), d.clone());
+        }
+        out
+    }
+
     /// Bans whose end has passed, as removals (the store still lists them until the next
     /// publication; a follower need not wait for it).
     pub(crate) fn expire(&mut self, now_ms: u64) -> Vec<Change> {

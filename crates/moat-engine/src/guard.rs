@@ -42,6 +42,12 @@ impl GuardSnapshot {
             allow,
             ..Default::default()
         };
+        s.insert_all(decisions);
+        s
+    }
+
+    fn insert_all(&mut self, decisions: impl IntoIterator<Item = Decision>) {
+        let s = self;
         for d in decisions {
             if d.verdict != moat_core::Verdict::Ban {
                 continue;
@@ -63,6 +69,18 @@ impl GuardSnapshot {
                 }
             }
         }
+    }
+
+    /// This snapshot with `decisions` added (each replacing its scope's, as the store does):
+    /// the maps are copied, not rebuilt from the store, so publishing a few bans costs a copy
+    /// of pointers however many are in force.
+    pub fn with(&self, decisions: impl IntoIterator<Item = Decision>) -> Self {
+        let mut s = GuardSnapshot {
+            allow: self.allow.clone(),
+            ips: self.ips.clone(),
+            prefixes: self.prefixes.clone(),
+        };
+        s.insert_all(decisions);
         s
     }
 

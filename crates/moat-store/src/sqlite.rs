@@ -298,6 +298,27 @@ impl Store for SqliteStore {
         Ok(self.wrote(n) > 0)
     }
 
+    fn batch(&self, f: &mut dyn FnMut()) -> Result<()> {
+        self.conn().execute_batch("BEGIN")?;
+        /// Commits however `f` ends, so the connection is never left inside a transaction.
+        struct Commit<'a>(&'a SqliteStore, bool);
+        impl Drop for Commit<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    let _ = self.0.conn().execute_batch("COMMIT");
+                }
+            }
+        }
+        let mut guard = Commit(self, false);
+        f();
+        guard.1 = true;
+        let r = self.conn().execute_batch("COMMIT");
+        if r.is_err() {
+            let _ = self.conn().execute_batch("ROLLBACK");
+        }
+        Ok(r?)
+    }
+
     fn changed(&self) -> Result<u64> {
         let v: i64 = self
             .conn()
