@@ -21,6 +21,7 @@ pub async fn start(
     let nc = moat_nftables::NftConfig {
         table: cfg.nftables.table.clone(),
         never: cfg.server.trusted_proxies.clone(),
+        trap_redirect: cfg.nftables.trap_redirect.iter().map(redirect).collect(),
         ..Default::default()
     };
     // The first batch (the table, rebuilt from the bans in force) decides whether it works.
@@ -39,5 +40,20 @@ pub async fn start(
         }
         Ok(Err(e)) => anyhow::bail!("[nftables] enabled = true, but {e}"),
         Err(_) => anyhow::bail!("the nftables enforcer did not start"),
+    }
+}
+
+/// A checked `[[nftables.trap_redirect]]` as the enforcer's rule: a listener on every address
+/// is reached by `redirect`, one on a single address by `dnat` to it.
+fn redirect(r: &moat_config::TrapRedirect) -> moat_nftables::TrapRedirect {
+    let target = |a: std::net::IpAddr| match a.is_unspecified() {
+        true => moat_nftables::Target::Local,
+        false => moat_nftables::Target::Addr(a),
+    };
+    moat_nftables::TrapRedirect {
+        ports: r.ports.clone(),
+        port: r.to,
+        v4: r.listen4.map(target),
+        v6: r.listen6.map(target),
     }
 }

@@ -20,6 +20,9 @@ import pytest
 from moat_harness import ADMIN_TOKEN, free_port, moat_bin
 
 NET = "10.231.7"
+# IPv6 on the same veth pair (tests/e2e/test_nftables_v6.py): the clients' /64 holds ::5 and
+# ::6, a second /64 a bystander's ::7; Moat's side has ::2 in each. `nodad`: usable at once.
+NET6_A, NET6_B = "fd00:17:1:0", "fd00:17:2:0"
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("nft") is None or shutil.which("ip") is None,
     reason="needs root, nft and ip (network namespaces)",
@@ -41,8 +44,12 @@ def netns():
         sh("ip", "link", "set", ns_if, "netns", ns)
         for last in (1, 5, 6, 7):
             sh("ip", "addr", "add", f"{NET}.{last}/24", "dev", host_if)
+        for addr in (f"{NET6_A}::5", f"{NET6_A}::6", f"{NET6_B}::7"):
+            sh("ip", "addr", "add", f"{addr}/64", "dev", host_if, "nodad")
         sh("ip", "link", "set", host_if, "up")
         sh("ip", "addr", "add", f"{NET}.2/24", "dev", ns_if, ns=ns)
+        for net in (NET6_A, NET6_B):
+            sh("ip", "addr", "add", f"{net}::2/64", "dev", ns_if, "nodad", ns=ns)
         sh("ip", "link", "set", ns_if, "up", ns=ns)
         sh("ip", "link", "set", "lo", "up", ns=ns)
         yield ns

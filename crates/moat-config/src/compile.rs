@@ -193,29 +193,8 @@ fn compile(
         .trap
         .as_ref()
         .map(|t| crate::compile_trap::trap(t, &mut sink, &server.state_dir, base));
-    let nftables = match &raw.nftables {
-        None => crate::model::Nftables::default(),
-        Some(n) => {
-            let table = n.table.as_ref().map(|t| (t.get_ref().clone(), t.span()));
-            let table = match table {
-                Some((t, span)) => {
-                    if t.is_empty()
-                        || !t
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                    {
-                        sink.at(span, "nftables.table", "letters, digits, `_` and `-` only");
-                    }
-                    t
-                }
-                None => "moat".into(),
-            };
-            crate::model::Nftables {
-                enabled: n.enabled.as_ref().map(|e| *e.get_ref()),
-                table,
-            }
-        }
-    };
+    let nftables =
+        crate::compile_nftables::nftables(raw.nftables.as_ref(), trap.as_ref(), &mut sink);
     let logs = raw
         .logs
         .as_ref()

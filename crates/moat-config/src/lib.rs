@@ -6,6 +6,7 @@
 mod compile;
 mod compile_logs;
 mod compile_mail;
+mod compile_nftables;
 mod compile_policy;
 mod compile_proof;
 mod compile_trap;

@@ -528,6 +528,8 @@ pub struct Nftables {
     /// `None`: where the machine allows it.
     pub enabled: Option<bool>,
     pub table: String,
+    /// Banned addresses' connections to some ports go to the trap instead of the drop.
+    pub trap_redirect: Vec<TrapRedirect>,
 }
 
 impl Default for Nftables {
@@ -535,6 +537,20 @@ impl Default for Nftables {
         Nftables {
             enabled: None,
             table: "moat".into(),
+            trap_redirect: Vec::new(),
         }
     }
+}
+
+/// `[[nftables.trap_redirect]]`, checked against the trap's listeners: TCP connections from
+/// banned addresses to `ports` go to the trap's listener on `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrapRedirect {
+    pub ports: Vec<u16>,
+    pub to: u16,
+    /// The listener taking IPv4 connections on `to` (`0.0.0.0`, `[::]` or one address);
+    /// `None`: IPv4 connections are not redirected.
+    pub listen4: Option<std::net::IpAddr>,
+    /// The listener taking IPv6 connections on `to`; `None`: not redirected.
+    pub listen6: Option<std::net::IpAddr>,
 }

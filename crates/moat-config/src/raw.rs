@@ -444,4 +444,15 @@ pub struct RawNftables {
     pub enabled: Option<S<bool>>,
     /// The table's name in family `inet` (default `moat`).
     pub table: Option<S<String>>,
+    /// Banned addresses' connections to these ports go to the trap instead of the drop.
+    #[serde(default)]
+    pub trap_redirect: Vec<RawTrapRedirect>,
+}
+
+/// `[[nftables.trap_redirect]]`: `ports = [25, 587]`, `to = 2525` (a `[[trap.listener]]`'s port).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrapRedirect {
+    pub ports: S<Vec<S<u16>>>,
+    pub to: S<u16>,
 }

@@ -6,10 +6,20 @@
 //! an address set cannot hold a prefix, and intervals in one set must not overlap),
 //! `allow4`/`allow6` the allowlist, accepted before any drop. Every element has its own
 //! timeout, so a ban ends in the kernel when it ends in Moat, even if Moat is not running.
+//!
+//! Element additions to one set are grouped into commands of up to [`CHUNK`] elements: one
+//! command per element made `nft` take 1.4 s and 390 MB for a table of 100,000 bans, against
+//! 0.5 s and 117 MB grouped (nft 1.0.6). The redirect to the trap is in [`crate::redirect`].
 
+use crate::redirect::{self, TrapRedirect};
 use ipnet::IpNet;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::net::IpAddr;
+
+/// Elements per `add element` command: large enough that 100,000 bans are 25 commands,
+/// small enough that no single netlink message nears its limits.
+pub const CHUNK: usize = 4096;
 
 /// The sets, by family and kind.
 pub const BAN4: &str = "ban4";
@@ -24,6 +34,11 @@ pub const ALLOW6: &str = "allow6";
 pub struct Batch {
     table: String,
     cmds: Vec<Value>,
+    /// Per set, the `add element` command still open for more elements. A command on that
+    /// set other than an addition closes it, so grouping never reorders two commands on one
+    /// set (a delete and a re-add of the same element keep their order); commands on other
+    /// sets are independent of it.
+    open_add: HashMap<&'static str, usize>,
 }
 
 /// The set an element of `net` goes in.
@@ -52,6 +67,7 @@ impl Batch {
         Batch {
             table: table.to_string(),
             cmds: Vec::new(),
+            open_add: HashMap::new(),
         }
     }
 
@@ -60,8 +76,11 @@ impl Batch {
     }
 
     /// The table from scratch: whatever was there goes (in the same transaction, so nothing
-    /// is ever unprotected), then the sets, the chain at the input hook, and its rules.
-    pub fn recreate(&mut self, priority: i32) -> &mut Self {
+    /// is ever unprotected), then the sets, the chain at the input hook, and its rules; with
+    /// `redirects`, the chain that sends banned addresses' mail connections to the trap, and
+    /// the input rule that lets those (and only those) through.
+    pub fn recreate(&mut self, priority: i32, redirects: &[TrapRedirect]) -> &mut Self {
+        self.open_add.clear();
         let t = &self.table;
         let mut cmds = vec![
             json!({"add": {"table": {"family": "inet", "name": t}}}),
@@ -91,24 +110,31 @@ impl Batch {
             "family": "inet", "table": t, "name": "input",
             "type": "filter", "hook": "input", "prio": priority, "policy": "accept",
         }}}));
-        for (proto, set, verdict) in [
-            ("ip", ALLOW4, "accept"),
-            ("ip6", ALLOW6, "accept"),
-            ("ip", BAN4, "drop"),
-            ("ip", NET4, "drop"),
-            ("ip6", BAN6, "drop"),
-            ("ip6", NET6, "drop"),
-        ] {
-            cmds.push(json!({"add": {"rule": {
-                "family": "inet", "table": t, "chain": "input",
-                "expr": [
-                    {"match": {"op": "==",
-                        "left": {"payload": {"protocol": proto, "field": "saddr"}},
-                        "right": format!("@{set}")}},
-                    {verdict: null},
-                ],
-            }}}));
+        let rule = |expr: Vec<Value>| {
+            json!({"add": {"rule": {
+                "family": "inet", "table": t, "chain": "input", "expr": expr,
+            }}})
+        };
+        for (proto, set) in [("ip", ALLOW4), ("ip6", ALLOW6)] {
+            cmds.push(rule(vec![saddr_in(proto, set), json!({"accept": null})]));
         }
+        // Neighbour discovery is the link's plumbing, as ARP is for IPv4 (which this chain
+        // never sees): dropping a banned neighbour's advertisements would leave this machine
+        // unable to answer it, and a connection redirected to the trap would hang.
+        cmds.push(rule(vec![
+            json!({"match": {"op": "==",
+                "left": {"payload": {"protocol": "icmpv6", "field": "type"}},
+                "right": {"set": ["nd-neighbor-solicit", "nd-neighbor-advert"]}}}),
+            json!({"accept": null}),
+        ]));
+        // Redirected connections are accepted before the drops (they are the point).
+        for r in redirects {
+            cmds.push(rule(redirect::accept_redirected(r)));
+        }
+        for (proto, set) in [("ip", BAN4), ("ip", NET4), ("ip6", BAN6), ("ip6", NET6)] {
+            cmds.push(rule(vec![saddr_in(proto, set), json!({"drop": null})]));
+        }
+        cmds.extend(redirect::nat_chain(t, redirects));
         self.cmds.extend(cmds);
         self
     }
@@ -119,13 +145,25 @@ impl Batch {
         if let Some(t) = timeout_secs {
             elem["timeout"] = json!(t.max(1));
         }
-        self.cmds.push(json!({"add": {"element": {
-            "family": "inet", "table": self.table, "name": set_of(net), "elem": [{"elem": elem}],
-        }}}));
+        let set = set_of(net);
+        let open = self.open_add.get(set).and_then(|&i| {
+            let elems = self.cmds[i]["add"]["element"]["elem"].as_array_mut()?;
+            (elems.len() < CHUNK).then_some(elems)
+        });
+        match open {
+            Some(elems) => elems.push(json!({"elem": elem})),
+            None => {
+                self.open_add.insert(set, self.cmds.len());
+                self.cmds.push(json!({"add": {"element": {
+                    "family": "inet", "table": self.table, "name": set, "elem": [{"elem": elem}],
+                }}}));
+            }
+        }
         self
     }
 
     pub fn delete(&mut self, net: &IpNet) -> &mut Self {
+        self.open_add.remove(set_of(net));
         self.cmds.push(json!({"delete": {"element": {
             "family": "inet", "table": self.table, "name": set_of(net), "elem": [value(net)],
         }}}));
@@ -151,6 +189,18 @@ impl Batch {
     pub fn to_json(&self) -> String {
         json!({"nftables": self.cmds}).to_string()
     }
+
+    /// Commands in the batch (an `add element` of many elements is one).
+    pub fn len(&self) -> usize {
+        self.cmds.len()
+    }
+}
+
+/// `ip saddr @set` (or `ip6`).
+pub(crate) fn saddr_in(proto: &str, set: &str) -> Value {
+    json!({"match": {"op": "==",
+        "left": {"payload": {"protocol": proto, "field": "saddr"}},
+        "right": format!("@{set}")}})
 }
 
 /// The networks of one family with those inside another dropped (an interval set refuses
@@ -196,6 +246,81 @@ mod tests {
         assert_eq!(
             merged(&nets, true),
             vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]
+        );
+    }
+
+    fn cmds(b: &Batch) -> Vec<Value> {
+        let j: Value = serde_json::from_str(&b.to_json()).unwrap();
+        j["nftables"].as_array().unwrap().clone()
+    }
+
+    #[test]
+    fn additions_to_one_set_are_grouped_in_chunks_across_other_sets() {
+        let mut b = Batch::new("moat");
+        let n = 2 * CHUNK + 10;
+        for i in 0..n as u32 {
+            let v4 = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            b.add(&IpNet::from(IpAddr::V4(v4)), Some(60));
+            if i % 100 == 0 {
+                let v6 = std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i));
+                b.add(&IpNet::from(IpAddr::V6(v6)), None);
+            }
+        }
+        let cmds = cmds(&b);
+        let sizes = |set: &str| -> Vec<usize> {
+            cmds.iter()
+                .filter(|c| c["add"]["element"]["name"] == set)
+                .map(|c| c["add"]["element"]["elem"].as_array().unwrap().len())
+                .collect()
+        };
+        assert_eq!(sizes(BAN4), vec![CHUNK, CHUNK, 10]);
+        assert_eq!(sizes(BAN6), vec![n.div_ceil(100)]);
+        assert_eq!(cmds.len(), 4);
+        assert_eq!(b.len(), 4);
+        // Every element once, with its own timeout.
+        let first = &cmds[0]["add"]["element"]["elem"];
+        assert_eq!(first[0]["elem"]["val"], "10.0.0.0");
+        assert_eq!(first[1]["elem"]["timeout"], 60);
+    }
+
+    #[test]
+    fn a_delete_between_two_additions_keeps_their_order() {
+        let x: IpNet = "192.0.2.7/32".parse().unwrap();
+        let y: IpNet = "192.0.2.8/32".parse().unwrap();
+        let mut b = Batch::new("moat");
+        // Re-adding with a new timeout is delete-then-add; an unban after a ban, add-then-delete.
+        b.add(&x, Some(10))
+            .delete(&x)
+            .add(&x, Some(99))
+            .add(&y, Some(5));
+        let cmds = cmds(&b);
+        assert_eq!(cmds.len(), 3);
+        assert_eq!(cmds[0]["add"]["element"]["elem"][0]["elem"]["timeout"], 10);
+        assert_eq!(cmds[1]["delete"]["element"]["elem"][0], "192.0.2.7");
+        let last = cmds[2]["add"]["element"]["elem"].as_array().unwrap();
+        assert_eq!(last.len(), 2);
+        assert_eq!(last[0]["elem"]["timeout"], 99);
+        // A delete on another set leaves the open addition open.
+        let mut b = Batch::new("moat");
+        b.add(&x, None)
+            .delete(&"2001:db8::1/128".parse().unwrap())
+            .add(&y, None);
+        assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn recreating_starts_a_new_group() {
+        let x: IpNet = "192.0.2.7/32".parse().unwrap();
+        let mut b = Batch::new("moat");
+        b.add(&x, None).recreate(-10, &[]).add(&x, None);
+        let cmds = cmds(&b);
+        let adds = cmds
+            .iter()
+            .filter(|c| c["add"]["element"]["name"] == BAN4)
+            .count();
+        assert_eq!(
+            adds, 2,
+            "an element added before the table was deleted must be added again after"
         );
     }
 }

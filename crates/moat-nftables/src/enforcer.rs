@@ -9,6 +9,7 @@
 //! accepted before any drop.
 
 use crate::batch::Batch;
+use crate::redirect::TrapRedirect;
 use ipnet::IpNet;
 use moat_core::{Decision, Scope};
 use moat_engine::changes::Change;
@@ -28,6 +29,8 @@ pub struct NftConfig {
     pub priority: i32,
     /// Never banned in the kernel (trusted proxies); loopback is added by the enforcer.
     pub never: Vec<IpNet>,
+    /// Banned addresses' connections to these ports go to the trap instead of the drop.
+    pub trap_redirect: Vec<TrapRedirect>,
 }
 
 impl Default for NftConfig {
@@ -37,6 +40,7 @@ impl Default for NftConfig {
             nft: PathBuf::from("nft"),
             priority: -10,
             never: Vec::new(),
+            trap_redirect: Vec::new(),
         }
     }
 }
@@ -154,7 +158,8 @@ impl Enforcer {
         let (bans, allow) = self.engine.decisions();
         self.held.clear();
         let mut b = Batch::new(&self.cfg.table);
-        b.recreate(self.cfg.priority).allowlist(&allow);
+        b.recreate(self.cfg.priority, &self.cfg.trap_redirect)
+            .allowlist(&allow);
         // Widest first, so a narrower ban inside a held network is skipped, not refused.
         let mut bans = bans;
         bans.sort_by_key(|d| match &d.scope {
@@ -211,6 +216,10 @@ pub async fn run_with_ready(
     }
     let _ = ready.send(Ok(()));
     tracing::info!(table = %e.cfg.table, bans = e.held.len(), "nftables: bans are enforced in the kernel");
+    for r in &e.cfg.trap_redirect {
+        tracing::info!(ports = ?r.ports, trap_port = r.port, ipv4 = r.v4.is_some(), ipv6 = r.v6.is_some(),
+            "nftables: banned addresses' connections to these ports go to the trap");
+    }
     loop {
         let first = match rx.recv().await {
             Ok(c) => c,

@@ -6,5 +6,7 @@
 
 pub mod batch;
 pub mod enforcer;
+pub mod redirect;
 
 pub use enforcer::{run, NftConfig, NftError};
+pub use redirect::{Target, TrapRedirect};
