@@ -89,7 +89,30 @@ impl App {
             nft,
         };
         app.register_metrics();
+        app.connect_events();
         Ok(app)
+    }
+
+    /// The trap and the capture listener are sensors too: their logins and captures go on
+    /// the engine's event bus (they never lead to a ban).
+    fn connect_events(&self) {
+        let sink = |sensor: moat_core::Sensor| -> moat_trap::server::EventSink {
+            let engine = self.http.shield.engine.clone();
+            Arc::new(move |ip, login: Option<&str>, kind| {
+                let subject = moat_core::Subject {
+                    ip,
+                    account: login.map(str::to_string),
+                    email: None,
+                };
+                engine.emit(sensor, subject, kind)
+            })
+        };
+        if let Some(t) = &self.trap {
+            t.trap.set_events(sink(moat_core::Sensor::Trap));
+        }
+        if let Some(c) = self.mail.as_ref().and_then(|m| m.capture.as_ref()) {
+            c.set_events(sink(moat_core::Sensor::Mail));
+        }
     }
 
     /// Every component's counters on the one `/metrics`.

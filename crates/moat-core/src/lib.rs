@@ -78,6 +78,12 @@ pub enum EventKind {
     AuthFailures,
     /// SASL failures from this network past the mail shield's limit.
     AuthFailuresNetwork { net: ipnet::IpNet },
+    /// The SMTP trap let a login in or refused it (the login is the subject's account; the
+    /// password stays in the quarantine, never on the bus).
+    TrapLogin { accepted: bool },
+    /// A message captured into the quarantine (by the trap, or the capture listener behind
+    /// Postfix), by its quarantine id.
+    Captured { id: String },
     /// A log watcher jail's failures reached its `maxretry` within `findtime`.
     JailTripped {
         jail: String,

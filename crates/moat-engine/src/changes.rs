@@ -64,16 +64,19 @@ impl Published {
             out.push(Change::Removed { scope, expired });
         }
         for d in bans {
-            match self.bans.get(&d.scope) {
-                None => out.push(Change::Added(d.clone())),
-                Some(old) if old.expires_ms != d.expires_ms => {
-                    out.push(Change::Extended(d.clone()))
-                }
-                Some(_) => continue,
-            }
-            self.bans.insert(d.scope.clone(), d.clone());
+            self.note(d, &mut out);
         }
         out
+    }
+
+    /// A ban in force now: added, or extended (or shortened) from what was published.
+    fn note(&mut self, d: &Decision, out: &mut Vec<Change>) {
+        match self.bans.get(&d.scope) {
+            None => out.push(Change::Added(d.clone())),
+            Some(old) if old.expires_ms != d.expires_ms => out.push(Change::Extended(d.clone())),
+            Some(_) => return,
+        }
+        self.bans.insert(d.scope.clone(), d.clone());
     }
 
     /// The decider's own new bans, published without a read of the store: each is added, or
@@ -81,17 +84,9 @@ impl Published {
     pub(crate) fn record(&mut self, own: &[Decision], now_ms: u64) -> Vec<Change> {
         let mut out = Vec::new();
         for d in own {
-            if d.verdict != Verdict::Ban || d.expires_ms.is_some_and(|e| e <= now_ms) {
-                continue;
+            if d.verdict == Verdict::Ban && d.expires_ms.is_none_or(|e| e > now_ms) {
+                self.note(d, &mut out);
             }
-            match self.bans.get(&d.scope) {
-                None => out.push(Change::Added(d.clone())),
-                Some(old) if old.expires_ms != d.expires_ms => {
-                    out.push(Change::Extended(d.clone()))
-                }
-                Some(_) => continue,
-            }
-            self.bans.insert(d.scope.clone(), d.clone());
         }
         out
     }

@@ -10,8 +10,9 @@
 
 use moat_core::{Event, EventKind, Finding, Origin, PrefixLens, Scope};
 
-/// The finding an event leads to.
-pub fn finding(e: &Event, lens: PrefixLens) -> Finding {
+/// The finding an event leads to, if any: what the trap sees is recorded, never banned for
+/// (the trap exists to keep bots talking).
+pub fn finding(e: &Event, lens: PrefixLens) -> Option<Finding> {
     let ip = e.subject.ip;
     let ban = |scope: Scope, ttl, reason: &str, origin: Origin| Finding::Ban {
         scope,
@@ -19,7 +20,8 @@ pub fn finding(e: &Event, lens: PrefixLens) -> Finding {
         reason: reason.to_string(),
         origin,
     };
-    match &e.kind {
+    Some(match &e.kind {
+        EventKind::TrapLogin { .. } | EventKind::Captured { .. } => return None,
         EventKind::RuleOffence { rule } => Finding::Offence {
             ip,
             detector: rule.clone(),
@@ -61,7 +63,7 @@ pub fn finding(e: &Event, lens: PrefixLens) -> Finding {
             reason,
             Origin::Jail(jail.clone()),
         ),
-    }
+    })
 }
 
 /// The names mail findings are recorded under (reasons and origins in `moat bans`).
@@ -86,7 +88,7 @@ mod tests {
     fn auth_failures_ban_the_offender_scope_and_enumeration_counts_as_an_offence() {
         let lens = PrefixLens::default();
         match finding(&event(EventKind::AuthFailures), lens) {
-            Finding::Ban { scope, origin, .. } => {
+            Some(Finding::Ban { scope, origin, .. }) => {
                 // An IPv6 client is banned by its /64, as every other address ban.
                 assert_eq!(
                     scope,
@@ -98,8 +100,13 @@ mod tests {
         }
         assert!(matches!(
             finding(&event(EventKind::Enumeration), lens),
-            Finding::Offence { detector, .. } if detector == MAIL_ENUMERATION
+            Some(Finding::Offence { detector, .. }) if detector == MAIL_ENUMERATION
         ));
+        assert_eq!(
+            finding(&event(EventKind::TrapLogin { accepted: true }), lens),
+            None,
+            "the trap never bans"
+        );
     }
 
     #[test]
@@ -116,12 +123,12 @@ mod tests {
         );
         assert_eq!(
             f,
-            Finding::Ban {
+            Some(Finding::Ban {
                 scope,
                 ttl: Some(std::time::Duration::from_secs(600)),
                 reason: "sshd: 5 failures".into(),
                 origin: Origin::Jail("sshd".into()),
-            }
+            })
         );
     }
 }

@@ -186,7 +186,9 @@ impl Engine {
             subject,
             kind,
         };
-        self.find(detect::finding(&e, self.lens));
+        if let Some(f) = detect::finding(&e, self.lens) {
+            self.find(f);
+        }
         if self.events_followed.load(Ordering::Relaxed) {
             let _ = self.events.send(Arc::new(e));
         }

@@ -15,6 +15,7 @@ pub struct MemoryStore {
 struct Inner {
     decisions: HashMap<Scope, Decision>,
     history: HashMap<Scope, (u32, u64)>,
+    pruned_ms: u64,
     allow: Vec<AllowEntry>,
     learned: HashMap<String, LearnedResponse>,
     /// Bumped by every change, for [`Store::changed`].
@@ -61,8 +62,15 @@ impl Store for MemoryStore {
     }
     fn record_ban(&self, scope: &Scope, now_ms: u64, forget_before_ms: u64) -> Result<u32> {
         let mut g = self.lock();
-        g.history.retain(|_, (_, last)| *last >= forget_before_ms);
+        // Pruned now and then (a prune walks every entry), as the SQLite store does.
+        if now_ms.saturating_sub(g.pruned_ms) >= 60_000 {
+            g.pruned_ms = now_ms;
+            g.history.retain(|_, (_, last)| *last >= forget_before_ms);
+        }
         let e = g.history.entry(scope.clone()).or_insert((0, now_ms));
+        if e.1 < forget_before_ms {
+            e.0 = 0;
+        }
         e.0 += 1;
         e.1 = now_ms;
         Ok(e.0)

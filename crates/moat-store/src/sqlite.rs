@@ -16,7 +16,13 @@ pub struct SqliteStore {
     /// connections' commits, so [`Store::changed`] adds these: a ban written by the admin API
     /// is seen by the decider, which shares this handle.
     writes: AtomicU64,
+    /// When `ban_history` was last pruned: a prune scans the table, so it runs at most once a
+    /// minute rather than with every ban (at 100k rows a per-ban prune cost 1 ms a ban).
+    pruned_ms: AtomicU64,
 }
+
+/// How often old ban history is pruned.
+const PRUNE_EVERY_MS: u64 = 60_000;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS decisions (
@@ -88,6 +94,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             writes: AtomicU64::new(0),
+            pruned_ms: AtomicU64::new(0),
         })
     }
 
@@ -197,16 +204,21 @@ impl Store for SqliteStore {
 
     fn record_ban(&self, scope: &Scope, now_ms: u64, forget_before_ms: u64) -> Result<u32> {
         let c = self.conn();
-        // Old history is pruned here, so the table stays as small as the forget window.
-        c.execute(
-            "DELETE FROM ban_history WHERE last_ms < ?1",
-            [forget_before_ms as i64],
-        )?;
+        // Old history is pruned now and then, so the table stays about as small as the forget
+        // window; a scope whose last ban is older than the window starts again at 1 either way.
+        if now_ms.saturating_sub(self.pruned_ms.load(Ordering::Relaxed)) >= PRUNE_EVERY_MS {
+            self.pruned_ms.store(now_ms, Ordering::Relaxed);
+            c.execute(
+                "DELETE FROM ban_history WHERE last_ms < ?1",
+                [forget_before_ms as i64],
+            )?;
+        }
         let n: i64 = c.query_row(
             "INSERT INTO ban_history VALUES (?1, 1, ?2)
-             ON CONFLICT(scope) DO UPDATE SET count = count + 1, last_ms = ?2
+             ON CONFLICT(scope) DO UPDATE SET
+                count = CASE WHEN last_ms < ?3 THEN 1 ELSE count + 1 END, last_ms = ?2
              RETURNING count",
-            params![scope.to_string(), now_ms as i64],
+            params![scope.to_string(), now_ms as i64, forget_before_ms as i64],
             |r| r.get(0),
         )?;
         Ok(n as u32)
@@ -341,6 +353,36 @@ mod tests {
             reason: "test".into(),
             origin: Origin::Manual,
             offences: 1,
+        }
+    }
+
+    /// Escalation forgets a ban older than the window even between prunes (which run at most
+    /// once a minute), and a batch commits what it wrote.
+    #[test]
+    fn history_is_forgotten_between_prunes_and_a_batch_commits() {
+        for store in [
+            Box::new(SqliteStore::open(std::path::Path::new(":memory:")).unwrap())
+                as Box<dyn Store>,
+            Box::new(crate::MemoryStore::new()),
+        ] {
+            let a = Scope::parse("10.0.0.1").unwrap();
+            let b = Scope::parse("10.0.0.2").unwrap();
+            assert_eq!(store.record_ban(&a, 100_000, 0).unwrap(), 1);
+            assert_eq!(store.record_ban(&b, 100_001, 0).unwrap(), 1);
+            assert_eq!(store.record_ban(&a, 100_002, 0).unwrap(), 2);
+            // 10 s later, with a forget window that drops a's last ban: a new count, though no
+            // prune ran (the last was 10 s ago).
+            assert_eq!(store.record_ban(&a, 110_000, 100_005).unwrap(), 1);
+            assert_eq!(store.record_ban(&b, 110_001, 0).unwrap(), 2);
+            let mut wrote = false;
+            store
+                .batch(&mut || {
+                    store.put_decision(&ban("10.0.0.9", None)).unwrap();
+                    wrote = true;
+                })
+                .unwrap();
+            assert!(wrote);
+            assert_eq!(store.decisions(0).unwrap().len(), 1);
         }
     }
 

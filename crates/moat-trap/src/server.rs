@@ -66,6 +66,10 @@ impl ListenerConfig {
     }
 }
 
+/// Where the trap's observations go (the engine's event bus, set by the composition root):
+/// the client, the login when there is one, and what happened.
+pub type EventSink = Arc<dyn Fn(IpAddr, Option<&str>, moat_core::EventKind) + Send + Sync>;
+
 /// Whether the mail shield made a login a honey account.
 pub type HoneyCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
@@ -80,6 +84,7 @@ pub struct Trap {
     pub limits: TrapLimits,
     /// The listeners' counters (refusals at the caps happen there).
     listen_stats: Mutex<Vec<Arc<moat_listen::ListenStats>>>,
+    events: std::sync::OnceLock<EventSink>,
     pub stats: TrapStats,
 }
 
@@ -127,6 +132,7 @@ impl Trap {
             sessions: AtomicUsize::new(0),
             limits,
             listen_stats: Mutex::new(Vec::new()),
+            events: std::sync::OnceLock::new(),
             stats: TrapStats::default(),
         })
     }
@@ -138,6 +144,17 @@ impl Trap {
         s.at_cap = moat_listen::AtCap::Refuse;
         s.refusal = b"421 4.7.0 Error: too many connections; try again later\r\n";
         s
+    }
+
+    /// Sends the trap's logins and captures to `sink` from now on (set once).
+    pub fn set_events(&self, sink: EventSink) {
+        let _ = self.events.set(sink);
+    }
+
+    fn emit(&self, ip: IpAddr, login: Option<&str>, kind: moat_core::EventKind) {
+        if let Some(sink) = self.events.get() {
+            sink(ip, login, kind);
+        }
     }
 
     pub fn has_tls(&self) -> bool {
@@ -409,6 +426,13 @@ async fn login(
     });
     tracing::info!(target: "moat::trap", peer = %peer, user = %c.username,
         mechanism = c.mechanism, verdict = verdict.as_str(), tls, "login attempt");
+    trap.emit(
+        peer.ip(),
+        Some(&c.username),
+        moat_core::EventKind::TrapLogin {
+            accepted: verdict.accepted(),
+        },
+    );
     if verdict.accepted() {
         trap.stats.logins_accepted.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(cfg.auth_delay).await;
@@ -436,6 +460,8 @@ async fn deliver(
         .unwrap_or_else(|| peer.ip().to_string());
     let helo = env.xforward("HELO").map(str::to_string).unwrap_or(env.helo);
     let (from, rcpts, size) = (env.mail_from.clone(), env.rcpt_to.len(), data.len());
+    let client: IpAddr = client_ip.parse().unwrap_or(peer.ip());
+    let account = env.auth_user.clone();
     let meta = Meta {
         id: new_id(received_ms),
         received_ms,
@@ -455,6 +481,13 @@ async fn deliver(
             tracing::info!(target: "moat::trap", id = %stored.id, peer = %peer, from = %from,
                 rcpts, size, duplicate = stored.duplicate, listener = %cfg.name,
                 "message captured");
+            trap.emit(
+                client,
+                account.as_deref(),
+                moat_core::EventKind::Captured {
+                    id: stored.id.clone(),
+                },
+            );
             s.delivered(&stored.id)
         }
         Err(e) => {

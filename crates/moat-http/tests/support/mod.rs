@@ -508,3 +508,95 @@ pub async fn env(rules: &str, tweak: impl FnOnce(&mut moat_config::Config)) -> E
         _dir: dir,
     }
 }
+
+/// Decoys and rules of every action, shared by the policy tests and moat-web's admin tests.
+pub const ACTIONS: &str = r#"
+[[decoy]]
+id = "static"
+status = 200
+body = "static decoy"
+headers = { "x-decoy" = "1" }
+
+[[decoy]]
+id = "learned"
+status = 202
+body = "not learned yet"
+learn = 'http.request.uri.path eq "/created"'
+
+[[rule]]
+id = "block-custom"
+expression = 'http.request.uri.path eq "/blockme"'
+action = "block"
+status = 451
+body = "go away\n"
+
+[[rule]]
+id = "decoy-static"
+expression = 'http.request.uri.path eq "/decoyme"'
+action = "decoy"
+decoy = "static"
+
+[[rule]]
+id = "decoy-learned"
+expression = 'http.request.uri.path eq "/created" and http.user_agent eq "bot"'
+action = "decoy"
+decoy = "learned"
+
+[[rule]]
+id = "tarpit"
+expression = 'http.request.uri.path eq "/tarpit"'
+action = "tarpit"
+delay = "1s"
+then = "block"
+status = 429
+body = "tarpitted\n"
+
+[[rule]]
+id = "challenge"
+expression = 'http.request.uri.path eq "/challenge"'
+action = "challenge"
+fallback = "decoy"
+decoy = "static"
+
+[[rule]]
+id = "log-it"
+expression = 'http.request.uri.path eq "/logme"'
+action = "log"
+
+[[rule]]
+id = "friend"
+expression = 'http.user_agent eq "friend"'
+action = "allow"
+
+[[rule]]
+id = "skipper"
+expression = 'http.user_agent eq "skipper"'
+action = "skip"
+
+[[rule]]
+id = "block-skiptest"
+expression = 'http.request.uri.path eq "/skiptest"'
+action = "block"
+status = 403
+body = "blocked by rule\n"
+
+[[rate_limit]]
+id = "limit-allowtest"
+expression = 'http.request.uri.path eq "/allowtest"'
+key = "global"
+requests = 1
+period = "1h"
+action = "block"
+status = 429
+body = "limited allowtest\n"
+
+[[rate_limit]]
+id = "limit-skiptest"
+expression = 'http.request.uri.path eq "/skiptest"'
+key = "global"
+requests = 1
+period = "1h"
+action = "block"
+status = 429
+body = "limited skiptest\n"
+"#;
