@@ -186,8 +186,17 @@ impl Batch {
         self
     }
 
+    /// The batch as `nft -j` reads it, written straight from the commands: a rebuild of
+    /// 100k elements would otherwise copy its whole tree first.
     pub fn to_json(&self) -> String {
-        json!({"nftables": self.cmds}).to_string()
+        #[derive(serde::Serialize)]
+        struct Doc<'a> {
+            nftables: &'a [Value],
+        }
+        serde_json::to_string(&Doc {
+            nftables: &self.cmds,
+        })
+        .unwrap_or_default()
     }
 
     /// Commands in the batch (an `add element` of many elements is one).
