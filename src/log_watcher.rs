@@ -32,26 +32,34 @@ pub enum Reads {
 pub struct Built {
     pub jail: Jail,
     /// Its filter, and the definition it was compiled from (jails on one log with equal
-    /// definitions share one matcher).
+    /// definitions share one matcher). Shared by every jail with an equal definition: 100
+    /// jails each holding its own copy until all are built left 0.5 MB resident.
     pub filter: Filter,
-    pub def: FilterDef,
+    pub def: Arc<FilterDef>,
     pub reads: Reads,
     pub notes: Vec<String>,
 }
 
-/// Filters compiled so far: an equal definition gets a copy sharing the compiled regexes.
+/// Filters compiled so far: an equal definition gets the first one's definition and a copy
+/// of its filter sharing the compiled regexes.
 #[derive(Default)]
-struct Compiled(Vec<(FilterDef, Filter)>);
+struct Compiled(Vec<(Arc<FilterDef>, Filter)>);
 
 impl Compiled {
-    fn get(&mut self, def: &FilterDef, tz: &TimeZone, jail: &str) -> anyhow::Result<Filter> {
-        if let Some((_, f)) = self.0.iter().find(|(d, _)| same_filter(d, def)) {
-            return Ok(f.fresh());
+    fn get(
+        &mut self,
+        def: FilterDef,
+        tz: &TimeZone,
+        jail: &str,
+    ) -> anyhow::Result<(Arc<FilterDef>, Filter)> {
+        if let Some((d, f)) = self.0.iter().find(|(d, _)| same_filter(d, &def)) {
+            return Ok((Arc::clone(d), f.fresh()));
         }
         let f =
-            Filter::compile(def, tz.clone()).map_err(|e| anyhow::anyhow!("jail {jail}: {e}"))?;
-        self.0.push((def.clone(), f.fresh()));
-        Ok(f)
+            Filter::compile(&def, tz.clone()).map_err(|e| anyhow::anyhow!("jail {jail}: {e}"))?;
+        let def = Arc::new(def);
+        self.0.push((Arc::clone(&def), f.fresh()));
+        Ok((def, f))
     }
 }
 
@@ -91,11 +99,12 @@ pub fn build(cfg: &Logs) -> anyhow::Result<Vec<Built>> {
             let journal = matches!(j.logs, F2bLogs::Journal);
             let def = fail2ban::load(&root.join("filter.d"), &j.filter, &logtype(journal))
                 .with_context(|| format!("jail {}", j.config.name))?;
-            let filter = compiled.get(&def, &tz, &j.config.name)?;
+            // From this jail's own definition: equal ones may differ in journalmatch.
             let reads = match j.logs {
                 F2bLogs::Files(p) => Reads::Files(p),
                 F2bLogs::Journal => Reads::Journal(def.journalmatch.clone()),
             };
+            let (def, filter) = compiled.get(def, &tz, &j.config.name)?;
             built.push(Built {
                 jail: Jail::new(j.config),
                 filter,
@@ -128,17 +137,17 @@ pub fn build(cfg: &Logs) -> anyhow::Result<Vec<Built>> {
                 journalmatch: j.journal.clone().unwrap_or_default(),
             },
         };
-        let filter = compiled.get(&def, &tz, &j.name)?;
-        let mut config = JailConfig::new(&j.name);
-        config.max_retry = j.max_retry;
-        config.find_time = j.find_time;
-        config.ban_time = j.ban_time;
-        config.ignore = j.ignore.clone();
         let reads = match &j.journal {
             Some(m) if !m.is_empty() => Reads::Journal(m.clone()),
             Some(_) => Reads::Journal(def.journalmatch.clone()),
             None => Reads::Files(j.logpath.iter().map(PathBuf::from).collect()),
         };
+        let (def, filter) = compiled.get(def, &tz, &j.name)?;
+        let mut config = JailConfig::new(&j.name);
+        config.max_retry = j.max_retry;
+        config.find_time = j.find_time;
+        config.ban_time = j.ban_time;
+        config.ignore = j.ignore.clone();
         built.push(Built {
             jail: Jail::new(config),
             filter,
@@ -167,7 +176,7 @@ pub struct LogWatcher {
 /// One log's readers: per filter definition, one matcher and the jails that count its
 /// outcomes.
 struct Group {
-    def: FilterDef,
+    def: Arc<FilterDef>,
     filter: Filter,
     jails: Vec<usize>,
 }

@@ -292,7 +292,7 @@ fn run_filter(def: &FilterDef, lines: &[&str], tz: &TimeZone, seen: &mut Seen) {
         Some(p) => DateDetector::from_pattern(p).unwrap(),
         None => DateDetector::defaults(),
     };
-    let multiline = regexes(def).any(|r| r.to_lowercase().contains("mlf"));
+    let multiline = def.maxlines > 1 || regexes(def).any(|r| r.to_lowercase().contains("mlf"));
     let given = now - SignedDuration::from_secs(30);
     let mut history: Vec<String> = Vec::new();
     for line in lines {

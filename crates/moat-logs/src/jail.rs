@@ -8,9 +8,9 @@
 //! `bantime.maxtime`, plus up to `bantime.rndtime` at random.
 
 use crate::fail2ban::{Failure, Outcome};
+use crate::history::Histories;
 use ipnet::IpNet;
 use jiff::Timestamp;
-use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -77,12 +77,12 @@ pub struct JailBan {
 /// matched once, whatever the number of jails).
 pub struct Jail {
     pub config: JailConfig,
-    /// Failure times (Unix seconds) per offender, oldest first. Compact on purpose: a wide
-    /// attack puts every attacking address in every jail on its log (500 addresses in 100
-    /// jails are 50,000 entries).
-    failures: HashMap<IpNet, SmallVec<[u32; 6]>>,
+    /// Failure times (Unix seconds) per offender, oldest first.
+    failures: Histories,
     /// Bans so far per offender and when the last one was, for `bantime.increment`; kept a
-    /// day after the last ban (fail2ban's `dbpurgeage`).
+    /// day after the last ban (fail2ban's `dbpurgeage`). Only with `bantime.increment`:
+    /// without, a ban's length does not depend on earlier ones, and a day of a wide attack's
+    /// addresses in every jail was most of a jail's memory.
     bans: HashMap<IpNet, (u32, u32)>,
     /// When stale entries were last dropped.
     pruned: u32,
@@ -99,7 +99,7 @@ impl Jail {
     pub fn new(config: JailConfig) -> Self {
         Jail {
             config,
-            failures: HashMap::new(),
+            failures: Histories::default(),
             bans: HashMap::new(),
             pruned: 0,
         }
@@ -118,8 +118,7 @@ impl Jail {
         }
         self.pruned = now;
         let find = self.config.find_time.as_secs().min(u64::from(u32::MAX)) as u32;
-        self.failures
-            .retain(|_, q| q.last().is_some_and(|t| t.saturating_add(find) > now));
+        self.failures.retain(|t| t.saturating_add(find) > now);
         self.bans
             .retain(|_, (_, t)| t.saturating_add(BANS_REMEMBERED) > now);
     }
@@ -162,33 +161,29 @@ impl Jail {
         let now_s = secs(now);
         self.prune(now_s);
         let find_s = self.config.find_time.as_secs().min(u64::from(u32::MAX)) as u32;
-        if self.failures.len() >= MAX_TRACKED && !self.failures.contains_key(&who) {
+        if self.failures.len() >= MAX_TRACKED && !self.failures.contains(&who) {
             // Full: forget what fell out of findtime; if still full, this address goes
             // uncounted (as the decider does) rather than memory growing.
-            self.failures
-                .retain(|_, q| q.last().is_some_and(|t| t.saturating_add(find_s) > now_s));
+            self.failures.retain(|t| t.saturating_add(find_s) > now_s);
             if self.failures.len() >= MAX_TRACKED {
                 return None;
             }
         }
-        let t = secs(f.time);
-        let q = self.failures.entry(who).or_default();
-        q.push(t);
-        let fresh = q
-            .iter()
-            .position(|s| s.saturating_add(find_s) >= t)
-            .unwrap_or(q.len());
-        q.drain(..fresh);
-        if (q.len() as u32) < self.config.max_retry {
+        let failures = self.failures.push(who, secs(f.time), find_s) as u32;
+        if failures < self.config.max_retry {
             return None;
         }
-        let failures = q.len() as u32;
         self.failures.remove(&who);
-        let entry = self.bans.entry(who).or_insert((0, now_s));
-        entry.0 += 1;
-        entry.1 = now_s;
-        let n = &entry.0;
-        let ttl = ban_time(&self.config, *n);
+        let n = match self.config.increment {
+            Some(_) => {
+                let entry = self.bans.entry(who).or_insert((0, now_s));
+                entry.0 += 1;
+                entry.1 = now_s;
+                entry.0
+            }
+            None => 1,
+        };
+        let ttl = ban_time(&self.config, n);
         Some(JailBan {
             jail: self.config.name.clone(),
             scope: who,
@@ -281,6 +276,32 @@ mod tests {
         // Quiet for two minutes: the lone failure is forgotten at the next line.
         j.count(&fail("203.0.113.6", t0 + 200), at(t0 + 200));
         assert_eq!(j.tracked(), 1, "only the new one");
+    }
+
+    #[test]
+    fn an_offenders_bans_are_counted_only_for_increment() {
+        let t0 = 1_800_000_000;
+        let at = |s: i64| Timestamp::from_second(s).unwrap();
+        let mut c = JailConfig::new("sshd");
+        c.max_retry = 2;
+        let ttls = |c: JailConfig| {
+            let mut j = Jail::new(c);
+            let mut ttls = Vec::new();
+            for s in 0..6 {
+                if let Some(b) = j.count(&fail("198.51.100.7", t0 + s), at(t0 + s)) {
+                    ttls.push(b.ttl.as_secs());
+                }
+            }
+            (ttls, j.bans.len())
+        };
+        assert_eq!(ttls(c.clone()), (vec![600, 600, 600], 0));
+        c.increment = Some(Increment {
+            factor: 1.0,
+            multipliers: vec![],
+            max_time: None,
+            rnd_time: None,
+        });
+        assert_eq!(ttls(c), (vec![600, 1200, 2400], 1));
     }
 
     #[test]

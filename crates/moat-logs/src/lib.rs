@@ -4,5 +4,6 @@
 //! failures (an address and a time); jails count failures into bans for the decider.
 
 pub mod fail2ban;
+mod history;
 pub mod jail;
 pub mod source;

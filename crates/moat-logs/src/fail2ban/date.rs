@@ -131,28 +131,15 @@ const FIELDS: [&str; 13] = [
     "Y", "y", "m", "b", "B", "d", "H", "I", "p", "M", "S", "z", "Z",
 ];
 
+/// A compiled template, shared by every copy of a detector (see [`DateDetector::fresh`]).
+#[derive(Clone)]
 struct Template {
-    /// Shared by every copy of a detector (see [`DateDetector::fresh`]).
     regex: Arc<Regex>,
     /// Anchored at the line's start: a match wins at once.
     line_begin: bool,
     kind: Kind,
     /// The group index of each of [`FIELDS`], looked up once.
     fields: [Option<usize>; 13],
-    /// Reused between lines: a match then allocates nothing.
-    locs: CaptureLocations,
-}
-
-impl Clone for Template {
-    fn clone(&self) -> Self {
-        Template {
-            regex: self.regex.clone(),
-            line_begin: self.line_begin,
-            kind: self.kind,
-            fields: self.fields,
-            locs: self.regex.capture_locations(),
-        }
-    }
 }
 
 impl std::fmt::Debug for Template {
@@ -237,13 +224,11 @@ fn template(pattern: &str, kind: Kind) -> Result<Template, String> {
     let names = regex.capture_names();
     let field = |n: &str| names.iter().position(|x| x.as_deref() == Some(n));
     let fields = FIELDS.map(field);
-    let locs = regex.capture_locations();
     Ok(Template {
         regex: Arc::new(regex),
         line_begin,
         kind,
         fields,
-        locs,
     })
 }
 
@@ -277,7 +262,12 @@ pub struct Found {
 /// A filter's date detector.
 #[derive(Debug)]
 pub struct DateDetector {
-    templates: Vec<Template>,
+    templates: Arc<[Template]>,
+    /// Each template's capture slots, reused between lines (a match then allocates nothing).
+    /// Made at a template's first match: a detector tries the one that matched last first, so
+    /// a copy uses one or two of its templates, and a copy is cheap (a jail's, before it is
+    /// grouped with the others on its log, is dropped unused).
+    locs: Vec<Option<CaptureLocations>>,
     /// The template that matched last: logs keep one format, so it is tried first.
     last: Option<usize>,
     /// `{NONE}`: the line has no date; every line is "now".
@@ -304,6 +294,7 @@ impl DateDetector {
     pub fn fresh(&self) -> Self {
         DateDetector {
             templates: self.templates.clone(),
+            locs: Vec::new(),
             last: None,
             none: self.none,
         }
@@ -333,7 +324,8 @@ impl DateDetector {
         }
         anchored.extend(anywhere);
         DateDetector {
-            templates: anchored,
+            templates: anchored.into(),
+            locs: Vec::new(),
             last: None,
             none: false,
         }
@@ -358,25 +350,42 @@ impl DateDetector {
     }
 
     fn build(patterns: &str) -> Result<Self, String> {
-        let mut all = DateDetector {
-            templates: Vec::new(),
-            last: None,
-            none: false,
-        };
+        let mut templates: Vec<Template> = Vec::new();
+        let mut none = false;
         for pattern in patterns.lines().map(str::trim).filter(|p| !p.is_empty()) {
             match pattern.to_uppercase().as_str() {
-                "{^LN-BEG}" => all
-                    .templates
-                    .extend(Self::from_defaults(None, |t| t.line_begin).templates),
-                "{DEFAULT}" => all.templates.extend(Self::defaults().templates),
-                "{NONE}" => all.none = true,
-                _ if pattern.contains("{DATE}") => all
-                    .templates
-                    .extend(Self::from_defaults(Some(pattern), |_| true).templates),
-                _ => all.templates.push(template(pattern, kind_of(pattern))?),
+                "{^LN-BEG}" => templates
+                    .extend_from_slice(&Self::from_defaults(None, |t| t.line_begin).templates),
+                "{DEFAULT}" => templates.extend_from_slice(&Self::defaults().templates),
+                "{NONE}" => none = true,
+                _ if pattern.contains("{DATE}") => templates
+                    .extend_from_slice(&Self::from_defaults(Some(pattern), |_| true).templates),
+                _ => templates.push(template(pattern, kind_of(pattern))?),
             }
         }
-        Ok(all)
+        Ok(DateDetector {
+            templates: templates.into(),
+            locs: Vec::new(),
+            last: None,
+            none,
+        })
+    }
+
+    /// Whether template `i` matches `subject`; where is then read with [`DateDetector::date`].
+    fn read(&mut self, i: usize, subject: &[u8]) -> bool {
+        if self.locs.len() < self.templates.len() {
+            self.locs.resize_with(self.templates.len(), || None);
+        }
+        let regex = &self.templates[i].regex;
+        let locs = self.locs[i].get_or_insert_with(|| regex.capture_locations());
+        matches!(regex.captures_read(locs, subject), Ok(Some(_)))
+    }
+
+    /// Where template `i`'s date text (group 1, or the whole match) was in the last subject
+    /// it matched.
+    fn date(&self, i: usize) -> Option<(usize, usize)> {
+        let locs = self.locs.get(i)?.as_ref()?;
+        locs.get(1).or_else(|| locs.get(0))
     }
 
     /// Finds the date in `line` and what time it says: [`DateDetector::locate`], then
@@ -398,16 +407,15 @@ impl DateDetector {
         let subject = line.as_bytes();
         // (template, span of the date's text)
         let mut best: Option<(usize, usize, usize)> = None;
-        let order = self
-            .last
+        let last = self.last;
+        let order = last
             .into_iter()
-            .chain((0..self.templates.len()).filter(|i| Some(*i) != self.last));
+            .chain((0..self.templates.len()).filter(|i| Some(*i) != last));
         for i in order {
-            let t = &mut self.templates[i];
-            if !matches!(t.regex.captures_read(&mut t.locs, subject), Ok(Some(_))) {
+            if !self.read(i, subject) {
                 continue;
             }
-            let Some((start, end)) = t.locs.get(1).or_else(|| t.locs.get(0)) else {
+            let Some((start, end)) = self.date(i) else {
                 continue;
             };
             // PCRE2 matches bytes here: a pattern's own regex (`.`, `\S`) may end or start
@@ -415,7 +423,7 @@ impl DateDetector {
             if !line.is_char_boundary(start) || !line.is_char_boundary(end) {
                 continue;
             }
-            if t.line_begin || Some(i) == self.last && start == 0 {
+            if self.templates[i].line_begin || Some(i) == last && start == 0 {
                 best = Some((i, start, end));
                 break;
             }
@@ -425,10 +433,9 @@ impl DateDetector {
         }
         let (i, start, end) = best?;
         self.last = Some(i);
-        let t = &mut self.templates[i];
         // The winner's groups: match it again if another template matched after it.
-        if t.locs.get(1).or_else(|| t.locs.get(0)) != Some((start, end)) {
-            t.regex.captures_read(&mut t.locs, subject).ok()??;
+        if self.date(i) != Some((start, end)) && !self.read(i, subject) {
+            return None;
         }
         Some((start, end))
     }
@@ -436,11 +443,12 @@ impl DateDetector {
     /// The time the date [`DateDetector::locate`] just found in `line` says (`None` when
     /// it cannot be a real date, such as the 31st of February).
     pub fn time(&self, line: &str, now: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
-        let t = &self.templates[self.last?];
-        let (start, end) = t.locs.get(1).or_else(|| t.locs.get(0))?;
+        let i = self.last?;
+        let t = &self.templates[i];
+        let (start, end) = self.date(i)?;
         let text = line.get(start..end)?;
         match t.kind {
-            Kind::Pattern => read_time(t, line, now, tz),
+            Kind::Pattern => read_time(t, self.locs[i].as_ref()?, line, now, tz),
             Kind::Epoch => text
                 .split('.')
                 .next()
@@ -455,10 +463,16 @@ impl DateDetector {
 }
 
 /// The time the named groups of a date match say (fail2ban's `reGroupDictStrptime`).
-fn read_time(t: &Template, line: &str, now: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
+fn read_time(
+    t: &Template,
+    locs: &CaptureLocations,
+    line: &str,
+    now: Timestamp,
+    tz: &TimeZone,
+) -> Option<Timestamp> {
     let get = |name: &str| -> Option<&str> {
         let k = FIELDS.iter().position(|f| *f == name)?;
-        let (s, e) = t.locs.get(t.fields[k]?)?;
+        let (s, e) = locs.get(t.fields[k]?)?;
         line.get(s..e)
     };
     let num = |name: &str| get(name).and_then(|v| v.trim().parse::<i32>().ok());

@@ -2,25 +2,25 @@
 //! and `findFailure` do. The date is cut out of the line, `prefregex` must match and its
 //! `<F-CONTENT>` is what the `failregex`es see, the first `failregex` that matches wins unless
 //! an `ignoreregex` matches too, and multi-line failures are tied together by `<F-MLFID>`
-//! (`F-NOFAIL`, `F-MLFFORGET`, `F-MLFGAINED`), with fail2ban's cache of 100 ids for 5 min.
+//! (`F-NOFAIL`, `F-MLFFORGET`, `F-MLFGAINED`), with fail2ban's cache of 100 ids for 5 min
+//! (`fail2ban/mlfid.rs`). Filters with `maxlines` > 1 match the last lines joined
+//! (`fail2ban/multiline.rs`).
 //!
 //! Regexes are PCRE2 with JIT: fail2ban's regexes are Python's syntax (conditional groups,
 //! look-behind, `(?P<name>…)`), which PCRE2 compiles unchanged where the `regex` crate takes
 //! few of them.
 
+use super::compiled::{Compiled, Regexes, Slots};
 use super::date::DateDetector;
 use super::filter::FilterDef;
-use super::tags::resolve_regex_tags;
+use super::mlfid;
+use super::multiline;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-use pcre2::bytes::{CaptureLocations, Regex, RegexBuilder};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::ops::Range;
 use std::sync::Arc;
-
-/// fail2ban's multi-line cache: how many ids, for how long.
-const MLFID_MAX: usize = 100;
-const MLFID_TTL: SignedDuration = SignedDuration::from_secs(300);
 
 /// A failure found in a line: the address, when, and which `failregex` found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,96 +43,40 @@ pub enum Outcome {
     None,
 }
 
-type Groups = BTreeMap<String, String>;
-
-/// One regex: the compiled pattern is shared by every copy of a filter (JIT code is the bulk
-/// of a filter's memory); the capture slots are each copy's own.
-struct Compiled {
-    regex: Arc<Regex>,
-    names: Arc<[Option<String>]>,
-    /// Reused between lines: a match then allocates nothing.
-    locs: CaptureLocations,
-}
-
-impl Clone for Compiled {
-    fn clone(&self) -> Self {
-        Compiled {
-            regex: self.regex.clone(),
-            names: self.names.clone(),
-            locs: self.regex.capture_locations(),
-        }
-    }
-}
-
-impl Compiled {
-    fn new(source: &str, what: &str) -> Result<Self, String> {
-        let expanded = resolve_regex_tags(source);
-        let regex = build(&expanded).map_err(|e| format!("{what} `{source}`: {e}"))?;
-        let names = regex.capture_names().into();
-        let locs = regex.capture_locations();
-        Ok(Compiled {
-            regex: Arc::new(regex),
-            names,
-            locs,
-        })
-    }
-
-    /// The named groups that matched, if the regex matches `buf`.
-    fn search(&mut self, buf: &str) -> Option<Groups> {
-        self.regex
-            .captures_read(&mut self.locs, buf.as_bytes())
-            .ok()??;
-        let mut groups = Groups::new();
-        for (i, name) in self.names.iter().enumerate() {
-            if let (Some(name), Some((s, e))) = (name, self.locs.get(i)) {
-                let bytes = &buf.as_bytes()[s..e];
-                let value = match std::str::from_utf8(bytes) {
-                    Ok(v) => v.to_owned(),
-                    Err(_) => String::from_utf8_lossy(bytes).into_owned(),
-                };
-                groups.insert(name.clone(), value);
-            }
-        }
-        Some(groups)
-    }
-
-    fn is_match(&mut self, buf: &str) -> bool {
-        matches!(
-            self.regex.captures_read(&mut self.locs, buf.as_bytes()),
-            Ok(Some(_))
-        )
-    }
-}
-
-/// PCRE2 with JIT, matching bytes: lines are UTF-8 already, and PCRE2's UTF mode checks
-/// each subject's encoding again (a fifth of the time on a mostly quiet log). Patterns and
-/// logs are ASCII where it matters (addresses, keywords); outside ASCII, `.` and classes
-/// step over bytes rather than characters, and a capture is read back lossily.
-pub(super) fn build(pattern: &str) -> Result<Regex, pcre2::Error> {
-    RegexBuilder::new().jit_if_available(true).build(pattern)
-}
+pub(super) type Groups = BTreeMap<String, String>;
 
 /// A filter ready to match lines; it keeps state between lines (the last date, the
 /// multi-line cache), so one per log stream.
 pub struct Filter {
-    prefregex: Option<Compiled>,
-    failregex: Vec<Compiled>,
-    ignoreregex: Vec<Compiled>,
+    regexes: Arc<Regexes>,
+    slots: Slots,
     dates: DateDetector,
     tz: TimeZone,
     /// The last date seen (its text): a line without one has its time, if recent.
     last_dated: String,
     /// The line being matched, without its date (reused: no allocation per line).
     buf: String,
-    mlfid: VecDeque<(String, Timestamp, Groups)>,
+    /// What the `prefregex`'s `<F-CONTENT>` captured of `buf`, for the `failregex`es.
+    content: String,
+    mlfid: mlfid::Cache,
+    /// `maxlines` > 1: the lines a failure may span.
+    multi: Option<multiline::Buffer>,
     pub journalmatch: Vec<String>,
+}
+
+/// The lines of a multi-line buffer a `failregex` match covered, and the texts of those a
+/// `<SKIPLINES>` stepped over.
+struct Spent {
+    lines: Range<usize>,
+    skipped: Vec<String>,
 }
 
 impl Filter {
     /// Compiles `def`; `tz` is the zone of dates written without one (`logtimezone`).
     pub fn compile(def: &FilterDef, tz: TimeZone) -> Result<Self, String> {
+        let multi = def.maxlines > 1;
         let many = |list: &[String], what: &str| -> Result<Vec<Compiled>, String> {
-            list.iter().map(|r| Compiled::new(r, what)).collect()
+            list.iter().map(|r| Compiled::new(r, what, multi)).collect()
         };
         let dates = match &def.datepattern {
             Some(p) => DateDetector::from_pattern(p)?,
@@ -141,19 +85,25 @@ impl Filter {
         if def.failregex.is_empty() {
             return Err(format!("{}: no failregex", def.path.display()));
         }
-        Ok(Filter {
+        let regexes = Regexes {
             prefregex: def
                 .prefregex
                 .as_deref()
-                .map(|r| Compiled::new(r, "prefregex"))
+                .map(|r| Compiled::new(r, "prefregex", multi))
                 .transpose()?,
             failregex: many(&def.failregex, "failregex")?,
             ignoreregex: many(&def.ignoreregex, "ignoreregex")?,
+        };
+        Ok(Filter {
+            regexes: Arc::new(regexes),
+            slots: Slots::default(),
             dates,
             tz,
             last_dated: String::new(),
             buf: String::new(),
-            mlfid: VecDeque::new(),
+            content: String::new(),
+            mlfid: mlfid::Cache::default(),
+            multi: multi.then(|| multiline::Buffer::new(def.maxlines)),
             journalmatch: def.journalmatch.clone(),
         })
     }
@@ -162,14 +112,15 @@ impl Filter {
     /// (last date, multi-line cache) its own.
     pub fn fresh(&self) -> Filter {
         Filter {
-            prefregex: self.prefregex.clone(),
-            failregex: self.failregex.clone(),
-            ignoreregex: self.ignoreregex.clone(),
+            regexes: Arc::clone(&self.regexes),
+            slots: Slots::default(),
             dates: self.dates.fresh(),
             tz: self.tz.clone(),
             last_dated: String::new(),
             buf: String::new(),
-            mlfid: VecDeque::new(),
+            content: String::new(),
+            mlfid: mlfid::Cache::default(),
+            multi: self.multi.as_ref().map(multiline::Buffer::fresh),
             journalmatch: self.journalmatch.clone(),
         }
     }
@@ -178,7 +129,9 @@ impl Filter {
     /// read only if the line holds a failure.
     pub fn process_line(&mut self, line: &str, now: Timestamp) -> Outcome {
         self.buf.clear();
-        let span = self.dates.locate(line);
+        // A template may match an empty date (guacamole's `^WARNING:()**`): the line goes
+        // with the dated line before it, whose time it takes.
+        let span = self.dates.locate(line).filter(|(start, end)| start < end);
         match span {
             Some((start, end)) => {
                 self.buf.push_str(&line[..start]);
@@ -236,83 +189,126 @@ impl Filter {
     /// with `now` as their time, which the caller replaces.
     fn find(&mut self, now: Timestamp) -> Outcome {
         let mut buf = std::mem::take(&mut self.buf);
-        let outcome = self.find_in(&mut buf, now);
+        let mut content = std::mem::take(&mut self.content);
+        if let Some(m) = &mut self.multi {
+            let line = buf[..buf.len() - 1].to_string();
+            m.push(&line, &mut buf);
+        }
+        let outcome = self.find_in(&buf, &mut content, now);
         self.buf = buf;
+        self.content = content;
         outcome
     }
 
-    fn find_in(&mut self, buf: &mut String, now: Timestamp) -> Outcome {
-        let mut pre = Groups::new();
-        if let Some(p) = &mut self.prefregex {
-            let Some(groups) = p.search(buf) else {
-                return Outcome::None;
-            };
-            pre = groups;
-            if let Some(content) = pre.remove("content").filter(|c| !c.is_empty()) {
-                buf.clear();
-                buf.push_str(&content);
-                buf.push('\n');
-            }
-        }
-        for index in 0..self.failregex.len() {
-            let Some(groups) = self.failregex[index].search(buf) else {
-                continue;
-            };
-            if self.ignoreregex.iter_mut().any(|r| r.is_match(buf)) {
+    /// The `prefregex`'s groups are read only once a `failregex` matches: most lines that
+    /// pass the `prefregex` hold no failure, and reading them cost a dozen allocations a line.
+    fn find_in(&mut self, buf: &str, content: &mut String, now: Timestamp) -> Outcome {
+        let (rx, slots, multi) = (&*self.regexes, &mut self.slots, &mut self.multi);
+        let ignore = rx.ignore_slot();
+        // fail2ban, before anything else when it has few `ignoreregex`es: one matching
+        // anywhere in a multi-line buffer means no failure, the buffer kept as it is.
+        let few = !rx.ignoreregex.is_empty() && rx.ignoreregex.len() + 2 < rx.failregex.len();
+        if multi.is_some() && few {
+            let mut ignored = rx.ignoreregex.iter().enumerate();
+            if ignored.any(|(j, r)| slots.read(ignore + j, r, buf)) {
                 return Outcome::Ignored;
             }
-            let mut fail = pre.clone();
+        }
+        let mut subject = buf;
+        if let Some(p) = &rx.prefregex {
+            if !slots.read(0, p, buf) {
+                return Outcome::None;
+            }
+            let span = p.content.and_then(|g| slots.span(0, g));
+            if let Some((s, e)) = span.filter(|(s, e)| s < e) {
+                content.clear();
+                content.push_str(&String::from_utf8_lossy(&buf.as_bytes()[s..e]));
+                if let Some(m) = multi.as_mut() {
+                    m.replace(content);
+                }
+                content.push('\n');
+                subject = content;
+            }
+        }
+        let mut found = None;
+        for (index, r) in rx.failregex.iter().enumerate() {
+            if !slots.read(1 + index, r, subject) {
+                continue;
+            }
+            let groups = slots.groups(1 + index, r, subject, None);
+            let spent = multi.as_ref().map(|_| spent(slots, 1 + index, r, subject));
+            // Multi-line: the `ignoreregex`es see the lines the failure matched.
+            let matched;
+            let seen = match &spent {
+                Some(sp) => {
+                    matched = matched_lines(subject, sp);
+                    matched.as_str()
+                }
+                None => subject,
+            };
+            let mut ignored = rx.ignoreregex.iter().enumerate();
+            let is_ignored = ignored.any(|(j, r)| slots.read(ignore + j, r, seen));
+            if let (Some(m), Some(sp)) = (multi.as_mut(), &spent) {
+                let skipped: Vec<&str> = sp.skipped.iter().map(String::as_str).collect();
+                m.spend(sp.lines.clone(), &skipped);
+            }
+            if is_ignored {
+                return Outcome::Ignored;
+            }
+            let mut fail = match &rx.prefregex {
+                Some(p) => slots.groups(0, p, buf, p.content),
+                None => Groups::new(),
+            };
             fail.extend(groups.into_iter().filter(|(_, v)| !v.is_empty()));
             fill_alternatives(&mut fail);
-            let mlfid = fail.get("mlfid").cloned();
-            if let Some(id) = &mlfid {
-                fail = self.merge(id, fail, now);
-                if flag(&fail, "nofail") {
-                    self.store_back(id, &fail);
-                    return Outcome::Matched;
-                }
-            }
-            let host = fail
-                .get("ip4")
-                .or_else(|| fail.get("ip6"))
-                .or_else(|| fail.get("fid").filter(|f| parse_addr(f).is_some()))
-                .and_then(|h| parse_addr(h.trim_matches(['[', ']'])));
-            let Some(host) = host else {
-                if let Some(id) = &mlfid {
-                    fail.insert("mlfpending".into(), "1".into());
-                    self.store_back(id, &fail);
-                }
+            found = Some((index, fail));
+            break;
+        }
+        let Some((index, mut fail)) = found else {
+            return Outcome::None;
+        };
+        let mlfid = fail.get("mlfid").cloned();
+        if let Some(id) = &mlfid {
+            fail = self.merge(id, fail, now);
+            if flag(&fail, "nofail") {
+                self.store_back(id, &fail);
                 return Outcome::Matched;
-            };
+            }
+        }
+        let host = fail
+            .get("ip4")
+            .or_else(|| fail.get("ip6"))
+            .or_else(|| fail.get("fid").filter(|f| parse_addr(f).is_some()))
+            .and_then(|h| parse_addr(h.trim_matches(['[', ']'])));
+        let Some(host) = host else {
             if let Some(id) = &mlfid {
+                fail.insert("mlfpending".into(), "1".into());
                 self.store_back(id, &fail);
             }
-            if flag(&fail, "nofail") {
-                return Outcome::Matched;
-            }
-            let prefix_len = fail.get("cidr").and_then(|c| c.parse::<u8>().ok());
-            return Outcome::Failures(vec![Failure {
-                host,
-                prefix_len,
-                time: now,
-                regex: index,
-                user: fail.get("user").cloned(),
-            }]);
+            return Outcome::Matched;
+        };
+        if let Some(id) = &mlfid {
+            self.store_back(id, &fail);
         }
-        Outcome::None
+        if flag(&fail, "nofail") {
+            return Outcome::Matched;
+        }
+        let prefix_len = fail.get("cidr").and_then(|c| c.parse::<u8>().ok());
+        Outcome::Failures(vec![Failure {
+            host,
+            prefix_len,
+            time: now,
+            regex: index,
+            user: fail.get("user").cloned(),
+        }])
     }
 
     /// fail2ban's `_mergeFailure`: ties this match to earlier ones with the same
     /// multi-line id. Returns the merged groups (which the cache keeps, when it does, through
     /// [`Filter::store_back`]).
     fn merge(&mut self, id: &str, mut fail: Groups, now: Timestamp) -> Groups {
-        self.mlfid
-            .retain(|(_, at, _)| now.duration_since(*at) < MLFID_TTL);
-        let cached = self
-            .mlfid
-            .iter()
-            .position(|(k, _, _)| k == id)
-            .map(|i| self.mlfid[i].2.clone());
+        self.mlfid.expire(now);
+        let cached = self.mlfid.get(id);
         let mut flags = 0u8;
         if let Some(g) = fail.get("mlfgained").cloned().filter(|g| !g.is_empty()) {
             flags |= 8 | 1;
@@ -344,7 +340,7 @@ impl Filter {
                 c.extend(fail);
                 set_users(&mut c, &users);
                 if flags & 2 != 0 {
-                    self.mlfid.retain(|(k, _, _)| k != id);
+                    self.mlfid.remove(id);
                 }
                 c
             }
@@ -354,10 +350,7 @@ impl Filter {
                 }
                 set_users(&mut fail, &users);
                 if flags & 2 == 0 {
-                    if self.mlfid.len() >= MLFID_MAX {
-                        self.mlfid.pop_front();
-                    }
-                    self.mlfid.push_back((id.to_string(), now, fail.clone()));
+                    self.mlfid.insert(id, now, &fail);
                 }
                 fail
             }
@@ -372,10 +365,51 @@ impl Filter {
     /// Keeps `fail` as the cached state of `id`, if the cache still holds `id` (fail2ban's
     /// cache holds the very dictionary it goes on changing).
     fn store_back(&mut self, id: &str, fail: &Groups) {
-        if let Some(e) = self.mlfid.iter_mut().find(|(k, _, _)| k == id) {
-            e.2 = fail.clone();
+        self.mlfid.store_back(id, fail);
+    }
+}
+
+/// Which lines of the multi-line `subject` the match of `c` (in slot `i`) covered, and the
+/// lines its `<SKIPLINES>` groups took.
+fn spent(slots: &Slots, i: usize, c: &Compiled, subject: &str) -> Spent {
+    let (start, end) = slots.span(i, 0).unwrap_or((0, 0));
+    let skipped = c
+        .names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.as_deref().is_some_and(|n| n.starts_with("skiplines")))
+        .filter_map(|(g, _)| slots.span(i, g))
+        .flat_map(|(s, e)| {
+            String::from_utf8_lossy(&subject.as_bytes()[s..e])
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    Spent {
+        lines: multiline::lines_of(subject, start, end),
+        skipped,
+    }
+}
+
+/// The lines `spent` covers but the skipped ones, each ending with a newline.
+fn matched_lines(subject: &str, spent: &Spent) -> String {
+    let mut skipped: Vec<&str> = spent.skipped.iter().map(String::as_str).collect();
+    let mut out = String::new();
+    for line in subject
+        .lines()
+        .skip(spent.lines.start)
+        .take(spent.lines.len())
+    {
+        match skipped.iter().position(|s| *s == line) {
+            Some(k) => drop(skipped.remove(k)),
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
         }
     }
+    out
 }
 
 /// An address as a log writes it; an IPv4 octet with leading zeros is read as decimal

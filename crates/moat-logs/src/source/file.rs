@@ -4,6 +4,7 @@
 use super::identity::{find_rotated, FileMark};
 use super::lines::{to_text, LineSplitter, DEFAULT_MAX_LINE};
 use super::{Line, Position, SourceError};
+use std::cell::Cell;
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -98,7 +99,13 @@ pub struct FileTail {
     open: Option<Open>,
     /// The checkpoint, until it has been matched against a file (the path may not exist yet).
     resume: Option<FileMark>,
-    buf: Vec<u8>,
+}
+
+thread_local! {
+    /// One read buffer per polling thread rather than one per file: the tails on a thread
+    /// read in turn, and lines are split out of the buffer before the next read. With 20 logs
+    /// that is 32 KiB where it was 640.
+    static READ_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 impl FileTail {
@@ -113,7 +120,6 @@ impl FileTail {
         let path = path.into();
         let mut tail = FileTail {
             name: Arc::from(path.to_string_lossy()),
-            buf: vec![0; cfg.chunk_size.max(4096)],
             path,
             cfg,
             open: None,
@@ -152,10 +158,22 @@ impl FileTail {
 
     /// Reads up to about `max_bytes` of new data, appending complete lines to `out`.
     pub fn poll(&mut self, out: &mut Vec<Line>, max_bytes: usize) -> Result<Poll, SourceError> {
-        self.poll_inner(out, max_bytes).map_err(|e| self.io_err(e))
+        let mut buf = READ_BUF.take();
+        let size = self.cfg.chunk_size.max(4096);
+        if buf.len() < size {
+            buf.resize(size, 0);
+        }
+        let polled = self.poll_inner(out, max_bytes, &mut buf[..size]);
+        READ_BUF.set(buf);
+        polled.map_err(|e| self.io_err(e))
     }
 
-    fn poll_inner(&mut self, out: &mut Vec<Line>, max_bytes: usize) -> io::Result<Poll> {
+    fn poll_inner(
+        &mut self,
+        out: &mut Vec<Line>,
+        max_bytes: usize,
+        buf: &mut [u8],
+    ) -> io::Result<Poll> {
         let mut budget = max_bytes.max(1);
         loop {
             if self.open.is_none() && !self.open_path(false)? {
@@ -184,8 +202,8 @@ impl FileTail {
                     return Ok(Poll::More);
                 }
                 let at = open.splitter.offset();
-                let want = (size - at).min(budget as u64).min(self.buf.len() as u64) as usize;
-                let n = match open.file.read_at(&mut self.buf[..want], at) {
+                let want = (size - at).min(budget as u64).min(buf.len() as u64) as usize;
+                let n = match open.file.read_at(&mut buf[..want], at) {
                     Ok(0) => break, // shrunk under us: the next poll sees the truncation
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -194,7 +212,7 @@ impl FileTail {
                 budget -= n;
                 grew = true;
                 let Open { splitter, mark, .. } = open;
-                splitter.push(&self.buf[..n], |bytes, end| {
+                splitter.push(&buf[..n], |bytes, end| {
                     mark.offset = end;
                     out.push(line(&self.name, bytes, mark));
                 });
