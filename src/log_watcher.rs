@@ -9,8 +9,8 @@ use ipnet::IpNet;
 use jiff::tz::TimeZone;
 use moat_config::model::{LogFilter, Logs};
 use moat_core::{EventKind, Scope, Sensor, Subject};
-use moat_engine::Engine;
-use moat_logs::fail2ban::{self, ini::Options, jails::Logs as F2bLogs, Filter, FilterDef};
+use moat_engine::{Engine, GuardVerdict};
+use moat_logs::fail2ban::{self, ini::Options, jails::Logs as F2bLogs, Filter, FilterDef, Outcome};
 use moat_logs::jail::{Jail, JailBan, JailConfig};
 use moat_logs::source::{
     spawn_journal, Checkpoints, FileTail, FileWatch, JournalConfig, Line, StartAt, TailConfig,
@@ -308,6 +308,7 @@ async fn consume(
                         Some(t) => g.filter.process_dated(&line.text, t, now),
                         None => g.filter.process_line(&line.text, now),
                     };
+                    let outcome = not_banned(outcome, &engine);
                     for &i in &g.jails {
                         if let Some(b) = jails[i].count(&outcome, now) {
                             ban_now(&engine, b);
@@ -327,6 +328,24 @@ async fn consume(
         }
     }
     checkpoints
+}
+
+/// Failures of addresses already banned do not count, as fail2ban's "already banned": where
+/// the kernel does not drop them (no nftables, a log from another host), a banned address's
+/// lines keep coming, and counting them would re-ban it again and again (each re-ban an
+/// escalation and a store write) and keep its history in every jail.
+fn not_banned(outcome: Outcome, engine: &Engine) -> Outcome {
+    match outcome {
+        Outcome::Failures(mut found) => {
+            found.retain(|f| !matches!(engine.check(f.host), GuardVerdict::Banned(_)));
+            if found.is_empty() {
+                Outcome::Matched
+            } else {
+                Outcome::Failures(found)
+            }
+        }
+        other => other,
+    }
 }
 
 fn ban_now(engine: &Engine, b: JailBan) {

@@ -86,6 +86,14 @@ def test_a_jail_ban_holds_at_the_http_shield_and_survives_rotation_and_restart(m
     ban = next(b for b in m.bans() if b["scope"] in (attacker, f"{attacker}/32"))
     assert "jail" in str(ban.get("origin", "")) + str(ban.get("reason", "")), ban
     assert get_from(attacker, m.url("/")).status == 403, "a jail ban holds at the HTTP shield"
+    # Issue 17: while banned, its failures do not count (fail2ban's "already banned"): where
+    # nothing drops its packets the lines keep coming, and each recount used to re-ban it,
+    # escalating the ban and writing the store every few lines.
+    first = ban["offences"]
+    append(log, *[sshd_fail(attacker) for _ in range(6)])
+    time.sleep(1.5)
+    again = next(b for b in m.bans() if b["scope"] in (attacker, f"{attacker}/32"))
+    assert again["offences"] == first and again["expires_ms"] == ban["expires_ms"], (ban, again)
     # And at the mail shield: Postfix's policy query about a client at that address.
     answer = postfix_policy(policy_port, attacker)
     # A 4xx (the shield defers banned clients, so a real sender whose address was misjudged
