@@ -22,7 +22,7 @@ command -v wrk >/dev/null && command -v nginx >/dev/null || {
   echo "needs wrk and nginx: apt-get install -y wrk nginx-light" >&2; exit 1; }
 if [[ -n ${MOAT_BIN:-} ]]; then MOAT=$(realpath "$MOAT_BIN"); else
   cargo build --release -q -p moat; MOAT="$CARGO_TARGET_DIR/release/moat"; fi
-work=$(mktemp -d); trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
+work=$(mktemp -d); . bench/cleanup.sh; trap 'bench_cleanup "$work"' EXIT
 UP=18191; NG=18192; MO=18193; ADMIN=18194
 mkdir -p "$work/logs"; chmod 755 "$work"
 cat >"$work/upstream.conf" <<NGINX

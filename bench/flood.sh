@@ -13,7 +13,7 @@ SECS="${SECONDS_TOTAL:-120}"
 command -v nginx >/dev/null || { echo "needs nginx: apt-get install -y nginx-light" >&2; exit 1; }
 cargo build --release -q -p moat -p moat-loadgen
 MOAT="$CARGO_TARGET_DIR/release/moat"; LOADGEN="$CARGO_TARGET_DIR/release/moat-loadgen"
-work=$(mktemp -d); trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
+work=$(mktemp -d); . bench/cleanup.sh; trap 'bench_cleanup "$work"' EXIT
 UP=18191; MO=18193; ADMIN=18194
 mkdir -p "$work/logs"
 cat >"$work/nginx.conf" <<NGINX

@@ -25,7 +25,7 @@ command -v wrk >/dev/null && command -v nginx >/dev/null || {
   echo "needs wrk and nginx: apt-get install -y wrk nginx-light" >&2; exit 1; }
 cargo build --release -q -p moat -p moat-loadgen
 MOAT="$CARGO_TARGET_DIR/release/moat"; LOADGEN="$CARGO_TARGET_DIR/release/moat-loadgen"
-work=$(mktemp -d); trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
+work=$(mktemp -d); . bench/cleanup.sh; trap 'bench_cleanup "$work"' EXIT
 UP=18091; NG=18092; MO=18093; ADMIN=18094; MOI=18095; ADMIN2=18096; MO2=18097; ADMIN3=18098
 MOAT2="${MOAT_BIN2:-}"
 if [[ -n $MOAT2 ]]; then

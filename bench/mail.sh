@@ -18,7 +18,7 @@ DUR="${DUR:-10}"
 CONNS="${CONNS:-8}"
 cargo build --release -q -p moat -p moat-loadgen
 MOAT="$CARGO_TARGET_DIR/release/moat"; LOADGEN="$CARGO_TARGET_DIR/release/moat-loadgen"
-work=$(mktemp -d); trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
+work=$(mktemp -d); . bench/cleanup.sh; trap 'bench_cleanup "$work"' EXIT
 TOKEN="bench-token-0123456789"
 # Two free ports, picked by the kernel (a small race with other programs, fine on a bench box).
 read -r PP AP < <(python3 -c '

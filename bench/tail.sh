@@ -19,7 +19,7 @@ RATE="${RATE:-10000}"
 [ -f /etc/fail2ban/filter.d/sshd.conf ] || { echo "needs Debian's fail2ban: apt-get install fail2ban" >&2; exit 2; }
 cargo build --release -q -p moat
 MOAT="$CARGO_TARGET_DIR/release/moat"
-work=$(mktemp -d); trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
+work=$(mktemp -d); . bench/cleanup.sh; trap 'bench_cleanup "$work"' EXIT
 {
   printf '[admin]\nlisten = "127.0.0.1:0"\ntoken = "bench-admin-token-0123"\n'
   printf '[logs]\nfilter_dir = "/etc/fail2ban/filter.d"\n'
