@@ -3,7 +3,6 @@
 //! and a ban written or lifted through the engine's own store handle (the admin API) reaches
 //! the guard.
 
-use moat_config::Bans;
 use moat_core::{ManualClock, PrefixLens, Scope};
 use moat_engine::{Engine, GuardSnapshot, GuardVerdict};
 use moat_store::{add_manual_ban, allow_and_lift, SqliteStore, Store};
@@ -15,20 +14,8 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn bans() -> Bans {
-    Bans {
-        base_ttl: Duration::from_secs(60),
-        max_ttl: Duration::from_secs(600),
-        factor: 4,
-        offences_to_ban: 3,
-        offence_window: Duration::from_secs(60),
-        prefix_threshold: 3,
-        prefix_window: Duration::from_secs(600),
-        status: 403,
-        body: String::new(),
-        allow: vec![],
-    }
-}
+mod common;
+use common::bans;
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -9,18 +9,13 @@ use moat_store::{SqliteStore, Store};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+/// Without prefix escalation: each change here is about one scope.
 fn bans() -> Bans {
     Bans {
-        base_ttl: Duration::from_secs(60),
-        max_ttl: Duration::from_secs(600),
-        factor: 4,
-        offences_to_ban: 3,
-        offence_window: Duration::from_secs(60),
         prefix_threshold: 0,
-        prefix_window: Duration::from_secs(600),
-        status: 403,
-        body: String::new(),
-        allow: vec![],
+        ..common::bans()
     }
 }
 

@@ -9,18 +9,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
 fn bans() -> Bans {
     Bans {
-        base_ttl: Duration::from_secs(60),
-        max_ttl: Duration::from_secs(600),
-        factor: 4,
-        offences_to_ban: 3,
-        offence_window: Duration::from_secs(60),
-        prefix_threshold: 3,
-        prefix_window: Duration::from_secs(600),
-        status: 403,
-        body: String::new(),
         allow: vec!["10.9.9.9/32".parse().unwrap()],
+        ..common::bans()
     }
 }
 
