@@ -124,7 +124,8 @@ bantime = "4s"
             if not line:
                 break
             lines.append(line)
-            if "moat is running" in line:
+            # The enforcer's line comes from its own task and may follow the start line.
+            if all(any(w in l for l in lines) for w in ("moat is running", "enforced in the kernel")):
                 break
         assert any("moat is running" in l for l in lines), "".join(lines)
         assert any("enforced in the kernel" in l for l in lines), "".join(lines)

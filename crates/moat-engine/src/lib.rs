@@ -220,9 +220,9 @@ impl Engine {
     }
 
     pub fn offence(&self, ip: IpAddr, rule: &str) {
-        self.send(Command::Offence {
+        self.find(Finding::Offence {
             ip,
-            rule: rule.to_string(),
+            detector: rule.to_string(),
         });
     }
 
@@ -230,7 +230,7 @@ impl Engine {
     /// 65 536 commands behind is better served by a dropped (and counted) ban than by stalled
     /// workers.
     pub fn ban(&self, scope: Scope, ttl: Option<Duration>, reason: &str, origin: Origin) {
-        self.send(Command::Ban {
+        self.find(Finding::Ban {
             scope,
             ttl,
             reason: reason.to_string(),

@@ -289,13 +289,6 @@ impl Listener {
         }
     }
 
-    pub fn path(&self) -> Option<&Path> {
-        match &self.bound {
-            Bound::Tcp(_) => None,
-            Bound::Unix(_, p) => Some(p),
-        }
-    }
-
     pub fn stats(&self) -> Arc<ListenStats> {
         self.admission.stats.clone()
     }

@@ -62,10 +62,6 @@ impl Shutdown {
         self.token.cancelled().await
     }
 
-    pub fn is_shutting_down(&self) -> bool {
-        self.token.is_cancelled()
-    }
-
     /// A receiver that turns true at shutdown.
     pub fn watch(&self) -> watch::Receiver<bool> {
         let rx = self.flag.subscribe();

@@ -56,12 +56,8 @@ impl MailRunning {
 
 /// Postfix's and Dovecot's connections: past the cap they wait in the kernel's backlog
 /// (both retry on their own timeouts) rather than each one costing a task and a buffer.
-fn settings(name: &str, cap: usize) -> Settings {
-    Settings::new(name, cap)
-}
-
 async fn bind(a: SocketAddr, name: &str, cap: usize) -> Result<Listener, MailError> {
-    Listener::tcp(a, settings(name, cap))
+    Listener::tcp(a, Settings::new(name, cap))
         .await
         .map_err(|e| MailError::Bind(a, e.source))
 }
@@ -115,7 +111,7 @@ pub async fn start(
         }));
     }
     if let Some(path) = &mcfg.policy_socket {
-        let l = Listener::unix(path, settings("policy", cap))
+        let l = Listener::unix(path, Settings::new("policy", cap))
             .map_err(|e| MailError::Socket(path.display().to_string(), e.source))?;
         out.policy_socket = Some(path.clone());
         let (s, stop) = (shield.clone(), shutdown.clone());

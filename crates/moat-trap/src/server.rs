@@ -91,7 +91,6 @@ pub struct Trap {
 #[derive(Debug, Default)]
 pub struct TrapStats {
     pub sessions: AtomicU64,
-    pub refused_sessions: AtomicU64,
     pub logins_accepted: AtomicU64,
     pub logins_refused: AtomicU64,
     pub messages: AtomicU64,
@@ -174,14 +173,12 @@ impl Trap {
             Sample::counter(
                 "moat_trap_sessions_refused_total",
                 "Sessions refused by the per-address or total cap",
-                g(&s.refused_sessions)
-                    + self
-                        .listen_stats
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .iter()
-                        .map(|l| g(&l.refused_cap))
-                        .sum::<u64>(),
+                self.listen_stats
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .map(|l| g(&l.refused_cap))
+                    .sum::<u64>(),
             ),
             Sample::gauge(
                 "moat_trap_sessions_open",
