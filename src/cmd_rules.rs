@@ -213,7 +213,7 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<ExitCode> {
     }
     for l in &cfg.policy.rate_limits {
         let applies = l.expr.as_ref().is_none_or(|e| e.matches(&req));
-        let key = moat_http::request_view::limit_key(
+        let key = moat_detect::limit_key::limit_key(
             &l.key,
             a.ip,
             cfg.server.prefix_lens,

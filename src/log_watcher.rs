@@ -9,9 +9,9 @@ use ipnet::IpNet;
 use jiff::tz::TimeZone;
 use moat_config::model::{LogFilter, Logs};
 use moat_core::{EventKind, Scope, Sensor, Subject};
+use moat_detect::jail::{Jail, JailBan, JailConfig};
 use moat_engine::{Engine, GuardVerdict};
 use moat_logs::fail2ban::{self, ini::Options, jails::Logs as F2bLogs, Filter, FilterDef, Outcome};
-use moat_logs::jail::{Jail, JailBan, JailConfig};
 use moat_logs::source::{
     spawn_journal, Checkpoints, FileTail, FileWatch, JournalConfig, Line, StartAt, TailConfig,
     DEFAULT_POLL_INTERVAL,
@@ -310,7 +310,7 @@ async fn consume(
                     };
                     let outcome = not_banned(outcome, &engine);
                     for &i in &g.jails {
-                        if let Some(b) = jails[i].count(&outcome, now) {
+                        if let Some(b) = jails[i].count(outcome.failed(), now) {
                             ban_now(&engine, b);
                         }
                     }

@@ -3,10 +3,10 @@
 //! address (and so goes through the decider's threshold and escalation) or is a judgement that
 //! bans a scope at once.
 //!
-//! The counting itself runs where the evidence is: the HTTP rules and limits must answer the
-//! request they judge, the mail shield's brute-force and enumeration tables answer Postfix and
-//! Dovecot inline, a jail counts its log lines. What they conclude reaches the decider only as
-//! an event, through here.
+//! The counting itself is `moat-detect`'s, which the sensors call inline (the HTTP rules and
+//! limits must answer the request they judge, the brute-force and enumeration tables answer
+//! Postfix and Dovecot, a jail counts its log lines). What they conclude reaches the decider
+//! only as an event, through here.
 
 use moat_core::{Event, EventKind, Finding, Origin, PrefixLens, Scope};
 

@@ -1,24 +1,23 @@
 //! Moat's decision engine, between the sensors and the enforcers.
 //!
-//! Sensors ask the [`Engine`] two things inline: what the guard snapshot says about a client
-//! (allowlisted, banned, clear) and whether a rate limit still has room. Both answer from memory
-//! in well under a microsecond. Everything that may lead to a ban goes to the [`decider`] thread
-//! as a command, which owns escalation, the store writes and the next snapshot.
+//! Sensors ask the [`Engine`] one thing inline: what the guard snapshot says about a client
+//! (allowlisted, banned, clear), answered from memory in well under a microsecond. What the
+//! sensors and their detectors (`moat-detect`) conclude reaches the engine as typed events
+//! ([`Engine::emit`]); [`detect`] says what each counts for, and the [`decider`] thread owns
+//! escalation, the store writes, the next snapshot and the broadcast of every change.
 
 pub mod changes;
 pub mod decider;
 pub mod decision_log;
 pub mod detect;
 pub mod guard;
-pub mod limiter;
 
 pub use guard::{GuardSnapshot, GuardVerdict};
-pub use limiter::{Limiter, LimiterSet};
 
 use arc_swap::ArcSwap;
 use decider::{Command, Decider};
 use ipnet::IpNet;
-use moat_config::{Bans, RateLimit};
+use moat_config::Bans;
 use moat_core::{Clock, Event, EventKind, Finding, Origin, PrefixLens, Scope, Sensor, Subject};
 use moat_store::Store;
 use std::net::IpAddr;
@@ -31,8 +30,6 @@ pub struct Engine {
     guard: Arc<ArcSwap<GuardSnapshot>>,
     tx: SyncSender<Command>,
     clock: Arc<dyn Clock>,
-    /// The current policy's limiters; a reload builds the next set from it.
-    limiters: ArcSwap<LimiterSet>,
     store: Arc<dyn Store>,
     /// Offences dropped because the decider was behind: a metric, never a stall.
     pub dropped: AtomicU64,
@@ -51,14 +48,12 @@ pub struct Engine {
 pub const EVENT_BACKLOG: usize = 4096;
 
 impl Engine {
-    /// Starts the decider thread. `limits` are the policy's rate limits, in order; their index is
-    /// what [`LimiterSet::check`] takes.
+    /// Starts the decider thread.
     pub fn start(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         bans: Bans,
         lens: PrefixLens,
-        limits: &[RateLimit],
     ) -> Arc<Engine> {
         let guard = Arc::new(ArcSwap::from_pointee(GuardSnapshot::default()));
         let (tx, rx) = sync_channel(65_536);
@@ -71,12 +66,10 @@ impl Engine {
             .name("moat-decider".into())
             .spawn(move || decider.run(rx))
             .expect("spawning the decider thread");
-        let limiters = ArcSwap::from_pointee(LimiterSet::build(limits, &LimiterSet::default()));
         let e = Arc::new(Engine {
             guard,
             tx,
             clock,
-            limiters,
             store,
             dropped: AtomicU64::new(0),
             decision_log,
@@ -108,7 +101,6 @@ impl Engine {
             clock,
             cfg.bans.clone(),
             cfg.server.prefix_lens,
-            &cfg.policy.rate_limits,
         ))
     }
 
@@ -144,27 +136,10 @@ impl Engine {
         &self.decision_log
     }
 
-    /// The limiters for the policy in force (index = the policy's rate-limit index).
-    pub fn limiters(&self) -> Arc<LimiterSet> {
-        self.limiters.load_full()
-    }
-
-    /// The limiters for a reloaded policy: a limit whose definition did not change keeps its
-    /// limiter and so its counters; a new or changed one starts empty. The new set becomes the
-    /// engine's; a sensor still on the old policy keeps the set it holds.
-    pub fn reload_limits(&self, limits: &[RateLimit]) -> Arc<LimiterSet> {
-        let next = Arc::new(LimiterSet::build(limits, &self.limiters.load()));
-        self.limiters.store(next.clone());
-        next
-    }
-
-    /// Now, as the limiters count time.
+    /// Now, as the rate limiters count time (the engine's clock, so tests that move it move
+    /// the limits too).
     pub fn now_ns(&self) -> u64 {
         self.clock.now_ms().saturating_mul(1_000_000)
-    }
-
-    pub fn limiter_keys(&self) -> usize {
-        self.limiters.load().keys()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -56,7 +56,7 @@ fn bans_added_and_lifted_through_the_engines_own_store_reach_the_guard() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(5_000));
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(dir.path()).unwrap());
-    let e = Engine::start(store, clock, bans(), PrefixLens::default(), &[]);
+    let e = Engine::start(store, clock, bans(), PrefixLens::default());
     add_manual_ban(
         &**e.store(),
         Scope::parse("10.7.7.0/24").unwrap(),

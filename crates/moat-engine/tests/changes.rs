@@ -41,7 +41,7 @@ fn bans_extensions_allows_expiries_and_other_writers_are_broadcast() {
     let path = dir.path().join("moat.sqlite");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let e = Engine::start(store, clock.clone(), bans(), PrefixLens::default(), &[]);
+    let e = Engine::start(store, clock.clone(), bans(), PrefixLens::default());
     let mut rx = e.subscribe();
     let a = Scope::Ip("192.0.2.7".parse().unwrap());
 
@@ -111,7 +111,7 @@ fn events_become_findings_and_reach_their_followers() {
     use moat_core::{EventKind, Sensor, Subject};
     let store: Arc<dyn Store> = Arc::new(moat_store::MemoryStore::new());
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let e = Engine::start(store, clock, bans(), PrefixLens::default(), &[]);
+    let e = Engine::start(store, clock, bans(), PrefixLens::default());
     let mut events = e.follow_events();
     let mut changes = e.subscribe();
     let ip: std::net::IpAddr = "198.51.100.4".parse().unwrap();

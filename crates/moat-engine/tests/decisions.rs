@@ -23,7 +23,7 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn start(store: Arc<dyn Store>, clock: Arc<ManualClock>) -> Arc<Engine> {
-    Engine::start(store, clock, bans(), PrefixLens::default(), &[])
+    Engine::start(store, clock, bans(), PrefixLens::default())
 }
 
 fn banned_until(e: &Engine, a: &str) -> Option<u64> {

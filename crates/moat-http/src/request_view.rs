@@ -1,8 +1,7 @@
-//! What the rules see of a request, and the keys rate limits count by. Computed once per
-//! request from the parts hyper parsed; the JSON body is present only when a rule needs it.
+//! What the rules see of a request, computed once per request from the parts hyper parsed;
+//! the JSON body is present only when a rule needs it. The keys rate limits count by are the
+//! limits detector's (`moat_detect::limit_key`).
 
-use moat_config::LimitKey;
-use moat_core::{prefix_of, PrefixLens};
 use serde_json::Value;
 use std::net::IpAddr;
 
@@ -86,56 +85,6 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// An email as one mailbox: lowercased, trimmed, `+tag` removed, and Gmail's ignored dots
-/// dropped, so trivial variations of one victim's address share one limit.
-pub fn normalize_email(s: &str) -> String {
-    let s = s.trim().to_lowercase();
-    let Some((local, domain)) = s.rsplit_once('@') else {
-        return s;
-    };
-    let local = local.split('+').next().unwrap_or(local);
-    let local = if domain == "gmail.com" || domain == "googlemail.com" {
-        local.replace('.', "")
-    } else {
-        local.to_string()
-    };
-    format!("{local}@{domain}")
-}
-
-fn json_str(json: Option<&Value>, field: &str) -> Option<String> {
-    match json?.get(field)? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// The key a request counts under for a limit, or None when the request has no such key (no
-/// email field, no header), in which case that limit does not apply to it.
-pub fn limit_key(
-    key: &LimitKey,
-    ip: IpAddr,
-    lens: PrefixLens,
-    headers: &http::HeaderMap,
-    json: Option<&Value>,
-) -> Option<Vec<u8>> {
-    Some(match key {
-        // IPv6 clients by their /64: one host owns the whole block (see `offender`).
-        LimitKey::Ip => match ip.to_canonical() {
-            v4 @ IpAddr::V4(_) => v4.to_string().into_bytes(),
-            v6 => prefix_of(v6, lens).to_string().into_bytes(),
-        },
-        LimitKey::Prefix => prefix_of(ip, lens).to_string().into_bytes(),
-        LimitKey::Global => b"*".to_vec(),
-        LimitKey::Header(name) => headers.get(name.as_str())?.as_bytes().to_vec(),
-        LimitKey::Json(f) => normalize_email(&json_str(json, f)?).into_bytes(),
-        LimitKey::JsonDomain(f) => {
-            let e = json_str(json, f)?;
-            e.trim().rsplit_once('@')?.1.to_lowercase().into_bytes()
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,12 +114,6 @@ mod tests {
         let v = parse_body("application/json", b"\xEF\xBB\xBF{\"email\":\"b@x.org\"}").unwrap();
         assert_eq!(v["email"], "b@x.org", "a BOM does not hide the body");
         assert!(parse_body("application/x-www-form-urlencoded", b"a=%zz%4").is_some());
-    }
-
-    #[test]
-    fn emails_normalize_to_one_mailbox() {
-        assert_eq!(normalize_email(" J.Doe+news@GMail.com "), "jdoe@gmail.com");
-        assert_eq!(normalize_email("j.doe+x@example.org"), "j.doe@example.org");
     }
 }
 

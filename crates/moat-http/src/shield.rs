@@ -4,11 +4,10 @@
 //! 2. the guard: allowlisted clients go straight through, banned ones are marked;
 //! 3. the browser proof's own endpoints (`/.moat/`), then the request's standing with the
 //!    proof (clearance cookie, verified good bot) and its header-shape fingerprint;
-//! 4. rules, first match wins (`log` goes on, `skip` stops the rules, `allow` forwards); a rule
-//!    that requires clearance (or challenges) is passed over by clients that have it;
-//! 5. a banned client that no rule answered gets the ban response;
-//! 6. rate limits, each keyed its own way;
-//! 7. forwarding, where a decoy in learning mode records the upstream's first success and HTML
+//! 4. the rules-and-limits detector (`moat_detect::rules`): rules, first match wins, a banned
+//!    client that no rule answered gets the ban response, then the rate limits; what it
+//!    found goes to the decision log and, as events, to the engine;
+//! 5. forwarding, where a decoy in learning mode records the upstream's first success and HTML
 //!    pages on injecting routes get the page script.
 
 mod upstream;
@@ -22,13 +21,13 @@ use crate::decoy::Decoys;
 use crate::forward;
 use crate::metrics::Metrics;
 use crate::proof::{self, ProofService, Standing};
-use crate::request_view::{limit_key, normalize_path, parse_body, secure_context};
+use crate::request_view::{normalize_path, parse_body, secure_context};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use moat_config::{Action, ClientIpHeader, Config};
-use moat_core::{EventKind, Sensor, Subject};
+use moat_core::{Sensor, Subject};
 use moat_engine::{Engine, GuardVerdict};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -51,9 +50,9 @@ pub struct Shield {
     pub decoys: Decoys,
     /// Shared with the shields that reloads replace, so counters run on.
     pub metrics: Arc<Metrics>,
-    /// The rate limiters of this shield's policy, by its index (kept across reloads where a
-    /// limit is unchanged).
-    limiters: Arc<moat_engine::LimiterSet>,
+    /// The rules and rate limits of this shield's policy (the limiters' counters kept across
+    /// reloads where a limit is unchanged).
+    detector: moat_detect::RulesAndLimits,
     addr_policy: ClientAddrPolicy,
     tarpit: Arc<Semaphore>,
     /// Memory for bodies read before deciding (kept across reloads of the same size).
@@ -61,8 +60,6 @@ pub struct Shield {
     upstream_authority: Arc<str>,
     acme_tokens: Option<Http01Tokens>,
     needs_body: bool,
-    /// The rules' guards by field, so a request evaluates only the rules it might match.
-    rule_filter: moat_rules::Prefilter,
     /// Present when the policy uses the browser proof in any way.
     proof: Option<Arc<ProofService>>,
 }
@@ -129,13 +126,6 @@ impl Prepared {
     }
 }
 
-/// The first rule or limit that decided, kept for the decision log.
-struct Hit<'a> {
-    id: &'a str,
-    action: &'a Action,
-    key: Option<String>,
-}
-
 impl Shield {
     pub fn new(
         cfg: Arc<Config>,
@@ -161,11 +151,10 @@ impl Shield {
         Shield {
             decoys: Decoys::new(cfg.policy.decoys.clone(), engine.store().clone()),
             metrics: Arc::new(Metrics::default()),
-            limiters: engine.limiters(),
+            detector: moat_detect::RulesAndLimits::new(cfg.clone()),
             tarpit: Arc::new(Semaphore::new(cfg.limits.tarpit_max_concurrent)),
             body_budget: BodyBudget::new(cfg.limits.max_body_memory_bytes),
             needs_body: cfg.policy.needs_body(),
-            rule_filter: moat_rules::Prefilter::new(cfg.policy.rules.iter().map(|r| &*r.expr)),
             proof,
             upstream_authority: forward::authority(&cfg.server.upstream).into(),
             addr_policy,
@@ -198,8 +187,13 @@ impl Shield {
         if next.body_budget.total() == self.body_budget.total() {
             next.body_budget = self.body_budget.clone();
         }
-        next.limiters = self.engine.reload_limits(&cfg.policy.rate_limits);
+        next.detector = self.detector.reloaded(cfg);
         Ok(next)
+    }
+
+    /// Keys the rate limiters track (a metric).
+    pub fn limiter_keys(&self) -> usize {
+        self.detector.limiter_keys()
     }
 
     pub fn trusts(&self, peer: IpAddr) -> bool {
@@ -396,121 +390,23 @@ impl Shield {
                 shape: &shape,
             },
         };
-        let policy = &self.cfg.policy;
-        let mut hit: Option<Hit> = None;
-        let mut skip_limits = false;
         // Whether the path is exempt from the proof, worked out once for all the rules asking.
         let mut exempt = None;
-        let candidates = self.rule_filter.candidates(&view);
-        for rule in candidates.iter().map(|i| &policy.rules[i]) {
-            let challenge = matches!(rule.action, Action::Challenge { .. });
-            let asks_proof = rule.require_clearance || challenge;
-            // The challenge page offers the no-JS path itself, so its clearance counts there;
-            // a write route that requires clearance accepts it only if the rule says so.
-            let nojs_ok = rule.allow_nojs || challenge;
-            if asks_proof && self.passes_proof(&standing, nojs_ok, &req.method, &path, &mut exempt)
-            {
-                continue;
-            }
-            if !rule.expr.matches(&view) {
-                continue;
-            }
-            if asks_proof {
-                if let Some(p) = &self.proof {
-                    p.note_missing(client, now);
-                }
-            }
-            match rule.action {
-                Action::Log => self.log_decision(client, &rule.id, "log", None, &view),
-                Action::Skip => {
-                    self.log_decision(client, &rule.id, "skip", None, &view);
-                    break;
-                }
-                Action::Allow => {
-                    self.log_decision(client, &rule.id, "allow", None, &view);
-                    skip_limits = true;
-                    break;
-                }
-                _ => {
-                    if rule.offence {
-                        self.engine.emit(
-                            Sensor::Http,
-                            Subject::ip(client),
-                            EventKind::RuleOffence {
-                                rule: rule.id.clone(),
-                            },
-                        );
-                    }
-                    hit = Some(Hit {
-                        id: &rule.id,
-                        action: &rule.action,
-                        key: None,
-                    });
-                    break;
-                }
+        let judged = self.detector.judge(&view, self.engine.now_ns(), |nojs_ok| {
+            self.passes_proof(&standing, nojs_ok, &req.method, &path, &mut exempt)
+        });
+        if let Some(p) = &self.proof {
+            for _ in 0..judged.missing_proof {
+                p.note_missing(client, now);
             }
         }
-        let ban_action;
-        if hit.is_none() && banned {
-            ban_action = Action::Block {
-                status: self.cfg.bans.status,
-                body: self.cfg.bans.body.clone(),
-            };
-            hit = Some(Hit {
-                id: "ban",
-                action: &ban_action,
-                key: None,
-            });
+        for n in &judged.noted {
+            self.log_decision(client, n.id, n.action.name(), n.key.as_deref(), &view);
         }
-        if hit.is_none() && !skip_limits {
-            // Two passes: find the first limit the request exceeds without spending anything,
-            // then spend on every limit only if the request goes through. A request a later
-            // limit stops must not use up a person's allowance on an earlier one.
-            let mut applicable = Vec::new();
-            for (i, l) in policy.rate_limits.iter().enumerate() {
-                if l.expr.as_ref().is_some_and(|e| !e.matches(&view)) {
-                    continue;
-                }
-                if let Some(key) =
-                    limit_key(&l.key, client, view.prefix_lens, view.headers, view.json)
-                {
-                    applicable.push((i, key));
-                }
-            }
-            let now_ns = self.engine.now_ns();
-            for (i, key) in &applicable {
-                if self.limiters.peek(*i, key, now_ns) {
-                    continue;
-                }
-                let l = &policy.rate_limits[*i];
-                if l.ban {
-                    self.engine.emit(
-                        Sensor::Http,
-                        Subject::ip(client),
-                        EventKind::RateLimited {
-                            limit: l.id.clone(),
-                        },
-                    );
-                }
-                let key = String::from_utf8_lossy(key).into_owned();
-                if matches!(l.action, Action::Log) {
-                    self.log_decision(client, &l.id, "log", Some(&key), &view);
-                    continue;
-                }
-                hit = Some(Hit {
-                    id: &l.id,
-                    action: &l.action,
-                    key: Some(key),
-                });
-                break;
-            }
-            if hit.is_none() {
-                for (i, key) in &applicable {
-                    self.limiters.check(*i, key, now_ns);
-                }
-            }
+        for kind in judged.events {
+            self.engine.emit(Sensor::Http, Subject::ip(client), kind);
         }
-        if let Some(h) = hit {
+        if let Some(h) = judged.hit {
             self.log_decision(client, h.id, h.action.name(), h.key.as_deref(), &view);
             if let (Action::Challenge { fallback }, Some(p)) = (h.action, &self.proof) {
                 // A navigation gets the page that solves and comes back; anything else (a

@@ -5,8 +5,8 @@
 //! memory of the same layout under mimalloc, see the `tail_model` example.
 //!
 //!     cargo run --release -p moat-logs --example tail_memory [SECONDS]      (default 10)
+use moat_detect::jail::{Jail, JailConfig};
 use moat_logs::fail2ban::{self, ini::Options, Filter, FilterSpec};
-use moat_logs::jail::{Jail, JailConfig};
 use moat_logs::source::{FileTail, Line, StartAt, TailConfig};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
@@ -165,7 +165,7 @@ fn main() {
                 let o = filters[i].process_line(&line.text, now);
                 MATCH_ALLOCS.fetch_add(ALLOCS.load(Relaxed) - a0, Relaxed);
                 for j in &mut jails[i * 5..i * 5 + 5] {
-                    j.count(&o, now);
+                    j.count(o.failed(), now);
                 }
             }
         }

@@ -6,8 +6,8 @@
 //! all held at once).
 //!
 //!     cargo run --release -p moat-logs --example tail_model [FILTER] [SECONDS]   (sshd 30)
+use moat_detect::jail::{Jail, JailConfig};
 use moat_logs::fail2ban::{self, ini::Options, Filter, FilterSpec};
-use moat_logs::jail::{Jail, JailConfig};
 use moat_logs::source::{FileTail, FileWatch, Line, StartAt, TailConfig, DEFAULT_POLL_INTERVAL};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -89,7 +89,7 @@ fn main() {
                     continue;
                 }
                 for &i in ids.iter() {
-                    if jails[i].count(&outcome, now).is_some() {
+                    if jails[i].count(outcome.failed(), now).is_some() {
                         b2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }

@@ -5,8 +5,8 @@
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
+use moat_detect::jail::{Jail, JailConfig};
 use moat_logs::fail2ban::{self, ini::Options, Failure, Filter, FilterSpec, Outcome};
-use moat_logs::jail::{Jail, JailConfig};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -109,7 +109,9 @@ fn a_failure_history_is_under_fifty_bytes() {
             regex: 0,
             user: None,
         };
-        assert!(jail.count(&Outcome::Failures(vec![f]), now).is_none());
+        assert!(jail
+            .count(Outcome::Failures(vec![f]).failed(), now)
+            .is_none());
     }
     assert_eq!(jail.tracked(), 14_000);
     // The table holds 16,384 slots here: 36 bytes each with its control byte (42 a history),

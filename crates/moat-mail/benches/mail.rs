@@ -12,9 +12,9 @@
 //! messages/s target (50 microseconds a message, sockets included).
 
 use moat_core::PrefixLens;
+use moat_detect::bruteforce::{BruteConfig, BruteForce};
+use moat_detect::enumeration::{EnumConfig, EnumJudge};
 use moat_mail::authpolicy::{self, AuthRequest};
-use moat_mail::bruteforce::{BruteConfig, BruteForce};
-use moat_mail::enumeration::{EnumConfig, EnumJudge};
 use moat_mail::milter::codec::{encode_command, Decoder};
 use moat_mail::milter::session::{MilterPolicy, Outcome, RcptClass, Session};
 use moat_mail::policy::{self, Limits, Parser};

@@ -7,8 +7,8 @@
 //! `cargo run --release -p moat-mail --example million`
 
 use moat_core::PrefixLens;
-use moat_mail::bruteforce::{BruteConfig, BruteForce};
-use moat_mail::enumeration::{EnumConfig, EnumJudge};
+use moat_detect::bruteforce::{BruteConfig, BruteForce};
+use moat_detect::enumeration::{EnumConfig, EnumJudge};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 fn rss_mb() -> f64 {

@@ -1,9 +1,10 @@
 //! Moat's mail shield: deception for a Postfix + Dovecot server, without patching either.
 //!
-//! - [`policy`]: Postfix's policy delegation protocol; [`recipients`] and [`enumeration`]:
-//!   recipient-enumeration detection that answers probes so they learn nothing;
-//! - [`authpolicy`]: Dovecot's auth-policy protocol; [`bruteforce`]: SASL brute force seen per
-//!   login across rotating addresses;
+//! - [`policy`]: Postfix's policy delegation protocol; [`recipients`]: which recipients exist,
+//!   so that probes for the others are answered as if they did and learn nothing;
+//! - [`authpolicy`]: Dovecot's auth-policy protocol;
+//! - the detectors the shield feeds (SASL brute force seen per login across rotating
+//!   addresses, recipient enumeration) are `moat-detect`'s `bruteforce` and `enumeration`;
 //! - [`honey`]: honey accounts created for the logins bots try;
 //! - [`milter`]: Moat as a Postfix milter, on every SMTP service: honey mail captured, unknown
 //!   recipients hidden at RCPT and dropped at the end ([`dsn`] to authentic senders, checked
@@ -16,10 +17,8 @@
 //! Protocol modules are free of I/O; `server` does the I/O.
 
 pub mod authpolicy;
-pub mod bruteforce;
 pub mod dovecot_audit;
 pub mod dsn;
-pub mod enumeration;
 pub mod honey;
 pub mod milter;
 pub mod policy;
@@ -29,4 +28,3 @@ pub mod recipients;
 pub mod sender_auth;
 pub mod server;
 pub mod shield;
-pub mod window;

@@ -3,14 +3,14 @@
 //! except writing the honey passwd-file when an account is created or expires.
 
 use crate::authpolicy::{AuthRequest, FailType};
-use crate::bruteforce::{BruteConfig, BruteForce, Verdict};
-use crate::enumeration::{EnumConfig, EnumJudge};
 use crate::honey::{Honey, HoneyConfig};
 use crate::policy::PolicyRequest;
 use crate::recipients::Recipients;
 use arc_swap::ArcSwap;
 use moat_core::metric::Sample;
 use moat_core::{EventKind, PrefixLens, Sensor, Subject};
+use moat_detect::bruteforce::{BruteConfig, BruteForce, Verdict};
+use moat_detect::enumeration::{EnumConfig, EnumJudge};
 use moat_engine::{Engine, GuardVerdict};
 use std::io::Write;
 use std::net::IpAddr;

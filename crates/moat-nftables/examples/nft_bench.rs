@@ -210,13 +210,7 @@ async fn start(a: &Args) -> (Arc<Engine>, Duration) {
             t.elapsed().as_secs_f64()
         );
     }
-    let engine = Engine::start(
-        store,
-        Arc::new(SystemClock),
-        bans(),
-        PrefixLens::default(),
-        &[],
-    );
+    let engine = Engine::start(store, Arc::new(SystemClock), bans(), PrefixLens::default());
     let cfg = NftConfig {
         table: a.table.clone(),
         ..Default::default()

@@ -419,7 +419,7 @@ pub fn metrics_response(shield: &Shield) -> Response<ProxyBody> {
         Sample::gauge(
             "moat_ratelimit_keys",
             "Keys tracked by all rate limiters.",
-            shield.engine.limiter_keys() as u64,
+            shield.limiter_keys() as u64,
         ),
         Sample::counter(
             "moat_offences_dropped_total",

@@ -6,8 +6,8 @@
 
 use super::filter::{FilterError, FilterSpec};
 use super::ini::{read_layered, Ini, Options};
-use crate::jail::{Increment, JailConfig};
 use ipnet::IpNet;
+use moat_detect::jail::{Increment, JailConfig};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -43,6 +43,21 @@ pub enum Outcome {
     None,
 }
 
+impl Outcome {
+    /// The failures, as the jails count them (who and when).
+    pub fn failed(&self) -> impl Iterator<Item = moat_detect::jail::Failed> + '_ {
+        let found = match self {
+            Outcome::Failures(f) => f.as_slice(),
+            _ => &[],
+        };
+        found.iter().map(|f| moat_detect::jail::Failed {
+            host: f.host,
+            prefix_len: f.prefix_len,
+            time: f.time,
+        })
+    }
+}
+
 pub(super) type Groups = BTreeMap<String, String>;
 
 /// A filter ready to match lines; it keeps state between lines (the last date, the

@@ -1,4 +1,4 @@
-//! Jails: a filter's failures counted per address (an IPv6 address by its /64, as fail2ban
+//! Jails: the failures a log filter found counted per address (an IPv6 address by its /64, as fail2ban
 //! cannot), and a ban when an address reaches `maxretry` failures within `findtime`. The
 //! ban goes to Moat's decider, which applies the allowlist and prefix escalation as it does
 //! for every other detector; a jail itself only skips its own `ignoreip`.
@@ -7,7 +7,6 @@
 //! `bantime × factor × 2^(n-1)` (`bantime.multipliers` instead when given), at most
 //! `bantime.maxtime`, plus up to `bantime.rndtime` at random.
 
-use crate::fail2ban::{Failure, Outcome};
 use crate::history::Histories;
 use ipnet::IpNet;
 use jiff::Timestamp;
@@ -59,6 +58,15 @@ impl JailConfig {
             ipv6_prefix: 64,
         }
     }
+}
+
+/// One failure a log filter found: who failed, and when the log line says it happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failed {
+    pub host: IpAddr,
+    /// From a `<CIDR>` or `<SUBNET>` capture: the failure is about a whole network.
+    pub prefix_len: Option<u8>,
+    pub time: Timestamp,
 }
 
 /// A ban a jail asks for.
@@ -123,20 +131,22 @@ impl Jail {
             .retain(|_, (_, t)| t.saturating_add(BANS_REMEMBERED) > now);
     }
 
-    /// Counts what the filter found in one line; a ban when an offender reaches `maxretry`.
-    pub fn count(&mut self, outcome: &Outcome, now: Timestamp) -> Option<JailBan> {
-        let Outcome::Failures(found) = outcome else {
-            return None;
-        };
+    /// Counts the failures the filter found in one line; a ban when an offender reaches
+    /// `maxretry`.
+    pub fn count(
+        &mut self,
+        found: impl IntoIterator<Item = Failed>,
+        now: Timestamp,
+    ) -> Option<JailBan> {
         let mut ban = None;
         for f in found {
-            ban = ban.or(self.failure(f, now));
+            ban = ban.or(self.failure(&f, now));
         }
         ban
     }
 
     /// The offender a failure counts against: the address, or its IPv6 prefix.
-    pub fn offender(&self, f: &Failure) -> IpNet {
+    pub fn offender(&self, f: &Failed) -> IpNet {
         let len = match (f.host, f.prefix_len) {
             (IpAddr::V4(_), Some(l)) => l.min(32),
             (IpAddr::V4(_), None) => 32,
@@ -148,7 +158,7 @@ impl Jail {
             .unwrap_or_else(|_| IpNet::from(f.host))
     }
 
-    fn failure(&mut self, f: &Failure, now: Timestamp) -> Option<JailBan> {
+    fn failure(&mut self, f: &Failed, now: Timestamp) -> Option<JailBan> {
         if self.config.ignore.iter().any(|n| n.contains(&f.host)) {
             return None;
         }
@@ -226,14 +236,12 @@ pub fn ban_time(c: &JailConfig, n: u32) -> Duration {
 mod tests {
     use super::*;
 
-    fn fail(ip: &str, at: i64) -> Outcome {
-        Outcome::Failures(vec![Failure {
+    fn fail(ip: &str, at: i64) -> [Failed; 1] {
+        [Failed {
             host: ip.parse().unwrap(),
             prefix_len: None,
             time: Timestamp::from_second(at).unwrap(),
-            regex: 0,
-            user: None,
-        }])
+        }]
     }
 
     #[test]
@@ -245,36 +253,34 @@ mod tests {
         let mut j = Jail::new(c);
         let at = |s: i64| Timestamp::from_second(s).unwrap();
         let t0 = 1_800_000_000;
-        assert!(j.count(&fail("198.51.100.1", t0), at(t0)).is_none());
+        assert!(j.count(fail("198.51.100.1", t0), at(t0)).is_none());
         // 61 s later the first failure no longer counts.
         assert!(j
-            .count(&fail("198.51.100.1", t0 + 61), at(t0 + 61))
+            .count(fail("198.51.100.1", t0 + 61), at(t0 + 61))
             .is_none());
         assert!(j
-            .count(&fail("198.51.100.1", t0 + 62), at(t0 + 62))
+            .count(fail("198.51.100.1", t0 + 62), at(t0 + 62))
             .is_none());
-        let ban = j
-            .count(&fail("198.51.100.1", t0 + 63), at(t0 + 63))
-            .unwrap();
+        let ban = j.count(fail("198.51.100.1", t0 + 63), at(t0 + 63)).unwrap();
         assert_eq!(
             (ban.failures, ban.scope.to_string().as_str()),
             (3, "198.51.100.1/32")
         );
         // IPv6 counts by /64: two addresses of one host's network add up.
-        j.count(&fail("2001:db8::1", t0 + 63), at(t0 + 63));
-        j.count(&fail("2001:db8::2", t0 + 63), at(t0 + 63));
-        let ban = j.count(&fail("2001:db8::3", t0 + 64), at(t0 + 64)).unwrap();
+        j.count(fail("2001:db8::1", t0 + 63), at(t0 + 63));
+        j.count(fail("2001:db8::2", t0 + 63), at(t0 + 63));
+        let ban = j.count(fail("2001:db8::3", t0 + 64), at(t0 + 64)).unwrap();
         assert_eq!(ban.scope.to_string(), "2001:db8::/64");
         for _ in 0..5 {
             assert!(
-                j.count(&fail("192.0.2.9", t0 + 64), at(t0 + 64)).is_none(),
+                j.count(fail("192.0.2.9", t0 + 64), at(t0 + 64)).is_none(),
                 "ignoreip"
             );
         }
-        j.count(&fail("203.0.113.5", t0 + 64), at(t0 + 64));
+        j.count(fail("203.0.113.5", t0 + 64), at(t0 + 64));
         assert_eq!(j.tracked(), 1);
         // Quiet for two minutes: the lone failure is forgotten at the next line.
-        j.count(&fail("203.0.113.6", t0 + 200), at(t0 + 200));
+        j.count(fail("203.0.113.6", t0 + 200), at(t0 + 200));
         assert_eq!(j.tracked(), 1, "only the new one");
     }
 
@@ -288,7 +294,7 @@ mod tests {
             let mut j = Jail::new(c);
             let mut ttls = Vec::new();
             for s in 0..6 {
-                if let Some(b) = j.count(&fail("198.51.100.7", t0 + s), at(t0 + s)) {
+                if let Some(b) = j.count(fail("198.51.100.7", t0 + s), at(t0 + s)) {
                     ttls.push(b.ttl.as_secs());
                 }
             }

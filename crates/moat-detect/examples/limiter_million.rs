@@ -1,11 +1,11 @@
-//! Issue 2 memory target, at the engine level: one million distinct client addresses tracked by
+//! Issue 2 memory target, at the detector level: one million distinct client addresses tracked by
 //! a per-address and a per-/64 limiter, then five million more random addresses (a flood) to show
 //! the tables stay capped. Prints RSS after each phase.
 //!
-//! `cargo run --release -p moat-engine --example million`
+//! `cargo run --release -p moat-detect --example limiter_million`
 
 use moat_core::{prefix_of, PrefixLens};
-use moat_engine::Limiter;
+use moat_detect::Limiter;
 use std::net::{IpAddr, Ipv6Addr};
 
 fn rss_mb() -> u64 {

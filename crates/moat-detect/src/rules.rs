@@ -1,0 +1,401 @@
+//! The HTTP policy as a detector: the rules, first match wins, then the rate limits, over one
+//! request as the rules see it (`moat_rules::Request`).
+//!
+//! It decides which rule or limit answers the request and what that counts for; the HTTP
+//! sensor owns everything around it (reading the body, the proof's standing, the response,
+//! the decision log's lines, emitting the events). The order is the one users write rules
+//! for:
+//!
+//! 1. rules, first match wins: `log` goes on, `skip` stops the rules, `allow` forwards at once
+//!    (no limits); a rule that asks for the proof (`require_clearance`, `challenge`) is passed
+//!    over by a client that has it;
+//! 2. a banned client that no rule answered gets the ban response;
+//! 3. rate limits, each keyed its own way, spent only if the request goes through all of them.
+
+use crate::limit_key::limit_key;
+use crate::limiter::LimiterSet;
+use moat_config::{Action, Config};
+use moat_core::EventKind;
+use std::sync::Arc;
+
+/// A rule or limit that acted on a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit<'a> {
+    /// The rule's or limit's id, or `ban` for the ban response.
+    pub id: &'a str,
+    pub action: &'a Action,
+    /// The key a limit counted the request under.
+    pub key: Option<String>,
+}
+
+/// What the policy made of one request.
+#[derive(Debug, Default)]
+pub struct Judgement<'a> {
+    /// The rule or limit that answers the request, or the ban response; none forwards it.
+    pub hit: Option<Hit<'a>>,
+    /// The rules and limits that only recorded it (`log`, `skip`, `allow`), in order.
+    pub noted: Vec<Hit<'a>>,
+    /// What counts towards a ban: an offending rule, an exceeded limit that bans.
+    pub events: Vec<EventKind>,
+    /// Rules asking for the proof that matched a client without it (the proof's difficulty
+    /// rises with them).
+    pub missing_proof: u32,
+}
+
+/// One policy's rules and limits, with the limiters that count for it.
+pub struct RulesAndLimits {
+    cfg: Arc<Config>,
+    /// The rules' guards by field, so a request evaluates only the rules it might match.
+    filter: moat_rules::Prefilter,
+    limiters: Arc<LimiterSet>,
+    /// The answer to a banned client no rule answered.
+    ban: Action,
+}
+
+impl RulesAndLimits {
+    pub fn new(cfg: Arc<Config>) -> Self {
+        Self::with_limiters(cfg, &LimiterSet::default())
+    }
+
+    /// The detector for a reloaded policy: a limit whose definition did not change keeps its
+    /// limiter and so its counters; a new or changed one starts empty.
+    pub fn reloaded(&self, cfg: Arc<Config>) -> Self {
+        Self::with_limiters(cfg, &self.limiters)
+    }
+
+    fn with_limiters(cfg: Arc<Config>, prev: &LimiterSet) -> Self {
+        RulesAndLimits {
+            filter: moat_rules::Prefilter::new(cfg.policy.rules.iter().map(|r| &*r.expr)),
+            limiters: Arc::new(LimiterSet::build(&cfg.policy.rate_limits, prev)),
+            ban: Action::Block {
+                status: cfg.bans.status,
+                body: cfg.bans.body.clone(),
+            },
+            cfg,
+        }
+    }
+
+    /// Keys the limiters track (a metric).
+    pub fn limiter_keys(&self) -> usize {
+        self.limiters.keys()
+    }
+
+    /// Judges one request at `now_ns` (the limiters' time). `passes_proof(nojs_ok)` says
+    /// whether the client's standing lets it past a rule that asks for the proof, `nojs_ok`
+    /// when the no-JavaScript clearance is enough there; the sensor knows the standing.
+    pub fn judge(
+        &self,
+        view: &moat_rules::Request<'_>,
+        now_ns: u64,
+        mut passes_proof: impl FnMut(bool) -> bool,
+    ) -> Judgement<'_> {
+        let policy = &self.cfg.policy;
+        let mut j = Judgement::default();
+        let mut skip_limits = false;
+        for rule in self
+            .filter
+            .candidates(view)
+            .iter()
+            .map(|i| &policy.rules[i])
+        {
+            let challenge = matches!(rule.action, Action::Challenge { .. });
+            let asks_proof = rule.require_clearance || challenge;
+            // The challenge page offers the no-JS path itself, so its clearance counts there;
+            // a write route that requires clearance accepts it only if the rule says so.
+            let nojs_ok = rule.allow_nojs || challenge;
+            if asks_proof && passes_proof(nojs_ok) {
+                continue;
+            }
+            if !rule.expr.matches(view) {
+                continue;
+            }
+            if asks_proof {
+                j.missing_proof += 1;
+            }
+            let hit = Hit {
+                id: &rule.id,
+                action: &rule.action,
+                key: None,
+            };
+            match rule.action {
+                Action::Log => j.noted.push(hit),
+                Action::Skip => {
+                    j.noted.push(hit);
+                    break;
+                }
+                Action::Allow => {
+                    j.noted.push(hit);
+                    skip_limits = true;
+                    break;
+                }
+                _ => {
+                    if rule.offence {
+                        j.events.push(EventKind::RuleOffence {
+                            rule: rule.id.clone(),
+                        });
+                    }
+                    j.hit = Some(hit);
+                    break;
+                }
+            }
+        }
+        if j.hit.is_none() && view.banned {
+            j.hit = Some(Hit {
+                id: "ban",
+                action: &self.ban,
+                key: None,
+            });
+        }
+        if j.hit.is_none() && !skip_limits {
+            self.limits(view, now_ns, &mut j);
+        }
+        j
+    }
+
+    /// Two passes: find the first limit the request exceeds without spending anything, then
+    /// spend on every limit only if the request goes through. A request a later limit stops
+    /// must not use up a person's allowance on an earlier one.
+    fn limits<'s>(&'s self, view: &moat_rules::Request<'_>, now_ns: u64, j: &mut Judgement<'s>) {
+        let limits = &self.cfg.policy.rate_limits;
+        let mut applicable = Vec::new();
+        for (i, l) in limits.iter().enumerate() {
+            if l.expr.as_ref().is_some_and(|e| !e.matches(view)) {
+                continue;
+            }
+            if let Some(key) = limit_key(&l.key, view.ip, view.prefix_lens, view.headers, view.json)
+            {
+                applicable.push((i, key));
+            }
+        }
+        for (i, key) in &applicable {
+            if self.limiters.peek(*i, key, now_ns) {
+                continue;
+            }
+            let l = &limits[*i];
+            if l.ban {
+                j.events.push(EventKind::RateLimited {
+                    limit: l.id.clone(),
+                });
+            }
+            let hit = Hit {
+                id: &l.id,
+                action: &l.action,
+                key: Some(String::from_utf8_lossy(key).into_owned()),
+            };
+            if matches!(l.action, Action::Log) {
+                j.noted.push(hit);
+                continue;
+            }
+            j.hit = Some(hit);
+            return;
+        }
+        for (i, key) in &applicable {
+            self.limiters.check(*i, key, now_ns);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    const POLICY: &str = r#"
+[server]
+listen = ["127.0.0.1:8080"]
+upstream = "http://127.0.0.1:2368"
+state_dir = "/tmp/moat-detect-rules-test"
+
+[[rule]]
+id = "note"
+expression = 'http.request.uri.path eq "/signup"'
+action = "log"
+
+[[rule]]
+id = "needs-proof"
+expression = 'http.request.uri.path eq "/signup" and http.user_agent eq "script"'
+action = "block"
+require_clearance = true
+offence = true
+
+[[rule]]
+id = "friend"
+expression = 'http.user_agent eq "friend"'
+action = "allow"
+
+[[rule]]
+id = "stop-rules"
+expression = 'http.user_agent eq "skipper"'
+action = "skip"
+
+[[rule]]
+id = "evil"
+expression = 'http.user_agent eq "evil"'
+action = "block"
+
+[[rate_limit]]
+id = "per-ip"
+expression = 'http.request.uri.path eq "/signup"'
+key = "ip"
+requests = 3
+period = "1h"
+action = "block"
+status = 429
+ban = true
+
+[[rate_limit]]
+id = "global"
+expression = 'http.request.uri.path eq "/signup"'
+key = "global"
+requests = 2
+period = "1h"
+action = "block"
+status = 429
+"#;
+
+    fn detector() -> RulesAndLimits {
+        let cfg = moat_config::load_text(
+            "moat.toml",
+            POLICY,
+            std::path::Path::new("/tmp"),
+            &Default::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        RulesAndLimits::new(Arc::new(cfg))
+    }
+
+    /// Judges a request for `path` from `ip` with user agent `ua`.
+    fn judge<'d>(
+        d: &'d RulesAndLimits,
+        ip: &str,
+        path: &str,
+        ua: &str,
+        banned: bool,
+        cleared: bool,
+    ) -> Judgement<'d> {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::USER_AGENT, ua.parse().unwrap());
+        let shape = moat_rules::FixedShape {
+            text: String::new(),
+            consistent: true,
+        };
+        let ip: IpAddr = ip.parse().unwrap();
+        let view = moat_rules::Request {
+            method: "POST",
+            uri: path,
+            path,
+            query: "",
+            host: "blog.example",
+            headers: &headers,
+            ip,
+            prefix_lens: Default::default(),
+            json: None,
+            ssl: true,
+            secure_context: true,
+            banned,
+            proof: moat_rules::ProofFields {
+                clearance: cleared,
+                good_bot: false,
+                shape: &shape,
+            },
+        };
+        d.judge(&view, 0, |_nojs_ok| cleared)
+    }
+
+    fn ids<'a>(hits: &'a [Hit<'_>]) -> Vec<&'a str> {
+        hits.iter().map(|h| h.id).collect()
+    }
+
+    #[test]
+    fn the_first_terminal_rule_answers_after_the_rules_that_only_record() {
+        let d = detector();
+        let j = judge(&d, "192.0.2.1", "/signup", "script", false, false);
+        assert_eq!(j.hit.as_ref().map(|h| h.id), Some("needs-proof"));
+        assert_eq!(ids(&j.noted), ["note"]);
+        assert_eq!(j.missing_proof, 1);
+        assert_eq!(
+            j.events,
+            [EventKind::RuleOffence {
+                rule: "needs-proof".into()
+            }]
+        );
+        // With clearance the rule that asks for the proof is passed over: the limits decide.
+        let j = judge(&d, "192.0.2.1", "/signup", "script", false, true);
+        assert_eq!(j.hit, None);
+        assert_eq!(j.missing_proof, 0);
+        assert!(j.events.is_empty());
+    }
+
+    #[test]
+    fn a_banned_client_gets_the_ban_unless_a_rule_answered_it() {
+        let d = detector();
+        let j = judge(&d, "192.0.2.2", "/", "curl", true, false);
+        let hit = j.hit.unwrap();
+        assert_eq!((hit.id, hit.action.name()), ("ban", "block"));
+        let j = judge(&d, "192.0.2.2", "/", "evil", true, false);
+        assert_eq!(j.hit.unwrap().id, "evil");
+        // An `allow` rule skips the limits, not a ban: a script that copies a good bot's user
+        // agent stays banned (only the allowlist and `moat unban` lift a ban).
+        let j = judge(&d, "192.0.2.2", "/", "friend", true, false);
+        assert_eq!(ids(&j.noted), ["friend"]);
+        assert_eq!(j.hit.unwrap().id, "ban");
+    }
+
+    #[test]
+    fn allow_skips_the_limits_and_skip_does_not() {
+        let d = detector();
+        for _ in 0..5 {
+            let j = judge(&d, "192.0.2.3", "/signup", "friend", false, false);
+            assert_eq!(j.hit, None, "allow is never limited");
+        }
+        // The global limit (2) is still untouched: allowed requests spent nothing.
+        for n in 0..3 {
+            let j = judge(&d, "192.0.2.4", "/signup", "skipper", false, false);
+            assert_eq!(ids(&j.noted), ["note", "stop-rules"]);
+            assert_eq!(j.hit.map(|h| h.id), (n == 2).then_some("global"));
+        }
+    }
+
+    #[test]
+    fn a_request_a_later_limit_stops_spends_nothing_on_the_earlier_ones() {
+        let d = detector();
+        // Two sends from one address use up the global limit; the next ones are refused by
+        // it and must not count against the address's own limit (3).
+        for _ in 0..2 {
+            assert_eq!(
+                judge(&d, "192.0.2.5", "/signup", "a", false, true).hit,
+                None
+            );
+        }
+        for _ in 0..5 {
+            let j = judge(&d, "192.0.2.5", "/signup", "a", false, true);
+            let hit = j.hit.unwrap();
+            assert_eq!((hit.id, hit.key.as_deref()), ("global", Some("*")));
+            assert!(j.events.is_empty(), "the global limit does not ban");
+        }
+        // A reload with a smaller global limit starts it afresh; the per-address limit keeps
+        // its count (2 of 3), so the address now trips it, and that limit bans.
+        let text = POLICY.replace("requests = 2", "requests = 10");
+        let cfg = moat_config::load_text(
+            "moat.toml",
+            &text,
+            std::path::Path::new("/tmp"),
+            &Default::default(),
+        )
+        .unwrap();
+        let d = d.reloaded(Arc::new(cfg));
+        assert_eq!(
+            judge(&d, "192.0.2.5", "/signup", "a", false, true).hit,
+            None
+        );
+        let j = judge(&d, "192.0.2.5", "/signup", "a", false, true);
+        let hit = j.hit.unwrap();
+        assert_eq!((hit.id, hit.key.as_deref()), ("per-ip", Some("192.0.2.5")));
+        assert_eq!(
+            j.events,
+            [EventKind::RateLimited {
+                limit: "per-ip".into()
+            }]
+        );
+    }
+}
