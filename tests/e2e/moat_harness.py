@@ -144,20 +144,42 @@ class Seen:
         return self.header("x-forwarded-for")
 
 
+# Ghost 5's answer on the magic-link route, header for header in the order Node writes it:
+# Express's X-Powered-By, the members API's `cacheControl('private')` and `cors()` headers,
+# then Date, Connection, Keep-Alive and Content-Length from Node's http module (ghost/core/
+# core/server/web/members/app.js, shared/middleware/cache-control.js). No Server header, no
+# content type, no Vary (compression skips a response without a type).
+GHOST_CREATED_HEADERS = [
+    ("X-Powered-By", "Express"),
+    ("Cache-Control", "no-cache, private, no-store, must-revalidate, max-stale=0, post-check=0, pre-check=0"),
+    ("Access-Control-Allow-Origin", "*"),
+]
+
+
 class GhostCreated(web.Response):
     """Ghost answers the magic-link route with 201, `Created.` and NO content type. aiohttp
-    adds `application/octet-stream` to any non-empty body while writing the head; drop it
-    there."""
+    adds `application/octet-stream` to any non-empty body and its own Server header while
+    writing the head; the head is rewritten there as Node writes Ghost's."""
 
     async def _write_headers(self) -> None:  # noqa: D401 (aiohttp internal hook)
-        self._headers.popall(hdrs.CONTENT_TYPE, None)
+        date = self._headers.get(hdrs.DATE)
+        length = self._headers.get(hdrs.CONTENT_LENGTH)
+        self._headers.clear()
+        for k, v in GHOST_CREATED_HEADERS:
+            self._headers.add(k, v)
+        self._headers.add("Date", date)
+        self._headers.add("Connection", "keep-alive")
+        self._headers.add("Keep-Alive", "timeout=5")
+        self._headers.add("Content-Length", length)
         await super()._write_headers()
 
 
 class Upstream:
     """An aiohttp server on its own event loop in a background thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, magic_link_delay: float = 0.0) -> None:
+        # How long the magic-link route takes (Ghost sends the mail before it answers).
+        self.magic_link_delay = magic_link_delay
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -192,15 +214,9 @@ class Upstream:
 
     async def _created(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)
-        resp = GhostCreated(status=201, body=b"Created.")
-        # Headers Ghost (Express) sends on this route; a static decoy would not have them, so
-        # they show whether Moat replays the learned response.
-        resp.headers["X-Powered-By"] = "Express"
-        resp.headers["Cache-Control"] = (
-            "no-cache, private, no-store, must-revalidate, max-stale=0, post-check=0, pre-check=0"
-        )
-        resp.headers["Vary"] = "Accept-Encoding"
-        return resp
+        if self.magic_link_delay:
+            await asyncio.sleep(self.magic_link_delay)
+        return GhostCreated(status=201, body=b"Created.")
 
     async def _native_form(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)

@@ -40,15 +40,12 @@ pub(crate) fn policy(
                 id: d.id.get_ref().clone(),
                 status,
                 body: d.body.clone(),
-                headers: d
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                    .collect(),
+                headers: decoy_headers(d.headers.as_ref(), &mut s),
                 learn: d
                     .learn
                     .as_ref()
                     .and_then(|e| expr(e, "decoy.learn", &mut s)),
+                delay: dur(d.delay.as_ref(), "decoy.delay", Duration::ZERO, &mut s),
             });
         }
     }
@@ -323,4 +320,34 @@ fn simple_action(
             return None;
         }
     })
+}
+
+/// A decoy's headers, lowercased, in the order given; a name or value HTTP cannot carry is an
+/// error here rather than a header silently missing from every decoy.
+fn decoy_headers(h: Option<&S<crate::raw::RawHeaders>>, s: &mut Sink) -> Vec<(String, String)> {
+    use crate::raw::RawHeaders;
+    let Some(h) = h else {
+        return Vec::new();
+    };
+    let pairs: Vec<(String, String)> = match h.get_ref() {
+        RawHeaders::Table(t) => t.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        RawHeaders::List(l) => l.clone(),
+    };
+    let mut out = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        let name_ok = !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let value_ok = v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+        if !name_ok || !value_ok {
+            s.at(
+                h.span(),
+                "decoy.headers",
+                format!("`{k}: {v}` is not a valid HTTP header"),
+            );
+            continue;
+        }
+        out.push((k.to_ascii_lowercase(), v));
+    }
+    out
 }

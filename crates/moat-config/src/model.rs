@@ -480,8 +480,13 @@ pub struct Decoy {
     pub id: String,
     pub status: u16,
     pub body: String,
+    /// Lowercased names, in the order the app sends them.
     pub headers: Vec<(String, String)>,
     pub learn: Option<Arc<Expr>>,
+    /// The app's usual answer time on the route, used (with jitter) until genuine successes
+    /// on the `learn` route have been timed; a decoy answered at once tells a script it was
+    /// caught.
+    pub delay: Duration,
 }
 
 /// The log watcher's settings; `moat-logs` turns them into running jails.

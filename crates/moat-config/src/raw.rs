@@ -352,10 +352,21 @@ pub struct RawDecoy {
     pub status: Option<S<u16>>,
     #[serde(default)]
     pub body: String,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    /// The app's success headers: a table, or a list of `[name, value]` pairs to keep the
+    /// app's order (`date` and `content-length` are regenerated where they stand).
+    pub headers: Option<S<RawHeaders>>,
     /// An expression naming the route whose first genuine success is recorded and replayed.
     pub learn: Option<S<String>>,
+    /// How long the app takes to answer, until Moat has timed its genuine successes.
+    pub delay: Option<S<String>>,
+}
+
+/// Response headers as a table (any order) or as `[name, value]` pairs (in order).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawHeaders {
+    Table(BTreeMap<String, String>),
+    List(Vec<(String, String)>),
 }
 
 /// Borrowed view of the action fields, which rules and rate limits both carry. serde's `flatten`

@@ -117,6 +117,20 @@ fn presets_compile_and_decoys_resolve() {
         (3, 3, LimitKey::Json("email".into()))
     );
     assert!(cfg.policy.needs_body());
+    // Issue 18: the decoy is Ghost's whole answer, in Ghost's header order, and takes as long.
+    let created = &cfg.policy.decoys[cfg.policy.decoy("ghost-created").unwrap()];
+    let names: Vec<&str> = created.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "x-powered-by",
+            "cache-control",
+            "access-control-allow-origin",
+            "date",
+            "content-length"
+        ]
+    );
+    assert_eq!(created.delay, std::time::Duration::from_millis(300));
     let admin = cfg.admin.listen.expect("admin on by default");
     assert!(admin.ip().is_loopback(), "admin defaults to loopback");
     assert_ne!(admin.port(), 9090, "not Prometheus's own port");
@@ -136,6 +150,19 @@ fn an_unknown_preset_and_a_missing_decoy_are_errors() {
         errs[0].starts_with("7:rule.decoy:no decoy `nope`"),
         "{errs:?}"
     );
+}
+
+#[test]
+fn a_decoy_header_http_cannot_carry_is_an_error_with_its_line() {
+    let errs = errors(
+        "[server]\nupstream = \"http://127.0.0.1:1\"\n[[decoy]]\nid = \"d\"\nheaders = [[\"X-Ok\", \"1\"], [\"Bad Name\", \"x\"]]\ndelay = \"soon\"\n",
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].starts_with("5:decoy.headers:`Bad Name: x` is not a valid HTTP header"),
+        "{errs:?}"
+    );
+    assert!(errs[1].starts_with("6:decoy.delay:"), "{errs:?}");
 }
 
 #[test]

@@ -1,13 +1,19 @@
 //! Decoys: answers that look exactly like the upstream's success, so a script validating a list
 //! cannot tell that nothing happened. A decoy with a `learn` expression records the upstream's
 //! first genuine 2xx on that route (persisted in the store) and replays it from then on.
+//!
+//! They also take as long as the upstream: the genuine successes on a decoy's route are timed
+//! (the last [`TIMED`]), and a decoy waits for a time drawn from them, or for the configured
+//! `delay` give or take a quarter until [`TIMED_ENOUGH`] were seen. An answer in a millisecond
+//! where the app takes hundreds tells a script which of its methods work.
 
 use crate::body::{full, ProxyBody};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use moat_config::Decoy;
 use moat_store::{LearnedResponse, Store};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 /// Headers that differ between two genuine responses, or must never be replayed to someone
 /// else (a session cookie), plus the hop-by-hop ones. `date` and `content-length` are not here:
@@ -42,6 +48,33 @@ pub struct Decoys {
     defs: Vec<Decoy>,
     learned: RwLock<Vec<Option<Arc<LearnedResponse>>>>,
     store: Arc<dyn Store>,
+    /// Per decoy, the genuine answer times on its route.
+    timings: Vec<Mutex<Timings>>,
+}
+
+/// Genuine answer times kept per route: enough to follow the app's distribution, few enough
+/// that a slow app's outliers age out.
+pub const TIMED: usize = 64;
+/// Genuine answers timed before decoys follow them rather than the configured delay.
+pub const TIMED_ENOUGH: usize = 5;
+
+/// The last [`TIMED`] genuine answer times of one route, in microseconds (a ring).
+#[derive(Default)]
+struct Timings {
+    micros: Vec<u32>,
+    next: usize,
+}
+
+impl Timings {
+    fn record(&mut self, d: Duration) {
+        let us = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+        if self.micros.len() < TIMED {
+            self.micros.push(us);
+        } else {
+            self.micros[self.next] = us;
+        }
+        self.next = (self.next + 1) % TIMED;
+    }
 }
 
 impl Decoys {
@@ -57,10 +90,40 @@ impl Decoys {
             })
             .collect();
         Decoys {
+            timings: defs.iter().map(|_| Mutex::default()).collect(),
             defs,
             learned: RwLock::new(learned),
             store,
         }
+    }
+
+    /// The decoy whose route this request is on (its `learn` expression matches), if any.
+    pub fn route(&self, view: &moat_rules::Request<'_>) -> Option<usize> {
+        self.defs
+            .iter()
+            .position(|d| d.learn.as_ref().is_some_and(|e| e.matches(view)))
+    }
+
+    /// A genuine success on decoy `idx`'s route took `d`, from the request's head to the
+    /// upstream's.
+    pub fn time_genuine(&self, idx: usize, d: Duration) {
+        if let Some(t) = self.timings.get(idx) {
+            t.lock().unwrap_or_else(|e| e.into_inner()).record(d);
+        }
+    }
+
+    /// How long decoy `idx` waits before answering: a genuine time drawn at random once enough
+    /// were seen, else the configured delay give or take a quarter.
+    pub fn delay(&self, idx: usize) -> Duration {
+        if let Some(t) = self.timings.get(idx) {
+            let t = t.lock().unwrap_or_else(|e| e.into_inner());
+            if t.micros.len() >= TIMED_ENOUGH {
+                let us = t.micros[fastrand::usize(..t.micros.len())];
+                return Duration::from_micros(u64::from(us));
+            }
+        }
+        let base = self.defs.get(idx).map_or(Duration::ZERO, |d| d.delay);
+        base.mul_f64(0.75 + fastrand::f64() / 2.0)
     }
 
     pub fn defs(&self) -> &[Decoy] {
@@ -124,5 +187,66 @@ impl Decoys {
             }
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoys(delay: Duration) -> Decoys {
+        let d = Decoy {
+            id: "d".into(),
+            status: 201,
+            body: "Created.".into(),
+            headers: vec![
+                ("x-powered-by".into(), "Express".into()),
+                ("date".into(), String::new()),
+                ("content-length".into(), String::new()),
+            ],
+            learn: None,
+            delay,
+        };
+        Decoys::new(vec![d], Arc::new(moat_store::MemoryStore::new()))
+    }
+
+    #[test]
+    fn a_decoy_waits_the_configured_time_then_as_long_as_the_genuine_answers() {
+        let d = decoys(Duration::from_millis(300));
+        for _ in 0..200 {
+            let w = d.delay(0);
+            assert!(
+                (Duration::from_millis(225)..Duration::from_millis(375)).contains(&w),
+                "{w:?}"
+            );
+        }
+        // Fewer genuine answers than TIMED_ENOUGH: still the configured delay.
+        for _ in 0..TIMED_ENOUGH - 1 {
+            d.time_genuine(0, Duration::from_secs(2));
+        }
+        assert!(d.delay(0) < Duration::from_millis(375));
+        d.time_genuine(0, Duration::from_secs(3));
+        for _ in 0..50 {
+            let w = d.delay(0);
+            assert!(
+                w == Duration::from_secs(2) || w == Duration::from_secs(3),
+                "{w:?}"
+            );
+        }
+        // The ring keeps the last TIMED: older times age out.
+        for _ in 0..TIMED {
+            d.time_genuine(0, Duration::from_millis(80));
+        }
+        assert_eq!(d.delay(0), Duration::from_millis(80));
+        assert_eq!(decoys(Duration::ZERO).delay(0), Duration::ZERO);
+    }
+
+    #[test]
+    fn headers_keep_their_order_with_date_and_length_written_in_place() {
+        let r = decoys(Duration::ZERO).respond(0);
+        let names: Vec<&str> = r.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-powered-by", "date", "content-length"]);
+        assert_eq!(r.headers()["content-length"], "8");
+        assert!(r.headers()["date"].to_str().unwrap().ends_with(" GMT"));
     }
 }

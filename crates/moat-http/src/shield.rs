@@ -107,6 +107,8 @@ pub struct Forward {
     pub host: String,
     /// The decoy that learns from the upstream's answer to this request, if any.
     pub learn: Option<usize>,
+    /// The decoy whose route this is: the upstream's success is timed for it.
+    pub route: Option<usize>,
 }
 
 /// A request rewritten for the upstream (see [`Shield::prepare_forward`]).
@@ -241,7 +243,8 @@ impl Shield {
             }
             Decision::Forward(f) => {
                 let p = self.prepare_forward(f.parts, f.client, f.ssl, &f.host);
-                self.send_forward(p, f.body, f.learn, start).await
+                self.send_forward(p, f.body, (f.learn, f.route), start)
+                    .await
             }
         }
     }
@@ -328,6 +331,7 @@ impl Shield {
                 ssl,
                 host,
                 learn: None,
+                route: None,
             });
         }
         let banned = matches!(verdict, GuardVerdict::Banned(_));
@@ -421,13 +425,8 @@ impl Shield {
             }
             return Decision::Respond(self.act(h.action).await);
         }
-        let learn = (0..self.decoys.defs().len()).find(|&i| {
-            self.decoys.wants_to_learn(i)
-                && self.decoys.defs()[i]
-                    .learn
-                    .as_ref()
-                    .is_some_and(|e| e.matches(&view))
-        });
+        let route = self.decoys.route(&view);
+        let learn = route.filter(|&i| self.decoys.wants_to_learn(i));
         Decision::Forward(Forward {
             parts: req,
             body,
@@ -435,6 +434,7 @@ impl Shield {
             ssl,
             host,
             learn,
+            route,
         })
     }
 
@@ -476,9 +476,18 @@ impl Shield {
                 self.immediate(then)
             }
             Action::Challenge { fallback } => match fallback.as_ref() {
-                Action::Tarpit { .. } => Box::pin(self.act(fallback)).await,
+                Action::Tarpit { .. } | Action::Decoy(_) => Box::pin(self.act(fallback)).await,
                 other => self.immediate(other),
             },
+            Action::Decoy(i) => {
+                // As long as the app takes: a connection held no longer than a genuine answer
+                // would hold it.
+                let wait = self.decoys.delay(*i);
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                self.decoys.respond(*i)
+            }
             other => self.immediate(other),
         }
     }

@@ -156,10 +156,12 @@ where
             }
             Decision::Forward(f) => {
                 let p = shield.prepare_forward(f.parts, f.client, f.ssl, &f.host);
-                if relayable && p.passes_through() && f.learn.is_none() {
+                if relayable && p.passes_through() && f.route.is_none() {
                     relay::relay(&shield, io, &p.parts, close, start).await
                 } else {
-                    let resp = shield.send_forward(p, f.body, f.learn, start).await;
+                    let resp = shield
+                        .send_forward(p, f.body, (f.learn, f.route), start)
+                        .await;
                     respond::write(io, resp, &method, close, lim.idle_timeout)
                         .await
                         .map(|()| close)

@@ -85,13 +85,13 @@ impl Shield {
     }
 
     /// Sends a prepared request through hyper's client and returns the response, learning it
-    /// as decoy `learn` or injecting the page script where that applies. `start`: when the
-    /// request's head was parsed, for its latency.
+    /// as decoy `learn` or injecting the page script where that applies, and timing a success
+    /// for decoy `route`. `start`: when the request's head was parsed, for its latency.
     pub async fn send_forward(
         &self,
         p: Prepared,
         body: ProxyBody,
-        learn: Option<usize>,
+        (learn, route): (Option<usize>, Option<usize>),
         start: std::time::Instant,
     ) -> Response<ProxyBody> {
         let inject = p.inject;
@@ -125,6 +125,9 @@ impl Shield {
                 return text(StatusCode::BAD_GATEWAY, "Bad Gateway\n");
             }
         };
+        if let (Some(i), true) = (route, resp.status().is_success()) {
+            self.decoys.time_genuine(i, start.elapsed());
+        }
         match learn {
             Some(i) if resp.status().is_success() => self.learn_and_return(i, resp).await,
             _ if inject && crate::inject_body::injectable(&resp) => {
