@@ -74,6 +74,16 @@ impl Limiter {
         tat - now_ns <= self.tau_ns
     }
 
+    /// How long until a request for `key` would conform (zero if it does now): what a
+    /// client told to come back should wait.
+    pub fn wait(&self, key: &[u8], now_ns: u64) -> u64 {
+        let h = self.hash_key(key);
+        let shard = &self.shards[(h >> 58) as usize % SHARDS];
+        let t = shard.lock().unwrap_or_else(|p| p.into_inner());
+        let tat = t.get(&h).copied().unwrap_or(0).max(now_ns);
+        (tat - now_ns).saturating_sub(self.tau_ns)
+    }
+
     pub fn check_hashed(&self, h: u64, now_ns: u64) -> bool {
         let shard = &self.shards[(h >> 58) as usize % SHARDS];
         let mut t = shard.lock().unwrap_or_else(|p| p.into_inner());
@@ -189,6 +199,13 @@ impl LimiterSet {
             .is_none_or(|(_, l)| l.peek(key, now_ns))
     }
 
+    /// How long until limit `idx` has room for `key` again, in nanoseconds.
+    pub fn wait(&self, idx: usize, key: &[u8], now_ns: u64) -> u64 {
+        self.entries
+            .get(idx)
+            .map_or(0, |(_, l)| l.wait(key, now_ns))
+    }
+
     /// Keys tracked across the set.
     pub fn keys(&self) -> usize {
         self.entries.iter().map(|(_, l)| l.len()).sum()
@@ -222,6 +239,13 @@ mod tests {
             "one interval later one more is allowed"
         );
         assert!(!l.check(b"a@x", 1200 * S));
+        assert_eq!(
+            l.wait(b"a@x", 1200 * S),
+            1200 * S,
+            "one interval to the next"
+        );
+        assert_eq!(l.wait(b"a@x", 2000 * S), 400 * S);
+        assert_eq!(l.wait(b"b@x", 0), 0, "room now");
     }
 
     fn limit(id: &str, requests: u32) -> moat_config::RateLimit {

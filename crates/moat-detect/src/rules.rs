@@ -26,6 +26,8 @@ pub struct Hit<'a> {
     pub action: &'a Action,
     /// The key a limit counted the request under.
     pub key: Option<String>,
+    /// For a limit: how long until it has room for this key again.
+    pub wait: Option<std::time::Duration>,
 }
 
 /// What the policy made of one request.
@@ -116,6 +118,7 @@ impl RulesAndLimits {
                 id: &rule.id,
                 action: &rule.action,
                 key: None,
+                wait: None,
             };
             match rule.action {
                 Action::Log => j.noted.push(hit),
@@ -144,6 +147,7 @@ impl RulesAndLimits {
                 id: "ban",
                 action: &self.ban,
                 key: None,
+                wait: None,
             });
         }
         if j.hit.is_none() && !skip_limits {
@@ -181,6 +185,9 @@ impl RulesAndLimits {
                 id: &l.id,
                 action: &l.action,
                 key: Some(String::from_utf8_lossy(key).into_owned()),
+                wait: Some(std::time::Duration::from_nanos(
+                    self.limiters.wait(*i, key, now_ns),
+                )),
             };
             if matches!(l.action, Action::Log) {
                 j.noted.push(hit);
@@ -371,6 +378,8 @@ status = 429
             let j = judge(&d, "192.0.2.5", "/signup", "a", false, true);
             let hit = j.hit.unwrap();
             assert_eq!((hit.id, hit.key.as_deref()), ("global", Some("*")));
+            // Two an hour, both spent at 0: the next has room in half an hour.
+            assert_eq!(hit.wait, Some(std::time::Duration::from_secs(1800)));
             assert!(j.events.is_empty(), "the global limit does not ban");
         }
         // A reload with a smaller global limit starts it afresh; the per-address limit keeps

@@ -445,6 +445,27 @@ pub fn retry_response() -> Response<ProxyBody> {
     r
 }
 
+/// The header the page script puts on the writes it sends: a browser running it is told to
+/// wait when a limit stops its write, never given a silent decoy.
+pub const PAGE_HEADER: &str = "moat-page";
+
+/// The answer to a write from a cleared browser running the page script that a rate limit
+/// stopped: 429 with how long to wait. The script tells the person and sends it again then;
+/// a decoy here would drop a real sign-up without anyone knowing.
+pub fn wait_response(wait: std::time::Duration) -> Response<ProxyBody> {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let mut r = json(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(r#"{{"error":"busy","retry_after":{secs}}}"#),
+    );
+    let h = r.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("moat-clearance", HeaderValue::from_static("wait"));
+    r
+}
+
 /// Whether a request is a page navigation (so a challenge page makes sense), rather than a
 /// fetch, an image or a feed reader.
 pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {

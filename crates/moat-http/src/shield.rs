@@ -411,6 +411,18 @@ impl Shield {
             self.engine.emit(Sensor::Http, Subject::ip(client), kind);
         }
         if let Some(h) = judged.hit {
+            // A limit stopped a write from a browser running the page script (cleared by the
+            // proof of work, and saying so): it is told how long to wait, and the script
+            // tells the person and sends it again. A script that copies the header learns
+            // it was limited, and gets no further than the limit lets it.
+            if let Some(wait) = h.wait {
+                if standing.clearance == Some(moat_proof::token::Kind::Work)
+                    && req.headers.contains_key(proof::PAGE_HEADER)
+                {
+                    self.log_decision(client, h.id, "wait", h.key.as_deref(), &view);
+                    return Decision::Respond(proof::wait_response(wait));
+                }
+            }
             self.log_decision(client, h.id, h.action.name(), h.key.as_deref(), &view);
             if let (Action::Challenge { fallback }, Some(p)) = (h.action, &self.proof) {
                 // A navigation gets the page that solves and comes back; anything else (a

@@ -5,7 +5,9 @@
  * /.moat/verify, which sets the clearance cookie. Same-origin writes (fetch, XMLHttpRequest,
  * form submissions) wait for the clearance, so a person who submits a form a second after the
  * page loaded sees nothing; a write Moat still refuses with `Moat-Clearance: required` is
- * solved for and sent once more.
+ * solved for and sent once more. Writes carry `Moat-Page: 1`; one a rate limit stops is
+ * answered `429` with `Moat-Clearance: wait` and Retry-After, and the script shows the person
+ * a notice, waits, and sends it again, so a person's sign-up is never dropped unseen.
  *
  * Loaded as a worker (/.moat/proof.js?worker) the same file is the solver: it looks for a
  * decimal nonce such that SHA-256(challenge ":" nonce) starts with `difficulty` zero bits.
@@ -114,7 +116,7 @@
   var workerUrl = scriptUrl + (scriptUrl.indexOf("?") >= 0 ? "&" : "?") + "worker";
   var mode = (me && me.getAttribute("data-moat")) || "invisible";
   var origFetch = window.fetch ? window.fetch.bind(window) : null;
-  var info = { solveMs: null, difficulty: null, cleared: false, failure: null };
+  var info = { solveMs: null, difficulty: null, cleared: false, failure: null, waits: 0 };
   /* A write waits at most this long for the proof; past it, it goes out anyway. */
   var WAIT_MS = 60000;
 
@@ -218,31 +220,98 @@
     }
   }
 
+  /* ---- a write a limit stopped: tell the person, wait, send again ---- */
+
+  /* The longest wait the script sits out by itself, and how many times; past them the app
+   * gets Moat's 429 and shows its own error, with the notice saying why. */
+  var MAX_WAIT_S = 120, MAX_WAITS = 5;
+
+  function notice(text) {
+    var el = document.getElementById("moat-notice");
+    if (text === null) { if (el) el.parentNode.removeChild(el); return; }
+    if (!el) {
+      el = document.createElement("div");
+      el.id = "moat-notice";
+      el.setAttribute("role", "status");
+      el.setAttribute("aria-live", "polite");
+      el.style.cssText = "position:fixed;left:50%;bottom:16px;transform:translateX(-50%);" +
+        "max-width:90%;padding:10px 16px;border-radius:6px;background:#222;color:#fff;" +
+        "font:14px/1.4 system-ui,sans-serif;z-index:2147483647;box-shadow:0 2px 8px rgba(0,0,0,.3)";
+      (document.body || document.documentElement).appendChild(el);
+    }
+    el.textContent = text;
+  }
+
+  function countdown(secs) {
+    return new Promise(function (resolve) {
+      (function tick(left) {
+        if (left <= 0) {
+          notice("Sending it now\u2026");
+          return resolve();
+        }
+        notice("Many requests are arriving right now. Yours will be sent in " + left +
+          " s; please keep this page open.");
+        setTimeout(tick, 1000, left - 1);
+      })(secs);
+    });
+  }
+
+  /* The page script's writes say so, so that a limit answers them with a wait rather than
+   * the decoy scripts get. */
+  function marked(init, req) {
+    var out = {};
+    if (init) for (var k in init) out[k] = init[k];
+    var h = new Headers((init && init.headers) || (req ? req.headers : undefined));
+    h.set("Moat-Page", "1");
+    out.headers = h;
+    return out;
+  }
+
   if (origFetch) {
     window.fetch = function (input, init) {
       var isReq = typeof Request !== "undefined" && input instanceof Request;
       var method = (init && init.method) || (isReq ? input.method : "GET");
       var url = isReq ? input.url : String(input);
       if (!isOurWrite(method, url)) return origFetch(input, init);
-      var again = null;
+      var opts = marked(init, isReq ? input : null);
+      /* A pristine copy to send again; a streamed body can be sent only once, so such a
+       * request is not retried. */
+      var pristine = null;
       try {
-        /* A streamed body can be sent only once, so such a request is not retried. */
         var body = init && init.body;
         var streamed = typeof ReadableStream !== "undefined" && body instanceof ReadableStream;
-        if (!streamed) again = isReq ? input.clone() : input;
+        if (!streamed) pristine = isReq ? input.clone() : input;
       } catch (e) {
-        again = null;
+        pristine = null;
       }
-      return ensureCleared().then(function () {
-        return origFetch(input, init);
-      }).then(function (resp) {
-        if (again === null || resp.status !== 403 ||
-          resp.headers.get("moat-clearance") !== "required") return resp;
-        busy = true;
-        running = solve();
-        running.then(function () { busy = false; });
-        return running.then(function () { return origFetch(again, init); });
-      });
+      function copy() { return isReq ? pristine.clone() : pristine; }
+      var solvedAgain = false, waits = 0;
+      function send(what) {
+        return origFetch(what, opts).then(function (resp) {
+          var why = resp.headers.get("moat-clearance");
+          if (pristine !== null && resp.status === 403 && why === "required" && !solvedAgain) {
+            solvedAgain = true;
+            busy = true;
+            running = solve();
+            running.then(function () { busy = false; });
+            return running.then(function () { return send(copy()); });
+          }
+          if (resp.status === 429 && why === "wait") {
+            var secs = Math.max(1, Number(resp.headers.get("retry-after")) || 5);
+            if (pristine !== null && waits < MAX_WAITS && secs <= MAX_WAIT_S) {
+              waits++;
+              info.waits = (info.waits || 0) + 1;
+              return countdown(secs).then(function () { return send(copy()); });
+            }
+            notice("Too many requests are arriving right now. Please try again in about " +
+              Math.max(1, Math.round(secs / 60)) + " minute(s).");
+            return resp;
+          }
+          if (waits > 0) notice(null);
+          return resp;
+        });
+      }
+      return ensureCleared().then(function () { return send(input); });
     };
   }
 
@@ -257,6 +326,9 @@
     XMLHttpRequest.prototype.send = function () {
       var xhr = this, args = arguments;
       if (!xhr.__moatWrite) return send.apply(xhr, args);
+      /* Marked like fetch's writes; a 429 to an XMLHttpRequest goes to the app as it is (the
+       * request cannot be sent twice behind the app's back). */
+      try { xhr.setRequestHeader("Moat-Page", "1"); } catch (e) { /* not opened */ }
       ensureCleared().then(function () {
         /* Still opened and not aborted in the meantime. */
         if (xhr.readyState === 1) send.apply(xhr, args);

@@ -53,6 +53,7 @@ impl Shield {
         // delete the headers Moat sets below (the app would see every client as Moat).
         forward::strip_hop_by_hop(&mut parts.headers);
         proof::strip_clearance(&mut parts.headers);
+        parts.headers.remove(proof::PAGE_HEADER);
         if !parts.headers.contains_key(header::HOST) {
             if let Ok(h) = HeaderValue::from_str(host) {
                 parts.headers.insert(header::HOST, h);

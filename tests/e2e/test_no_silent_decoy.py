@@ -1,0 +1,82 @@
+"""Issue 18, item 3: a browser is never given a silent decoy. When a rate limit stops a write
+from a person's browser (cleared by the proof, the page script running), Moat answers with how
+long to wait; the page script tells the person and sends it again. Scripts, even ones that
+solve the proof, still get the decoy."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from browser import start_browser
+from moat_harness import MAGIC_LINK, cleared_headers, post_from
+from test_browser_proof import decisions_for
+
+
+@pytest.fixture
+def browser():
+    b = start_browser()
+    try:
+        yield b
+    finally:
+        b.quit()
+
+
+def test_a_person_a_limit_stops_is_told_and_their_sign_up_goes_through(moat, upstream, browser):
+    url = moat.url(MAGIC_LINK)
+    # A script that solves the proof uses up the route's global budget (the preset's burst of
+    # 60), one victim from each of 60 networks.
+    for i in range(60):
+        ip = f"127.30.{i}.2"
+        r = post_from(ip, url, headers=cleared_headers(moat.base, ip),
+                      json_body={"email": f"victim{i}@example.org"})
+        assert (r.status, r.body) == (201, b"Created."), r
+    assert len(upstream.magic_links()) == 60
+    # Its next send is stopped by the limit and gets the decoy, as it always did.
+    ip = "127.30.99.2"
+    r = post_from(ip, url, headers=cleared_headers(moat.base, ip),
+                  json_body={"email": "victim-late@example.org"})
+    assert (r.status, r.body) == (201, b"Created."), r
+    assert len(upstream.magic_links()) == 60, "the limit let the script through"
+    assert ("ghost-global", "decoy") in decisions_for(moat, ip)
+
+    # A person subscribes now: the same limit stops the request, and the page says so.
+    browser.get(moat.base + "/")
+    time.sleep(1)
+    browser.send_keys(browser.find_css("#email"), "reader@example.com")
+    browser.click(browser.find_css("#submit"))
+    told = browser.wait_until(
+        "(document.getElementById('moat-notice') || {}).textContent", timeout=20)
+    assert "Yours will be sent in" in told, told
+    assert browser.execute("return document.getElementById('result').textContent") == "", \
+        "the app was given an answer while the person was waiting"
+    # Once the wait is over (one slot of 200 an hour: under 18 s) the sign-up reaches Ghost.
+    result = browser.wait_until("document.getElementById('result').textContent", timeout=60)
+    assert result == "201 Created.", result
+    reached = [s.json["email"] for s in upstream.magic_links()[60:]]
+    assert reached == ["reader@example.com"], reached
+    assert browser.execute("return document.getElementById('moat-notice')") is None, \
+        "the notice stayed after the sign-up went through"
+    assert browser.execute("return window.__moat.info.waits") == 1
+    assert ("ghost-global", "wait") in decisions_for(moat, "127.0.0.1")
+    # The app never sees the page script's marker.
+    sent = upstream.magic_links()[60]
+    assert all(k.lower() != "moat-page" for k, _ in sent.headers), sent.headers
+
+
+def test_a_script_that_copies_the_marker_without_clearance_still_gets_the_decoy(moat, upstream):
+    url = moat.url(MAGIC_LINK)
+    for i in range(60):
+        ip = f"127.31.{i}.2"
+        post_from(ip, url, headers=cleared_headers(moat.base, ip),
+                  json_body={"email": f"victim{i}@example.org"})
+    assert len(upstream.magic_links()) == 60
+    ip = "127.31.99.2"
+    h = cleared_headers(moat.base, ip)
+    h.pop("Cookie")
+    h["Moat-Page"] = "1"
+    r = post_from(ip, url, headers=h, json_body={"email": "victim-late@example.org"})
+    # No clearance: the preset's proof rule answers before any limit, with the decoy.
+    assert (r.status, r.body) == (201, b"Created."), r
+    assert len(upstream.magic_links()) == 60
