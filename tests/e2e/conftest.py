@@ -87,3 +87,14 @@ def moat(moat_factory) -> Moat:
     """Moat with the ghost preset and default limits."""
     return moat_factory()
 
+
+@pytest.fixture
+def browser():
+    """Headless Chromium (Debian's chromium and chromium-driver), quit at teardown."""
+    from browser import start_browser
+
+    b = start_browser()
+    try:
+        yield b
+    finally:
+        b.quit()

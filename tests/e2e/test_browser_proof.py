@@ -50,15 +50,6 @@ fallback = "block"
 """
 
 
-@pytest.fixture
-def browser():
-    b = start_browser()
-    try:
-        yield b
-    finally:
-        b.quit()
-
-
 def decisions_for(moat, client: str) -> list[tuple[str, str]]:
     return [(d.get("rule"), d.get("action")) for d in moat.decisions() if d.get("client") == client]
 

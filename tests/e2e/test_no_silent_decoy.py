@@ -7,20 +7,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-from browser import start_browser
 from moat_harness import MAGIC_LINK, cleared_headers, post_from
 from test_browser_proof import decisions_for
-
-
-@pytest.fixture
-def browser():
-    b = start_browser()
-    try:
-        yield b
-    finally:
-        b.quit()
 
 
 def test_a_person_a_limit_stops_is_told_and_their_sign_up_goes_through(moat, upstream, browser):
