@@ -125,7 +125,29 @@ async fn browser_proof(moat: SocketAddr, from: IpAddr, ua: &str) -> Option<Strin
         .collect()
         .await
         .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&body.to_bytes()).ok()?;
+    let (challenge, nonce) = solve(&body.to_bytes()).await?;
+    let answer = serde_json::json!({ "challenge": challenge, "nonce": nonce }).to_string();
+    let req = Request::post(format!("http://{moat}/.moat/verify"))
+        .header("user-agent", ua)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(answer)))
+        .ok()?;
+    let resp = client.request(req).await.ok()?;
+    let cookie = resp.headers().get("set-cookie")?.to_str().ok()?;
+    Some(cookie.split(';').next()?.to_string())
+}
+
+/// What the page script does with a `403` asking for a proof of the send's own: solve the
+/// challenge it carries. Returns the `Moat-Proof` value.
+async fn action_proof(body: &[u8]) -> Option<String> {
+    let (challenge, nonce) = solve(body).await?;
+    Some(format!("{challenge}.{nonce}"))
+}
+
+/// Solves the challenge in a `{"challenge":…,"difficulty":N}` answer, as the page script's
+/// workers do; returns the challenge and its nonce.
+async fn solve(answer: &[u8]) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_slice(answer).ok()?;
     let challenge = v["challenge"].as_str()?.to_string();
     let difficulty = u8::try_from(v["difficulty"].as_u64()?).ok()?;
     let c = challenge.clone();
@@ -136,15 +158,7 @@ async fn browser_proof(moat: SocketAddr, from: IpAddr, ua: &str) -> Option<Strin
     })
     .await
     .ok()??;
-    let answer = serde_json::json!({ "challenge": challenge, "nonce": nonce }).to_string();
-    let req = Request::post(format!("http://{moat}/.moat/verify"))
-        .header("user-agent", ua)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(answer)))
-        .ok()?;
-    let resp = client.request(req).await.ok()?;
-    let cookie = resp.headers().get("set-cookie")?.to_str().ok()?;
-    Some(cookie.split(';').next()?.to_string())
+    Some((challenge, nonce))
 }
 
 const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
@@ -258,9 +272,20 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
                 if let Some(c) = &cookie {
                     h.push(("cookie", c.as_str()));
                 }
-                if let Some(o) =
-                    send(moat, from, &h, &format!("reader{person_no}@example.net")).await
-                {
+                // The page script marks its writes, and solves a proof of the send's own when
+                // the route is under pressure.
+                h.push(("moat-page", "1"));
+                let email = format!("reader{person_no}@example.net");
+                let mut sent = send(moat, from, &h, &email).await;
+                let proof = match &sent {
+                    Some(o) if o.status == 403 => action_proof(&o.body).await,
+                    _ => None,
+                };
+                if let Some(p) = &proof {
+                    h.push(("moat-proof", p.as_str()));
+                    sent = send(moat, from, &h, &email).await;
+                }
+                if let Some(o) = sent {
                     if o.status == 201 {
                         people_ok += 1;
                     }

@@ -90,6 +90,13 @@ fn a_browser_claim_without_its_headers_is_caught_but_older_browsers_pass() {
         real.contains("ghost-no-clearance (preset:ghost, passed over: has clearance)"),
         "{real}"
     );
+    // Issue 18: it says that under pressure the clearance is not enough.
+    assert!(
+        real.contains(
+            "under pressure: then each request needs a proof of its own, bound to its json:email"
+        ),
+        "{real}"
+    );
 
     // The same headers without the browser proof: the decoy, whatever was copied.
     let copied = stdout(&magic_link(&chrome));

@@ -576,6 +576,26 @@ def reply_from_requests(r: requests.Response) -> Reply:
     return Reply(r.status_code, r.content, list(r.raw.headers.items()))
 
 
+# For tests of something else than per-action proofs (limits, decision lines, timing) whose
+# actors hold a clearance cookie without the page script: the ghost preset's sign-in route
+# never comes under pressure, so the cookie alone still sends (issue 18).
+NO_ACTION_PROOFS = "[proof]\naction_threshold = 100000\n"
+
+
+def person_post(ip: str, url: str, *, headers: dict, json_body) -> Reply:
+    """A POST as a person's browser sends it with Moat's page script running: marked
+    `Moat-Page`, and, when the route is under pressure, sent again with a proof of its own
+    (`Moat-Proof`) solved for the challenge Moat answered with."""
+    h = {**headers, "Moat-Page": "1"}
+    with session_from(ip) as s:
+        r = s.post(url, headers=h, json=json_body, timeout=30)
+        if r.status_code == 403 and r.headers.get("moat-clearance") == "action":
+            c = r.json()
+            h["Moat-Proof"] = c["challenge"] + "." + solve_pow(c["challenge"], c["difficulty"])
+            r = s.post(url, headers=h, json=json_body, timeout=30)
+        return reply_from_requests(r)
+
+
 def post_from(ip: str, url: str, *, headers: dict | None = None, json_body=None, data=None,
               timeout: float = 10) -> Reply:
     with session_from(ip) as s:

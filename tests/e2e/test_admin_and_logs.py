@@ -8,6 +8,7 @@ from collections import Counter
 import requests
 
 from moat_harness import (
+    NO_ACTION_PROOFS,
     ADMIN_TOKEN,
     CHROME_UA,
     MAGIC_LINK,
@@ -58,7 +59,9 @@ def test_metrics_need_the_token_and_count_decisions(moat, upstream):
     assert upstream.seen("/metrics"), "GET /metrics on the public listener should reach the app"
 
 
-def test_every_decision_is_one_json_log_line(moat, upstream):
+def test_every_decision_is_one_json_log_line(moat_factory, upstream):
+    # Its cleared clients have no page script: no per-action proofs asked of them here.
+    moat = moat_factory(NO_ACTION_PROOFS)
     base = moat.base
     expected = Counter()
 

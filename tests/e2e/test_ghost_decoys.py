@@ -14,6 +14,7 @@ from moat_harness import (
     address_pool,
     aio_post,
     cleared_headers,
+    person_post,
     post_from,
     raw_exchange,
     status_of,
@@ -124,8 +125,8 @@ def test_browser_requests_reach_ghost_with_the_real_client_address(moat, upstrea
         spoof = {"X-Forwarded-For": "1.2.3.4"}
         if i % 2:
             spoof.update({"Forwarded": "for=1.2.3.4", "X-Real-IP": "1.2.3.4"})
-        r = post_from(ip, moat.url(MAGIC_LINK), headers=cleared_headers(moat.base, ip, **spoof),
-                      json_body={"email": email})
+        r = person_post(ip, moat.url(MAGIC_LINK), headers=cleared_headers(moat.base, ip, **spoof),
+                        json_body={"email": email})
         replies.append((ip, r))
         sent[email] = ip
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import time
 
-from moat_harness import MAGIC_LINK, cleared_headers, post_from
+from moat_harness import MAGIC_LINK, NO_ACTION_PROOFS, cleared_headers, post_from
 from test_browser_proof import decisions_for
 
 
-def test_a_person_a_limit_stops_is_told_and_their_sign_up_goes_through(moat, upstream, browser):
+def test_a_person_a_limit_stops_is_told_and_their_sign_up_goes_through(moat_factory, upstream, browser):
+    # The global limit is the subject: the drain's cleared sends are not asked for proofs of
+    # their own (test_action_proof.py covers that).
+    moat = moat_factory(NO_ACTION_PROOFS)
     url = moat.url(MAGIC_LINK)
     # A script that solves the proof uses up the route's global budget (the preset's burst of
     # 60), one victim from each of 60 networks.
@@ -53,7 +56,8 @@ def test_a_person_a_limit_stops_is_told_and_their_sign_up_goes_through(moat, ups
     assert all(k.lower() != "moat-page" for k, _ in sent.headers), sent.headers
 
 
-def test_a_script_that_copies_the_marker_without_clearance_still_gets_the_decoy(moat, upstream):
+def test_a_script_that_copies_the_marker_without_clearance_still_gets_the_decoy(moat_factory, upstream):
+    moat = moat_factory(NO_ACTION_PROOFS)
     url = moat.url(MAGIC_LINK)
     for i in range(60):
         ip = f"127.31.{i}.2"

@@ -61,6 +61,17 @@ pub(crate) fn policy(
             }
             let e = expr(&r.expression, "rule.expression", &mut s);
             let a = action(&r.action_view(), "rule", true, &p, &mut s);
+            let per_action = r.per_action.as_ref().and_then(|k| {
+                if !r.require_clearance {
+                    s.at(
+                        k.span(),
+                        "rule.per_action",
+                        "per-action proofs are for a rule with require_clearance = true",
+                    );
+                    return None;
+                }
+                limit_key(k, "rule.per_action", &mut s)
+            });
             if let (Some(expr), Some(action)) = (e, a) {
                 p.rules.push(Rule {
                     id: r.id.get_ref().clone(),
@@ -70,6 +81,7 @@ pub(crate) fn policy(
                     offence: r.offence,
                     require_clearance: r.require_clearance,
                     allow_nojs: r.allow_nojs,
+                    per_action,
                     origin: file.clone(),
                 });
             }
@@ -87,7 +99,7 @@ pub(crate) fn policy(
                 None => Some(None),
                 Some(x) => expr(x, "rate_limit.expression", &mut s).map(Some),
             };
-            let key = limit_key(&l.key, &mut s);
+            let key = limit_key(&l.key, "rate_limit.key", &mut s);
             let period = dur(
                 Some(&l.period),
                 "rate_limit.period",
@@ -173,7 +185,7 @@ fn expr(e: &S<String>, field: &str, s: &mut Sink) -> Option<Arc<Expr>> {
     }
 }
 
-fn limit_key(k: &S<String>, s: &mut Sink) -> Option<LimitKey> {
+fn limit_key(k: &S<String>, field: &str, s: &mut Sink) -> Option<LimitKey> {
     let v = k.get_ref().trim();
     let (kind, arg) = v.split_once(':').map_or((v, ""), |(a, b)| (a, b.trim()));
     let key = match (kind, arg.is_empty()) {
@@ -186,7 +198,7 @@ fn limit_key(k: &S<String>, s: &mut Sink) -> Option<LimitKey> {
         _ => {
             s.at(
                 k.span(),
-                "rate_limit.key",
+                field,
                 format!(
                     "`{v}`: use ip, prefix, global, header:NAME, json:FIELD or json_domain:FIELD"
                 ),

@@ -112,6 +112,15 @@ pub(crate) fn proof(r: &RawProof, policy: &Policy, s: &mut Sink) -> Proof {
             .pressure_threshold
             .as_ref()
             .map_or(60, |v| (*v.get_ref()).max(1)),
+        action_threshold: r
+            .action_threshold
+            .as_ref()
+            .map_or(6, |v| (*v.get_ref()).max(1)),
+        max_action_difficulty: r
+            .max_action_difficulty
+            .as_ref()
+            .map_or(20, |v| *v.get_ref())
+            .clamp(difficulty, 32),
         clearance_ttl: clearance_ttl.max(Duration::from_secs(1)),
         challenge_ttl: dur(
             r.challenge_ttl.as_ref(),

@@ -142,6 +142,10 @@ pub struct Proof {
     pub difficulty: u8,
     pub max_difficulty: u8,
     pub pressure_threshold: u64,
+    /// Sends per minute on a `per_action` route before each needs its own proof.
+    pub action_threshold: u64,
+    /// The ceiling of per-action proofs: what a phone still solves within a few seconds.
+    pub max_action_difficulty: u8,
     pub clearance_ttl: Duration,
     pub challenge_ttl: Duration,
     pub key_rotation: Duration,
@@ -215,6 +219,8 @@ mod proof_tests {
             difficulty: 16,
             max_difficulty: 22,
             pressure_threshold: 60,
+            action_threshold: 6,
+            max_action_difficulty: 20,
             clearance_ttl: Duration::from_secs(60),
             challenge_ttl: Duration::from_secs(60),
             key_rotation: Duration::from_secs(60),
@@ -367,15 +373,19 @@ pub struct Policy {
 impl Policy {
     /// Whether any rule or limit reads the JSON body; only then does the proxy buffer bodies.
     pub fn needs_body(&self) -> bool {
-        self.rules.iter().any(|r| r.expr.needs_body())
-            || self.rate_limits.iter().any(|l| {
-                matches!(l.key, LimitKey::Json(_) | LimitKey::JsonDomain(_))
-                    || l.expr.as_ref().is_some_and(|e| e.needs_body())
-            })
-            || self
-                .decoys
-                .iter()
-                .any(|d| d.learn.as_ref().is_some_and(|e| e.needs_body()))
+        self.rules.iter().any(|r| {
+            r.expr.needs_body()
+                || matches!(
+                    r.per_action,
+                    Some(LimitKey::Json(_) | LimitKey::JsonDomain(_))
+                )
+        }) || self.rate_limits.iter().any(|l| {
+            matches!(l.key, LimitKey::Json(_) | LimitKey::JsonDomain(_))
+                || l.expr.as_ref().is_some_and(|e| e.needs_body())
+        }) || self
+            .decoys
+            .iter()
+            .any(|d| d.learn.as_ref().is_some_and(|e| e.needs_body()))
     }
 
     pub fn decoy(&self, id: &str) -> Option<usize> {
@@ -396,6 +406,9 @@ pub struct Rule {
     /// A no-JavaScript clearance satisfies `require_clearance` here (it always satisfies a
     /// `challenge`, whose page offers the no-JavaScript path).
     pub allow_nojs: bool,
+    /// Under pressure, each request needs its own proof, bound to this key of it (the target
+    /// email): a clearance then no longer authorises any number of sends.
+    pub per_action: Option<LimitKey>,
     /// The file (or `preset:NAME`) the rule came from, for `moat rules test` and logs.
     pub origin: String,
 }

@@ -265,6 +265,11 @@ pub struct RawProof {
     pub max_difficulty: Option<S<u8>>,
     /// Requests per minute that lacked clearance before difficulty starts to rise.
     pub pressure_threshold: Option<S<u64>>,
+    /// Sends per minute on a `per_action` route beyond which each needs its own proof (or
+    /// three times the route's learned usual rate, when higher).
+    pub action_threshold: Option<S<u64>>,
+    /// The most work a per-action proof asks for, in bits.
+    pub max_action_difficulty: Option<S<u8>>,
     pub clearance_ttl: Option<S<String>>,
     pub challenge_ttl: Option<S<String>>,
     pub key_rotation: Option<S<String>>,
@@ -312,6 +317,9 @@ pub struct RawRule {
     /// `challenge`).
     #[serde(default)]
     pub allow_nojs: bool,
+    /// With `require_clearance`: when the route is under pressure, each request needs a proof
+    /// of its own, bound to this key of it (`json:email`: one proof per sign-in mail).
+    pub per_action: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -373,3 +373,39 @@ fn admin_can_be_off_and_token_less_metrics_stay_private() {
     )
     .is_ok());
 }
+
+#[test]
+fn per_action_needs_require_clearance_and_a_key_with_their_lines() {
+    let errs = errors(
+        "[server]\nupstream = \"http://127.0.0.1:1\"\n[[rule]]\nid = \"a\"\nexpression = 'ssl'\naction = \"block\"\nper_action = \"json:email\"\n[[rule]]\nid = \"b\"\nexpression = 'ssl'\naction = \"block\"\nrequire_clearance = true\nper_action = \"email\"\n",
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].starts_with(
+            "7:rule.per_action:per-action proofs are for a rule with require_clearance"
+        ),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("13:rule.per_action:`email`"),
+        "{errs:?}"
+    );
+    // The ghost preset asks for them on its sign-in route, keyed by the email.
+    let ov = Overrides {
+        upstream: Some("http://127.0.0.1:2368".into()),
+        presets: vec!["ghost".into()],
+        ..Default::default()
+    };
+    let cfg = load(None, &ov).unwrap();
+    let rule = cfg
+        .policy
+        .rules
+        .iter()
+        .find(|r| r.id == "ghost-no-clearance")
+        .unwrap();
+    assert_eq!(rule.per_action, Some(LimitKey::Json("email".into())));
+    assert_eq!(
+        (cfg.proof.action_threshold, cfg.proof.max_action_difficulty),
+        (6, 20)
+    );
+}

@@ -8,13 +8,14 @@
 //!
 //! 1. rules, first match wins: `log` goes on, `skip` stops the rules, `allow` forwards at once
 //!    (no limits); a rule that asks for the proof (`require_clearance`, `challenge`) is passed
-//!    over by a client that has it;
+//!    over by a client that has it, and, on a `per_action` route under pressure, only by a
+//!    request that also carries a proof of its own for its target;
 //! 2. a banned client that no rule answered gets the ban response;
 //! 3. rate limits, each keyed its own way, spent only if the request goes through all of them.
 
 use crate::limit_key::limit_key;
 use crate::limiter::LimiterSet;
-use moat_config::{Action, Config};
+use moat_config::{Action, Config, Rule};
 use moat_core::EventKind;
 use std::sync::Arc;
 
@@ -42,6 +43,21 @@ pub struct Judgement<'a> {
     /// Rules asking for the proof that matched a client without it (the proof's difficulty
     /// rises with them).
     pub missing_proof: u32,
+    /// A cleared request on a `per_action` route under pressure that lacked a proof of its
+    /// own: the rule (its hit is the answer for scripts) and the target the proof binds to.
+    pub action_needed: Option<(&'a str, Vec<u8>)>,
+}
+
+/// What the HTTP sensor knows of a request's standing with the proof, asked by the detector
+/// only for the rules that need it.
+pub trait Proofs {
+    /// Whether the client is cleared for a rule asking for the proof (`nojs_ok`: the
+    /// no-JavaScript clearance is enough there).
+    fn cleared(&mut self, nojs_ok: bool) -> bool;
+    /// A cleared request on `rule`'s `per_action` route, for `target` (none when the request
+    /// lacks the key): counts the send, and says whether it may go on (the route is calm, or
+    /// the request carries a valid proof of its own).
+    fn action(&mut self, rule: &Rule, target: Option<&[u8]>) -> bool;
 }
 
 /// One policy's rules and limits, with the limiters that count for it.
@@ -82,14 +98,13 @@ impl RulesAndLimits {
         self.limiters.keys()
     }
 
-    /// Judges one request at `now_ns` (the limiters' time). `passes_proof(nojs_ok)` says
-    /// whether the client's standing lets it past a rule that asks for the proof, `nojs_ok`
-    /// when the no-JavaScript clearance is enough there; the sensor knows the standing.
+    /// Judges one request at `now_ns` (the limiters' time); `proofs` answers for the client's
+    /// standing with the proof, which the sensor knows.
     pub fn judge(
         &self,
         view: &moat_rules::Request<'_>,
         now_ns: u64,
-        mut passes_proof: impl FnMut(bool) -> bool,
+        proofs: &mut impl Proofs,
     ) -> Judgement<'_> {
         let policy = &self.cfg.policy;
         let mut j = Judgement::default();
@@ -105,14 +120,25 @@ impl RulesAndLimits {
             // The challenge page offers the no-JS path itself, so its clearance counts there;
             // a write route that requires clearance accepts it only if the rule says so.
             let nojs_ok = rule.allow_nojs || challenge;
-            if asks_proof && passes_proof(nojs_ok) {
-                continue;
-            }
-            if !rule.expr.matches(view) {
-                continue;
-            }
-            if asks_proof {
-                j.missing_proof += 1;
+            if asks_proof && proofs.cleared(nojs_ok) {
+                let Some(key) = &rule.per_action else {
+                    continue;
+                };
+                if !rule.expr.matches(view) {
+                    continue;
+                }
+                let target = limit_key(key, view.ip, view.prefix_lens, view.headers, view.json);
+                if proofs.action(rule, target.as_deref()) {
+                    continue;
+                }
+                j.action_needed = Some((&rule.id, target.unwrap_or_default()));
+            } else {
+                if !rule.expr.matches(view) {
+                    continue;
+                }
+                if asks_proof {
+                    j.missing_proof += 1;
+                }
             }
             let hit = Hit {
                 id: &rule.id,
@@ -225,6 +251,19 @@ action = "block"
 require_clearance = true
 offence = true
 
+[[decoy]]
+id = "sent"
+status = 201
+body = "Created."
+
+[[rule]]
+id = "send"
+expression = 'http.request.uri.path eq "/send"'
+action = "decoy"
+decoy = "sent"
+require_clearance = true
+per_action = "json:email"
+
 [[rule]]
 id = "friend"
 expression = 'http.user_agent eq "friend"'
@@ -306,7 +345,29 @@ status = 429
                 shape: &shape,
             },
         };
-        d.judge(&view, 0, |_nojs_ok| cleared)
+        d.judge(
+            &view,
+            0,
+            &mut TestProofs {
+                cleared,
+                calm: true,
+            },
+        )
+    }
+
+    /// A client cleared or not, on routes calm or under pressure (with no proofs of their own).
+    struct TestProofs {
+        cleared: bool,
+        calm: bool,
+    }
+
+    impl Proofs for TestProofs {
+        fn cleared(&mut self, _nojs_ok: bool) -> bool {
+            self.cleared
+        }
+        fn action(&mut self, _rule: &Rule, _target: Option<&[u8]>) -> bool {
+            self.calm
+        }
     }
 
     fn ids<'a>(hits: &'a [Hit<'_>]) -> Vec<&'a str> {
@@ -406,5 +467,62 @@ status = 429
                 limit: "per-ip".into()
             }]
         );
+    }
+
+    #[test]
+    fn under_pressure_a_cleared_send_needs_a_proof_of_its_own_for_its_target() {
+        let d = detector();
+        let headers = http::HeaderMap::new();
+        let shape = moat_rules::FixedShape {
+            text: String::new(),
+            consistent: true,
+        };
+        let json = serde_json::json!({"email": " Reader+news@Example.com "});
+        let view = moat_rules::Request {
+            method: "POST",
+            uri: "/send",
+            path: "/send",
+            query: "",
+            host: "blog.example",
+            headers: &headers,
+            ip: "192.0.2.9".parse().unwrap(),
+            prefix_lens: Default::default(),
+            json: Some(&json),
+            ssl: true,
+            secure_context: true,
+            banned: false,
+            proof: moat_rules::ProofFields {
+                clearance: true,
+                good_bot: false,
+                shape: &shape,
+            },
+        };
+        let mut calm = TestProofs {
+            cleared: true,
+            calm: true,
+        };
+        let j = d.judge(&view, 0, &mut calm);
+        assert_eq!((j.hit, j.action_needed), (None, None));
+        let mut pressed = TestProofs {
+            cleared: true,
+            calm: false,
+        };
+        let j = d.judge(&view, 0, &mut pressed);
+        assert_eq!(j.hit.map(|h| h.id), Some("send"));
+        let (rule, target) = j.action_needed.unwrap();
+        assert_eq!(
+            (rule, target.as_slice()),
+            ("send", &b"reader@example.com"[..]),
+            "bound to the normalised email"
+        );
+        assert_eq!(j.missing_proof, 0, "the client has clearance");
+        // Without clearance the rule applies as before, with no proof of its own to ask for.
+        let mut none = TestProofs {
+            cleared: false,
+            calm: false,
+        };
+        let j = d.judge(&view, 0, &mut none);
+        assert_eq!((j.hit.map(|h| h.id), j.missing_proof), (Some("send"), 1));
+        assert_eq!(j.action_needed, None);
     }
 }

@@ -90,6 +90,56 @@ impl moat_rules::ShapeSource for LazyShape<'_> {
     }
 }
 
+/// A request's standing with the proof, as the rules-and-limits detector asks for it.
+struct RequestProofs<'a> {
+    shield: &'a Shield,
+    standing: &'a Standing,
+    method: &'a Method,
+    headers: &'a http::HeaderMap,
+    path: &'a str,
+    /// Whether the path is exempt from the proof, worked out once for all the rules asking.
+    exempt: Option<bool>,
+    client: IpAddr,
+    now: u64,
+    /// The difficulty a per-action proof must have, when one was missing.
+    difficulty: Option<u8>,
+}
+
+impl moat_detect::rules::Proofs for RequestProofs<'_> {
+    fn cleared(&mut self, nojs_ok: bool) -> bool {
+        self.shield.passes_proof(
+            self.standing,
+            nojs_ok,
+            self.method,
+            self.path,
+            &mut self.exempt,
+        )
+    }
+
+    fn action(&mut self, rule: &moat_config::Rule, target: Option<&[u8]>) -> bool {
+        let Some(p) = &self.shield.proof else {
+            return true;
+        };
+        // A verified crawler does not send sign-ups; it is not asked to solve.
+        if self.standing.good_bot {
+            return true;
+        }
+        match p.action(
+            &rule.id,
+            target.unwrap_or_default(),
+            self.headers,
+            self.client,
+            self.now,
+        ) {
+            Ok(()) => true,
+            Err(d) => {
+                self.difficulty = Some(d);
+                false
+            }
+        }
+    }
+}
+
 /// What the policy made of a request.
 pub enum Decision {
     /// Moat answers itself: a block, a decoy, a challenge, a proof endpoint, an error.
@@ -394,11 +444,23 @@ impl Shield {
                 shape: &shape,
             },
         };
-        // Whether the path is exempt from the proof, worked out once for all the rules asking.
-        let mut exempt = None;
-        let judged = self.detector.judge(&view, self.engine.now_ns(), |nojs_ok| {
-            self.passes_proof(&standing, nojs_ok, &req.method, &path, &mut exempt)
-        });
+        let mut proofs = RequestProofs {
+            shield: self,
+            standing: &standing,
+            method: &req.method,
+            headers: &req.headers,
+            path: &path,
+            exempt: None,
+            client,
+            now,
+            difficulty: None,
+        };
+        let judged = self
+            .detector
+            .judge(&view, self.engine.now_ns(), &mut proofs);
+        let action_difficulty = proofs.difficulty;
+        let page_script = standing.clearance == Some(moat_proof::token::Kind::Work)
+            && req.headers.contains_key(proof::PAGE_HEADER);
         if let Some(p) = &self.proof {
             for _ in 0..judged.missing_proof {
                 p.note_missing(client, now);
@@ -411,14 +473,33 @@ impl Shield {
             self.engine.emit(Sensor::Http, Subject::ip(client), kind);
         }
         if let Some(h) = judged.hit {
+            // A send on a route under pressure without a proof of its own, from a browser
+            // running the page script: it gets a challenge bound to this send, which the
+            // script solves and sends back with the request. Scripts get the rule's answer.
+            if let (Some((rule, target)), Some(p), Some(d), true) = (
+                &judged.action_needed,
+                &self.proof,
+                action_difficulty,
+                page_script,
+            ) {
+                if *rule == h.id {
+                    self.log_decision(client, rule, "action-proof", None, &view);
+                    return Decision::Respond(p.action_challenge(
+                        rule,
+                        target,
+                        &req.headers,
+                        client,
+                        d,
+                        now,
+                    ));
+                }
+            }
             // A limit stopped a write from a browser running the page script (cleared by the
             // proof of work, and saying so): it is told how long to wait, and the script
             // tells the person and sends it again. A script that copies the header learns
             // it was limited, and gets no further than the limit lets it.
             if let Some(wait) = h.wait {
-                if standing.clearance == Some(moat_proof::token::Kind::Work)
-                    && req.headers.contains_key(proof::PAGE_HEADER)
-                {
+                if page_script {
                     self.log_decision(client, h.id, "wait", h.key.as_deref(), &view);
                     return Decision::Respond(proof::wait_response(wait));
                 }

@@ -7,7 +7,9 @@
  * page loaded sees nothing; a write Moat still refuses with `Moat-Clearance: required` is
  * solved for and sent once more. Writes carry `Moat-Page: 1`; one a rate limit stops is
  * answered `429` with `Moat-Clearance: wait` and Retry-After, and the script shows the person
- * a notice, waits, and sends it again, so a person's sign-up is never dropped unseen.
+ * a notice, waits, and sends it again, so a person's sign-up is never dropped unseen. When a
+ * route is under pressure, a send gets `403` with `Moat-Clearance: action` and a challenge
+ * bound to it; the script solves it and sends the request again with `Moat-Proof`.
  *
  * Loaded as a worker (/.moat/proof.js?worker) the same file is the solver: it looks for a
  * decimal nonce such that SHA-256(challenge ":" nonce) starts with `difficulty` zero bits.
@@ -116,7 +118,10 @@
   var workerUrl = scriptUrl + (scriptUrl.indexOf("?") >= 0 ? "&" : "?") + "worker";
   var mode = (me && me.getAttribute("data-moat")) || "invisible";
   var origFetch = window.fetch ? window.fetch.bind(window) : null;
-  var info = { solveMs: null, difficulty: null, cleared: false, failure: null, waits: 0 };
+  var info = {
+    solveMs: null, difficulty: null, cleared: false, failure: null, waits: 0,
+    actionMs: null, actionDifficulty: null
+  };
   /* A write waits at most this long for the proof; past it, it goes out anyway. */
   var WAIT_MS = 60000;
 
@@ -285,10 +290,23 @@
         pristine = null;
       }
       function copy() { return isReq ? pristine.clone() : pristine; }
-      var solvedAgain = false, waits = 0;
+      var solvedAgain = false, waits = 0, actions = 0;
       function send(what) {
         return origFetch(what, opts).then(function (resp) {
           var why = resp.headers.get("moat-clearance");
+          /* The route is under pressure: this send needs a proof of its own, bound to it. */
+          if (pristine !== null && resp.status === 403 && why === "action" && actions < 3) {
+            actions++;
+            var t0 = performance.now();
+            return resp.json().then(function (c) {
+              return work(c.challenge, c.difficulty).then(function (nonce) {
+                info.actionMs = performance.now() - t0;
+                info.actionDifficulty = c.difficulty;
+                opts.headers.set("Moat-Proof", c.challenge + "." + nonce);
+                return send(copy());
+              });
+            });
+          }
           if (pristine !== null && resp.status === 403 && why === "required" && !solvedAgain) {
             solvedAgain = true;
             busy = true;

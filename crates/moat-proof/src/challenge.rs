@@ -37,6 +37,8 @@ pub enum ChallengeError {
     Expired,
     #[error("issued to another client")]
     WrongClient,
+    #[error("issued for another action")]
+    WrongTarget,
     #[error("the nonce does not solve it")]
     Unsolved,
     #[error("already redeemed")]
@@ -70,14 +72,45 @@ pub fn issue(
     random: [u8; 16],
 ) -> String {
     let mut buf = [0u8; LEN];
-    buf[0] = VERSION;
+    write_head(&mut buf, VERSION, expires, difficulty, ua, net);
+    buf[28..44].copy_from_slice(&random);
+    seal(ring, &mut buf, PAYLOAD)
+}
+
+/// The first 28 bytes every challenge shares (version, difficulty, expiry, client binding);
+/// the key id is written by `seal`.
+pub(crate) fn write_head(
+    buf: &mut [u8],
+    version: u8,
+    expires: u64,
+    difficulty: u8,
+    ua: [u8; 8],
+    net: Net,
+) {
+    buf[0] = version;
     buf[2] = difficulty;
     buf[3] = if net.is_v6() { 6 } else { 4 };
     buf[4..12].copy_from_slice(&expires.to_be_bytes());
     buf[12..20].copy_from_slice(&ua);
     buf[20..28].copy_from_slice(&net.bytes());
-    buf[28..44].copy_from_slice(&random);
-    seal(ring, &mut buf, PAYLOAD)
+}
+
+/// Checks an unsealed head's expiry and client binding; returns (expires, difficulty).
+pub(crate) fn check_head(
+    buf: &[u8],
+    now: u64,
+    ua: [u8; 8],
+    net: Net,
+) -> Result<(u64, u8), ChallengeError> {
+    let expires = u64::from_be_bytes(buf[4..12].try_into().unwrap_or_default());
+    if now >= expires {
+        return Err(ChallengeError::Expired);
+    }
+    let family = if net.is_v6() { 6 } else { 4 };
+    if buf[3] != family || buf[12..20] != ua || buf[20..28] != net.bytes() {
+        return Err(ChallengeError::WrongClient);
+    }
+    Ok((expires, buf[2]))
 }
 
 /// Checks everything except whether it was redeemed before (see [`Spent`]). The proof of
@@ -108,15 +141,7 @@ pub fn open(
 ) -> Result<Solved, ChallengeError> {
     let mut buf = [0u8; LEN];
     unseal(ring, challenge, VERSION, &mut buf)?;
-    let expires = u64::from_be_bytes(buf[4..12].try_into().unwrap_or_default());
-    if now >= expires {
-        return Err(ChallengeError::Expired);
-    }
-    let family = if net.is_v6() { 6 } else { 4 };
-    if buf[3] != family || buf[12..20] != ua || buf[20..28] != net.bytes() {
-        return Err(ChallengeError::WrongClient);
-    }
-    let difficulty = buf[2];
+    let (expires, difficulty) = check_head(&buf, now, ua, net)?;
     let mut id = [0u8; 16];
     id.copy_from_slice(&buf[28..44]);
     Ok(Solved {
@@ -204,7 +229,7 @@ impl Spent {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::binding::ua_hash;
 

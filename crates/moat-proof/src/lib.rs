@@ -6,6 +6,8 @@
 //! when to ask for a proof.
 //!
 //! - [`challenge`]: signed, stateless proof-of-work challenges, redeemed once;
+//! - [`action`]: per-action proofs, bound to one route and target (one sign-in mail to one
+//!   address), asked for when a route is under pressure;
 //! - [`token`]: the clearance cookie, bound to the user agent and the client's network;
 //! - [`keys`], [`keyfile`]: the MAC keys, rotated with overlap;
 //! - [`pressure`]: adaptive difficulty from the rate of requests that lacked clearance;
@@ -13,6 +15,7 @@
 //! - [`inject`]: streaming insertion of the page script into HTML;
 //! - [`assets`]: the page script, its worker and the challenge page.
 
+pub mod action;
 pub mod assets;
 pub mod binding;
 pub mod challenge;

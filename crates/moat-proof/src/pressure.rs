@@ -59,6 +59,61 @@ pub fn difficulty(base: u8, max: u8, per_minute: u64, threshold: u64) -> u8 {
         .min(max.max(base))
 }
 
+/// The sends on one route whose sends need proofs of their own under pressure: how many in
+/// the last minute, and the usual rate, learned from the minutes that were not under pressure
+/// (an attack must not teach Moat that it is normal).
+#[derive(Debug, Default)]
+pub struct RouteLoad {
+    sends: Pressure,
+    /// The usual sends per minute, ×1000: an average over about an hour of quiet minutes.
+    usual_milli: AtomicU64,
+    /// The minute `this_minute` counts.
+    minute: AtomicU64,
+    /// Sends in that minute, folded into `usual_milli` when the next begins.
+    this_minute: AtomicU64,
+}
+
+/// Quiet minutes the usual rate averages over (an exponential average, α = 1/60).
+const USUAL_MINUTES: u64 = 60;
+
+impl RouteLoad {
+    /// Counts a send at `now`; returns the sends in the last minute, this one included.
+    pub fn record(&self, now: u64, floor: u64) -> u64 {
+        let minute = now / 60;
+        let prev = self.minute.swap(minute, Ordering::Relaxed);
+        if prev != 0 && minute > prev {
+            // Two threads racing here may fold a send or two into the wrong minute, which
+            // does not matter for an hour's average.
+            let last = self.this_minute.swap(0, Ordering::Relaxed);
+            let threshold = self.threshold(floor);
+            let mut usual = self.usual_milli.load(Ordering::Relaxed);
+            if last <= threshold {
+                let sample = last.saturating_mul(1000);
+                usual = usual - usual / USUAL_MINUTES + sample / USUAL_MINUTES;
+            }
+            // The minutes since without a send are quiet minutes of none.
+            for _ in 1..(minute - prev).min(USUAL_MINUTES * 4) {
+                usual -= usual / USUAL_MINUTES;
+            }
+            self.usual_milli.store(usual, Ordering::Relaxed);
+        } else if prev != minute {
+            self.this_minute.store(0, Ordering::Relaxed);
+        }
+        self.this_minute.fetch_add(1, Ordering::Relaxed);
+        self.sends.record(now);
+        self.sends.per_minute(now)
+    }
+
+    /// Sends a minute beyond which each needs its own proof: `floor`, or three times the usual
+    /// rate when a busy site's usual is higher, at most ten times the floor (what is learned
+    /// from sends under the threshold can rise by a third an hour at most, and a patient
+    /// attacker must not ratchet it up without end).
+    pub fn threshold(&self, floor: u64) -> u64 {
+        let learned = self.usual_milli.load(Ordering::Relaxed).saturating_mul(3) / 1000;
+        floor.max(learned.min(floor.saturating_mul(10)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +150,41 @@ mod tests {
         p.record(5);
         p.record(5 + 60); // the same slot, one minute later
         assert_eq!(p.per_minute(65), 1);
+    }
+
+    #[test]
+    fn a_route_learns_its_usual_rate_from_quiet_minutes_only() {
+        let r = RouteLoad::default();
+        let t0 = 6_000_000;
+        // Two hours of 5 sends a minute, under the floor of 6: usual for this site.
+        for m in 0..120 {
+            for s in 0..5 {
+                r.record(t0 + m * 60 + s, 6);
+            }
+        }
+        // The next minute's first send folds the last quiet one in.
+        let t1 = t0 + 120 * 60;
+        r.record(t1, 6);
+        let learned = r.threshold(6);
+        assert!(
+            (12..=15).contains(&learned),
+            "three times the usual 5: {learned}"
+        );
+        // An attack at 1000 a minute for an hour is above it every minute and teaches nothing.
+        for m in 0..60 {
+            for s in 0..1000 {
+                assert!(r.record(t1 + m * 60 + s % 60, 6) > 0);
+            }
+        }
+        assert_eq!(
+            r.threshold(6),
+            learned,
+            "the attack was not learned as usual"
+        );
+        // An hour later with no send at all, the quiet hour has brought the usual rate down.
+        r.record(t1 + 3600 * 2, 6);
+        assert!(r.threshold(6) < learned, "{}", r.threshold(6));
+        // The floor holds for a quiet site.
+        assert_eq!(RouteLoad::default().threshold(6), 6);
     }
 }

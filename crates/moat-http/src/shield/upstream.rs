@@ -54,6 +54,7 @@ impl Shield {
         forward::strip_hop_by_hop(&mut parts.headers);
         proof::strip_clearance(&mut parts.headers);
         parts.headers.remove(proof::PAGE_HEADER);
+        parts.headers.remove(proof::PROOF_HEADER);
         if !parts.headers.contains_key(header::HOST) {
             if let Ok(h) = HeaderValue::from_str(host) {
                 parts.headers.insert(header::HOST, h);
