@@ -6,7 +6,12 @@ decoy."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import statistics
 import time
+
+import pytest
 
 from moat_harness import MAGIC_LINK, cleared_headers, post_from, session_from, solve_pow
 from test_browser_proof import decisions_for
@@ -85,3 +90,43 @@ def test_a_person_under_pressure_signs_up_with_a_proof_of_their_own(moat_factory
     assert ("ghost-no-clearance", "action-proof") in decisions_for(moat, "127.0.0.1")
     print(f"\n[per-action proof in Chromium at {info['actionDifficulty']} bits: "
           f"solved in {info['actionMs']:.0f} ms, submit to answer {took * 1000:.0f} ms]")
+
+
+@pytest.mark.skipif(os.environ.get("MOAT_BENCH") != "1", reason="a benchmark: bench/action_cost.sh")
+def test_what_a_send_costs_at_each_pressure_level(moat, browser):
+    """BENCHMARKS.md: at each per-action difficulty, what one send costs a Python solver (one
+    core, hashlib, as the attacker of issue 18 solved) and a person's headless Chromium (the
+    page script's own workers). Every answer is checked with Python's SHA-256."""
+    browser.get(moat.base + "/")
+    browser.wait_until("window.__moat && window.__moat.info.cleared", timeout=20)
+    browser.set_script_timeout(600_000)
+    rows = []
+    for bits in (17, 18, 19, 20):
+        py = []
+        for i in range(12):
+            c = f"py-{bits}-{i}-{os.urandom(8).hex()}" + "x" * 60
+            t = time.process_time()
+            n = solve_pow(c, bits)
+            py.append(time.process_time() - t)
+            assert int.from_bytes(hashlib.sha256(f"{c}:{n}".encode()).digest()[:8], "big") >> (64 - bits) == 0
+        solves = browser.execute_async("""
+            const done = arguments[arguments.length - 1];
+            const bits = arguments[0];
+            const out = [];
+            (async () => {
+              for (let i = 0; i < 12; i++) {
+                const c = 'js-' + bits + '-' + i + '-' + Math.random().toString(36).slice(2) + 'x'.repeat(60);
+                const t0 = performance.now();
+                const nonce = await window.__moat.work(c, bits);
+                out.push([c, nonce, performance.now() - t0]);
+              }
+              done(out);
+            })();
+        """, bits)
+        for c, n, _ in solves:
+            assert int.from_bytes(hashlib.sha256(f"{c}:{n}".encode()).digest()[:8], "big") >> (64 - bits) == 0
+        js = sorted(t / 1000 for _, _, t in solves)
+        rows.append((bits, statistics.median(py), statistics.median(js), js[int(len(js) * 0.9)]))
+    print("\nbits  Python CPU-s/send (median)  Chromium s (median)  Chromium s (p90)")
+    for bits, py, jsm, js90 in rows:
+        print(f"{bits:>4}  {py:>26.2f}  {jsm:>19.2f}  {js90:>16.2f}")
