@@ -15,6 +15,9 @@ use moat_config::Config;
 use moat_dns::{GoodBotVerifier, Resolver, VerifierConfig};
 use moat_proof::challenge::{self, Spent};
 use moat_proof::pressure::{self, Pressure, RouteLoad};
+
+mod action;
+pub use action::{wait_response, PAGE_HEADER, PROOF_HEADER};
 use moat_proof::token::{self, Clearance, Kind};
 use moat_proof::{assets, keyfile, ua_hash, KeyRing, Net};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -161,86 +164,6 @@ impl ProofService {
         if counts <= PRESSURE_PER_NETWORK {
             self.pressure.record(now);
         }
-    }
-
-    /// A cleared send on rule `route`'s `per_action` route, for `target`: counted, and `Ok`
-    /// when the route is calm or the request carries a valid, unspent proof of its own
-    /// (`Moat-Proof`); else `Err` with the difficulty a proof must have now.
-    pub fn action(
-        &self,
-        route: &str,
-        target: &[u8],
-        headers: &HeaderMap,
-        ip: IpAddr,
-        now: u64,
-    ) -> Result<(), u8> {
-        let load = {
-            let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-            match routes.get(route) {
-                Some(l) => l.clone(),
-                None => routes.entry(route.to_string()).or_default().clone(),
-            }
-        };
-        let floor = self.cfg.action_threshold;
-        let sends = load.record(now, floor);
-        let threshold = load.threshold(floor);
-        if sends <= threshold {
-            return Ok(());
-        }
-        let difficulty = pressure::difficulty(
-            self.cfg.difficulty,
-            self.cfg.max_action_difficulty,
-            sends,
-            threshold,
-        );
-        let Some(proof) = headers.get(PROOF_HEADER).and_then(|v| v.to_str().ok()) else {
-            return Err(difficulty);
-        };
-        let ua = ua_hash(user_agent(headers).as_bytes());
-        let bound = moat_proof::action::target_hash(route, target);
-        let checked =
-            moat_proof::action::check(&self.ring.load(), proof, now, ua, self.net(ip), bound)
-                .and_then(|s| self.redeem(&s, now));
-        match checked {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                tracing::debug!(route, error = %e, "per-action proof refused");
-                Err(difficulty)
-            }
-        }
-    }
-
-    /// The answer to a browser running the page script whose send needs a proof of its own:
-    /// 403 with a challenge bound to this route and target, which the script solves and sends
-    /// back as `Moat-Proof` with the same request.
-    pub fn action_challenge(
-        &self,
-        route: &str,
-        target: &[u8],
-        headers: &HeaderMap,
-        ip: IpAddr,
-        difficulty: u8,
-        now: u64,
-    ) -> Response<ProxyBody> {
-        let c = moat_proof::action::issue(
-            &self.ring.load(),
-            now + self.cfg.challenge_ttl.as_secs(),
-            difficulty,
-            ua_hash(user_agent(headers).as_bytes()),
-            self.net(ip),
-            moat_proof::action::target_hash(route, target),
-            self.random16(),
-        );
-        let mut r = json(
-            StatusCode::FORBIDDEN,
-            format!(
-                r#"{{"error":"action_proof_required","challenge":"{c}","difficulty":{difficulty}}}"#
-            ),
-        );
-        let h = r.headers_mut();
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert("moat-clearance", HeaderValue::from_static("action"));
-        r
     }
 
     /// The no-JS wait, doubled with each extra bit of difficulty (capped at a minute), so the
@@ -525,30 +448,6 @@ pub fn retry_response() -> Response<ProxyBody> {
     );
     r.headers_mut()
         .insert("moat-clearance", HeaderValue::from_static("required"));
-    r
-}
-
-/// The header the page script puts on the writes it sends: a browser running it is told to
-/// wait when a limit stops its write, never given a silent decoy.
-pub const PAGE_HEADER: &str = "moat-page";
-
-/// A per-action proof, `CHALLENGE.NONCE` (see `moat_proof::action`).
-pub const PROOF_HEADER: &str = "moat-proof";
-
-/// The answer to a write from a cleared browser running the page script that a rate limit
-/// stopped: 429 with how long to wait. The script tells the person and sends it again then;
-/// a decoy here would drop a real sign-up without anyone knowing.
-pub fn wait_response(wait: std::time::Duration) -> Response<ProxyBody> {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let secs = secs.max(1);
-    let mut r = json(
-        StatusCode::TOO_MANY_REQUESTS,
-        format!(r#"{{"error":"busy","retry_after":{secs}}}"#),
-    );
-    let h = r.headers_mut();
-    h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("moat-clearance", HeaderValue::from_static("wait"));
     r
 }
 
