@@ -217,3 +217,26 @@ pub fn reporting<T>(input: &[u8], check: impl FnOnce(&[u8]) -> T) -> T {
         }
     }
 }
+
+/// Runs `run` over `rounds` inputs: two in three a mutated seed, one in three random tokens of
+/// the target's dictionary (seeded by `salt`, so a failure comes back on the next run).
+pub fn exercise<T>(
+    manifest_dir: &str,
+    target: &str,
+    seeds: &[(String, Vec<u8>)],
+    rounds: usize,
+    salt: u64,
+    run: impl Fn(&[u8]) -> T,
+) {
+    let tokens = dict(manifest_dir, target);
+    let mut rng = Rng::new(salt);
+    for i in 0..rounds {
+        let input = if i % 3 == 2 {
+            random(&mut rng, &tokens, 24)
+        } else {
+            let seed = &seeds[rng.below(seeds.len())].1;
+            mutate(&mut rng, seed, &tokens)
+        };
+        reporting(&input, &run);
+    }
+}
