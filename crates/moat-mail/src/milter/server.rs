@@ -252,7 +252,9 @@ async fn conn<S: MilterStream>(mut stream: S, peer: String, ctx: Arc<MilterConte
                         r.encode(&mut out);
                     }
                     if let Some(d) = &ctx.dsn {
-                        tokio::spawn(send_dsn(d.clone(), *bounce, ctx.stats.clone()));
+                        // Tracked: a shutdown waits (bounded) for the notice to go out.
+                        ctx.shutdown
+                            .spawn(send_dsn(d.clone(), *bounce, ctx.stats.clone()));
                     }
                 }
             }
