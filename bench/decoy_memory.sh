@@ -2,8 +2,9 @@
 # Issue 18: what delayed decoys cost. N (default 10,000) scripted POSTs held at once, each
 # answered with a decoy that waits DELAY (default 20 s) the way a decoy waits as long as the
 # app; prints Moat's RSS idle and while all N wait (target: the N cost <= 50 MB), and checks
-# that every one got its decoy. Clients come from 500 loopback addresses; everything listens on
-# 127.0.0.1; the run is bounded by DELAY plus a minute.
+# that every one got its decoy. IDLE=1 opens the N connections without sending anything, for
+# what a connection itself costs. Clients come from 500 loopback addresses; everything listens
+# on 127.0.0.1; the run is bounded by DELAY plus a minute.
 set -euo pipefail
 export MOAT_NFTABLES=off
 cd "$(dirname "$0")/.."
@@ -47,7 +48,7 @@ pid=$(cat "$work/moat.pid")
 rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
 idle=$(rss)
 python3 - "$PORT" "$N" "$DELAY" "$pid" "$idle" <<'PY'
-import asyncio, sys, time
+import asyncio, os, sys, time
 port, n, delay, pid, idle = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 
 def rss():
@@ -56,9 +57,15 @@ def rss():
             return int(line.split()[1])
 
 body = b'{"email":"victim@example.org"}'
+idle_only = os.environ.get("IDLE") == "1"
+
 async def one(i):
     src = f"127.90.{i // 20 // 250}.{i // 20 % 250 + 1}"
     r, w = await asyncio.open_connection("127.0.0.1", port, local_addr=(src, 0))
+    if idle_only:
+        await asyncio.sleep(delay)
+        w.close()
+        return True
     w.write(b"POST /members/api/send-magic-link/ HTTP/1.1\r\nHost: x\r\nUser-Agent: python-requests/2.32\r\n"
             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
     await w.drain()

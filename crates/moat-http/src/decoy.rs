@@ -40,6 +40,26 @@ const VOLATILE: &[&str] = &[
     "upgrade",
 ];
 
+/// A response to hold back this long before it is written: a decoy waiting as long as the app
+/// would. The wait happens after the policy's future is gone ([`release`]), so a connection
+/// holding a decoy keeps the response and a timer, not the whole request pipeline's state.
+#[derive(Debug, Clone, Copy)]
+pub struct Hold(pub Duration);
+
+/// Waits out a response's [`Hold`], if it has one, and dates it when it leaves.
+pub async fn release(mut resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    if let Some(Hold(wait)) = resp.extensions_mut().remove::<Hold>() {
+        tokio::time::sleep(wait).await;
+        if resp.headers().contains_key(http::header::DATE) {
+            let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+            if let Ok(v) = HeaderValue::try_from(now) {
+                resp.headers_mut().insert(http::header::DATE, v);
+            }
+        }
+    }
+    resp
+}
+
 pub fn is_volatile(name: &str) -> bool {
     VOLATILE.contains(&name)
 }

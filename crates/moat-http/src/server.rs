@@ -113,7 +113,7 @@ async fn connection(
     let mut real_peer = peer;
     let mut prefix = Vec::new();
     if shield.cfg.server.proxy_protocol && shield.trusts(peer.ip()) {
-        match proxy_protocol::read_header(&mut stream, lim.header_timeout).await {
+        match Box::pin(proxy_protocol::read_header(&mut stream, lim.header_timeout)).await {
             Ok((source, rest)) => {
                 if let Some(s) = source {
                     real_peer = s;
@@ -142,17 +142,26 @@ async fn connection(
             };
             drop(held);
             let io = IdleTimeout::new(Prefixed::new(unread, io), lim.idle_timeout);
-            http(&shield, live, io, info, graceful).await
+            // Boxed, like every large future a connection may reach: an async fn's state is
+            // as large as its largest await, and each idle connection would carry hyper's
+            // connection inline (12 KB a connection before, measured by bench/decoy_memory.sh).
+            Box::pin(http(&shield, live, io, info, graceful)).await
         }
         Some(acceptor) => {
             let io = IdleTimeout::new(Prefixed::new(prefix, stream), lim.idle_timeout);
-            let accepted = tokio::time::timeout(lim.header_timeout, acceptor.accept(io)).await;
+            // The TLS session (rustls's state is kilobytes) lives on the heap, not in every
+            // connection's future.
+            let accepted = tokio::time::timeout(
+                lim.header_timeout,
+                Box::pin(async move { acceptor.accept(io).await.map(Box::new) }),
+            )
+            .await;
             match accepted {
                 Ok(Ok(s)) => {
                     if tls::is_acme_tls_alpn(&s) {
                         return; // a TLS-ALPN-01 validation: the handshake was the answer
                     }
-                    http(
+                    Box::pin(http(
                         &shield,
                         live,
                         s,
@@ -161,7 +170,7 @@ async fn connection(
                             tls: true,
                         },
                         graceful,
-                    )
+                    ))
                     .await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),

@@ -288,6 +288,7 @@ impl Shield {
         }
         match self.decide(parts, incoming, conn).await {
             Decision::Respond(r) => {
+                let r = crate::decoy::release(r).await;
                 self.metrics.observe_answered(start);
                 r
             }
@@ -574,12 +575,13 @@ impl Shield {
             },
             Action::Decoy(i) => {
                 // As long as the app takes: a connection held no longer than a genuine answer
-                // would hold it.
+                // would hold it. The wait is the writer's (`decoy::release`).
                 let wait = self.decoys.delay(*i);
+                let mut r = self.decoys.respond(*i);
                 if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
+                    r.extensions_mut().insert(crate::decoy::Hold(wait));
                 }
-                self.decoys.respond(*i)
+                r
             }
             other => self.immediate(other),
         }

@@ -111,10 +111,17 @@ where
         let mut held = None;
         if buf.len() < len + body_len {
             let current = live.current();
-            held = current.reserve_body(body_len, Some(body_len as u64)).await;
+            held = Box::pin(current.reserve_body(body_len, Some(body_len as u64))).await;
             if held.is_none() {
                 let busy = current.body_budget_spent();
-                let _ = respond::write(io, busy, &parts.method, true, lim.idle_timeout).await;
+                let _ = Box::pin(respond::write(
+                    io,
+                    busy,
+                    &parts.method,
+                    true,
+                    lim.idle_timeout,
+                ))
+                .await;
                 return Served::Closed;
             }
             let d = Instant::now() + lim.body_timeout;
@@ -126,8 +133,14 @@ where
                     Err(_) => {
                         let stalled = crate::body::BodyError::Timeout(lim.body_timeout);
                         let late = crate::shield::body_error_kind(&stalled);
-                        let _ =
-                            respond::write(io, late, &parts.method, true, lim.idle_timeout).await;
+                        let _ = Box::pin(respond::write(
+                            io,
+                            late,
+                            &parts.method,
+                            true,
+                            lim.idle_timeout,
+                        ))
+                        .await;
                         return Served::Closed;
                     }
                 }
@@ -146,23 +159,25 @@ where
         // for them. A POST that passes goes through the hyper client.
         let relayable = body_len == 0 && matches!(method, http::Method::GET | http::Method::HEAD);
         let body = http_body_util::Full::new(body);
-        let done = match shield.decide(parts, body, info).await {
+        // The policy's and the forwarding's futures are boxed: inline, they would make every
+        // connection's state as large as theirs for its whole life, idle or not.
+        let done = match Box::pin(shield.decide(parts, body, info)).await {
             Decision::Respond(resp) => {
+                let resp = crate::decoy::release(resp).await;
                 shield.metrics.observe_answered(start);
                 let close = close || says_close(resp.headers());
-                respond::write(io, resp, &method, close, lim.idle_timeout)
+                Box::pin(respond::write(io, resp, &method, close, lim.idle_timeout))
                     .await
                     .map(|()| close)
             }
             Decision::Forward(f) => {
                 let p = shield.prepare_forward(f.parts, f.client, f.ssl, &f.host);
                 if relayable && p.passes_through() && f.route.is_none() {
-                    relay::relay(&shield, io, &p.parts, close, start).await
+                    Box::pin(relay::relay(&shield, io, &p.parts, close, start)).await
                 } else {
-                    let resp = shield
-                        .send_forward(p, f.body, (f.learn, f.route), start)
-                        .await;
-                    respond::write(io, resp, &method, close, lim.idle_timeout)
+                    let resp =
+                        Box::pin(shield.send_forward(p, f.body, (f.learn, f.route), start)).await;
+                    Box::pin(respond::write(io, resp, &method, close, lim.idle_timeout))
                         .await
                         .map(|()| close)
                 }
