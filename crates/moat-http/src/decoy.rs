@@ -50,11 +50,8 @@ pub struct Hold(pub Duration);
 pub async fn release(mut resp: Response<ProxyBody>) -> Response<ProxyBody> {
     if let Some(Hold(wait)) = resp.extensions_mut().remove::<Hold>() {
         tokio::time::sleep(wait).await;
-        if resp.headers().contains_key(http::header::DATE) {
-            let now = httpdate::fmt_http_date(std::time::SystemTime::now());
-            if let Ok(v) = HeaderValue::try_from(now) {
-                resp.headers_mut().insert(http::header::DATE, v);
-            }
+        if let Some(d) = resp.headers_mut().get_mut(http::header::DATE) {
+            *d = http_date();
         }
     }
     resp
@@ -66,7 +63,8 @@ pub fn is_volatile(name: &str) -> bool {
 
 pub struct Decoys {
     defs: Vec<Decoy>,
-    learned: RwLock<Vec<Option<Arc<LearnedResponse>>>>,
+    /// Per decoy, the answer it gives (learned, or its static one) and whether it was learned.
+    answers: RwLock<Vec<(bool, Arc<Ready>)>>,
     store: Arc<dyn Store>,
     /// Per decoy, the genuine answer times on its route.
     timings: Vec<Mutex<Timings>>,
@@ -97,22 +95,83 @@ impl Timings {
     }
 }
 
+/// A decoy's answer parsed once, so that answering costs reference counts, not parsing: the
+/// attack path answers with it hundreds of thousands of times a second.
+struct Ready {
+    status: StatusCode,
+    /// `None`: a `date` or `content-length` written afresh where it stands.
+    headers: Vec<(HeaderName, Option<HeaderValue>)>,
+    body: Bytes,
+}
+
+impl Ready {
+    fn new(status: u16, headers: &[(String, String)], body: Bytes) -> Ready {
+        let headers = headers
+            .iter()
+            .filter_map(|(n, v)| {
+                let name = HeaderName::try_from(n.as_str()).ok()?;
+                if name == http::header::DATE || name == http::header::CONTENT_LENGTH {
+                    return Some((name, None));
+                }
+                Some((name, Some(HeaderValue::try_from(v.as_str()).ok()?)))
+            })
+            .collect();
+        Ready {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            headers,
+            body,
+        }
+    }
+}
+
+/// Now as an HTTP date, formatted once a second (as hyper does for its own `date`).
+fn http_date() -> HeaderValue {
+    static CACHE: Mutex<Option<(u64, HeaderValue)>> = Mutex::new(None);
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    match &*c {
+        Some((s, v)) if *s == secs => v.clone(),
+        _ => {
+            let v = HeaderValue::try_from(httpdate::fmt_http_date(now))
+                .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
+            *c = Some((secs, v.clone()));
+            v
+        }
+    }
+}
+
 impl Decoys {
     pub fn new(defs: Vec<Decoy>, store: Arc<dyn Store>) -> Self {
-        let learned = defs
+        let answers = defs
             .iter()
-            .map(|d| match store.learned(&d.id) {
-                Ok(l) => l.map(Arc::new),
-                Err(e) => {
+            .map(|d| {
+                let learned = store.learned(&d.id).unwrap_or_else(|e| {
                     tracing::warn!(decoy = %d.id, error = %e, "cannot load learned decoy");
                     None
+                });
+                match learned {
+                    Some(l) => (
+                        true,
+                        Arc::new(Ready::new(l.status, &l.headers, Bytes::from(l.body))),
+                    ),
+                    None => (
+                        false,
+                        Arc::new(Ready::new(
+                            d.status,
+                            &d.headers,
+                            Bytes::from(d.body.clone()),
+                        )),
+                    ),
                 }
             })
             .collect();
         Decoys {
             timings: defs.iter().map(|_| Mutex::default()).collect(),
             defs,
-            learned: RwLock::new(learned),
+            answers: RwLock::new(answers),
             store,
         }
     }
@@ -152,12 +211,7 @@ impl Decoys {
 
     /// Decoys still waiting to learn whose `learn` expression matches.
     pub fn wants_to_learn(&self, idx: usize) -> bool {
-        self.defs[idx].learn.is_some()
-            && self
-                .learned
-                .read()
-                .map(|l| l[idx].is_none())
-                .unwrap_or(false)
+        self.defs[idx].learn.is_some() && self.answers.read().map(|a| !a[idx].0).unwrap_or(false)
     }
 
     pub fn record(&self, idx: usize, status: StatusCode, headers: &http::HeaderMap, body: &Bytes) {
@@ -177,34 +231,33 @@ impl Decoys {
             }
             Err(e) => tracing::warn!(decoy = %id, error = %e, "cannot persist learned decoy"),
         }
-        if let Ok(mut l) = self.learned.write() {
-            if l[idx].is_none() {
-                l[idx] = Some(Arc::new(r));
+        if let Ok(mut a) = self.answers.write() {
+            if !a[idx].0 {
+                a[idx] = (
+                    true,
+                    Arc::new(Ready::new(r.status, &r.headers, Bytes::from(r.body))),
+                );
             }
         }
     }
 
     pub fn respond(&self, idx: usize) -> Response<ProxyBody> {
-        let learned = self.learned.read().ok().and_then(|l| l[idx].clone());
-        let (status, headers, body): (u16, Vec<(String, String)>, Bytes) = match learned {
-            Some(l) => (l.status, l.headers.clone(), Bytes::from(l.body.clone())),
-            None => {
-                let d = &self.defs[idx];
-                (d.status, d.headers.clone(), Bytes::from(d.body.clone()))
-            }
+        let ready = match self.answers.read() {
+            Ok(a) => a[idx].1.clone(),
+            Err(e) => e.into_inner()[idx].1.clone(),
         };
-        let len = body.len();
-        let mut resp = Response::new(full(body));
-        *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-        for (n, v) in headers {
-            let v = match n.as_str() {
-                "date" => httpdate::fmt_http_date(std::time::SystemTime::now()),
-                "content-length" => len.to_string(),
-                _ => v,
+        let len = ready.body.len();
+        let mut resp = Response::new(full(ready.body.clone()));
+        *resp.status_mut() = ready.status;
+        let h = resp.headers_mut();
+        h.reserve(ready.headers.len());
+        for (n, v) in &ready.headers {
+            let v = match v {
+                Some(v) => v.clone(),
+                None if n == http::header::DATE => http_date(),
+                None => HeaderValue::from(len),
             };
-            if let (Ok(n), Ok(v)) = (HeaderName::try_from(n), HeaderValue::try_from(v)) {
-                resp.headers_mut().append(n, v);
-            }
+            h.append(n.clone(), v);
         }
         resp
     }
