@@ -67,11 +67,7 @@ impl Limiter {
 
     /// True if a request for `key` at `now_ns` would conform; nothing is counted.
     pub fn peek(&self, key: &[u8], now_ns: u64) -> bool {
-        let h = self.hash_key(key);
-        let shard = &self.shards[(h >> 58) as usize % SHARDS];
-        let t = shard.lock().unwrap_or_else(|p| p.into_inner());
-        let tat = t.get(&h).copied().unwrap_or(0).max(now_ns);
-        tat - now_ns <= self.tau_ns
+        self.wait(key, now_ns) == 0
     }
 
     /// How long until a request for `key` would conform (zero if it does now): what a

@@ -198,7 +198,9 @@ impl RulesAndLimits {
             }
         }
         for (i, key) in &applicable {
-            if self.limiters.peek(*i, key, now_ns) {
+            // One lookup says both whether the limit has room and, if not, for how long.
+            let wait = self.limiters.wait(*i, key, now_ns);
+            if wait == 0 {
                 continue;
             }
             let l = &limits[*i];
@@ -211,9 +213,7 @@ impl RulesAndLimits {
                 id: &l.id,
                 action: &l.action,
                 key: Some(String::from_utf8_lossy(key).into_owned()),
-                wait: Some(std::time::Duration::from_nanos(
-                    self.limiters.wait(*i, key, now_ns),
-                )),
+                wait: Some(std::time::Duration::from_nanos(wait)),
             };
             if matches!(l.action, Action::Log) {
                 j.noted.push(hit);

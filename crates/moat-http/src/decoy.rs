@@ -124,15 +124,18 @@ impl Ready {
     }
 }
 
-/// Now as an HTTP date, formatted once a second (as hyper does for its own `date`).
+/// Now as an HTTP date, formatted once a second per worker thread (as hyper does for its own
+/// `date`): no lock shared by the workers on the attack path.
 fn http_date() -> HeaderValue {
-    static CACHE: Mutex<Option<(u64, HeaderValue)>> = Mutex::new(None);
+    thread_local! {
+        static CACHE: std::cell::RefCell<Option<(u64, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
     let now = std::time::SystemTime::now();
     let secs = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    match &*c {
+    CACHE.with_borrow_mut(|c| match c {
         Some((s, v)) if *s == secs => v.clone(),
         _ => {
             let v = HeaderValue::try_from(httpdate::fmt_http_date(now))
@@ -140,7 +143,7 @@ fn http_date() -> HeaderValue {
             *c = Some((secs, v.clone()));
             v
         }
-    }
+    })
 }
 
 impl Decoys {
