@@ -47,6 +47,10 @@ pub struct TestArgs {
     /// Treat the client as a crawler verified by reverse DNS.
     #[arg(long)]
     good_bot: bool,
+    /// The standing of the client's cohort with the `[[confirm]]` routes: its clicks on the
+    /// links the app mailed (`moat.cohort`).
+    #[arg(long, default_value = "unknown", value_parser = ["confirmed", "unknown", "silent"])]
+    cohort: String,
     #[command(flatten)]
     cfg: ConfigArgs,
 }
@@ -156,6 +160,20 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<ExitCode> {
         text: shape.text,
         consistent: shape.consistent,
     };
+    let cohorts = moat_detect::Cohorts::new(cfg.cohorts.clone());
+    let header = |n: http::header::HeaderName| p.headers.get(n).map_or(&b""[..], |v| v.as_bytes());
+    let cohort = TestCohort {
+        standing: match a.cohort.as_str() {
+            "confirmed" => "confirmed",
+            "silent" => "silent",
+            _ => "unknown",
+        },
+        key: cohorts.key(
+            a.ip,
+            header(http::header::USER_AGENT),
+            header(http::header::ACCEPT_LANGUAGE),
+        ),
+    };
     let http_method = http::Method::from_bytes(p.method.as_bytes())
         .with_context(|| format!("`{}` is not an HTTP method", p.method))?;
     let req = moat_rules::Request {
@@ -175,9 +193,40 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<ExitCode> {
             clearance: a.clearance,
             good_bot: a.good_bot,
             shape: &fixed,
+            cohort: &cohort,
         },
     };
     println!("fingerprint {}", fixed.text);
+    if !cfg.policy.confirms.is_empty() {
+        let network = match cfg.cohorts.asn_table.as_ref().and_then(|t| t.lookup(a.ip)) {
+            Some(asn) => format!("AS{asn}"),
+            None => moat_core::prefix_of(
+                a.ip,
+                moat_core::PrefixLens {
+                    v4: cfg.cohorts.prefix_v4,
+                    v6: cfg.cohorts.prefix_v6,
+                },
+            )
+            .to_string(),
+        };
+        println!(
+            "cohort {} (network {network}, this user agent and Accept-Language; --cohort sets the standing)",
+            cohort.standing
+        );
+        for c in &cfg.policy.confirms {
+            if c.send.matches(&req) {
+                println!(
+                    "confirm {}: a send, counted for the cohort if the app accepts it",
+                    c.id
+                );
+            } else if c.click.matches(&req) {
+                println!(
+                    "confirm {}: a click, raising the cohort's standing if the app accepts it",
+                    c.id
+                );
+            }
+        }
+    }
     let mut decided = None;
     for r in &cfg.policy.rules {
         let asks_proof = r.require_clearance || matches!(r.action, Action::Challenge { .. });
@@ -219,13 +268,7 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<ExitCode> {
     }
     for l in &cfg.policy.rate_limits {
         let applies = l.expr.as_ref().is_none_or(|e| e.matches(&req));
-        let key = moat_detect::limit_key::limit_key(
-            &l.key,
-            a.ip,
-            cfg.server.prefix_lens,
-            &p.headers,
-            json.as_ref(),
-        );
+        let key = moat_detect::limit_key::limit_key(&l.key, &req);
         println!(
             "limit {} {}: {}",
             l.id,
@@ -264,5 +307,21 @@ fn key_name(k: &moat_config::LimitKey) -> String {
         LimitKey::Header(h) => format!("header:{h}"),
         LimitKey::Json(f) => format!("json:{f}"),
         LimitKey::JsonDomain(f) => format!("json_domain:{f}"),
+        LimitKey::Cohort => "cohort".into(),
+    }
+}
+
+/// The cohort as `--cohort` says it stands.
+struct TestCohort {
+    standing: &'static str,
+    key: u64,
+}
+
+impl moat_rules::CohortSource for TestCohort {
+    fn standing(&self) -> &str {
+        self.standing
+    }
+    fn key(&self) -> Option<u64> {
+        Some(self.key)
     }
 }

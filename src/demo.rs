@@ -34,6 +34,9 @@ const PAGE: &str = r#"<!doctype html><title>Demo blog</title><form id=f><input n
 struct Site {
     magic_links: AtomicUsize,
     from_scripts: AtomicUsize,
+    /// The sign-in links "mailed", by address (the demo's token is the address itself); a
+    /// click on one gets the member session, as Ghost's does.
+    mailed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 async fn site(listener: tokio::net::TcpListener, site: Arc<Site>) {
@@ -48,12 +51,36 @@ async fn site(listener: tokio::net::TcpListener, site: Arc<Site>) {
                 async move {
                     let is_magic = req.method() == http::Method::POST
                         && req.uri().path() == "/members/api/send-magic-link/";
+                    let token = (req.uri().path() == "/members/")
+                        .then(|| req.uri().query().unwrap_or("").strip_prefix("token="))
+                        .flatten()
+                        .map(str::to_string);
                     let scripted = req
                         .headers()
                         .get("x-demo-actor")
                         .is_some_and(|v| v == "script");
-                    let _ = req.into_body().collect().await;
-                    let resp = if is_magic {
+                    let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                    let resp = if let Some(t) = token {
+                        let known = site.mailed.lock().is_ok_and(|mut m| m.remove(&t));
+                        let mut r = Response::new(Full::new(Bytes::new()));
+                        *r.status_mut() = StatusCode::FOUND;
+                        r.headers_mut()
+                            .insert("location", http::HeaderValue::from_static("/"));
+                        if known {
+                            r.headers_mut().insert(
+                                "set-cookie",
+                                http::HeaderValue::from_static("ghost-members-ssr=demo; Path=/"),
+                            );
+                        }
+                        r
+                    } else if is_magic {
+                        let email = body
+                            .ok()
+                            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                            .and_then(|v| v["email"].as_str().map(str::to_string));
+                        if let (Some(e), Ok(mut m)) = (email, site.mailed.lock()) {
+                            m.insert(e);
+                        }
                         site.magic_links.fetch_add(1, Ordering::Relaxed);
                         if scripted {
                             site.from_scripts.fetch_add(1, Ordering::Relaxed);
@@ -105,6 +132,22 @@ async fn send(
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.ok()?.to_bytes();
     Some(Outcome { status, body })
+}
+
+/// The person opens the sign-in mail and follows the link, from the same browser.
+async fn click(moat: SocketAddr, from: IpAddr, headers: &[(&str, &str)], email: &str) {
+    let mut c = HttpConnector::new();
+    c.set_local_address(Some(from));
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(c);
+    let mut b = Request::get(format!("http://{moat}/members/?token={email}"));
+    for (n, v) in headers {
+        if matches!(*n, "user-agent" | "accept-language" | "cookie") {
+            b = b.header(*n, *v);
+        }
+    }
+    if let Ok(req) = b.body(Full::new(Bytes::new())) {
+        let _ = client.request(req).await;
+    }
 }
 
 /// What the page script does in a person's browser: fetch a challenge, find the nonce, and
@@ -288,6 +331,9 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
                 if let Some(o) = sent {
                     if o.status == 201 {
                         people_ok += 1;
+                        // People click the link they asked for: that is what tells their
+                        // network's sign-ups from a script's.
+                        click(moat, from, &h, &email).await;
                     }
                     genuine.get_or_insert(o);
                 }

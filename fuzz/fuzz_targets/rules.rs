@@ -60,6 +60,7 @@ impl Owned {
                 clearance: self.proof.0,
                 good_bot: self.proof.1,
                 shape: &self.proof.2,
+                ..Default::default()
             },
         }
     }

@@ -181,6 +181,10 @@ class Upstream:
         # How long the magic-link route takes (Ghost sends the mail before it answers).
         self.magic_link_delay = magic_link_delay
         self.requests: list[Seen] = []
+        # The sign-in links "mailed": token -> email, as Ghost keeps them; a click on one is
+        # answered with the member session, any other token without.
+        self.tokens: dict[str, str] = {}
+        self.sessions = 0
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -213,10 +217,32 @@ class Upstream:
         return web.Response(body=SIGNUP_PAGE, content_type="text/html", charset="utf-8")
 
     async def _created(self, request: web.Request) -> web.StreamResponse:
-        await self._record(request)
+        seen = await self._record(request)
         if self.magic_link_delay:
             await asyncio.sleep(self.magic_link_delay)
+        email = (seen.json or {}).get("email") if isinstance(seen.json, dict) else None
+        if request.path == MAGIC_LINK and isinstance(email, str):
+            with self._lock:
+                self.tokens[hashlib.sha256(f"{len(self.tokens)}:{email}".encode()).hexdigest()[:32]] = email
         return GhostCreated(status=201, body=b"Created.")
+
+    async def _members(self, request: web.Request) -> web.StreamResponse:
+        """Ghost's magic link (`/members/?token=...&action=signup`): a token it mailed gets the
+        member session (`ghost-members-ssr` and its signature) and a redirect home; any other
+        the redirect with `success=false` and no session, as Ghost 5's
+        createSessionFromMagicLink answers."""
+        await self._record(request)
+        token = request.query.get("token", "")
+        with self._lock:
+            email = self.tokens.pop(token, None)
+        if email is None:
+            return web.Response(status=302, headers={"Location": "/?action=signin&success=false"})
+        with self._lock:
+            self.sessions += 1
+        r = web.Response(status=302, headers={"Location": "/?action=signin&success=true"})
+        r.set_cookie("ghost-members-ssr", hashlib.sha256(email.encode()).hexdigest(), httponly=True, path="/")
+        r.set_cookie("ghost-members-ssr.sig", "sig", httponly=True, path="/")
+        return r
 
     async def _native_form(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)
@@ -237,6 +263,7 @@ class Upstream:
         app.router.add_get("/native-form", self._native_form)
         app.router.add_post(MAGIC_LINK, self._created)
         app.router.add_post(ADMIN_SESSION, self._created)
+        app.router.add_get("/members/", self._members)
         app.router.add_route("*", "/{tail:.*}", self._other)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -283,6 +310,12 @@ class Upstream:
 
     def magic_links(self) -> list[Seen]:
         return self.seen(MAGIC_LINK, "POST")
+
+    def link_for(self, email: str) -> str | None:
+        """The path of the sign-in link Ghost mailed to `email` and nobody clicked yet."""
+        with self._lock:
+            tokens = [t for t, e in self.tokens.items() if e == email]
+        return f"/members/?token={tokens[-1]}&action=signup" if tokens else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -581,6 +614,11 @@ def reply_from_requests(r: requests.Response) -> Reply:
 # never comes under pressure, so the cookie alone still sends (issue 18).
 NO_ACTION_PROOFS = "[proof]\naction_threshold = 100000\n"
 
+# For tests of other limits (per email, per network, the global ceiling) whose actors rotate
+# addresses inside one /16 without ever clicking a sign-in link: each address is a cohort of
+# its own, so the ghost preset's per-cohort limit (test_cohorts.py) does not hold them first.
+COHORT_PER_ADDRESS = "[cohorts]\nprefix_v4 = 32\n"
+
 
 def person_post(ip: str, url: str, *, headers: dict, json_body) -> Reply:
     """A POST as a person's browser sends it with Moat's page script running: marked
@@ -594,6 +632,23 @@ def person_post(ip: str, url: str, *, headers: dict, json_body) -> Reply:
             h["Moat-Proof"] = c["challenge"] + "." + solve_pow(c["challenge"], c["difficulty"])
             r = s.post(url, headers=h, json=json_body, timeout=30)
         return reply_from_requests(r)
+
+
+def click_link(upstream: "Upstream", base: str, ip: str, email: str, headers: dict) -> bool:
+    """The person opens the sign-in mail and clicks: a navigation from the same browser (its
+    user agent, language and cookies) and address. True if Ghost answered with a session."""
+    path = upstream.link_for(email)
+    if path is None:
+        return False
+    nav = {k: v for k, v in headers.items() if k.lower() in ("user-agent", "accept-language", "cookie")}
+    nav.update({
+        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        "Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document",
+        "Upgrade-Insecure-Requests": "1",
+    })
+    with session_from(ip) as s:
+        r = s.get(base + path, headers=nav, allow_redirects=False, timeout=10)
+    return r.status_code == 302 and "ghost-members-ssr=" in r.headers.get("Set-Cookie", "")
 
 
 def post_from(ip: str, url: str, *, headers: dict | None = None, json_body=None, data=None,

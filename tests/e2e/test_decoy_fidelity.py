@@ -13,6 +13,7 @@ from moat_harness import (
     MAGIC_LINK,
     NO_ACTION_PROOFS,
     cleared_headers,
+    click_link,
     post_from,
     raw_exchange,
     status_of,
@@ -52,11 +53,14 @@ def test_decoys_take_as_long_as_ghost_takes_on_the_route(moat_factory, upstream)
     moat = moat_factory(NO_ACTION_PROOFS)
     upstream.magic_link_delay = 0.3
     url = moat.url(MAGIC_LINK)
-    # People sign up (each from its own network, each for their own address): Moat times them.
+    # People sign up (each from its own network, each for their own address, each clicking the
+    # link they were sent): Moat times them.
     genuine = []
     for i in range(12):
         ip = f"127.20.{i}.2"
-        genuine.append(_timed_post(ip, url, cleared_headers(moat.base, ip), f"reader{i}@example.com"))
+        headers = cleared_headers(moat.base, ip)
+        genuine.append(_timed_post(ip, url, headers, f"reader{i}@example.com"))
+        assert click_link(upstream, moat.base, ip, f"reader{i}@example.com", headers)
     assert len(upstream.magic_links()) == 12
     # Scripts on rotating addresses get the decoy, and wait as long.
     decoys = [_timed_post(f"127.21.{i}.9", url, SCRIPT, f"victim{i}@example.org") for i in range(30)]

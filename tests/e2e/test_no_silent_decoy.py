@@ -7,30 +7,31 @@ from __future__ import annotations
 
 import time
 
-from moat_harness import MAGIC_LINK, NO_ACTION_PROOFS, cleared_headers, post_from
+from moat_harness import COHORT_PER_ADDRESS, MAGIC_LINK, NO_ACTION_PROOFS, cleared_headers, post_from
 from test_browser_proof import decisions_for
 
 
 def test_a_person_a_limit_stops_is_told_and_their_sign_up_goes_through(moat_factory, upstream, browser):
-    # The global limit is the subject: the drain's cleared sends are not asked for proofs of
-    # their own (test_action_proof.py covers that).
-    moat = moat_factory(NO_ACTION_PROOFS)
+    # The route's budget for unconfirmed cohorts is the subject: the drain's cleared sends are
+    # not asked for proofs of their own (test_action_proof.py covers that), and each of its
+    # addresses is a cohort of its own (the per-cohort limit is test_cohorts.py's).
+    moat = moat_factory(NO_ACTION_PROOFS + COHORT_PER_ADDRESS)
     url = moat.url(MAGIC_LINK)
-    # A script that solves the proof uses up the route's global budget (the preset's burst of
-    # 60), one victim from each of 60 networks.
-    for i in range(60):
+    # A script that solves the proof uses up what the route gives cohorts that have not
+    # confirmed (the preset's burst of 30), one victim from each of 30 networks.
+    for i in range(30):
         ip = f"127.30.{i}.2"
         r = post_from(ip, url, headers=cleared_headers(moat.base, ip),
                       json_body={"email": f"victim{i}@example.org"})
         assert (r.status, r.body) == (201, b"Created."), r
-    assert len(upstream.magic_links()) == 60
+    assert len(upstream.magic_links()) == 30
     # Its next send is stopped by the limit and gets the decoy, as it always did.
     ip = "127.30.99.2"
     r = post_from(ip, url, headers=cleared_headers(moat.base, ip),
                   json_body={"email": "victim-late@example.org"})
     assert (r.status, r.body) == (201, b"Created."), r
-    assert len(upstream.magic_links()) == 60, "the limit let the script through"
-    assert ("ghost-global", "decoy") in decisions_for(moat, ip)
+    assert len(upstream.magic_links()) == 30, "the limit let the script through"
+    assert ("ghost-unconfirmed", "decoy") in decisions_for(moat, ip)
 
     # A person subscribes now: the same limit stops the request, and the page says so.
     browser.get(moat.base + "/")
@@ -42,28 +43,28 @@ def test_a_person_a_limit_stops_is_told_and_their_sign_up_goes_through(moat_fact
     assert "Yours will be sent in" in told, told
     assert browser.execute("return document.getElementById('result').textContent") == "", \
         "the app was given an answer while the person was waiting"
-    # Once the wait is over (one slot of 200 an hour: under 18 s) the sign-up reaches Ghost.
+    # Once the wait is over (one slot of 100 an hour: under 36 s) the sign-up reaches Ghost.
     result = browser.wait_until("document.getElementById('result').textContent", timeout=60)
     assert result == "201 Created.", result
-    reached = [s.json["email"] for s in upstream.magic_links()[60:]]
+    reached = [s.json["email"] for s in upstream.magic_links()[30:]]
     assert reached == ["reader@example.com"], reached
     assert browser.execute("return document.getElementById('moat-notice')") is None, \
         "the notice stayed after the sign-up went through"
     assert browser.execute("return window.__moat.info.waits") == 1
-    assert ("ghost-global", "wait") in decisions_for(moat, "127.0.0.1")
+    assert ("ghost-unconfirmed", "wait") in decisions_for(moat, "127.0.0.1")
     # The app never sees the page script's marker.
-    sent = upstream.magic_links()[60]
+    sent = upstream.magic_links()[30]
     assert all(k.lower() != "moat-page" for k, _ in sent.headers), sent.headers
 
 
 def test_a_script_that_copies_the_marker_without_clearance_still_gets_the_decoy(moat_factory, upstream):
-    moat = moat_factory(NO_ACTION_PROOFS)
+    moat = moat_factory(NO_ACTION_PROOFS + COHORT_PER_ADDRESS)
     url = moat.url(MAGIC_LINK)
-    for i in range(60):
+    for i in range(30):
         ip = f"127.31.{i}.2"
         post_from(ip, url, headers=cleared_headers(moat.base, ip),
                   json_body={"email": f"victim{i}@example.org"})
-    assert len(upstream.magic_links()) == 60
+    assert len(upstream.magic_links()) == 30
     ip = "127.31.99.2"
     h = cleared_headers(moat.base, ip)
     h.pop("Cookie")
@@ -71,4 +72,4 @@ def test_a_script_that_copies_the_marker_without_clearance_still_gets_the_decoy(
     r = post_from(ip, url, headers=h, json_body={"email": "victim-late@example.org"})
     # No clearance: the preset's proof rule answers before any limit, with the decoy.
     assert (r.status, r.body) == (201, b"Created."), r
-    assert len(upstream.magic_links()) == 60
+    assert len(upstream.magic_links()) == 30

@@ -3,10 +3,19 @@ and per /24 (burst 10), while other networks and other emails are still served."
 
 from __future__ import annotations
 
-from moat_harness import MAGIC_LINK, NO_ACTION_PROOFS, address_pool, cleared_headers, post_from
+from moat_harness import (
+    COHORT_PER_ADDRESS,
+    MAGIC_LINK,
+    NO_ACTION_PROOFS,
+    address_pool,
+    cleared_headers,
+    post_from,
+)
 
-# The actors are scripts holding a solved clearance cookie: the limits, not per-action proofs
-# (test_action_proof.py), are what these tests hold them with.
+# The actors are scripts holding a solved clearance cookie: these limits, not per-action proofs
+# (test_action_proof.py) or the cohorts that never click (test_cohorts.py), are what these
+# tests hold them with.
+CONFIG = NO_ACTION_PROOFS + COHORT_PER_ADDRESS
 
 
 def browser_signup(moat, ip: str, email: str):
@@ -15,7 +24,7 @@ def browser_signup(moat, ip: str, email: str):
 
 
 def test_per_email_limit_holds_against_rotating_addresses(moat_factory, upstream):
-    moat = moat_factory(NO_ACTION_PROOFS)
+    moat = moat_factory(CONFIG)
     # One victim's address, asked for from 10 addresses in 10 different /24s, spelled with
     # different letter case (the limit keys on the lowercased email).
     addrs = address_pool(10, first_octets=(40,), per_prefix=1)
@@ -49,7 +58,7 @@ def test_per_email_limit_holds_against_rotating_addresses(moat_factory, upstream
 
 
 def test_per_prefix_limit_holds_against_rotating_addresses_in_one_slash24(moat_factory, upstream):
-    moat = moat_factory(NO_ACTION_PROOFS)
+    moat = moat_factory(CONFIG)
     # 30 addresses in 127.77.1.0/24, each asking for a different email.
     addrs = [f"127.77.1.{10 + i}" for i in range(30)]
     replies = [(ip, browser_signup(moat, ip, f"user{i}@example.com")) for i, ip in enumerate(addrs)]

@@ -114,6 +114,7 @@ fn compile(
             rule: raw.rule,
             rate_limit: raw.rate_limit,
             decoy: raw.decoy,
+            confirm: raw.confirm,
         },
     )];
     let mut files: Vec<(PathBuf, Option<std::ops::Range<usize>>)> = raw
@@ -173,6 +174,7 @@ fn compile(
         errors: &mut errors,
     };
     let proof = crate::compile_proof::proof(&raw.proof, &policy, &mut sink);
+    let cohorts = crate::compile_cohorts::cohorts(&raw.cohorts, &mut sink, base);
     let mail = raw
         .mail
         .as_ref()
@@ -215,6 +217,7 @@ fn compile(
             nftables,
             report,
             policy,
+            cohorts,
         })
     } else {
         Err(ConfigErrors(errors))

@@ -153,7 +153,82 @@ pub(crate) fn policy(
             }
         }
     }
+    for (file, src, rf) in sources {
+        let mut s = Sink { file, src, errors };
+        for c in &rf.confirm {
+            if !ids.insert(format!("confirm:{}", c.id.get_ref())) {
+                s.at(
+                    c.id.span(),
+                    "confirm.id",
+                    format!("confirm `{}` is defined twice", c.id.get_ref()),
+                );
+                continue;
+            }
+            let send = expr(&c.send, "confirm.send", &mut s);
+            let click = expr(&c.click, "confirm.click", &mut s);
+            let click_cookie = c.click_cookie.as_ref().and_then(|k| {
+                let name = k.get_ref().trim();
+                let ok = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+                if !ok {
+                    s.at(
+                        k.span(),
+                        "confirm.click_cookie",
+                        format!("`{name}` is not a cookie name"),
+                    );
+                }
+                ok.then(|| name.to_string())
+            });
+            if let (Some(send), Some(click)) = (send, click) {
+                p.confirms.push(Confirm {
+                    id: c.id.get_ref().clone(),
+                    description: c.description.clone(),
+                    send,
+                    click,
+                    click_cookie,
+                    origin: file.clone(),
+                });
+            }
+        }
+    }
+    if p.confirms.is_empty() {
+        cohorts_need_confirms(sources, &p, errors);
+    }
     p
+}
+
+/// A cohort's standing comes from the `[[confirm]]` routes' sends and clicks; without one,
+/// every cohort would stay "unknown" forever and a rule or limit reading it would silently
+/// never act.
+fn cohorts_need_confirms(
+    sources: &[(String, String, RawRuleFile)],
+    p: &Policy,
+    errors: &mut Vec<ConfigError>,
+) {
+    let msg = "reads the client's cohort, which only a [[confirm]] (a send and its click) gives a standing; add one, or use the ghost preset";
+    for (file, src, rf) in sources {
+        let mut s = Sink { file, src, errors };
+        for r in &rf.rule {
+            if p.rules
+                .iter()
+                .any(|c| c.id == *r.id.get_ref() && c.expr.reads_cohort())
+            {
+                s.at(r.expression.span(), "rule.expression", msg);
+            }
+        }
+        for l in &rf.rate_limit {
+            let uses = p.rate_limits.iter().any(|c| {
+                c.id == *l.id.get_ref()
+                    && (c.key == LimitKey::Cohort
+                        || c.expr.as_ref().is_some_and(|e| e.reads_cohort()))
+            });
+            if uses {
+                s.at(l.id.span(), "rate_limit", msg);
+            }
+        }
+    }
 }
 
 /// Where the expression text starts inside its TOML string, so a parse error's column lands on
@@ -192,6 +267,7 @@ fn limit_key(k: &S<String>, field: &str, s: &mut Sink) -> Option<LimitKey> {
         ("ip", true) => LimitKey::Ip,
         ("prefix", true) => LimitKey::Prefix,
         ("global", true) => LimitKey::Global,
+        ("cohort", true) => LimitKey::Cohort,
         ("header", false) => LimitKey::Header(arg.to_ascii_lowercase()),
         ("json", false) => LimitKey::Json(arg.to_string()),
         ("json_domain", false) => LimitKey::JsonDomain(arg.to_string()),
@@ -200,7 +276,7 @@ fn limit_key(k: &S<String>, field: &str, s: &mut Sink) -> Option<LimitKey> {
                 k.span(),
                 field,
                 format!(
-                    "`{v}`: use ip, prefix, global, header:NAME, json:FIELD or json_domain:FIELD"
+                    "`{v}`: use ip, prefix, global, cohort, header:NAME, json:FIELD or json_domain:FIELD"
                 ),
             );
             return None;

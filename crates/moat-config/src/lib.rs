@@ -4,6 +4,7 @@
 //! operator fixes a config in one round instead of ten.
 
 mod compile;
+mod compile_cohorts;
 mod compile_logs;
 mod compile_mail;
 mod compile_nftables;

@@ -26,6 +26,7 @@ pub struct Config {
     /// `reports.sqlite`, lives there).
     pub report: Option<moat_report::ReportConfig>,
     pub policy: Policy,
+    pub cohorts: CohortSettings,
 }
 
 /// The trap's defaults: one place for both `[trap]` and `moat trap`'s flags.
@@ -130,6 +131,44 @@ pub struct Mail {
     pub hostname: String,
     /// For SPF/DKIM lookups; `None`: /etc/resolv.conf.
     pub dns_server: Option<SocketAddr>,
+}
+
+/// `[cohorts]`: how clients are grouped, and when a group's sends and clicks (the policy's
+/// `[[confirm]]` routes) make it confirmed or silent. See `moat_detect::cohort`.
+#[derive(Debug, Clone)]
+pub struct CohortSettings {
+    /// The autonomous system announcing an address groups it, where the table covers it.
+    pub asn_table: Option<Arc<moat_core::AsnTable>>,
+    /// Elsewhere, the address's prefix of these lengths does.
+    pub prefix_v4: u8,
+    pub prefix_v6: u8,
+    /// Clicks at least this share of settled sends (and one at least) confirm a cohort.
+    pub confirmed_ratio: f32,
+    /// Settled sends before a cohort can be called silent.
+    pub silent_after: u32,
+    /// Clicks under this share of settled sends make such a cohort silent.
+    pub silent_ratio: f32,
+    /// How long a send waits for its click before it counts.
+    pub lag: Duration,
+    /// Sends and clicks count half after this long.
+    pub half_life: Duration,
+    pub max_cohorts: usize,
+}
+
+impl Default for CohortSettings {
+    fn default() -> Self {
+        CohortSettings {
+            asn_table: None,
+            prefix_v4: 16,
+            prefix_v6: 32,
+            confirmed_ratio: 0.3,
+            silent_after: 10,
+            silent_ratio: 0.05,
+            lag: Duration::from_secs(15 * 60),
+            half_life: Duration::from_secs(7 * 24 * 3600),
+            max_cohorts: 1_000_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -368,6 +407,7 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     pub rate_limits: Vec<RateLimit>,
     pub decoys: Vec<Decoy>,
+    pub confirms: Vec<Confirm>,
 }
 
 impl Policy {
@@ -386,6 +426,10 @@ impl Policy {
             .decoys
             .iter()
             .any(|d| d.learn.as_ref().is_some_and(|e| e.needs_body()))
+            || self
+                .confirms
+                .iter()
+                .any(|c| c.send.needs_body() || c.click.needs_body())
     }
 
     pub fn decoy(&self, id: &str) -> Option<usize> {
@@ -471,6 +515,8 @@ pub enum LimitKey {
     Json(String),
     /// The domain part of an email in a JSON body field.
     JsonDomain(String),
+    /// The client's cohort (`moat_detect::cohort`): its network, user agent and language.
+    Cohort,
 }
 
 #[derive(Debug, Clone)]
@@ -485,6 +531,21 @@ pub struct RateLimit {
     pub max_keys: usize,
     pub ban: bool,
     pub action: Action,
+    pub origin: String,
+}
+
+/// `[[confirm]]`: a request that asks the app to mail a link, and the request that follows
+/// the link. Moat counts both per cohort (`moat_detect::cohort`).
+#[derive(Debug, Clone)]
+pub struct Confirm {
+    pub id: String,
+    pub description: String,
+    /// A send: counted when the app answers it with a success (2xx).
+    pub send: Arc<Expr>,
+    /// A click: counted when the app answers it without an error (below 400) and, when
+    /// `click_cookie` is set, sets that cookie; a made-up token gets neither.
+    pub click: Arc<Expr>,
+    pub click_cookie: Option<String>,
     pub origin: String,
 }
 

@@ -44,6 +44,10 @@ pub struct RawConfig {
     pub rate_limit: Vec<RawRateLimit>,
     #[serde(default)]
     pub decoy: Vec<RawDecoy>,
+    #[serde(default)]
+    pub confirm: Vec<RawConfirm>,
+    #[serde(default)]
+    pub cohorts: RawCohorts,
 }
 
 /// A rule file (and every preset) holds only policy: rules, rate limits and decoys.
@@ -56,6 +60,36 @@ pub struct RawRuleFile {
     pub rate_limit: Vec<RawRateLimit>,
     #[serde(default)]
     pub decoy: Vec<RawDecoy>,
+    #[serde(default)]
+    pub confirm: Vec<RawConfirm>,
+}
+
+/// `[[confirm]]`: a send (the app mails a link) and its click (the link followed).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfirm {
+    pub id: S<String>,
+    #[serde(default)]
+    pub description: String,
+    pub send: S<String>,
+    pub click: S<String>,
+    pub click_cookie: Option<S<String>>,
+}
+
+/// `[cohorts]`: see `CohortSettings`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCohorts {
+    /// An iptoasn.com TSV table, relative to the config file.
+    pub asn_table: Option<S<String>>,
+    pub prefix_v4: Option<S<u8>>,
+    pub prefix_v6: Option<S<u8>>,
+    pub confirmed_ratio: Option<S<f64>>,
+    pub silent_after: Option<S<u32>>,
+    pub silent_ratio: Option<S<f64>>,
+    pub lag: Option<S<String>>,
+    pub half_life: Option<S<String>>,
+    pub max_cohorts: Option<S<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -409,3 +409,74 @@ fn per_action_needs_require_clearance_and_a_key_with_their_lines() {
         (6, 20)
     );
 }
+
+#[test]
+fn cohorts_need_a_confirm_and_their_settings_name_their_lines() {
+    // A rule reading the cohort and a limit counting by it, with no [[confirm]] to give any
+    // cohort a standing: both would silently never act.
+    let errs = errors(
+        "[server]\nupstream = \"http://127.0.0.1:1\"\n[[rule]]\nid = \"a\"\nexpression = 'moat.cohort eq \"silent\"'\naction = \"block\"\n[[rate_limit]]\nid = \"b\"\nkey = \"cohort\"\nrequests = 1\nperiod = \"1h\"\naction = \"block\"\n",
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].starts_with("5:rule.expression:reads the client's cohort"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("8:rate_limit:reads the client's cohort"),
+        "{errs:?}"
+    );
+
+    let errs = errors(
+        "[server]\nupstream = \"http://127.0.0.1:1\"\n[cohorts]\nconfirmed_ratio = 1.5\nsilent_ratio = 0.5\nprefix_v4 = 40\nlag = \"soon\"\n[[confirm]]\nid = \"c\"\nsend = 'ssl'\nclick = 'ssl and'\nclick_cookie = \"a b\"\n",
+    );
+    let want = [
+        "4:cohorts.confirmed_ratio:must be a share between 0 and 1",
+        "5:cohorts.silent_ratio:must not be above cohorts.confirmed_ratio",
+        "6:cohorts.prefix_v4:must be between 8 and 32",
+        "7:cohorts.lag:",
+        "11:confirm.click:",
+        "12:confirm.click_cookie:`a b` is not a cookie name",
+    ];
+    for w in want {
+        assert!(errs.iter().any(|e| e.starts_with(w)), "{w} not in {errs:?}");
+    }
+    assert_eq!(errs.len(), want.len(), "{errs:?}");
+}
+
+#[test]
+fn a_broken_asn_table_is_an_error_naming_its_own_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("ip2asn.tsv");
+    std::fs::write(
+        &table,
+        "1.0.0.0\t1.0.0.255\t13335\tUS\tX\n1.0.4.0\t1.0.7.255\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("moat.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nupstream = \"http://127.0.0.1:1\"\n[cohorts]\nasn_table = \"ip2asn.tsv\"\n",
+    )
+    .unwrap();
+    let e = load(Some(&cfg), &Overrides::default()).unwrap_err().0;
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].file, table.display().to_string());
+    assert_eq!((e[0].line, e[0].field.as_str()), (2, "cohorts.asn_table"));
+
+    // A good one is loaded; the ghost preset's confirm and cohort limits compile with it.
+    std::fs::write(&table, "1.0.0.0\t1.0.0.255\t13335\tUS\tX\n").unwrap();
+    let ov = Overrides {
+        presets: vec!["ghost".into()],
+        ..Default::default()
+    };
+    let c = load(Some(&cfg), &ov).unwrap();
+    let t = c.cohorts.asn_table.as_ref().unwrap();
+    assert_eq!(t.lookup("1.0.0.9".parse().unwrap()), Some(13335));
+    assert_eq!(c.policy.confirms.len(), 1);
+    assert!(c
+        .policy
+        .rate_limits
+        .iter()
+        .any(|l| l.key == LimitKey::Cohort));
+}

@@ -4,12 +4,14 @@
 //! [`Event`] about a [`Subject`], and every enforcer acts on a [`Decision`]. Keeping these types in
 //! one small crate with no I/O lets all other crates agree on them without depending on each other.
 
+pub mod asn;
 mod clock;
 mod decision;
 pub mod metric;
 mod prefix;
 pub mod secret;
 
+pub use asn::{AsnTable, AsnTableError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{Decision, Origin, Scope, ScopeParseError, Verdict};
 pub use prefix::{prefix_of, PrefixLens};

@@ -16,6 +16,7 @@
 //!   [`limit_key`]: what a limit counts by);
 //! - [`bruteforce`]: SASL failures per login across rotating addresses, per address, per
 //!   network;
+//! - [`cohort`]: which groups of clients confirm the mails they ask for (a magic link's click);
 //! - [`enumeration`]: unknown recipients per client and per network;
 //! - [`jail`]: a log filter's failures counted per offender into bans (fail2ban's jails);
 //! - [`window`] and `history`: the bounded counters they share.
@@ -24,13 +25,16 @@
 //! decider's, because it counts decisions rather than observations.
 
 pub mod bruteforce;
+pub mod cohort;
 pub mod enumeration;
 mod history;
 pub mod jail;
 pub mod limit_key;
 pub mod limiter;
 pub mod rules;
+mod sharded;
 pub mod window;
 
+pub use cohort::{Cohorts, Standing};
 pub use limiter::{Limiter, LimiterSet};
 pub use rules::{Hit, Judgement, RulesAndLimits};

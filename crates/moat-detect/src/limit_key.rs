@@ -3,7 +3,7 @@
 //! trivial variations of one victim's address share one limit.
 
 use moat_config::LimitKey;
-use moat_core::{prefix_of, PrefixLens};
+use moat_core::prefix_of;
 use serde_json::Value;
 use std::net::IpAddr;
 
@@ -32,14 +32,9 @@ fn json_str(json: Option<&Value>, field: &str) -> Option<String> {
 }
 
 /// The key a request counts under for a limit, or None when the request has no such key (no
-/// email field, no header), in which case that limit does not apply to it.
-pub fn limit_key(
-    key: &LimitKey,
-    ip: IpAddr,
-    lens: PrefixLens,
-    headers: &http::HeaderMap,
-    json: Option<&Value>,
-) -> Option<Vec<u8>> {
+/// email field, no header, no cohort tracked), in which case that limit does not apply to it.
+pub fn limit_key(key: &LimitKey, view: &moat_rules::Request<'_>) -> Option<Vec<u8>> {
+    let (ip, lens, headers, json) = (view.ip, view.prefix_lens, view.headers, view.json);
     Some(match key {
         // IPv6 clients by their /64: one host owns the whole block (see `offender`).
         LimitKey::Ip => match ip.to_canonical() {
@@ -54,6 +49,7 @@ pub fn limit_key(
             let e = json_str(json, f)?;
             e.trim().rsplit_once('@')?.1.to_lowercase().into_bytes()
         }
+        LimitKey::Cohort => format!("cohort:{:016x}", view.proof.cohort.key()?).into_bytes(),
     })
 }
 

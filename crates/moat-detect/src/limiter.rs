@@ -7,34 +7,13 @@
 //! closest to it. Keys are hashed with a per-process random SipHash key, so an attacker cannot aim
 //! collisions.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::sync::Mutex;
+use crate::sharded::{Sharded, Table as Shard, SHARDS};
+use std::hash::{BuildHasher, RandomState};
 
-const SHARDS: usize = 64;
-
-/// The map's keys are already SipHash outputs; hashing them again would waste the hot path.
-#[derive(Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Table = HashMap<u64, u64, BuildHasherDefault<IdentityHasher>>;
+type Table = Shard<u64>;
 
 pub struct Limiter {
-    shards: Box<[Mutex<Table>]>,
+    shards: Sharded<u64>,
     hasher: RandomState,
     /// Emission interval: one request per `t_ns` on average.
     t_ns: u64,
@@ -48,7 +27,7 @@ impl Limiter {
     pub fn new(requests: u32, period_ns: u64, burst: u32, max_keys: usize) -> Self {
         let t_ns = (period_ns / u64::from(requests.max(1))).max(1);
         Limiter {
-            shards: (0..SHARDS).map(|_| Mutex::new(Table::default())).collect(),
+            shards: Sharded::new(),
             hasher: RandomState::new(),
             t_ns,
             tau_ns: t_ns.saturating_mul(u64::from(burst.max(1)) - 1),
@@ -74,15 +53,13 @@ impl Limiter {
     /// client told to come back should wait.
     pub fn wait(&self, key: &[u8], now_ns: u64) -> u64 {
         let h = self.hash_key(key);
-        let shard = &self.shards[(h >> 58) as usize % SHARDS];
-        let t = shard.lock().unwrap_or_else(|p| p.into_inner());
+        let t = self.shards.lock(h);
         let tat = t.get(&h).copied().unwrap_or(0).max(now_ns);
         (tat - now_ns).saturating_sub(self.tau_ns)
     }
 
     pub fn check_hashed(&self, h: u64, now_ns: u64) -> bool {
-        let shard = &self.shards[(h >> 58) as usize % SHARDS];
-        let mut t = shard.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.shards.lock(h);
         let tat = t.get(&h).copied().unwrap_or(0).max(now_ns);
         if tat - now_ns > self.tau_ns {
             return false;
@@ -96,10 +73,7 @@ impl Limiter {
 
     /// Keys currently tracked, for metrics and the memory benchmark.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
-            .sum()
+        self.shards.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -127,7 +127,7 @@ impl RulesAndLimits {
                 if !rule.expr.matches(view) {
                     continue;
                 }
-                let target = limit_key(key, view.ip, view.prefix_lens, view.headers, view.json);
+                let target = limit_key(key, view);
                 if proofs.action(rule, target.as_deref()) {
                     continue;
                 }
@@ -192,8 +192,7 @@ impl RulesAndLimits {
             if l.expr.as_ref().is_some_and(|e| !e.matches(view)) {
                 continue;
             }
-            if let Some(key) = limit_key(&l.key, view.ip, view.prefix_lens, view.headers, view.json)
-            {
+            if let Some(key) = limit_key(&l.key, view) {
                 applicable.push((i, key));
             }
         }
@@ -343,6 +342,7 @@ status = 429
                 clearance: cleared,
                 good_bot: false,
                 shape: &shape,
+                cohort: &"unknown",
             },
         };
         d.judge(
@@ -495,6 +495,7 @@ status = 429
                 clearance: true,
                 good_bot: false,
                 shape: &shape,
+                cohort: &"unknown",
             },
         };
         let mut calm = TestProofs {

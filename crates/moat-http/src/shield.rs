@@ -7,10 +7,14 @@
 //! 4. the rules-and-limits detector (`moat_detect::rules`): rules, first match wins, a banned
 //!    client that no rule answered gets the ban response, then the rate limits; what it
 //!    found goes to the decision log and, as events, to the engine;
-//! 5. forwarding, where a decoy in learning mode records the upstream's first success and HTML
-//!    pages on injecting routes get the page script.
+//! 5. forwarding, where a decoy in learning mode records the upstream's first success, HTML
+//!    pages on injecting routes get the page script, and a `[[confirm]]` route's send or click
+//!    is counted for the client's cohort once the app has answered it.
 
+mod confirm;
 mod upstream;
+
+pub use confirm::Confirming;
 
 use crate::acme::{http01_response, Http01Tokens};
 use crate::body::{
@@ -62,6 +66,8 @@ pub struct Shield {
     needs_body: bool,
     /// Present when the policy uses the browser proof in any way.
     proof: Option<Arc<ProofService>>,
+    /// Every cohort's sends and clicks (kept across reloads).
+    cohorts: Arc<moat_detect::Cohorts>,
 }
 
 /// The request's header-shape fingerprint, built the first time a rule reads it.
@@ -141,6 +147,9 @@ impl moat_detect::rules::Proofs for RequestProofs<'_> {
 }
 
 /// What the policy made of a request.
+// A Decision lives for one move, from `decide` to its caller, never in a connection's state:
+// boxing the forward would cost an allocation per forwarded request for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Decision {
     /// Moat answers itself: a block, a decoy, a challenge, a proof endpoint, an error.
     Respond(Response<ProxyBody>),
@@ -155,10 +164,26 @@ pub struct Forward {
     pub client: IpAddr,
     pub ssl: bool,
     pub host: String,
-    /// The decoy that learns from the upstream's answer to this request, if any.
+    /// What Moat reads from the upstream's answer.
+    pub watch: Watch,
+}
+
+/// What Moat reads from the upstream's answer to a forwarded request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Watch {
+    /// The decoy that learns from the answer, if any.
     pub learn: Option<usize>,
     /// The decoy whose route this is: the upstream's success is timed for it.
     pub route: Option<usize>,
+    /// A `[[confirm]]` route's send or click, counted for its cohort by the answer.
+    pub confirm: Option<Confirming>,
+}
+
+impl Watch {
+    /// Nothing to read: the answer can be relayed as bytes.
+    pub fn is_empty(&self) -> bool {
+        self.route.is_none() && self.learn.is_none() && self.confirm.is_none()
+    }
 }
 
 /// A request rewritten for the upstream (see [`Shield::prepare_forward`]).
@@ -212,6 +237,7 @@ impl Shield {
             addr_policy,
             acme_tokens,
             engine,
+            cohorts: Arc::new(moat_detect::Cohorts::new(cfg.cohorts.clone())),
             cfg,
         }
     }
@@ -239,7 +265,8 @@ impl Shield {
         if next.body_budget.total() == self.body_budget.total() {
             next.body_budget = self.body_budget.clone();
         }
-        next.detector = self.detector.reloaded(cfg);
+        next.detector = self.detector.reloaded(cfg.clone());
+        next.cohorts = Arc::new(self.cohorts.reloaded(cfg.cohorts.clone()));
         Ok(next)
     }
 
@@ -294,8 +321,7 @@ impl Shield {
             }
             Decision::Forward(f) => {
                 let p = self.prepare_forward(f.parts, f.client, f.ssl, &f.host);
-                self.send_forward(p, f.body, (f.learn, f.route), start)
-                    .await
+                self.send_forward(p, f.body, f.watch, start).await
             }
         }
     }
@@ -381,8 +407,7 @@ impl Shield {
                 client,
                 ssl,
                 host,
-                learn: None,
-                route: None,
+                watch: Watch::default(),
             });
         }
         let banned = matches!(verdict, GuardVerdict::Banned(_));
@@ -426,6 +451,13 @@ impl Shield {
             secure,
             cell: std::sync::OnceLock::new(),
         };
+        let cohort = confirm::LazyCohort {
+            cohorts: &self.cohorts,
+            ip: client,
+            headers: &req.headers,
+            now,
+            cell: std::sync::OnceLock::new(),
+        };
         let view = moat_rules::Request {
             method: req.method.as_str(),
             uri: req.uri.path_and_query().map_or("/", |p| p.as_str()),
@@ -443,6 +475,7 @@ impl Shield {
                 clearance: standing.clearance.is_some(),
                 good_bot: standing.good_bot,
                 shape: &shape,
+                cohort: &cohort,
             },
         };
         let mut proofs = RequestProofs {
@@ -468,7 +501,14 @@ impl Shield {
             }
         }
         for n in &judged.noted {
-            self.log_decision(client, n.id, n.action.name(), n.key.as_deref(), &view);
+            self.log_decision(
+                client,
+                &cohort,
+                n.id,
+                n.action.name(),
+                n.key.as_deref(),
+                &view,
+            );
         }
         for kind in judged.events {
             self.engine.emit(Sensor::Http, Subject::ip(client), kind);
@@ -484,7 +524,7 @@ impl Shield {
                 page_script,
             ) {
                 if *rule == h.id {
-                    self.log_decision(client, rule, "action-proof", None, &view);
+                    self.log_decision(client, &cohort, rule, "action-proof", None, &view);
                     return Decision::Respond(p.action_challenge(
                         rule,
                         target,
@@ -501,11 +541,18 @@ impl Shield {
             // it was limited, and gets no further than the limit lets it.
             if let Some(wait) = h.wait {
                 if page_script {
-                    self.log_decision(client, h.id, "wait", h.key.as_deref(), &view);
+                    self.log_decision(client, &cohort, h.id, "wait", h.key.as_deref(), &view);
                     return Decision::Respond(proof::wait_response(wait));
                 }
             }
-            self.log_decision(client, h.id, h.action.name(), h.key.as_deref(), &view);
+            self.log_decision(
+                client,
+                &cohort,
+                h.id,
+                h.action.name(),
+                h.key.as_deref(),
+                &view,
+            );
             if let (Action::Challenge { fallback }, Some(p)) = (h.action, &self.proof) {
                 // A navigation gets the page that solves and comes back; anything else (a
                 // POST above all) gets the fallback, never a redirect that would turn it
@@ -520,15 +567,18 @@ impl Shield {
             return Decision::Respond(self.act(h.action).await);
         }
         let route = self.decoys.route(&view);
-        let learn = route.filter(|&i| self.decoys.wants_to_learn(i));
+        let watch = Watch {
+            learn: route.filter(|&i| self.decoys.wants_to_learn(i)),
+            route,
+            confirm: confirm::watch(&self.cfg, &view, &cohort),
+        };
         Decision::Forward(Forward {
             parts: req,
             body,
             client,
             ssl,
             host,
-            learn,
-            route,
+            watch,
         })
     }
 
@@ -602,6 +652,7 @@ impl Shield {
     fn log_decision(
         &self,
         client: IpAddr,
+        cohort: &confirm::LazyCohort<'_>,
         rule: &str,
         action: &'static str,
         key: Option<&str>,
@@ -636,6 +687,7 @@ impl Shield {
             host,
             user_agent = ua,
             banned = v.banned,
+            cohort = cohort.asked().map_or("", |s| s.as_str()),
             "decision"
         );
     }

@@ -109,7 +109,7 @@ fn leaf(c: &Cmp) -> Pred {
             StrField::UserAgent => str_leaf(FirstHeader(http::header::USER_AGENT), t, neg),
             StrField::Referer => str_leaf(FirstHeader(http::header::REFERER), t, neg),
             StrField::IpPrefix => prefix_leaf(c, t, neg),
-            StrField::Cookie | StrField::Fingerprint => generic(c),
+            StrField::Cookie | StrField::Fingerprint | StrField::Cohort => generic(c),
         },
         (
             Operand::Str {

@@ -21,6 +21,7 @@ pub(crate) enum StrField {
     Cookie,
     IpPrefix,
     Fingerprint,
+    Cohort,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,7 @@ const FIELDS: &[(&str, FieldDef)] = &[
         "moat.fingerprint.consistent",
         FieldDef::Bool(BoolField::FingerprintConsistent),
     ),
+    ("moat.cohort", FieldDef::Str(StrField::Cohort)),
     ("http.request.headers", FieldDef::Headers),
     ("http.request.headers.names", FieldDef::HeaderNames),
     ("http.request.body.json", FieldDef::Json),
@@ -111,6 +113,7 @@ impl StrField {
             StrField::Referer => f(first_header(req, &header::REFERER)),
             StrField::Cookie => cookie(req, f),
             StrField::Fingerprint => f(req.proof.shape.text().as_bytes()),
+            StrField::Cohort => f(req.proof.cohort.standing().as_bytes()),
             StrField::IpPrefix => {
                 let mut out = Inline {
                     buf: [0; 48],

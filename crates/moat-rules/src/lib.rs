@@ -73,8 +73,9 @@ pub struct Request<'a> {
     pub proof: ProofFields<'a>,
 }
 
-/// The browser proof's view of a request (`moat.clearance`, `moat.good_bot`,
-/// `moat.fingerprint`, `moat.fingerprint.consistent`).
+/// What Moat learned of the client itself: the browser proof's view (`moat.clearance`,
+/// `moat.good_bot`, `moat.fingerprint`, `moat.fingerprint.consistent`) and its cohort's
+/// standing (`moat.cohort`).
 #[derive(Clone, Copy)]
 pub struct ProofFields<'a> {
     /// A valid clearance cookie for this user agent and network.
@@ -83,6 +84,8 @@ pub struct ProofFields<'a> {
     pub good_bot: bool,
     /// The header-shape fingerprint and whether the headers agree with the user agent.
     pub shape: &'a dyn ShapeSource,
+    /// The standing of the client's cohort with the app's confirmations.
+    pub cohort: &'a dyn CohortSource,
 }
 
 impl Default for ProofFields<'_> {
@@ -91,7 +94,38 @@ impl Default for ProofFields<'_> {
             clearance: false,
             good_bot: false,
             shape: &NO_SHAPE,
+            cohort: &UNKNOWN_COHORT,
         }
+    }
+}
+
+/// Where `moat.cohort` comes from: the proxy looks the client's cohort up only when a rule or
+/// limit first asks.
+pub trait CohortSource: Sync {
+    /// `confirmed`, `unknown` or `silent`.
+    fn standing(&self) -> &str;
+    /// The cohort's key, which rate limits with `key = "cohort"` count by; none where no
+    /// cohorts are tracked.
+    fn key(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A cohort with no history.
+struct UnknownCohort;
+
+static UNKNOWN_COHORT: UnknownCohort = UnknownCohort;
+
+impl CohortSource for UnknownCohort {
+    fn standing(&self) -> &str {
+        "unknown"
+    }
+}
+
+/// A standing known up front (`moat rules test --cohort`, tests).
+impl CohortSource for &'static str {
+    fn standing(&self) -> &str {
+        self
     }
 }
 
@@ -102,6 +136,7 @@ impl std::fmt::Debug for ProofFields<'_> {
             .field("good_bot", &self.good_bot)
             .field("fingerprint", &self.shape.text())
             .field("fingerprint_consistent", &self.shape.consistent())
+            .field("cohort", &self.cohort.standing())
             .finish()
     }
 }
@@ -155,6 +190,7 @@ pub struct Expr {
     /// The same rule as closures, for `matches`.
     pred: closures::Pred,
     needs_body: bool,
+    reads_cohort: bool,
 }
 
 impl std::fmt::Debug for Expr {
@@ -172,6 +208,7 @@ impl Expr {
             pred: closures::build(&parsed.root),
             root: parsed.root,
             needs_body: parsed.needs_body,
+            reads_cohort: parsed.reads_cohort,
         })
     }
 
@@ -191,6 +228,11 @@ impl Expr {
     /// True if any field reads `http.request.body.json[...]`; the proxy reads the body only then.
     pub fn needs_body(&self) -> bool {
         self.needs_body
+    }
+
+    /// True if it reads `moat.cohort`, which needs a `[[confirm]]` route to mean anything.
+    pub fn reads_cohort(&self) -> bool {
+        self.reads_cohort
     }
 
     /// The expression as written.

@@ -136,10 +136,13 @@ impl<'s> Parser<'s> {
         self.bump();
         let mut star = false;
         let op = match def {
-            FieldDef::Str(f) => Operand::Str {
-                base: StrBase::Field(f),
-                case: Case::Keep,
-            },
+            FieldDef::Str(f) => {
+                self.reads_cohort |= f == crate::fields::StrField::Cohort;
+                Operand::Str {
+                    base: StrBase::Field(f),
+                    case: Case::Keep,
+                }
+            }
             FieldDef::Bool(f) => Operand::Bool(f),
             FieldDef::Ip => Operand::Ip,
             FieldDef::Headers => {

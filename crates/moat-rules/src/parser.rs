@@ -21,6 +21,7 @@ const KEYWORDS: &[&str] = &[
 pub(crate) struct Parsed {
     pub root: Node,
     pub needs_body: bool,
+    pub reads_cohort: bool,
 }
 
 pub(crate) fn parse(src: &str) -> Result<Parsed, ParseError> {
@@ -33,6 +34,7 @@ pub(crate) fn parse(src: &str) -> Result<Parsed, ParseError> {
         depth: 0,
         in_quant: false,
         needs_body: false,
+        reads_cohort: false,
     };
     let root = p.or()?;
     if p.peek().tok != Tok::Eof {
@@ -45,6 +47,7 @@ pub(crate) fn parse(src: &str) -> Result<Parsed, ParseError> {
     Ok(Parsed {
         root,
         needs_body: p.needs_body,
+        reads_cohort: p.reads_cohort,
     })
 }
 
@@ -64,6 +67,7 @@ pub(crate) struct Parser<'s> {
     pub(crate) depth: usize,
     pub(crate) in_quant: bool,
     pub(crate) needs_body: bool,
+    pub(crate) reads_cohort: bool,
 }
 
 impl<'s> Parser<'s> {

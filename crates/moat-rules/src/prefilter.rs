@@ -125,10 +125,13 @@ fn conjuncts<'a>(n: &'a Node, out: &mut Vec<&'a Cmp>) {
     }
 }
 
-/// Fields whose value is at hand. The fingerprint is built on first read and the prefix is
-/// formatted, so guarding on them would cost what it saves.
+/// Fields whose value is at hand. The fingerprint is built on first read, the prefix is
+/// formatted and the cohort looked up, so guarding on them would cost what it saves.
 fn cheap(f: StrField) -> bool {
-    !matches!(f, StrField::Fingerprint | StrField::IpPrefix)
+    !matches!(
+        f,
+        StrField::Fingerprint | StrField::IpPrefix | StrField::Cohort
+    )
 }
 
 /// One necessary condition of a rule, from a leaf of its top-level `and`.

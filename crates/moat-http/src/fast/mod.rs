@@ -172,11 +172,10 @@ where
             }
             Decision::Forward(f) => {
                 let p = shield.prepare_forward(f.parts, f.client, f.ssl, &f.host);
-                if relayable && p.passes_through() && f.route.is_none() {
+                if relayable && p.passes_through() && f.watch.is_empty() {
                     Box::pin(relay::relay(&shield, io, &p.parts, close, start)).await
                 } else {
-                    let resp =
-                        Box::pin(shield.send_forward(p, f.body, (f.learn, f.route), start)).await;
+                    let resp = Box::pin(shield.send_forward(p, f.body, f.watch, start)).await;
                     Box::pin(respond::write(io, resp, &method, close, lim.idle_timeout))
                         .await
                         .map(|()| close)

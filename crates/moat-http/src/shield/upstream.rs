@@ -87,19 +87,19 @@ impl Shield {
     }
 
     /// Sends a prepared request through hyper's client and returns the response, learning it
-    /// as decoy `learn` or injecting the page script where that applies, and timing a success
-    /// for decoy `route`. `start`: when the request's head was parsed, for its latency.
+    /// as decoy `learn` or injecting the page script where that applies, timing a success for
+    /// decoy `route`, and counting a send or click for its cohort. `start`: when the request's head was parsed, for its latency.
     pub async fn send_forward(
         &self,
         p: Prepared,
         body: ProxyBody,
-        (learn, route): (Option<usize>, Option<usize>),
+        watch: super::Watch,
         start: std::time::Instant,
     ) -> Response<ProxyBody> {
         let inject = p.inject;
         let up = Request::from_parts(p.parts, body);
         let sent = std::time::Instant::now();
-        let resp = match forward::forward(
+        let mut resp = match forward::forward(
             self.upstream_authority.clone(),
             up,
             p.client_upgrade,
@@ -127,10 +127,15 @@ impl Shield {
                 return text(StatusCode::BAD_GATEWAY, "Bad Gateway\n");
             }
         };
-        if let (Some(i), true) = (route, resp.status().is_success()) {
+        if let (Some(i), true) = (watch.route, resp.status().is_success()) {
             self.decoys.time_genuine(i, start.elapsed());
         }
-        match learn {
+        if let Some(c) = watch.confirm {
+            let (parts, body) = resp.into_parts();
+            super::confirm::settle(&self.cfg, &self.cohorts, c, &parts, proof::now_secs());
+            resp = Response::from_parts(parts, body);
+        }
+        match watch.learn {
             Some(i) if resp.status().is_success() => self.learn_and_return(i, resp).await,
             _ if inject && crate::inject_body::injectable(&resp) => {
                 crate::inject_body::inject(resp, moat_proof::assets::script_tag())
