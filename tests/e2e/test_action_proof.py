@@ -7,13 +7,14 @@ decoy."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import statistics
 import time
 
 import pytest
 
-from moat_harness import MAGIC_LINK, cleared_headers, post_from, session_from, solve_pow
+from moat_harness import MAGIC_LINK, cleared_headers, get_from, post_from, session_from, solve_pow
 from test_browser_proof import decisions_for
 
 # Two sends a minute are calm; beyond, each needs its own proof.
@@ -90,6 +91,31 @@ def test_a_person_under_pressure_signs_up_with_a_proof_of_their_own(moat_factory
     assert ("ghost-no-clearance", "action-proof") in decisions_for(moat, "127.0.0.1")
     print(f"\n[per-action proof in Chromium at {info['actionDifficulty']} bits: "
           f"solved in {info['actionMs']:.0f} ms, submit to answer {took * 1000:.0f} ms]")
+
+
+def test_the_page_script_solves_the_sends_proof_while_the_person_types(moat_factory, upstream, browser):
+    moat = moat_factory(PRESSURE)
+    _press(moat, upstream, 4, 43)
+    assert len(upstream.magic_links()) == 2
+    browser.get(moat.base + "/")
+    browser.wait_until("window.__moat && window.__moat.info.cleared", timeout=20)
+    browser.send_keys(browser.find_css("#email"), "typist@example.com")
+    # While the person reads what they typed, the script asks for the send's proof and solves it.
+    solved = browser.wait_until("window.__moat.info.actionDifficulty", timeout=30)
+    assert solved > 16, solved
+    t = time.monotonic()
+    browser.click(browser.find_css("#submit"))
+    result = browser.wait_until("document.getElementById('result').textContent", timeout=30)
+    took = time.monotonic() - t
+    assert result == "201 Created.", result
+    assert [x.json["email"] for x in upstream.magic_links()[2:]] == ["typist@example.com"]
+    assert browser.execute("return window.__moat.info.presolved") == 1
+    # The send carried its proof: Moat did not have to answer it with a challenge first.
+    assert ("ghost-no-clearance", "action-proof") not in decisions_for(moat, "127.0.0.1")
+    print(f"\n[per-action proof solved while typing at {solved} bits; submit to answer {took * 1000:.0f} ms]")
+    # Asked for ahead, the proof is still bound to its email: another address cannot use it.
+    r = get_from("127.43.9.9", moat.url("/.moat/action?target=x%40example.com"), headers={"User-Agent": "x"})
+    assert r.status == 403 and json.loads(r.body) == {"cleared": False}, "only a cleared browser is answered"
 
 
 @pytest.mark.skipif(os.environ.get("MOAT_BENCH") != "1", reason="a benchmark: bench/action_cost.sh")

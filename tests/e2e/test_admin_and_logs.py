@@ -8,6 +8,7 @@ from collections import Counter
 import requests
 
 from moat_harness import (
+    COHORT_PER_ADDRESS,
     NO_ACTION_PROOFS,
     ADMIN_TOKEN,
     CHROME_UA,
@@ -60,8 +61,9 @@ def test_metrics_need_the_token_and_count_decisions(moat, upstream):
 
 
 def test_every_decision_is_one_json_log_line(moat_factory, upstream):
-    # Its cleared clients have no page script: no per-action proofs asked of them here.
-    moat = moat_factory(NO_ACTION_PROOFS)
+    # Its cleared clients have no page script: no per-action proofs asked of them here; and
+    # they never click a sign-in link, so each address is its own cohort (test_cohorts.py).
+    moat = moat_factory(NO_ACTION_PROOFS + COHORT_PER_ADDRESS)
     base = moat.base
     expected = Counter()
 

@@ -25,6 +25,12 @@ from moat_harness import (
 )
 from test_browser_proof import decisions_for
 
+
+def logged(moat, client: str, what: tuple[str, str]) -> bool:
+    """Whether `client`'s decision lines include `what` (rule, action), waiting a moment for
+    the line to come through Moat's stdout."""
+    return bool(moat.wait_for(lambda: what in decisions_for(moat, client), timeout=3))
+
 SEND = 'http.request.method eq "POST" and starts_with(lower(http.request.uri.path), "/members/api/send-magic-link")'
 
 # A policy of its own: no other limit than the one on silent cohorts, so that a cohort can send
@@ -92,14 +98,14 @@ def test_a_click_confirms_its_cohort_and_a_silent_cohort_is_throttled_before_an_
     assert _send(moat, "127.60.200.9", "victim-a@example.org", FARM_UA).status == 201
     r = _send(moat, "127.60.201.9", "victim-b@example.org", FARM_UA)
     assert r.status == 429, r
-    assert ("note-silent", "log") in decisions_for(moat, "127.60.201.9")
-    assert ("silent-first", "block") in decisions_for(moat, "127.60.201.9")
+    assert logged(moat, "127.60.201.9", ("note-silent", "log"))
+    assert logged(moat, "127.60.201.9", ("silent-first", "block"))
     # An unknown cohort (a /16 never seen) is not held by it.
     for i in range(3):
         assert _send(moat, f"127.63.{i}.9", f"new{i}@example.org", FARM_UA).status == 201
     # The person's cohort is confirmed, anywhere in their network; the guesser's is not.
     assert _send(moat, "127.61.7.7", "reader2@example.com").status == 201
-    assert ("note-confirmed", "log") in decisions_for(moat, "127.61.7.7")
+    assert logged(moat, "127.61.7.7", ("note-confirmed", "log"))
     assert _send(moat, "127.62.7.7", "guess2@example.com").status == 201
     assert not [d for d in moat.decisions() if d.get("client") == "127.62.7.7"], \
         "a made-up token confirmed its cohort"
@@ -111,6 +117,34 @@ def test_a_click_confirms_its_cohort_and_a_silent_cohort_is_throttled_before_an_
     # The decision log names the standing of the cohort that the lines were about.
     lines = [d for d in moat.decisions() if d.get("client") == "127.60.201.9"]
     assert {d.get("cohort") for d in lines} == {"silent"}, lines
+
+
+def test_what_was_learned_of_the_cohorts_outlives_a_restart(moat_factory, upstream, tmp_path):
+    state = tmp_path / "state"
+    moat = moat_factory(POLICY, presets=(), state_dir=state)
+    for i in range(12):
+        assert _send(moat, f"127.60.{i}.9", f"victim{i}@example.org", FARM_UA).status == 201
+    person = "127.61.0.5"
+    assert _send(moat, person, "reader@example.com").status == 201
+    assert click_link(upstream, moat.base, person, "reader@example.com", chrome_headers(moat.base))
+    time.sleep(1.5)
+    moat.stop()  # SIGTERM: the table is written on the way out
+    table = state / "cohorts.bin"
+    assert table.is_file() and table.stat().st_mode & 0o777 == 0o600, "the table (and its key) is private"
+
+    again = moat_factory(POLICY, presets=(), state_dir=state, name="again")
+    assert _send(again, "127.60.100.9", "victim-x@example.org", FARM_UA).status == 201
+    assert logged(again, "127.60.100.9", ("note-silent", "log")), "the farm was forgotten"
+    assert _send(again, "127.61.9.9", "reader2@example.com").status == 201
+    assert logged(again, "127.61.9.9", ("note-confirmed", "log")), "the people were forgotten"
+    assert any("cohort history restored" in line for line in again.stdout_lines + again.stderr_lines)
+
+    # A damaged table costs the history, never the start.
+    again.stop()
+    table.write_bytes(b"MOATCOH1" + b"\x00" * 7)
+    third = moat_factory(POLICY, presets=(), state_dir=state, name="third")
+    assert _send(third, "127.60.101.9", "victim-y@example.org", FARM_UA).status == 201
+    assert any("the cohort table is damaged" in line for line in third.stdout_lines + third.stderr_lines)
 
 
 # --------------------------------------------------------------------------------------------

@@ -41,3 +41,14 @@ impl Sample {
         }
     }
 }
+
+/// This process's resident memory in KiB (Linux `/proc/self/status`), 0 where it cannot be
+/// read: what the memory examples and benches print.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -9,15 +9,7 @@ use moat_detect::Limiter;
 use std::net::{IpAddr, Ipv6Addr};
 
 fn rss_mb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<u64>().ok())
-        })
-        .map_or(0, |k| k / 1024)
+    moat_core::metric::rss_kib() / 1024
 }
 
 fn random_v6() -> IpAddr {

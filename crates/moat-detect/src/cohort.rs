@@ -34,12 +34,31 @@
 //! Memory: an entry is 32 bytes in a sharded map; `max_cohorts` bounds the table, and a full
 //! shard first forgets the cohorts whose standing is just "unknown" (forgetting them changes
 //! nothing), then the longest idle.
+//!
+//! What was learned outlives a restart: [`Cohorts::export`] writes the table (and the key its
+//! cohorts are hashed under) as bytes the HTTP sensor keeps in the state directory, and
+//! [`Cohorts::import`] reads them back; a deploy does not make every network a stranger.
 
 use crate::sharded::{Sharded, Table as Shard, SHARDS};
 use moat_config::CohortSettings;
 use moat_core::{prefix_of, PrefixLens};
-use std::hash::{BuildHasher, RandomState};
+use siphasher::sip::SipHasher13;
+use std::hash::Hasher;
 use std::net::IpAddr;
+
+/// The first bytes of an exported table.
+const MAGIC: &[u8; 8] = b"MOATCOH1";
+/// An exported entry: key, sends, clicks, pending, pending_since, updated.
+const RECORD: usize = 8 + 4 + 4 + 4 + 4 + 4;
+
+/// Bytes that are not an exported cohort table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    #[error("not a cohort table (no MOATCOH1 header)")]
+    NotATable,
+    #[error("cut short: {0} bytes after the last whole entry")]
+    Truncated(usize),
+}
 
 /// What a cohort's history says about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,9 +105,9 @@ type Table = Shard<Entry>;
 /// Every cohort's history, shared by all of the proxy's threads and kept across reloads.
 pub struct Cohorts {
     shards: Sharded<Entry>,
-    /// Keys are SipHash under a per-process key: a client cannot aim its user agent at another
-    /// cohort's slot, nor make the map's probes collide.
-    hasher: RandomState,
+    /// Keys are SipHash-1-3 under a random key, kept with the exported table: a client cannot
+    /// aim its user agent at another cohort's slot, nor make the map's probes collide.
+    key: [u8; 16],
     settings: CohortSettings,
     cap_per_shard: usize,
 }
@@ -97,7 +116,12 @@ impl Cohorts {
     pub fn new(settings: CohortSettings) -> Self {
         Cohorts {
             shards: Sharded::new(),
-            hasher: RandomState::new(),
+            key: {
+                let mut k = [0u8; 16];
+                k[..8].copy_from_slice(&fastrand::u64(..).to_le_bytes());
+                k[8..].copy_from_slice(&fastrand::u64(..).to_le_bytes());
+                k
+            },
             cap_per_shard: (settings.max_cohorts / SHARDS).max(4),
             settings,
         }
@@ -109,7 +133,7 @@ impl Cohorts {
     /// entries then fade out like any idle cohort.
     pub fn reloaded(&self, settings: CohortSettings) -> Cohorts {
         let next = Cohorts {
-            hasher: self.hasher.clone(),
+            key: self.key,
             ..Cohorts::new(settings)
         };
         for (mut old, mut new) in self.shards.each().zip(next.shards.each()) {
@@ -144,14 +168,96 @@ impl Cohorts {
                 }
             }
         }
-        // Lengths go in first so no two different triples hash the same bytes.
-        self.hasher.hash_one((
-            network,
-            user_agent.len(),
-            user_agent,
-            accept_language.len(),
-            accept_language,
-        ))
+        // Lengths go in first so no two different triples hash the same bytes; every byte is
+        // written explicitly, so a key means the same after an upgrade.
+        let mut h = SipHasher13::new_with_key(&self.key);
+        h.write(&network);
+        h.write(&(user_agent.len() as u64).to_le_bytes());
+        h.write(user_agent);
+        h.write(&(accept_language.len() as u64).to_le_bytes());
+        h.write(accept_language);
+        h.finish()
+    }
+
+    /// The table as bytes: a header with the hashing key, then one fixed-size record per
+    /// cohort worth keeping (one that is only "unknown" is left out: forgetting it changes
+    /// nothing). For the state directory; see [`Cohorts::import`].
+    pub fn export(&self, now: u64) -> Vec<u8> {
+        let now = secs(now);
+        let mut out = Vec::with_capacity(24 + self.len() * RECORD);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.key);
+        for t in self.shards.each() {
+            for (k, e) in t.iter() {
+                let mut e = *e;
+                self.age(&mut e, now);
+                if e.pending == 0 && self.judge(counts(&e)) == Standing::Unknown {
+                    continue;
+                }
+                out.extend_from_slice(&k.to_le_bytes());
+                out.extend_from_slice(&e.sends.to_le_bytes());
+                out.extend_from_slice(&e.clicks.to_le_bytes());
+                out.extend_from_slice(&e.pending.to_le_bytes());
+                out.extend_from_slice(&e.pending_since.to_le_bytes());
+                out.extend_from_slice(&e.updated.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// A table from [`Cohorts::export`]'s bytes, under `settings`. Entries whose counts make
+    /// no sense (not finite, below zero) are dropped; a table cut short keeps its whole entries
+    /// and says how much was lost.
+    pub fn import(
+        settings: CohortSettings,
+        bytes: &[u8],
+        now: u64,
+    ) -> (Cohorts, Result<usize, ImportError>) {
+        let mut c = Cohorts::new(settings);
+        let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
+            return (c, Err(ImportError::NotATable));
+        };
+        let Some((key, records)) = rest.split_first_chunk::<16>() else {
+            return (c, Err(ImportError::NotATable));
+        };
+        c.key = *key;
+        let now = secs(now);
+        let mut kept = 0;
+        let mut chunks = records.chunks_exact(RECORD);
+        for r in &mut chunks {
+            let u32_at = |i: usize| u32::from_le_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
+            let f32_at = |i: usize| f32::from_bits(u32_at(i));
+            let mut k = [0u8; 8];
+            k.copy_from_slice(&r[..8]);
+            // A clock set back since the export makes its times the future: they are taken
+            // as now rather than the history thrown away.
+            let e = Entry {
+                sends: f32_at(8),
+                clicks: f32_at(12),
+                pending: u32_at(16),
+                pending_since: u32_at(20).min(now),
+                updated: u32_at(24).min(now),
+            };
+            let sane = |x: f32| x.is_finite() && x >= 0.0;
+            if !sane(e.sends) || !sane(e.clicks) {
+                continue;
+            }
+            let key = u64::from_le_bytes(k);
+            let mut t = c.shards.lock(key);
+            if t.len() < c.cap_per_shard {
+                t.insert(key, e);
+                kept += 1;
+            }
+        }
+        let left = chunks.remainder().len();
+        (
+            c,
+            if left == 0 {
+                Ok(kept)
+            } else {
+                Err(ImportError::Truncated(left))
+            },
+        )
     }
 
     /// The standing of cohort `key` at `now` (seconds on the caller's clock).
@@ -180,11 +286,7 @@ impl Cohorts {
         let mut e = *t.get(&key)?;
         drop(t);
         self.age(&mut e, now);
-        Some(Counts {
-            sends: e.sends,
-            clicks: e.clicks,
-            pending: e.pending,
-        })
+        Some(counts(&e))
     }
 
     /// The app accepted a send from cohort `key`.
@@ -246,12 +348,7 @@ impl Cohorts {
         t.retain(|_, e| {
             let mut e = *e;
             self.age(&mut e, now);
-            let c = Counts {
-                sends: e.sends,
-                clicks: e.clicks,
-                pending: e.pending,
-            };
-            self.judge(c) != Standing::Unknown
+            self.judge(counts(&e)) != Standing::Unknown
         });
         let target = self.cap_per_shard - self.cap_per_shard / 8;
         if t.len() > target {
@@ -271,6 +368,14 @@ impl Cohorts {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+fn counts(e: &Entry) -> Counts {
+    Counts {
+        sends: e.sends,
+        clicks: e.clicks,
+        pending: e.pending,
     }
 }
 
@@ -382,6 +487,53 @@ mod tests {
         let n = c.counts(7, now - 1 + half).unwrap();
         assert!((n.sends - 6.0).abs() < 0.01, "{n:?}");
         assert_eq!(c.standing(7, now + half), Standing::Unknown, "forgiven");
+    }
+
+    #[test]
+    fn what_was_learned_survives_an_export_and_import() {
+        let c = Cohorts::new(settings());
+        let ip: IpAddr = "203.0.113.5".parse().unwrap();
+        let (people, farm, passing) = (
+            c.key(ip, CHROME, b"en"),
+            c.key(ip, b"farm", b"en"),
+            c.key(ip, b"once", b"en"),
+        );
+        let now = 50_000;
+        c.sent(people, now);
+        c.clicked(people, now + 5);
+        for _ in 0..20 {
+            c.sent(farm, now);
+        }
+        c.sent(passing, now + 700);
+        let later = now + 800;
+        let bytes = c.export(later);
+        let (d, n) = Cohorts::import(settings(), &bytes, later);
+        assert_eq!(n, Ok(3), "the pending send is kept too");
+        assert_eq!(
+            d.key(ip, CHROME, b"en"),
+            people,
+            "the same key after a restart"
+        );
+        assert_eq!(d.standing(people, later), Standing::Confirmed);
+        assert_eq!(d.standing(farm, later), Standing::Silent);
+        assert_eq!(d.counts(passing, later).map(|c| c.pending), Some(1));
+
+        // Bytes that are not a table, or cut short, or hold nonsense, never panic.
+        assert_eq!(
+            Cohorts::import(settings(), b"garbage", later).1,
+            Err(ImportError::NotATable)
+        );
+        let cut = &bytes[..bytes.len() - 5];
+        assert_eq!(
+            Cohorts::import(settings(), cut, later).1,
+            Err(ImportError::Truncated(RECORD - 5))
+        );
+        let mut bad = bytes.clone();
+        bad[24 + 8..24 + 12].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert_eq!(Cohorts::import(settings(), &bad, later).1, Ok(2));
+        let (e, n) = Cohorts::import(settings(), &bytes, now);
+        assert_eq!(n, Ok(3), "a clock set back keeps the history");
+        assert_eq!(e.standing(farm, now + 1000), Standing::Silent);
     }
 
     #[test]

@@ -179,13 +179,29 @@ pub async fn serve(
     } else {
         None
     };
-    let live = Arc::new(LiveShield::new(Shield::new(
-        cfg.clone(),
-        engine,
-        acme_tokens,
-        proof,
-    )));
+    let mut first = Shield::new(cfg.clone(), engine, acme_tokens, proof);
+    first.restore_cohorts();
+    let live = Arc::new(LiveShield::new(first));
     let shield = live.current();
+    // What was learned of the cohorts is written every few minutes and at shutdown.
+    if crate::shield::cohort_file::path(&cfg).is_some() {
+        let (saver, mut stop) = (live.clone(), rx.clone());
+        shutdown.spawn(async move {
+            let every = crate::shield::cohort_file::SAVE_EVERY;
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                let last = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = stop.changed() => true,
+                };
+                let s = saver.current();
+                let _ = tokio::task::spawn_blocking(move || s.save_cohorts()).await;
+                if last {
+                    return;
+                }
+            }
+        });
+    }
     // The minute's held-back decisions are summarised even when the flood has stopped.
     let (ticker, mut stop) = (live.clone(), rx.clone());
     shutdown.spawn(async move {

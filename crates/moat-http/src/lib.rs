@@ -24,4 +24,5 @@ pub use moat_listen::proxy as proxy_protocol;
 pub mod request_view;
 pub mod server;
 pub mod shield;
+pub(crate) mod state_file;
 pub mod tls;

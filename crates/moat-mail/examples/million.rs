@@ -12,15 +12,7 @@ use moat_detect::enumeration::{EnumConfig, EnumJudge};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<u64>().ok())
-        })
-        .map_or(0.0, |k| k as f64 / 1024.0)
+    moat_core::metric::rss_kib() as f64 / 1024.0
 }
 
 /// The i-th of a million distinct addresses: three in four IPv4, scattered over the whole space

@@ -174,12 +174,7 @@ fn kernel_count(table: &str) -> usize {
 }
 
 fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    moat_core::metric::rss_kib()
 }
 
 fn stats(name: &str, mut ms: Vec<f64>, missing: usize) {

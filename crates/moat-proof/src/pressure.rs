@@ -104,6 +104,11 @@ impl RouteLoad {
         self.sends.per_minute(now)
     }
 
+    /// Sends in the last minute, none counted (what a send now would find).
+    pub fn current(&self, now: u64) -> u64 {
+        self.sends.per_minute(now)
+    }
+
     /// Sends a minute beyond which each needs its own proof: `floor`, or three times the usual
     /// rate when a busy site's usual is higher, at most ten times the floor (what is learned
     /// from sends under the threshold can rise by a third an hour at most, and a patient

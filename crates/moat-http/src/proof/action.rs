@@ -81,6 +81,65 @@ impl ProofService {
         }
     }
 
+    /// Per-action challenges asked for ahead of the send (`GET /.moat/action?target=EMAIL`),
+    /// so the page script solves while the person types rather than after they submit. One
+    /// for each of `routes` (a rule id and the target as its key normalises it) that is under
+    /// pressure now, at the difficulty a send now would need; nothing is counted. Only a
+    /// browser cleared by the proof of work is answered: it is the one whose send will need it.
+    pub fn presolve(
+        &self,
+        routes: &[(&str, Vec<u8>)],
+        headers: &HeaderMap,
+        ip: IpAddr,
+        tls: bool,
+        now: u64,
+    ) -> Response<ProxyBody> {
+        let cleared = self
+            .clearance(headers, ip, tls, now)
+            .is_some_and(|c| c.kind == moat_proof::token::Kind::Work);
+        if !cleared {
+            return json(StatusCode::FORBIDDEN, r#"{"cleared":false}"#.to_string());
+        }
+        let floor = self.cfg.action_threshold;
+        let mut proofs = Vec::new();
+        for (route, target) in routes {
+            let load = self
+                .routes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(*route)
+                .cloned();
+            let Some(load) = load else { continue };
+            let (sends, threshold) = (load.current(now) + 1, load.threshold(floor));
+            if sends <= threshold {
+                continue;
+            }
+            let d = pressure::difficulty(
+                self.cfg.difficulty,
+                self.cfg.max_action_difficulty,
+                sends,
+                threshold,
+            );
+            let c = moat_proof::action::issue(
+                &self.ring.load(),
+                now + self.cfg.challenge_ttl.as_secs(),
+                d,
+                ua_hash(user_agent(headers).as_bytes()),
+                self.net(ip),
+                moat_proof::action::target_hash(route, target),
+                self.random16(),
+            );
+            proofs.push(format!(r#"{{"challenge":"{c}","difficulty":{d}}}"#));
+        }
+        let mut r = json(
+            StatusCode::OK,
+            format!(r#"{{"cleared":true,"proofs":[{}]}}"#, proofs.join(",")),
+        );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
+    }
+
     /// The answer to a browser running the page script whose send needs a proof of its own:
     /// 403 with a challenge bound to this route and target, which the script solves and sends
     /// back as `Moat-Proof` with the same request.
