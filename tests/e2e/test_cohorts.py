@@ -13,7 +13,9 @@ from pathlib import Path
 
 from moat_harness import (
     CHROME_UA,
+    COHORT_PER_ADDRESS,
     MAGIC_LINK,
+    NO_ACTION_PROOFS,
     chrome_headers,
     clearance_cookie,
     click_link,
@@ -145,6 +147,35 @@ def test_what_was_learned_of_the_cohorts_outlives_a_restart(moat_factory, upstre
     third = moat_factory(POLICY, presets=(), state_dir=state, name="third")
     assert _send(third, "127.60.101.9", "victim-y@example.org", FARM_UA).status == 201
     assert any("the cohort table is damaged" in line for line in third.stdout_lines + third.stderr_lines)
+
+
+def test_an_attack_from_many_cohorts_cannot_use_up_the_share_of_people_who_confirm(
+        moat_factory, upstream):
+    # Each address its own cohort, as if every send came from another provider; the cookie
+    # alone sends (no per-action proofs), so the shares are all that holds the attack.
+    moat = moat_factory(NO_ACTION_PROOFS + COHORT_PER_ADDRESS)
+    url = moat.url(MAGIC_LINK)
+    person = "127.50.0.1"
+    h = cleared_headers(moat.base, person)
+    r = post_from(person, url, headers=h, json_body={"email": "reader@example.com"})
+    assert (r.status, r.body) == (201, b"Created.")
+    assert click_link(upstream, moat.base, person, "reader@example.com", h)
+    # 40 cohorts that never confirm: the unconfirmed share (30 at once) is spent, the rest decoyed.
+    for i in range(40):
+        ip = f"127.51.{i}.2"
+        post_from(ip, url, headers=cleared_headers(moat.base, ip), json_body={"email": f"victim{i}@example.org"})
+    victims = [s for s in upstream.magic_links() if s.json["email"].startswith("victim")]
+    # The person's first send, from a cohort unconfirmed then, took one of the 30.
+    assert len(victims) == 29, len(victims)
+    assert logged(moat, "127.51.39.2", ("ghost-unconfirmed", "decoy"))
+    # The person's cohort clicks: its sign-ups still go through, at once.
+    for n in range(3):
+        r = post_from(person, url, headers=h, json_body={"email": f"reader.{n}@example.com"})
+        assert (r.status, r.body) == (201, b"Created."), r
+        assert click_link(upstream, moat.base, person, f"reader.{n}@example.com", h)
+    readers = [s.json["email"] for s in upstream.magic_links() if s.json["email"].startswith("reader")]
+    assert readers == ["reader@example.com"] + [f"reader.{n}@example.com" for n in range(3)]
+    assert not decisions_for(moat, person), "a limit acted on the person"
 
 
 # --------------------------------------------------------------------------------------------

@@ -122,7 +122,10 @@ impl Cohorts {
                 k[8..].copy_from_slice(&fastrand::u64(..).to_le_bytes());
                 k
             },
-            cap_per_shard: (settings.max_cohorts / SHARDS).max(4),
+            // An eighth over the even share: keys do not spread exactly evenly, and a table
+            // sized for a million should hold a million.
+            cap_per_shard: (settings.max_cohorts / SHARDS + settings.max_cohorts / SHARDS / 8)
+                .max(4),
             settings,
         }
     }
