@@ -283,6 +283,30 @@ pub fn check(c: &ConfigArgs) -> anyhow::Result<ExitCode> {
         p.rate_limits.len(),
         p.decoys.len(),
     );
+    if !p.confirms.is_empty() {
+        let c = &cfg.cohorts;
+        let by = match &c.asn_table {
+            Some(t) => format!(
+                "autonomous system ({} ranges), else /{} and /{}",
+                t.len(),
+                c.prefix_v4,
+                c.prefix_v6
+            ),
+            None => format!(
+                "/{} and IPv6 /{} (no [cohorts] asn_table)",
+                c.prefix_v4, c.prefix_v6
+            ),
+        };
+        println!(
+            "cohorts: {} confirm route(s) ({}); clients grouped by {by}, user agent and language",
+            p.confirms.len(),
+            p.confirms
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     match &file {
         Some((path, how)) => println!("config: {} ({how})", path.display()),
         None => println!(

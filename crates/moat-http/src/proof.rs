@@ -17,7 +17,7 @@ use moat_proof::challenge::{self, Spent};
 use moat_proof::pressure::{self, Pressure, RouteLoad};
 
 mod action;
-pub use action::{wait_response, PAGE_HEADER, PROOF_HEADER};
+pub use action::{presolve_routes, wait_response, PAGE_HEADER, PROOF_HEADER};
 use moat_proof::token::{self, Clearance, Kind};
 use moat_proof::{assets, keyfile, ua_hash, KeyRing, Net};
 use ring::rand::{SecureRandom, SystemRandom};

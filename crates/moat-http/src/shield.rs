@@ -369,7 +369,8 @@ impl Shield {
         }
         if let Some(p) = &self.proof {
             if req.method == Method::GET && req.uri.path() == "/.moat/action" {
-                let routes = self.presolve_routes(req.uri.query().unwrap_or(""));
+                let routes =
+                    proof::presolve_routes(&self.cfg.policy, req.uri.query().unwrap_or(""));
                 let now = proof::now_secs();
                 return Decision::Respond(p.presolve(&routes, &req.headers, client, ssl, now));
             }
@@ -586,36 +587,6 @@ impl Shield {
             host,
             watch,
         })
-    }
-
-    /// The `per_action` routes a send to `?target=EMAIL` could meet, each with the target as
-    /// its key normalises it: what the page script solves for ahead of the send. Keys that
-    /// need the request itself (an address, a header) cannot be known ahead and are skipped.
-    fn presolve_routes(&self, query: &str) -> Vec<(&str, Vec<u8>)> {
-        use moat_config::LimitKey;
-        let Some(target) = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("target="))
-            .map(crate::request_view::percent_decode)
-            .filter(|t| !t.trim().is_empty() && t.len() <= 320)
-        else {
-            return Vec::new();
-        };
-        let email = moat_detect::limit_key::normalize_email(&target);
-        self.cfg
-            .policy
-            .rules
-            .iter()
-            .filter(|r| r.require_clearance)
-            .filter_map(|r| {
-                let key = match r.per_action.as_ref()? {
-                    LimitKey::Json(_) => email.clone().into_bytes(),
-                    LimitKey::JsonDomain(_) => email.rsplit_once('@')?.1.as_bytes().to_vec(),
-                    _ => return None,
-                };
-                Some((r.id.as_str(), key))
-            })
-            .collect()
     }
 
     /// Whether a rule that asks for the proof lets this request by: it has clearance (of a

@@ -33,6 +33,38 @@ pub fn wait_response(wait: std::time::Duration) -> Response<ProxyBody> {
     r
 }
 
+/// The `per_action` routes a send to `?target=EMAIL` could meet, each with the target as
+/// its key normalises it: what the page script solves for ahead of the send. Keys that
+/// need the request itself (an address, a header) cannot be known ahead and are skipped.
+pub fn presolve_routes<'p>(
+    policy: &'p moat_config::Policy,
+    query: &str,
+) -> Vec<(&'p str, Vec<u8>)> {
+    use moat_config::LimitKey;
+    let Some(target) = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("target="))
+        .map(crate::request_view::percent_decode)
+        .filter(|t| !t.trim().is_empty() && t.len() <= 320)
+    else {
+        return Vec::new();
+    };
+    let email = moat_detect::limit_key::normalize_email(&target);
+    policy
+        .rules
+        .iter()
+        .filter(|r| r.require_clearance)
+        .filter_map(|r| {
+            let key = match r.per_action.as_ref()? {
+                LimitKey::Json(_) => email.clone().into_bytes(),
+                LimitKey::JsonDomain(_) => email.rsplit_once('@')?.1.as_bytes().to_vec(),
+                _ => return None,
+            };
+            Some((r.id.as_str(), key))
+        })
+        .collect()
+}
+
 impl ProofService {
     /// A cleared send on rule `route`'s `per_action` route, for `target`: counted, and `Ok`
     /// when the route is calm or the request carries a valid, unspent proof of its own
@@ -120,15 +152,7 @@ impl ProofService {
                 sends,
                 threshold,
             );
-            let c = moat_proof::action::issue(
-                &self.ring.load(),
-                now + self.cfg.challenge_ttl.as_secs(),
-                d,
-                ua_hash(user_agent(headers).as_bytes()),
-                self.net(ip),
-                moat_proof::action::target_hash(route, target),
-                self.random16(),
-            );
+            let c = self.issue_action(route, target, headers, ip, d, now);
             proofs.push(format!(r#"{{"challenge":"{c}","difficulty":{d}}}"#));
         }
         let mut r = json(
@@ -152,15 +176,7 @@ impl ProofService {
         difficulty: u8,
         now: u64,
     ) -> Response<ProxyBody> {
-        let c = moat_proof::action::issue(
-            &self.ring.load(),
-            now + self.cfg.challenge_ttl.as_secs(),
-            difficulty,
-            ua_hash(user_agent(headers).as_bytes()),
-            self.net(ip),
-            moat_proof::action::target_hash(route, target),
-            self.random16(),
-        );
+        let c = self.issue_action(route, target, headers, ip, difficulty, now);
         let mut r = json(
             StatusCode::FORBIDDEN,
             format!(
@@ -171,5 +187,29 @@ impl ProofService {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert("moat-clearance", HeaderValue::from_static("action"));
         r
+    }
+}
+
+impl ProofService {
+    /// A per-action challenge for `route` and `target`, bound to this browser (its user agent
+    /// and network) and due within `challenge_ttl`.
+    fn issue_action(
+        &self,
+        route: &str,
+        target: &[u8],
+        headers: &HeaderMap,
+        ip: IpAddr,
+        difficulty: u8,
+        now: u64,
+    ) -> String {
+        moat_proof::action::issue(
+            &self.ring.load(),
+            now + self.cfg.challenge_ttl.as_secs(),
+            difficulty,
+            ua_hash(user_agent(headers).as_bytes()),
+            self.net(ip),
+            moat_proof::action::target_hash(route, target),
+            self.random16(),
+        )
     }
 }

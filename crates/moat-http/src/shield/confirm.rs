@@ -85,20 +85,20 @@ pub(super) fn settle(
     cfg: &Config,
     cohorts: &Cohorts,
     c: Confirming,
-    resp: &http::response::Parts,
+    resp: &http::Response<crate::body::ProxyBody>,
     now: u64,
 ) {
     let Some(def) = cfg.policy.confirms.get(usize::from(c.confirm)) else {
         return;
     };
     if !c.click {
-        if resp.status.is_success() {
+        if resp.status().is_success() {
             cohorts.sent(c.cohort, now);
         }
         return;
     }
     let sets_cookie = |name: &str| {
-        resp.headers
+        resp.headers()
             .get_all(http::header::SET_COOKIE)
             .iter()
             .any(|v| {
@@ -106,7 +106,7 @@ pub(super) fn settle(
                 v.len() > name.len() && v.starts_with(name.as_bytes()) && v[name.len()] == b'='
             })
     };
-    if resp.status.as_u16() < 400 && def.click_cookie.as_deref().is_none_or(sets_cookie) {
+    if resp.status().as_u16() < 400 && def.click_cookie.as_deref().is_none_or(sets_cookie) {
         cohorts.clicked(c.cohort, now);
         tracing::debug!(confirm = %def.id, cohort = format_args!("{:016x}", c.cohort), "a click confirmed its cohort's sends");
     }

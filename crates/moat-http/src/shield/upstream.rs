@@ -88,7 +88,8 @@ impl Shield {
 
     /// Sends a prepared request through hyper's client and returns the response, learning it
     /// as decoy `learn` or injecting the page script where that applies, timing a success for
-    /// decoy `route`, and counting a send or click for its cohort. `start`: when the request's head was parsed, for its latency.
+    /// decoy `route`, and counting a send or click for its cohort. `start`: when the request's
+    /// head was parsed, for its latency.
     pub async fn send_forward(
         &self,
         p: Prepared,
@@ -99,7 +100,7 @@ impl Shield {
         let inject = p.inject;
         let up = Request::from_parts(p.parts, body);
         let sent = std::time::Instant::now();
-        let mut resp = match forward::forward(
+        let resp = match forward::forward(
             self.upstream_authority.clone(),
             up,
             p.client_upgrade,
@@ -131,9 +132,8 @@ impl Shield {
             self.decoys.time_genuine(i, start.elapsed());
         }
         if let Some(c) = watch.confirm {
-            let (parts, body) = resp.into_parts();
-            super::confirm::settle(&self.cfg, &self.cohorts, c, &parts, proof::now_secs());
-            resp = Response::from_parts(parts, body);
+            let now = proof::now_secs();
+            super::confirm::settle(&self.cfg, &self.cohorts, c, &resp, now);
         }
         match watch.learn {
             Some(i) if resp.status().is_success() => self.learn_and_return(i, resp).await,
