@@ -175,6 +175,7 @@ fn compile(
     };
     let proof = crate::compile_proof::proof(&raw.proof, &policy, &mut sink);
     let cohorts = crate::compile_cohorts::cohorts(&raw.cohorts, &mut sink, base);
+    let crowdsec = crowdsec(raw.crowdsec.as_ref(), &mut sink);
     let mail = raw
         .mail
         .as_ref()
@@ -218,6 +219,7 @@ fn compile(
             report,
             policy,
             cohorts,
+            crowdsec,
         })
     } else {
         Err(ConfigErrors(errors))
@@ -696,4 +698,29 @@ fn bans(r: &RawBans, s: &mut Sink) -> Bans {
         body: r.body.clone().unwrap_or_else(|| "Forbidden\n".into()),
         allow: nets(&r.allow, "bans.allow", s),
     }
+}
+
+/// `[crowdsec]`: each bouncer key as long as an admin token, and no key twice (two bouncers
+/// sharing one would see each other's changes as their own).
+fn crowdsec(r: Option<&crate::raw::RawCrowdsec>, s: &mut Sink) -> Crowdsec {
+    let mut keys: Vec<String> = Vec::new();
+    for k in r.map(|r| r.bouncer_keys.as_slice()).unwrap_or_default() {
+        let v = k.get_ref().trim();
+        if v.len() < 16 {
+            s.at(
+                k.span(),
+                "crowdsec.bouncer_keys",
+                "a key needs at least 16 characters",
+            );
+        } else if keys.iter().any(|x| x == v) {
+            s.at(
+                k.span(),
+                "crowdsec.bouncer_keys",
+                "this key is listed twice",
+            );
+        } else {
+            keys.push(v.to_string());
+        }
+    }
+    Crowdsec { bouncer_keys: keys }
 }

@@ -27,6 +27,15 @@ pub struct Config {
     pub report: Option<moat_report::ReportConfig>,
     pub policy: Policy,
     pub cohorts: CohortSettings,
+    pub crowdsec: Crowdsec,
+}
+
+/// `[crowdsec]`: CrowdSec's bouncers (firewall, nginx, Traefik, custom) enforce Moat's
+/// decisions by polling the Local API subset the admin listener serves
+/// (`/v1/decisions/stream`, `/v1/decisions`) with one of these keys (`X-Api-Key`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Crowdsec {
+    pub bouncer_keys: Vec<String>,
 }
 
 /// The trap's defaults: one place for both `[trap]` and `moat trap`'s flags.

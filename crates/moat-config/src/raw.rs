@@ -29,6 +29,8 @@ pub struct RawConfig {
     pub logs: Option<RawLogs>,
     /// Bans in the kernel (nftables).
     pub nftables: Option<RawNftables>,
+    /// CrowdSec's bouncers fed Moat's decisions (the Local API subset they poll).
+    pub crowdsec: Option<RawCrowdsec>,
     /// Abuse reports from what the trap captured: `moat-report`'s own settings, checked by
     /// its `validate`. Dry run (outbox only) unless `send = true`.
     pub report: Option<S<moat_report::ReportConfig>>,
@@ -74,6 +76,14 @@ pub struct RawConfirm {
     pub send: S<String>,
     pub click: S<String>,
     pub click_cookie: Option<S<String>>,
+}
+
+/// `[crowdsec]`: the keys of the bouncers allowed to read Moat's decisions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCrowdsec {
+    #[serde(default)]
+    pub bouncer_keys: Vec<S<String>>,
 }
 
 /// `[cohorts]`: see `CohortSettings`.

@@ -480,3 +480,17 @@ fn a_broken_asn_table_is_an_error_naming_its_own_line() {
         .iter()
         .any(|l| l.key == LimitKey::Cohort));
 }
+
+#[test]
+fn bouncer_keys_are_long_and_distinct() {
+    let errs = errors(
+        "[server]\nupstream = \"http://127.0.0.1:1\"\n[crowdsec]\nbouncer_keys = [\n  \"short\",\n  \"a-good-bouncer-key-1\",\n  \"a-good-bouncer-key-1\",\n]\n",
+    );
+    assert_eq!(
+        errs,
+        vec![
+            "5:crowdsec.bouncer_keys:a key needs at least 16 characters".to_string(),
+            "7:crowdsec.bouncer_keys:this key is listed twice".to_string(),
+        ]
+    );
+}

@@ -1,6 +1,7 @@
 //! The admin listener: Prometheus `/metrics`, bans (`GET`/`POST /api/bans`,
 //! `DELETE /api/bans/{scope}`) and `POST /api/reload`, on loopback, behind a bearer token.
-//! `/healthz` answers without a token so a container runtime can probe it.
+//! `/healthz` answers without a token so a container runtime can probe it. CrowdSec's
+//! bouncers poll the decisions here too, with their own keys (`crate::lapi`).
 
 use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -54,16 +55,21 @@ async fn connection<S>(
 
 pub async fn serve(live: Arc<LiveShield>, listener: Listener, token: String, shutdown: Shutdown) {
     let token = Arc::new(token);
+    let streams = Arc::new(crate::lapi::Streams::default());
     let stop = shutdown.clone();
     listener
         .serve(shutdown, move |c| {
-            let (live, token) = (live.clone(), token.clone());
+            let (live, token, streams) = (live.clone(), token.clone(), streams.clone());
             let svc = service_fn(move |req| {
                 let live = live.clone();
                 let token = token.clone();
+                let streams = streams.clone();
                 async move {
                     let path = req.uri().path();
-                    let r = if path == "/api/reload" {
+                    let r = if crate::lapi::is_lapi(path) {
+                        // Bouncers, with their own keys (`[crowdsec]`), not the admin token.
+                        crate::lapi::route(&live.current(), &streams, &req)
+                    } else if path == "/api/reload" {
                         reload(live, &token, req).await
                     } else if path == "/api/bans" || path.starts_with("/api/bans/") {
                         bans(live.current(), &token, req).await

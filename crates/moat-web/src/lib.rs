@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod admin_top;
+pub mod lapi;
 
 use moat_config::Config;
 use moat_http::live::LiveShield;
