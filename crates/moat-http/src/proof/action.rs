@@ -188,9 +188,7 @@ impl ProofService {
         h.insert("moat-clearance", HeaderValue::from_static("action"));
         r
     }
-}
 
-impl ProofService {
     /// A per-action challenge for `route` and `target`, bound to this browser (its user agent
     /// and network) and due within `challenge_ttl`.
     fn issue_action(
