@@ -50,6 +50,8 @@ impl App {
             _ => None,
         };
         start_reports(&cfg, &shutdown)?;
+        crate::feeds::start(&cfg, &engine, quarantine_dir(&cfg), &shutdown)
+            .context("starting the feeds")?;
         let mail = moat_mail::server::start(&cfg, engine.clone(), shared_q, &shutdown)
             .await
             .context("starting the mail shield")?;
@@ -161,19 +163,7 @@ impl App {
 /// Reports from whatever fills the quarantine (the trap, or the capture listener), every 10 s
 /// until shutdown.
 fn start_reports(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
-    let qdir = cfg
-        .trap
-        .as_ref()
-        .map(|t| t.quarantine_dir.clone())
-        .or_else(|| {
-            cfg.mail.as_ref().and_then(|m| {
-                (m.capture_listen.is_some()
-                    || m.milter_listen.is_some()
-                    || m.milter_socket.is_some())
-                .then(|| m.quarantine_dir.clone())
-            })
-        });
-    let (Some(r), Some(q)) = (&cfg.report, qdir) else {
+    let (Some(r), Some(q)) = (&cfg.report, quarantine_dir(cfg)) else {
         return Ok(());
     };
     let feed = crate::reporting::ReportFeed::open(&cfg.server.state_dir, &q, r.clone())
@@ -187,4 +177,20 @@ fn start_reports(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// Where captured mail is kept, whichever captures it (the trap, or the mail shield's capture
+/// listener or milter).
+fn quarantine_dir(cfg: &Config) -> Option<std::path::PathBuf> {
+    cfg.trap
+        .as_ref()
+        .map(|t| t.quarantine_dir.clone())
+        .or_else(|| {
+            cfg.mail.as_ref().and_then(|m| {
+                (m.capture_listen.is_some()
+                    || m.milter_listen.is_some()
+                    || m.milter_socket.is_some())
+                .then(|| m.quarantine_dir.clone())
+            })
+        })
 }

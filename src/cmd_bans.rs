@@ -40,7 +40,7 @@ pub enum BansCmd {
 }
 
 /// The state directory, and how it was chosen (for messages about it).
-fn state_dir(c: &ConfigArgs) -> anyhow::Result<(PathBuf, &'static str)> {
+pub(crate) fn state_dir(c: &ConfigArgs) -> anyhow::Result<(PathBuf, &'static str)> {
     if let Some(d) = &c.state_dir {
         return Ok((PathBuf::from(d), "--state-dir or MOAT_STATE_DIR"));
     }

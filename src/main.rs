@@ -8,6 +8,7 @@ mod cmd_bans;
 mod cmd_campaigns;
 mod cmd_completions;
 mod cmd_doctor;
+mod cmd_feeds;
 mod cmd_quarantine;
 mod cmd_reload;
 mod cmd_replay;
@@ -16,6 +17,7 @@ mod cmd_run;
 mod cmd_top;
 mod cmd_trap;
 mod demo;
+mod feeds;
 mod log_watcher;
 mod nft;
 mod reporting;
@@ -134,6 +136,17 @@ enum Cmd {
     /// address and time taken from each, a summary. Example:
     /// moat replay /var/log/auth.log --filter sshd
     Replay(cmd_replay::ReplayArgs),
+    /// This instance's feed key: `moat keys new` makes one, `moat keys show` prints the public
+    /// key peers pin.
+    Keys {
+        #[command(subcommand)]
+        cmd: cmd_feeds::KeysCmd,
+    },
+    /// The peers' feeds this instance follows: add, list, rm, view.
+    Feeds {
+        #[command(subcommand)]
+        cmd: cmd_feeds::FeedsCmd,
+    },
     /// Print shell completions (bash, zsh, fish, …) to stdout.
     Completions(cmd_completions::CompletionsArgs),
     /// Write the man pages into a directory (for packaging).
@@ -156,6 +169,8 @@ fn main() -> ExitCode {
         Cmd::Reload { cfg } => cmd_reload::run(&cfg),
         Cmd::Top(a) => cmd_top::run(a),
         Cmd::Replay(a) => cmd_replay::run(a),
+        Cmd::Keys { cmd } => cmd_feeds::keys(cmd),
+        Cmd::Feeds { cmd } => cmd_feeds::feeds(cmd),
         Cmd::Completions(a) => cmd_completions::completions(a),
         Cmd::Man(a) => cmd_completions::man(a),
     };

@@ -176,6 +176,8 @@ fn compile(
     let proof = crate::compile_proof::proof(&raw.proof, &policy, &mut sink);
     let cohorts = crate::compile_cohorts::cohorts(&raw.cohorts, &mut sink, base);
     let crowdsec = crowdsec(raw.crowdsec.as_ref(), &mut sink);
+    let feed = crate::compile_feeds::feed(raw.feed.as_ref(), &mut sink);
+    let feeds = crate::compile_feeds::feeds(raw.feeds.as_ref(), &mut sink);
     let mail = raw
         .mail
         .as_ref()
@@ -220,6 +222,8 @@ fn compile(
             policy,
             cohorts,
             crowdsec,
+            feed,
+            feeds,
         })
     } else {
         Err(ConfigErrors(errors))

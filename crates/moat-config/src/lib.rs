@@ -5,6 +5,7 @@
 
 mod compile;
 mod compile_cohorts;
+mod compile_feeds;
 mod compile_logs;
 mod compile_mail;
 mod compile_nftables;

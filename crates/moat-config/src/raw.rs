@@ -31,6 +31,10 @@ pub struct RawConfig {
     pub nftables: Option<RawNftables>,
     /// CrowdSec's bouncers fed Moat's decisions (the Local API subset they poll).
     pub crowdsec: Option<RawCrowdsec>,
+    /// This instance's signed feed at `/.well-known/moat/feed/`.
+    pub feed: Option<RawFeed>,
+    /// Peers' feeds this instance follows, and the trust policy for them.
+    pub feeds: Option<RawFeeds>,
     /// Abuse reports from what the trap captured: `moat-report`'s own settings, checked by
     /// its `validate`. Dry run (outbox only) unless `send = true`.
     pub report: Option<S<moat_report::ReportConfig>>,
@@ -84,6 +88,39 @@ pub struct RawConfirm {
 pub struct RawCrowdsec {
     #[serde(default)]
     pub bouncer_keys: Vec<S<String>>,
+}
+
+/// `[feed]`: see `model::FeedPublish`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeed {
+    pub publish: Option<S<bool>>,
+    pub name: Option<S<String>>,
+    pub interval: Option<S<String>>,
+    pub lifetime: Option<S<String>>,
+}
+
+/// `[feeds]`: see `model::Feeds`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeeds {
+    pub quorum: Option<S<f64>>,
+    pub max_ttl: Option<S<String>>,
+    pub poll: Option<S<String>>,
+    #[serde(default)]
+    pub never_block: Vec<S<String>>,
+    #[serde(default)]
+    pub subscribe: Vec<RawSubscription>,
+}
+
+/// `[[feeds.subscribe]]`: one peer's feed, its key pinned.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSubscription {
+    pub name: S<String>,
+    pub url: S<String>,
+    pub key: S<String>,
+    pub weight: Option<S<f64>>,
 }
 
 /// `[cohorts]`: see `CohortSettings`.

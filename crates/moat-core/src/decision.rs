@@ -78,6 +78,9 @@ pub enum Origin {
     Manual,
     /// A log watcher jail (`moat-logs`), by name.
     Jail(String),
+    /// Subscribed feeds (`moat-feed`), by the names of the peers that listed it. Never
+    /// published again, reported or counted as this instance's own.
+    Feed(String),
 }
 
 impl fmt::Display for Origin {
@@ -87,16 +90,23 @@ impl fmt::Display for Origin {
             Origin::Escalation => f.write_str("escalation"),
             Origin::Manual => f.write_str("manual"),
             Origin::Jail(j) => write!(f, "jail:{j}"),
+            Origin::Feed(p) => write!(f, "feed:{p}"),
         }
     }
 }
 
 impl Origin {
+    /// Whether this instance's own detectors made it (not a feed, not a hand).
+    pub fn is_own_detection(&self) -> bool {
+        matches!(self, Origin::Rule(_) | Origin::Escalation | Origin::Jail(_))
+    }
+
     pub fn parse(s: &str) -> Origin {
         match s {
             "escalation" => Origin::Escalation,
             "manual" => Origin::Manual,
             other if other.starts_with("jail:") => Origin::Jail(other[5..].to_string()),
+            other if other.starts_with("feed:") => Origin::Feed(other[5..].to_string()),
             other => Origin::Rule(other.strip_prefix("rule:").unwrap_or(other).to_string()),
         }
     }

@@ -30,6 +30,10 @@ pub enum Command {
     Allow {
         net: IpNet,
     },
+    /// Lifts the ban on exactly `scope` if a feed made it (a ban of any other origin stays).
+    LiftFeed {
+        scope: Scope,
+    },
     /// Answers once every command sent before it is applied.
     Flush(SyncSender<()>),
     Shutdown,
@@ -286,6 +290,24 @@ impl Decider {
                 self.full_publish_due = true;
                 true
             }
+            Command::LiftFeed { scope } => {
+                let ours = self
+                    .guard
+                    .load()
+                    .decision(&scope)
+                    .is_some_and(|d| matches!(d.origin, Origin::Feed(_)));
+                if !ours {
+                    return false;
+                }
+                match self.store.remove_decision(&scope) {
+                    Ok(_) => {
+                        tracing::info!(target: "moat::decision", scope = %scope, "feed ban lifted: no longer listed by enough peers")
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot lift a feed ban"),
+                }
+                self.full_publish_due = true;
+                true
+            }
             Command::Flush(reply) => {
                 let _ = reply.send(());
                 false
@@ -342,8 +364,24 @@ impl Decider {
                 return;
             }
         }
+        let feed = matches!(origin, Origin::Feed(_));
+        if feed {
+            // A feed never replaces this instance's own ban (or a hand's), and never counts
+            // in the ban history that escalates its own next ban.
+            let g = self.guard.load();
+            let own = g
+                .decision(&scope)
+                .is_some_and(|d| d.active_at(now) && !matches!(d.origin, Origin::Feed(_)));
+            if own || self.banned_unpublished.contains(&scope) {
+                return;
+            }
+        }
         let forget = now.saturating_sub(30 * 86_400_000);
-        let offences = match self.store.record_ban(&scope, now, forget) {
+        let offences = match feed {
+            true => Ok(0),
+            false => self.store.record_ban(&scope, now, forget),
+        };
+        let offences = match offences {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!(error = %e, "cannot record ban history");
@@ -390,7 +428,7 @@ impl Decider {
                 self.full_publish_due = true;
             }
         }
-        if let Scope::Ip(ip) = scope {
+        if let (Scope::Ip(ip), false) = (scope, feed) {
             self.escalate_prefix(ip, now);
         }
     }

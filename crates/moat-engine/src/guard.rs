@@ -103,6 +103,18 @@ impl GuardSnapshot {
         GuardVerdict::Clear
     }
 
+    /// The ban on exactly this scope, if one is in the snapshot.
+    pub fn decision(&self, scope: &Scope) -> Option<&Arc<Decision>> {
+        match scope {
+            Scope::Ip(ip) => self.ips.get(&normalize(*ip)),
+            Scope::Prefix(net) => self
+                .prefixes
+                .iter()
+                .find(|(l, _)| *l == net.prefix_len())
+                .and_then(|(_, m)| m.get(net)),
+        }
+    }
+
     pub fn is_allowlisted(&self, ip: IpAddr) -> bool {
         let ip = normalize(ip);
         self.allow.iter().any(|n| n.contains(&ip))

@@ -213,6 +213,11 @@ impl Engine {
         });
     }
 
+    /// Lifts a ban a feed made on exactly `scope`; a ban of any other origin stays.
+    pub fn lift_feed(&self, scope: Scope) {
+        self.send(Command::LiftFeed { scope });
+    }
+
     pub fn allow(&self, net: IpNet) {
         let _ = self.tx.send(Command::Allow { net });
     }

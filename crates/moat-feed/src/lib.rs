@@ -20,6 +20,15 @@ pub mod policy;
 pub mod publish;
 pub mod subscribe;
 
+/// Where a feed is served, on the HTTP front door.
+pub const URL_PATH: &str = "/.well-known/moat/feed/";
+/// In the state directory: the published head and files (`head`, `by-hash/SHA256`).
+pub const DIR: &str = "feed";
+pub const HEAD_FILE: &str = "head";
+pub const BY_HASH_DIR: &str = "by-hash";
+/// In the state directory: the instance's signing key (0600).
+pub const KEY_FILE: &str = "feed.key";
+
 pub use head::{FileRef, Head};
 pub use indicator::{Indicator, Kind};
 pub use note::{SignerKey, VerifierKey};

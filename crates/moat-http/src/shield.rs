@@ -367,6 +367,12 @@ impl Shield {
                 return Decision::Respond(text(StatusCode::OK, ka));
             }
         }
+        if self.cfg.feed.enabled {
+            let (dir, m, path) = (&self.cfg.server.state_dir, &req.method, req.uri.path());
+            if let Some(r) = crate::feed_files::answer(dir, m, path, &req.headers).await {
+                return Decision::Respond(r);
+            }
+        }
         if let Some(p) = &self.proof {
             if req.method == Method::GET && req.uri.path() == "/.moat/action" {
                 let routes =

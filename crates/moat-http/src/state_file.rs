@@ -8,7 +8,7 @@ use std::path::Path;
 /// Write to a temp file in the same directory, fsync, rename over `path`, fsync the directory:
 /// readers see the old or the new file, never half of one. `mode` applies from creation, so a
 /// key is never briefly world-readable.
-pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}.tmp", fastrand::u32(..)));

@@ -1,0 +1,119 @@
+//! `[feed]` (publishing) and `[feeds]` (subscriptions and their trust policy). A pinned key is
+//! parsed here, so a key pasted wrong is an error at its line, not a feed refused later.
+
+use crate::compile::{dur, nets};
+use crate::errors::Sink;
+use crate::model::{feed_url, valid_feed_name, FeedPublish, Feeds, Subscription};
+use crate::raw::{RawFeed, RawFeeds};
+use std::time::Duration;
+
+pub(crate) fn feed(r: Option<&RawFeed>, s: &mut Sink) -> FeedPublish {
+    let d = FeedPublish::default();
+    let Some(r) = r else { return d };
+    let name = r.name.as_ref().and_then(|n| {
+        moat_feed::note::check_name(n.get_ref())
+            .map_err(|e| s.at(n.span(), "feed.name", e.to_string()))
+            .ok()
+            .map(|()| n.get_ref().clone())
+    });
+    let interval = dur(r.interval.as_ref(), "feed.interval", d.interval, s);
+    let lifetime = dur(r.lifetime.as_ref(), "feed.lifetime", d.lifetime, s);
+    if let Some(l) = &r.lifetime {
+        if lifetime < Duration::from_secs(120) {
+            s.at(
+                l.span(),
+                "feed.lifetime",
+                "at least 2m (it is re-signed after half of it)",
+            );
+        }
+    }
+    if let Some(i) = &r.interval {
+        if interval < Duration::from_secs(1) {
+            s.at(i.span(), "feed.interval", "at least 1s");
+        }
+    }
+    FeedPublish {
+        enabled: r.publish.as_ref().is_none_or(|p| *p.get_ref()),
+        name,
+        interval,
+        lifetime,
+    }
+}
+
+pub(crate) fn feeds(r: Option<&RawFeeds>, s: &mut Sink) -> Feeds {
+    let d = Feeds::default();
+    let Some(r) = r else { return d };
+    let quorum = match &r.quorum {
+        Some(q) if !(*q.get_ref() > 0.0 && *q.get_ref() <= 1000.0) => {
+            s.at(q.span(), "feeds.quorum", "a weight above 0, e.g. 1 or 2.5");
+            d.quorum
+        }
+        Some(q) => *q.get_ref(),
+        None => d.quorum,
+    };
+    let poll = dur(r.poll.as_ref(), "feeds.poll", d.poll, s);
+    if let Some(p) = &r.poll {
+        if poll < Duration::from_secs(1) {
+            s.at(p.span(), "feeds.poll", "at least 1s");
+        }
+    }
+    let mut subscribe: Vec<Subscription> = Vec::new();
+    for sub in &r.subscribe {
+        let name = sub.name.get_ref().trim();
+        if !valid_feed_name(name) {
+            s.at(
+                sub.name.span(),
+                "feeds.subscribe.name",
+                "1 to 64 letters, digits, `.`, `_` or `-`",
+            );
+            continue;
+        }
+        if subscribe.iter().any(|x| x.name == name) {
+            s.at(
+                sub.name.span(),
+                "feeds.subscribe.name",
+                format!("`{name}` is subscribed twice"),
+            );
+            continue;
+        }
+        let url = match feed_url(sub.url.get_ref()) {
+            Ok(u) => u,
+            Err(e) => {
+                s.at(sub.url.span(), "feeds.subscribe.url", e);
+                continue;
+            }
+        };
+        let key = match sub.key.get_ref().parse::<moat_feed::VerifierKey>() {
+            Ok(k) => k,
+            Err(e) => {
+                s.at(sub.key.span(), "feeds.subscribe.key", e.to_string());
+                continue;
+            }
+        };
+        let weight = match &sub.weight {
+            Some(w) if !(*w.get_ref() > 0.0 && *w.get_ref() <= 1000.0) => {
+                s.at(
+                    w.span(),
+                    "feeds.subscribe.weight",
+                    "a weight above 0, e.g. 0.5 or 1",
+                );
+                continue;
+            }
+            Some(w) => *w.get_ref(),
+            None => 1.0,
+        };
+        subscribe.push(Subscription {
+            name: name.to_string(),
+            url,
+            key,
+            weight,
+        });
+    }
+    Feeds {
+        quorum,
+        max_ttl: dur(r.max_ttl.as_ref(), "feeds.max_ttl", d.max_ttl, s),
+        poll,
+        never_block: nets(&r.never_block, "feeds.never_block", s),
+        subscribe,
+    }
+}
