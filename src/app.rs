@@ -50,8 +50,7 @@ impl App {
             _ => None,
         };
         start_reports(&cfg, &shutdown)?;
-        crate::feeds::start(&cfg, &engine, quarantine_dir(&cfg), &shutdown)
-            .context("starting the feeds")?;
+        crate::feeds::start(&cfg, &engine, quarantine_dir(&cfg), &shutdown);
         let mail = moat_mail::server::start(&cfg, engine.clone(), shared_q, &shutdown)
             .await
             .context("starting the mail shield")?;

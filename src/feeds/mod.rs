@@ -19,19 +19,26 @@ pub fn start(
     engine: &Arc<Engine>,
     quarantine: Option<PathBuf>,
     shutdown: &Shutdown,
-) -> anyhow::Result<()> {
+) {
     let dir = &cfg.server.state_dir;
     if cfg.feed.enabled {
-        let key = state::load_or_create_key(dir, cfg.feed.name.as_deref())?;
-        let p = publish::FeedPublisher::new(dir, key, cfg.feed.lifetime, quarantine);
-        shutdown.spawn(publish::run(
-            p,
-            engine.clone(),
-            cfg.feed.interval,
-            shutdown.clone(),
-        ));
+        // The feed serves others: without its key (a damaged file, a full disk) the shields
+        // still run, and the error says what to fix.
+        match state::load_or_create_key(dir, cfg.feed.name.as_deref()) {
+            Ok(key) => {
+                let p = publish::FeedPublisher::new(dir, key, cfg.feed.lifetime, quarantine);
+                shutdown.spawn(publish::run(
+                    p,
+                    engine.clone(),
+                    cfg.feed.interval,
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "not publishing a feed: no key ([feed] publish = false turns it off)")
+            }
+        }
     }
     let s = subscribe::Subscriber::new(cfg.clone(), engine.clone());
     shutdown.spawn(subscribe::run(s, shutdown.clone()));
-    Ok(())
 }
