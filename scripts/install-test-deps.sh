@@ -2,7 +2,7 @@
 # Installs the real peers the tests run against, if missing: pebble (Let's Encrypt's test ACME
 # server), dnsmasq (a real DNS server for good-bot verification), headless Chromium and its
 # WebDriver (the browser proof), nginx and HAProxy (reference proxies), and the Python attack clients (aiohttp, requests) and
-# OpenMetrics parser (prometheus-client), and CrowdSec's custom bouncer.
+# OpenMetrics parser (prometheus-client), CrowdSec's custom bouncer, and Redis.
 # Idempotent: a machine that has them installs nothing.
 set -euo pipefail
 missing=()
@@ -22,6 +22,9 @@ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(hapr
 # fail2ban's own filters and jails, read in place by the log watcher (tests/e2e/test_log_watcher.py)
 # and the reference for bench/logs.sh.
 [ -f /etc/fail2ban/filter.d/sshd.conf ] || missing+=(fail2ban)
+# Shared state for several instances (crates/moat-cluster/tests, tests/e2e/test_cluster.py): the
+# tests start their own redis-server on a loopback port.
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # The kernel enforcer (tests/e2e/test_nftables.py: nft in a network namespace made with ip).
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)

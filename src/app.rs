@@ -34,6 +34,19 @@ impl App {
     pub async fn start(cfg: Config, clock: Arc<dyn moat_core::Clock>) -> anyhow::Result<App> {
         let shutdown = Shutdown::new();
         let engine = Engine::open(&cfg, clock).context("opening the decision store")?;
+        let mut cluster = None;
+        if let Some(c) = &cfg.cluster {
+            let settings = moat_cluster::Settings {
+                redis: c.redis.clone(),
+                prefix: c.prefix.clone(),
+                timeout: c.timeout,
+                on_unreachable: c.on_unreachable,
+            };
+            cluster = Some(
+                moat_cluster::start(&settings, &engine, &shutdown).context("[cluster] redis")?,
+            );
+            tracing::info!(prefix = %c.prefix, "cluster: limits and bans shared through Redis");
+        }
         let http = moat_http::app::serve(cfg, engine.clone(), &shutdown)
             .await
             .context("starting")?;
@@ -90,6 +103,12 @@ impl App {
             nft,
         };
         app.register_metrics();
+        if let Some(c) = cluster {
+            app.http
+                .shield
+                .metrics
+                .add_source(Box::new(move || c.metrics()));
+        }
         app.connect_events();
         Ok(app)
     }

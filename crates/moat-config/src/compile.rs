@@ -178,6 +178,10 @@ fn compile(
     let crowdsec = crowdsec(raw.crowdsec.as_ref(), &mut sink);
     let feed = crate::compile_feeds::feed(raw.feed.as_ref(), &mut sink);
     let feeds = crate::compile_feeds::feeds(raw.feeds.as_ref(), &mut sink);
+    let cluster = raw
+        .cluster
+        .as_ref()
+        .map(|c| crate::compile_feeds::cluster(c, &mut sink));
     let mail = raw
         .mail
         .as_ref()
@@ -224,6 +228,7 @@ fn compile(
             crowdsec,
             feed,
             feeds,
+            cluster,
         })
     } else {
         Err(ConfigErrors(errors))

@@ -1,10 +1,12 @@
-//! `[feed]` (publishing) and `[feeds]` (subscriptions and their trust policy). A pinned key is
-//! parsed here, so a key pasted wrong is an error at its line, not a feed refused later.
+//! `[feed]` (publishing), `[feeds]` (subscriptions and their trust policy) and `[cluster]`:
+//! what joins this instance to others. A pinned key is parsed here, so a key pasted wrong is an
+//! error at its line, not a feed refused later.
 
 use crate::compile::{dur, nets};
 use crate::errors::Sink;
-use crate::model::{feed_url, valid_feed_name, FeedPublish, Feeds, Subscription};
-use crate::raw::{RawFeed, RawFeeds};
+use crate::model::{feed_url, valid_feed_name, Cluster, FeedPublish, Feeds, Subscription};
+use crate::raw::{RawCluster, RawFeed, RawFeeds};
+use moat_core::shared::WhenUnreachable;
 use std::time::Duration;
 
 pub(crate) fn feed(r: Option<&RawFeed>, s: &mut Sink) -> FeedPublish {
@@ -115,5 +117,60 @@ pub(crate) fn feeds(r: Option<&RawFeeds>, s: &mut Sink) -> Feeds {
         poll,
         never_block: nets(&r.never_block, "feeds.never_block", s),
         subscribe,
+    }
+}
+
+pub(crate) fn cluster(r: &RawCluster, s: &mut Sink) -> Cluster {
+    let url = r.redis.get_ref().trim().to_string();
+    let known = ["redis://", "redis+unix://", "unix://"];
+    if !known.iter().any(|k| url.starts_with(k)) || url.len() <= "redis://".len() {
+        s.at(
+            r.redis.span(),
+            "cluster.redis",
+            "a Redis URL: redis://host:6379/0 or redis+unix:///run/redis/redis.sock (TLS: rediss:// is not supported; use a private network or a local tunnel)",
+        );
+    }
+    let prefix = match &r.prefix {
+        Some(p) => {
+            let v = p.get_ref();
+            if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                s.at(
+                    p.span(),
+                    "cluster.prefix",
+                    "1 to 64 printable characters, no spaces",
+                );
+            }
+            v.clone()
+        }
+        None => "moat:".into(),
+    };
+    let timeout = dur(
+        r.timeout.as_ref(),
+        "cluster.timeout",
+        Duration::from_millis(50),
+        s,
+    );
+    if let Some(t) = &r.timeout {
+        if timeout.is_zero() || timeout > Duration::from_secs(10) {
+            s.at(t.span(), "cluster.timeout", "from 1ms to 10s");
+        }
+    }
+    let on_unreachable = match r.on_unreachable.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "local")) => WhenUnreachable::Local,
+        Some((_, "closed")) => WhenUnreachable::Closed,
+        Some((v, other)) => {
+            s.at(
+                v.span(),
+                "cluster.on_unreachable",
+                format!("`{other}`: `local` (count with this instance's own limiters) or `closed` (refuse what the limits cover)"),
+            );
+            WhenUnreachable::Local
+        }
+    };
+    Cluster {
+        redis: url,
+        prefix,
+        timeout,
+        on_unreachable,
     }
 }

@@ -30,6 +30,23 @@ pub struct Config {
     pub crowdsec: Crowdsec,
     pub feed: FeedPublish,
     pub feeds: Feeds,
+    pub cluster: Option<Cluster>,
+}
+
+/// `[cluster]`: instances behind one load balancer (three Fly machines of one blog) count the
+/// HTTP shield's rate limits together in Redis or Valkey and share every ban within a second.
+/// Each keeps its own SQLite store; without `[cluster]` nothing of this runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    /// `redis://[:password@]host:port/db`, or `redis+unix:///path/to/socket`.
+    pub redis: String,
+    /// Put before every key and channel (default `moat:`): several sites can share one Redis.
+    pub prefix: String,
+    /// A limit check slower than this counts as Redis unreachable (default 50ms).
+    pub timeout: Duration,
+    /// When Redis does not answer: `local` (default) counts with each instance's own limiters,
+    /// `closed` refuses what a limit covers until it is back.
+    pub on_unreachable: moat_core::shared::WhenUnreachable,
 }
 
 /// `[feed]`: this instance's signed feed, served at `/.well-known/moat/feed/` on the HTTP

@@ -31,6 +31,8 @@ pub struct RawConfig {
     pub nftables: Option<RawNftables>,
     /// CrowdSec's bouncers fed Moat's decisions (the Local API subset they poll).
     pub crowdsec: Option<RawCrowdsec>,
+    /// Several instances as one shield, through Redis or Valkey.
+    pub cluster: Option<RawCluster>,
     /// This instance's signed feed at `/.well-known/moat/feed/`.
     pub feed: Option<RawFeed>,
     /// Peers' feeds this instance follows, and the trust policy for them.
@@ -88,6 +90,16 @@ pub struct RawConfirm {
 pub struct RawCrowdsec {
     #[serde(default)]
     pub bouncer_keys: Vec<S<String>>,
+}
+
+/// `[cluster]`: see `model::Cluster`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub redis: S<String>,
+    pub prefix: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub on_unreachable: Option<S<String>>,
 }
 
 /// `[feed]`: see `model::FeedPublish`.

@@ -10,6 +10,7 @@ mod decision;
 pub mod metric;
 mod prefix;
 pub mod secret;
+pub mod shared;
 
 pub use asn::{AsnTable, AsnTableError};
 pub use clock::{Clock, ManualClock, SystemClock};

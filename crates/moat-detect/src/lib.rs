@@ -37,4 +37,4 @@ pub mod window;
 
 pub use cohort::{Cohorts, Standing};
 pub use limiter::{Limiter, LimiterSet};
-pub use rules::{Hit, Judgement, RulesAndLimits};
+pub use rules::{Hit, Judgement, Pending, RulesAndLimits};

@@ -16,6 +16,7 @@
 use crate::limit_key::limit_key;
 use crate::limiter::LimiterSet;
 use moat_config::{Action, Config, Rule};
+use moat_core::shared::{SharedCheck, SharedOutcome};
 use moat_core::EventKind;
 use std::sync::Arc;
 
@@ -106,6 +107,21 @@ impl RulesAndLimits {
         now_ns: u64,
         proofs: &mut impl Proofs,
     ) -> Judgement<'_> {
+        let (mut j, pending) = self.judge_rules(view, proofs);
+        if let Some(p) = pending {
+            self.limits_local(&p, now_ns, &mut j);
+        }
+        j
+    }
+
+    /// The rules alone; when no rule answered, the limits that apply, for
+    /// [`Self::limits_local`] or a shared store ([`Self::shared_checks`],
+    /// [`Self::apply_shared`]).
+    pub fn judge_rules(
+        &self,
+        view: &moat_rules::Request<'_>,
+        proofs: &mut impl Proofs,
+    ) -> (Judgement<'_>, Option<Pending>) {
         let policy = &self.cfg.policy;
         let mut j = Judgement::default();
         let mut skip_limits = false;
@@ -176,54 +192,119 @@ impl RulesAndLimits {
                 wait: None,
             });
         }
-        if j.hit.is_none() && !skip_limits {
-            self.limits(view, now_ns, &mut j);
-        }
-        j
+        let pending = (j.hit.is_none() && !skip_limits).then(|| self.applicable(view));
+        (j, pending)
     }
 
-    /// Two passes: find the first limit the request exceeds without spending anything, then
-    /// spend on every limit only if the request goes through. A request a later limit stops
-    /// must not use up a person's allowance on an earlier one.
-    fn limits<'s>(&'s self, view: &moat_rules::Request<'_>, now_ns: u64, j: &mut Judgement<'s>) {
-        let limits = &self.cfg.policy.rate_limits;
-        let mut applicable = Vec::new();
-        for (i, l) in limits.iter().enumerate() {
+    /// The limits whose expression matches the request, each with its key.
+    fn applicable(&self, view: &moat_rules::Request<'_>) -> Pending {
+        let mut items = Vec::new();
+        for (i, l) in self.cfg.policy.rate_limits.iter().enumerate() {
             if l.expr.as_ref().is_some_and(|e| !e.matches(view)) {
                 continue;
             }
             if let Some(key) = limit_key(&l.key, view) {
-                applicable.push((i, key));
+                items.push((i, key));
             }
         }
-        for (i, key) in &applicable {
+        Pending { items }
+    }
+
+    /// Two passes over this instance's own limiters: find the first limit the request
+    /// exceeds without spending anything, then spend on every limit only if the request goes
+    /// through. A request a later limit stops must not use up a person's allowance on an
+    /// earlier one.
+    pub fn limits_local<'s>(&'s self, p: &Pending, now_ns: u64, j: &mut Judgement<'s>) {
+        for (i, key) in &p.items {
             // One lookup says both whether the limit has room and, if not, for how long.
             let wait = self.limiters.wait(*i, key, now_ns);
-            if wait == 0 {
-                continue;
+            if wait != 0 && self.exceeded(*i, key, wait, j) {
+                return;
             }
-            let l = &limits[*i];
-            if l.ban {
-                j.events.push(EventKind::RateLimited {
-                    limit: l.id.clone(),
-                });
-            }
-            let hit = Hit {
-                id: &l.id,
-                action: &l.action,
-                key: Some(String::from_utf8_lossy(key).into_owned()),
-                wait: Some(std::time::Duration::from_nanos(wait)),
-            };
-            if matches!(l.action, Action::Log) {
-                j.noted.push(hit);
-                continue;
-            }
-            j.hit = Some(hit);
-            return;
         }
-        for (i, key) in &applicable {
+        for (i, key) in &p.items {
             self.limiters.check(*i, key, now_ns);
         }
+    }
+
+    /// Records that limit `i` is exceeded for `key`; true if it stops the request.
+    fn exceeded<'s>(&'s self, i: usize, key: &[u8], wait_ns: u64, j: &mut Judgement<'s>) -> bool {
+        let l = &self.cfg.policy.rate_limits[i];
+        if l.ban {
+            j.events.push(EventKind::RateLimited {
+                limit: l.id.clone(),
+            });
+        }
+        let hit = Hit {
+            id: &l.id,
+            action: &l.action,
+            key: Some(String::from_utf8_lossy(key).into_owned()),
+            wait: Some(std::time::Duration::from_nanos(wait_ns)),
+        };
+        if matches!(l.action, Action::Log) {
+            j.noted.push(hit);
+            return false;
+        }
+        j.hit = Some(hit);
+        true
+    }
+
+    /// The pending limits as a shared store checks them (the same GCRA as the local limiter,
+    /// in microseconds).
+    pub fn shared_checks(&self, p: &Pending) -> Vec<SharedCheck> {
+        p.items
+            .iter()
+            .map(|(i, key)| {
+                let l = &self.cfg.policy.rate_limits[*i];
+                let interval_us =
+                    ((l.period.as_micros() as u64) / u64::from(l.requests.max(1))).max(1);
+                SharedCheck {
+                    limit: l.id.clone(),
+                    key: key.clone(),
+                    interval_us,
+                    tau_us: interval_us.saturating_mul(u64::from(l.burst.max(1)) - 1),
+                    stops: !matches!(l.action, Action::Log),
+                }
+            })
+            .collect()
+    }
+
+    /// What a shared store answered, recorded as [`Self::limits_local`] records its own.
+    pub fn apply_shared<'s>(&'s self, p: &Pending, outcome: &SharedOutcome, j: &mut Judgement<'s>) {
+        for &(idx, wait_us) in &outcome.exceeded {
+            if let Some((i, key)) = p.items.get(idx) {
+                let wait = wait_us.saturating_mul(1000).max(1);
+                if self.exceeded(*i, key, wait, j) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The shared store is unreachable and the cluster fails closed: the first stopping limit
+    /// answers, as if exceeded by one interval.
+    pub fn apply_closed<'s>(&'s self, p: &Pending, j: &mut Judgement<'s>) {
+        for (i, key) in &p.items {
+            let l = &self.cfg.policy.rate_limits[*i];
+            if matches!(l.action, Action::Log) {
+                continue;
+            }
+            let wait = (l.period.as_nanos() as u64 / u64::from(l.requests.max(1))).max(1);
+            self.exceeded(*i, key, wait, j);
+            return;
+        }
+    }
+}
+
+/// The limits that apply to a request no rule answered, by limit index, with their keys.
+#[derive(Debug, Default)]
+pub struct Pending {
+    items: Vec<(usize, Vec<u8>)>,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 }
 

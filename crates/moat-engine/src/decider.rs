@@ -30,6 +30,12 @@ pub enum Command {
     Allow {
         net: IpNet,
     },
+    /// Another instance's decision, taken as it is.
+    Adopt(Decision),
+    /// Lifts the ban on exactly `scope`, whatever its origin.
+    Lift {
+        scope: Scope,
+    },
     /// Lifts the ban on exactly `scope` if a feed made it (a ban of any other origin stays).
     LiftFeed {
         scope: Scope,
@@ -290,6 +296,25 @@ impl Decider {
                 self.full_publish_due = true;
                 true
             }
+            Command::Adopt(d) => self.adopt(d, now),
+            Command::Lift { scope } => {
+                // A feed's ban is this instance's own policy's, not the cluster's to lift.
+                let feed = self
+                    .guard
+                    .load()
+                    .decision(&scope)
+                    .is_some_and(|d| matches!(d.origin, Origin::Feed(_)));
+                if feed {
+                    return false;
+                }
+                match self.store.remove_decision(&scope) {
+                    Ok(true) => {}
+                    Ok(false) => return false,
+                    Err(e) => tracing::error!(error = %e, "cannot lift a ban"),
+                }
+                self.full_publish_due = true;
+                true
+            }
             Command::LiftFeed { scope } => {
                 let ours = self
                     .guard
@@ -346,6 +371,36 @@ impl Decider {
             self.bans.offences_to_ban, self.bans.offence_window
         );
         self.ban(who, None, reason, Origin::Rule(rule), now);
+        true
+    }
+
+    fn adopt(&mut self, d: Decision, now: u64) -> bool {
+        if d.verdict != Verdict::Ban || !d.active_at(now) {
+            return false;
+        }
+        let g = self.guard.load();
+        let allowed = match &d.scope {
+            Scope::Ip(ip) => g.is_allowlisted(*ip),
+            Scope::Prefix(n) => g.allowlist().iter().any(|a| a.contains(n) || n.contains(a)),
+        };
+        let lasts =
+            g.decision(&d.scope)
+                .is_some_and(|have| match (have.expires_ms, d.expires_ms) {
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                    (Some(a), Some(b)) => a >= b,
+                });
+        if allowed || lasts || self.banned_unpublished.contains(&d.scope) {
+            return false;
+        }
+        self.banned_unpublished.insert(d.scope.clone());
+        match self.store.put_decision(&d) {
+            Ok(()) => self.pending.push(d),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store an adopted ban");
+                self.full_publish_due = true;
+            }
+        }
         true
     }
 

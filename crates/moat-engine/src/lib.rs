@@ -42,6 +42,8 @@ pub struct Engine {
     events_followed: std::sync::atomic::AtomicBool,
     lens: PrefixLens,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Rate limits counted with the other instances of a cluster (`[cluster]`), when set.
+    shared_limits: std::sync::OnceLock<Arc<dyn moat_core::shared::SharedLimits>>,
 }
 
 /// Events a slow follower may fall behind by before it misses some (and is told so).
@@ -78,6 +80,7 @@ impl Engine {
             events_followed: std::sync::atomic::AtomicBool::new(false),
             lens,
             thread: std::sync::Mutex::new(Some(thread)),
+            shared_limits: std::sync::OnceLock::new(),
         });
         e.flush();
         e
@@ -211,6 +214,28 @@ impl Engine {
             reason: reason.to_string(),
             origin,
         });
+    }
+
+    /// Counts the HTTP shield's rate limits in a store shared with other instances from now on
+    /// (set once, by the composition root).
+    pub fn set_shared_limits(&self, s: Arc<dyn moat_core::shared::SharedLimits>) {
+        let _ = self.shared_limits.set(s);
+    }
+
+    pub fn shared_limits(&self) -> Option<&Arc<dyn moat_core::shared::SharedLimits>> {
+        self.shared_limits.get()
+    }
+
+    /// A decision another instance of the cluster made, taken as it is: no escalation, no ban
+    /// history, no prefix aggregation (the instance that made it did those). Ignored when a
+    /// ban on the scope already lasts as long, or the scope is allowlisted.
+    pub fn adopt(&self, d: moat_core::Decision) {
+        self.send(Command::Adopt(d));
+    }
+
+    /// Lifts the ban on exactly `scope`, whatever made it (another instance's unban).
+    pub fn lift(&self, scope: Scope) {
+        self.send(Command::Lift { scope });
     }
 
     /// Lifts a ban a feed made on exactly `scope`; a ban of any other origin stays.

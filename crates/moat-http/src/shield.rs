@@ -327,6 +327,24 @@ impl Shield {
         }
     }
 
+    /// Counts a request against the limits that apply: in the cluster's shared store when
+    /// there is one (one round trip for all of them), else, or when it does not answer and the
+    /// cluster fails open, with this instance's own limiters.
+    async fn limits<'s>(&'s self, p: &moat_detect::Pending, j: &mut moat_detect::Judgement<'s>) {
+        use moat_core::shared::WhenUnreachable;
+        let Some(shared) = self.engine.shared_limits() else {
+            self.detector.limits_local(p, self.engine.now_ns(), j);
+            return;
+        };
+        match shared.check(self.detector.shared_checks(p)).await {
+            Ok(outcome) => self.detector.apply_shared(p, &outcome, j),
+            Err(_) => match shared.when_unreachable() {
+                WhenUnreachable::Local => self.detector.limits_local(p, self.engine.now_ns(), j),
+                WhenUnreachable::Closed => self.detector.apply_closed(p, j),
+            },
+        }
+    }
+
     /// Runs the whole policy on a request (rules, bans, limits, the proof's endpoints) and
     /// says whether Moat answers it or forwards it. Both the hyper path and the fast path
     /// (`crate::fast`) call this, so a request meets the same policy whichever serves it.
@@ -502,10 +520,11 @@ impl Shield {
             now,
             difficulty: None,
         };
-        let judged = self
-            .detector
-            .judge(&view, self.engine.now_ns(), &mut proofs);
+        let (mut judged, pending) = self.detector.judge_rules(&view, &mut proofs);
         let action_difficulty = proofs.difficulty;
+        if let Some(p) = pending.filter(|p| !p.is_empty()) {
+            self.limits(&p, &mut judged).await;
+        }
         let page_script = standing.clearance == Some(moat_proof::token::Kind::Work)
             && req.headers.contains_key(proof::PAGE_HEADER);
         if let Some(p) = &self.proof {

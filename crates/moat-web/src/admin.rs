@@ -69,6 +69,9 @@ pub async fn serve(live: Arc<LiveShield>, listener: Listener, token: String, shu
                     let r = if crate::lapi::is_lapi(path) {
                         // Bouncers, with their own keys (`[crowdsec]`), not the admin token.
                         crate::lapi::route(&live.current(), &streams, &req)
+                    } else if path.starts_with(crate::exports::PREFIX) {
+                        let admin = token_ok(&req, &token);
+                        crate::exports::route(&live.current(), admin, &req)
                     } else if path == "/api/reload" {
                         reload(live, &token, req).await
                     } else if path == "/api/bans" || path.starts_with("/api/bans/") {

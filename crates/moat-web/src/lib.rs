@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod admin_top;
+pub mod exports;
 pub mod lapi;
 
 use moat_config::Config;

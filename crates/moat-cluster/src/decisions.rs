@@ -1,0 +1,222 @@
+//! Decisions shared between the instances of a cluster: every ban one makes (or lifts) is
+//! published on a Redis channel and kept in a hash; the others take it as it is
+//! (`Engine::adopt`, `Engine::lift`). The hash is how an instance catches up after Redis or its
+//! connection was away: on every (re)connection it takes what the hash holds and adds, and
+//! announces, what it decided meanwhile.
+//!
+//! A ban taken from another instance is not announced again (that would echo between them),
+//! and neither are feed bans: each instance applies its own feeds' policy.
+
+use moat_core::{Decision, Origin, Scope, Verdict};
+use moat_engine::changes::Change;
+use moat_engine::Engine;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One message on the channel.
+fn message(from: u64, op: &str, body: serde_json::Value) -> String {
+    serde_json::json!({"from": from, "op": op, "d": body}).to_string()
+}
+
+/// A decision back from `moat_store::decision_json`'s shape.
+pub fn decision_from_json(v: &serde_json::Value) -> Option<Decision> {
+    Some(Decision {
+        scope: v.get("scope")?.as_str()?.parse().ok()?,
+        verdict: Verdict::parse(v.get("verdict")?.as_str()?)?,
+        created_ms: v.get("created_ms")?.as_u64()?,
+        expires_ms: v.get("expires_ms").and_then(|e| e.as_u64()),
+        reason: v.get("reason")?.as_str()?.to_string(),
+        origin: Origin::parse(v.get("origin")?.as_str()?),
+        offences: v.get("offences")?.as_u64()?.min(u64::from(u32::MAX)) as u32,
+    })
+}
+
+/// What this instance took from others recently, so that the change it causes here is not
+/// announced back.
+#[derive(Default)]
+pub(crate) struct Echoes {
+    adopted: HashMap<Scope, (Option<u64>, Instant)>,
+    lifted: HashMap<Scope, Instant>,
+    /// Every scope whose ban the cluster shares (announced here or taken from another): only
+    /// their lifting is announced. A feed ban's, say, is this instance's own business.
+    shared: std::collections::HashSet<Scope>,
+}
+
+const ECHO_WINDOW: Duration = Duration::from_secs(30);
+
+impl Echoes {
+    fn forget_old(&mut self) {
+        self.adopted.retain(|_, (_, t)| t.elapsed() < ECHO_WINDOW);
+        self.lifted.retain(|_, t| t.elapsed() < ECHO_WINDOW);
+    }
+}
+
+pub struct Sync {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) id: u64,
+    pub(crate) channel: String,
+    pub(crate) hash: String,
+    pub(crate) echoes: std::sync::Mutex<Echoes>,
+}
+
+impl Sync {
+    pub fn new(engine: Arc<Engine>, prefix: &str) -> Sync {
+        Sync {
+            engine,
+            id: fastrand::u64(..),
+            channel: format!("{prefix}decisions"),
+            hash: format!("{prefix}bans"),
+            echoes: Default::default(),
+        }
+    }
+
+    /// Whether this instance announces `d` (its own decision, not an echo or a feed's).
+    fn announces(&self, d: &Decision) -> bool {
+        if matches!(d.origin, Origin::Feed(_)) || d.verdict != Verdict::Ban {
+            return false;
+        }
+        let mut e = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
+        e.forget_old();
+        e.shared.insert(d.scope.clone());
+        e.adopted
+            .get(&d.scope)
+            .is_none_or(|(expires, _)| *expires != d.expires_ms)
+    }
+
+    /// A message from the channel.
+    pub(crate) fn receive(&self, payload: &str) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(payload) else {
+            tracing::warn!("cluster: a message that is not JSON on the decisions channel");
+            return;
+        };
+        if v.get("from").and_then(|f| f.as_u64()) == Some(self.id) {
+            return;
+        }
+        let body = v.get("d").cloned().unwrap_or_default();
+        match v.get("op").and_then(|o| o.as_str()) {
+            Some("ban") => {
+                if let Some(d) = decision_from_json(&body) {
+                    self.take(d);
+                }
+            }
+            Some("lift") => {
+                if let Some(scope) = body.as_str().and_then(|s| s.parse::<Scope>().ok()) {
+                    let mut e = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
+                    e.lifted.insert(scope.clone(), Instant::now());
+                    drop(e);
+                    self.engine.lift(scope);
+                }
+            }
+            _ => tracing::warn!("cluster: an unknown message on the decisions channel"),
+        }
+    }
+
+    /// Another instance's ban, taken as it is.
+    pub(crate) fn take(&self, d: Decision) {
+        if !d.active_at(self.engine.now_ms()) || matches!(d.origin, Origin::Feed(_)) {
+            return;
+        }
+        let mut e = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
+        e.adopted
+            .insert(d.scope.clone(), (d.expires_ms, Instant::now()));
+        e.shared.insert(d.scope.clone());
+        drop(e);
+        self.engine.adopt(d);
+    }
+
+    /// What to send to Redis for one change here: commands for the hash and the channel.
+    pub(crate) fn outgoing(&self, c: &Change) -> Option<redis::Pipeline> {
+        let mut p = redis::pipe();
+        match c {
+            Change::Added(d) | Change::Extended(d) => {
+                if !self.announces(d) {
+                    return None;
+                }
+                let j = moat_store::decision_json(d);
+                p.hset(&self.hash, d.scope.to_string(), j.to_string())
+                    .ignore()
+                    .publish(&self.channel, message(self.id, "ban", j))
+                    .ignore();
+            }
+            Change::Removed {
+                scope,
+                expired: false,
+            } => {
+                let mut e = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
+                e.forget_old();
+                let shared = e.shared.remove(scope);
+                if e.lifted.remove(scope).is_some() || !shared {
+                    return None;
+                }
+                drop(e);
+                p.hdel(&self.hash, scope.to_string())
+                    .ignore()
+                    .publish(
+                        &self.channel,
+                        message(self.id, "lift", scope.to_string().into()),
+                    )
+                    .ignore();
+            }
+            Change::Removed { scope, .. } => {
+                let mut e = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
+                e.shared.remove(scope);
+                return None;
+            }
+            Change::Allowlist(_) => return None,
+        }
+        Some(p)
+    }
+
+    /// After a (re)connection: takes every ban the hash holds, removes the expired ones, and
+    /// adds (and announces) this instance's own bans the hash lacks.
+    pub(crate) async fn catch_up(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+    ) -> redis::RedisResult<usize> {
+        let all: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(&self.hash)
+            .query_async(conn)
+            .await?;
+        let now = self.engine.now_ms();
+        let mut expired = Vec::new();
+        let mut taken = 0;
+        for (scope, text) in &all {
+            let d = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| decision_from_json(&v));
+            match d {
+                Some(d) if d.active_at(now) => {
+                    taken += 1;
+                    self.take(d);
+                }
+                _ => expired.push(scope.clone()),
+            }
+        }
+        let mut p = redis::pipe();
+        if !expired.is_empty() {
+            p.hdel(&self.hash, expired).ignore();
+        }
+        for d in self.engine.decisions().0 {
+            let known = all.get(&d.scope.to_string()).and_then(|t| {
+                serde_json::from_str::<serde_json::Value>(t)
+                    .ok()
+                    .and_then(|v| decision_from_json(&v))
+            });
+            let newer = known.is_none_or(|k| match (k.expires_ms, d.expires_ms) {
+                (Some(a), Some(b)) => b > a,
+                (Some(_), None) => true,
+                (None, _) => false,
+            });
+            if newer && self.announces(&d) {
+                let j = moat_store::decision_json(&d);
+                p.hset(&self.hash, d.scope.to_string(), j.to_string())
+                    .ignore()
+                    .publish(&self.channel, message(self.id, "ban", j))
+                    .ignore();
+            }
+        }
+        let _: () = p.query_async(conn).await?;
+        Ok(taken)
+    }
+}

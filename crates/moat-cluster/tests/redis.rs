@@ -1,0 +1,314 @@
+//! Issue 19, item 1, against a real `redis-server` (Debian's, started here on a loopback
+//! port): the GCRA script counts as the local limiter does, across connections, in two passes;
+//! bans made on one engine reach another within a second, and so do unbans; an engine whose
+//! Redis was away catches up when it comes back.
+
+use moat_config::Bans;
+use moat_core::shared::{SharedCheck, SharedLimits, WhenUnreachable};
+use moat_core::{Origin, PrefixLens, Scope, SystemClock};
+use moat_engine::{Engine, GuardVerdict};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start_on(port: u16) -> Option<Redis> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let r = Redis { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(r)
+    }
+
+    /// A redis-server, or None where it is not installed (outside CI).
+    fn start() -> Option<Redis> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let r = Self::start_on(port);
+        if r.is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "redis-server is missing (scripts/install-test-deps.sh)"
+            );
+        }
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn engine() -> Arc<Engine> {
+    let bans = Bans {
+        base_ttl: Duration::from_secs(60),
+        max_ttl: Duration::from_secs(600),
+        factor: 4,
+        offences_to_ban: 3,
+        offence_window: Duration::from_secs(60),
+        prefix_threshold: 0,
+        prefix_window: Duration::from_secs(600),
+        status: 403,
+        body: String::new(),
+        allow: vec![],
+    };
+    Engine::start(
+        Arc::new(moat_store::MemoryStore::new()),
+        Arc::new(SystemClock),
+        bans,
+        PrefixLens::default(),
+    )
+}
+
+fn settings(r: &Redis, mode: WhenUnreachable) -> moat_cluster::Settings {
+    moat_cluster::Settings {
+        redis: r.url(),
+        prefix: "test:".into(),
+        timeout: Duration::from_millis(200),
+        on_unreachable: mode,
+    }
+}
+
+fn check(limit: &str, key: &str, per_hour: u64, burst: u64, stops: bool) -> SharedCheck {
+    let interval_us = 3_600_000_000 / per_hour;
+    SharedCheck {
+        limit: limit.into(),
+        key: key.as_bytes().to_vec(),
+        interval_us,
+        tau_us: interval_us * (burst - 1),
+        stops,
+    }
+}
+
+async fn connected(c: &moat_cluster::Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c
+        .limits
+        .check(vec![check("ping", "x", 1_000_000, 1000, true)])
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "never connected to Redis");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_script_counts_like_the_local_limiter_across_instances() {
+    let Some(redis) = Redis::start() else { return };
+    let shutdown = moat_listen::Shutdown::new();
+    let (e1, e2) = (engine(), engine());
+    let a = moat_cluster::start(&settings(&redis, WhenUnreachable::Local), &e1, &shutdown).unwrap();
+    let b = moat_cluster::start(&settings(&redis, WhenUnreachable::Local), &e2, &shutdown).unwrap();
+    connected(&a).await;
+    connected(&b).await;
+
+    // 3 an hour, 3 at once: two through one instance, one through the other, then none.
+    let per_email = || check("per-email", "victim@example.com", 3, 3, true);
+    assert!(a
+        .limits
+        .check(vec![per_email()])
+        .await
+        .unwrap()
+        .exceeded
+        .is_empty());
+    assert!(b
+        .limits
+        .check(vec![per_email()])
+        .await
+        .unwrap()
+        .exceeded
+        .is_empty());
+    assert!(a
+        .limits
+        .check(vec![per_email()])
+        .await
+        .unwrap()
+        .exceeded
+        .is_empty());
+    let out = b.limits.check(vec![per_email()]).await.unwrap();
+    assert_eq!(out.exceeded.len(), 1);
+    let (idx, wait_us) = out.exceeded[0];
+    assert_eq!(idx, 0);
+    // One interval (20 minutes) until the next send conforms.
+    assert!(
+        (1_190_000_000..=1_200_000_000).contains(&wait_us),
+        "{wait_us}"
+    );
+    // Another key, another counter.
+    assert!(a
+        .limits
+        .check(vec![check("per-email", "other@example.com", 3, 3, true)])
+        .await
+        .unwrap()
+        .exceeded
+        .is_empty());
+
+    // Two passes: a request the second limit stops does not spend the first's allowance.
+    let global = || check("global", "all", 1, 1, true);
+    let per_ip = || check("per-ip", "203.0.113.7", 2, 1, true);
+    assert!(a
+        .limits
+        .check(vec![global()])
+        .await
+        .unwrap()
+        .exceeded
+        .is_empty());
+    let out = a.limits.check(vec![per_ip(), global()]).await.unwrap();
+    assert_eq!(out.exceeded.iter().map(|e| e.0).collect::<Vec<_>>(), [1]);
+    assert!(
+        a.limits
+            .check(vec![per_ip()])
+            .await
+            .unwrap()
+            .exceeded
+            .is_empty(),
+        "per-ip was not spent"
+    );
+
+    // A log limit that is exceeded is reported and the request goes on, counted elsewhere.
+    let watch = || check("watch", "k", 1, 1, false);
+    let room = || check("room", "k", 10, 10, true);
+    assert!(a
+        .limits
+        .check(vec![watch(), room()])
+        .await
+        .unwrap()
+        .exceeded
+        .is_empty());
+    let out = a.limits.check(vec![watch(), room()]).await.unwrap();
+    assert_eq!(out.exceeded.iter().map(|e| e.0).collect::<Vec<_>>(), [0]);
+    shutdown.begin();
+}
+
+fn banned(e: &Engine, ip: &str) -> bool {
+    matches!(e.check(ip.parse().unwrap()), GuardVerdict::Banned(_))
+}
+
+async fn until(what: &str, within: Duration, f: impl Fn() -> bool) -> Duration {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    t.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bans_and_unbans_reach_the_other_instance_and_survive_an_outage() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let port = redis.port;
+    let shutdown = moat_listen::Shutdown::new();
+    let (e1, e2) = (engine(), engine());
+    let a = moat_cluster::start(&settings(&redis, WhenUnreachable::Local), &e1, &shutdown).unwrap();
+    let b =
+        moat_cluster::start(&settings(&redis, WhenUnreachable::Closed), &e2, &shutdown).unwrap();
+    connected(&a).await;
+    connected(&b).await;
+    // Both subscribed (the catch-up follows the subscription).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    e1.ban(
+        Scope::Ip("203.0.113.7".parse().unwrap()),
+        Some(Duration::from_secs(600)),
+        "test",
+        Origin::Jail("sshd".into()),
+    );
+    until(
+        "a ban reaches the other instance",
+        Duration::from_secs(1),
+        || banned(&e2, "203.0.113.7"),
+    )
+    .await;
+    let d = e2
+        .decisions()
+        .0
+        .into_iter()
+        .find(|d| d.scope.to_string() == "203.0.113.7")
+        .unwrap();
+    assert_eq!(d.origin, Origin::Jail("sshd".into()), "taken as it is");
+    // Not echoed back as a new ban: the first instance still has exactly its own.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(e1.decisions().0.len(), 1);
+
+    e2.lift(Scope::Ip("203.0.113.7".parse().unwrap()));
+    until(
+        "an unban reaches the other instance",
+        Duration::from_secs(1),
+        || !banned(&e1, "203.0.113.7"),
+    )
+    .await;
+
+    // Redis goes away: limits fall back as configured; bans hold where they are made.
+    redis.kill();
+    let c = check("per-ip", "198.51.100.1", 10, 10, true);
+    assert!(a.limits.check(vec![c.clone()]).await.is_err());
+    assert_eq!(a.limits.when_unreachable(), WhenUnreachable::Local);
+    assert_eq!(b.limits.when_unreachable(), WhenUnreachable::Closed);
+    e1.ban(
+        Scope::Ip("192.0.2.50".parse().unwrap()),
+        Some(Duration::from_secs(600)),
+        "during the outage",
+        Origin::Jail("sshd".into()),
+    );
+    until("a local ban holds", Duration::from_secs(1), || {
+        banned(&e1, "192.0.2.50")
+    })
+    .await;
+    assert!(!banned(&e2, "192.0.2.50"));
+
+    // Back (empty, as a restarted Redis without persistence is): both reconnect, and the ban
+    // made meanwhile reaches the other instance.
+    let _redis = Redis::start_on(port).expect("redis-server again");
+    until(
+        "the outage's ban is caught up",
+        Duration::from_secs(15),
+        || banned(&e2, "192.0.2.50"),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.limits.check(vec![c.clone()]).await.is_err() {
+        assert!(Instant::now() < deadline, "limits never answered again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shutdown.begin();
+}
