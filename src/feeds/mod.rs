@@ -26,7 +26,13 @@ pub fn start(
         // still run, and the error says what to fix.
         match state::load_or_create_key(dir, cfg.feed.name.as_deref()) {
             Ok(key) => {
-                let p = publish::FeedPublisher::new(dir, key, cfg.feed.lifetime, quarantine);
+                let p = publish::FeedPublisher::new(
+                    dir,
+                    key,
+                    cfg.feed.lifetime,
+                    quarantine,
+                    cfg.feed.republish,
+                );
                 shutdown.spawn(publish::run(
                     p,
                     engine.clone(),

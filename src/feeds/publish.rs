@@ -7,7 +7,7 @@
 //! theirs), nothing a feed brought in (no circular reporting), no address outside the public
 //! internet. Reasons are not published, since they may name a login.
 
-use moat_core::{Decision, Scope, Verdict};
+use moat_core::{Decision, Origin, Scope, Verdict};
 use moat_engine::Engine;
 use moat_feed::indicator::{canonical, url_hash};
 use moat_feed::{Head, Indicator, Kind, Publisher, SignerKey};
@@ -29,6 +29,7 @@ const KEEP_UNREFERENCED: Duration = Duration::from_secs(3600);
 
 pub struct FeedPublisher {
     dir: PathBuf,
+    republish: bool,
     publisher: Publisher,
     quarantine: Option<PathBuf>,
     captured: Vec<Indicator>,
@@ -48,6 +49,7 @@ impl FeedPublisher {
         key: SignerKey,
         lifetime: Duration,
         quarantine: Option<PathBuf>,
+        republish: bool,
     ) -> FeedPublisher {
         let dir = state_dir.join(moat_feed::DIR);
         let previous = std::fs::read_to_string(dir.join(moat_feed::HEAD_FILE))
@@ -58,6 +60,7 @@ impl FeedPublisher {
             });
         FeedPublisher {
             dir,
+            republish,
             publisher: Publisher::new(key, previous, lifetime.as_secs()),
             quarantine,
             captured: Vec::new(),
@@ -72,7 +75,7 @@ impl FeedPublisher {
             .decisions()
             .0
             .iter()
-            .filter_map(|d| ban_indicator(d, now))
+            .filter_map(|d| ban_indicator(d, now, self.republish))
             .collect();
         if self
             .captured_at
@@ -105,9 +108,11 @@ impl FeedPublisher {
     }
 }
 
-/// A ban as an indicator, if it may be published.
-fn ban_indicator(d: &Decision, now: u64) -> Option<Indicator> {
-    if d.verdict != Verdict::Ban || !d.origin.is_own_detection() {
+/// A ban as an indicator, if it may be published: this instance's own findings, and on a hub
+/// (`republish`) what its followed feeds' consensus banned.
+fn ban_indicator(d: &Decision, now: u64, republish: bool) -> Option<Indicator> {
+    let consensus = matches!(&d.origin, Origin::Feed(_)) && republish;
+    if d.verdict != Verdict::Ban || !(d.origin.is_own_detection() || consensus) {
         return None;
     }
     let (kind, addr, text) = match &d.scope {
@@ -123,9 +128,11 @@ fn ban_indicator(d: &Decision, now: u64) -> Option<Indicator> {
     if expires <= now {
         return None;
     }
-    let detector: String = d
-        .origin
-        .to_string()
+    let detector = match &d.origin {
+        Origin::Feed(peers) => format!("consensus:{}", peers.split(',').count()),
+        other => other.to_string(),
+    };
+    let detector: String = detector
         .chars()
         .filter(|c| c.is_ascii_graphic())
         .take(64)

@@ -8,6 +8,7 @@
 //! warn and changes nothing; the view stays at the last good head.
 
 use super::state::{self, PeerFile};
+use futures_util::StreamExt;
 use moat_config::model::Subscription;
 use moat_config::Config;
 use moat_core::{Origin, Scope, Verdict};
@@ -33,7 +34,14 @@ fn now_ms() -> u64 {
 struct Followed {
     sub: Subscription,
     file: PeerFile,
+    /// When `file` was last written (ms).
+    saved_ms: u64,
 }
+
+/// Peers polled at once: a hub follows hundreds.
+const CONCURRENT_POLLS: usize = 32;
+/// A view that did not change is written this often, for `moat feeds list`'s poll times.
+const SAVE_EVERY_MS: u64 = 10 * 60 * 1000;
 
 pub struct Subscriber {
     cfg: Arc<Config>,
@@ -84,7 +92,14 @@ impl Subscriber {
                     ..Default::default()
                 });
             tracing::info!(feed = %sub.name, url = %sub.url, "following a feed");
-            self.peers.insert(sub.name.clone(), Followed { sub, file });
+            self.peers.insert(
+                sub.name.clone(),
+                Followed {
+                    sub,
+                    file,
+                    saved_ms: 0,
+                },
+            );
             changed = true;
         }
         if changed || self.client.is_none() {
@@ -101,7 +116,7 @@ impl Subscriber {
         }
     }
 
-    /// Polls the peers that are due; true if any view changed.
+    /// Polls the peers that are due, [`CONCURRENT_POLLS`] at a time; true if any view changed.
     async fn poll_due(&mut self) -> bool {
         let Some(client) = self.client.clone() else {
             return false;
@@ -114,24 +129,38 @@ impl Subscriber {
             .filter(|(_, f)| f.file.last_poll_ms + poll_ms <= now)
             .map(|(n, _)| n.clone())
             .collect();
+        let taken: Vec<(String, Followed)> = due
+            .into_iter()
+            .filter_map(|n| self.peers.remove(&n).map(|f| (n, f)))
+            .collect();
+        let polled: Vec<(String, Followed, Result<bool, PollError>)> =
+            futures_util::stream::iter(taken.into_iter().map(|(name, mut f)| {
+                let client = client.clone();
+                async move {
+                    let outcome = poll(&client, &f.sub, &mut f.file).await;
+                    (name, f, outcome)
+                }
+            }))
+            .buffer_unordered(CONCURRENT_POLLS)
+            .collect()
+            .await;
         let mut changed = false;
-        for name in due {
-            let Some(f) = self.peers.get_mut(&name) else {
-                continue;
-            };
-            let outcome = poll(&client, &f.sub, &mut f.file).await;
+        let mut to_save = Vec::new();
+        for (name, mut f, outcome) in polled {
             f.file.last_poll_ms = now_ms();
+            let before = f.file.last_error.clone();
+            let mut moved = false;
             match outcome {
                 Ok(c) => {
                     f.file.last_ok_ms = f.file.last_poll_ms;
                     f.file.last_error = None;
-                    changed |= c;
+                    moved = c;
                     if f.file.view.is_frozen(f.file.last_poll_ms / 1000) {
                         let why = format!("{name}: frozen");
                         if self.logged_refusals.insert(why) {
                             tracing::warn!(feed = %name, expires = f.file.view.expires, "feed refused: its head expired and was not re-signed (a frozen or replayed feed); its indicators no longer count");
                         }
-                        changed = true;
+                        moved = true;
                     }
                 }
                 Err(PollError::Refused(why)) => {
@@ -148,9 +177,27 @@ impl Subscriber {
                     f.file.last_error = Some(why);
                 }
             }
-            if let Err(e) = state::write_peer(&self.cfg.server.state_dir, &name, &f.file) {
-                tracing::warn!(feed = %name, error = %format!("{e:#}"), "cannot save a feed's view");
+            changed |= moved;
+            // Saved when something changed, and now and then for `moat feeds list`'s times.
+            if moved
+                || before != f.file.last_error
+                || f.file.last_poll_ms >= f.saved_ms + SAVE_EVERY_MS
+            {
+                f.saved_ms = f.file.last_poll_ms;
+                to_save.push((name.clone(), f.file.clone()));
             }
+            self.peers.insert(name, f);
+        }
+        if !to_save.is_empty() {
+            let dir = self.cfg.server.state_dir.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for (name, file) in to_save {
+                    if let Err(e) = state::write_peer(&dir, &name, &file) {
+                        tracing::warn!(feed = %name, error = %format!("{e:#}"), "cannot save a feed's view");
+                    }
+                }
+            })
+            .await;
         }
         changed
     }

@@ -107,10 +107,10 @@ def test_two_instances_share_limits_and_bans(moat_factory, upstream, redis):
     redis.kill()
     assert get_from("127.88.1.1", m1.url("/")).status == 200
     assert get_from("127.88.1.1", m2.url("/")).status == 200
-    r = signup(m2, "42.0.0.1", "during.outage@example.com")
+    r = signup(m2, "127.42.0.1", "during.outage@example.com")
     assert (r.status, r.body) == (201, b"Created.")
     assert upstream.magic_links()[-1].json == {"email": "during.outage@example.com"}
-    r = signup(m1, "42.0.0.2", "during.outage2@example.com")
+    r = signup(m1, "127.42.0.2", "during.outage2@example.com")
     assert (r.status, r.body) == (201, b"Created.")
     for m in (m1, m2):
         assert m.wait_for(lambda m=m: any("Redis does not answer" in line for line in m.stdout_lines), timeout=5)

@@ -9,7 +9,6 @@ replayed older head, served by a man in the middle, are refused and logged."""
 
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
 import json
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from feed_format import FeedKey, feed_file, head, indicator
 from moat_harness import free_port, run_cli
 from test_log_watcher import append, postfix_policy
 
@@ -102,21 +102,12 @@ def via_proxy(m, client: str) -> int:
 # A second implementation of the feed format: a peer publishing whatever it is told to.
 
 
-def _b64(b: bytes) -> str:
-    return base64.b64encode(b).decode()
-
-
 class PythonFeed:
-    """A feed signed with its own Ed25519 key, served on loopback."""
+    """A feed signed with its own key (feed_format.py, a second implementation of the format),
+    served on loopback."""
 
     def __init__(self, name: str) -> None:
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-        self.name = name
-        self.priv = Ed25519PrivateKey.generate()
-        self.pub = self.priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        self.hash = hashlib.sha256(name.encode() + b"\n\x01" + self.pub).digest()[:4]
+        self.key = FeedKey(name)
         self.files: dict[str, bytes] = {}
         self.head = b""
         self.seq = 0
@@ -144,26 +135,16 @@ class PythonFeed:
 
     @property
     def vkey(self) -> str:
-        raw = b"\x01" + self.pub
-        return f"{self.name}+{self.hash.hex()}+{_b64(raw)}"
+        return self.key.vkey
 
     def publish(self, values: list[str]) -> None:
         """A snapshot of `values` (addresses and prefixes) and a head naming it."""
         self.seq += 1
         now = int(time.time())
-        lines = [json.dumps({"feed": self.name, "number": self.seq, "type": "snapshot"})]
-        for v in values:
-            lines.append(json.dumps({
-                "op": "add", "kind": "prefix" if "/" in v else "ip", "value": v,
-                "detector": "jail:sshd", "count": 9, "first_seen": now - 60, "last_seen": now,
-                "expires": now + 3600}))
-        data = gzip.compress(("\n".join(lines) + "\n").encode())
-        sha = hashlib.sha256(data).hexdigest()
-        self.files[sha] = data
-        text = (f"moat-feed/1\norigin {self.name}\nseq {self.seq}\nexpires {now + 3600}\n"
-                f"snapshot {self.seq} {sha} {len(data)}\n")
-        sig = self.priv.sign(text.encode())
-        self.head = (text + "\n" + f"\u2014 {self.name} {_b64(self.hash + sig)}\n").encode()
+        data = feed_file(self.key.name, self.seq, "snapshot",
+                         [indicator(v, now, now + 3600, count=9) for v in values])
+        self.files[hashlib.sha256(data).hexdigest()] = data
+        self.head = head(self.key, self.seq, now + 3600, (self.seq, data))
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -36,6 +36,7 @@ pub(crate) fn feed(r: Option<&RawFeed>, s: &mut Sink) -> FeedPublish {
     }
     FeedPublish {
         enabled: r.publish.as_ref().is_none_or(|p| *p.get_ref()),
+        republish: r.republish.as_ref().is_some_and(|p| *p.get_ref()),
         name,
         interval,
         lifetime,

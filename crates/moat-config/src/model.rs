@@ -56,6 +56,10 @@ pub struct Cluster {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeedPublish {
     pub enabled: bool,
+    /// A hub: also publish the bans the followed feeds' consensus made here (`[feeds]`'s
+    /// quorum and weights are the hub's policy), marked `consensus:N` with N the feeds that
+    /// listed each. Off by default: what a feed brought in is not this instance's own finding.
+    pub republish: bool,
     /// The key's name and the feed's origin; the host name when not given.
     pub name: Option<String>,
     /// How often what would be published is compared with what is.
@@ -69,6 +73,7 @@ impl Default for FeedPublish {
     fn default() -> Self {
         FeedPublish {
             enabled: true,
+            republish: false,
             name: None,
             interval: Duration::from_secs(5),
             lifetime: Duration::from_secs(3600),

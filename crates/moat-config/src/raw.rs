@@ -107,6 +107,7 @@ pub struct RawCluster {
 #[serde(deny_unknown_fields)]
 pub struct RawFeed {
     pub publish: Option<S<bool>>,
+    pub republish: Option<S<bool>>,
     pub name: Option<S<String>>,
     pub interval: Option<S<String>>,
     pub lifetime: Option<S<String>>,
