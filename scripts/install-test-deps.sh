@@ -2,7 +2,7 @@
 # Installs the real peers the tests run against, if missing: pebble (Let's Encrypt's test ACME
 # server), dnsmasq (a real DNS server for good-bot verification), headless Chromium and its
 # WebDriver (the browser proof), nginx and HAProxy (reference proxies), and the Python attack clients (aiohttp, requests) and
-# OpenMetrics parser (prometheus-client), CrowdSec's custom bouncer, and Redis.
+# OpenMetrics parser (prometheus-client), CrowdSec's custom and firewall bouncers, and Redis.
 # Idempotent: a machine that has them installs nothing.
 set -euo pipefail
 missing=()
@@ -46,16 +46,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-# CrowdSec's custom bouncer, fed Moat's decisions (tests/e2e/test_crowdsec.py). Without its
-# recommended crowdsec: the bouncer polls Moat, not a CrowdSec Local API.
-if ! command -v crowdsec-custom-bouncer >/dev/null 2>&1; then
+# CrowdSec's custom and firewall bouncers, fed Moat's decisions (tests/e2e/test_crowdsec.py).
+# Without their recommended crowdsec: the bouncers poll Moat, not a CrowdSec Local API.
+bouncers=()
+command -v crowdsec-custom-bouncer >/dev/null 2>&1 || bouncers+=(crowdsec-custom-bouncer)
+command -v crowdsec-firewall-bouncer >/dev/null 2>&1 || bouncers+=(crowdsec-firewall-bouncer)
+if [ ${#bouncers[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "need root to apt-get install crowdsec-custom-bouncer" >&2
+    echo "need root to apt-get install ${bouncers[*]}" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
   [ ${#missing[@]} -gt 0 ] || apt-get update -qq
-  apt-get install -y -qq --no-install-recommends crowdsec-custom-bouncer >/dev/null
+  apt-get install -y -qq --no-install-recommends "${bouncers[@]}" >/dev/null
 fi
 if ! python3 -c 'import aiohttp, requests, pytest, aiosmtplib, prometheus_client, h11' 2>/dev/null; then
   python3 -m pip install -q -r "$(dirname "$0")/../tests/e2e/requirements.txt"

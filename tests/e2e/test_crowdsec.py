@@ -6,13 +6,16 @@ CrowdSec's own Local API."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
+import uuid
 
+import pytest
 import requests
 
-from moat_harness import MAGIC_LINK, post_from
+from moat_harness import ADMIN_TOKEN, MAGIC_LINK, moat_bin, post_from, run_cli
 
 KEY = "bouncer-key-0123456789"
 CONFIG = f'[crowdsec]\nbouncer_keys = ["{KEY}"]\n'
@@ -122,3 +125,101 @@ def test_the_local_api_answers_only_bouncer_keys(moat_factory, tmp_path):
     none = requests.get(m.admin_base + "/v1/decisions?ip=203.0.113.1", headers={"X-Api-Key": KEY}, timeout=5)
     assert none.json() is None
     assert requests.post(stream, headers={"X-Api-Key": KEY}, timeout=5).status_code == 405
+    # A bouncer that handles addresses only asks for them.
+    r = requests.get(stream + "&scopes=ip", headers={"X-Api-Key": KEY}, timeout=5)
+    assert r.json() == {"new": None, "deleted": None}, "the /24 is a Range, not an Ip"
+    r = requests.get(stream + "&scopes=Ip,Range", headers={"X-Api-Key": KEY}, timeout=5)
+    assert [d["value"] for d in r.json()["new"]] == ["198.51.100.0/24"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nft") is None or shutil.which("ip") is None,
+                    reason="needs root, nft and ip (network namespaces)")
+def test_the_firewall_bouncer_drops_moats_bans_in_the_kernel(tmp_path):
+    """Debian's crowdsec-firewall-bouncer (nftables mode) in a network namespace of its own,
+    polling a Moat in the same namespace: Moat's bans become elements of its set, and an unban
+    takes the element out."""
+    binary = shutil.which("crowdsec-firewall-bouncer")
+    assert binary, "crowdsec-firewall-bouncer is not installed (scripts/install-test-deps.sh)"
+    ns = f"moat-fwb-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
+    procs: list[subprocess.Popen] = []
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True, timeout=10)
+        state = tmp_path / "state"
+        cfg = tmp_path / "moat.toml"
+        cfg.write_text(f'[admin]\nlisten = "127.0.0.1:19791"\ntoken = "{ADMIN_TOKEN}"\n{CONFIG}')
+        moat = subprocess.Popen(["ip", "netns", "exec", ns, str(moat_bin()), "run", "--listen", "127.0.0.1:18080",
+                                 "--upstream", "http://127.0.0.1:9", "--state-dir", str(state), "--config", str(cfg)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(moat)
+        deadline = time.monotonic() + 20
+        while not (state / "admin.addr").exists():
+            assert time.monotonic() < deadline and moat.poll() is None, "moat did not start in the namespace"
+            time.sleep(0.1)
+        assert run_cli("bans", "add", "203.0.113.7", "--state-dir", str(state)).returncode == 0
+        assert run_cli("bans", "add", "198.51.100.0/24", "--state-dir", str(state)).returncode == 0
+
+        bcfg = tmp_path / "fw.yaml"
+        bcfg.write_text(f"""mode: nftables
+pid_dir: {tmp_path}/
+update_frequency: 1s
+daemonize: false
+log_mode: stdout
+log_level: info
+api_url: http://127.0.0.1:19791/
+api_key: {KEY}
+disable_ipv6: false
+deny_action: DROP
+deny_log: false
+supported_decisions_types:
+  - ban
+blacklists_ipv4: crowdsec-blacklists
+blacklists_ipv6: crowdsec6-blacklists
+nftables:
+  ipv4:
+    enabled: true
+    set-only: false
+    table: crowdsec
+    chain: crowdsec-chain
+  ipv6:
+    enabled: true
+    set-only: false
+    table: crowdsec6
+    chain: crowdsec6-chain
+prometheus:
+  enabled: false
+  listen_addr: 127.0.0.1
+  listen_port: 60601
+""")
+        fw = subprocess.Popen(["ip", "netns", "exec", ns, binary, "-c", str(bcfg)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        procs.append(fw)
+
+        def ruleset() -> str:
+            r = subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "ruleset"], capture_output=True, text=True, timeout=10)
+            return r.stdout
+
+        deadline = time.monotonic() + 20
+        while "203.0.113.7" not in ruleset():
+            assert time.monotonic() < deadline and fw.poll() is None, (
+                f"the firewall bouncer never set Moat's bans: {ruleset()}")
+            time.sleep(0.2)
+        assert "@crowdsec-blacklists" in ruleset() and "drop" in ruleset()
+        # Debian 12's bouncer (0.0.25) keeps a Range as its first address only (its set has no
+        # interval flag): it got the decision, as from CrowdSec's own API; docs/config.md says
+        # what enforces ranges in the kernel instead.
+        assert "198.51.100.0" in ruleset()
+        assert run_cli("bans", "rm", "203.0.113.7", "--state-dir", str(state)).returncode == 0
+        deadline = time.monotonic() + 20
+        while "203.0.113.7" in ruleset():
+            assert time.monotonic() < deadline, f"the unban never reached the kernel: {ruleset()}"
+            time.sleep(0.2)
+        assert "198.51.100.0" in ruleset()
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        subprocess.run(["ip", "netns", "del", ns], timeout=10)

@@ -5,6 +5,7 @@
 //! - `GET /v1/decisions/stream?startup=true` answers every ban in force as `new`; later calls
 //!   (`startup` false or absent) answer what changed since that key's previous call: bans added
 //!   as `new`, bans lifted or expired as `deleted`. Either may be `null`, as CrowdSec sends it.
+//!   `scopes` (comma-separated, default `ip,range` as CrowdSec's) narrows it down.
 //! - `GET /v1/decisions?ip=ADDR` answers the bans covering one address (`null` for none), for
 //!   bouncers in live mode.
 //!
@@ -99,9 +100,20 @@ pub fn route(
         return json(StatusCode::OK, &or_null(hits));
     }
     let startup = param("startup") == Some("true");
+    // `scopes=ip,range` is CrowdSec's default; a bouncer that handles addresses only asks for
+    // `scopes=ip`.
+    let scopes: Vec<String> = param("scopes")
+        .unwrap_or("ip,range")
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
     let current: HashMap<String, serde_json::Value> = bans
         .iter()
         .map(|d| (d.scope.to_string(), crowdsec_json(d, now)))
+        .filter(|(_, j)| {
+            let scope = j["scope"].as_str().unwrap_or("").to_ascii_lowercase();
+            scopes.contains(&scope)
+        })
         .collect();
     let mut all = streams.sent.lock().unwrap_or_else(|p| p.into_inner());
     let sent = all.entry(key.to_string()).or_default();
