@@ -6,6 +6,10 @@
 //!
 //! A ban taken from another instance is not announced again (that would echo between them),
 //! and neither are feed bans: each instance applies its own feeds' policy.
+//!
+//! Learned decoys travel the same way (hash `PREFIX decoys`, first one wins): an instance that
+//! never saw the app's genuine answer on a route (one just scaled up, under attack) replays the
+//! one another learned, written into its store, where its decoys look while unlearned.
 
 use moat_core::{Decision, Origin, Scope, Verdict};
 use moat_engine::changes::Change;
@@ -57,6 +61,7 @@ pub struct Sync {
     pub(crate) id: u64,
     pub(crate) channel: String,
     pub(crate) hash: String,
+    pub(crate) decoys: String,
     pub(crate) echoes: std::sync::Mutex<Echoes>,
 }
 
@@ -67,6 +72,7 @@ impl Sync {
             id: fastrand::u64(..),
             channel: format!("{prefix}decisions"),
             hash: format!("{prefix}bans"),
+            decoys: format!("{prefix}decoys"),
             echoes: Default::default(),
         }
     }
@@ -108,8 +114,40 @@ impl Sync {
                     self.engine.lift(scope);
                 }
             }
+            Some("learn") => self.take_learned(&body),
             _ => tracing::warn!("cluster: an unknown message on the decisions channel"),
         }
+    }
+
+    /// Another instance's learned decoy, into this instance's store unless one is there.
+    fn take_learned(&self, body: &serde_json::Value) {
+        let Some((id, r)) = learned_from_json(body) else {
+            tracing::warn!("cluster: an unreadable learned decoy");
+            return;
+        };
+        let store = self.engine.store();
+        if matches!(store.learned(&id), Ok(None)) {
+            match store.learn(&id, &r) {
+                Ok(_) => {
+                    tracing::info!(decoy = %id, status = r.status, "cluster: took a decoy another instance learned")
+                }
+                Err(e) => {
+                    tracing::warn!(decoy = %id, error = %e, "cluster: cannot store a learned decoy")
+                }
+            }
+        }
+    }
+
+    /// What to send when decoy `id` learned here.
+    pub(crate) fn outgoing_learned(&self, id: &str) -> Option<redis::Pipeline> {
+        let r = self.engine.store().learned(id).ok()??;
+        let body = learned_json(id, &r);
+        let mut p = redis::pipe();
+        p.hset_nx(&self.decoys, id, body.to_string())
+            .ignore()
+            .publish(&self.channel, message(self.id, "learn", body))
+            .ignore();
+        Some(p)
     }
 
     /// Another instance's ban, taken as it is.
@@ -217,6 +255,48 @@ impl Sync {
             }
         }
         let _: () = p.query_async(conn).await?;
+        let learned: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(&self.decoys)
+            .query_async(conn)
+            .await?;
+        for text in learned.values() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+                self.take_learned(&v);
+            }
+        }
         Ok(taken)
     }
+}
+
+fn learned_json(id: &str, r: &moat_store::LearnedResponse) -> serde_json::Value {
+    use base64::Engine as _;
+    serde_json::json!({
+        "id": id, "status": r.status, "headers": r.headers,
+        "body": base64::engine::general_purpose::STANDARD.encode(&r.body),
+    })
+}
+
+fn learned_from_json(v: &serde_json::Value) -> Option<(String, moat_store::LearnedResponse)> {
+    use base64::Engine as _;
+    let headers = v
+        .get("headers")?
+        .as_array()?
+        .iter()
+        .map(|h| {
+            Some((
+                h.get(0)?.as_str()?.to_string(),
+                h.get(1)?.as_str()?.to_string(),
+            ))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((
+        v.get("id")?.as_str()?.to_string(),
+        moat_store::LearnedResponse {
+            status: u16::try_from(v.get("status")?.as_u64()?).ok()?,
+            headers,
+            body: base64::engine::general_purpose::STANDARD
+                .decode(v.get("body")?.as_str()?)
+                .ok()?,
+        },
+    ))
 }

@@ -135,6 +135,32 @@ pub fn start(
         });
     }
 
+    // Decoys learned here, out.
+    {
+        let (sync, conn, stop) = (sync.clone(), conn.clone(), shutdown.clone());
+        let mut learned = engine.follow_learned();
+        shutdown.spawn(async move {
+            loop {
+                let id = tokio::select! {
+                    id = learned.recv() => id,
+                    _ = stop.cancelled() => return,
+                };
+                let id = match id {
+                    Ok(id) => id,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                };
+                let (Some(pipe), Some(m)) = (sync.outgoing_learned(&id), conn.load_full()) else {
+                    continue;
+                };
+                let mut m = (*m).clone();
+                if let Err(e) = pipe.query_async::<()>(&mut m).await {
+                    tracing::debug!(error = %e, "cluster: a learned decoy not shared");
+                }
+            }
+        });
+    }
+
     // What the others decide, in; and the catch-up at every (re)connection.
     {
         let (sync, conn, stop) = (sync.clone(), conn.clone(), shutdown.clone());

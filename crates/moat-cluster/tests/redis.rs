@@ -312,3 +312,46 @@ async fn bans_and_unbans_reach_the_other_instance_and_survive_an_outage() {
     }
     shutdown.begin();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learned_decoy_reaches_the_other_instance_and_the_first_one_wins() {
+    let Some(redis) = Redis::start() else { return };
+    let shutdown = moat_listen::Shutdown::new();
+    let (e1, e2) = (engine(), engine());
+    let a = moat_cluster::start(&settings(&redis, WhenUnreachable::Local), &e1, &shutdown).unwrap();
+    let b = moat_cluster::start(&settings(&redis, WhenUnreachable::Local), &e2, &shutdown).unwrap();
+    connected(&a).await;
+    connected(&b).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ghost = moat_store::LearnedResponse {
+        status: 201,
+        headers: vec![("x-powered-by".into(), "Express".into())],
+        body: b"Created.\xff".to_vec(),
+    };
+    assert!(e1.store().learn("ghost-signup", &ghost).unwrap());
+    e1.learned("ghost-signup");
+    let store2 = e2.store().clone();
+    until(
+        "a learned decoy reaches the other instance",
+        Duration::from_secs(1),
+        || matches!(store2.learned("ghost-signup"), Ok(Some(_))),
+    )
+    .await;
+    assert_eq!(
+        e2.store().learned("ghost-signup").unwrap(),
+        Some(ghost.clone())
+    );
+
+    // The other learned its own first: it keeps it.
+    let own = moat_store::LearnedResponse {
+        status: 200,
+        headers: vec![],
+        body: b"ok".to_vec(),
+    };
+    assert!(e2.store().learn("other", &own).unwrap());
+    assert!(e1.store().learn("other", &ghost).unwrap());
+    e1.learned("other");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(e2.store().learned("other").unwrap(), Some(own));
+    shutdown.begin();
+}

@@ -44,6 +44,8 @@ pub struct Engine {
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Rate limits counted with the other instances of a cluster (`[cluster]`), when set.
     shared_limits: std::sync::OnceLock<Arc<dyn moat_core::shared::SharedLimits>>,
+    /// The ids of decoys this instance just learned, for a cluster to share.
+    learned: tokio::sync::broadcast::Sender<String>,
 }
 
 /// Events a slow follower may fall behind by before it misses some (and is told so).
@@ -81,6 +83,7 @@ impl Engine {
             lens,
             thread: std::sync::Mutex::new(Some(thread)),
             shared_limits: std::sync::OnceLock::new(),
+            learned: tokio::sync::broadcast::channel(64).0,
         });
         e.flush();
         e
@@ -224,6 +227,16 @@ impl Engine {
 
     pub fn shared_limits(&self) -> Option<&Arc<dyn moat_core::shared::SharedLimits>> {
         self.shared_limits.get()
+    }
+
+    /// A decoy learned its app's genuine answer here (written to the store): told to whoever
+    /// follows [`Engine::follow_learned`] (a cluster shares it). Once per decoy.
+    pub fn learned(&self, decoy: &str) {
+        let _ = self.learned.send(decoy.to_string());
+    }
+
+    pub fn follow_learned(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.learned.subscribe()
     }
 
     /// A decision another instance of the cluster made, taken as it is: no escalation, no ban

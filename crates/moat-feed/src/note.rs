@@ -195,7 +195,9 @@ impl SignerKey {
         Self::from_seed(name, seed)
     }
 
-    fn from_seed(name: &str, seed: [u8; 32]) -> Result<SignerKey, NoteError> {
+    /// The key made from `seed`: for tests and fuzz seeds that need the same key every run.
+    pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<SignerKey, NoteError> {
+        check_name(name)?;
         let pair = Ed25519KeyPair::from_seed_unchecked(&seed)
             .map_err(|_| NoteError::Key("not an Ed25519 seed".into()))?;
         Ok(SignerKey {

@@ -68,6 +68,9 @@ pub struct Decoys {
     store: Arc<dyn Store>,
     /// Per decoy, the genuine answer times on its route.
     timings: Vec<Mutex<Timings>>,
+    /// Per decoy not yet learned, when the store was last asked whether another instance of a
+    /// cluster learned it (ms since the Unix epoch; at most once a second).
+    asked: Vec<std::sync::atomic::AtomicU64>,
 }
 
 /// Genuine answer times kept per route: enough to follow the app's distribution, few enough
@@ -173,6 +176,7 @@ impl Decoys {
             .collect();
         Decoys {
             timings: defs.iter().map(|_| Mutex::default()).collect(),
+            asked: defs.iter().map(|_| Default::default()).collect(),
             defs,
             answers: RwLock::new(answers),
             store,
@@ -217,7 +221,15 @@ impl Decoys {
         self.defs[idx].learn.is_some() && self.answers.read().map(|a| !a[idx].0).unwrap_or(false)
     }
 
-    pub fn record(&self, idx: usize, status: StatusCode, headers: &http::HeaderMap, body: &Bytes) {
+    /// Records decoy `idx`'s genuine answer; true when it is the first (stored), which the
+    /// caller tells the engine so a cluster can share it.
+    pub fn record(
+        &self,
+        idx: usize,
+        status: StatusCode,
+        headers: &http::HeaderMap,
+        body: &Bytes,
+    ) -> bool {
         let r = LearnedResponse {
             status: status.as_u16(),
             headers: headers
@@ -228,26 +240,68 @@ impl Decoys {
             body: body.to_vec(),
         };
         let id = &self.defs[idx].id;
-        match self.store.learn(id, &r) {
-            Ok(_) => {
-                tracing::info!(decoy = %id, status = r.status, "learned the upstream's success response")
+        let first = match self.store.learn(id, &r) {
+            Ok(first) => {
+                tracing::info!(decoy = %id, status = r.status, "learned the upstream's success response");
+                first
             }
-            Err(e) => tracing::warn!(decoy = %id, error = %e, "cannot persist learned decoy"),
-        }
+            Err(e) => {
+                tracing::warn!(decoy = %id, error = %e, "cannot persist learned decoy");
+                false
+            }
+        };
+        self.set_learned(idx, &r);
+        first
+    }
+
+    fn set_learned(&self, idx: usize, r: &LearnedResponse) {
         if let Ok(mut a) = self.answers.write() {
             if !a[idx].0 {
                 a[idx] = (
                     true,
-                    Arc::new(Ready::new(r.status, &r.headers, Bytes::from(r.body))),
+                    Arc::new(Ready::new(
+                        r.status,
+                        &r.headers,
+                        Bytes::from(r.body.clone()),
+                    )),
                 );
             }
         }
     }
 
+    /// A decoy not learned here may have been learned by another instance of a cluster (which
+    /// writes it into this instance's store): asked at most once a second, only until learned.
+    fn learned_elsewhere(&self, idx: usize) {
+        use std::sync::atomic::Ordering;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let last = self.asked[idx].load(Ordering::Relaxed);
+        if now < last + 1000
+            || self.asked[idx]
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if let Ok(Some(r)) = self.store.learned(&self.defs[idx].id) {
+            self.set_learned(idx, &r);
+        }
+    }
+
     pub fn respond(&self, idx: usize) -> Response<ProxyBody> {
-        let ready = match self.answers.read() {
-            Ok(a) => a[idx].1.clone(),
-            Err(e) => e.into_inner()[idx].1.clone(),
+        let (learned, ready) = match self.answers.read() {
+            Ok(a) => a[idx].clone(),
+            Err(e) => e.into_inner()[idx].clone(),
+        };
+        let ready = if learned || self.defs[idx].learn.is_none() {
+            ready
+        } else {
+            self.learned_elsewhere(idx);
+            match self.answers.read() {
+                Ok(a) => a[idx].1.clone(),
+                Err(e) => e.into_inner()[idx].1.clone(),
+            }
         };
         let len = ready.body.len();
         let mut resp = Response::new(full(ready.body.clone()));

@@ -150,7 +150,9 @@ impl Shield {
         let (parts, body) = resp.into_parts();
         match collect_capped(body, CAP).await {
             Ok(Capped::Whole(bytes)) => {
-                self.decoys.record(i, parts.status, &parts.headers, &bytes);
+                if self.decoys.record(i, parts.status, &parts.headers, &bytes) {
+                    self.engine.learned(&self.decoys.defs()[i].id);
+                }
                 Response::from_parts(parts, full(bytes))
             }
             // Too large to be a decoy: not learned, but the client still gets all of it.
