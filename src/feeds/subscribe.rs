@@ -64,8 +64,8 @@ impl Subscriber {
     }
 
     /// Re-reads the subscriptions (config and `moat feeds add`'s): new ones start from their
-    /// saved view, removed ones stop counting.
-    fn refresh(&mut self) {
+    /// saved view, removed ones stop counting. True if the set changed.
+    fn refresh(&mut self) -> bool {
         let subs = state::subscriptions(&self.cfg);
         let dir = &self.cfg.server.state_dir;
         let names: HashSet<&str> = subs.iter().map(|s| s.name.as_str()).collect();
@@ -114,6 +114,7 @@ impl Subscriber {
             .map_err(|e| tracing::error!(error = %e, "no HTTP client for the feeds"))
             .ok();
         }
+        changed
     }
 
     /// Polls the peers that are due, [`CONCURRENT_POLLS`] at a time; true if any view changed.
@@ -208,12 +209,8 @@ impl Subscriber {
         let now = now_ms / 1000;
         let (decisions, allow) = self.engine.decisions();
         let feeds = &self.cfg.feeds;
-        let never = feeds
-            .never_block
-            .iter()
-            .copied()
-            .chain(allow)
-            .chain(self.cfg.bans.allow.iter().copied());
+        // `allow` is the configured allowlist and `moat allow`'s together.
+        let never = feeds.never_block.iter().copied().chain(allow);
         let pol = Policy::new(feeds.quorum, feeds.max_ttl.as_secs(), never);
         let peers: Vec<Peer<'_>> = self
             .peers
@@ -337,11 +334,11 @@ pub async fn run(mut s: Subscriber, stop: moat_listen::Shutdown) {
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        s.refresh();
+        let resubscribed = s.refresh();
         let changed = tokio::select! {
             c = s.poll_due() => c,
             _ = stop.cancelled() => return,
-        };
+        } || resubscribed;
         if changed || first || applied.elapsed() >= REAPPLY {
             first = false;
             applied = std::time::Instant::now();

@@ -60,6 +60,37 @@ impl Cluster {
 /// follower).
 const RESYNC: Duration = Duration::from_secs(300);
 
+/// Sends to Redis what `out` makes of each item from `rx`, while connected. What is missed (not
+/// connected, a lagging receiver) is caught up at the next connection.
+fn spawn_out<T: Clone + Send + 'static>(
+    shutdown: &Shutdown,
+    conn: &Arc<ArcSwapOption<ConnectionManager>>,
+    mut rx: tokio::sync::broadcast::Receiver<T>,
+    out: impl Fn(&T) -> Option<redis::Pipeline> + Send + 'static,
+) {
+    let (conn, stop) = (conn.clone(), shutdown.clone());
+    shutdown.spawn(async move {
+        loop {
+            let item = tokio::select! {
+                item = rx.recv() => item,
+                _ = stop.cancelled() => return,
+            };
+            let item = match item {
+                Ok(item) => item,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            let (Some(pipe), Some(m)) = (out(&item), conn.load_full()) else {
+                continue;
+            };
+            let mut m = (*m).clone();
+            if let Err(e) = pipe.query_async::<()>(&mut m).await {
+                tracing::debug!(error = %e, "cluster: not shared now (caught up at the next connection)");
+            }
+        }
+    });
+}
+
 /// Starts the connection, the limits and the decision sync under `shutdown`; never fails on an
 /// unreachable Redis (it is retried every second), only on a URL that is not one.
 pub fn start(
@@ -108,56 +139,15 @@ pub fn start(
         });
     }
 
-    // What this instance decides, out.
+    // What this instance decides and learns, out.
     {
-        let (sync, conn, stop) = (sync.clone(), conn.clone(), shutdown.clone());
-        let mut changes = engine.subscribe();
-        shutdown.spawn(async move {
-            loop {
-                let c = tokio::select! {
-                    c = changes.recv() => c,
-                    _ = stop.cancelled() => return,
-                };
-                let c = match c {
-                    Ok(c) => c,
-                    // Caught up by the next resync.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return,
-                };
-                let (Some(pipe), Some(m)) = (sync.outgoing(&c), conn.load_full()) else {
-                    continue;
-                };
-                let mut m = (*m).clone();
-                if let Err(e) = pipe.query_async::<()>(&mut m).await {
-                    tracing::debug!(error = %e, "cluster: a decision not announced (caught up at the next connection)");
-                }
-            }
+        let sync2 = sync.clone();
+        spawn_out(shutdown, &conn, engine.subscribe(), move |c| {
+            sync2.outgoing(c)
         });
-    }
-
-    // Decoys learned here, out.
-    {
-        let (sync, conn, stop) = (sync.clone(), conn.clone(), shutdown.clone());
-        let mut learned = engine.follow_learned();
-        shutdown.spawn(async move {
-            loop {
-                let id = tokio::select! {
-                    id = learned.recv() => id,
-                    _ = stop.cancelled() => return,
-                };
-                let id = match id {
-                    Ok(id) => id,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return,
-                };
-                let (Some(pipe), Some(m)) = (sync.outgoing_learned(&id), conn.load_full()) else {
-                    continue;
-                };
-                let mut m = (*m).clone();
-                if let Err(e) = pipe.query_async::<()>(&mut m).await {
-                    tracing::debug!(error = %e, "cluster: a learned decoy not shared");
-                }
-            }
+        let sync2 = sync.clone();
+        spawn_out(shutdown, &conn, engine.follow_learned(), move |id| {
+            sync2.outgoing_learned(id)
         });
     }
 

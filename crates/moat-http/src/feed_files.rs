@@ -51,16 +51,7 @@ pub async fn answer(
         "\"{}\"",
         etag.unwrap_or_else(|| moat_feed::head::sha256_hex(&bytes))
     );
-    let matches = headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            let t = t.trim();
-            t == "*" || t.trim_start_matches("W/") == etag
-        });
-    let mut r = if matches {
+    let mut r = if etag_matches(headers, &etag) {
         let mut r = Response::new(empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
@@ -96,4 +87,18 @@ pub async fn answer(
         }),
     );
     Some(r)
+}
+
+/// Whether `If-None-Match` names `etag` (a quoted tag; weak tags compare by their value, `*`
+/// matches any): the answer is then `304`.
+pub fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/") == etag
+        })
 }

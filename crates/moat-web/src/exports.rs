@@ -126,14 +126,7 @@ pub fn route(
         );
     };
     let etag = format!("\"{}\"", moat_feed::head::sha256_hex(body.as_bytes()));
-    let fresh = req
-        .headers()
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*");
-    let mut r = if fresh {
+    let mut r = if moat_http::feed_files::etag_matches(req.headers(), &etag) {
         let mut r = Response::new(empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
