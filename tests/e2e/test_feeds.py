@@ -345,6 +345,9 @@ def test_keys_and_feeds_commands(tmp_path):
                  "--state-dir", state)
     assert ok.returncode == 0, ok.stderr
     assert run_cli("feeds", "add", "friend", "https://x.example/", vkey, "--state-dir", state).returncode != 0
+    bare = run_cli("feeds", "add", "bare", "https://bare.example", vkey, "--state-dir", state)
+    assert bare.returncode == 0 and "https://bare.example/.well-known/moat/feed/" in bare.stdout, bare.stdout
+    assert run_cli("feeds", "rm", "bare", "--state-dir", state).returncode == 0
     bad = run_cli("feeds", "add", "other", "https://x.example/", vkey[:-4] + "AAAA", "--state-dir", state)
     assert bad.returncode != 0 and "key" in bad.stderr, bad.stderr
     listing = json.loads(run_cli("feeds", "list", "--json", "--state-dir", state).stdout)

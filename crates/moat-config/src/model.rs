@@ -128,7 +128,8 @@ pub fn valid_feed_name(name: &str) -> bool {
         && !name.starts_with('.')
 }
 
-/// A feed's base URL as kept: http(s), ending in `/`.
+/// A feed's base URL as kept: http(s), ending in `/`; a bare `https://host` is the feed's
+/// usual place, `https://host/.well-known/moat/feed/`.
 pub fn feed_url(url: &str) -> Result<String, String> {
     let u = url.trim();
     let rest = u
@@ -137,6 +138,13 @@ pub fn feed_url(url: &str) -> Result<String, String> {
         .ok_or_else(|| format!("`{u}` is not an http(s) URL"))?;
     if rest.is_empty() || rest.starts_with('/') || u.contains(char::is_whitespace) {
         return Err(format!("`{u}` names no host"));
+    }
+    // A bare host means the feed's usual place.
+    if rest.trim_end_matches('/').find('/').is_none() {
+        return Ok(format!(
+            "{}/.well-known/moat/feed/",
+            u.trim_end_matches('/')
+        ));
     }
     Ok(if u.ends_with('/') {
         u.to_string()
