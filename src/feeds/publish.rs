@@ -36,12 +36,6 @@ pub struct FeedPublisher {
     captured_at: Option<Instant>,
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl FeedPublisher {
     /// Continues from the head already on disk when it is this key's.
     pub fn new(
@@ -70,7 +64,7 @@ impl FeedPublisher {
 
     /// One round: publishes what changed; returns whether a new head was written.
     pub fn round(&mut self, engine: &Engine) -> anyhow::Result<bool> {
-        let now = now_secs();
+        let now = engine.now_ms() / 1000;
         let mut current: Vec<Indicator> = engine
             .decisions()
             .0

@@ -25,12 +25,6 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// The policy is applied again this often even when no feed changed (expiries, allowlist).
 const REAPPLY: Duration = Duration::from_secs(30);
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 struct Followed {
     sub: Subscription,
     file: PeerFile,
@@ -123,7 +117,7 @@ impl Subscriber {
             return false;
         };
         let poll_ms = self.cfg.feeds.poll.as_millis() as u64;
-        let now = now_ms();
+        let now = self.engine.now_ms();
         let due: Vec<String> = self
             .peers
             .iter()
@@ -138,7 +132,7 @@ impl Subscriber {
             futures_util::stream::iter(taken.into_iter().map(|(name, mut f)| {
                 let client = client.clone();
                 async move {
-                    let outcome = poll(&client, &f.sub, &mut f.file).await;
+                    let outcome = poll(&client, &f.sub, &mut f.file, now / 1000).await;
                     (name, f, outcome)
                 }
             }))
@@ -148,7 +142,7 @@ impl Subscriber {
         let mut changed = false;
         let mut to_save = Vec::new();
         for (name, mut f, outcome) in polled {
-            f.file.last_poll_ms = now_ms();
+            f.file.last_poll_ms = self.engine.now_ms();
             let before = f.file.last_error.clone();
             let mut moved = false;
             match outcome {
@@ -205,7 +199,7 @@ impl Subscriber {
 
     /// Makes, extends and lifts the feed bans the policy asks for.
     fn apply_policy(&mut self) {
-        let now_ms = now_ms();
+        let now_ms = self.engine.now_ms();
         let now = now_ms / 1000;
         let (decisions, allow) = self.engine.decisions();
         let feeds = &self.cfg.feeds;
@@ -274,6 +268,7 @@ async fn poll(
     client: &HttpClient,
     sub: &Subscription,
     file: &mut PeerFile,
+    now_secs: u64,
 ) -> Result<bool, PollError> {
     let mut headers = Vec::new();
     if !file.view.head_sha.is_empty() {
@@ -298,8 +293,7 @@ async fn poll(
     }
     let note = std::str::from_utf8(&a.body)
         .map_err(|_| PollError::Refused("the head is not UTF-8".into()))?;
-    let now = now_ms() / 1000;
-    let plan = match file.view.check_head(&sub.key, note, now) {
+    let plan = match file.view.check_head(&sub.key, note, now_secs) {
         Ok(None) => return Ok(false),
         Ok(Some(plan)) => plan,
         Err(r) => return Err(PollError::Refused(r.to_string())),
