@@ -336,8 +336,11 @@ impl Cohorts {
             e.clicks *= k;
             e.updated = now;
         }
+        // Times are whole seconds, so the window began up to a second before `pending_since`
+        // says: the extra second makes sure a full `lag` has passed (a send made a moment
+        // before a second turns must not settle a moment later).
         let lag = u32::try_from(s.lag.as_secs()).unwrap_or(u32::MAX);
-        let settled_at = e.pending_since.saturating_add(lag);
+        let settled_at = e.pending_since.saturating_add(lag).saturating_add(1);
         if e.pending > 0 && now >= settled_at {
             // Settled when the window closed, and faded since.
             e.sends += e.pending as f32 * fade(now - settled_at);
@@ -477,6 +480,20 @@ mod tests {
     }
 
     #[test]
+    fn a_send_waits_a_whole_lag_though_times_are_whole_seconds() {
+        let c = Cohorts::new(settings());
+        let lag = settings().lag.as_secs();
+        let start = 1_000;
+        for _ in 0..50 {
+            c.sent(9, start);
+        }
+        // Made at start + 0.999 s, say: at start + lag the full lag may not have passed.
+        assert_eq!(c.counts(9, start + lag).unwrap().pending, 50);
+        assert_eq!(c.standing(9, start + lag), Standing::Unknown);
+        assert_eq!(c.standing(9, start + lag + 1), Standing::Silent);
+    }
+
+    #[test]
     fn history_fades_by_the_half_life() {
         let c = Cohorts::new(settings());
         let day = 86_400;
@@ -487,7 +504,7 @@ mod tests {
         now += 601;
         assert_eq!(c.standing(7, now), Standing::Silent);
         let half = settings().half_life.as_secs();
-        // Settled 600 s after the first send, so faded for half - 1 s by then.
+        // Settled 601 s after the first send, so faded for half - 1 s by then.
         let n = c.counts(7, now - 1 + half).unwrap();
         assert!((n.sends - 6.0).abs() < 0.01, "{n:?}");
         assert_eq!(c.standing(7, now + half), Standing::Unknown, "forgiven");
