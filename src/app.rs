@@ -67,6 +67,9 @@ impl App {
         let mail = moat_mail::server::start(&cfg, engine.clone(), shared_q, &shutdown)
             .await
             .context("starting the mail shield")?;
+        if let (Some(c), Some(m)) = (&cluster, &mail) {
+            c.share_honey(m.shield.clone(), m.shield.follow_honey(), &shutdown);
+        }
         let trap = match (&cfg.trap, trap_q) {
             (Some(t), Some(q)) => {
                 let honey: Option<moat_trap::server::HoneyCheck> = mail.as_ref().map(|m| {

@@ -9,8 +9,10 @@
 //!
 //! Learned decoys travel the same way (hash `PREFIX decoys`, first one wins): an instance that
 //! never saw the app's genuine answer on a route (one just scaled up, under attack) replays the
-//! one another learned, written into its store, where its decoys look while unlearned.
+//! one another learned, written into its store, where its decoys look while unlearned. Honey
+//! accounts too ([`crate::honey`]).
 
+use moat_core::shared_honey::HoneyAccounts;
 use moat_core::{Decision, Origin, Scope, Verdict};
 use moat_engine::changes::Change;
 use moat_engine::Engine;
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One message on the channel.
-fn message(from: u64, op: &str, body: serde_json::Value) -> String {
+pub(crate) fn message(from: u64, op: &str, body: serde_json::Value) -> String {
     serde_json::json!({"from": from, "op": op, "d": body}).to_string()
 }
 
@@ -63,6 +65,12 @@ pub struct Sync {
     pub(crate) hash: String,
     pub(crate) decoys: String,
     pub(crate) echoes: std::sync::Mutex<Echoes>,
+    /// The mail shield, once it started (`Cluster::share_honey`); none on a web-only instance.
+    pub(crate) honey: std::sync::OnceLock<Arc<dyn HoneyAccounts>>,
+    pub(crate) honey_hash: String,
+    pub(crate) honey_real: String,
+    /// Logins found real here while Redis was away: announced at the next connection.
+    pub(crate) pending_real: std::sync::Mutex<Vec<String>>,
 }
 
 impl Sync {
@@ -74,6 +82,10 @@ impl Sync {
             hash: format!("{prefix}bans"),
             decoys: format!("{prefix}decoys"),
             echoes: Default::default(),
+            honey: Default::default(),
+            honey_hash: format!("{prefix}honey"),
+            honey_real: format!("{prefix}honey-real"),
+            pending_real: Default::default(),
         }
     }
 
@@ -115,6 +127,7 @@ impl Sync {
                 }
             }
             Some("learn") => self.take_learned(&body),
+            Some(op @ ("honey" | "honey-real")) => self.receive_honey(op, &body),
             _ => tracing::warn!("cluster: an unknown message on the decisions channel"),
         }
     }
@@ -264,6 +277,7 @@ impl Sync {
                 self.take_learned(&v);
             }
         }
+        self.catch_up_honey(conn).await?;
         Ok(taken)
     }
 }

@@ -8,11 +8,13 @@
 //! itself and catches up on the bans it missed.
 
 pub mod decisions;
+pub mod honey;
 pub mod limits;
 
 use arc_swap::ArcSwapOption;
 use futures_util::StreamExt;
 use moat_core::shared::WhenUnreachable;
+use moat_core::shared_honey::{HoneyAccounts, HoneyNews};
 use moat_engine::Engine;
 use moat_listen::Shutdown;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -34,9 +36,44 @@ pub struct Settings {
 pub struct Cluster {
     pub limits: Arc<limits::RedisLimits>,
     pub sync: Arc<decisions::Sync>,
+    conn: Arc<ArcSwapOption<ConnectionManager>>,
 }
 
 impl Cluster {
+    /// Shares the mail shield's honey accounts with the other instances, and takes theirs
+    /// (each judged by `accounts`' own rules). Once; the mail shield starts after the cluster.
+    pub fn share_honey(
+        &self,
+        accounts: Arc<dyn HoneyAccounts>,
+        mut news: tokio::sync::broadcast::Receiver<HoneyNews>,
+        shutdown: &Shutdown,
+    ) {
+        if self.sync.honey.set(accounts).is_err() {
+            return;
+        }
+        let (sync, conn, stop) = (self.sync.clone(), self.conn.clone(), shutdown.clone());
+        shutdown.spawn(async move {
+            // What the others made before this shield started.
+            let mut m = loop {
+                if let Some(m) = conn.load_full() {
+                    break (*m).clone();
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = stop.cancelled() => return,
+                }
+            };
+            if let Err(e) = sync.catch_up_honey(&mut m).await {
+                tracing::warn!(error = %e, "cluster: cannot read the shared honey accounts");
+            }
+            while let Some(item) = next(&mut news, &stop).await {
+                if let Err(e) = sync.send_honey(&item, &mut m).await {
+                    tracing::debug!(error = %e, "cluster: honey account not shared now (caught up at the next connection)");
+                }
+            }
+        });
+    }
+
     /// `/metrics` samples: checks through Redis, and those that fell back.
     pub fn metrics(&self) -> Vec<moat_core::metric::Sample> {
         use moat_core::metric::Sample;
@@ -60,6 +97,25 @@ impl Cluster {
 /// follower).
 const RESYNC: Duration = Duration::from_secs(300);
 
+/// The next item, skipping what a lagging receiver missed (the catch-up at the next
+/// connection makes up for it); `None` once stopping or closed.
+async fn next<T: Clone>(
+    rx: &mut tokio::sync::broadcast::Receiver<T>,
+    stop: &Shutdown,
+) -> Option<T> {
+    loop {
+        let item = tokio::select! {
+            item = rx.recv() => item,
+            _ = stop.cancelled() => return None,
+        };
+        match item {
+            Ok(item) => return Some(item),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
 /// Sends to Redis what `out` makes of each item from `rx`, while connected. What is missed (not
 /// connected, a lagging receiver) is caught up at the next connection.
 fn spawn_out<T: Clone + Send + 'static>(
@@ -70,16 +126,7 @@ fn spawn_out<T: Clone + Send + 'static>(
 ) {
     let (conn, stop) = (conn.clone(), shutdown.clone());
     shutdown.spawn(async move {
-        loop {
-            let item = tokio::select! {
-                item = rx.recv() => item,
-                _ = stop.cancelled() => return,
-            };
-            let item = match item {
-                Ok(item) => item,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return,
-            };
+        while let Some(item) = next(&mut rx, &stop).await {
             let (Some(pipe), Some(m)) = (out(&item), conn.load_full()) else {
                 continue;
             };
@@ -215,5 +262,5 @@ pub fn start(
             }
         });
     }
-    Ok(Cluster { limits, sync })
+    Ok(Cluster { limits, sync, conn })
 }

@@ -11,6 +11,7 @@ pub mod metric;
 mod prefix;
 pub mod secret;
 pub mod shared;
+pub mod shared_honey;
 
 pub use asn::{AsnTable, AsnTableError};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -55,6 +55,17 @@ pub struct Account {
     pub expires: u64,
 }
 
+/// What [`Honey::adopt`] did with another instance's account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adopted {
+    /// Now a honey account here too.
+    Taken,
+    /// Already here, with the same password.
+    Known,
+    /// Not taken: see [`Honey::adopt`] for why it would be.
+    Refused,
+}
+
 #[derive(Debug)]
 pub struct Honey {
     cfg: HoneyConfig,
@@ -215,6 +226,47 @@ impl Honey {
         &self.accounts
     }
 
+    /// An account another instance of a cluster made. Refused where this instance would never
+    /// have made it: a real or protected login, one seen succeeding here, a login or password
+    /// the passwd-file could not hold safely, a password that is not one the bots try, an
+    /// expired account, a full table. Its expiry is capped at this instance's own `ttl`.
+    /// `replace` lets it replace an account of the same login with another password (the
+    /// cluster settled on this one).
+    pub fn adopt(
+        &mut self,
+        login: &str,
+        password: &str,
+        expires: u64,
+        now: u64,
+        is_real: bool,
+        replace: bool,
+    ) -> Adopted {
+        let login = login.to_ascii_lowercase();
+        if is_real
+            || login.is_empty()
+            || !valid_login(&login)
+            || self.protected(&login)
+            || expires <= now
+            || !valid_password(password)
+            || !self.passwords.contains(&password)
+        {
+            return Adopted::Refused;
+        }
+        match self.accounts.get(&login) {
+            Some(a) if a.password == password => return Adopted::Known,
+            Some(_) if !replace => return Adopted::Refused,
+            None if self.accounts.len() >= self.cfg.max_accounts => return Adopted::Refused,
+            _ => {}
+        }
+        self.candidates.remove(&login);
+        let acc = Account {
+            password: password.to_string(),
+            expires: expires.min(now.saturating_add(self.cfg.ttl_secs)),
+        };
+        self.accounts.insert(login, acc);
+        Adopted::Taken
+    }
+
     /// Restores accounts from a previous run (read back from the passwd-file's comments).
     pub fn restore(&mut self, login: String, acc: Account) {
         self.accounts.insert(login, acc);
@@ -335,6 +387,57 @@ mod tests {
             );
         }
         assert_eq!(h.honey_password_matches("nobody", &tried, 2), None);
+    }
+
+    #[test]
+    fn another_instances_account_is_taken_only_where_this_one_would_have_made_it() {
+        let mut h = Honey::new(HoneyConfig::default());
+        let (now, week) = (1_000, 7 * 24 * 3600);
+        assert_eq!(
+            h.adopt("Info@moat.test", "qwerty", now + 60, now, false, false),
+            Adopted::Taken
+        );
+        assert!(h.is_honey("info@moat.test", now + 1));
+        assert!(!h.is_honey("info@moat.test", now + 61), "its own expiry");
+        assert_eq!(
+            h.adopt("info@moat.test", "qwerty", now + 60, now, false, false),
+            Adopted::Known
+        );
+        // Another password for the same login: only when the cluster settled on it.
+        assert_eq!(
+            h.adopt("info@moat.test", "123456", now + 60, now, false, false),
+            Adopted::Refused
+        );
+        assert_eq!(
+            h.adopt("info@moat.test", "123456", now + 60, now, false, true),
+            Adopted::Taken
+        );
+        assert_eq!(h.accounts()["info@moat.test"].password, "123456");
+        // Capped at this instance's ttl.
+        assert_eq!(
+            h.adopt("sales", "123456", u64::MAX, now, false, false),
+            Adopted::Taken
+        );
+        assert_eq!(h.accounts()["sales"].expires, now + week);
+        h.real_success("support");
+        for (login, pw, exp, real) in [
+            ("alice", "123456", now + 60, true),       // a real mailbox here
+            ("postmaster", "123456", now + 60, false), // protected
+            ("support", "123456", now + 60, false),    // seen succeeding here
+            ("old", "123456", now, false),             // expired
+            ("x:y", "123456", now + 60, false),        // would break the line
+            ("evil", "pw::::::\nroot", now + 60, false),
+            ("evil", "{PLAIN}123456", now + 60, false),
+            ("evil", "Sam's own long password", now + 60, false), // not one bots try
+        ] {
+            assert_eq!(
+                h.adopt(login, pw, exp, now, real, true),
+                Adopted::Refused,
+                "{login} {pw}"
+            );
+        }
+        let file = h.passwd_file();
+        assert_eq!(Honey::parse_passwd_file(&file).len(), 2, "{file}");
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! except writing the honey passwd-file when an account is created or expires.
 
 use crate::authpolicy::{AuthRequest, FailType};
-use crate::honey::{Honey, HoneyConfig};
+use crate::honey::{Adopted, Honey, HoneyConfig};
 use crate::policy::PolicyRequest;
 use crate::recipients::Recipients;
 use arc_swap::ArcSwap;
 use moat_core::metric::Sample;
+use moat_core::shared_honey::{HoneyAccounts, HoneyNews, SharedHoney};
 use moat_core::{EventKind, PrefixLens, Sensor, Subject};
 use moat_detect::bruteforce::{BruteConfig, BruteForce, Verdict};
 use moat_detect::enumeration::{EnumConfig, EnumJudge};
@@ -50,6 +51,8 @@ pub struct MailShield {
     /// `Ok` while Postfix's configuration was verified to pass every SASL service's mail
     /// through Moat; otherwise why not. No honey account exists while it is `Err`.
     honey_gate: Mutex<Result<(), String>>,
+    /// The accounts made here and the ones found real, for a cluster to share.
+    honey_news: tokio::sync::broadcast::Sender<HoneyNews>,
     pub stats: Stats,
 }
 
@@ -159,6 +162,7 @@ impl MailShield {
             honey: Mutex::new(honey),
             honey_write: Mutex::new(()),
             honey_gate: Mutex::new(Err("Postfix's configuration not checked yet".into())),
+            honey_news: tokio::sync::broadcast::channel(256).0,
             stats: Stats::default(),
             engine,
             cfg,
@@ -361,6 +365,8 @@ impl MailShield {
                     drop(honey);
                     tracing::warn!(login = %req.login, "a honey account turned out to be real; removed");
                     self.write_honey();
+                    let login = req.login.trim().to_ascii_lowercase();
+                    let _ = self.honey_news.send(HoneyNews::Real(login));
                 }
                 None => drop(honey),
             }
@@ -401,10 +407,15 @@ impl MailShield {
             // mail (the gate is closed).
             let real = real || !self.honey_allowed();
             let made = lock(&self.honey).attempt(&req.login, &req.pwhash, ip, now, real);
-            if let Some((login, _)) = made {
+            if let Some((login, acc)) = made {
                 self.stats.honey_created.fetch_add(1, Ordering::Relaxed);
                 self.decision(ip, "mail-honey", "create", &login);
                 self.write_honey();
+                let _ = self.honey_news.send(HoneyNews::Made(SharedHoney {
+                    login,
+                    password: acc.password,
+                    expires: acc.expires,
+                }));
             }
         }
     }
@@ -418,6 +429,12 @@ impl MailShield {
 
     pub fn is_honey(&self, login: &str) -> bool {
         lock(&self.honey).is_honey(login, self.now())
+    }
+
+    /// The honey accounts made here and the ones found real, as they happen (a cluster
+    /// shares them).
+    pub fn follow_honey(&self) -> tokio::sync::broadcast::Receiver<HoneyNews> {
+        self.honey_news.subscribe()
     }
 
     pub fn honey_allowed(&self) -> bool {
@@ -487,8 +504,55 @@ impl MailShield {
     }
 }
 
-/// Temporary file, sync, rename: Dovecot re-reads the passwd-file when it changes and must
-/// never see half of it. Readable by Dovecot (0644): it holds only bait.
+/// Another instance's honey accounts are judged by this one's rules: its recipient list (none
+/// taken without one, as none is made), its protected logins, the logins seen succeeding
+/// here. Its own honey gate still decides whether Dovecot sees them.
+impl HoneyAccounts for MailShield {
+    fn adopt(&self, h: &SharedHoney, replace: bool) -> bool {
+        let recipients = self.recipients.load();
+        let real = recipients.is_empty() || recipients.has_local_part(&h.login);
+        let now = self.now();
+        let done = lock(&self.honey).adopt(&h.login, &h.password, h.expires, now, real, replace);
+        match done {
+            Adopted::Taken => {
+                tracing::info!(login = %h.login, "cluster: took a honey account another instance made");
+                self.write_honey();
+                true
+            }
+            Adopted::Known => true,
+            Adopted::Refused => {
+                tracing::debug!(login = %h.login, "cluster: not taking another instance's honey account here");
+                false
+            }
+        }
+    }
+
+    fn found_real(&self, login: &str) {
+        let mut honey = lock(&self.honey);
+        let had = honey.is_honey(login, 0);
+        honey.remove(login);
+        drop(honey);
+        if had {
+            tracing::warn!(login = %login, "cluster: a honey account turned out to be real on another instance; removed");
+            self.write_honey();
+        }
+    }
+
+    fn accounts(&self) -> Vec<SharedHoney> {
+        let now = self.now();
+        lock(&self.honey)
+            .accounts()
+            .iter()
+            .filter(|(_, a)| a.expires > now)
+            .map(|(login, a)| SharedHoney {
+                login: login.clone(),
+                password: a.password.clone(),
+                expires: a.expires,
+            })
+            .collect()
+    }
+}
+
 impl crate::milter::session::MilterPolicy for MailShield {
     fn is_honey(&self, login: &str) -> bool {
         MailShield::is_honey(self, login)
@@ -528,6 +592,8 @@ fn state_copy(passwd: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// Temporary file, sync, rename: Dovecot re-reads the passwd-file when it changes and must
+/// never see half of it. Readable by Dovecot (0644): it holds only bait.
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(d) = path.parent() {
