@@ -60,6 +60,6 @@ if [ ${#bouncers[@]} -gt 0 ]; then
   [ ${#missing[@]} -gt 0 ] || apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${bouncers[@]}" >/dev/null
 fi
-if ! python3 -c 'import aiohttp, requests, pytest, aiosmtplib, prometheus_client, h11' 2>/dev/null; then
+if ! python3 -c 'import aiohttp, requests, pytest, aiosmtplib, prometheus_client, h11, cryptography, schemathesis' 2>/dev/null; then
   python3 -m pip install -q -r "$(dirname "$0")/../tests/e2e/requirements.txt"
 fi

@@ -63,6 +63,7 @@ impl App {
             _ => None,
         };
         start_reports(&cfg, &shutdown)?;
+        api_sources(&web, &http.live);
         crate::feeds::start(&cfg, &engine, quarantine_dir(&cfg), &shutdown);
         let mail = moat_mail::server::start(&cfg, engine.clone(), shared_q, &shutdown)
             .await
@@ -202,6 +203,30 @@ fn start_reports(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
 
 /// Where captured mail is kept, whichever captures it (the trap, or the mail shield's capture
 /// listener or milter).
+/// The admin API's views of the feeds followed and the reports sent, read from the state
+/// directory at each call (as `moat feeds list` and `moat quarantine report` read them).
+fn api_sources(web: &moat_web::Web, live: &Arc<moat_http::live::LiveShield>) {
+    let l = live.clone();
+    let _ = web.api_sources.feeds.set(Box::new(move || {
+        crate::cmd_feeds::followed(&l.current().cfg)
+    }));
+    let l = live.clone();
+    let _ = web.api_sources.reports.set(Box::new(move |n| {
+        let cfg = l.current().cfg.clone();
+        let db = crate::reporting::db_path(&cfg.server.state_dir);
+        if !db.is_file() {
+            return Ok(Vec::new());
+        }
+        let reporter = moat_report::Reporter::open(&db, cfg.report.clone().unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        let rows = reporter.history(n).map_err(|e| e.to_string())?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .collect())
+    }));
+}
+
 fn quarantine_dir(cfg: &Config) -> Option<std::path::PathBuf> {
     cfg.trap
         .as_ref()

@@ -86,6 +86,43 @@ fn row(
     })
 }
 
+/// Every feed followed, as `moat feeds list --json` and the admin API's `/api/feeds` show
+/// them: the config's and `moat feeds add`'s subscriptions with their saved views, then views a
+/// running instance kept for feeds the config at hand does not name.
+pub fn followed(cfg: &Config) -> Vec<serde_json::Value> {
+    let dir = &cfg.server.state_dir;
+    let subs = state::subscriptions(cfg);
+    let saved = state::saved_peers(dir);
+    let mut rows = Vec::new();
+    for s in &subs {
+        let p = saved
+            .iter()
+            .find(|(n, _)| *n == s.name)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default();
+        let from_config = cfg.feeds.subscribe.iter().any(|c| c.name == s.name);
+        let source = if from_config {
+            "config"
+        } else {
+            "moat feeds add"
+        };
+        rows.push(row(
+            &s.name,
+            &s.url,
+            &s.key.to_string(),
+            s.weight,
+            source,
+            &p,
+        ));
+    }
+    for (name, p) in &saved {
+        if !subs.iter().any(|s| &s.name == name) {
+            rows.push(row(name, &p.url, &p.key, f64::NAN, "state directory", p));
+        }
+    }
+    rows
+}
+
 /// The config (for `[feed]`, `[feeds]` and the state directory) as `moat run` would read it.
 fn config(c: &ConfigArgs) -> anyhow::Result<Config> {
     let mut ov = crate::cmd_run::overrides(c);
@@ -188,38 +225,7 @@ pub fn feeds(cmd: FeedsCmd) -> anyhow::Result<ExitCode> {
             println!("no longer following {name}");
         }
         FeedsCmd::List { json, cfg } => {
-            let cfg = config(&cfg)?;
-            let dir = &cfg.server.state_dir;
-            let subs = state::subscriptions(&cfg);
-            let saved = state::saved_peers(dir);
-            let mut rows = Vec::new();
-            for s in &subs {
-                let p = saved
-                    .iter()
-                    .find(|(n, _)| *n == s.name)
-                    .map(|(_, p)| p.clone())
-                    .unwrap_or_default();
-                let from_config = cfg.feeds.subscribe.iter().any(|c| c.name == s.name);
-                let source = if from_config {
-                    "config"
-                } else {
-                    "moat feeds add"
-                };
-                rows.push(row(
-                    &s.name,
-                    &s.url,
-                    &s.key.to_string(),
-                    s.weight,
-                    source,
-                    &p,
-                ));
-            }
-            // Followed by a running instance whose config was not given here.
-            for (name, p) in &saved {
-                if !subs.iter().any(|s| &s.name == name) {
-                    rows.push(row(name, &p.url, &p.key, f64::NAN, "state directory", p));
-                }
-            }
+            let rows = followed(&config(&cfg)?);
             if json {
                 println!("{}", serde_json::Value::Array(rows));
             } else if rows.is_empty() {

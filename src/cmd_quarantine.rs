@@ -3,9 +3,7 @@
 
 use crate::ConfigArgs;
 use anyhow::Context;
-use moat_trap::quarantine::{
-    analyse, index, index_path, journal_find, journaled_row, read_message,
-};
+use moat_trap::quarantine::{index, index_path};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -41,7 +39,7 @@ enum QuarantineCmd {
     /// Indicators across the quarantine, with how many deliveries carried each.
     Iocs {
         /// Only this kind of indicator.
-        #[arg(long, value_parser = IOC_KINDS)]
+        #[arg(long, value_parser = index::IOC_KINDS)]
         kind: Option<String>,
         #[arg(long)]
         json: bool,
@@ -70,20 +68,6 @@ enum QuarantineCmd {
         json: bool,
     },
 }
-
-/// The kinds of indicator `iocs --kind` takes (what the index and its summary hold).
-const IOC_KINDS: [&str; 10] = [
-    "url",
-    "domain",
-    "recipient",
-    "sender",
-    "received",
-    "client-ip",
-    "helo",
-    "envelope-from",
-    "envelope-rcpt",
-    "login",
-];
 
 /// Where the quarantine is, how that was decided (for messages), and the config if one was
 /// given (for [report] and the state directory).
@@ -255,54 +239,18 @@ pub fn run(a: QuarantineArgs) -> anyhow::Result<ExitCode> {
             }
         }
         QuarantineCmd::Show { id, json, raw } => {
-            // Indexed, or answered moments ago and still only in the journal.
-            // A journaled delivery comes with its bytes: no second scan of the journal.
-            let (r, journaled) = match index::get(&db, &id)? {
-                Some(r) => (r, None),
-                None => match journal_find(&dir, |m, _| m.id == id)? {
-                    Some((meta, data)) => (journaled_row(meta, &data), Some(data)),
-                    // Indexed between the two reads, its journal segment removed meanwhile.
-                    None => match index::get(&db, &id)? {
-                        Some(r) => (r, None),
-                        None => {
-                            eprintln!("no message {id}");
-                            return Ok(ExitCode::from(1));
-                        }
-                    },
-                },
-            };
-            let indexed = journaled.is_none();
-            let bytes = || match &journaled {
-                Some(data) => Ok(data.clone()),
-                None => read_message(&dir, &r),
+            let Some(shown) = moat_trap::quarantine::views::show(&dir, &db, &id)? else {
+                eprintln!("no message {id}");
+                return Ok(ExitCode::from(1));
             };
             if raw {
                 use std::io::Write;
-                std::io::stdout().write_all(&bytes()?)?;
+                std::io::stdout().write_all(&shown.bytes(&dir)?)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut iocs = match indexed {
-                true => index::iocs_of(&db, &r.sha256)?,
-                false => Vec::new(),
-            };
-            let mut subject = r.subject.clone();
-            if iocs.is_empty() || subject.is_none() {
-                // Not analysed yet (the analysis runs behind the replies, at the lowest
-                // priority): extract now, so that what is shown does not depend on when.
-                if let Ok(b) = bytes() {
-                    let found = moat_intel::extract(&b);
-                    if iocs.is_empty() {
-                        iocs = analyse::iocs(&found);
-                    }
-                    if subject.is_none() {
-                        subject = Some(found.subject.clone());
-                    }
-                }
-            }
+            let r = &shown.message;
             if json {
-                let mut message = serde_json::to_value(&r)?;
-                message["subject"] = subject.into();
-                let v = serde_json::json!({ "message": message, "indexed": indexed, "iocs": iocs });
+                let v = serde_json::json!({ "message": r, "indexed": shown.indexed, "iocs": shown.iocs });
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("id:        {}", r.id);
@@ -328,9 +276,9 @@ pub fn run(a: QuarantineArgs) -> anyhow::Result<ExitCode> {
                 }
                 println!("size:      {} bytes, sha256 {}", r.size, r.sha256);
                 println!("file:      {}", dir.join("new").join(&r.file).display());
-                println!("subject:   {}", subject.as_deref().unwrap_or(""));
-                for i in iocs {
-                    match i.detail {
+                println!("subject:   {}", r.subject.as_deref().unwrap_or(""));
+                for i in &shown.iocs {
+                    match &i.detail {
                         Some(d) => println!("  {:<10} {}  ({d})", i.kind, i.value),
                         None => println!("  {:<10} {}", i.kind, i.value),
                     }

@@ -244,7 +244,7 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<ExitCode> {
             if let Some(k) = &r.per_action {
                 println!(
                     "        unless its route is under pressure: then each request needs a proof of its own, bound to its {}",
-                    key_name(k)
+                    k.spelling()
                 );
             }
             continue;
@@ -295,20 +295,6 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<ExitCode> {
         None => println!("=> no rule stops it: rate limits apply, then it is forwarded"),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A rate-limit or per-action key as the config spells it.
-fn key_name(k: &moat_config::LimitKey) -> String {
-    use moat_config::LimitKey;
-    match k {
-        LimitKey::Ip => "ip".into(),
-        LimitKey::Prefix => "prefix".into(),
-        LimitKey::Global => "global".into(),
-        LimitKey::Header(h) => format!("header:{h}"),
-        LimitKey::Json(f) => format!("json:{f}"),
-        LimitKey::JsonDomain(f) => format!("json_domain:{f}"),
-        LimitKey::Cohort => "cohort".into(),
-    }
 }
 
 /// The cohort as `--cohort` says it stands.

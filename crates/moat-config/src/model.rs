@@ -651,6 +651,21 @@ pub enum LimitKey {
     Cohort,
 }
 
+impl LimitKey {
+    /// The key as the config spells it (`moat rules`, the admin API).
+    pub fn spelling(&self) -> String {
+        match self {
+            LimitKey::Ip => "ip".into(),
+            LimitKey::Prefix => "prefix".into(),
+            LimitKey::Global => "global".into(),
+            LimitKey::Header(h) => format!("header:{h}"),
+            LimitKey::Json(f) => format!("json:{f}"),
+            LimitKey::JsonDomain(f) => format!("json_domain:{f}"),
+            LimitKey::Cohort => "cohort".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RateLimit {
     pub id: String,

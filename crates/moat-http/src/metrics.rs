@@ -341,6 +341,16 @@ impl Metrics {
         }
     }
 
+    /// Decisions so far, by rule or limit id and action (the admin API's hit counts).
+    pub fn hits(&self) -> Vec<(String, &'static str, u64)> {
+        let Ok(m) = self.decision_counters.read() else {
+            return Vec::new();
+        };
+        m.iter()
+            .flat_map(|(rule, v)| v.iter().map(move |(a, c)| (rule.to_string(), *a, c.get())))
+            .collect()
+    }
+
     /// Moat answered a request itself; `start` is when its head was parsed.
     pub fn observe_answered(&self, start: Instant) {
         self.request_latency

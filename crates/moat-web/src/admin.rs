@@ -1,5 +1,5 @@
-//! The admin listener: Prometheus `/metrics`, bans (`GET`/`POST /api/bans`,
-//! `DELETE /api/bans/{scope}`) and `POST /api/reload`, on loopback, behind a bearer token.
+//! The admin listener: Prometheus `/metrics`, the admin API ([`crate::api`]), `/api/top` and
+//! `POST /api/reload`, on loopback, behind a bearer token.
 //! `/healthz` answers without a token so a container runtime can probe it. CrowdSec's
 //! bouncers poll the decisions here too, with their own keys (`crate::lapi`).
 
@@ -53,17 +53,30 @@ async fn connection<S>(
     }
 }
 
-pub async fn serve(live: Arc<LiveShield>, listener: Listener, token: String, shutdown: Shutdown) {
+pub async fn serve(
+    live: Arc<LiveShield>,
+    listener: Listener,
+    token: String,
+    sources: Arc<crate::api::sources::Sources>,
+    shutdown: Shutdown,
+) {
     let token = Arc::new(token);
     let streams = Arc::new(crate::lapi::Streams::default());
+    let api = crate::api::router(crate::api::Api {
+        live: live.clone(),
+        stop: shutdown.clone(),
+        sources,
+    });
     let stop = shutdown.clone();
     listener
         .serve(shutdown, move |c| {
             let (live, token, streams) = (live.clone(), token.clone(), streams.clone());
+            let api = api.clone();
             let svc = service_fn(move |req| {
                 let live = live.clone();
                 let token = token.clone();
                 let streams = streams.clone();
+                let api = api.clone();
                 async move {
                     let path = req.uri().path();
                     let r = if crate::lapi::is_lapi(path) {
@@ -74,8 +87,12 @@ pub async fn serve(live: Arc<LiveShield>, listener: Listener, token: String, shu
                         crate::exports::route(&live.current(), admin, &req)
                     } else if path == "/api/reload" {
                         reload(live, &token, req).await
-                    } else if path == "/api/bans" || path.starts_with("/api/bans/") {
-                        bans(live.current(), &token, req).await
+                    } else if crate::api::handles(path) {
+                        if token_ok(&req, &token) {
+                            crate::api::call(&api, req).await
+                        } else {
+                            crate::api::unauthorized()
+                        }
                     } else {
                         route(&live.current(), &token, req)
                     };
@@ -186,63 +203,7 @@ fn route(shield: &Shield, token: &str, req: Request<Incoming>) -> Response<Proxy
             }
         }
         "/api/top" => not_allowed("GET"),
-        // `/api/bans` is answered by `bans` (it reads request bodies).
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
-    }
-}
-
-/// The largest `POST /api/bans` body read.
-const MAX_BAN_BODY: usize = 16 * 1024;
-
-/// `POST /api/bans`'s body.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewBan {
-    /// An address or CIDR prefix.
-    scope: String,
-    /// How long, e.g. `1h` (default: until removed).
-    #[serde(default)]
-    duration: Option<String>,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-/// `/api/bans`: `GET` lists the active bans, `POST` adds one (`{"scope": "192.0.2.1" or
-/// "192.0.2.0/24", "duration": "1h", "reason": "..."}`, the last two optional),
-/// `DELETE /api/bans/{scope}` (URL-encoded) lifts one. Bans are written to the store the way
-/// `moat bans add|rm` writes them; the decider republishes the guard within a second.
-async fn bans(shield: Arc<Shield>, token: &str, req: Request<Incoming>) -> Response<ProxyBody> {
-    if !token_ok(&req, token) {
-        return unauthorized();
-    }
-    let item = req
-        .uri()
-        .path()
-        .strip_prefix("/api/bans/")
-        .map(str::to_owned);
-    let method = req.method().clone();
-    match (item, method) {
-        (None, Method::GET | Method::HEAD) => {
-            let list = shield
-                .engine
-                .store()
-                .decisions(shield.engine.now_ms())
-                .unwrap_or_default();
-            let json: Vec<_> = list.iter().map(moat_store::decision_json).collect();
-            let mut r = text(
-                StatusCode::OK,
-                serde_json::to_string_pretty(&json).unwrap_or_default(),
-            );
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/json"),
-            );
-            r
-        }
-        (None, Method::POST) => add_ban(shield, req).await,
-        (None, _) => not_allowed("GET, HEAD, POST"),
-        (Some(scope), Method::DELETE) => lift_ban(shield, &scope).await,
-        (Some(_), _) => not_allowed("DELETE"),
     }
 }
 
@@ -258,161 +219,6 @@ fn not_allowed(allow: &'static str) -> Response<ProxyBody> {
     r.headers_mut()
         .insert(header::ALLOW, http::HeaderValue::from_static(allow));
     r
-}
-
-async fn add_ban(shield: Arc<Shield>, req: Request<Incoming>) -> Response<ProxyBody> {
-    use http_body_util::BodyExt;
-    let body = match http_body_util::Limited::new(req.into_body(), MAX_BAN_BODY)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than {MAX_BAN_BODY} bytes"),
-            )
-        }
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
-    };
-    let new: NewBan = match serde_json::from_slice(&body) {
-        Ok(n) => n,
-        Err(e) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "the body must be a JSON object {{\"scope\": ADDRESS or PREFIX, \
-                     \"duration\": \"1h\" (optional), \"reason\": \"...\" (optional)}}: {e}"
-                ),
-            )
-        }
-    };
-    let scope = match moat_core::Scope::parse(&new.scope) {
-        Ok(s) => s,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("scope: {e}")),
-    };
-    let ttl = match new.duration.as_deref().map(moat_config::parse_duration) {
-        None => None,
-        Some(Ok(d)) if d.is_zero() => {
-            return json_error(StatusCode::BAD_REQUEST, "duration: must be more than 0")
-        }
-        Some(Ok(d)) => Some(d),
-        Some(Err(e)) => return json_error(StatusCode::BAD_REQUEST, format!("duration: {e}")),
-    };
-    if let moat_core::Scope::Ip(ip) = scope {
-        // The guard checks the allowlist first: this ban would never apply. The store is asked
-        // too, for an entry `moat allow` wrote moments ago.
-        let in_store = || {
-            shield
-                .engine
-                .store()
-                .allowlist()
-                .is_ok_and(|l| l.iter().any(|n| n.contains(&ip)))
-        };
-        if shield.engine.snapshot().is_allowlisted(ip) || in_store() {
-            return json_error(
-                StatusCode::CONFLICT,
-                format!(
-                    "{ip} is on the allowlist, so a ban would not apply; take it off first \
-                     (moat allow rm {ip})"
-                ),
-            );
-        }
-    }
-    let reason = new.reason.unwrap_or_else(|| "manual ban".into());
-    let engine = shield.engine.clone();
-    let added = tokio::task::spawn_blocking(move || {
-        let now = engine.now_ms();
-        moat_store::add_manual_ban(&**engine.store(), scope, ttl, &reason, now)
-    })
-    .await;
-    match added {
-        Ok(Ok(d)) => {
-            tracing::info!(target: "moat::decision", scope = %d.scope, expires_ms = d.expires_ms,
-                reason = %d.reason, by = "admin API", "manual ban");
-            let mut r = json_response(StatusCode::CREATED, &moat_store::decision_json(&d));
-            let location = format!("/api/bans/{}", d.scope.to_string().replace('/', "%2F"));
-            if let Ok(v) = http::HeaderValue::from_str(&location) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            r
-        }
-        Ok(Err(e)) => json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("storing the ban: {e}"),
-        ),
-        Err(e) => json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("storing the ban: {e}"),
-        ),
-    }
-}
-
-async fn lift_ban(shield: Arc<Shield>, encoded: &str) -> Response<ProxyBody> {
-    let Some(raw) = percent_decode(encoded) else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            format!("`{encoded}` is not a valid URL-encoded scope"),
-        );
-    };
-    let scope = match moat_core::Scope::parse(&raw) {
-        Ok(s) => s,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("scope: {e}")),
-    };
-    let engine = shield.engine.clone();
-    let wanted = scope.clone();
-    let lifted = tokio::task::spawn_blocking(move || {
-        let store = engine.store();
-        let found = store
-            .decisions(engine.now_ms())?
-            .into_iter()
-            .find(|d| d.scope == wanted);
-        Ok::<_, moat_store::StoreError>(match store.remove_decision(&wanted)? {
-            true => Some(found),
-            false => None,
-        })
-    })
-    .await;
-    match lifted {
-        Ok(Ok(Some(d))) => {
-            tracing::info!(target: "moat::decision", scope = %scope, by = "admin API", "ban lifted");
-            match d {
-                Some(d) => json_response(StatusCode::OK, &moat_store::decision_json(&d)),
-                None => json_response(
-                    StatusCode::OK,
-                    &serde_json::json!({ "scope": scope.to_string() }),
-                ),
-            }
-        }
-        Ok(Ok(None)) => json_error(StatusCode::NOT_FOUND, format!("no ban on exactly {scope}")),
-        Ok(Err(e)) => json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("lifting the ban: {e}"),
-        ),
-        Err(e) => json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("lifting the ban: {e}"),
-        ),
-    }
-}
-
-/// `%XX` escapes decoded (a prefix's `/` arrives as `%2F`); `None` for a bad escape or bytes
-/// that are not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The OpenMetrics exposition, for the admin listener and the token-less metrics listener.

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod admin_top;
+pub mod api;
 pub mod exports;
 pub mod lapi;
 
@@ -31,6 +32,8 @@ pub struct Web {
     /// The token-less `/metrics` listener, when configured.
     pub metrics_addr: Option<SocketAddr>,
     pub admin_token: String,
+    /// The admin API's views of the parts the composition root starts later (feeds, reports).
+    pub api_sources: Arc<api::sources::Sources>,
 }
 
 /// Where the admin token is kept when the config gives none: `admin.token_file`, else
@@ -80,6 +83,7 @@ pub async fn start(live: &Arc<LiveShield>, shutdown: &Shutdown) -> Result<Web, T
         admin_addr: None,
         metrics_addr: None,
         admin_token: admin_token.clone(),
+        api_sources: Arc::default(),
     };
     let addr_file = cfg.server.state_dir.join(ADMIN_ADDR_FILE);
     if let Some(listen) = cfg.admin.listen {
@@ -92,7 +96,13 @@ pub async fn start(live: &Arc<LiveShield>, shutdown: &Shutdown) -> Result<Web, T
                         tracing::warn!(error = %e, "cannot record the admin address in the state directory");
                     }
                 }
-                shutdown.spawn(admin::serve(live.clone(), l, admin_token, shutdown.clone()));
+                shutdown.spawn(admin::serve(
+                    live.clone(),
+                    l,
+                    admin_token,
+                    web.api_sources.clone(),
+                    shutdown.clone(),
+                ));
             }
             Err(e) => {
                 tracing::error!(error = %e, "no admin listener (metrics, bans API, reload): the shields run without it")

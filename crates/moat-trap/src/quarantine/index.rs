@@ -280,6 +280,20 @@ pub fn iocs_of(c: &Connection, sha: &str) -> rusqlite::Result<Vec<Ioc>> {
     rows.collect()
 }
 
+/// The kinds of indicator [`ioc_summary`] knows (`moat quarantine iocs --kind`, the admin API).
+pub const IOC_KINDS: [&str; 10] = [
+    "url",
+    "domain",
+    "recipient",
+    "sender",
+    "received",
+    "client-ip",
+    "helo",
+    "envelope-from",
+    "envelope-rcpt",
+    "login",
+];
+
 /// An indicator across the quarantine: how many deliveries carried it, first and last seen.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct IocSummary {

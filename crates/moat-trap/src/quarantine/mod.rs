@@ -28,6 +28,7 @@ pub mod intake;
 pub mod journal;
 mod syncer;
 #[doc(hidden)]
+pub mod views;
 pub mod writer;
 
 use moat_core::metric::Sample;
