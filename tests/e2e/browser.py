@@ -211,6 +211,12 @@ class Browser:
         """Deletes every cookie of the current page's domain, HttpOnly ones included."""
         self._cmd("DELETE", "/cookie")
 
+    def screenshot(self, path) -> None:
+        """Saves the viewport as a PNG."""
+        import base64
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(self._cmd("GET", "/screenshot")))
+
     # -- scripts
 
     def execute(self, script: str, *args):

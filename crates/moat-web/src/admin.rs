@@ -67,16 +67,24 @@ pub async fn serve(
         stop: shutdown.clone(),
         sources,
     });
+    let chart = Arc::new(crate::dashboard::live::Live::default());
+    crate::dashboard::spawn_recorder(live.clone(), chart.clone(), &shutdown);
+    let dash = crate::dashboard::router(crate::dashboard::Dashboard::new(
+        api.clone(),
+        live.clone(),
+        token.clone(),
+        chart,
+    ));
     let stop = shutdown.clone();
     listener
         .serve(shutdown, move |c| {
             let (live, token, streams) = (live.clone(), token.clone(), streams.clone());
-            let api = api.clone();
+            let (api, dash) = (api.clone(), dash.clone());
             let svc = service_fn(move |req| {
                 let live = live.clone();
                 let token = token.clone();
                 let streams = streams.clone();
-                let api = api.clone();
+                let (api, dash) = (api.clone(), dash.clone());
                 async move {
                     let path = req.uri().path();
                     let r = if crate::lapi::is_lapi(path) {
@@ -87,6 +95,9 @@ pub async fn serve(
                         crate::exports::route(&live.current(), admin, &req)
                     } else if path == "/api/reload" {
                         reload(live, &token, req).await
+                    } else if crate::dashboard::handles(path) {
+                        // Its own login: the token once, then a session cookie.
+                        crate::dashboard::call(&dash, req).await
                     } else if crate::api::handles(path) {
                         if token_ok(&req, &token) {
                             crate::api::call(&api, req).await
@@ -196,29 +207,8 @@ fn route(shield: &Shield, token: &str, req: Request<Incoming>) -> Response<Proxy
     }
     match req.uri().path() {
         "/metrics" => metrics_response(shield),
-        "/api/top" if req.method() == Method::GET => {
-            match crate::admin_top::parse_n(req.uri().query()) {
-                Ok(n) => json_response(StatusCode::OK, &crate::admin_top::top_json(shield, n)),
-                Err(e) => json_error(StatusCode::BAD_REQUEST, e),
-            }
-        }
-        "/api/top" => not_allowed("GET"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
-}
-
-fn json_error(status: StatusCode, error: impl std::fmt::Display) -> Response<ProxyBody> {
-    json_response(status, &serde_json::json!({ "error": error.to_string() }))
-}
-
-fn not_allowed(allow: &'static str) -> Response<ProxyBody> {
-    let mut r = json_error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("method not allowed here; use {allow}"),
-    );
-    r.headers_mut()
-        .insert(header::ALLOW, http::HeaderValue::from_static(allow));
-    r
 }
 
 /// The OpenMetrics exposition, for the admin listener and the token-less metrics listener.

@@ -1,7 +1,7 @@
 //! Moat's admin side, beside the pipeline rather than in it: the admin API (bans, reload,
 //! `moat top`'s figures), Prometheus `/metrics`, and the token that guards them. It reads the
-//! shield and the engine; nothing on a request path waits on it. The dashboard of a later issue
-//! grows here.
+//! shield and the engine; nothing on a request path waits on it. The dashboard
+//! (`/dashboard/`) reads the admin API through its router.
 //!
 //! Listens on loopback by default, through the same listener component as every front door,
 //! with a gate: an address the guard has banned is closed at accept.
@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod admin_top;
 pub mod api;
+pub mod dashboard;
 pub mod exports;
 pub mod lapi;
 

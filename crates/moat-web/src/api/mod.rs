@@ -46,8 +46,9 @@ pub struct Api {
 /// Whether `path` is answered by this router (the listener keeps `/api/top`, `/api/reload`,
 /// the exports and CrowdSec's paths).
 pub fn handles(path: &str) -> bool {
-    const OURS: [&str; 9] = [
+    const OURS: [&str; 10] = [
         "/api/openapi.json",
+        "/api/top",
         "/api/feeds",
         "/api/reports",
         "/api/quarantine",
@@ -85,6 +86,7 @@ pub fn router(api: Api) -> Router {
             axum::routing::delete(decisions::unallow),
         )
         .route("/api/rules", get(rules::list))
+        .route("/api/top", get(top))
         .route("/api/events", get(events::stream))
         .route("/api/quarantine/messages", get(quarantine::messages))
         .route("/api/quarantine/messages/{id}", get(quarantine::message))
@@ -124,6 +126,11 @@ pub async fn call(router: &Router, req: Request<hyper::body::Incoming>) -> Respo
     } else {
         r
     };
+    into_proxy_body(r)
+}
+
+/// An axum response in the listener's body type.
+pub(crate) fn into_proxy_body(r: Response<Body>) -> Response<ProxyBody> {
     r.map(|b| {
         let hint = http_body::Body::size_hint(&b);
         SyncBody(sync_wrapper::SyncWrapper::new(b), hint)
@@ -175,6 +182,20 @@ pub fn unauthorized() -> Response<ProxyBody> {
     r.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     r
+}
+
+/// `GET /api/top?n=N`: what `moat top` shows ([`crate::admin_top`]).
+async fn top(
+    axum::extract::State(api): axum::extract::State<Api>,
+    uri: Uri,
+) -> axum::response::Response {
+    match crate::admin_top::parse_n(uri.query()) {
+        Ok(n) => reply(
+            StatusCode::OK,
+            crate::admin_top::top_json(&api.live.current(), n),
+        ),
+        Err(e) => ApiError::bad(e).into_response(),
+    }
 }
 
 async fn openapi() -> Response<Body> {

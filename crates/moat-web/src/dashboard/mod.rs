@@ -1,0 +1,281 @@
+//! The dashboard, served by Moat itself on the admin listener under `/dashboard/`: what is
+//! hitting the site now, who, whether a person is blocked (with one-click allow and unban),
+//! what the traps caught, and what the peers share. Server-rendered HTML with no script, so
+//! every page reads with JavaScript off; the live views refresh themselves every 2 or 3 seconds.
+//!
+//! Login is the admin token, once, in a form; then a session cookie (HttpOnly, SameSite=Strict,
+//! 12 hours), and every change is a POST carrying the session's CSRF token. The pages read the
+//! admin API through its own router ([`crate::api`]), so they show what the API answers.
+
+mod html;
+pub mod live;
+mod pages;
+
+use axum::body::Body;
+use axum::extract::{Form, State};
+use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use axum::Router;
+use moat_http::body::ProxyBody;
+use moat_http::live::LiveShield;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The session cookie.
+pub const COOKIE: &str = "moat_dashboard";
+/// How long a login lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Sessions kept at once; the oldest goes first (an operator, a few browsers).
+const MAX_SESSIONS: usize = 64;
+
+/// A logged-in browser: its cookie value maps to its CSRF token.
+#[derive(Default)]
+pub(crate) struct Sessions(Mutex<HashMap<String, (String, Instant)>>);
+
+fn random_hex() -> String {
+    let mut b = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .expect("the system's random source");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Sessions {
+    fn create(&self) -> (String, String) {
+        let (id, csrf) = (random_hex(), random_hex());
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.retain(|_, (_, t)| t.elapsed() < SESSION_TTL);
+        if m.len() >= MAX_SESSIONS {
+            if let Some(oldest) = m
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone())
+            {
+                m.remove(&oldest);
+            }
+        }
+        m.insert(id.clone(), (csrf.clone(), Instant::now()));
+        (id, csrf)
+    }
+
+    /// The CSRF token of the session this cookie names, if it is live.
+    fn csrf(&self, id: &str) -> Option<String> {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.iter()
+            .find(|(k, (_, t))| {
+                moat_core::secret::token_eq(k.as_bytes(), id.as_bytes())
+                    && t.elapsed() < SESSION_TTL
+            })
+            .map(|(_, (c, _))| c.clone())
+    }
+
+    fn end(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+}
+
+#[derive(Clone)]
+pub struct Dashboard {
+    pub(crate) api: Router,
+    pub(crate) live: Arc<LiveShield>,
+    pub(crate) token: Arc<String>,
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) chart: Arc<live::Live>,
+}
+
+impl Dashboard {
+    pub fn new(
+        api: Router,
+        live: Arc<LiveShield>,
+        token: Arc<String>,
+        chart: Arc<live::Live>,
+    ) -> Self {
+        Dashboard {
+            api,
+            live,
+            token,
+            sessions: Arc::default(),
+            chart,
+        }
+    }
+
+    /// GETs an admin API path through the router, as JSON (`Null` on any failure: a page shows
+    /// "nothing" rather than failing whole).
+    pub(crate) async fn api_get(&self, path: &str) -> serde_json::Value {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let Ok(req) = Request::get(path).body(Body::empty()) else {
+            return serde_json::Value::Null;
+        };
+        let Ok(r) = self.api.clone().oneshot(req).await;
+        let Ok(b) = r.into_body().collect().await else {
+            return serde_json::Value::Null;
+        };
+        serde_json::from_slice(&b.to_bytes()).unwrap_or_default()
+    }
+}
+
+/// Whether `path` is the dashboard's.
+pub fn handles(path: &str) -> bool {
+    path == "/dashboard" || path.starts_with("/dashboard/")
+}
+
+pub fn router(d: Dashboard) -> Router {
+    Router::new()
+        .route(
+            "/dashboard",
+            get(|| async { Redirect::to("/dashboard/live") }),
+        )
+        .route(
+            "/dashboard/",
+            get(|| async { Redirect::to("/dashboard/live") }),
+        )
+        .route("/dashboard/login", get(login_form).post(login))
+        .route("/dashboard/logout", post(logout))
+        .route("/dashboard/{page}", get(pages::show))
+        .route("/dashboard/allow", post(pages::allow))
+        .route("/dashboard/unban", post(pages::unban))
+        .layer(axum::extract::DefaultBodyLimit::max(4096))
+        .with_state(d)
+}
+
+/// One request through the dashboard's router, in the listener's body type.
+pub async fn call(router: &Router, req: Request<hyper::body::Incoming>) -> Response<ProxyBody> {
+    use tower::ServiceExt;
+    let Ok(mut r) = router.clone().oneshot(req.map(Body::new)).await;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(html::CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    crate::api::into_proxy_body(r)
+}
+
+/// The session cookie's value, if the request has one.
+pub(crate) fn session_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(COOKIE)?
+                .strip_prefix('=')
+                .map(str::to_string)
+        })
+}
+
+fn html_response(status: StatusCode, body: String) -> axum::response::Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+const LOGIN: &str = "<!doctype html><html lang=en><head><meta charset=utf-8><title>Moat: log in</title></head>\
+<body style=\"font:14px system-ui,sans-serif;margin:3em\"><h1>Moat</h1>{msg}\
+<form method=post action=/dashboard/login><label>Admin token \
+<input type=password name=token autocomplete=current-password autofocus></label> \
+<button>Log in</button></form><p>The token is in <code>STATE_DIR/admin.token</code>.</p></body></html>";
+
+async fn login_form() -> axum::response::Response {
+    html_response(StatusCode::OK, LOGIN.replace("{msg}", ""))
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(
+    State(d): State<Dashboard>,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> axum::response::Response {
+    let ok = form
+        .as_ref()
+        .is_ok_and(|Form(f)| moat_core::secret::token_eq(f.token.as_bytes(), d.token.as_bytes()));
+    if !ok {
+        tracing::warn!("dashboard: a login with a wrong token");
+        return html_response(
+            StatusCode::UNAUTHORIZED,
+            LOGIN.replace(
+                "{msg}",
+                "<p style=\"color:#b00\">That is not the admin token.</p>",
+            ),
+        );
+    }
+    let (id, _) = d.sessions.create();
+    let mut r = Redirect::to("/dashboard/live").into_response();
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age={}",
+        SESSION_TTL.as_secs()
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn logout(State(d): State<Dashboard>, headers: HeaderMap) -> axum::response::Response {
+    if let Some(id) = session_of(&headers) {
+        d.sessions.end(&id);
+    }
+    let mut r = Redirect::to("/dashboard/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "moat_dashboard=; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    r
+}
+
+/// Samples the shield's counters and follows the engine's events into `chart` until shutdown.
+pub fn spawn_recorder(
+    live: Arc<LiveShield>,
+    chart: Arc<live::Live>,
+    shutdown: &moat_listen::Shutdown,
+) {
+    let stop = shutdown.clone();
+    shutdown.spawn(async move {
+        let engine = live.current().engine.clone();
+        let mut events = engine.follow_events();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let shield = live.current();
+                    let stopped: u64 = shield
+                        .metrics
+                        .hits()
+                        .iter()
+                        .filter(|(_, a, _)| live::stops(a))
+                        .map(|(_, _, n)| n)
+                        .sum();
+                    chart.sample(engine.now_ms(), shield.metrics.requests.get(), stopped);
+                }
+                e = events.recv() => match e {
+                    Ok(e) => if let Some(k) = live::kind_of(&e) {
+                        chart.event(engine.now_ms(), k);
+                    },
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                },
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
+}

@@ -1,0 +1,164 @@
+"""Issue 20, item 2: the dashboard, served by Moat on the admin listener. Headless Chromium logs
+in with the admin token, opens every page during a scripted attack from rotating loopback
+addresses, finds the attack in the live chart and the top sources within 5 s, and allows a
+banned address in one click, after which its next request passes. Screenshots of each page are
+saved (MOAT_ARTIFACTS, else the test's directory). The read-only pages work with JavaScript
+disabled; no page is served without a login, and no change without the session's CSRF token."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from browser import start_browser
+from moat_harness import ADMIN_TOKEN, MAGIC_LINK, get_from, session_from
+
+SCRIPT_UA = {"User-Agent": "python-requests/2.32.3"}
+PAGES = ("live", "who", "people", "catch", "peers")
+
+
+def shots_dir(tmp_path: Path) -> Path:
+    d = Path(os.environ.get("MOAT_ARTIFACTS", tmp_path)) / "dashboard"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+class Attack:
+    """Scripted sends of Ghost's sign-in link from rotating loopback addresses, until stopped."""
+
+    def __init__(self, m, net: int):
+        self.m, self.net, self.sent = m, net, 0
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        i = 0
+        while not self.stop.is_set() and i < 2000:
+            ip = f"127.{self.net}.{i // 50}.{i % 50 + 1}"
+            try:
+                session_from(ip).post(self.m.url(MAGIC_LINK), json={"email": f"v{i}@example.com"},
+                                      headers=SCRIPT_UA, timeout=5)
+                self.sent += 1
+            except requests.RequestException:
+                pass
+            i += 1
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *a):
+        self.stop.set()
+        self.t.join(timeout=10)
+
+
+def login(b, m) -> None:
+    b.get(m.admin_base + "/dashboard/login")
+    b.send_keys(b.find_css("input[name=token]"), ADMIN_TOKEN)
+    b.click(b.find_css("button"))
+
+
+def test_no_page_without_a_login_and_no_change_without_the_csrf_token(moat_factory):
+    m = moat_factory()
+    base = m.admin_base + "/dashboard"
+    for p in PAGES:
+        r = requests.get(f"{base}/{p}", allow_redirects=False, timeout=5)
+        assert r.status_code in (303, 307) and r.headers["location"] == "/dashboard/login", (p, r.status_code)
+    assert requests.get(base + "/live", headers={"Authorization": "Bearer " + ADMIN_TOKEN},
+                        allow_redirects=False, timeout=5).status_code == 303, "the bearer token is the API's"
+    r = requests.post(base + "/login", data={"token": "wrong-token-000000000"}, allow_redirects=False, timeout=5)
+    assert r.status_code == 401 and "set-cookie" not in r.headers
+    s = requests.Session()
+    r = s.post(base + "/login", data={"token": ADMIN_TOKEN}, allow_redirects=False, timeout=5)
+    assert r.status_code == 303 and r.headers["location"] == "/dashboard/live"
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie, cookie
+    page = s.get(base + "/people", timeout=5)
+    assert page.status_code == 200 and "<h1>People</h1>" in page.text
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script" not in csp, csp
+    assert "<script" not in page.text
+    # A change without the session's CSRF token is refused; with it, it is made.
+    victim = "127.41.0.9"
+    requests.post(m.admin_base + "/api/decisions", json={"scope": victim},
+                  headers={"Authorization": "Bearer " + ADMIN_TOKEN}, timeout=5)
+    assert s.post(base + "/allow", data={"net": victim, "csrf": "guess"}, allow_redirects=False,
+                  timeout=5).status_code == 403
+    assert requests.post(base + "/allow", data={"net": victim, "csrf": "guess"}, allow_redirects=False,
+                         timeout=5).status_code == 403
+    assert m.wait_for(lambda: get_from(victim, m.url("/")).status == 403, timeout=4)
+    # What an attacker put in a ban reason is shown as text.
+    requests.post(m.admin_base + "/api/decisions", json={"scope": "127.41.0.10", "reason": "<script>alert(1)</script>"},
+                  headers={"Authorization": "Bearer " + ADMIN_TOKEN}, timeout=5)
+    page = s.get(base + "/people", timeout=5).text
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    # Logged out: the cookie no longer opens anything.
+    s.post(base + "/logout", timeout=5)
+    assert s.get(base + "/live", allow_redirects=False, timeout=5).status_code == 303
+
+
+def test_the_attack_shows_within_5_s_and_one_click_lets_a_person_in(moat_factory, tmp_path):
+    m = moat_factory()
+    shots = shots_dir(tmp_path)
+    with start_browser() as b:
+        login(b, m)
+        b.wait_until("location.pathname == '/dashboard/live'", timeout=10)
+        b.wait_until("document.querySelector('#live-chart') !== null", timeout=10)
+        with Attack(m, 42) as attack:
+            t0 = time.monotonic()
+            b.wait_until("document.querySelectorAll('#live-chart rect.bar').length > 0", timeout=5)
+            seen_chart = time.monotonic() - t0
+            b.get(m.admin_base + "/dashboard/who")
+            b.wait_until("[...document.querySelectorAll('.client')].some(e => e.textContent.startsWith('127.42.'))",
+                         timeout=max(0.5, 5 - (time.monotonic() - t0)))
+            seen_top = time.monotonic() - t0
+            print(f"attack in the live chart after {seen_chart:.1f} s, in the top sources after {seen_top:.1f} s")
+            for p in PAGES:
+                b.get(f"{m.admin_base}/dashboard/{p}")
+                b.wait_until("document.querySelector('h1') !== null", timeout=10)
+                b.screenshot(shots / f"{p}.png")
+            assert attack.sent > 0
+        # A person caught among them: banned, then allowed in one click on the who page.
+        person = "127.43.0.7"
+        r = requests.post(m.admin_base + "/api/decisions", json={"scope": person, "reason": "caught in the attack"},
+                          headers={"Authorization": "Bearer " + ADMIN_TOKEN}, timeout=5)
+        assert r.status_code == 201
+        assert m.wait_for(lambda: get_from(person, m.url("/")).status == 403, timeout=4)
+        b.get(m.admin_base + "/dashboard/people")
+        b.wait_until(f"document.body.innerText.includes('{person}')", timeout=10)
+        b.screenshot(shots / "people-banned.png")
+        button = b.execute(
+            "const f = [...document.querySelectorAll('form[action^=\"/dashboard/allow\"]')]"
+            f".find(f => f.querySelector('input[name=net]').value == '{person}');"
+            "f.querySelector('button').setAttribute('id', 'allow-person'); return !!f;")
+        assert button
+        b.click(b.find_css("#allow-person"))
+        b.wait_until("location.pathname == '/dashboard/people'", timeout=10)
+        b.wait_until(f"document.body.innerText.includes('allowed from the dashboard')", timeout=10)
+        assert m.wait_for(lambda: get_from(person, m.url("/")).status == 200, timeout=4), \
+            "the next request from the allowed address did not pass"
+    assert all((shots / f"{p}.png").stat().st_size > 1000 for p in PAGES)
+
+
+def test_the_read_only_pages_work_without_javascript(moat_factory):
+    m = moat_factory()
+    s = session_from("127.44.0.1")
+    s.post(m.url(MAGIC_LINK), json={"email": "v@example.com"}, headers=SCRIPT_UA, timeout=5)
+    requests.post(m.admin_base + "/api/decisions", json={"scope": "127.44.0.2"},
+                  headers={"Authorization": "Bearer " + ADMIN_TOKEN}, timeout=5)
+    with start_browser(["--blink-settings=scriptEnabled=false"]) as b:
+        login(b, m)  # a plain form: no script needed
+        time.sleep(0.5)
+        for p in PAGES:
+            b.get(f"{m.admin_base}/dashboard/{p}")
+            src = b.page_source()
+            assert f"<h1>{p.capitalize()}</h1>" in src, (p, src[:300])
+        b.get(m.admin_base + "/dashboard/people")
+        assert "127.44.0.2" in b.page_source()
+        b.get(m.admin_base + "/dashboard/live")
+        assert 'id="live-chart"' in b.page_source()
