@@ -162,3 +162,26 @@ def test_the_read_only_pages_work_without_javascript(moat_factory):
         assert "127.44.0.2" in b.page_source()
         b.get(m.admin_base + "/dashboard/live")
         assert 'id="live-chart"' in b.page_source()
+
+
+def test_the_counters_outlive_a_restart(moat_factory, tmp_path):
+    state = tmp_path / "state"
+    m = moat_factory(state_dir=state)
+    auth = {"Authorization": "Bearer " + ADMIN_TOKEN}
+    for i in range(5):
+        session_from(f"127.45.0.{i + 1}").post(m.url(MAGIC_LINK), json={"email": f"v{i}@example.com"},
+                                               headers=SCRIPT_UA, timeout=5)
+
+    def stopped(base: str, rng: str) -> int:
+        r = requests.get(base + "/api/series", params={"range": rng}, headers=auth, timeout=5)
+        assert r.status_code == 200, r.text
+        return sum(p["counts"]["stopped"] for p in r.json()["points"])
+
+    assert m.wait_for(lambda: stopped(m.admin_base, "hour") >= 5, timeout=5)
+    m.stop()  # SIGTERM: the current minute is saved on the way out
+    assert (state / "series.sqlite").is_file()
+    again = moat_factory(state_dir=state, name="again")
+    assert stopped(again.admin_base, "hour") >= 5, "the live chart forgot the last hour"
+    assert stopped(again.admin_base, "month") >= 5
+    r = requests.get(again.admin_base + "/api/series", params={"range": "year"}, headers=auth, timeout=5)
+    assert r.status_code == 400

@@ -62,13 +62,19 @@ pub async fn serve(
 ) {
     let token = Arc::new(token);
     let streams = Arc::new(crate::lapi::Streams::default());
+    let chart = Arc::new(crate::dashboard::live::Live::default());
+    let series = {
+        let shield = live.current();
+        crate::dashboard::open_series(&shield.cfg.server.state_dir, &chart, shield.engine.now_ms())
+    };
+    crate::dashboard::spawn_recorder(live.clone(), chart.clone(), series.clone(), &shutdown);
     let api = crate::api::router(crate::api::Api {
         live: live.clone(),
         stop: shutdown.clone(),
         sources,
+        chart: chart.clone(),
+        series,
     });
-    let chart = Arc::new(crate::dashboard::live::Live::default());
-    crate::dashboard::spawn_recorder(live.clone(), chart.clone(), &shutdown);
     let dash = crate::dashboard::router(crate::dashboard::Dashboard::new(
         api.clone(),
         live.clone(),

@@ -41,13 +41,17 @@ pub struct Api {
     /// Ends the event streams when Moat stops (a graceful shutdown waits for every response).
     pub(crate) stop: Shutdown,
     pub(crate) sources: Arc<sources::Sources>,
+    /// The dashboard's counters: the hour in memory, the month on disk.
+    pub(crate) chart: Arc<crate::dashboard::live::Live>,
+    pub(crate) series: crate::dashboard::SharedSeries,
 }
 
 /// Whether `path` is answered by this router (the listener keeps `/api/top`, `/api/reload`,
 /// the exports and CrowdSec's paths).
 pub fn handles(path: &str) -> bool {
-    const OURS: [&str; 10] = [
+    const OURS: [&str; 11] = [
         "/api/openapi.json",
+        "/api/series",
         "/api/top",
         "/api/feeds",
         "/api/reports",
@@ -87,6 +91,7 @@ pub fn router(api: Api) -> Router {
         )
         .route("/api/rules", get(rules::list))
         .route("/api/top", get(top))
+        .route("/api/series", get(series))
         .route("/api/events", get(events::stream))
         .route("/api/quarantine/messages", get(quarantine::messages))
         .route("/api/quarantine/messages/{id}", get(quarantine::message))
@@ -196,6 +201,64 @@ async fn top(
         ),
         Err(e) => ApiError::bad(e).into_response(),
     }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeriesQuery {
+    #[serde(default)]
+    range: Option<String>,
+}
+
+/// `GET /api/series?range=hour|month`: the dashboard's counters, per minute for the last hour
+/// or per hour for the last 30 days.
+async fn series(
+    axum::extract::State(api): axum::extract::State<Api>,
+    uri: Uri,
+) -> Result<axum::response::Response, ApiError> {
+    use crate::dashboard::live::KINDS;
+    let q: SeriesQuery = query(&uri)?;
+    let now = api.live.current().engine.now_ms();
+    let (step, points) = match q.range.as_deref().unwrap_or("hour") {
+        "hour" => (60, api.chart.series(now)),
+        "month" => {
+            let store = api.series.clone();
+            let month = tokio::task::spawn_blocking(move || {
+                let g = store.lock().unwrap_or_else(|p| p.into_inner());
+                g.as_ref()
+                    .map(|s| s.month_by_hour(now / 60_000))
+                    .transpose()
+            })
+            .await
+            .map_err(|e| ApiError::internal("reading the series", e))?
+            .map_err(|e| ApiError::internal("reading the series", e))?;
+            (3600, month.unwrap_or_default())
+        }
+        other => {
+            return Err(ApiError::bad(format!(
+                "range must be hour or month, not {other:?}"
+            )))
+        }
+    };
+    let points: Vec<Value> = points
+        .iter()
+        .map(|m| {
+            let counts: serde_json::Map<String, Value> = KINDS
+                .iter()
+                .zip(m.counts)
+                .map(|((k, _), n)| (k.to_string(), n.into()))
+                .collect();
+            json!({ "at_ms": m.minute * 60_000, "counts": counts })
+        })
+        .collect();
+    let kinds: serde_json::Map<String, Value> = KINDS
+        .iter()
+        .map(|(k, label)| (k.to_string(), (*label).into()))
+        .collect();
+    Ok(reply(
+        StatusCode::OK,
+        json!({ "step_secs": step, "kinds": kinds, "points": points }),
+    ))
 }
 
 async fn openapi() -> Response<Body> {

@@ -102,9 +102,9 @@ const COLOURS: [&str; 7] = [
     "#a8dadc", "#e63946", "#f4a261", "#6a4c93", "#2a9d8f", "#264653", "#e9c46a",
 ];
 
-/// The last hour as bars, one group per minute: every kind but requests stacked, requests as
-/// a line. Plain SVG with a legend and the numbers in `<title>`s.
-pub fn chart(series: &[Minute]) -> String {
+/// A series as bars, one per point: every kind but requests stacked, requests as a line.
+/// Plain SVG with a legend and the numbers in `<title>`s; `since` labels the left end.
+pub fn chart(id: &str, series: &[Minute], since: &str) -> String {
     let (w, h, pad) = (720.0_f64, 180.0_f64, 20.0_f64);
     let max = series
         .iter()
@@ -114,9 +114,11 @@ pub fn chart(series: &[Minute]) -> String {
         .max(1) as f64;
     let bw = (w - pad) / series.len().max(1) as f64;
     let mut svg = format!(
-        "<svg id=live-chart xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" \
-         role=img aria-label=\"the last hour, minute by minute\">",
-        h + pad
+        "<svg id=\"{}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" \
+         role=img aria-label=\"since {}\">",
+        esc(id),
+        h + pad,
+        esc(since)
     );
     let mut line = String::new();
     for (i, m) in series.iter().enumerate() {
@@ -144,11 +146,12 @@ pub fn chart(series: &[Minute]) -> String {
         "<polyline fill=none stroke=\"#1d3557\" stroke-width=1.5 points=\"{}\"/>\
          <line x1=\"{pad}\" y1=\"{h}\" x2=\"{w}\" y2=\"{h}\" stroke=\"#999\"/>\
          <text x=0 y=12 font-size=10>{}</text><text x=0 y=\"{h}\" font-size=10>0</text>\
-         <text x=\"{pad}\" y=\"{}\" font-size=10>-60 min</text>\
+         <text x=\"{pad}\" y=\"{}\" font-size=10>{}</text>\
          <text x=\"{}\" y=\"{}\" font-size=10>now</text></svg>",
         line.trim_end(),
         max as u64,
         h + 14.0,
+        esc(since),
         w - 24.0,
         h + 14.0
     ));

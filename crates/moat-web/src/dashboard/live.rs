@@ -92,6 +92,25 @@ impl Live {
         });
     }
 
+    /// Minutes saved before a restart, back in place (counted on top of anything already here).
+    pub fn restore(&self, minutes: &[Minute]) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for m in minutes {
+            match g.minutes.iter_mut().find(|x| x.minute == m.minute) {
+                Some(x) => {
+                    for (a, b) in x.counts.iter_mut().zip(m.counts) {
+                        *a += b;
+                    }
+                }
+                None => g.minutes.push_back(*m),
+            }
+        }
+        g.minutes.make_contiguous().sort_by_key(|m| m.minute);
+        while g.minutes.len() > MINUTES {
+            g.minutes.pop_front();
+        }
+    }
+
     /// The last `MINUTES` minutes up to `now_ms`, oldest first, with empty minutes filled in.
     pub fn series(&self, now_ms: u64) -> Vec<Minute> {
         let end = now_ms / 60_000;

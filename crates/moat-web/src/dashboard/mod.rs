@@ -10,6 +10,7 @@
 mod html;
 pub mod live;
 mod pages;
+pub mod series;
 
 use axum::body::Body;
 use axum::extract::{Form, State};
@@ -243,10 +244,33 @@ async fn logout(State(d): State<Dashboard>, headers: HeaderMap) -> axum::respons
     r
 }
 
-/// Samples the shield's counters and follows the engine's events into `chart` until shutdown.
+/// The series database, once opened (`None` if it could not be: the dashboard then keeps
+/// only the hour in memory).
+pub type SharedSeries = Arc<Mutex<Option<series::Series>>>;
+
+/// Opens `state_dir/series.sqlite` and loads the last hour of it into `chart` (a restart keeps
+/// the live chart).
+pub fn open_series(state_dir: &std::path::Path, chart: &live::Live, now_ms: u64) -> SharedSeries {
+    let path = state_dir.join("series.sqlite");
+    let opened = series::Series::open(&path).map_err(|e| {
+        tracing::warn!(error = %e, "the dashboard keeps only the last hour, in memory");
+    });
+    let s = opened.ok();
+    if let Some(s) = &s {
+        let now = now_ms / 60_000;
+        if let Ok(minutes) = s.minutes(now.saturating_sub(live::MINUTES as u64), now) {
+            chart.restore(&minutes);
+        }
+    }
+    Arc::new(Mutex::new(s))
+}
+
+/// Samples the shield's counters and follows the engine's events into `chart` until shutdown;
+/// every 10 seconds (and at the end) the current minute, and the one just over, go to `store`.
 pub fn spawn_recorder(
     live: Arc<LiveShield>,
     chart: Arc<live::Live>,
+    store: SharedSeries,
     shutdown: &moat_listen::Shutdown,
 ) {
     let stop = shutdown.clone();
@@ -254,6 +278,29 @@ pub fn spawn_recorder(
         let engine = live.current().engine.clone();
         let mut events = engine.follow_events();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks = 0u64;
+        let save = |now_ms: u64| {
+            let (chart, store) = (chart.clone(), store.clone());
+            async move {
+                let minutes = chart.series(now_ms);
+                let _ = tokio::task::spawn_blocking(move || {
+                    let g = store.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(s) = g.as_ref() {
+                        for m in minutes
+                            .iter()
+                            .rev()
+                            .take(2)
+                            .filter(|m| m.counts.iter().any(|c| *c > 0))
+                        {
+                            if let Err(e) = s.put(m) {
+                                tracing::warn!(error = %e, "cannot save the dashboard's series");
+                            }
+                        }
+                    }
+                })
+                .await;
+            }
+        };
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -266,6 +313,10 @@ pub fn spawn_recorder(
                         .map(|(_, _, n)| n)
                         .sum();
                     chart.sample(engine.now_ms(), shield.metrics.requests.get(), stopped);
+                    ticks += 1;
+                    if ticks.is_multiple_of(10) {
+                        save(engine.now_ms()).await;
+                    }
                 }
                 e = events.recv() => match e {
                     Ok(e) => if let Some(k) = live::kind_of(&e) {
@@ -274,7 +325,10 @@ pub fn spawn_recorder(
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(_) => return,
                 },
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => {
+                    save(engine.now_ms()).await;
+                    return;
+                }
             }
         }
     });
