@@ -185,3 +185,57 @@ def test_the_counters_outlive_a_restart(moat_factory, tmp_path):
     assert stopped(again.admin_base, "month") >= 5
     r = requests.get(again.admin_base + "/api/series", params={"range": "year"}, headers=auth, timeout=5)
     assert r.status_code == 400
+
+
+def test_the_digest_comes_to_the_log_and_the_webhook(moat_factory, tmp_path):
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    got: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            got.append({"path": self.path, "type": self.headers.get("Content-Type"), "body": json.loads(body)})
+            self.send_response(204)
+            self.end_headers()
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    try:
+        m = moat_factory(f'[digest]\nevery = "3s"\nwebhook = "http://127.0.0.1:{hook.server_address[1]}/moat"\n')
+        auth = {"Authorization": "Bearer " + ADMIN_TOKEN}
+        for i in range(5):
+            session_from(f"127.46.0.{i + 1}").post(m.url(MAGIC_LINK), json={"email": f"v{i}@example.com"},
+                                                   headers=SCRIPT_UA, timeout=5)
+        for ip in ("127.46.1.9", "127.46.1.10", "127.47.0.1"):
+            requests.post(m.admin_base + "/api/decisions", json={"scope": ip}, headers=auth, timeout=5)
+        requests.post(m.admin_base + "/api/allowlist", json={"net": "127.46.2.2", "note": "the owner's phone"},
+                      headers=auth, timeout=5)
+
+        def full():
+            return [g for g in got if g["body"]["attacks"]["stopped"] >= 5 and g["body"]["bans_made"] >= 3]
+        assert m.wait_for(full, timeout=15), (got, [x for x in m.stdout_lines if "digest" in x][-5:])
+        d = full()[0]
+        assert d["path"] == "/moat" and d["type"] == "application/json"
+        digest = d["body"]
+        assert digest["top_networks"][0] == {"network": "127.46.1.0/24", "bans": 2}, digest
+        assert [a["net"] for a in digest["let_in"]] == ["127.46.2.2"], digest
+        assert digest["to_ms"] > digest["from_ms"]
+        # Consecutive periods: the next digest starts where this one ended.
+        assert m.wait_for(lambda: any(g["body"]["from_ms"] == digest["to_ms"] for g in got), timeout=10)
+        assert any('"message":"digest"' in line for line in m.stdout_lines), "no digest in the log"
+    finally:
+        hook.shutdown()
+
+
+def test_a_bad_digest_webhook_names_its_line(tmp_path):
+    from moat_harness import run_cli
+    cfg = tmp_path / "moat.toml"
+    cfg.write_text('[server]\nupstream = "http://127.0.0.1:9"\n\n[digest]\nevery = "1d"\nwebhook = "ftp://x.example/"\n')
+    r = run_cli("check", "--config", str(cfg))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and f"{cfg}:6" in out and "digest.webhook" in out, out

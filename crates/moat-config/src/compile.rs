@@ -178,6 +178,7 @@ fn compile(
     let crowdsec = crowdsec(raw.crowdsec.as_ref(), &mut sink);
     let feed = crate::compile_feeds::feed(raw.feed.as_ref(), &mut sink);
     let feeds = crate::compile_feeds::feeds(raw.feeds.as_ref(), &mut sink);
+    let digest = crate::compile_feeds::digest(raw.digest.as_ref(), &mut sink);
     let cluster = raw
         .cluster
         .as_ref()
@@ -229,6 +230,7 @@ fn compile(
             feed,
             feeds,
             cluster,
+            digest,
         })
     } else {
         Err(ConfigErrors(errors))

@@ -175,3 +175,29 @@ pub(crate) fn cluster(r: &RawCluster, s: &mut Sink) -> Cluster {
         on_unreachable,
     }
 }
+
+/// `[digest]`.
+pub(crate) fn digest(r: Option<&crate::raw::RawDigest>, s: &mut Sink) -> crate::model::Digest {
+    let d = crate::model::Digest::default();
+    let Some(r) = r else { return d };
+    let every = dur(r.every.as_ref(), "digest.every", d.every, s);
+    if let Some(e) = &r.every {
+        if every < Duration::from_secs(1) {
+            s.at(e.span(), "digest.every", "at least 1s");
+        }
+    }
+    let webhook = r.webhook.as_ref().and_then(|w| {
+        let url = w.get_ref().trim();
+        let ok = (url.starts_with("https://") || url.starts_with("http://"))
+            && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
+        if !ok {
+            s.at(
+                w.span(),
+                "digest.webhook",
+                "an http:// or https:// URL with a host",
+            );
+        }
+        ok.then(|| url.to_string())
+    });
+    crate::model::Digest { every, webhook }
+}

@@ -31,6 +31,26 @@ pub struct Config {
     pub feed: FeedPublish,
     pub feeds: Feeds,
     pub cluster: Option<Cluster>,
+    pub digest: Digest,
+}
+
+/// `[digest]`: the summary that comes to the owner: attacks stopped, top sources, what was
+/// caught, who was let in by hand. Always written to the log (`moat::digest`); also POSTed as
+/// JSON to `webhook` when one is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Digest {
+    /// How often, and so the period each digest covers.
+    pub every: Duration,
+    pub webhook: Option<String>,
+}
+
+impl Default for Digest {
+    fn default() -> Self {
+        Digest {
+            every: Duration::from_secs(24 * 3600),
+            webhook: None,
+        }
+    }
 }
 
 /// `[cluster]`: instances behind one load balancer (three Fly machines of one blog) count the

@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub crowdsec: Option<RawCrowdsec>,
     /// Several instances as one shield, through Redis or Valkey.
     pub cluster: Option<RawCluster>,
+    /// The summary that comes to the owner.
+    pub digest: Option<RawDigest>,
     /// This instance's signed feed at `/.well-known/moat/feed/`.
     pub feed: Option<RawFeed>,
     /// Peers' feeds this instance follows, and the trust policy for them.
@@ -100,6 +102,14 @@ pub struct RawCluster {
     pub prefix: Option<S<String>>,
     pub timeout: Option<S<String>>,
     pub on_unreachable: Option<S<String>>,
+}
+
+/// `[digest]`: see `model::Digest`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDigest {
+    pub every: Option<S<String>>,
+    pub webhook: Option<S<String>>,
 }
 
 /// `[feed]`: see `model::FeedPublish`.

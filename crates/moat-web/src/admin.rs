@@ -73,14 +73,17 @@ pub async fn serve(
         stop: shutdown.clone(),
         sources,
         chart: chart.clone(),
-        series,
+        series: series.clone(),
     });
-    let dash = crate::dashboard::router(crate::dashboard::Dashboard::new(
-        api.clone(),
-        live.clone(),
-        token.clone(),
-        chart,
-    ));
+    let dashboard =
+        crate::dashboard::Dashboard::new(api.clone(), live.clone(), token.clone(), chart);
+    crate::dashboard::digest::spawn(
+        dashboard.clone(),
+        series,
+        live.current().cfg.digest.clone(),
+        &shutdown,
+    );
+    let dash = crate::dashboard::router(dashboard);
     let stop = shutdown.clone();
     listener
         .serve(shutdown, move |c| {

@@ -79,15 +79,15 @@ impl Live {
         self.with_minute(now_ms, |m, _| m.counts[kind] += 1);
     }
 
-    /// The shield's cumulative counters now: what grew since the last sample goes to the
-    /// current minute (the first sample only sets the base; a reload that starts them again
-    /// from zero counts nothing for that second).
+    /// The shield's cumulative counters now: what grew since the last sample (or since they
+    /// started, at zero) goes to the current minute; a reload that starts them again from zero
+    /// counts nothing for that second.
     pub fn sample(&self, now_ms: u64, requests: u64, stopped: u64) {
         self.with_minute(now_ms, |m, inner| {
-            if let Some((r, s)) = inner.last {
-                m.counts[0] += requests.saturating_sub(r);
-                m.counts[1] += stopped.saturating_sub(s);
-            }
+            // The shield's counters start at zero with it.
+            let (r, s) = inner.last.unwrap_or((0, 0));
+            m.counts[0] += requests.saturating_sub(r);
+            m.counts[1] += stopped.saturating_sub(s);
             inner.last = Some((requests, stopped));
         });
     }
@@ -144,7 +144,7 @@ mod tests {
     fn counts_land_in_their_minute_and_the_hour_rolls() {
         let l = Live::default();
         let t0 = 1_000 * 60_000;
-        l.sample(t0, 100, 10); // the base
+        l.sample(t0, 100, 10);
         l.sample(t0 + 1_000, 150, 30);
         l.event(t0 + 2_000, 3);
         l.event(t0 + 61_000, 3);
@@ -154,7 +154,7 @@ mod tests {
         let (a, b) = (s[MINUTES - 2], s[MINUTES - 1]);
         assert_eq!(
             (a.minute, a.counts[0], a.counts[1], a.counts[3]),
-            (1_000, 50, 20, 1)
+            (1_000, 150, 30, 1)
         );
         assert_eq!(
             (b.minute, b.counts[0], b.counts[1], b.counts[3]),

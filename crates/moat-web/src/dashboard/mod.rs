@@ -7,6 +7,7 @@
 //! 12 hours), and every change is a POST carrying the session's CSRF token. The pages read the
 //! admin API through its own router ([`crate::api`]), so they show what the API answers.
 
+pub mod digest;
 mod html;
 pub mod live;
 mod pages;
