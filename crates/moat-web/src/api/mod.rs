@@ -46,7 +46,7 @@ pub struct Api {
     pub(crate) series: crate::dashboard::SharedSeries,
 }
 
-/// Whether `path` is answered by this router (the listener keeps `/api/top`, `/api/reload`,
+/// Whether `path` is answered by this router (the listener keeps `/api/reload`,
 /// the exports and CrowdSec's paths).
 pub fn handles(path: &str) -> bool {
     const OURS: [&str; 11] = [
