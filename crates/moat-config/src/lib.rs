@@ -15,6 +15,7 @@ mod compile_trap;
 mod duration;
 mod errors;
 pub mod model;
+pub mod model_join;
 mod parse;
 pub mod presets;
 pub mod raw;
