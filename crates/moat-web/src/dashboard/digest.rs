@@ -9,11 +9,9 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// The array at `key`, owned (the pages' [`super::pages::list`], for filtering by value).
 fn list(v: &Value, key: &str) -> Vec<Value> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
+    super::pages::list(v, key).to_vec()
 }
 
 fn since(v: &Value, field: &str, from_ms: u64) -> bool {

@@ -23,7 +23,8 @@ fn when(v: &Value) -> String {
     v.as_i64().map(moat_core::utc_text).unwrap_or_default()
 }
 
-fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+/// The array at `key` of an API answer; empty when it is missing (a page shows "nothing").
+pub(super) fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v.get(key)
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice)
