@@ -117,6 +117,8 @@ def test_the_attack_shows_within_5_s_and_one_click_lets_a_person_in(moat_factory
             b.wait_until("[...document.querySelectorAll('.client')].some(e => e.textContent.startsWith('127.42.'))",
                          timeout=max(0.5, 5 - (time.monotonic() - t0)))
             seen_top = time.monotonic() - t0
+            # The script's user agent, which it never changes, is named on the same page.
+            b.wait_until("document.body.innerText.includes('python-requests/2.32.3')", timeout=5)
             print(f"attack in the live chart after {seen_chart:.1f} s, in the top sources after {seen_top:.1f} s")
             for p in PAGES:
                 b.get(f"{m.admin_base}/dashboard/{p}")
@@ -239,3 +241,65 @@ def test_a_bad_digest_webhook_names_its_line(tmp_path):
     r = run_cli("check", "--config", str(cfg))
     out = r.stdout + r.stderr
     assert r.returncode != 0 and f"{cfg}:6" in out and "digest.webhook" in out, out
+
+
+def test_a_client_stopped_then_proven_shows_on_people_and_in_the_mailed_digest(moat_factory):
+    """Issue 20: the People page counts the proof's outcomes and lists anyone a rule stopped who
+    then passed the proof (a person, perhaps), with Allow; the Who page names the user agents
+    behind the decisions; the digest says who was rescued, and comes by mail through the report
+    relay (Postfix's smtp-sink standing in for it)."""
+    from mail_harness import RelaySink
+    from moat_harness import clearance_cookie
+
+    with RelaySink() as sink:
+        m = moat_factory(f"""
+[digest]
+every = "3s"
+mail_to = "owner@blog.test"
+[report]
+[report.reporter]
+email = "moat@blog.test"
+[report.arf]
+from = "moat@blog.test"
+[report.arf.smtp]
+host = "127.0.0.1"
+port = {sink.port}
+tls = "none"
+""")
+        auth = {"Authorization": "Bearer " + ADMIN_TOKEN}
+        person = "127.48.0.5"
+        # Stopped: a sign-in request without the proof, from a script's user agent.
+        r = session_from(person).post(m.url(MAGIC_LINK), json={"email": "me@example.com"},
+                                      headers={"User-Agent": "aiohttp/3.9.5"}, timeout=5)
+        assert r.status_code == 201  # the decoy answers as Ghost does: a script learns nothing
+        top = requests.get(m.admin_base + "/api/top", headers=auth, timeout=5).json()
+        agents = {a["value"]: a for a in top["agents"]}
+        assert agents["aiohttp/3.9.5"]["actions"].get("decoy", 0) >= 1, top["agents"]
+        assert top["shapes"] and top["shapes"][0]["count"] >= 1
+        # A failed proof, then the proof passed from the stopped address (a browser would).
+        bad = session_from("127.48.0.6").post(m.url("/.moat/verify"), json={"challenge": "x", "nonce": "1"},
+                                              timeout=5)
+        assert bad.status_code == 403
+        clearance_cookie(m.url(""), person)
+        proof = requests.get(m.admin_base + "/api/proof", headers=auth, timeout=5).json()
+        assert proof["active"] is True and proof["passed_work"] >= 1 and proof["failed"] >= 1, proof
+        assert [(x["client"], x["proof"]) for x in proof["rescues"]] == [(person, "work")], proof
+        assert "(decoy)" in proof["rescues"][0]["rule"]
+        s = requests.Session()
+        s.post(m.admin_base + "/dashboard/login", data={"token": ADMIN_TOKEN}, timeout=5)
+        people = s.get(m.admin_base + "/dashboard/people", timeout=5).text
+        assert f"<span class=rescued>{person}</span>" in people, people[:2000]
+        assert 'id=proof-work>' in people and 'id=proof-failed>' in people
+        assert "aiohttp/3.9.5" in s.get(m.admin_base + "/dashboard/who", timeout=5).text
+
+        def mailed():
+            for msg in sink.messages():
+                text = msg.decode("utf-8", "replace")
+                if person in text and "then passed the browser proof" in text:
+                    return text
+            return None
+        text = m.wait_for(mailed, timeout=15)
+        assert text, [x.decode("utf-8", "replace")[:300] for x in sink.messages()]
+        assert "To: owner@blog.test" in text and "From: moat@blog.test" in text
+        assert "Subject: Moat digest:" in text and "1 stopped then passed the proof" in text
+        assert any('"message":"digest mailed"' in line for line in m.stdout_lines)

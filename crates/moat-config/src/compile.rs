@@ -178,7 +178,6 @@ fn compile(
     let crowdsec = crowdsec(raw.crowdsec.as_ref(), &mut sink);
     let feed = crate::compile_feeds::feed(raw.feed.as_ref(), &mut sink);
     let feeds = crate::compile_feeds::feeds(raw.feeds.as_ref(), &mut sink);
-    let digest = crate::compile_feeds::digest(raw.digest.as_ref(), &mut sink);
     let cluster = raw
         .cluster
         .as_ref()
@@ -199,6 +198,11 @@ fn compile(
         }
         r.get_ref().clone()
     });
+    let digest = crate::compile_feeds::digest(
+        raw.digest.as_ref(),
+        raw.report.as_ref().map(|r| r.get_ref()),
+        &mut sink,
+    );
     let trap = raw
         .trap
         .as_ref()

@@ -177,7 +177,11 @@ pub(crate) fn cluster(r: &RawCluster, s: &mut Sink) -> Cluster {
 }
 
 /// `[digest]`.
-pub(crate) fn digest(r: Option<&crate::raw::RawDigest>, s: &mut Sink) -> crate::model::Digest {
+pub(crate) fn digest(
+    r: Option<&crate::raw::RawDigest>,
+    report: Option<&moat_report::ReportConfig>,
+    s: &mut Sink,
+) -> crate::model::Digest {
     let d = crate::model::Digest::default();
     let Some(r) = r else { return d };
     let every = dur(r.every.as_ref(), "digest.every", d.every, s);
@@ -199,5 +203,30 @@ pub(crate) fn digest(r: Option<&crate::raw::RawDigest>, s: &mut Sink) -> crate::
         }
         ok.then(|| url.to_string())
     });
-    crate::model::Digest { every, webhook }
+    // By mail only through the relay the reports use: Moat keeps one outgoing mail path, and a
+    // digest with nowhere to go is an error at start, not a silent nothing every day.
+    let mail_to = r.mail_to.as_ref().and_then(|m| {
+        let Some(addr) = moat_report::sanitize::email(m.get_ref()) else {
+            s.at(m.span(), "digest.mail_to", "an email address");
+            return None;
+        };
+        if !report
+            .and_then(|r| r.arf.as_ref())
+            .is_some_and(|a| a.is_ready())
+        {
+            s.at(
+                m.span(),
+                "digest.mail_to",
+                "the digest goes by mail through the report relay: set [report.arf] from and \
+                 [report.arf.smtp] host",
+            );
+            return None;
+        }
+        Some(addr)
+    });
+    crate::model::Digest {
+        every,
+        webhook,
+        mail_to,
+    }
 }

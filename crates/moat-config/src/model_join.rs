@@ -12,6 +12,9 @@ pub struct Digest {
     /// How often, and so the period each digest covers.
     pub every: Duration,
     pub webhook: Option<String>,
+    /// The owner's address: the digest comes by mail too, through the report relay
+    /// (`[report.arf]`'s `from` and `[report.arf.smtp]`), which the config check requires.
+    pub mail_to: Option<String>,
 }
 
 impl Default for Digest {
@@ -19,6 +22,7 @@ impl Default for Digest {
         Digest {
             every: Duration::from_secs(24 * 3600),
             webhook: None,
+            mail_to: None,
         }
     }
 }

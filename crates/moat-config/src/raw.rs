@@ -110,6 +110,7 @@ pub struct RawCluster {
 pub struct RawDigest {
     pub every: Option<S<String>>,
     pub webhook: Option<S<String>>,
+    pub mail_to: Option<S<String>>,
 }
 
 /// `[feed]`: see `model::FeedPublish`.

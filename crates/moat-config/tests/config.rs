@@ -494,3 +494,27 @@ fn bouncer_keys_are_long_and_distinct() {
         ]
     );
 }
+
+/// The digest by mail goes through the report relay only: an address without the relay, or
+/// a bad address, names the line of `mail_to`; with the relay it loads.
+#[test]
+fn a_mailed_digest_needs_the_report_relay_and_an_address() {
+    let errs = errors("[digest]\nmail_to = \"owner@blog.example\"\n");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("2:digest.mail_to:") && e.contains("[report.arf.smtp] host")),
+        "{errs:?}"
+    );
+    let relay = "[report]\n[report.arf]\nfrom = \"moat@blog.example\"\n[report.arf.smtp]\n\
+                 host = \"127.0.0.1\"\nport = 2525\ntls = \"none\"\n";
+    let errs = errors(&format!("[digest]\nmail_to = \"not an address\"\n{relay}"));
+    assert!(
+        errs.iter().any(|e| e.starts_with("2:digest.mail_to:")),
+        "{errs:?}"
+    );
+    let f = write(&format!(
+        "[server]\nupstream = \"http://127.0.0.1:9\"\n[digest]\nmail_to = \"owner@blog.example\"\n{relay}"
+    ));
+    let cfg = load(Some(f.path()), &Overrides::default()).unwrap();
+    assert_eq!(cfg.digest.mail_to.as_deref(), Some("owner@blog.example"));
+}

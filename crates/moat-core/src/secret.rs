@@ -25,6 +25,27 @@ pub enum TokenFileError {
     Io(String, std::io::Error),
 }
 
+/// 32 characters from the operating system's cryptographic source (ring's `SystemRandom`):
+/// whoever holds the admin token can lift every ban, so it must not be guessable from a
+/// seeded generator's other outputs. Base62, each character from a byte below 248 (a multiple
+/// of 62), so every character is equally likely: about 190 bits.
+pub fn random_token() -> Result<String, ring::error::Unspecified> {
+    use ring::rand::SecureRandom;
+    const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let rng = ring::rand::SystemRandom::new();
+    let mut out = String::with_capacity(32);
+    let mut buf = [0u8; 64];
+    while out.len() < 32 {
+        rng.fill(&mut buf)?;
+        for b in buf.iter().filter(|b| **b < 248) {
+            if out.len() < 32 {
+                out.push(ALPHABET[usize::from(*b % 62)] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The token in `path`, or a new random one written there. Returns it and whether it is new.
 pub fn load_or_create_token(path: &Path) -> Result<(String, bool), TokenFileError> {
     let io = |e| TokenFileError::Io(path.display().to_string(), e);
@@ -34,7 +55,11 @@ pub fn load_or_create_token(path: &Path) -> Result<(String, bool), TokenFileErro
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
         Err(_) => {}
     }
-    let token: String = (0..32).map(|_| fastrand::alphanumeric()).collect();
+    let token = random_token().map_err(|_| {
+        io(std::io::Error::other(
+            "the operating system's random source failed",
+        ))
+    })?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
@@ -73,6 +98,20 @@ mod tests {
         );
         assert!(!token_eq(b"", t));
         assert!(!token_eq(b"0123456789abcdef0123456789abcdef0", t), "longer");
+    }
+
+    #[test]
+    fn random_tokens_are_long_base62_and_differ() {
+        let a = random_token().unwrap();
+        let b = random_token().unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+        // Every character of the alphabet turns up over enough tokens (none is unreachable).
+        let seen: std::collections::HashSet<u8> = (0..200)
+            .flat_map(|_| random_token().unwrap().into_bytes())
+            .collect();
+        assert_eq!(seen.len(), 62);
     }
 
     #[test]

@@ -25,5 +25,6 @@ pub use moat_listen::proxy as proxy_protocol;
 pub mod request_view;
 pub mod server;
 pub mod shield;
+pub mod sightings;
 pub mod state_file;
 pub mod tls;

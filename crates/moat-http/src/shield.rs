@@ -27,6 +27,7 @@ use crate::forward;
 use crate::metrics::Metrics;
 use crate::proof::{self, ProofService, Standing};
 use crate::request_view::{normalize_path, parse_body, secure_context};
+use crate::sightings::ProofOutcome;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -55,6 +56,9 @@ pub struct Shield {
     pub decoys: Decoys,
     /// Shared with the shields that reloads replace, so counters run on.
     pub metrics: Arc<Metrics>,
+    /// The user agents and shapes behind decisions, and the proof's outcomes (the dashboard's
+    /// Who and People pages), shared across reloads like the metrics.
+    pub sightings: Arc<crate::sightings::Sightings>,
     /// The rules and rate limits of this shield's policy (the limiters' counters kept across
     /// reloads where a limit is unchanged).
     detector: moat_detect::RulesAndLimits,
@@ -229,6 +233,7 @@ impl Shield {
         Shield {
             decoys: Decoys::new(cfg.policy.decoys.clone(), engine.store().clone()),
             metrics: Arc::new(Metrics::default()),
+            sightings: Arc::default(),
             detector: moat_detect::RulesAndLimits::new(cfg.clone()),
             tarpit: Arc::new(Semaphore::new(cfg.limits.tarpit_max_concurrent)),
             body_budget: BodyBudget::new(cfg.limits.max_body_memory_bytes),
@@ -262,6 +267,7 @@ impl Shield {
             proof,
         );
         next.metrics = self.metrics.clone();
+        next.sightings = self.sightings.clone();
         next.tarpit = self.tarpit.clone();
         if next.body_budget.total() == self.body_budget.total() {
             next.body_budget = self.body_budget.clone();
@@ -413,6 +419,10 @@ impl Shield {
                     }
                 }
                 if let Some(r) = p.endpoint(&req, body.as_deref(), client, ssl) {
+                    let path = req.uri.path();
+                    if let Some(o) = ProofOutcome::of(&req.method, path, r.status()) {
+                        self.sightings.proof(self.engine.now_ms(), client, o);
+                    }
                     return Decision::Respond(r);
                 }
                 return Decision::Respond(text(StatusCode::NOT_FOUND, "Not Found\n"));
@@ -697,6 +707,14 @@ impl Shield {
                 .get(header::USER_AGENT)
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or(""),
+        );
+        self.sightings.decision(
+            self.engine.now_ms(),
+            client,
+            rule,
+            action,
+            ua,
+            v.proof.shape.text(),
         );
         let (key, path, host) = (clip(key.unwrap_or("")), clip(v.path), clip(v.host));
         // The line as JSON is about its fields plus 220 bytes of names and time.

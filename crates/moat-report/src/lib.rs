@@ -37,6 +37,7 @@ mod error;
 pub mod http;
 mod incident;
 pub mod outbox;
+pub mod owner_mail;
 mod plan;
 pub mod policy;
 pub mod rdap;

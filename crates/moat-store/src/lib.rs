@@ -61,6 +61,44 @@ pub fn decision_json(d: &Decision) -> serde_json::Value {
     })
 }
 
+/// Which active decisions one page of a listing holds: the admin API's `GET /api/decisions`
+/// and the dashboard read pages, never the whole table (a store under a ban storm holds a
+/// million rows; the page a person looks at holds a few hundred).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecisionQuery {
+    /// Only origins starting with this (`manual`, `rule:`, `feed:`, `jail:sshd`).
+    pub origin: Option<String>,
+    /// Only scopes containing this text (`192.0.2.`, `/24`).
+    pub scope: Option<String>,
+    /// Only decisions made at or after this time.
+    pub since_ms: Option<u64>,
+    /// Newest first: how many matching decisions to skip, then how many to return.
+    pub offset: usize,
+    pub limit: usize,
+}
+
+impl DecisionQuery {
+    /// Whether `d` passes the filters (not the page bounds). Stores that filter in SQL must
+    /// agree with this; the memory store uses it directly.
+    pub fn matches(&self, d: &Decision) -> bool {
+        self.origin
+            .as_deref()
+            .is_none_or(|o| d.origin.to_string().starts_with(o))
+            && self
+                .scope
+                .as_deref()
+                .is_none_or(|s| d.scope.to_string().contains(s))
+            && self.since_ms.is_none_or(|t| d.created_ms >= t)
+    }
+}
+
+/// One page of active decisions, newest first, and how many match in all.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionPage {
+    pub total: usize,
+    pub decisions: Vec<Decision>,
+}
+
 /// How long ban history counts for escalation (an address changes hands).
 pub const BAN_HISTORY: Duration = Duration::from_secs(30 * 86_400);
 
@@ -120,6 +158,28 @@ pub trait Store: Send + Sync + 'static {
     fn remove_decision(&self, scope: &Scope) -> Result<bool>;
     /// Decisions not yet expired at `now_ms`; expired ones are purged on the way.
     fn decisions(&self, now_ms: u64) -> Result<Vec<Decision>>;
+    /// One page of the decisions active at `now_ms` that match `q`, newest first. The default
+    /// reads them all; the SQLite store asks for the page alone.
+    fn decision_page(&self, now_ms: u64, q: &DecisionQuery) -> Result<DecisionPage> {
+        let mut all = self.decisions(now_ms)?;
+        all.retain(|d| q.matches(d));
+        all.sort_by_key(|d| std::cmp::Reverse(d.created_ms));
+        let total = all.len();
+        let decisions = all.into_iter().skip(q.offset).take(q.limit).collect();
+        Ok(DecisionPage { total, decisions })
+    }
+    /// How many active decisions each origin starting with `prefix` made (`feed:` for what
+    /// each feed contributed), without reading the decisions themselves.
+    fn origin_counts(&self, now_ms: u64, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+        for d in self.decisions(now_ms)? {
+            let o = d.origin.to_string();
+            if o.starts_with(prefix) {
+                *counts.entry(o).or_default() += 1;
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
     /// How many times this scope was banned before (for escalation), forgetting bans older
     /// than `forget_before_ms`.
     fn ban_count(&self, scope: &Scope, forget_before_ms: u64) -> Result<u32>;

@@ -53,21 +53,21 @@ async fn connection<S>(
     }
 }
 
-pub async fn serve(
-    live: Arc<LiveShield>,
-    listener: Listener,
-    token: String,
+/// The admin API's and the dashboard's routers, with what feeds them: the series recorder
+/// and the digest. Started whether or not the admin listener is: the digest comes to the
+/// owner's log and mail with the listener off too.
+pub fn routers(
+    live: &Arc<LiveShield>,
+    token: &Arc<String>,
     sources: Arc<crate::api::sources::Sources>,
-    shutdown: Shutdown,
-) {
-    let token = Arc::new(token);
-    let streams = Arc::new(crate::lapi::Streams::default());
+    shutdown: &Shutdown,
+) -> (axum::Router, axum::Router) {
     let chart = Arc::new(crate::dashboard::live::Live::default());
     let series = {
         let shield = live.current();
         crate::dashboard::open_series(&shield.cfg.server.state_dir, &chart, shield.engine.now_ms())
     };
-    crate::dashboard::spawn_recorder(live.clone(), chart.clone(), series.clone(), &shutdown);
+    crate::dashboard::spawn_recorder(live.clone(), chart.clone(), series.clone(), shutdown);
     let api = crate::api::router(crate::api::Api {
         live: live.clone(),
         stop: shutdown.clone(),
@@ -81,9 +81,19 @@ pub async fn serve(
         dashboard.clone(),
         series,
         live.current().cfg.digest.clone(),
-        &shutdown,
+        shutdown,
     );
-    let dash = crate::dashboard::router(dashboard);
+    (api, crate::dashboard::router(dashboard))
+}
+
+pub async fn serve(
+    live: Arc<LiveShield>,
+    listener: Listener,
+    token: Arc<String>,
+    (api, dash): (axum::Router, axum::Router),
+    shutdown: Shutdown,
+) {
+    let streams = Arc::new(crate::lapi::Streams::default());
     let stop = shutdown.clone();
     listener
         .serve(shutdown, move |c| {

@@ -1,7 +1,7 @@
 //! `GET /api/top?n=N`: what `moat top` shows. The most frequent rules, clients and networks
 //! among the decisions of the current minute and the one before (every decision, logged one by
 //! one or only summarised), each client with its state in the guard now (banned, and until
-//! when; allowlisted), and the active ban count.
+//! when; allowlisted), the user agents and header shapes behind them, and the active ban count.
 
 use moat_engine::GuardVerdict;
 use moat_http::shield::Shield;
@@ -53,6 +53,16 @@ pub fn top_json(shield: &Shield, n: usize) -> Value {
             json!({"client": c.client, "count": c.count, "state": state, "banned_until_ms": until})
         })
         .collect();
+    let (agents, shapes) = shield.sightings.top(now, n);
+    let seen = |v: Vec<moat_http::sightings::TopSeen>| -> Vec<Value> {
+        v.into_iter()
+            .map(|s| {
+                let actions: serde_json::Map<String, Value> =
+                    s.actions.into_iter().map(|(a, c)| (a, c.into())).collect();
+                json!({"value": s.value, "count": s.count, "actions": actions})
+            })
+            .collect()
+    };
     json!({
         "now_ms": now,
         "since_ms": top.since_ms,
@@ -61,6 +71,8 @@ pub fn top_json(shield: &Shield, n: usize) -> Value {
         "rules": top.rules,
         "clients": clients,
         "networks": top.networks,
+        "agents": seen(agents),
+        "shapes": seen(shapes),
     })
 }
 

@@ -86,6 +86,8 @@ pub async fn start(live: &Arc<LiveShield>, shutdown: &Shutdown) -> Result<Web, T
         admin_token: admin_token.clone(),
         api_sources: Arc::default(),
     };
+    let token = Arc::new(admin_token);
+    let routers = admin::routers(live, &token, web.api_sources.clone(), shutdown);
     let addr_file = cfg.server.state_dir.join(ADMIN_ADDR_FILE);
     if let Some(listen) = cfg.admin.listen {
         match Listener::tcp(listen, settings("admin", live)).await {
@@ -100,8 +102,8 @@ pub async fn start(live: &Arc<LiveShield>, shutdown: &Shutdown) -> Result<Web, T
                 shutdown.spawn(admin::serve(
                     live.clone(),
                     l,
-                    admin_token,
-                    web.api_sources.clone(),
+                    token,
+                    routers,
                     shutdown.clone(),
                 ));
             }

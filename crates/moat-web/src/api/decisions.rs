@@ -24,6 +24,12 @@ struct ListQuery {
     /// Only scopes containing this text (`192.0.2.`, `/24`).
     #[serde(default)]
     scope: Option<String>,
+    /// Only decisions made at or after this time (Unix milliseconds).
+    #[serde(default)]
+    since_ms: Option<u64>,
+    /// How many matching decisions to skip (newest first), for the next page.
+    #[serde(default)]
+    offset: Option<usize>,
     #[serde(default)]
     limit: Option<usize>,
 }
@@ -90,25 +96,26 @@ pub(super) async fn list(State(api): State<Api>, uri: Uri) -> Result<Response, A
             )))
         }
     };
-    let mut all = active(&api).await?;
-    all.retain(|d| {
-        q.origin
-            .as_deref()
-            .is_none_or(|o| d.origin.to_string().starts_with(o))
-            && q.scope
-                .as_deref()
-                .is_none_or(|s| d.scope.to_string().contains(s))
-    });
-    all.sort_by_key(|d| std::cmp::Reverse(d.created_ms));
-    let total = all.len();
-    let list: Vec<Value> = all
+    let engine = api.live.current().engine.clone();
+    let page = moat_store::DecisionQuery {
+        origin: q.origin,
+        scope: q.scope,
+        since_ms: q.since_ms,
+        offset: q.offset.unwrap_or(0),
+        limit,
+    };
+    let found = blocking("reading the decisions", move || {
+        engine.store().decision_page(engine.now_ms(), &page)
+    })
+    .await?;
+    let list: Vec<Value> = found
+        .decisions
         .iter()
-        .take(limit)
         .map(moat_store::decision_json)
         .collect();
     Ok(super::reply(
         StatusCode::OK,
-        json!({ "total": total, "decisions": list }),
+        json!({ "total": found.total, "decisions": list }),
     ))
 }
 
@@ -188,8 +195,14 @@ pub(super) async fn lift(
     let wanted = scope.clone();
     let lifted = blocking("lifting the ban", move || {
         let store = engine.store();
+        let same = moat_store::DecisionQuery {
+            scope: Some(wanted.to_string()),
+            limit: usize::MAX,
+            ..Default::default()
+        };
         let found = store
-            .decisions(engine.now_ms())?
+            .decision_page(engine.now_ms(), &same)?
+            .decisions
             .into_iter()
             .find(|d| d.scope == wanted);
         Ok(match store.remove_decision(&wanted)? {

@@ -49,8 +49,9 @@ pub struct Api {
 /// Whether `path` is answered by this router (the listener keeps `/api/reload`,
 /// the exports and CrowdSec's paths).
 pub fn handles(path: &str) -> bool {
-    const OURS: [&str; 11] = [
+    const OURS: [&str; 12] = [
         "/api/openapi.json",
+        "/api/proof",
         "/api/series",
         "/api/top",
         "/api/feeds",
@@ -91,6 +92,7 @@ pub fn router(api: Api) -> Router {
         )
         .route("/api/rules", get(rules::list))
         .route("/api/top", get(top))
+        .route("/api/proof", get(proof))
         .route("/api/series", get(series))
         .route("/api/events", get(events::stream))
         .route("/api/quarantine/messages", get(quarantine::messages))
@@ -201,6 +203,15 @@ async fn top(
         ),
         Err(e) => ApiError::bad(e).into_response(),
     }
+}
+
+/// `GET /api/proof`: the browser proof's outcomes and its rescues
+/// ([`moat_http::sightings::Sightings::proof_counts`]).
+async fn proof(axum::extract::State(api): axum::extract::State<Api>) -> axum::response::Response {
+    let shield = api.live.current();
+    let mut v = serde_json::to_value(shield.sightings.proof_counts()).unwrap_or_default();
+    v["active"] = shield.cfg.proof.active.into();
+    reply(StatusCode::OK, v)
 }
 
 #[derive(serde::Deserialize)]

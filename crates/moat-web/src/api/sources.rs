@@ -31,15 +31,24 @@ pub(super) async fn feeds(State(api): State<Api>) -> Result<Response, ApiError> 
         let Some(view) = sources.feeds.get() else {
             return Vec::new();
         };
+        let mut rows = view();
+        if rows.is_empty() {
+            return rows;
+        }
+        // Counted by the store from its origin index: a ban storm's million decisions are
+        // never read one by one for this.
         let mut contributed: HashMap<String, u64> = HashMap::new();
-        for d in engine.decisions().0 {
-            if let Origin::Feed(peers) = &d.origin {
+        let counts = engine
+            .store()
+            .origin_counts(engine.now_ms(), "feed:")
+            .unwrap_or_default();
+        for (origin, n) in counts {
+            if let Origin::Feed(peers) = Origin::parse(&origin) {
                 for p in peers.split(',') {
-                    *contributed.entry(p.to_string()).or_default() += 1;
+                    *contributed.entry(p.to_string()).or_default() += n;
                 }
             }
         }
-        let mut rows = view();
         for r in &mut rows {
             let name = r["name"].as_str().unwrap_or_default();
             r["bans"] = contributed.get(name).copied().unwrap_or(0).into();

@@ -1,7 +1,9 @@
 //! The digest (`[digest]`): every `every` (a day by default), what the period held: attacks
 //! stopped by kind, bans made and the networks behind them, what the traps caught, reports,
-//! and who was let in by hand. Written to the log (`moat::digest`), and POSTed as JSON to the
-//! configured webhook. Read from the admin API and the dashboard's series, like the pages.
+//! who was let in by hand, and anyone a rule stopped who then passed the browser proof. Written
+//! to the log (`moat::digest`), POSTed as JSON to the configured webhook, and mailed to
+//! `mail_to` through the report relay. Read from the admin API and the dashboard's series,
+//! like the pages; it runs with the admin listener off too.
 
 use super::live::KINDS;
 use super::{Dashboard, SharedSeries};
@@ -59,10 +61,16 @@ pub async fn compose(d: &Dashboard, series: &SharedSeries, from_ms: u64, to_ms: 
         attacks.insert(id.to_string(), n.into());
     }
 
-    let bans: Vec<Value> = list(&d.api_get("/api/decisions?limit=100000").await, "decisions")
+    // The store counts the period's bans; the networks are ranked from the newest 100,000
+    // of them (a storm's bans come from few networks, so these rank them all the same).
+    let made = d
+        .api_get(&format!("/api/decisions?since_ms={from_ms}&limit=100000"))
+        .await;
+    let bans: Vec<Value> = list(&made, "decisions")
         .into_iter()
         .filter(|b| since(b, "created_ms", from_ms))
         .collect();
+    let bans_made = made["total"].as_u64().unwrap_or(bans.len() as u64);
     let mut by_net: HashMap<String, u64> = HashMap::new();
     for b in &bans {
         *by_net
@@ -110,10 +118,16 @@ pub async fn compose(d: &Dashboard, series: &SharedSeries, from_ms: u64, to_ms: 
         .into_iter()
         .filter(|a| since(a, "created_ms", from_ms))
         .collect();
+    // Anyone a rule stopped who then passed the proof in the period: a person, perhaps.
+    let rescued: Vec<Value> = list(&d.api_get("/api/proof").await, "rescues")
+        .into_iter()
+        .filter(|r| since(r, "passed_ms", from_ms))
+        .collect();
     json!({
         "from_ms": from_ms, "to_ms": to_ms,
+        "rescued": rescued,
         "attacks": attacks,
-        "bans_made": bans.len(),
+        "bans_made": bans_made,
         "top_networks": nets.iter().map(|(n, c)| json!({"network": n, "bans": c})).collect::<Vec<_>>(),
         "caught": {
             "messages": msgs.len(), "clients": clients.len(), "campaigns": campaigns,
@@ -122,6 +136,129 @@ pub async fn compose(d: &Dashboard, series: &SharedSeries, from_ms: u64, to_ms: 
         "reports": reports,
         "let_in": let_in,
     })
+}
+
+/// The digest as a person reads it, for the mail.
+pub fn text(d: &Value) -> String {
+    let mut t = format!(
+        "Moat digest, {} to {} (UTC)\n\nAttacks stopped:\n",
+        moat_core::utc_text(d["from_ms"].as_i64().unwrap_or(0)),
+        moat_core::utc_text(d["to_ms"].as_i64().unwrap_or(0))
+    );
+    for (id, label) in KINDS {
+        t.push_str(&format!(
+            "  {label}: {}\n",
+            d["attacks"][id].as_u64().unwrap_or(0)
+        ));
+    }
+    t.push_str(&format!("\nBans made: {}\n", d["bans_made"]));
+    for n in super::pages::list(d, "top_networks") {
+        t.push_str(&format!(
+            "  {}: {}\n",
+            n["network"].as_str().unwrap_or_default(),
+            n["bans"]
+        ));
+    }
+    let c = &d["caught"];
+    t.push_str(&format!(
+        "\nCaught by the trap: {} messages from {} clients, {} campaigns\n",
+        c["messages"], c["clients"], c["campaigns"]
+    ));
+    for dm in super::pages::list(c, "domains") {
+        t.push_str(&format!(
+            "  {} ({} messages)\n",
+            dm["domain"].as_str().unwrap_or_default(),
+            dm["messages"]
+        ));
+    }
+    if let Some(r) = d["reports"].as_object().filter(|r| !r.is_empty()) {
+        t.push_str("\nReports:\n");
+        for (state, n) in r {
+            t.push_str(&format!("  {state}: {n}\n"));
+        }
+    }
+    let rescued = super::pages::list(d, "rescued");
+    t.push_str(&format!(
+        "\nStopped by a rule, then passed the browser proof (a person, perhaps): {}\n",
+        rescued.len()
+    ));
+    for r in rescued {
+        t.push_str(&format!(
+            "  {} stopped by {} at {}\n",
+            r["client"].as_str().unwrap_or_default(),
+            r["rule"].as_str().unwrap_or_default(),
+            moat_core::utc_text(r["stopped_ms"].as_i64().unwrap_or(0))
+        ));
+    }
+    let let_in = super::pages::list(d, "let_in");
+    if !let_in.is_empty() {
+        t.push_str("\nLet in by hand:\n");
+        for a in let_in {
+            t.push_str(&format!(
+                "  {} {}\n",
+                a["net"].as_str().unwrap_or_default(),
+                a["note"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    t.push_str("\nThe dashboard has the details: /dashboard/ on the admin listener.\n");
+    t
+}
+
+/// The digest's mail through the report relay (`[report.arf]`), when `[digest] mail_to` is
+/// set: the config check made sure the relay is there.
+struct Mailer {
+    sender: moat_report::smtp::SmtpSender,
+    from: String,
+    to: String,
+}
+
+impl Mailer {
+    fn new(cfg: &moat_config::Config, to: &str) -> Option<Mailer> {
+        let report = cfg.report.as_ref()?;
+        let arf = report.arf.as_ref()?;
+        let timeout = Duration::from_secs(report.timeout_secs.max(1));
+        match moat_report::smtp::SmtpSender::new(&arf.smtp, &report.reporter.reporting_mta, timeout)
+        {
+            Ok(sender) => Some(Mailer {
+                sender,
+                from: arf.from.clone(),
+                to: to.to_string(),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "digest: no mail (the report relay's settings)");
+                None
+            }
+        }
+    }
+
+    async fn send(&self, digest: &Value, now_ms: u64) {
+        let stopped: u64 = digest["attacks"]
+            .as_object()
+            .map_or(0, |a| a.values().filter_map(Value::as_u64).sum());
+        let subject = format!(
+            "Moat digest: {stopped} attacks stopped, {} bans, {} messages caught, {} stopped then passed the proof",
+            digest["bans_made"],
+            digest["caught"]["messages"],
+            super::pages::list(digest, "rescued").len()
+        );
+        let unique = format!("moat-digest-{now_ms}");
+        let message = moat_report::owner_mail::plain(
+            &self.from,
+            &self.to,
+            &subject,
+            &text(digest),
+            now_ms,
+            &unique,
+        );
+        match self.sender.send(&self.from, &self.to, &message).await {
+            moat_report::smtp::SmtpOutcome::Accepted { .. } => {
+                tracing::info!(target: "moat::digest", to = %self.to, "digest mailed")
+            }
+            other => tracing::warn!(target: "moat::digest", to = %self.to, outcome = ?other,
+                "digest: the relay did not take the mail"),
+        }
+    }
 }
 
 /// Sends a digest every `cfg.every` until shutdown: to the log, and to the webhook if one is
@@ -145,6 +282,10 @@ pub fn spawn(
             .map_err(|e| tracing::warn!(error = %e, "digest: no webhook client"))
             .ok()
         });
+        let mailer = cfg
+            .mail_to
+            .as_deref()
+            .and_then(|to| Mailer::new(&d.live.current().cfg, to));
         let engine = d.live.current().engine.clone();
         let mut from = engine.now_ms();
         let mut tick = tokio::time::interval(cfg.every);
@@ -158,6 +299,9 @@ pub fn spawn(
             let digest = compose(&d, &series, from, to).await;
             from = to;
             tracing::info!(target: "moat::digest", digest = %digest, "digest");
+            if let Some(m) = &mailer {
+                m.send(&digest, to).await;
+            }
             if let (Some(c), Some(url)) = (&client, cfg.webhook.as_deref()) {
                 let body = digest.to_string().into_bytes();
                 match c

@@ -30,9 +30,20 @@ pub(super) fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
         .map_or(&[], Vec::as_slice)
 }
 
+/// How many bans the People page shows at once: a store under a ban storm holds a million,
+/// and the page reads only the slice it shows (`?offset=`).
+const BANS_PER_PAGE: usize = 200;
+
+#[derive(serde::Deserialize, Default)]
+pub(super) struct PageQuery {
+    #[serde(default)]
+    offset: usize,
+}
+
 pub(super) async fn show(
     State(d): State<Dashboard>,
     Path(name): Path<String>,
+    Query(q): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Response {
     let Some(csrf) = session_of(&headers).and_then(|id| d.sessions.csrf(&id)) else {
@@ -47,7 +58,7 @@ pub(super) async fn show(
     let (body, refresh) = match name.as_str() {
         "live" => (live(&d).await, Some(2)),
         "who" => (who(&d, &csrf).await, Some(3)),
-        "people" => (people(&d, &csrf).await, None),
+        "people" => (people(&d, &csrf, q.offset).await, None),
         "catch" => (catch(&d).await, None),
         _ => (peers(&d).await, None),
     };
@@ -146,16 +157,116 @@ async fn who(d: &Dashboard, csrf: &str) -> String {
         .iter()
         .map(|n| vec![s(&n["network"]), s(&n["clients"]), s(&n["count"])])
         .collect();
+    let seen = |key: &str| -> Vec<Vec<String>> {
+        list(&top, key)
+            .iter()
+            .map(|a| vec![s(&a["value"]), s(&a["count"]), actions(&a["actions"])])
+            .collect()
+    };
     format!(
         "<p>Decisions of the last minute or two, by source.</p><h2>Addresses</h2>{}\
-         <h2>Networks</h2>{}",
+         <h2>Networks</h2>{}<h2>User agents</h2>{}<h2>Header shapes</h2>\
+         <p>Which headers came, in which order, and whether they agree with the user agent \
+         (<code>_y_</code>, <code>_n_</code>: they contradict it); see <code>moat.fingerprint</code> \
+         in the rules.</p>{}",
         table(&["address", "decisions", "state", ""], &clients),
-        table(&["network", "addresses", "decisions"], &nets)
+        table(&["network", "addresses", "decisions"], &nets),
+        table(&["user agent", "decisions", "decided"], &seen("agents")),
+        table(&["header shape", "decisions", "decided"], &seen("shapes"))
     )
 }
 
-async fn people(d: &Dashboard, csrf: &str) -> String {
-    let bans = d.api_get("/api/decisions?limit=500").await;
+/// `{"block": 30, "log": 2}` as `block 30, log 2`.
+fn actions(v: &Value) -> String {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(a, c)| format!("{} {}", esc(a), s(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+/// The People page's proof section: what the proof passed and failed, and every client a rule
+/// stopped that then passed it, with Allow.
+async fn proof_section(d: &Dashboard, csrf: &str) -> String {
+    let p = d.api_get("/api/proof").await;
+    if p["active"] != Value::Bool(true) {
+        return "<h2>The browser proof</h2><p>Not used by this policy: no request is asked \
+                for it (presets with a <code>challenge</code> rule use it).</p>"
+            .into();
+    }
+    let rows: Vec<Vec<String>> = list(&p, "rescues")
+        .iter()
+        .map(|r| {
+            let ip = r["client"].as_str().unwrap_or_default();
+            vec![
+                format!("<span class=rescued>{}</span>", esc(ip)),
+                s(&r["rule"]),
+                when(&r["stopped_ms"]),
+                when(&r["passed_ms"]),
+                s(&r["proof"]),
+                button("/dashboard/allow?back=people", "net", ip, csrf, "Allow"),
+            ]
+        })
+        .collect();
+    format!(
+        "<h2>The browser proof</h2><p>Passed with JavaScript: <b id=proof-work>{}</b> · \
+         without (after the wait): <b id=proof-nojs>{}</b> · failed: <b id=proof-failed>{}</b> \
+         (since Moat started)</p><h3>Stopped by a rule, then passed the proof ({})</h3>\
+         <p>A person, most likely: a script that solves the proof would show here too, so look \
+         at the rule before you allow.</p>{}",
+        s(&p["passed_work"]),
+        s(&p["passed_nojs"]),
+        s(&p["failed"]),
+        s(&p["rescued"]),
+        table(
+            &[
+                "address",
+                "stopped by",
+                "stopped (UTC)",
+                "passed (UTC)",
+                "proof",
+                ""
+            ],
+            &rows
+        )
+    )
+}
+
+/// Links to the newer and older pages of bans around `offset`.
+fn pager(offset: usize, total: usize) -> String {
+    let mut links = Vec::new();
+    if offset > 0 {
+        links.push(format!(
+            "<a href=\"/dashboard/people?offset={}\">newer</a>",
+            offset.saturating_sub(BANS_PER_PAGE)
+        ));
+    }
+    if offset + BANS_PER_PAGE < total {
+        links.push(format!(
+            "<a id=older href=\"/dashboard/people?offset={}\">older</a>",
+            offset + BANS_PER_PAGE
+        ));
+    }
+    if links.is_empty() {
+        return String::new();
+    }
+    format!(
+        "<p>Bans {} to {} of {total}, newest first: {}</p>",
+        (offset + 1).min(total),
+        (offset + BANS_PER_PAGE).min(total),
+        links.join(" · ")
+    )
+}
+
+async fn people(d: &Dashboard, csrf: &str, offset: usize) -> String {
+    let bans = d
+        .api_get(&format!(
+            "/api/decisions?limit={BANS_PER_PAGE}&offset={offset}"
+        ))
+        .await;
     let rows: Vec<Vec<String>> = list(&bans, "decisions")
         .iter()
         .map(|b| {
@@ -197,9 +308,11 @@ async fn people(d: &Dashboard, csrf: &str) -> String {
         .collect();
     format!(
         "<p>If a person is here, <b>Allow</b> lets their address in from the next request and \
-         lifts its bans; <b>Unban</b> lifts only the ban.</p><h2>Bans ({})</h2>{}\
+         lifts its bans; <b>Unban</b> lifts only the ban.</p>{}<h2>Bans ({})</h2>{}{}\
          <h2>Allowlist</h2>{}",
+        proof_section(d, csrf).await,
         s(&bans["total"]),
+        pager(offset, bans["total"].as_u64().unwrap_or(0) as usize),
         table(
             &[
                 "scope",

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Issue 20: every dashboard page renders in <= 200 ms with a million decisions in the store.
+# Fills a state directory with N decisions (default 1,000,000) the way a ban storm leaves it,
+# starts Moat on it (ghost preset, nftables off, all on 127.0.0.1), logs in as a browser does,
+# and fetches each page ROUNDS times (default 5), printing the median and the slowest in ms.
+# The admin API's decision listing is timed too (first page, a deep page, a filtered one).
+set -euo pipefail
+export MOAT_NFTABLES=off
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moat-target}"
+N="${N:-1000000}"
+ROUNDS="${ROUNDS:-5}"
+cargo build --release -q -p moat
+cargo build --release -q -p moat-store --example fill_decisions
+MOAT="$CARGO_TARGET_DIR/release/moat"
+work=$(mktemp -d); . bench/cleanup.sh; trap 'bench_cleanup "$work"' EXIT
+MO=18203; ADMIN=18204; TOKEN=bench-token-0123456789
+"$CARGO_TARGET_DIR/release/examples/fill_decisions" "$work/state" "$N"
+cat >"$work/moat.toml" <<TOML
+presets = ["ghost"]
+[server]
+listen = ["127.0.0.1:$MO"]
+upstream = "http://127.0.0.1:9"
+state_dir = "$work/state"
+[admin]
+listen = "127.0.0.1:$ADMIN"
+token = "$TOKEN"
+TOML
+started=$(date +%s.%N)
+RUST_LOG=warn "$MOAT" run --config "$work/moat.toml" >"$work/moat.log" 2>&1 & echo $! >"$work/moat.pid"
+# Ready when the guard holds the bans: the live page's count says so.
+jar="$work/cookies"
+for _ in $(seq 600); do
+  curl -sf -c "$jar" -o /dev/null -d token=$TOKEN "http://127.0.0.1:$ADMIN/dashboard/login" 2>/dev/null &&
+    curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ADMIN/api/top" 2>/dev/null |
+      grep -q "\"bans_active\":$N" && break
+  sleep 0.2
+done
+printf 'Moat up with %s bans in the guard after %.1f s; RSS %s MB\n' "$N" \
+  "$(echo "$(date +%s.%N) - $started" | bc)" \
+  "$(( $(awk '/VmRSS/ {print $2}' /proc/"$(cat "$work/moat.pid")"/status) / 1024 ))"
+time_it() {  # label, curl arguments...
+  local label=$1; shift
+  local ts=()
+  for _ in $(seq "$ROUNDS"); do
+    ts+=("$(curl -sf -o "$work/page" -w '%{time_total}' "$@")")
+  done
+  python3 - "$label" "$(wc -c <"$work/page")" "${ts[@]}" <<'PY'
+import sys, statistics
+label, size, ts = sys.argv[1], int(sys.argv[2]), [float(t) * 1000 for t in sys.argv[3:]]
+print(f"{label:<34} median {statistics.median(ts):6.1f} ms   slowest {max(ts):6.1f} ms   {size / 1024:6.1f} KiB")
+PY
+}
+for p in live who people "people?offset=500000" catch peers; do
+  time_it "/dashboard/$p" -b "$jar" "http://127.0.0.1:$ADMIN/dashboard/$p"
+done
+grep -q 'id=older' "$work/page" 2>/dev/null || true
+for q in "limit=1000" "limit=1000&offset=900000" "origin=jail:&limit=1000" "scope=198.18.&limit=100"; do
+  time_it "/api/decisions?$q" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ADMIN/api/decisions?$q"
+done
