@@ -12,6 +12,12 @@ use std::time::Duration;
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// A second connection for the admin API's pages, opened on first use: in WAL mode it
+    /// reads while the decider holds `conn` (its full read of a million decisions takes a
+    /// second or more, and a page must not wait for it). `None` for an in-memory database,
+    /// which has one connection only.
+    reader: Mutex<Option<Connection>>,
+    path: Option<PathBuf>,
     /// Changes made through this handle. SQLite's `data_version` only moves for other
     /// connections' commits, so [`Store::changed`] adds these: a ban written by the admin API
     /// is seen by the decider, which shares this handle.
@@ -92,6 +98,7 @@ impl SqliteStore {
     }
 
     fn init(conn: Connection) -> Result<Self> {
+        let path = conn.path().filter(|p| !p.is_empty()).map(PathBuf::from);
         conn.busy_timeout(Duration::from_secs(5))?;
         // WAL + NORMAL: a commit is durable against a process crash (kill -9); only a power
         // loss may drop the last transactions, which for bans is an acceptable trade for speed.
@@ -100,6 +107,8 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            reader: Mutex::new(None),
+            path,
             writes: AtomicU64::new(0),
             pruned_ms: AtomicU64::new(0),
         })
@@ -107,6 +116,73 @@ impl SqliteStore {
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs a read on the readers' connection (opened read-only on first use), or on the main
+    /// one when the database is in memory or the second connection cannot be opened.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if let Some(path) = &self.path {
+            let mut r = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+            if r.is_none() {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                match Connection::open_with_flags(path, flags) {
+                    Ok(c) => {
+                        let _ = c.busy_timeout(Duration::from_secs(5));
+                        *r = Some(c);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no second connection for reads; sharing the writer's")
+                    }
+                }
+            }
+            if let Some(c) = r.as_ref() {
+                return f(c);
+            }
+        }
+        f(&self.conn())
+    }
+
+    /// One page of decisions on `c`: the count and the rows for the filter
+    /// [`Store::decision_page`] built (`args` binds its parameters in order).
+    fn page_on(
+        &self,
+        c: &Connection,
+        q: &DecisionQuery,
+        filter: &str,
+        mut args: Vec<rusqlite::types::Value>,
+        now_ms: u64,
+    ) -> Result<DecisionPage> {
+        use rusqlite::types::Value as V;
+        let total: i64 = if args.len() == 1 {
+            // Two index walks (about 10 ms at a million rows) where the filter would read
+            // every row (about 150 ms): what the People page asks, at every open.
+            c.prepare_cached(
+                "SELECT (SELECT count(*) FROM decisions) \
+                 - (SELECT count(*) FROM decisions WHERE expires_ms <= ?1)",
+            )?
+            .query_row([now_ms.min(i64::MAX as u64) as i64], |r| r.get(0))?
+        } else {
+            c.prepare_cached(&format!("SELECT count(*) FROM decisions WHERE {filter}"))?
+                .query_row(rusqlite::params_from_iter(&args), |r| r.get(0))?
+        };
+        let n = args.len();
+        args.push(V::Integer(q.limit.min(i64::MAX as usize) as i64));
+        args.push(V::Integer(q.offset.min(i64::MAX as usize) as i64));
+        let mut stmt = c.prepare_cached(&format!(
+            "SELECT scope, verdict, created_ms, expires_ms, reason, origin, offences \
+             FROM decisions WHERE {filter} ORDER BY created_ms DESC LIMIT ?{} OFFSET ?{}",
+            n + 1,
+            n + 2
+        ))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(&args), row_to_decision)?;
+        let mut decisions = Vec::new();
+        for row in rows {
+            decisions.extend(decision_of(row?));
+        }
+        Ok(DecisionPage {
+            total: total as usize,
+            decisions,
+        })
     }
 
     /// Counts `rows` changed rows as one change.
@@ -226,56 +302,28 @@ impl Store for SqliteStore {
             conds.push(format!("created_ms >= ?{}", args.len()));
         }
         let filter = conds.join(" AND ");
-        let c = self.conn();
-        let total: i64 = if args.len() == 1 {
-            // Two index walks (about 10 ms at a million rows) where the filter would read
-            // every row (about 150 ms): what the People page asks, at every open.
-            c.prepare_cached(
-                "SELECT (SELECT count(*) FROM decisions) \
-                 - (SELECT count(*) FROM decisions WHERE expires_ms <= ?1)",
-            )?
-            .query_row([now_ms.min(i64::MAX as u64) as i64], |r| r.get(0))?
-        } else {
-            c.prepare_cached(&format!("SELECT count(*) FROM decisions WHERE {filter}"))?
-                .query_row(rusqlite::params_from_iter(&args), |r| r.get(0))?
-        };
-        let n = args.len();
-        args.push(V::Integer(q.limit.min(i64::MAX as usize) as i64));
-        args.push(V::Integer(q.offset.min(i64::MAX as usize) as i64));
-        let mut stmt = c.prepare_cached(&format!(
-            "SELECT scope, verdict, created_ms, expires_ms, reason, origin, offences \
-             FROM decisions WHERE {filter} ORDER BY created_ms DESC LIMIT ?{} OFFSET ?{}",
-            n + 1,
-            n + 2
-        ))?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(&args), row_to_decision)?;
-        let mut decisions = Vec::new();
-        for row in rows {
-            decisions.extend(decision_of(row?));
-        }
-        Ok(DecisionPage {
-            total: total as usize,
-            decisions,
-        })
+        self.read(|c| self.page_on(c, q, &filter, args, now_ms))
     }
 
     fn origin_counts(&self, now_ms: u64, prefix: &str) -> Result<Vec<(String, u64)>> {
-        let c = self.conn();
-        let mut stmt = c.prepare_cached(
-            "SELECT origin, count(*) FROM decisions \
-             WHERE origin >= ?2 AND origin < ?2 || char(1114111) \
-             AND substr(origin, 1, length(?2)) = ?2 \
-             AND coalesce(expires_ms, 9223372036854775807) > ?1 GROUP BY origin",
-        )?;
-        let rows = stmt.query_map(params![now_ms.min(i64::MAX as u64) as i64, prefix], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (o, n) = row?;
-            out.push((o, n as u64));
-        }
-        Ok(out)
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT origin, count(*) FROM decisions \
+                 WHERE origin >= ?2 AND origin < ?2 || char(1114111) \
+                 AND substr(origin, 1, length(?2)) = ?2 \
+                 AND coalesce(expires_ms, 9223372036854775807) > ?1 GROUP BY origin",
+            )?;
+            let rows = stmt
+                .query_map(params![now_ms.min(i64::MAX as u64) as i64, prefix], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (o, n) = row?;
+                out.push((o, n as u64));
+            }
+            Ok(out)
+        })
     }
 
     fn ban_count(&self, scope: &Scope, forget_before_ms: u64) -> Result<u32> {
@@ -564,6 +612,39 @@ mod tests {
             5
         );
         assert_eq!(sql.decision_page(60, &queries[5]).unwrap().total, 0);
+    }
+
+    /// A page is read on the second connection: it neither waits for the writer's (held by the
+    /// decider through a full read) nor misses what the writer committed.
+    #[test]
+    fn pages_are_read_beside_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(SqliteStore::open_dir(dir.path()).unwrap());
+        s.put_decision(&ban("192.0.2.1", None)).unwrap();
+        let all = DecisionQuery {
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(s.decision_page(5, &all).unwrap().total, 1);
+        s.put_decision(&ban("192.0.2.2", None)).unwrap();
+        assert_eq!(
+            s.decision_page(5, &all).unwrap().total,
+            2,
+            "a commit after the reader opened"
+        );
+        let held = s.conn();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s2 = s.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(s2.decision_page(5, &all).map(|p| p.total).ok());
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(5));
+        drop(held);
+        assert_eq!(
+            got,
+            Ok(Some(2)),
+            "the page waited for the writer's connection"
+        );
     }
 
     #[test]
