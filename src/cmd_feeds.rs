@@ -124,7 +124,7 @@ pub fn followed(cfg: &Config) -> Vec<serde_json::Value> {
 }
 
 /// The config (for `[feed]`, `[feeds]` and the state directory) as `moat run` would read it.
-fn config(c: &ConfigArgs) -> anyhow::Result<Config> {
+pub fn config(c: &ConfigArgs) -> anyhow::Result<Config> {
     let mut ov = crate::cmd_run::overrides(c);
     ov.upstream
         .get_or_insert_with(|| "http://127.0.0.1:1".into());

@@ -4,6 +4,7 @@
 mod admin_client;
 mod app;
 mod child;
+mod cmd_asn;
 mod cmd_bans;
 mod cmd_campaigns;
 mod cmd_completions;
@@ -147,6 +148,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cmd_feeds::FeedsCmd,
     },
+    /// The IP-to-ASN table the dashboard groups sources by: `moat asn refresh` fetches a newer
+    /// one than the binary's, `moat asn show [ADDRESS]` says which is in use.
+    Asn {
+        #[command(subcommand)]
+        cmd: cmd_asn::AsnCmd,
+    },
     /// Print shell completions (bash, zsh, fish, …) to stdout.
     Completions(cmd_completions::CompletionsArgs),
     /// Write the man pages into a directory (for packaging).
@@ -171,6 +178,7 @@ fn main() -> ExitCode {
         Cmd::Replay(a) => cmd_replay::run(a),
         Cmd::Keys { cmd } => cmd_feeds::keys(cmd),
         Cmd::Feeds { cmd } => cmd_feeds::feeds(cmd),
+        Cmd::Asn { cmd } => cmd_asn::run(cmd),
         Cmd::Completions(a) => cmd_completions::completions(a),
         Cmd::Man(a) => cmd_completions::man(a),
     };

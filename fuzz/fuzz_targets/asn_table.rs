@@ -3,7 +3,9 @@
 //!
 //! - an error names a line that exists in the text;
 //! - what parses answers every address it was given as a range start or end with that range's
-//!   AS (ranges that overlap are an error), and an address outside every range with none.
+//!   AS (ranges that overlap are an error), and an address outside every range with none;
+//! - it survives Moat's compact form (`to_pack`, `from_pack`) with the same answers and names;
+//! - the same bytes read as a compact table never panic (`from_pack` refuses damage).
 //!
 //! The same file runs on stable as a plain test (`crates/moat-core/tests/asn_garbage.rs`).
 #![cfg_attr(not(test), no_main)]
@@ -23,6 +25,10 @@ const CHECKED_ROWS: usize = 64;
 /// Parses `data` (lossily as UTF-8) and checks the table against its own rows; returns the
 /// number of rows kept, or None for an error.
 pub fn run(data: &[u8]) -> Option<usize> {
+    let _ = AsnTable::from_pack(data);
+    let mut packed = b"MOATASN1".to_vec();
+    packed.extend_from_slice(data);
+    let _ = AsnTable::from_pack(&packed);
     let text = String::from_utf8_lossy(data);
     let t = match AsnTable::parse(&text) {
         Ok(t) => t,
@@ -51,10 +57,14 @@ pub fn run(data: &[u8]) -> Option<usize> {
         .take(CHECKED_ROWS)
         .collect();
     let covered = |ip: IpAddr| rows.iter().any(|(s, e, _)| within(ip, *s, *e));
+    let back = AsnTable::from_pack(&t.to_pack()).expect("a parsed table reads back");
+    assert_eq!(back.len(), t.len());
     for (s, e, a) in &rows {
         for ip in [*s, *e] {
             let got = t.lookup(ip);
             assert_eq!(got, Some(*a), "{ip} in {s}-{e}");
+            assert_eq!(back.lookup(ip), got, "{ip} after packing");
+            assert_eq!(back.name(*a), t.name(*a));
         }
     }
     for probe in ["0.0.0.0", "255.255.255.255", "::", "ffff::1", "203.0.113.9"] {

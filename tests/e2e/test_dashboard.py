@@ -303,3 +303,63 @@ tls = "none"
         assert "To: owner@blog.test" in text and "From: moat@blog.test" in text
         assert "Subject: Moat digest:" in text and "1 stopped then passed the proof" in text
         assert any('"message":"digest mailed"' in line for line in m.stdout_lines)
+
+
+def test_the_who_page_groups_sources_by_autonomous_system_from_a_refreshed_table(moat_factory):
+    """The Who page's autonomous systems: the table shipped in the binary answers (the running
+    instance names it), `moat asn refresh` fetches a newer one (a stand-in for iptoasn.com
+    serving its documented gzipped TSV), a table much smaller than the one in use or a gzip cut
+    short is refused and changes nothing, and the running instance uses the new one at its
+    next look, with no restart."""
+    import gzip
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    table = gzip.compress(b"1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET\n"
+                          b"127.49.0.0\t127.49.255.255\t64500\tZZ\tEXAMPLE-FARM Rotating Hosting\n"
+                          b"127.50.0.0\t127.50.255.255\t64501\tZZ\tHOMES Residential\n")
+
+    class Iptoasn(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            body = table if self.path == "/data/ip2asn-combined.tsv.gz" else table[: len(table) // 2]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Iptoasn)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        m = moat_factory()
+        auth = {"Authorization": "Bearer " + ADMIN_TOKEN}
+        top = requests.get(m.admin_base + "/api/top", headers=auth, timeout=30).json()
+        assert top["asn_table"].startswith("shipped: ip-location-db"), top["asn_table"]
+        url = f"http://127.0.0.1:{srv.server_address[1]}/data/ip2asn-combined.tsv.gz"
+        r = m.cli("asn", "refresh", "--from", url, "--config", str(m.config_path))
+        assert r.returncode != 0 and "less than half" in r.stderr, (r.stdout, r.stderr)
+        r = m.cli("asn", "refresh", "--force", "--from", url + ".cut", "--config", str(m.config_path))
+        assert r.returncode != 0 and "gzip" in r.stderr, (r.stdout, r.stderr)
+        assert not (m.state_dir / "asn-table.bin").exists()
+        r = m.cli("asn", "refresh", "--force", "--from", url, "--config", str(m.config_path))
+        assert r.returncode == 0 and "3 ranges" in r.stdout, (r.stdout, r.stderr)
+        r = m.cli("asn", "show", "127.49.3.3", "--config", str(m.config_path))
+        assert "AS64500 EXAMPLE-FARM Rotating Hosting" in r.stdout, r.stdout
+        for i in range(6):
+            session_from(f"127.49.{i}.{i + 1}").post(m.url(MAGIC_LINK), json={"email": f"v{i}@example.com"},
+                                                     headers=SCRIPT_UA, timeout=5)
+        session_from("127.50.0.1").post(m.url(MAGIC_LINK), json={"email": "x@example.com"},
+                                        headers=SCRIPT_UA, timeout=5)
+        top = requests.get(m.admin_base + "/api/top", headers=auth, timeout=10).json()
+        assert "asn-table.bin" in top["asn_table"], top["asn_table"]
+        systems = [(s["asn"], s["name"], s["clients"], s["count"]) for s in top["systems"]]
+        assert systems == [(64500, "EXAMPLE-FARM Rotating Hosting", 6, 6), (64501, "HOMES Residential", 1, 1)], systems
+        s = requests.Session()
+        s.post(m.admin_base + "/dashboard/login", data={"token": ADMIN_TOKEN}, timeout=5)
+        who = s.get(m.admin_base + "/dashboard/who", timeout=10).text
+        assert "<span class=asn>AS64500</span>" in who and "EXAMPLE-FARM Rotating Hosting" in who
+        assert 'href="https://db-ip.com"' in who, "the shipped table's licence asks for the credit"
+    finally:
+        srv.shutdown()

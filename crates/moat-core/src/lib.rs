@@ -5,6 +5,7 @@
 //! one small crate with no I/O lets all other crates agree on them without depending on each other.
 
 pub mod asn;
+mod asn_pack;
 mod clock;
 mod decision;
 pub mod metric;

@@ -27,6 +27,10 @@ pub struct SqliteStore {
     pruned_ms: AtomicU64,
 }
 
+/// Matches of a filtered page at most this many are read and sorted; more, and the page walks
+/// the decisions newest first until it has its rows.
+const SORT_AT_MOST: i64 = 10_000;
+
 /// How often old ban history is pruned.
 const PRUNE_EVERY_MS: u64 = 60_000;
 
@@ -168,9 +172,22 @@ impl SqliteStore {
         let n = args.len();
         args.push(V::Integer(q.limit.min(i64::MAX as usize) as i64));
         args.push(V::Integer(q.offset.min(i64::MAX as usize) as i64));
+        // Many matches: walk the decisions newest first and stop at the page (`+origin` keeps
+        // the planner off the origin index, which would sort every match). Few: read the
+        // matches and sort them (`+created_ms`), rather than walk a million rows to find them.
+        let (filter, order) = if total > SORT_AT_MOST {
+            (
+                filter
+                    .replace("origin >= ", "+origin >= ")
+                    .replace("AND origin < ", "AND +origin < "),
+                "created_ms",
+            )
+        } else {
+            (filter.to_string(), "+created_ms")
+        };
         let mut stmt = c.prepare_cached(&format!(
             "SELECT scope, verdict, created_ms, expires_ms, reason, origin, offences \
-             FROM decisions WHERE {filter} ORDER BY created_ms DESC LIMIT ?{} OFFSET ?{}",
+             FROM decisions WHERE {filter} ORDER BY {order} DESC LIMIT ?{} OFFSET ?{}",
             n + 1,
             n + 2
         ))?;
@@ -612,6 +629,44 @@ mod tests {
             5
         );
         assert_eq!(sql.decision_page(60, &queries[5]).unwrap().total, 0);
+        // Past SORT_AT_MOST matches the page walks the index instead of sorting: same rows.
+        sql.batch(&mut || {
+            for i in 0..(SORT_AT_MOST as u32 + 50) {
+                let mut d = ban(&std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string(), None);
+                d.created_ms = 1_000 + u64::from(i % 5_000);
+                d.origin = Origin::parse("jail:sshd");
+                sql.put_decision(&d).unwrap();
+                mem.put_decision(&d).unwrap();
+            }
+        })
+        .unwrap();
+        for q in [
+            DecisionQuery {
+                origin: Some("jail:".into()),
+                limit: 30,
+                offset: 40,
+                ..Default::default()
+            },
+            DecisionQuery {
+                scope: Some("10.0.".into()),
+                limit: 30,
+                ..Default::default()
+            },
+            DecisionQuery {
+                limit: 30,
+                offset: 9_000,
+                ..Default::default()
+            },
+        ] {
+            let (a, b) = (
+                sql.decision_page(60, &q).unwrap(),
+                mem.decision_page(60, &q).unwrap(),
+            );
+            assert!(a.total as i64 > SORT_AT_MOST, "{q:?}");
+            let created =
+                |p: &DecisionPage| p.decisions.iter().map(|d| d.created_ms).collect::<Vec<_>>();
+            assert_eq!((a.total, created(&a)), (b.total, created(&b)), "{q:?}");
+        }
     }
 
     /// A page is read on the second connection: it neither waits for the writer's (held by the

@@ -74,6 +74,9 @@ pub fn routers(
         sources,
         chart: chart.clone(),
         series: series.clone(),
+        asn: Arc::new(crate::asn::AsnSource::new(
+            &live.current().cfg.server.state_dir,
+        )),
     });
     let dashboard =
         crate::dashboard::Dashboard::new(api.clone(), live.clone(), token.clone(), chart);

@@ -33,13 +33,22 @@ pub fn parse_n(query: Option<&str>) -> Result<usize, String> {
     Ok(DEFAULT_N)
 }
 
-/// The answer's JSON.
-pub fn top_json(shield: &Shield, n: usize) -> Value {
+/// Clients read from the decision log to group by autonomous system (its pairs are bounded
+/// at 50,000 a minute, so this is every client of the two minutes).
+const ALL_CLIENTS: usize = 100_000;
+
+/// The answer's JSON; with a table, the autonomous systems behind the decisions too.
+pub fn top_json(shield: &Shield, n: usize, asn: Option<&crate::asn::Table>) -> Value {
     let now = shield.engine.now_ms();
-    let top = shield
+    let wide = if asn.is_some() { ALL_CLIENTS } else { n };
+    let mut top = shield
         .engine
         .decision_log()
-        .top(now, n, shield.cfg.server.prefix_lens);
+        .top(now, wide, shield.cfg.server.prefix_lens);
+    let systems = asn.map(|t| systems(&top.clients, t, n));
+    top.rules.truncate(n);
+    top.clients.truncate(n);
+    top.networks.truncate(n);
     let snap = shield.engine.snapshot();
     let clients: Vec<Value> = top
         .clients
@@ -73,7 +82,34 @@ pub fn top_json(shield: &Shield, n: usize) -> Value {
         "networks": top.networks,
         "agents": seen(agents),
         "shapes": seen(shapes),
+        "systems": systems.unwrap_or_default(),
+        "asn_table": asn.map(|t| t.source.clone()),
     })
+}
+
+/// The `n` autonomous systems with the most decisions among `clients`, each with its name
+/// and how many of its addresses were seen. Addresses no table row covers are left out.
+fn systems(
+    clients: &[moat_engine::decision_log::TopClient],
+    t: &crate::asn::Table,
+    n: usize,
+) -> Vec<Value> {
+    let mut by: std::collections::HashMap<u32, (u64, u64)> = Default::default();
+    for c in clients {
+        if let Some(a) = t.table.lookup(c.client) {
+            let e = by.entry(a).or_default();
+            e.0 += c.count;
+            e.1 += 1;
+        }
+    }
+    let mut v: Vec<(u32, (u64, u64))> = by.into_iter().collect();
+    v.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(&b.0)));
+    v.truncate(n);
+    v.into_iter()
+        .map(|(asn, (count, clients))| {
+            json!({"asn": asn, "name": t.table.name(asn), "count": count, "clients": clients})
+        })
+        .collect()
 }
 
 #[cfg(test)]

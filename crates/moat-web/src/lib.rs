@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod admin_top;
 pub mod api;
+pub mod asn;
 pub mod dashboard;
 pub mod exports;
 pub mod lapi;

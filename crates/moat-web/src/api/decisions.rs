@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 
 /// The most decisions one answer lists, whatever `limit` asks.
 pub const MAX_LIST: usize = 100_000;
+/// The deepest page (as documented): past a store's size, an answer is empty anyway.
+pub const MAX_OFFSET: usize = u32::MAX as usize;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +98,17 @@ pub(super) async fn list(State(api): State<Api>, uri: Uri) -> Result<Response, A
             )))
         }
     };
+    if q.since_ms.is_some_and(|t| t > i64::MAX as u64) {
+        return Err(ApiError::bad(format!(
+            "since_ms must be at most {}",
+            i64::MAX
+        )));
+    }
+    if q.offset.is_some_and(|o| o > MAX_OFFSET) {
+        return Err(ApiError::bad(format!(
+            "offset must be at most {MAX_OFFSET}"
+        )));
+    }
     let engine = api.live.current().engine.clone();
     let page = moat_store::DecisionQuery {
         origin: q.origin,

@@ -44,6 +44,8 @@ pub struct Api {
     /// The dashboard's counters: the hour in memory, the month on disk.
     pub(crate) chart: Arc<crate::dashboard::live::Live>,
     pub(crate) series: crate::dashboard::SharedSeries,
+    /// The IP-to-ASN table for `/api/top`'s autonomous systems.
+    pub(crate) asn: Arc<crate::asn::AsnSource>,
 }
 
 /// Whether `path` is answered by this router (the listener keeps `/api/reload`,
@@ -196,13 +198,20 @@ async fn top(
     axum::extract::State(api): axum::extract::State<Api>,
     uri: Uri,
 ) -> axum::response::Response {
-    match crate::admin_top::parse_n(uri.query()) {
-        Ok(n) => reply(
-            StatusCode::OK,
-            crate::admin_top::top_json(&api.live.current(), n),
-        ),
-        Err(e) => ApiError::bad(e).into_response(),
-    }
+    let n = match crate::admin_top::parse_n(uri.query()) {
+        Ok(n) => n,
+        Err(e) => return ApiError::bad(e).into_response(),
+    };
+    let shield = api.live.current();
+    let configured = shield.cfg.cohorts.asn_table.clone();
+    let source = api.asn.clone();
+    let table = tokio::task::spawn_blocking(move || source.current(configured.as_ref()))
+        .await
+        .ok();
+    reply(
+        StatusCode::OK,
+        crate::admin_top::top_json(&shield, n, table.as_ref()),
+    )
 }
 
 /// `GET /api/proof`: the browser proof's outcomes and its rescues

@@ -163,14 +163,30 @@ async fn who(d: &Dashboard, csrf: &str) -> String {
             .map(|a| vec![s(&a["value"]), s(&a["count"]), actions(&a["actions"])])
             .collect()
     };
+    let systems: Vec<Vec<String>> = list(&top, "systems")
+        .iter()
+        .map(|a| {
+            vec![
+                format!("<span class=asn>AS{}</span>", s(&a["asn"])),
+                s(&a["name"]),
+                s(&a["clients"]),
+                s(&a["count"]),
+            ]
+        })
+        .collect();
     format!(
         "<p>Decisions of the last minute or two, by source.</p><h2>Addresses</h2>{}\
-         <h2>Networks</h2>{}<h2>User agents</h2>{}<h2>Header shapes</h2>\
+         <h2>Networks</h2>{}<h2>Autonomous systems</h2>{}<p class=note>From {}. The shipped \
+         table: <a href=\"https://db-ip.com\">IP Geolocation by DB-IP</a>, RouteViews and NRO, \
+         CC BY 4.0; <code>moat asn refresh</code> fetches a newer one.</p>\
+         <h2>User agents</h2>{}<h2>Header shapes</h2>\
          <p>Which headers came, in which order, and whether they agree with the user agent \
          (<code>_y_</code>, <code>_n_</code>: they contradict it); see <code>moat.fingerprint</code> \
          in the rules.</p>{}",
         table(&["address", "decisions", "state", ""], &clients),
         table(&["network", "addresses", "decisions"], &nets),
+        table(&["AS", "name", "addresses", "decisions"], &systems),
+        s(&top["asn_table"]),
         table(&["user agent", "decisions", "decided"], &seen("agents")),
         table(&["header shape", "decisions", "decided"], &seen("shapes"))
     )
