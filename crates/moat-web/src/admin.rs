@@ -154,10 +154,13 @@ fn token_ok(req: &Request<Incoming>, token: &str) -> bool {
 /// `POST /api/reload`: what SIGHUP does, with the outcome in the answer (`moat reload`).
 async fn reload(live: Arc<LiveShield>, token: &str, req: Request<Incoming>) -> Response<ProxyBody> {
     if !token_ok(&req, token) {
-        return unauthorized();
+        return crate::api::unauthorized();
     }
     if req.method() != Method::POST {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+        let mut r = json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &serde_json::json!({"error": "use POST"}),
+        );
         r.headers_mut()
             .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
         return r;
@@ -291,7 +294,7 @@ pub async fn serve_metrics(live: Arc<LiveShield>, listener: Listener, shutdown: 
         .await
 }
 
-fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<ProxyBody> {
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<ProxyBody> {
     let mut r = text(status, format!("{body}\n"));
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -105,14 +105,15 @@ pub fn route(
                 .iter()
                 .any(|want| moat_core::secret::token_eq(k.as_bytes(), want.as_bytes()))
         });
+    // Errors in the admin API's JSON shape; the files themselves are the formats' own text.
+    let error = |status, msg: String| {
+        crate::admin::json_response(status, &serde_json::json!({ "error": msg }))
+    };
     if !admin_ok && !key_ok {
-        let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return r;
+        return crate::api::unauthorized();
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+        let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "use GET".into());
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
@@ -120,9 +121,9 @@ pub fn route(
     let name = req.uri().path().strip_prefix(PREFIX).unwrap_or("");
     let (bans, allow) = shield.engine.decisions();
     let Some(body) = render(name, &bans, &allow, shield.engine.now_ms()) else {
-        return text(
+        return error(
             StatusCode::NOT_FOUND,
-            format!("no such export; there are: {}\n", NAMES.join(", ")),
+            format!("no such export; there are: {}", NAMES.join(", ")),
         );
     };
     let etag = format!("\"{}\"", moat_feed::head::sha256_hex(body.as_bytes()));
