@@ -363,3 +363,35 @@ def test_the_who_page_groups_sources_by_autonomous_system_from_a_refreshed_table
         assert 'href="https://db-ip.com"' in who, "the shipped table's licence asks for the credit"
     finally:
         srv.shutdown()
+
+
+def test_the_digest_comes_without_the_admin_listener(tmp_path):
+    """The admin listener is a convenience: when its port is taken, the shields run without it,
+    and the digest still comes to the log."""
+    import socket
+    import subprocess
+
+    from moat_harness import moat_bin
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    cfg = tmp_path / "moat.toml"
+    cfg.write_text(f'[server]\nlisten = ["127.0.0.1:0"]\nupstream = "http://127.0.0.1:9"\n'
+                   f'state_dir = "{tmp_path / "state"}"\n[admin]\nlisten = "127.0.0.1:{taken.getsockname()[1]}"\n'
+                   f'[digest]\nevery = "1s"\n')
+    p = subprocess.Popen([str(moat_bin()), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any('"message":"digest"' in x for x in lines):
+            line = p.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+        assert any("no admin listener" in x for x in lines), lines
+        assert any('"message":"digest"' in x for x in lines), lines
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+        taken.close()

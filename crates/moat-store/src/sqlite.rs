@@ -389,29 +389,32 @@ impl Store for SqliteStore {
     }
 
     fn allow_entries(&self) -> Result<Vec<AllowEntry>> {
-        let c = self.conn();
-        let mut stmt =
-            c.prepare("SELECT net, note, created_ms FROM allowlist ORDER BY created_ms, net")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (net, note, created) = row?;
-            match net.parse() {
-                Ok(net) => out.push(AllowEntry {
-                    net,
-                    note,
-                    created_ms: created.max(0) as u64,
-                }),
-                Err(_) => tracing::warn!(net, "skipping a corrupt allowlist row"),
+        // The admin API's and the People page's read: beside the decider, like the pages.
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT net, note, created_ms FROM allowlist ORDER BY created_ms, net",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (net, note, created) = row?;
+                match net.parse() {
+                    Ok(net) => out.push(AllowEntry {
+                        net,
+                        note,
+                        created_ms: created.max(0) as u64,
+                    }),
+                    Err(_) => tracing::warn!(net, "skipping a corrupt allowlist row"),
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn allow(&self, net: IpNet, note: &str, now_ms: u64) -> Result<()> {
