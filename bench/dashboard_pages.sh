@@ -4,12 +4,15 @@
 # starts Moat on it (ghost preset, nftables off, all on 127.0.0.1), logs in as a browser does,
 # and fetches each page ROUNDS times (default 5), printing the median and the slowest in ms.
 # The admin API's decision listing is timed too (first page, a deep page, a filtered one).
+# Before the pages, CLIENTS (default 3,000) loopback addresses each send a scripted sign-in
+# request, so the Who page ranks that many sources (and looks each up in the IP-to-ASN table).
 set -euo pipefail
 export MOAT_NFTABLES=off
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moat-target}"
 N="${N:-1000000}"
 ROUNDS="${ROUNDS:-5}"
+CLIENTS="${CLIENTS:-3000}"
 cargo build --release -q -p moat
 cargo build --release -q -p moat-store --example fill_decisions
 MOAT="$CARGO_TARGET_DIR/release/moat"
@@ -39,6 +42,21 @@ done
 printf 'Moat up with %s bans in the guard after %.1f s; RSS %s MB\n' "$N" \
   "$(echo "$(date +%s.%N) - $started" | bc)" \
   "$(( $(awk '/VmRSS/ {print $2}' /proc/"$(cat "$work/moat.pid")"/status) / 1024 ))"
+python3 - "$MO" "$CLIENTS" <<'PY'
+import http.client, json, sys
+from concurrent.futures import ThreadPoolExecutor
+port, n = int(sys.argv[1]), int(sys.argv[2])
+def send(i):
+    ip = f"127.60.{i // 250}.{i % 250 + 1}"
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(ip, 0))
+    c.request("POST", "/members/api/send-magic-link/", json.dumps({"email": f"v{i}@example.com"}),
+              {"Content-Type": "application/json", "User-Agent": f"python-requests/2.{i % 40}"})
+    c.getresponse().read()
+    c.close()
+with ThreadPoolExecutor(32) as ex:
+    list(ex.map(send, range(n)))
+PY
+echo "$CLIENTS scripted sign-in requests sent from as many addresses"
 time_it() {  # label, curl arguments...
   local label=$1; shift
   local ts=()

@@ -126,8 +126,8 @@ pub struct Sightings {
 
 impl Sightings {
     /// Counts a decision under its user agent and header shape; remembers the client when the
-    /// action stopped it (a `log` did not; a `challenge` asks for the proof, so passing it
-    /// then is the ordinary way through, not a rescue).
+    /// action stopped it (a `log` did not; a `challenge`, a `retry` or a per-action proof asks
+    /// for the proof, so passing it then is the ordinary way through, not a rescue).
     pub fn decision(
         &self,
         now_ms: u64,
@@ -160,7 +160,7 @@ impl Sightings {
         }
         if matches!(
             action,
-            "log" | "allow" | "skip" | "challenge" | "action-proof" | "wait"
+            "log" | "allow" | "skip" | "challenge" | "retry" | "action-proof" | "wait"
         ) {
             return;
         }
@@ -370,6 +370,7 @@ mod tests {
             "x",
         );
         s.decision(1_000, ip("192.0.2.8"), "nav", "challenge", "Firefox", "x");
+        s.decision(1_000, ip("192.0.2.8"), "signup", "retry", "Firefox", "x");
         s.proof(2_000, ip("192.0.2.8"), ProofOutcome::Passed("work"));
         s.proof(3_000, ip("192.0.2.7"), ProofOutcome::Passed("work"));
         s.proof(4_000, ip("192.0.2.7"), ProofOutcome::Passed("nojs"));

@@ -233,9 +233,12 @@ impl Mailer {
     }
 
     async fn send(&self, digest: &Value, now_ms: u64) {
-        let stopped: u64 = digest["attacks"]
-            .as_object()
-            .map_or(0, |a| a.values().filter_map(Value::as_u64).sum());
+        // Requests stopped, and the mail side's attacks (scripted sends and the decisions by
+        // action are among the requests stopped already).
+        let stopped: u64 = ["stopped", "brute_force", "enumeration", "jails", "trap"]
+            .iter()
+            .filter_map(|k| digest["attacks"][k].as_u64())
+            .sum();
         let subject = format!(
             "Moat digest: {stopped} attacks stopped, {} bans, {} messages caught, {} stopped then passed the proof",
             digest["bans_made"],

@@ -3,7 +3,7 @@
 //! forbids scripts, so nothing an attacker put in a user agent, a subject or a login can run
 //! even if escaping were ever missed. Everything shown goes through [`esc`].
 
-use super::live::{Minute, KINDS};
+use super::live::{Minute, KINDS, STACKED};
 
 /// HTML-escapes text for an element's content or a quoted attribute.
 pub fn esc(s: &str) -> String {
@@ -98,8 +98,10 @@ pub fn button(action: &str, field: &str, value: &str, csrf: &str, label: &str) -
     )
 }
 
-const COLOURS: [&str; 7] = [
-    "#a8dadc", "#e63946", "#f4a261", "#6a4c93", "#2a9d8f", "#264653", "#e9c46a",
+/// By kind; only [`STACKED`] ones are drawn.
+const COLOURS: [&str; KINDS.len()] = [
+    "#a8dadc", "#e63946", "#f4a261", "#6a4c93", "#2a9d8f", "#264653", "#e9c46a", "#999999",
+    "#999999", "#999999", "#999999",
 ];
 
 /// A series as bars, one per point: every kind but requests stacked, requests as a line.
@@ -108,7 +110,7 @@ pub fn chart(id: &str, series: &[Minute], since: &str) -> String {
     let (w, h, pad) = (720.0_f64, 180.0_f64, 20.0_f64);
     let max = series
         .iter()
-        .map(|m| m.counts[1..].iter().sum::<u64>().max(m.counts[0]))
+        .map(|m| m.counts[STACKED].iter().sum::<u64>().max(m.counts[0]))
         .max()
         .unwrap_or(0)
         .max(1) as f64;
@@ -124,7 +126,13 @@ pub fn chart(id: &str, series: &[Minute], since: &str) -> String {
     for (i, m) in series.iter().enumerate() {
         let x = pad + i as f64 * bw;
         let mut y = h;
-        for (k, n) in m.counts.iter().enumerate().skip(1) {
+        for (k, n) in m
+            .counts
+            .iter()
+            .enumerate()
+            .take(STACKED.end)
+            .skip(STACKED.start)
+        {
             if *n == 0 {
                 continue;
             }
@@ -158,6 +166,7 @@ pub fn chart(id: &str, series: &[Minute], since: &str) -> String {
     let legend: String = KINDS
         .iter()
         .enumerate()
+        .take(STACKED.end)
         .map(|(k, (_, label))| {
             format!(
                 "<span class=k style=\"background:{}\"></span>{}",

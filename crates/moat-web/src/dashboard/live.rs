@@ -7,8 +7,9 @@ use moat_core::{Event, EventKind};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-/// What one minute counts.
-pub const KINDS: [(&str, &str); 7] = [
+/// What one minute counts: requests, then the attacks by kind (stacked in the chart), then the
+/// HTTP decisions that stopped a request by action.
+pub const KINDS: [(&str, &str); 11] = [
     ("requests", "HTTP requests"),
     (
         "stopped",
@@ -19,7 +20,21 @@ pub const KINDS: [(&str, &str); 7] = [
     ("enumeration", "recipient enumeration"),
     ("jails", "log-watcher jails tripped"),
     ("trap", "trap logins and captures"),
+    ("block", "decisions: block"),
+    ("decoy", "decisions: decoy"),
+    ("tarpit", "decisions: tarpit"),
+    (
+        "challenge",
+        "decisions: challenge (the browser proof asked)",
+    ),
 ];
+
+/// The kinds the chart stacks (the attacks); requests are its line, and the decisions by
+/// action split the same stopped requests another way.
+pub const STACKED: std::ops::Range<usize> = 1..7;
+/// The kinds sampled from the shield's cumulative counters, in [`Live::sample`]'s order:
+/// requests, stopped, then the actions from `block` on.
+pub const SAMPLED: [usize; 6] = [0, 1, 7, 8, 9, 10];
 
 /// Minutes kept.
 pub const MINUTES: usize = 60;
@@ -45,8 +60,8 @@ pub fn kind_of(e: &Event) -> Option<usize> {
 #[derive(Default)]
 struct Inner {
     minutes: VecDeque<Minute>,
-    /// The cumulative counters at the last sample (requests, stopped).
-    last: Option<(u64, u64)>,
+    /// The cumulative counters at the last sample, in [`SAMPLED`]'s order.
+    last: Option<[u64; SAMPLED.len()]>,
 }
 
 #[derive(Default)]
@@ -82,14 +97,31 @@ impl Live {
     /// The shield's cumulative counters now: what grew since the last sample (or since they
     /// started, at zero) goes to the current minute; a reload that starts them again from zero
     /// counts nothing for that second.
-    pub fn sample(&self, now_ms: u64, requests: u64, stopped: u64) {
+    pub fn sample(&self, now_ms: u64, totals: [u64; SAMPLED.len()]) {
         self.with_minute(now_ms, |m, inner| {
             // The shield's counters start at zero with it.
-            let (r, s) = inner.last.unwrap_or((0, 0));
-            m.counts[0] += requests.saturating_sub(r);
-            m.counts[1] += stopped.saturating_sub(s);
-            inner.last = Some((requests, stopped));
+            let last = inner.last.unwrap_or_default();
+            for ((k, now), before) in SAMPLED.iter().zip(totals).zip(last) {
+                m.counts[*k] += now.saturating_sub(before);
+            }
+            inner.last = Some(totals);
         });
+    }
+
+    /// What [`Self::sample`] takes, from the shield's counters: requests, the decisions that
+    /// stopped one, and those by action.
+    pub fn totals(requests: u64, hits: &[(String, &'static str, u64)]) -> [u64; SAMPLED.len()] {
+        let mut t = [0u64; SAMPLED.len()];
+        t[0] = requests;
+        for (_, action, n) in hits {
+            if stops(action) {
+                t[1] += n;
+            }
+            if let Some(i) = SAMPLED[2..].iter().position(|k| KINDS[*k].0 == *action) {
+                t[2 + i] += n;
+            }
+        }
+        t
     }
 
     /// Minutes saved before a restart, back in place (counted on top of anything already here).
@@ -141,14 +173,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn totals_split_the_stopping_decisions_by_action() {
+        let hits = vec![
+            ("a".to_string(), "block", 5),
+            ("b".to_string(), "decoy", 7),
+            ("c".to_string(), "log", 100),
+            ("d".to_string(), "challenge", 2),
+            ("e".to_string(), "block", 1),
+        ];
+        assert_eq!(Live::totals(1_000, &hits), [1_000, 15, 6, 7, 0, 2]);
+    }
+
+    #[test]
     fn counts_land_in_their_minute_and_the_hour_rolls() {
         let l = Live::default();
         let t0 = 1_000 * 60_000;
-        l.sample(t0, 100, 10);
-        l.sample(t0 + 1_000, 150, 30);
+        l.sample(t0, [100, 10, 0, 0, 0, 0]);
+        l.sample(t0 + 1_000, [150, 30, 20, 10, 0, 0]);
         l.event(t0 + 2_000, 3);
         l.event(t0 + 61_000, 3);
-        l.sample(t0 + 61_000, 151, 30);
+        l.sample(t0 + 61_000, [151, 30, 20, 10, 0, 0]);
         let s = l.series(t0 + 61_000);
         assert_eq!(s.len(), MINUTES);
         let (a, b) = (s[MINUTES - 2], s[MINUTES - 1]);
@@ -156,6 +200,7 @@ mod tests {
             (a.minute, a.counts[0], a.counts[1], a.counts[3]),
             (1_000, 150, 30, 1)
         );
+        assert_eq!((a.counts[7], a.counts[8]), (20, 10), "block and decoy");
         assert_eq!(
             (b.minute, b.counts[0], b.counts[1], b.counts[3]),
             (1_001, 1, 0, 1)
@@ -170,7 +215,7 @@ mod tests {
         );
         assert!(s.iter().all(|m| m.minute > 1_001));
         // Counters that started again (a restart of the shield) count nothing negative.
-        l.sample(later, 5, 1);
+        l.sample(later, [5, 1, 0, 0, 0, 0]);
         assert_eq!(l.series(later)[MINUTES - 1].counts[0], 0);
     }
 }

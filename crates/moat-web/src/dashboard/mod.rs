@@ -304,33 +304,27 @@ pub fn spawn_recorder(
         };
         loop {
             tokio::select! {
-                _ = tick.tick() => {
-                    let shield = live.current();
-                    let stopped: u64 = shield
-                        .metrics
-                        .hits()
-                        .iter()
-                        .filter(|(_, a, _)| live::stops(a))
-                        .map(|(_, _, n)| n)
-                        .sum();
-                    chart.sample(engine.now_ms(), shield.metrics.requests.get(), stopped);
-                    ticks += 1;
-                    if ticks.is_multiple_of(10) {
-                        save(engine.now_ms()).await;
-                    }
-                }
-                e = events.recv() => match e {
-                    Ok(e) => if let Some(k) = live::kind_of(&e) {
-                        chart.event(engine.now_ms(), k);
-                    },
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(_) => return,
-                },
-                _ = stop.cancelled() => {
-                    save(engine.now_ms()).await;
-                    return;
-                }
-            }
+                            _ = tick.tick() => {
+                                let shield = live.current();
+            let totals = live::Live::totals(shield.metrics.requests.get(), &shield.metrics.hits());
+                                chart.sample(engine.now_ms(), totals);
+                                ticks += 1;
+                                if ticks.is_multiple_of(10) {
+                                    save(engine.now_ms()).await;
+                                }
+                            }
+                            e = events.recv() => match e {
+                                Ok(e) => if let Some(k) = live::kind_of(&e) {
+                                    chart.event(engine.now_ms(), k);
+                                },
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                                Err(_) => return,
+                            },
+                            _ = stop.cancelled() => {
+                                save(engine.now_ms()).await;
+                                return;
+                            }
+                        }
         }
     });
 }

@@ -1,5 +1,5 @@
 //! The dashboard's counters kept for 30 days: one row per minute in `state_dir/series.sqlite`
-//! (the minute and its counts, [`super::live::KINDS`] in order). 43,200 rows of eight
+//! (the minute and its counts, [`super::live::KINDS`] in order). 43,200 rows of twelve
 //! integers: about 3 MB, whatever the attack's rate. The live recorder writes each minute once
 //! it is over (and the current one when Moat stops); reading sums them by hour for the month.
 
@@ -30,6 +30,21 @@ impl Series {
              CREATE TABLE IF NOT EXISTS minutes (minute INTEGER PRIMARY KEY{cols}) WITHOUT ROWID;"
         ))
         .map_err(err)?;
+        // A file from a version that counted fewer kinds gains the new ones' columns (their
+        // past minutes read 0).
+        let have: usize = db
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('minutes') WHERE name LIKE 'c%'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        for k in have..KINDS.len() {
+            db.execute_batch(&format!(
+                "ALTER TABLE minutes ADD COLUMN c{k} INTEGER NOT NULL DEFAULT 0"
+            ))
+            .map_err(err)?;
+        }
         Ok(Series { db })
     }
 
@@ -104,6 +119,37 @@ mod tests {
         m.counts[0] = n;
         m.counts[3] = 1;
         m
+    }
+
+    /// A file written when a minute had seven counters opens, keeps its minutes, and takes
+    /// the new counters.
+    #[test]
+    fn an_older_file_gains_the_new_counters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("series.sqlite");
+        {
+            let db = Connection::open(&path).unwrap();
+            let cols: String = (0..7)
+                .map(|k| format!(", c{k} INTEGER NOT NULL DEFAULT 0"))
+                .collect();
+            db.execute_batch(&format!(
+                "CREATE TABLE minutes (minute INTEGER PRIMARY KEY{cols}) WITHOUT ROWID;
+                 INSERT INTO minutes (minute, c0, c6) VALUES (100, 9, 2);"
+            ))
+            .unwrap();
+        }
+        let s = Series::open(&path).unwrap();
+        let old = s.minutes(100, 100).unwrap();
+        assert_eq!(
+            (old[0].counts[0], old[0].counts[6], old[0].counts[7]),
+            (9, 2, 0)
+        );
+        let mut m = minute(101, 1);
+        m.counts[KINDS.len() - 1] = 4;
+        s.put(&m).unwrap();
+        assert_eq!(s.minutes(101, 101).unwrap()[0].counts[KINDS.len() - 1], 4);
+        drop(s);
+        Series::open(&path).unwrap();
     }
 
     #[test]
