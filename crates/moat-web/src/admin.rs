@@ -78,8 +78,13 @@ pub fn routers(
             &live.current().cfg.server.state_dir,
         )),
     });
-    let dashboard =
-        crate::dashboard::Dashboard::new(api.clone(), live.clone(), token.clone(), chart);
+    let dashboard = crate::dashboard::Dashboard::new(
+        api.clone(),
+        live.clone(),
+        token.clone(),
+        chart,
+        series.clone(),
+    );
     crate::dashboard::digest::spawn(
         dashboard.clone(),
         series,

@@ -236,49 +236,30 @@ async fn series(
     axum::extract::State(api): axum::extract::State<Api>,
     uri: Uri,
 ) -> Result<axum::response::Response, ApiError> {
-    use crate::dashboard::live::KINDS;
     let q: SeriesQuery = query(&uri)?;
     let now = api.live.current().engine.now_ms();
     let (step, points) = match q.range.as_deref().unwrap_or("hour") {
         "hour" => (60, api.chart.series(now)),
-        "month" => {
-            let store = api.series.clone();
-            let month = tokio::task::spawn_blocking(move || {
-                let g = store.lock().unwrap_or_else(|p| p.into_inner());
-                g.as_ref()
-                    .map(|s| s.month_by_hour(now / 60_000))
-                    .transpose()
-            })
-            .await
-            .map_err(|e| ApiError::internal("reading the series", e))?
-            .map_err(|e| ApiError::internal("reading the series", e))?;
-            (3600, month.unwrap_or_default())
-        }
+        "month" => (
+            3600,
+            crate::dashboard::month(&api.series, now)
+                .await
+                .map_err(|e| ApiError::internal("reading the series", e))?,
+        ),
         other => {
             return Err(ApiError::bad(format!(
                 "range must be hour or month, not {other:?}"
             )))
         }
     };
-    let points: Vec<Value> = points
-        .iter()
-        .map(|m| {
-            let counts: serde_json::Map<String, Value> = KINDS
-                .iter()
-                .zip(m.counts)
-                .map(|((k, _), n)| (k.to_string(), n.into()))
-                .collect();
-            json!({ "at_ms": m.minute * 60_000, "counts": counts })
-        })
-        .collect();
-    let kinds: serde_json::Map<String, Value> = KINDS
-        .iter()
-        .map(|(k, label)| (k.to_string(), (*label).into()))
-        .collect();
-    Ok(reply(
-        StatusCode::OK,
-        json!({ "step_secs": step, "kinds": kinds, "points": points }),
-    ))
+    let mut r = axum::response::Response::new(axum::body::Body::from(
+        crate::dashboard::points_json(step, &points),
+    ));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
 }
 
 async fn openapi() -> Response<Body> {

@@ -91,20 +91,7 @@ async fn live(d: &Dashboard) -> String {
         .iter()
         .map(|r| vec![s(&r["rule"]), s(&r["action"]), s(&r["count"])])
         .collect();
-    let month = d.api_get("/api/series?range=month").await;
-    let month: Vec<super::live::Minute> = list(&month, "points")
-        .iter()
-        .map(|p| {
-            let mut m = super::live::Minute {
-                minute: p["at_ms"].as_u64().unwrap_or(0) / 60_000,
-                ..Default::default()
-            };
-            for (c, (k, _)) in m.counts.iter_mut().zip(KINDS) {
-                *c = p["counts"][k].as_u64().unwrap_or(0);
-            }
-            m
-        })
-        .collect();
+    let month = d.month(now).await.unwrap_or_default();
     format!(
         "{}<h2>This minute and the last hour</h2>{}<p>Active bans: <b id=bans-active>{}</b></p>\
          <h2>What decides now</h2>{}<h2>The last 30 days, by hour</h2>{}",
