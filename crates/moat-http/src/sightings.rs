@@ -169,8 +169,15 @@ impl Sightings {
                 s.old = std::mem::take(&mut s.cur);
                 s.since_ms = now_ms;
             }
-            s.cur
-                .insert(client, (now_ms, format!("{rule} ({action})").into()));
+            // A client stopped again (a flood from one address) only has its time moved: no
+            // allocation per decision.
+            match s.cur.get_mut(&client) {
+                Some(seen) => seen.0 = now_ms,
+                None => {
+                    s.cur
+                        .insert(client, (now_ms, format!("{rule} ({action})").into()));
+                }
+            }
         }
     }
 
