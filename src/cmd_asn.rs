@@ -7,8 +7,7 @@ use crate::ConfigArgs;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use moat_core::AsnTable;
-use std::io::{Read, Write};
-use std::path::Path;
+use std::io::Read;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -89,7 +88,12 @@ fn refresh(from: &[String], force: bool, cfg: &ConfigArgs) -> anyhow::Result<Exi
         );
     }
     let path = cfg.server.state_dir.join(moat_web::asn::STATE_FILE);
-    write_atomically(&path, &table.to_pack())?;
+    // Renamed over after an fsync: a running Moat reading it at that moment sees the old table
+    // or the new, never half of one.
+    std::fs::create_dir_all(&cfg.server.state_dir)
+        .with_context(|| format!("{}", cfg.server.state_dir.display()))?;
+    moat_http::state_file::write_atomic(&path, &table.to_pack(), 0o644)
+        .with_context(|| format!("{}", path.display()))?;
     println!(
         "{}: {} ranges ({dropped} overlapping dropped); the running instance uses it from its \
          next look",
@@ -135,17 +139,4 @@ fn inflate(bytes: &[u8]) -> anyhow::Result<String> {
         bytes.to_vec()
     };
     String::from_utf8(raw).context("the table is not UTF-8 text")
-}
-
-/// Written beside and renamed over, after an fsync: a running Moat reading it at that moment
-/// sees the old table or the new, never half of one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().context("no state directory")?;
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("bin.new");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
-    Ok(())
 }
