@@ -235,7 +235,13 @@ def test_the_quarantine_feeds_and_reports_as_the_cli_shows_them(moat_factory, tm
     r = run_cli("quarantine", "--quarantine", qdir, "list", "--json")
     assert {x["id"] for x in json.loads(r.stdout)} == {x["id"] for x in msgs}, r.stdout + r.stderr
 
-    one = requests.get(f"{api}/quarantine/messages/{msgs[0]['id']}", headers=AUTH, timeout=5).json()
+    def shown():
+        return requests.get(f"{api}/quarantine/messages/{msgs[0]['id']}", headers=AUTH, timeout=5).json()
+    # Answered moments ago, a delivery may still be only in the journal (`indexed: false`, no file
+    # yet); the CLI reads the index, so both are compared once the writer has filed it.
+    one = m.wait_for(lambda: (j := shown())["indexed"] and j, timeout=10)
+    assert one, shown()
+    assert one["message"]["file"] and one["message"]["body_offset"] > 0, one
     assert one["message"]["subject"] == "You won 3 prizes"
     assert ("url", "https://claim.prizes-now.example/win?u=1") in {(i["kind"], i["value"]) for i in one["iocs"]}, one
     assert any(i["kind"] == "domain" and i["value"].endswith("prizes-now.example") for i in one["iocs"]), one
