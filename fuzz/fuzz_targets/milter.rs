@@ -77,6 +77,7 @@ impl MilterPolicy for Policy {
     fn unknown_recipient(&self, _: IpAddr, _: &str) {
         self.unknown.set(self.unknown.get() + 1);
     }
+    fn captured(&self, _: IpAddr, _: &str, _: &str) {}
 }
 
 /// What one packet of the whole stream is, by a plain walk (the reference for the decoder).

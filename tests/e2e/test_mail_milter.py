@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 
 from dns_harness import Dnsmasq
 from mail_harness import (
@@ -194,16 +195,27 @@ class MilterMoat:
             return want in text
         wait_for(decided, timeout, interval=0.1, what=f"Moat's log to say {want!r}")
 
-    def decisions(self) -> list[dict]:
+    def log_objects(self) -> list[dict]:
+        """Moat's JSON log lines, parsed (anything else left out)."""
         out = []
         for line in self.log_text().splitlines():
             try:
-                d = json.loads(line)
+                out.append(json.loads(line))
             except ValueError:
                 continue
-            if d.get("target") == "moat::decision":
-                out.append(d)
         return out
+
+    def decisions(self) -> list[dict]:
+        return [d for d in self.log_objects() if d.get("target") == "moat::decision"]
+
+    def admin_get(self, path: str) -> dict:
+        """GET on the admin API, at the address the startup line names."""
+        addr = next((d["admin"] for d in self.log_objects() if d.get("message") == "moat is running"), None)
+        assert addr, "no admin address in Moat's startup line"
+        r = requests.get(f"http://{addr}{path}", timeout=5,
+                         headers={"Authorization": "Bearer mail-test-admin-token-0123"})
+        r.raise_for_status()
+        return r.json()
 
     def honey_entries(self) -> list[str]:
         """The honey passwd-file's entries (`login:{PLAIN}password`), comments left out."""
@@ -478,6 +490,10 @@ def test_honey_login_is_captured_on_every_service(mail_env, milter_at):
     assert stack.queue_ids() == [], stack.mailq()
     assert "status=bounced" not in stack.maillog()
     assert any(d.get("rule") == "mail-honey" and d.get("action") == "create" for d in moat.decisions())
+    # Each capture is an event: the dashboard's live chart counts them beside the trap's.
+    def trap_count():
+        return sum(p["counts"]["trap"] for p in moat.admin_get("/api/series?range=hour")["points"])
+    assert wait_for(lambda: trap_count() >= 30, 10, interval=0.2, what="30 captures in the series"), trap_count()
 
     # A real user's mail on the submission port still goes out.
     code = submit(stack, stack.submission_port, "127.82.0.10", "alice", "x-Secret-123", "alice@moat.test",

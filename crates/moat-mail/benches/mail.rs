@@ -179,6 +179,7 @@ impl MilterPolicy for MilterBenchPolicy {
         true
     }
     fn unknown_recipient(&self, _: IpAddr, _: &str) {}
+    fn captured(&self, _: IpAddr, _: &str, _: &str) {}
 }
 
 fn milter_packet(code: u8, parts: &[&[u8]], out: &mut Vec<u8>) {

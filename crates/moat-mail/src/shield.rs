@@ -583,6 +583,18 @@ impl crate::milter::session::MilterPolicy for MailShield {
         self.decision(client, "mail-enumeration", "hide", sender);
         self.count_unknown(client, sender, self.now());
     }
+
+    fn captured(&self, client: IpAddr, login: &str, id: &str) {
+        self.engine.emit(
+            Sensor::Mail,
+            Subject {
+                ip: client.to_canonical(),
+                account: Some(login.to_string()),
+                email: None,
+            },
+            EventKind::Captured { id: id.to_string() },
+        );
+    }
 }
 
 /// Moat's own copy of the honey accounts, beside Dovecot's file (`honey.passwd.moat`).

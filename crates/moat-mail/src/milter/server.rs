@@ -235,6 +235,9 @@ async fn conn<S: MilterStream>(mut stream: S, peer: String, ctx: Arc<MilterConte
                         Ok(stored) => {
                             ctx.stats.messages_captured.fetch_add(1, Ordering::Relaxed);
                             tracing::info!(target: "moat::decision", client = %client, rule = "mail-honey", action = "capture", key = %login, id = %stored.id, "decision");
+                            if let Ok(ip) = client.parse() {
+                                ctx.policy.captured(ip, &login, &stored.id);
+                            }
                             Reply::Discard.encode(&mut out);
                         }
                         Err(e) => {

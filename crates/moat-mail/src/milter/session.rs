@@ -43,6 +43,10 @@ pub trait MilterPolicy {
     fn hide_recipients(&self) -> bool;
     /// A hidden unknown recipient, for enumeration counting (offences, prefix bans).
     fn unknown_recipient(&self, client: IpAddr, sender: &str);
+    /// A honey account's message is in the quarantine (under `id`): an event for the bus, so
+    /// that the dashboard, the event stream and the digest count milter captures beside the
+    /// trap's.
+    fn captured(&self, client: IpAddr, login: &str, id: &str);
 }
 
 /// The milter's wishes at negotiation: remove recipients; skip what it never reads, and do

@@ -27,6 +27,7 @@ impl MilterPolicy for Policy {
     fn unknown_recipient(&self, _: IpAddr, sender: &str) {
         self.counted.borrow_mut().push(sender.into());
     }
+    fn captured(&self, _: IpAddr, _: &str, _: &str) {}
 }
 
 /// A session negotiated as Postfix 3.7 offers (everything), connected from `ip`: no CONNECT
