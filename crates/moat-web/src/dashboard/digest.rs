@@ -5,7 +5,7 @@
 //! `mail_to` through the report relay. Read from the admin API and the dashboard's series,
 //! like the pages; it runs with the admin listener off too.
 
-use super::live::KINDS;
+use super::live::{BANS, KINDS};
 use super::{Dashboard, SharedSeries};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -56,21 +56,29 @@ pub async fn compose(d: &Dashboard, series: &SharedSeries, from_ms: u64, to_ms: 
     }
     let minutes: Vec<super::live::Minute> = by_minute.into_values().collect();
     let mut attacks = Map::new();
-    for (k, (id, _)) in KINDS.iter().enumerate() {
+    for (k, (id, _)) in KINDS.iter().enumerate().filter(|(k, _)| *k != BANS) {
         let n: u64 = minutes.iter().map(|m| m.counts[k]).sum();
         attacks.insert(id.to_string(), n.into());
     }
+    // Counted as they were made, so bans that already expired are in it.
+    let bans_made: u64 = minutes.iter().map(|m| m.counts[BANS]).sum();
 
-    // The store counts the period's bans; the networks are ranked from the newest 100,000
-    // of them (a storm's bans come from few networks, so these rank them all the same).
+    // The networks are ranked from the newest 100,000 of the period's bans still in force (a
+    // storm's bans come from few networks, so these rank them all the same); a feed's are not
+    // this instance's.
     let made = d
         .api_get(&format!("/api/decisions?since_ms={from_ms}&limit=100000"))
         .await;
     let bans: Vec<Value> = list(&made, "decisions")
         .into_iter()
         .filter(|b| since(b, "created_ms", from_ms))
+        .filter(|b| {
+            !b["origin"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("feed:")
+        })
         .collect();
-    let bans_made = made["total"].as_u64().unwrap_or(bans.len() as u64);
     let mut by_net: HashMap<String, u64> = HashMap::new();
     for b in &bans {
         *by_net
@@ -145,7 +153,7 @@ pub fn text(d: &Value) -> String {
         moat_core::utc_text(d["from_ms"].as_i64().unwrap_or(0)),
         moat_core::utc_text(d["to_ms"].as_i64().unwrap_or(0))
     );
-    for (id, label) in KINDS {
+    for (_, (id, label)) in KINDS.iter().enumerate().filter(|(k, _)| *k != BANS) {
         t.push_str(&format!(
             "  {label}: {}\n",
             d["attacks"][id].as_u64().unwrap_or(0)

@@ -101,7 +101,7 @@ pub fn button(action: &str, field: &str, value: &str, csrf: &str, label: &str) -
 /// By kind; only [`STACKED`] ones are drawn.
 const COLOURS: [&str; KINDS.len()] = [
     "#a8dadc", "#e63946", "#f4a261", "#6a4c93", "#2a9d8f", "#264653", "#e9c46a", "#999999",
-    "#999999", "#999999", "#999999",
+    "#999999", "#999999", "#999999", "#999999",
 ];
 
 /// A series as bars, one per point: every kind but requests stacked, requests as a line.

@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 /// What one minute counts: requests, then the attacks by kind (stacked in the chart), then the
-/// HTTP decisions that stopped a request by action.
-pub const KINDS: [(&str, &str); 11] = [
+/// HTTP decisions that stopped a request by action, then the bans made.
+pub const KINDS: [(&str, &str); 12] = [
     ("requests", "HTTP requests"),
     (
         "stopped",
@@ -27,7 +27,12 @@ pub const KINDS: [(&str, &str); 11] = [
         "challenge",
         "decisions: challenge (the browser proof asked)",
     ),
+    ("bans", "bans made (a feed's not counted)"),
 ];
+
+/// The count of bans made: each ban this instance (or its cluster) added, counted as the
+/// decider publishes it, so the digest counts the bans of its period even once they expired.
+pub const BANS: usize = 11;
 
 /// The kinds the chart stacks (the attacks); requests are its line, and the decisions by
 /// action split the same stopped requests another way.
@@ -55,6 +60,12 @@ pub fn kind_of(e: &Event) -> Option<usize> {
         EventKind::JailTripped { .. } => 5,
         EventKind::TrapLogin { .. } | EventKind::Captured { .. } => 6,
     })
+}
+
+/// Whether an added ban counts as made: not a feed's (counted on the Peers page), and made
+/// since `since_ms` (not one restored from the store).
+pub fn made_here(d: &moat_core::Decision, since_ms: u64) -> bool {
+    !matches!(d.origin, moat_core::Origin::Feed(_)) && d.created_ms >= since_ms
 }
 
 #[derive(Default)]
@@ -171,6 +182,26 @@ pub fn stops(action: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A ban restored at start, or a feed's, is not one this instance made.
+    #[test]
+    fn only_bans_made_here_since_start_count() {
+        let mut d = moat_core::Decision {
+            scope: "192.0.2.1".parse().unwrap(),
+            verdict: moat_core::Verdict::Ban,
+            created_ms: 2_000,
+            expires_ms: None,
+            reason: "r".into(),
+            origin: moat_core::Origin::Rule("signup".into()),
+            offences: 1,
+        };
+        assert!(made_here(&d, 1_000));
+        assert!(!made_here(&d, 3_000), "restored from before the start");
+        d.origin = moat_core::Origin::Feed("peers".into());
+        assert!(!made_here(&d, 1_000), "a feed's");
+        d.origin = moat_core::Origin::Manual;
+        assert!(made_here(&d, 1_000));
+    }
 
     #[test]
     fn totals_split_the_stopping_decisions_by_action() {

@@ -328,6 +328,10 @@ pub fn spawn_recorder(
     shutdown.spawn(async move {
         let engine = live.current().engine.clone();
         let mut events = engine.follow_events();
+        // Bans restored from the store at start are published as added too: only those made
+        // since are counted.
+        let started_ms = engine.now_ms();
+        let mut changes = engine.subscribe();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks = 0u64;
         let save = |now_ms: u64| {
@@ -368,6 +372,18 @@ pub fn spawn_recorder(
                                     chart.event(engine.now_ms(), k);
                                 },
                                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                                Err(_) => return,
+                            },
+                            c = changes.recv() => match c {
+                                Ok(moat_engine::changes::Change::Added(d)) => {
+                                    if live::made_here(&d, started_ms) {
+                                        chart.event(engine.now_ms(), live::BANS);
+                                    }
+                                }
+                                Ok(_) => {}
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                    tracing::warn!(missed = n, "the dashboard missed decision changes; bans made are undercounted");
+                                }
                                 Err(_) => return,
                             },
                             _ = stop.cancelled() => {

@@ -1,5 +1,5 @@
 //! The dashboard's counters kept for 30 days: one row per minute in `state_dir/series.sqlite`
-//! (the minute and its counts, [`super::live::KINDS`] in order). 43,200 rows of twelve
+//! (the minute and its counts, [`super::live::KINDS`] in order). 43,200 rows of thirteen
 //! integers: about 3 MB, whatever the attack's rate. The live recorder writes each minute once
 //! it is over (and the current one when Moat stops); reading sums them by hour for the month.
 
