@@ -146,6 +146,18 @@ def test_two_instances_share_limits_and_bans(moat_factory, upstream, redis):
         signup((m2, m1)[i % 2], ip, "again@example.com")
     assert len(upstream.magic_links()) - before == 3, "3 an hour across both instances again"
 
+    # Redis came back empty: the decoy learned before is shared again, so an instance started
+    # now, which never saw Ghost's answer, still replays it over the limit.
+    assert m1.wait_for(lambda: any("shared decoys learned while Redis was away" in line
+                                   for m in (m1, m2) for line in m.stdout_lines), timeout=10)
+    m3 = moat_factory(config(redis), name="m3")
+    assert m3.wait_for(lambda: any("caught up on the shared bans" in line for line in m3.stdout_lines),
+                       timeout=10), m3.stdout_lines[-10:]
+    r = signup(m3, address_pool(1, first_octets=(46,), per_prefix=1)[0], "again@example.com")
+    assert r.comparable() == first.comparable(), (r.comparable(), first.comparable())
+    assert len(upstream.magic_links()) - before == 3
+    assert any("took a decoy another instance learned" in line for line in m3.stdout_lines)
+
 
 def test_a_cluster_config_error_names_its_line(tmp_path):
     from moat_harness import run_cli

@@ -153,14 +153,22 @@ impl Sync {
 
     /// What to send when decoy `id` learned here.
     pub(crate) fn outgoing_learned(&self, id: &str) -> Option<redis::Pipeline> {
-        let r = self.engine.store().learned(id).ok()??;
-        let body = learned_json(id, &r);
         let mut p = redis::pipe();
+        self.share_learned(&mut p, id).then_some(p)
+    }
+
+    /// Adds the commands that share decoy `id`'s learned response to `p`; false if this
+    /// instance has none.
+    fn share_learned(&self, p: &mut redis::Pipeline, id: &str) -> bool {
+        let Ok(Some(r)) = self.engine.store().learned(id) else {
+            return false;
+        };
+        let body = learned_json(id, &r);
         p.hset_nx(&self.decoys, id, body.to_string())
             .ignore()
             .publish(&self.channel, message(self.id, "learn", body))
             .ignore();
-        Some(p)
+        true
     }
 
     /// Another instance's ban, taken as it is.
@@ -276,6 +284,26 @@ impl Sync {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
                 self.take_learned(&v);
             }
+        }
+        // Decoys learned here that the hash lacks (learned while Redis was away, or Redis
+        // restarted empty): shared now, or an instance that never saw the app's answer has
+        // none to replay. The hash keeps the first one either way.
+        let mut p = redis::pipe();
+        let mut shared = 0;
+        match self.engine.store().learned_decoys() {
+            Ok(ids) => {
+                for id in ids.iter().filter(|id| !learned.contains_key(*id)) {
+                    shared += usize::from(self.share_learned(&mut p, id));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cluster: cannot list the learned decoys"),
+        }
+        if shared > 0 {
+            let _: () = p.query_async(conn).await?;
+            tracing::info!(
+                decoys = shared,
+                "cluster: shared decoys learned while Redis was away"
+            );
         }
         self.catch_up_honey(conn).await?;
         Ok(taken)

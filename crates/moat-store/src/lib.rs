@@ -193,6 +193,9 @@ pub trait Store: Send + Sync + 'static {
     fn allow(&self, net: IpNet, note: &str, now_ms: u64) -> Result<()>;
     fn unallow(&self, net: IpNet) -> Result<bool>;
     fn learned(&self, decoy: &str) -> Result<Option<LearnedResponse>>;
+    /// Every decoy a response was learned for (a cluster shares them again after Redis was
+    /// away, or restarted empty).
+    fn learned_decoys(&self) -> Result<Vec<String>>;
     /// Records only the first response per decoy; returns false if one was already there.
     fn learn(&self, decoy: &str, r: &LearnedResponse) -> Result<bool>;
     /// A number that changes when the store's content changed: written by another process,

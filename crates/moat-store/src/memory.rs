@@ -103,6 +103,9 @@ impl Store for MemoryStore {
     fn learned(&self, decoy: &str) -> Result<Option<LearnedResponse>> {
         Ok(self.lock().learned.get(decoy).cloned())
     }
+    fn learned_decoys(&self) -> Result<Vec<String>> {
+        Ok(self.lock().learned.keys().cloned().collect())
+    }
     fn learn(&self, decoy: &str, r: &LearnedResponse) -> Result<bool> {
         let mut g = self.lock();
         if g.learned.contains_key(decoy) {

@@ -457,6 +457,13 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    fn learned_decoys(&self) -> Result<Vec<String>> {
+        let c = self.conn();
+        let mut st = c.prepare("SELECT decoy FROM learned_decoys")?;
+        let ids = st.query_map([], |r| r.get(0))?;
+        Ok(ids.collect::<std::result::Result<_, _>>()?)
+    }
+
     fn learn(&self, decoy: &str, r: &LearnedResponse) -> Result<bool> {
         let headers = serde_json::to_string(&r.headers).unwrap_or_else(|_| "[]".into());
         let n = self.conn().execute(
@@ -762,7 +769,11 @@ mod tests {
         let mut other = r.clone();
         other.status = 500;
         assert!(!s.learn("d", &other).unwrap());
-        assert_eq!(s.learned("d").unwrap(), Some(r));
+        assert_eq!(s.learned("d").unwrap(), Some(r.clone()));
+        assert!(s.learn("e", &r).unwrap());
+        let mut ids = s.learned_decoys().unwrap();
+        ids.sort();
+        assert_eq!(ids, ["d", "e"]);
     }
 
     #[test]
