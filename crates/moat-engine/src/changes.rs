@@ -28,10 +28,12 @@ pub enum Change {
     Allowlist(Arc<Vec<IpNet>>),
 }
 
-/// What was last published, to compare the next publication with.
+/// What was last published, to compare the next publication with: each banned scope's end,
+/// not its whole decision (the guard holds those; a copy here doubled the memory a million bans
+/// take).
 #[derive(Default)]
 pub(crate) struct Published {
-    bans: HashMap<Scope, Decision>,
+    bans: HashMap<Scope, Option<u64>>,
     allow: Arc<Vec<IpNet>>,
 }
 
@@ -59,8 +61,8 @@ impl Published {
             .cloned()
             .collect();
         for scope in gone {
-            let d = self.bans.remove(&scope);
-            let expired = d.is_some_and(|d| d.expires_ms.is_some_and(|e| e <= now_ms));
+            let end = self.bans.remove(&scope).flatten();
+            let expired = end.is_some_and(|e| e <= now_ms);
             out.push(Change::Removed { scope, expired });
         }
         for d in bans {
@@ -73,10 +75,10 @@ impl Published {
     fn note(&mut self, d: &Decision, out: &mut Vec<Change>) {
         match self.bans.get(&d.scope) {
             None => out.push(Change::Added(d.clone())),
-            Some(old) if old.expires_ms != d.expires_ms => out.push(Change::Extended(d.clone())),
+            Some(end) if *end != d.expires_ms => out.push(Change::Extended(d.clone())),
             Some(_) => return,
         }
-        self.bans.insert(d.scope.clone(), d.clone());
+        self.bans.insert(d.scope.clone(), d.expires_ms);
     }
 
     /// The decider's own new bans, published without a read of the store: each is added, or
@@ -97,7 +99,7 @@ impl Published {
         let gone: Vec<Scope> = self
             .bans
             .iter()
-            .filter(|(_, d)| d.expires_ms.is_some_and(|e| e <= now_ms))
+            .filter(|(_, end)| end.is_some_and(|e| e <= now_ms))
             .map(|(s, _)| s.clone())
             .collect();
         gone.into_iter()

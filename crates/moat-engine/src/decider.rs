@@ -70,7 +70,16 @@ pub struct Decider {
     /// Set when the next publication must read the store (an allow, a failed write).
     full_publish_due: bool,
     last_full: std::time::Instant,
+    /// When (on the engine's clock) expired bans were last dropped from the store and guard.
+    last_prune_ms: u64,
 }
+
+/// How often the guard is rebuilt from a full read of the store when nothing asked for it: a
+/// safety net only (every change that matters is published as it happens), since the read
+/// costs about a second at a million bans.
+const FULL_EVERY: Duration = Duration::from_secs(600);
+/// How often bans that are over leave the store and the guard (a check already ignores them).
+const PRUNE_EVERY_MS: u64 = 60_000;
 
 const MAX_TRACKED: usize = 200_000;
 
@@ -93,6 +102,7 @@ impl Decider {
         lens: PrefixLens,
     ) -> Self {
         let store_version = store.changed().unwrap_or(0);
+        let last_prune_ms = clock.now_ms();
         Decider {
             store,
             guard,
@@ -110,6 +120,7 @@ impl Decider {
             pending: Vec::new(),
             full_publish_due: false,
             last_full: std::time::Instant::now(),
+            last_prune_ms,
         }
     }
 
@@ -230,13 +241,19 @@ impl Decider {
     fn tick(&mut self) {
         self.last_tick = std::time::Instant::now();
         let v = self.store.changed().unwrap_or(self.store_version);
-        // Another writer, or a minute of bursts published as they came: the snapshot is read
-        // from the store again (which also drops what expired from it).
-        if v != self.store_version || self.last_full.elapsed() >= Duration::from_secs(60) {
+        let now = self.clock.now_ms();
+        // Another writer, a failed write, or the safety net: the snapshot is read from the
+        // store again (which also drops what expired from it).
+        if v != self.store_version
+            || self.full_publish_due
+            || self.last_full.elapsed() >= FULL_EVERY
+        {
             self.store_version = v;
             self.publish();
+            self.last_prune_ms = now;
+        } else if now.saturating_sub(self.last_prune_ms) >= PRUNE_EVERY_MS {
+            self.prune(now);
         }
-        let now = self.clock.now_ms();
         let window = self.bans.offence_window.as_millis() as u64;
         self.offences
             .retain(|_, q| q.back().is_some_and(|t| t + window > now));
@@ -246,6 +263,37 @@ impl Decider {
         if self.changes.is_some() {
             let expired = self.published.expire(now);
             self.broadcast(expired);
+        }
+    }
+
+    /// Drops the bans over at `now` from the store and the guard without reading the others
+    /// back. Followers were told of them as they ended ([`crate::changes::Published::expire`]).
+    /// If another writer wrote meanwhile, publishes from the store instead.
+    fn prune(&mut self, now: u64) {
+        self.last_prune_ms = now;
+        let before = self.store.changed().ok();
+        let purged = match self.store.purge_expired(now) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot drop expired decisions from the store");
+                self.full_publish_due = true;
+                return;
+            }
+        };
+        let after = self.store.changed().ok();
+        let only_ours = match (before, after) {
+            (Some(b), Some(a)) => {
+                b == self.store_version && a == b.wrapping_add(u64::from(purged > 0))
+            }
+            _ => false,
+        };
+        if !only_ours {
+            self.publish();
+            return;
+        }
+        self.store_version = after.unwrap_or(self.store_version);
+        if let Some(next) = self.guard.load().without_expired(now) {
+            self.guard.store(Arc::new(next));
         }
     }
 

@@ -84,6 +84,35 @@ impl GuardSnapshot {
         s
     }
 
+    /// This snapshot without the bans over at `now_ms`, or `None` when none is (no copy). A
+    /// check already ignores them; this returns their memory.
+    pub fn without_expired(&self, now_ms: u64) -> Option<Self> {
+        let over = |d: &Arc<Decision>| !d.active_at(now_ms);
+        let any =
+            self.ips.values().any(over) || self.prefixes.iter().any(|(_, m)| m.values().any(over));
+        if !any {
+            return None;
+        }
+        fn keep<K: Copy + Eq + std::hash::Hash>(
+            m: &HashMap<K, Arc<Decision>>,
+            now_ms: u64,
+        ) -> HashMap<K, Arc<Decision>> {
+            m.iter()
+                .filter(|(_, d)| d.active_at(now_ms))
+                .map(|(k, d)| (*k, d.clone()))
+                .collect()
+        }
+        Some(GuardSnapshot {
+            allow: self.allow.clone(),
+            ips: keep(&self.ips, now_ms),
+            prefixes: self
+                .prefixes
+                .iter()
+                .map(|(len, m)| (*len, keep(m, now_ms)))
+                .collect(),
+        })
+    }
+
     pub fn check(&self, ip: IpAddr, now_ms: u64) -> GuardVerdict {
         let ip = normalize(ip);
         if self.allow.iter().any(|n| n.contains(&ip)) {

@@ -225,6 +225,89 @@ fn another_process_allow_is_seen_while_offences_keep_coming() {
     }
 }
 
+/// Bans that are over leave the store and the guard within a minute, without the decider
+/// reading the ones in force back (it prunes), while a ban another process writes meanwhile
+/// is still picked up.
+#[test]
+fn expired_bans_leave_the_store_and_the_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(5_000));
+    let e = start(
+        Arc::new(SqliteStore::open_dir(dir.path()).unwrap()),
+        clock.clone(),
+    );
+    e.ban(
+        Scope::parse("10.7.7.1").unwrap(),
+        Some(Duration::from_secs(10)),
+        "short",
+        Origin::Manual,
+    );
+    e.ban(
+        Scope::parse("10.7.7.0/24").unwrap(),
+        Some(Duration::from_secs(10)),
+        "short",
+        Origin::Manual,
+    );
+    e.ban(
+        Scope::parse("10.7.8.1").unwrap(),
+        None,
+        "long",
+        Origin::Manual,
+    );
+    e.flush();
+    assert_eq!(e.snapshot().ban_count(), 3);
+    let other = SqliteStore::open_dir(dir.path()).unwrap();
+    let rows = || {
+        other
+            .decision_page(
+                0,
+                &moat_store::DecisionQuery {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .total
+    };
+    assert_eq!(rows(), 3);
+    clock.advance_ms(11_000);
+    assert_eq!(
+        e.check(ip("10.7.7.1")),
+        GuardVerdict::Clear,
+        "over, so not enforced"
+    );
+    clock.advance_ms(60_000);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while rows() != 1 || e.snapshot().ban_count() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expired bans still held: {} rows, {} in the guard",
+            rows(),
+            e.snapshot().ban_count()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(matches!(e.check(ip("10.7.8.1")), GuardVerdict::Banned(_)));
+    other
+        .put_decision(&moat_core::Decision {
+            scope: Scope::parse("10.7.9.9").unwrap(),
+            verdict: moat_core::Verdict::Ban,
+            created_ms: 1,
+            expires_ms: None,
+            reason: "cli".into(),
+            origin: Origin::Manual,
+            offences: 1,
+        })
+        .unwrap();
+    while !matches!(e.check(ip("10.7.9.9")), GuardVerdict::Banned(_)) {
+        assert!(
+            std::time::Instant::now() < deadline + Duration::from_secs(5),
+            "the other writer's ban"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn ipv6_offences_count_against_the_whole_64() {
     let clock = Arc::new(ManualClock::new(1_000_000));

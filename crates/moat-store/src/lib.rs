@@ -158,6 +158,8 @@ pub trait Store: Send + Sync + 'static {
     fn remove_decision(&self, scope: &Scope) -> Result<bool>;
     /// Decisions not yet expired at `now_ms`; expired ones are purged on the way.
     fn decisions(&self, now_ms: u64) -> Result<Vec<Decision>>;
+    /// Deletes the decisions over at `now_ms`, without reading the others; returns how many.
+    fn purge_expired(&self, now_ms: u64) -> Result<usize>;
     /// One page of the decisions active at `now_ms` that match `q`, newest first. The default
     /// reads them all; the SQLite store asks for the page alone.
     fn decision_page(&self, now_ms: u64, q: &DecisionQuery) -> Result<DecisionPage> {

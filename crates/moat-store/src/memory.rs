@@ -45,6 +45,14 @@ impl Store for MemoryStore {
         g.version += u64::from(removed);
         Ok(removed)
     }
+    fn purge_expired(&self, now_ms: u64) -> Result<usize> {
+        let mut g = self.lock();
+        let before = g.decisions.len();
+        g.decisions.retain(|_, d| d.active_at(now_ms));
+        let purged = before - g.decisions.len();
+        g.version += u64::from(purged > 0);
+        Ok(purged)
+    }
     fn decisions(&self, now_ms: u64) -> Result<Vec<Decision>> {
         let mut g = self.lock();
         g.decisions.retain(|_, d| d.active_at(now_ms));

@@ -275,13 +275,17 @@ impl Store for SqliteStore {
         Ok(self.wrote(n) > 0)
     }
 
-    fn decisions(&self, now_ms: u64) -> Result<Vec<Decision>> {
-        let c = self.conn();
-        let purged = c.execute(
+    fn purge_expired(&self, now_ms: u64) -> Result<usize> {
+        let purged = self.conn().execute(
             "DELETE FROM decisions WHERE expires_ms IS NOT NULL AND expires_ms <= ?1",
-            [now_ms as i64],
+            [now_ms.min(i64::MAX as u64) as i64],
         )?;
-        self.wrote(purged);
+        Ok(self.wrote(purged))
+    }
+
+    fn decisions(&self, now_ms: u64) -> Result<Vec<Decision>> {
+        self.purge_expired(now_ms)?;
+        let c = self.conn();
         let mut stmt = c.prepare(
             "SELECT scope, verdict, created_ms, expires_ms, reason, origin, offences FROM decisions ORDER BY created_ms",
         )?;

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# What a ban storm's aftermath costs in memory and in the decider's time: fills a state
+# directory with N active decisions (default 1,000,000, as `fill_decisions` writes them), starts
+# Moat on it (ghost preset, nftables off, loopback), and prints how long the guard took to hold
+# them, the resident memory then, and, after the decider's first full publication a minute in
+# (it reads every decision back from the store), the resident memory and its peak (VmHWM).
+# MOAT=path runs another build (say the previous commit's) on the same store, for a ratio.
+set -euo pipefail
+export MOAT_NFTABLES=off
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moat-target}"
+N="${N:-1000000}"
+cargo build --release -q -p moat-store --example fill_decisions
+if [ -z "${MOAT:-}" ]; then
+  cargo build --release -q -p moat
+  MOAT="$CARGO_TARGET_DIR/release/moat"
+fi
+work=$(mktemp -d); . bench/cleanup.sh; trap 'bench_cleanup "$work"' EXIT
+MO=18213; ADMIN=18214; TOKEN=bench-token-0123456789
+"$CARGO_TARGET_DIR/release/examples/fill_decisions" "$work/state" "$N" >/dev/null
+cat >"$work/moat.toml" <<TOML
+presets = ["ghost"]
+[server]
+listen = ["127.0.0.1:$MO"]
+upstream = "http://127.0.0.1:9"
+state_dir = "$work/state"
+[admin]
+listen = "127.0.0.1:$ADMIN"
+token = "$TOKEN"
+TOML
+mem() { awk -v k="$1" '$1 == k":" {print int($2 / 1024)}' /proc/"$(cat "$work/moat.pid")"/status; }
+started=$(date +%s.%N)
+RUST_LOG=warn "$MOAT" run --config "$work/moat.toml" >"$work/moat.log" 2>&1 & echo $! >"$work/moat.pid"
+for _ in $(seq 600); do
+  curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ADMIN/api/top" 2>/dev/null |
+    grep -q "\"bans_active\":$N" && break
+  sleep 0.2
+done
+printf '%s bans in the guard after %.1f s: RSS %s MB, peak %s MB\n' "$N" \
+  "$(echo "$(date +%s.%N) - $started" | bc)" "$(mem VmRSS)" "$(mem VmHWM)"
+cpu0=$(awk '{print $14 + $15}' /proc/"$(cat "$work/moat.pid")"/stat)
+sleep 70
+cpu1=$(awk '{print $14 + $15}' /proc/"$(cat "$work/moat.pid")"/stat)
+printf 'after the first minute: RSS %s MB, peak %s MB; CPU over those 70 s %.2f s\n' \
+  "$(mem VmRSS)" "$(mem VmHWM)" "$(echo "($cpu1 - $cpu0) / $(getconf CLK_TCK)" | bc -l)"
