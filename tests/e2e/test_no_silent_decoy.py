@@ -52,6 +52,18 @@ def test_a_person_a_limit_stops_is_told_and_their_sign_up_goes_through(moat_fact
         "the notice stayed after the sign-up went through"
     assert browser.execute("return window.__moat.info.waits") == 1
     assert ("ghost-unconfirmed", "wait") in decisions_for(moat, "127.0.0.1")
+    # The app's XMLHttpRequest cannot be sent again behind its back: it gets the 429, and the
+    # person is told why.
+    browser.execute("""
+        var x = new XMLHttpRequest();
+        x.open("POST", "/members/api/send-magic-link/");
+        x.setRequestHeader("Content-Type", "application/json");
+        x.onloadend = function () { window.__xhrStatus = x.status; };
+        x.send(JSON.stringify({email: "reader2@example.com"}));""")
+    assert browser.wait_until("window.__xhrStatus", timeout=20) == 429
+    told = browser.wait_until("(document.getElementById('moat-notice') || {}).textContent", timeout=5)
+    assert "Too many requests" in told, told
+    assert [s.json["email"] for s in upstream.magic_links()[30:]] == ["reader@example.com"]
     # The app never sees the page script's marker.
     sent = upstream.magic_links()[30]
     assert all(k.lower() != "moat-page" for k, _ in sent.headers), sent.headers

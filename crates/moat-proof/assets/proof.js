@@ -7,7 +7,8 @@
  * page loaded sees nothing; a write Moat still refuses with `Moat-Clearance: required` is
  * solved for and sent once more. Writes carry `Moat-Page: 1`; one a rate limit stops is
  * answered `429` with `Moat-Clearance: wait` and Retry-After, and the script shows the person
- * a notice, waits, and sends it again, so a person's sign-up is never dropped unseen. When a
+ * a notice, waits, and sends it again, so a person's sign-up is never dropped unseen (an
+ * XMLHttpRequest cannot be sent again behind the app's back: the person gets the notice). When a
  * route is under pressure, a send gets `403` with `Moat-Clearance: action` and a challenge
  * bound to it; the script solves it and sends the request again with `Moat-Proof`.
  *
@@ -288,6 +289,12 @@
    * gets Moat's 429 and shows its own error, with the notice saying why. */
   var MAX_WAIT_S = 120, MAX_WAITS = 5;
 
+  /* A write the script does not send again: the app gets Moat's 429, the person the reason. */
+  function tooMany(secs) {
+    notice("Too many requests are arriving right now. Please try again in about " +
+      Math.max(1, Math.round(secs / 60)) + " minute(s).");
+  }
+
   function notice(text) {
     var el = document.getElementById("moat-notice");
     if (text === null) { if (el) el.parentNode.removeChild(el); return; }
@@ -378,8 +385,7 @@
               info.waits = (info.waits || 0) + 1;
               return countdown(secs).then(function () { return send(copy()); });
             }
-            notice("Too many requests are arriving right now. Please try again in about " +
-              Math.max(1, Math.round(secs / 60)) + " minute(s).");
+            tooMany(secs);
             return resp;
           }
           if (waits > 0) notice(null);
@@ -410,8 +416,13 @@
       var xhr = this, args = arguments;
       if (!xhr.__moatWrite) return send.apply(xhr, args);
       /* Marked like fetch's writes; a 429 to an XMLHttpRequest goes to the app as it is (the
-       * request cannot be sent twice behind the app's back). */
+       * request cannot be sent twice behind the app's back), and the person is told why. */
       try { xhr.setRequestHeader("Moat-Page", "1"); } catch (e) { /* not opened */ }
+      xhr.addEventListener("load", function () {
+        if (xhr.status === 429 && xhr.getResponseHeader("Moat-Clearance") === "wait") {
+          tooMany(Math.max(1, Number(xhr.getResponseHeader("Retry-After")) || 5));
+        }
+      });
       ensureCleared().then(function () {
         /* Still opened and not aborted in the meantime. */
         if (xhr.readyState === 1) send.apply(xhr, args);
