@@ -93,6 +93,19 @@ impl Published {
         out
     }
 
+    /// The decider's own lifts, published without a read of the store: a removal for each
+    /// scope that was published.
+    pub(crate) fn lift(&mut self, scopes: &[Scope]) -> Vec<Change> {
+        scopes
+            .iter()
+            .filter(|s| self.bans.remove(*s).is_some())
+            .map(|s| Change::Removed {
+                scope: s.clone(),
+                expired: false,
+            })
+            .collect()
+    }
+
     /// Bans whose end has passed, as removals (the store still lists them until the next
     /// publication; a follower need not wait for it).
     pub(crate) fn expire(&mut self, now_ms: u64) -> Vec<Change> {

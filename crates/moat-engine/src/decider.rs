@@ -67,6 +67,8 @@ pub struct Decider {
     /// Bans written since the last publication, published as they are when nothing else
     /// changed the store.
     pending: Vec<Decision>,
+    /// Scopes lifted since the last publication, dropped from the next snapshot as they are.
+    lifted: Vec<Scope>,
     /// Set when the next publication must read the store (an allow, a failed write).
     full_publish_due: bool,
     last_full: std::time::Instant,
@@ -118,6 +120,7 @@ impl Decider {
             published: Default::default(),
             changes: None,
             pending: Vec::new(),
+            lifted: Vec::new(),
             full_publish_due: false,
             last_full: std::time::Instant::now(),
             last_prune_ms,
@@ -217,21 +220,29 @@ impl Decider {
     /// else (an allow, another writer, a failed commit) publishes from the store.
     fn publish_burst(&mut self, before: Option<u64>) {
         let own = std::mem::take(&mut self.pending);
+        let lifted = std::mem::take(&mut self.lifted);
         let after = self.store.changed().ok();
+        let writes = (own.len() + lifted.len()) as u64;
         let only_own = match (before, after) {
-            (Some(b), Some(a)) => b == self.store_version && a == b.wrapping_add(own.len() as u64),
+            (Some(b), Some(a)) => b == self.store_version && a == b.wrapping_add(writes),
             _ => false,
         };
-        if self.full_publish_due || !only_own {
+        // A scope both banned and lifted in one burst: which came last is the store's to say.
+        let both = !own.is_empty() && !lifted.is_empty() && {
+            let l: std::collections::HashSet<&Scope> = lifted.iter().collect();
+            own.iter().any(|d| l.contains(&d.scope))
+        };
+        if self.full_publish_due || !only_own || both {
             self.publish();
             return;
         }
         let now = self.clock.now_ms();
         if self.changes.is_some() {
-            let changes = self.published.record(&own, now);
+            let mut changes = self.published.lift(&lifted);
+            changes.extend(self.published.record(&own, now));
             self.broadcast(changes);
         }
-        let next = self.guard.load().with(own);
+        let next = self.guard.load().with(own, &lifted);
         self.guard.store(Arc::new(next));
         self.banned_unpublished.clear();
         self.store_version = after.unwrap_or(self.store_version);
@@ -300,6 +311,7 @@ impl Decider {
     /// Publishes from the store: every decision in force and the allowlist.
     fn publish(&mut self) {
         self.pending.clear();
+        self.lifted.clear();
         self.full_publish_due = false;
         self.last_full = std::time::Instant::now();
         let now = self.clock.now_ms();
@@ -356,11 +368,13 @@ impl Decider {
                     return false;
                 }
                 match self.store.remove_decision(&scope) {
-                    Ok(true) => {}
+                    Ok(true) => self.lifted.push(scope),
                     Ok(false) => return false,
-                    Err(e) => tracing::error!(error = %e, "cannot lift a ban"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot lift a ban");
+                        self.full_publish_due = true;
+                    }
                 }
-                self.full_publish_due = true;
                 true
             }
             Command::LiftFeed { scope } => {
@@ -373,12 +387,17 @@ impl Decider {
                     return false;
                 }
                 match self.store.remove_decision(&scope) {
-                    Ok(_) => {
-                        tracing::info!(target: "moat::decision", scope = %scope, "feed ban lifted: no longer listed by enough peers")
+                    Ok(true) => {
+                        tracing::info!(target: "moat::decision", scope = %scope, "feed ban lifted: no longer listed by enough peers");
+                        self.lifted.push(scope);
                     }
-                    Err(e) => tracing::error!(error = %e, "cannot lift a feed ban"),
+                    // In the snapshot, not in the store: the snapshot is read again.
+                    Ok(false) => self.full_publish_due = true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot lift a feed ban");
+                        self.full_publish_due = true;
+                    }
                 }
-                self.full_publish_due = true;
                 true
             }
             Command::Flush(reply) => {

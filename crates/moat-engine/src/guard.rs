@@ -71,15 +71,29 @@ impl GuardSnapshot {
         }
     }
 
-    /// This snapshot with `decisions` added (each replacing its scope's, as the store does):
-    /// the maps are copied, not rebuilt from the store, so publishing a few bans costs a copy
-    /// of pointers however many are in force.
-    pub fn with(&self, decisions: impl IntoIterator<Item = Decision>) -> Self {
+    /// This snapshot with `decisions` added (each replacing its scope's, as the store does)
+    /// and the bans on `lifted` removed: the maps are copied, not rebuilt from the store, so
+    /// publishing a few bans or lifts costs a copy of pointers however many are in force.
+    pub fn with(&self, decisions: impl IntoIterator<Item = Decision>, lifted: &[Scope]) -> Self {
         let mut s = GuardSnapshot {
             allow: self.allow.clone(),
             ips: self.ips.clone(),
             prefixes: self.prefixes.clone(),
         };
+        for scope in lifted {
+            match scope {
+                Scope::Ip(ip) => {
+                    s.ips.remove(&normalize(*ip));
+                }
+                Scope::Prefix(net) => {
+                    for (len, m) in &mut s.prefixes {
+                        if *len == net.prefix_len() {
+                            m.remove(net);
+                        }
+                    }
+                }
+            }
+        }
         s.insert_all(decisions);
         s
     }

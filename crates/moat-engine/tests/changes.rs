@@ -100,6 +100,32 @@ fn bans_extensions_allows_expiries_and_other_writers_are_broadcast() {
         })
         .unwrap();
     assert!(matches!(next(&mut rx), Change::Added(d) if d.scope == c));
+
+    // Lifts through the engine (the cluster's, a feed's consensus gone) leave the snapshot and
+    // are broadcast as they are; a feed lift leaves another origin's ban alone.
+    let p = Scope::parse("203.0.113.0/24").unwrap();
+    e.ban(
+        p.clone(),
+        Some(Duration::from_secs(600)),
+        "t",
+        Origin::Feed("peers".into()),
+    );
+    e.flush();
+    assert!(matches!(next(&mut rx), Change::Added(d) if d.scope == p));
+    e.lift_feed(c.clone());
+    e.lift_feed(p.clone());
+    e.flush();
+    assert!(matches!(next(&mut rx), Change::Removed { scope, expired: false } if scope == p));
+    assert!(e.snapshot().decision(&p).is_none());
+    e.lift(c.clone());
+    e.flush();
+    assert!(matches!(next(&mut rx), Change::Removed { scope, expired: false } if scope == c));
+    assert!(e.snapshot().decision(&c).is_none());
+    assert_eq!(
+        e.check("203.0.113.9".parse().unwrap()),
+        moat_engine::GuardVerdict::Clear
+    );
+    assert!(other.decision_page(0, &Default::default()).unwrap().total == 0);
     e.shutdown();
 }
 
