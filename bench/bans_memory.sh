@@ -2,8 +2,9 @@
 # What a ban storm's aftermath costs in memory and in the decider's time: fills a state
 # directory with N active decisions (default 1,000,000, as `fill_decisions` writes them), starts
 # Moat on it (ghost preset, nftables off, loopback), and prints how long the guard took to hold
-# them, the resident memory then, and, after the decider's first full publication a minute in
-# (it reads every decision back from the store), the resident memory and its peak (VmHWM).
+# them, the resident memory then, and its CPU seconds, resident memory and peak (VmHWM) over the
+# next 70 s (start-up: the feeds' reconciliation lifts the fill's feed bans, which no configured
+# feed lists) and over the minute after (idle, with a prune of what expired).
 # MOAT=path runs another build (say the previous commit's) on the same store, for a ratio.
 set -euo pipefail
 export MOAT_NFTABLES=off
@@ -43,3 +44,7 @@ sleep 70
 cpu1=$(awk '{print $14 + $15}' /proc/"$(cat "$work/moat.pid")"/stat)
 printf 'after the first minute: RSS %s MB, peak %s MB; CPU over those 70 s %.2f s\n' \
   "$(mem VmRSS)" "$(mem VmHWM)" "$(echo "($cpu1 - $cpu0) / $(getconf CLK_TCK)" | bc -l)"
+sleep 60
+cpu2=$(awk '{print $14 + $15}' /proc/"$(cat "$work/moat.pid")"/stat)
+printf 'the minute after, idle: RSS %s MB, peak %s MB; CPU %.2f s\n' \
+  "$(mem VmRSS)" "$(mem VmHWM)" "$(echo "($cpu2 - $cpu1) / $(getconf CLK_TCK)" | bc -l)"

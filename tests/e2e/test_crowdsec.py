@@ -103,11 +103,16 @@ def test_the_custom_bouncer_gets_moats_bans_and_their_removal(moat_factory, upst
 def test_the_local_api_answers_only_bouncer_keys(moat_factory, tmp_path):
     m = moat_factory(CONFIG)
     assert m.cli("bans", "add", "198.51.100.0/24").returncode == 0
+    # Bouncers are given what the running instance enforces: it reads another process's write
+    # within its decider's tick.
+    from moat_harness import ADMIN_TOKEN
+    assert m.wait_for(lambda: requests.get(m.admin_base + "/api/top", timeout=5,
+                                           headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+                      .json()["bans_active"] == 1, timeout=5)
     stream = m.admin_base + "/v1/decisions/stream?startup=true"
     assert requests.get(stream, timeout=5).status_code == 403
     assert requests.get(stream, headers={"X-Api-Key": "not-a-bouncer-key-at-all"}, timeout=5).status_code == 403
     # The admin token opens the admin API, not the bouncers' one; a bouncer key, nothing else.
-    from moat_harness import ADMIN_TOKEN
     assert requests.get(stream, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=5).status_code == 403
     assert requests.get(m.admin_base + "/api/bans", headers={"X-Api-Key": KEY}, timeout=5).status_code == 401
 

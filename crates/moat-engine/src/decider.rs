@@ -237,13 +237,19 @@ impl Decider {
             return;
         }
         let now = self.clock.now_ms();
-        if self.changes.is_some() {
-            let mut changes = self.published.lift(&lifted);
-            changes.extend(self.published.record(&own, now));
-            self.broadcast(changes);
-        }
+        let changes = match self.changes.is_some() {
+            true => {
+                let mut c = self.published.lift(&lifted);
+                c.extend(self.published.record(&own, now));
+                c
+            }
+            false => Vec::new(),
+        };
+        // The snapshot before the changes: a follower that subscribes between the two finds
+        // them in [`crate::Engine::decisions`] (read from the snapshot), never neither.
         let next = self.guard.load().with(own, &lifted);
         self.guard.store(Arc::new(next));
+        self.broadcast(changes);
         self.banned_unpublished.clear();
         self.store_version = after.unwrap_or(self.store_version);
     }
@@ -322,11 +328,12 @@ impl Decider {
         }
         match self.store.decisions(now) {
             Ok(d) => {
-                if self.changes.is_some() {
-                    let changes = self.published.update(&d, &allow, now);
-                    self.broadcast(changes);
-                }
+                let changes = match self.changes.is_some() {
+                    true => self.published.update(&d, &allow, now),
+                    false => Vec::new(),
+                };
                 self.guard.store(Arc::new(GuardSnapshot::new(allow, d)));
+                self.broadcast(changes);
                 self.banned_unpublished.clear();
             }
             Err(e) => tracing::error!(error = %e, "cannot read decisions from the store"),

@@ -163,6 +163,14 @@ impl GuardSnapshot {
         self.allow.iter().any(|n| n.contains(&ip))
     }
 
+    /// Every ban in the snapshot, addresses then prefixes (some may be over: see
+    /// [`Self::check`]).
+    pub fn bans(&self) -> impl Iterator<Item = &Arc<Decision>> {
+        self.ips
+            .values()
+            .chain(self.prefixes.iter().flat_map(|(_, m)| m.values()))
+    }
+
     pub fn ban_count(&self) -> usize {
         self.ips.len() + self.prefixes.iter().map(|(_, m)| m.len()).sum::<usize>()
     }

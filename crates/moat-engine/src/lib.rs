@@ -117,11 +117,20 @@ impl Engine {
     }
 
     /// The bans in force and the allowlist (the configured one and `moat allow`'s), as a
-    /// follower's starting point.
+    /// follower's starting point, oldest first. Read from the guard's snapshot, not the store:
+    /// the feed publishes it every few seconds and bouncers poll it, and at a million bans a
+    /// read of the store took a second and a half (and its purge of what expired made the
+    /// decider read everything again). The decider stores a snapshot before it broadcasts its
+    /// changes, so a follower that subscribed first misses nothing.
     pub fn decisions(&self) -> (Vec<moat_core::Decision>, Vec<IpNet>) {
         let now = self.clock.now_ms();
-        let bans = self.store.decisions(now).unwrap_or_default();
         let snapshot = self.guard.load();
+        let mut bans: Vec<moat_core::Decision> = snapshot
+            .bans()
+            .filter(|d| d.active_at(now))
+            .map(|d| (**d).clone())
+            .collect();
+        bans.sort_unstable_by(|a, b| (a.created_ms, &a.scope).cmp(&(b.created_ms, &b.scope)));
         (bans, snapshot.allowlist().to_vec())
     }
 
