@@ -34,6 +34,10 @@ pub struct FeedPublisher {
     quarantine: Option<PathBuf>,
     captured: Vec<Indicator>,
     captured_at: Option<Instant>,
+    /// The guard's snapshot last published from: the same one (the decider swaps in a new
+    /// one for every change) with the same captures means the same feed, so a round skips
+    /// turning a million bans into indicators again.
+    last_guard: Option<Arc<moat_engine::GuardSnapshot>>,
 }
 
 impl FeedPublisher {
@@ -59,18 +63,14 @@ impl FeedPublisher {
             quarantine,
             captured: Vec::new(),
             captured_at: None,
+            last_guard: None,
         }
     }
 
     /// One round: publishes what changed; returns whether a new head was written.
     pub fn round(&mut self, engine: &Engine) -> anyhow::Result<bool> {
         let now = engine.now_ms() / 1000;
-        let mut current: Vec<Indicator> = engine
-            .decisions()
-            .0
-            .iter()
-            .filter_map(|d| ban_indicator(d, now, self.republish))
-            .collect();
+        let mut captures_changed = false;
         if self
             .captured_at
             .is_none_or(|t| t.elapsed() >= QUARANTINE_EVERY)
@@ -78,13 +78,29 @@ impl FeedPublisher {
             self.captured_at = Some(Instant::now());
             if let Some(q) = &self.quarantine {
                 match captured(q, now) {
-                    Ok(c) => self.captured = c,
+                    Ok(c) => {
+                        captures_changed = c != self.captured;
+                        self.captured = c;
+                    }
                     Err(e) => tracing::debug!(error = %e, "feed: cannot read the quarantine yet"),
                 }
             }
         }
+        let guard = engine.snapshot();
+        let same = self
+            .last_guard
+            .as_ref()
+            .is_some_and(|g| Arc::ptr_eq(g, &guard));
+        if same && !captures_changed && !self.publisher.due(now) {
+            return Ok(false);
+        }
+        let mut current: Vec<Indicator> = guard
+            .bans()
+            .filter_map(|d| ban_indicator(d, now, self.republish))
+            .collect();
         current.extend(self.captured.iter().cloned());
         let Some(out) = self.publisher.update(current, now) else {
+            self.last_guard = Some(guard);
             return Ok(false);
         };
         let by_hash = self.dir.join(moat_feed::BY_HASH_DIR);
@@ -98,6 +114,7 @@ impl FeedPublisher {
             0o644,
         )?;
         prune(&by_hash, &out.referenced);
+        self.last_guard = Some(guard);
         Ok(true)
     }
 }
@@ -236,5 +253,61 @@ pub async fn run(
             }
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moat_core::ManualClock;
+
+    /// A round with nothing new (the same guard snapshot, the same captures, the head not due
+    /// for re-signing) writes nothing and does not rebuild the feed; a new ban does.
+    #[test]
+    fn a_round_with_nothing_new_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::start(
+            Arc::new(moat_store::MemoryStore::new()),
+            Arc::new(ManualClock::new(1_800_000_000_000)),
+            moat_config::Bans {
+                base_ttl: Duration::from_secs(60),
+                max_ttl: Duration::from_secs(600),
+                factor: 2,
+                offences_to_ban: 3,
+                offence_window: Duration::from_secs(60),
+                prefix_threshold: 3,
+                prefix_window: Duration::from_secs(600),
+                status: 403,
+                body: String::new(),
+                allow: vec![],
+            },
+            moat_core::PrefixLens::default(),
+        );
+        let key = SignerKey::generate("moat.test").unwrap();
+        let mut p = FeedPublisher::new(dir.path(), key, Duration::from_secs(3600), None, false);
+        let ban = |ip: &str| {
+            engine.ban(
+                Scope::parse(ip).unwrap(),
+                Some(Duration::from_secs(600)),
+                "t",
+                Origin::Rule("signup".into()),
+            );
+            engine.flush();
+        };
+        ban("8.8.4.4");
+        assert!(p.round(&engine).unwrap(), "the first round publishes");
+        let head = dir.path().join(moat_feed::DIR).join(moat_feed::HEAD_FILE);
+        let written = std::fs::metadata(&head).unwrap().modified().unwrap();
+        assert!(!p.round(&engine).unwrap());
+        assert!(!p.round(&engine).unwrap());
+        assert_eq!(
+            std::fs::metadata(&head).unwrap().modified().unwrap(),
+            written
+        );
+        ban("9.9.9.9");
+        assert!(p.round(&engine).unwrap(), "a new ban is published");
+        let text = std::fs::read_to_string(&head).unwrap();
+        assert!(text.contains("moat.test"), "{text}");
+        engine.shutdown();
     }
 }

@@ -47,6 +47,17 @@ impl Publisher {
         &self.key
     }
 
+    /// Whether [`Self::update`] would write a head at `now` even with nothing changed: the
+    /// first since start, or one due for re-signing. A caller whose inputs did not change
+    /// skips building them otherwise.
+    pub fn due(&self, now: u64) -> bool {
+        !self.started
+            || self
+                .head
+                .as_ref()
+                .is_none_or(|h| h.expires <= now + self.lifetime / 2)
+    }
+
     /// Publishes `current` (all that should be in the feed now) at `now` (Unix seconds):
     /// `None` when nothing changed and the head is not due for re-signing.
     pub fn update(&mut self, current: Vec<Indicator>, now: u64) -> Option<Output> {
