@@ -395,7 +395,18 @@ impl Decider {
                 }
                 match self.store.remove_decision(&scope) {
                     Ok(true) => {
-                        tracing::info!(target: "moat::decision", scope = %scope, "feed ban lifted: no longer listed by enough peers");
+                        // Through the bounded log, as bans are: dropping a feed lifts its
+                        // bans by the hundred thousand, and each must not cost a line.
+                        let key_ip = match &scope {
+                            Scope::Ip(ip) => *ip,
+                            Scope::Prefix(net) => net.network(),
+                        };
+                        if self
+                            .log
+                            .admit(self.clock.now_ms(), "lift:feed", "lift", key_ip, 160)
+                        {
+                            tracing::info!(target: "moat::decision", scope = %scope, "feed ban lifted: no longer listed by enough peers");
+                        }
                         self.lifted.push(scope);
                     }
                     // In the snapshot, not in the store: the snapshot is read again.
