@@ -26,6 +26,19 @@ fn start(store: Arc<dyn Store>, clock: Arc<ManualClock>) -> Arc<Engine> {
     Engine::start(store, clock, bans(), PrefixLens::default())
 }
 
+/// A ban as `moat bans add` writes it from another process.
+fn cli_ban(scope: &str) -> moat_core::Decision {
+    moat_core::Decision {
+        scope: Scope::parse(scope).unwrap(),
+        verdict: moat_core::Verdict::Ban,
+        created_ms: 1,
+        expires_ms: None,
+        reason: "cli".into(),
+        origin: Origin::Manual,
+        offences: 1,
+    }
+}
+
 fn banned_until(e: &Engine, a: &str) -> Option<u64> {
     match e.check(ip(a)) {
         GuardVerdict::Banned(d) => d.expires_ms,
@@ -160,17 +173,7 @@ fn a_ban_written_by_another_process_is_picked_up() {
     let clock = Arc::new(ManualClock::new(5_000));
     let e = start(Arc::new(SqliteStore::open_dir(dir.path()).unwrap()), clock);
     let other = SqliteStore::open_dir(dir.path()).unwrap();
-    other
-        .put_decision(&moat_core::Decision {
-            scope: Scope::parse("10.2.2.2").unwrap(),
-            verdict: moat_core::Verdict::Ban,
-            created_ms: 1,
-            expires_ms: None,
-            reason: "cli".into(),
-            origin: Origin::Manual,
-            offences: 1,
-        })
-        .unwrap();
+    other.put_decision(&cli_ban("10.2.2.2")).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while e.check(ip("10.2.2.2")) == GuardVerdict::Clear {
         assert!(
@@ -288,17 +291,7 @@ fn expired_bans_leave_the_store_and_the_guard() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(matches!(e.check(ip("10.7.8.1")), GuardVerdict::Banned(_)));
-    other
-        .put_decision(&moat_core::Decision {
-            scope: Scope::parse("10.7.9.9").unwrap(),
-            verdict: moat_core::Verdict::Ban,
-            created_ms: 1,
-            expires_ms: None,
-            reason: "cli".into(),
-            origin: Origin::Manual,
-            offences: 1,
-        })
-        .unwrap();
+    other.put_decision(&cli_ban("10.7.9.9")).unwrap();
     while !matches!(e.check(ip("10.7.9.9")), GuardVerdict::Banned(_)) {
         assert!(
             std::time::Instant::now() < deadline + Duration::from_secs(5),
