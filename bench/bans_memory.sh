@@ -16,27 +16,13 @@ if [ -z "${MOAT:-}" ]; then
   cargo build --release -q -p moat
   MOAT="$CARGO_TARGET_DIR/release/moat"
 fi
-work=$(mktemp -d); . bench/cleanup.sh; trap 'bench_cleanup "$work"' EXIT
+work=$(mktemp -d); . bench/cleanup.sh; . bench/filled_store.sh; trap 'bench_cleanup "$work"' EXIT
 MO=18213; ADMIN=18214; TOKEN=bench-token-0123456789
-"$CARGO_TARGET_DIR/release/examples/fill_decisions" "$work/state" "$N" >/dev/null
-cat >"$work/moat.toml" <<TOML
-presets = ["ghost"]
-[server]
-listen = ["127.0.0.1:$MO"]
-upstream = "http://127.0.0.1:9"
-state_dir = "$work/state"
-[admin]
-listen = "127.0.0.1:$ADMIN"
-token = "$TOKEN"
-TOML
+filled_store >/dev/null
 mem() { awk -v k="$1" '$1 == k":" {print int($2 / 1024)}' /proc/"$(cat "$work/moat.pid")"/status; }
 started=$(date +%s.%N)
 RUST_LOG=warn "$MOAT" run --config "$work/moat.toml" >"$work/moat.log" 2>&1 & echo $! >"$work/moat.pid"
-for _ in $(seq 600); do
-  curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ADMIN/api/top" 2>/dev/null |
-    grep -q "\"bans_active\":$N" && break
-  sleep 0.2
-done
+wait_guard_holds
 printf '%s bans in the guard after %.1f s: RSS %s MB, peak %s MB\n' "$N" \
   "$(echo "$(date +%s.%N) - $started" | bc)" "$(mem VmRSS)" "$(mem VmHWM)"
 cpu0=$(awk '{print $14 + $15}' /proc/"$(cat "$work/moat.pid")"/stat)

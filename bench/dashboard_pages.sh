@@ -16,19 +16,9 @@ CLIENTS="${CLIENTS:-3000}"
 cargo build --release -q -p moat
 cargo build --release -q -p moat-store --example fill_decisions
 MOAT="$CARGO_TARGET_DIR/release/moat"
-work=$(mktemp -d); . bench/cleanup.sh; trap 'bench_cleanup "$work"' EXIT
+work=$(mktemp -d); . bench/cleanup.sh; . bench/filled_store.sh; trap 'bench_cleanup "$work"' EXIT
 MO=18203; ADMIN=18204; TOKEN=bench-token-0123456789
-"$CARGO_TARGET_DIR/release/examples/fill_decisions" "$work/state" "$N"
-cat >"$work/moat.toml" <<TOML
-presets = ["ghost"]
-[server]
-listen = ["127.0.0.1:$MO"]
-upstream = "http://127.0.0.1:9"
-state_dir = "$work/state"
-[admin]
-listen = "127.0.0.1:$ADMIN"
-token = "$TOKEN"
-TOML
+filled_store
 started=$(date +%s.%N)
 RUST_LOG=warn "$MOAT" run --config "$work/moat.toml" >"$work/moat.log" 2>&1 & echo $! >"$work/moat.pid"
 # Ready when the guard holds the bans: the live page's count says so.
