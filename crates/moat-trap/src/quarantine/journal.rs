@@ -140,7 +140,11 @@ impl Journal {
         for e in std::fs::read_dir(dir(root))? {
             let e = e?;
             if e.file_name().to_string_lossy().starts_with("spare-") {
-                std::fs::remove_file(e.path())?;
+                // A journal dropped a moment ago may still be removing its own last spare.
+                match std::fs::remove_file(e.path()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
             }
         }
         let next = segments(root)?.last().map_or(after, |(n, _)| after.max(*n)) + 1;
@@ -220,6 +224,9 @@ fn create(
     Ok(Arc::new(f))
 }
 
+/// The next spare segment's number in this process.
+static SPARE_NUMBER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// How long the segment preparer waits before trying again after it failed (a full disk).
 const PREPARE_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -239,7 +246,10 @@ fn spawn_preparer(
         .spawn(move || {
             super::lower_priority();
             let mut failing = false;
-            for k in 0u64.. {
+            loop {
+                // Numbered across the process, so that a journal dropped a moment ago (whose
+                // preparer may still be writing) and its successor never pick the same name.
+                let k = SPARE_NUMBER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let path = dir.join(format!("spare-{k}"));
                 let made = (|| {
                     if free_bytes(&dir).is_some_and(|b| b < 2 * SEGMENT_BYTES) {
