@@ -59,3 +59,12 @@ fn publish_burst_of_16(b: divan::Bencher, n: u32) {
     b.with_inputs(|| burst.clone())
         .bench_local_values(|burst| drop(g.with(burst, &[])));
 }
+
+/// A snapshot built from every decision in the store: at start, and when another process
+/// wrote (`moat bans add`) or an operator allowed an address.
+#[divan::bench(args = [10_000, 1_000_000], sample_count = 10)]
+fn build_from_the_store(b: divan::Bencher, n: u32) {
+    let all: Vec<Decision> = bans(n).collect();
+    b.with_inputs(|| all.clone())
+        .bench_local_values(|all| drop(GuardSnapshot::new(Vec::new(), all)));
+}
