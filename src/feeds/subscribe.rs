@@ -11,7 +11,7 @@ use super::state::{self, PeerFile};
 use futures_util::StreamExt;
 use moat_config::model::Subscription;
 use moat_config::Config;
-use moat_core::{Origin, Scope, Verdict};
+use moat_core::{Origin, Scope};
 use moat_engine::Engine;
 use moat_feed::policy::{self, Peer, Policy};
 use moat_report::http::{HttpClient, Reach};
@@ -201,9 +201,12 @@ impl Subscriber {
     fn apply_policy(&mut self) {
         let now_ms = self.engine.now_ms();
         let now = now_ms / 1000;
-        let (decisions, allow) = self.engine.decisions();
+        // The guard's snapshot, read in place: a reapply with a million bans in force copies
+        // none of them.
+        let snapshot = self.engine.snapshot();
         let feeds = &self.cfg.feeds;
-        // `allow` is the configured allowlist and `moat allow`'s together.
+        // The configured allowlist and `moat allow`'s together.
+        let allow = snapshot.allowlist().iter().copied();
         let never = feeds.never_block.iter().copied().chain(allow);
         let pol = Policy::new(feeds.quorum, feeds.max_ttl.as_secs(), never);
         let peers: Vec<Peer<'_>> = self
@@ -221,16 +224,11 @@ impl Subscriber {
                 tracing::info!(scope = %r.scope, peers = %r.peers.join(","), why = %r.why, "a feed's ban is not taken");
             }
         }
-        let in_force: BTreeMap<&Scope, &moat_core::Decision> = decisions
-            .iter()
-            .filter(|d| d.verdict == Verdict::Ban && d.active_at(now_ms))
-            .map(|d| (&d.scope, d))
-            .collect();
         let mut keep: HashSet<Scope> = HashSet::new();
         for w in wanted {
             keep.insert(w.scope.clone());
             let want_ms = w.expires.saturating_mul(1000);
-            let current = in_force.get(&w.scope);
+            let current = snapshot.decision(&w.scope).filter(|d| d.active_at(now_ms));
             let due = match current {
                 None => true,
                 // Not ours to touch.
@@ -250,9 +248,10 @@ impl Subscriber {
             self.engine
                 .ban(w.scope, Some(ttl), &reason, Origin::Feed(w.peers.join(",")));
         }
-        for d in decisions {
-            if matches!(d.origin, Origin::Feed(_)) && !keep.contains(&d.scope) {
-                self.engine.lift_feed(d.scope);
+        for d in snapshot.bans() {
+            let ours = matches!(d.origin, Origin::Feed(_)) && d.active_at(now_ms);
+            if ours && !keep.contains(&d.scope) {
+                self.engine.lift_feed(d.scope.clone());
             }
         }
     }
