@@ -21,14 +21,9 @@ MO=18203; ADMIN=18204; TOKEN=bench-token-0123456789
 filled_store
 started=$(date +%s.%N)
 RUST_LOG=warn "$MOAT" run --config "$work/moat.toml" >"$work/moat.log" 2>&1 & echo $! >"$work/moat.pid"
-# Ready when the guard holds the bans: the live page's count says so.
+wait_guard_holds
 jar="$work/cookies"
-for _ in $(seq 600); do
-  curl -sf -c "$jar" -o /dev/null -d token=$TOKEN "http://127.0.0.1:$ADMIN/dashboard/login" 2>/dev/null &&
-    curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ADMIN/api/top" 2>/dev/null |
-      grep -q "\"bans_active\":$N" && break
-  sleep 0.2
-done
+curl -sf -c "$jar" -o /dev/null -d token=$TOKEN "http://127.0.0.1:$ADMIN/dashboard/login"
 printf 'Moat up with %s bans in the guard after %.1f s; RSS %s MB\n' "$N" \
   "$(echo "$(date +%s.%N) - $started" | bc)" \
   "$(( $(awk '/VmRSS/ {print $2}' /proc/"$(cat "$work/moat.pid")"/status) / 1024 ))"

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use moat_config::model::Subscription;
 use moat_config::Config;
 use moat_core::{Origin, Scope};
+use moat_engine::feed_work::FeedBan;
 use moat_engine::Engine;
 use moat_feed::policy::{self, Peer, Policy};
 use moat_report::http::{HttpClient, Reach};
@@ -225,6 +226,7 @@ impl Subscriber {
             }
         }
         let mut keep: HashSet<Scope> = HashSet::new();
+        let (mut bans, mut lifts) = (Vec::new(), Vec::new());
         for w in wanted {
             keep.insert(w.scope.clone());
             let want_ms = w.expires.saturating_mul(1000);
@@ -245,15 +247,20 @@ impl Subscriber {
                 w.peers.join(", "),
                 w.detectors.join(", ")
             );
-            self.engine
-                .ban(w.scope, Some(ttl), &reason, Origin::Feed(w.peers.join(",")));
+            bans.push(FeedBan {
+                scope: w.scope,
+                ttl,
+                reason,
+                origin: Origin::Feed(w.peers.join(",")),
+            });
         }
         for d in snapshot.bans() {
             let ours = matches!(d.origin, Origin::Feed(_)) && d.active_at(now_ms);
             if ours && !keep.contains(&d.scope) {
-                self.engine.lift_feed(d.scope.clone());
+                lifts.push(d.scope.clone());
             }
         }
+        self.engine.reconcile_feeds(bans, lifts);
     }
 }
 

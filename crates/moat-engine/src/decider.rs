@@ -11,8 +11,8 @@ use moat_core::{prefix_of, Clock, Decision, Origin, PrefixLens, Scope, Verdict};
 use moat_store::Store;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub enum Command {
@@ -40,10 +40,15 @@ pub enum Command {
     LiftFeed {
         scope: Scope,
     },
-    /// Answers once every command sent before it is applied.
+    /// Feed work is waiting ([`crate::feed_work`]): wakes the decider, applies nothing.
+    FeedWork,
+    /// Answers once every command sent before it, and the feeds' queued work, is applied.
     Flush(SyncSender<()>),
     Shutdown,
 }
+
+/// The most commands applied in one store transaction and published at once.
+const BURST: usize = 1024;
 
 pub struct Decider {
     pub(crate) store: Arc<dyn Store>,
@@ -60,6 +65,8 @@ pub struct Decider {
     banned_unpublished: std::collections::HashSet<Scope>,
     store_version: u64,
     last_tick: std::time::Instant,
+    /// The feeds' reconciliation, taken a chunk at a time ([`crate::feed_work`]).
+    feed_work: Arc<Mutex<crate::feed_work::FeedWork>>,
     log: Arc<crate::decision_log::DecisionLog>,
     /// What followers were last told, and where changes go.
     published: crate::changes::Published,
@@ -116,6 +123,7 @@ impl Decider {
             banned_unpublished: Default::default(),
             store_version,
             last_tick: std::time::Instant::now(),
+            feed_work: Arc::default(),
             log: Arc::default(),
             published: Default::default(),
             changes: None,
@@ -125,6 +133,12 @@ impl Decider {
             last_full: std::time::Instant::now(),
             last_prune_ms,
         }
+    }
+
+    /// Takes the feeds' work from `work` (the engine's, which the subscriber fills).
+    pub fn with_feed_work(mut self, work: Arc<Mutex<crate::feed_work::FeedWork>>) -> Self {
+        self.feed_work = work;
+        self
     }
 
     /// Broadcasts every change to the decisions in force on `tx`.
@@ -155,20 +169,31 @@ impl Decider {
     pub fn run(mut self, rx: Receiver<Command>) {
         self.publish();
         loop {
-            let first = match rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.tick();
-                    continue;
-                }
-                Ok(c) => c,
+            // With feed work waiting the channel is not waited on: the work goes on.
+            let first = match self.feed_work_waiting() {
+                true => match rx.try_recv() {
+                    Ok(c) => Some(c),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => return,
+                },
+                false => match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(c) => Some(c),
+                    Err(RecvTimeoutError::Disconnected) => return,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.tick();
+                        continue;
+                    }
+                },
             };
+            if matches!(first, Some(Command::Shutdown)) {
+                return;
+            }
             // A burst of commands is applied in one store transaction and published once,
             // bounded so bans still get published under a constant stream of offences. A
             // flush or a shutdown ends the burst: what came before it is published first.
-            let mut burst = vec![first];
+            let mut burst: Vec<Command> = first.into_iter().collect();
             let mut last = None;
-            while burst.len() < 1024 {
+            while !burst.is_empty() && burst.len() < BURST {
                 match rx.try_recv() {
                     Ok(c @ (Command::Flush(_) | Command::Shutdown)) => {
                         last = Some(c);
@@ -178,27 +203,24 @@ impl Decider {
                     Err(_) => break,
                 }
             }
-            let before = self.store.changed().ok();
-            let (mut dirty, mut replies) = (false, Vec::new());
-            let store = self.store.clone();
-            let batched = store.batch(&mut || {
-                for c in burst.drain(..) {
-                    match c {
-                        Command::Flush(reply) => replies.push(reply),
-                        c => dirty |= self.apply(c),
-                    }
-                }
-            });
-            if let Err(e) = batched {
-                tracing::error!(error = %e, "cannot commit a burst of decisions");
-                self.full_publish_due = true;
-            }
-            if dirty {
-                self.publish_burst(before);
-            }
+            // The feeds' work fills the rest, and always has a quarter of a burst, so that a
+            // busy channel slows it but never stops it.
+            let room = (BURST - burst.len()).max(BURST / 4);
+            burst.extend(self.take_feed_work(room));
+            let mut replies = self.apply_burst(burst);
             let shutdown = matches!(last, Some(Command::Shutdown));
             if let Some(Command::Flush(r)) = last {
                 replies.push(r);
+            }
+            if !replies.is_empty() {
+                // A flush also waits for the feeds' work queued before it.
+                loop {
+                    let chunk = self.take_feed_work(BURST);
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    replies.extend(self.apply_burst(chunk));
+                }
             }
             for r in replies {
                 let _ = r.send(());
@@ -212,6 +234,45 @@ impl Decider {
                 self.tick();
             }
         }
+    }
+
+    fn feed_work_waiting(&self) -> bool {
+        !self
+            .feed_work
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    fn take_feed_work(&self, n: usize) -> Vec<Command> {
+        self.feed_work
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(n)
+    }
+
+    /// Applies `burst` in one store transaction and publishes it; returns the flushes in it,
+    /// to be answered.
+    fn apply_burst(&mut self, mut burst: Vec<Command>) -> Vec<SyncSender<()>> {
+        let before = self.store.changed().ok();
+        let (mut dirty, mut replies) = (false, Vec::new());
+        let store = self.store.clone();
+        let batched = store.batch(&mut || {
+            for c in burst.drain(..) {
+                match c {
+                    Command::Flush(reply) => replies.push(reply),
+                    c => dirty |= self.apply(c),
+                }
+            }
+        });
+        if let Err(e) = batched {
+            tracing::error!(error = %e, "cannot commit a burst of decisions");
+            self.full_publish_due = true;
+        }
+        if dirty {
+            self.publish_burst(before);
+        }
+        replies
     }
 
     /// After a burst: when it only added this decider's own bans, they go into the next
@@ -347,6 +408,7 @@ impl Decider {
         let now = self.clock.now_ms();
         match cmd {
             Command::Offence { ip, rule } => self.offence(ip, rule, now),
+            Command::FeedWork => false,
             Command::Ban {
                 scope,
                 ttl,
