@@ -6,6 +6,7 @@
 # The admin API's decision listing is timed too (first page, a deep page, a filtered one).
 # Before the pages, CLIENTS (default 3,000) loopback addresses each send a scripted sign-in
 # request, so the Who page ranks that many sources (and looks each up in the IP-to-ASN table).
+# MOAT=path runs another build on the same kind of store, for a comparison.
 set -euo pipefail
 export MOAT_NFTABLES=off
 cd "$(dirname "$0")/.."
@@ -13,9 +14,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moat-target}"
 N="${N:-1000000}"
 ROUNDS="${ROUNDS:-5}"
 CLIENTS="${CLIENTS:-3000}"
-cargo build --release -q -p moat
 cargo build --release -q -p moat-store --example fill_decisions
-MOAT="$CARGO_TARGET_DIR/release/moat"
+if [ -z "${MOAT:-}" ]; then
+  cargo build --release -q -p moat
+  MOAT="$CARGO_TARGET_DIR/release/moat"
+fi
 work=$(mktemp -d); . bench/cleanup.sh; . bench/filled_store.sh; trap 'bench_cleanup "$work"' EXIT
 MO=18203; ADMIN=18204; TOKEN=bench-token-0123456789
 filled_store
