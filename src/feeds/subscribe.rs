@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use moat_config::model::Subscription;
 use moat_config::Config;
 use moat_core::{Origin, Scope};
-use moat_engine::feed_work::FeedBan;
+use moat_engine::bulk::FeedBan;
 use moat_engine::Engine;
 use moat_feed::policy::{self, Peer, Policy};
 use moat_report::http::{HttpClient, Reach};

@@ -173,15 +173,21 @@ impl Sync {
 
     /// Another instance's ban, taken as it is.
     pub(crate) fn take(&self, d: Decision) {
+        if self.note_taken(&d) {
+            self.engine.adopt(d);
+        }
+    }
+
+    /// Whether `d` is to be taken, noted as an echo if it is.
+    fn note_taken(&self, d: &Decision) -> bool {
         if !d.active_at(self.engine.now_ms()) || matches!(d.origin, Origin::Feed(_)) {
-            return;
+            return false;
         }
         let mut e = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
         e.adopted
             .insert(d.scope.clone(), (d.expires_ms, Instant::now()));
         e.shared.insert(d.scope.clone());
-        drop(e);
-        self.engine.adopt(d);
+        true
     }
 
     /// What to send to Redis for one change here: commands for the hash and the channel.
@@ -239,19 +245,23 @@ impl Sync {
             .await?;
         let now = self.engine.now_ms();
         let mut expired = Vec::new();
-        let mut taken = 0;
+        let mut taken = Vec::new();
         for (scope, text) in &all {
             let d = serde_json::from_str::<serde_json::Value>(text)
                 .ok()
                 .and_then(|v| decision_from_json(&v));
             match d {
                 Some(d) if d.active_at(now) => {
-                    taken += 1;
-                    self.take(d);
+                    if self.note_taken(&d) {
+                        taken.push(d);
+                    }
                 }
                 _ => expired.push(scope.clone()),
             }
         }
+        // The hash may hold a storm's bans: queued beside the decider's channel, not in it.
+        let taken_n = taken.len();
+        self.engine.adopt_all(taken);
         let mut p = redis::pipe();
         if !expired.is_empty() {
             p.hdel(&self.hash, expired).ignore();
@@ -306,7 +316,7 @@ impl Sync {
             );
         }
         self.catch_up_honey(conn).await?;
-        Ok(taken)
+        Ok(taken_n)
     }
 }
 

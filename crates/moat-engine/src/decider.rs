@@ -40,8 +40,8 @@ pub enum Command {
     LiftFeed {
         scope: Scope,
     },
-    /// Feed work is waiting ([`crate::feed_work`]): wakes the decider, applies nothing.
-    FeedWork,
+    /// Bulk work is waiting ([`crate::bulk`]): wakes the decider, applies nothing.
+    BulkWork,
     /// Answers once every command sent before it, and the feeds' queued work, is applied.
     Flush(SyncSender<()>),
     Shutdown,
@@ -65,8 +65,9 @@ pub struct Decider {
     banned_unpublished: std::collections::HashSet<Scope>,
     store_version: u64,
     last_tick: std::time::Instant,
-    /// The feeds' reconciliation, taken a chunk at a time ([`crate::feed_work`]).
-    feed_work: Arc<Mutex<crate::feed_work::FeedWork>>,
+    /// Bulk work (the feeds' reconciliation, a cluster's catch-up), taken a chunk at a time
+    /// ([`crate::bulk`]).
+    bulk_work: Arc<Mutex<crate::bulk::BulkWork>>,
     log: Arc<crate::decision_log::DecisionLog>,
     /// What followers were last told, and where changes go.
     published: crate::changes::Published,
@@ -123,7 +124,7 @@ impl Decider {
             banned_unpublished: Default::default(),
             store_version,
             last_tick: std::time::Instant::now(),
-            feed_work: Arc::default(),
+            bulk_work: Arc::default(),
             log: Arc::default(),
             published: Default::default(),
             changes: None,
@@ -135,9 +136,9 @@ impl Decider {
         }
     }
 
-    /// Takes the feeds' work from `work` (the engine's, which the subscriber fills).
-    pub fn with_feed_work(mut self, work: Arc<Mutex<crate::feed_work::FeedWork>>) -> Self {
-        self.feed_work = work;
+    /// Takes bulk work from `work` (the engine's, which the feeds and a cluster fill).
+    pub fn with_bulk_work(mut self, work: Arc<Mutex<crate::bulk::BulkWork>>) -> Self {
+        self.bulk_work = work;
         self
     }
 
@@ -169,8 +170,8 @@ impl Decider {
     pub fn run(mut self, rx: Receiver<Command>) {
         self.publish();
         loop {
-            // With feed work waiting the channel is not waited on: the work goes on.
-            let first = match self.feed_work_waiting() {
+            // With bulk work waiting the channel is not waited on: the work goes on.
+            let first = match self.bulk_work_waiting() {
                 true => match rx.try_recv() {
                     Ok(c) => Some(c),
                     Err(TryRecvError::Empty) => None,
@@ -203,19 +204,19 @@ impl Decider {
                     Err(_) => break,
                 }
             }
-            // The feeds' work fills the rest, and always has a quarter of a burst, so that a
+            // Bulk work fills the rest, and always has a quarter of a burst, so that a
             // busy channel slows it but never stops it.
             let room = (BURST - burst.len()).max(BURST / 4);
-            burst.extend(self.take_feed_work(room));
+            burst.extend(self.take_bulk_work(room));
             let mut replies = self.apply_burst(burst);
             let shutdown = matches!(last, Some(Command::Shutdown));
             if let Some(Command::Flush(r)) = last {
                 replies.push(r);
             }
             if !replies.is_empty() {
-                // A flush also waits for the feeds' work queued before it.
+                // A flush also waits for the bulk work queued before it.
                 loop {
-                    let chunk = self.take_feed_work(BURST);
+                    let chunk = self.take_bulk_work(BURST);
                     if chunk.is_empty() {
                         break;
                     }
@@ -236,16 +237,16 @@ impl Decider {
         }
     }
 
-    fn feed_work_waiting(&self) -> bool {
+    fn bulk_work_waiting(&self) -> bool {
         !self
-            .feed_work
+            .bulk_work
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_empty()
     }
 
-    fn take_feed_work(&self, n: usize) -> Vec<Command> {
-        self.feed_work
+    fn take_bulk_work(&self, n: usize) -> Vec<Command> {
+        self.bulk_work
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take(n)
@@ -408,7 +409,7 @@ impl Decider {
         let now = self.clock.now_ms();
         match cmd {
             Command::Offence { ip, rule } => self.offence(ip, rule, now),
-            Command::FeedWork => false,
+            Command::BulkWork => false,
             Command::Ban {
                 scope,
                 ttl,

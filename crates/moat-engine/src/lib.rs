@@ -6,11 +6,11 @@
 //! ([`Engine::emit`]); [`detect`] says what each counts for, and the [`decider`] thread owns
 //! escalation, the store writes, the next snapshot and the broadcast of every change.
 
+pub mod bulk;
 pub mod changes;
 pub mod decider;
 pub mod decision_log;
 pub mod detect;
-pub mod feed_work;
 pub mod guard;
 
 pub use guard::{GuardSnapshot, GuardVerdict};
@@ -47,8 +47,8 @@ pub struct Engine {
     shared_limits: std::sync::OnceLock<Arc<dyn moat_core::shared::SharedLimits>>,
     /// The ids of decoys this instance just learned, for a cluster to share.
     learned: tokio::sync::broadcast::Sender<String>,
-    /// The feeds' reconciliation, beside the channel ([`feed_work`]).
-    feed_work: Arc<std::sync::Mutex<feed_work::FeedWork>>,
+    /// The feeds' reconciliation, beside the channel ([`bulk`]).
+    bulk_work: Arc<std::sync::Mutex<bulk::BulkWork>>,
 }
 
 /// Events a slow follower may fall behind by before it misses some (and is told so).
@@ -66,10 +66,10 @@ impl Engine {
         let (tx, rx) = sync_channel(65_536);
         let decision_log = Arc::new(decision_log::DecisionLog::default());
         let (changes, _) = tokio::sync::broadcast::channel(changes::CAPACITY);
-        let feed_work = Arc::new(std::sync::Mutex::default());
+        let bulk_work = Arc::new(std::sync::Mutex::default());
         let decider = Decider::new(store.clone(), guard.clone(), clock.clone(), bans, lens)
             .with_log(decision_log.clone())
-            .with_feed_work(feed_work.clone())
+            .with_bulk_work(bulk_work.clone())
             .with_changes(changes.clone());
         let thread = std::thread::Builder::new()
             .name("moat-decider".into())
@@ -89,7 +89,7 @@ impl Engine {
             thread: std::sync::Mutex::new(Some(thread)),
             shared_limits: std::sync::OnceLock::new(),
             learned: tokio::sync::broadcast::channel(64).0,
-            feed_work,
+            bulk_work,
         });
         e.flush();
         e
@@ -273,23 +273,31 @@ impl Engine {
 
     /// What the feeds' policy wants in force now, in place of what is left of its last wish:
     /// the decider makes and lifts these a chunk at a time after the sensors' commands, so a
-    /// large feed neither overflows the channel nor crowds the sensors' offences out of it.
-    /// [`Engine::flush`] waits for it too.
-    pub fn reconcile_feeds(&self, bans: Vec<feed_work::FeedBan>, lifts: Vec<Scope>) {
+    /// large feed neither overflows the channel nor crowds the sensors' offences out of it
+    /// ([`bulk`]). [`Engine::flush`] waits for it too.
+    pub fn reconcile_feeds(&self, bans: Vec<bulk::FeedBan>, lifts: Vec<Scope>) {
         let waiting = !bans.is_empty() || !lifts.is_empty();
-        self.feed_work
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(bans, lifts);
-        if waiting {
+        self.bulk(|w| w.replace_feeds(bans, lifts), waiting);
+    }
+
+    /// Other instances' bans by the thousand (a cluster's catch-up), taken as [`Engine::adopt`]
+    /// takes one, after the sensors' commands ([`bulk`]).
+    pub fn adopt_all(&self, decisions: Vec<moat_core::Decision>) {
+        let waiting = !decisions.is_empty();
+        self.bulk(|w| w.adopt(decisions), waiting);
+    }
+
+    fn bulk(&self, f: impl FnOnce(&mut bulk::BulkWork), wake: bool) {
+        f(&mut self.bulk_work.lock().unwrap_or_else(|e| e.into_inner()));
+        if wake {
             // A full channel means a busy decider, which takes the work after its burst.
-            let _ = self.tx.try_send(Command::FeedWork);
+            let _ = self.tx.try_send(Command::BulkWork);
         }
     }
 
-    /// How many of the feeds' bans and lifts are still to be made.
-    pub fn feed_work_left(&self) -> usize {
-        self.feed_work
+    /// How many queued bans and lifts ([`bulk`]) are still to be made.
+    pub fn bulk_work_left(&self) -> usize {
+        self.bulk_work
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .len()

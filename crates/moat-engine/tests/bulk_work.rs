@@ -1,8 +1,8 @@
-//! A feed's reconciliation at the scale of a large feed: every ban and lift is made, none is
+//! Work at the scale of a large feed or a cluster's catch-up: every ban and lift is made, none is
 //! counted as dropped, and the sensors' offences sent meanwhile still ban.
 
 use moat_core::{ManualClock, Origin, PrefixLens, Scope};
-use moat_engine::feed_work::FeedBan;
+use moat_engine::bulk::FeedBan;
 use moat_engine::{Engine, GuardVerdict};
 use moat_store::MemoryStore;
 use std::net::{IpAddr, Ipv4Addr};
@@ -40,7 +40,7 @@ fn a_large_feed_is_made_and_lifted_whole_and_offences_still_ban() {
         e.offence(attacker, "signup-flood");
     }
     e.flush();
-    assert_eq!(e.feed_work_left(), 0, "a flush waits for the feeds' work");
+    assert_eq!(e.bulk_work_left(), 0, "a flush waits for the feeds' work");
     assert_eq!(e.snapshot().ban_count(), N as usize + 1);
     assert!(matches!(e.check(attacker), GuardVerdict::Banned(_)));
     assert_eq!(e.dropped.load(Ordering::Relaxed), 0);
@@ -53,6 +53,33 @@ fn a_large_feed_is_made_and_lifted_whole_and_offences_still_ban() {
     e.flush();
     assert_eq!(e.snapshot().ban_count(), 1, "only the sensor's ban is left");
     assert!(matches!(e.check(attacker), GuardVerdict::Banned(_)));
+    assert_eq!(e.dropped.load(Ordering::Relaxed), 0);
+    e.shutdown();
+}
+
+/// A cluster instance catching up on a storm's bans in Redis: all are taken, none dropped.
+#[test]
+fn a_catch_up_larger_than_the_channel_is_taken_whole() {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let e = Engine::start(
+        Arc::new(MemoryStore::new()),
+        clock,
+        common::bans(),
+        PrefixLens::default(),
+    );
+    let theirs = |i: u32| moat_core::Decision {
+        scope: Scope::Ip(IpAddr::V4(Ipv4Addr::from(0x0c00_0000 + i))),
+        verdict: moat_core::Verdict::Ban,
+        created_ms: 999_000,
+        expires_ms: Some(5_000_000),
+        reason: "another instance".into(),
+        origin: Origin::Rule("signup-flood".into()),
+        offences: 1,
+    };
+    e.adopt_all((0..N).map(theirs).collect());
+    e.flush();
+    assert_eq!(e.bulk_work_left(), 0);
+    assert_eq!(e.snapshot().ban_count(), N as usize);
     assert_eq!(e.dropped.load(Ordering::Relaxed), 0);
     e.shutdown();
 }
