@@ -24,15 +24,20 @@ fn feed_ban(i: u32) -> FeedBan {
     }
 }
 
-#[test]
-fn a_large_feed_is_made_and_lifted_whole_and_offences_still_ban() {
+/// An engine on a memory store, at 1,000 s.
+fn start() -> Arc<Engine> {
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let e = Engine::start(
+    Engine::start(
         Arc::new(MemoryStore::new()),
         clock,
         common::bans(),
         PrefixLens::default(),
-    );
+    )
+}
+
+#[test]
+fn a_large_feed_is_made_and_lifted_whole_and_offences_still_ban() {
+    let e = start();
     e.reconcile_feeds((0..N).map(feed_ban).collect(), Vec::new());
     // Offences from a sensor while the feed's work is under way: three ban an address.
     let attacker: IpAddr = "203.0.113.9".parse().unwrap();
@@ -60,13 +65,7 @@ fn a_large_feed_is_made_and_lifted_whole_and_offences_still_ban() {
 /// A cluster instance catching up on a storm's bans in Redis: all are taken, none dropped.
 #[test]
 fn a_catch_up_larger_than_the_channel_is_taken_whole() {
-    let clock = Arc::new(ManualClock::new(1_000_000));
-    let e = Engine::start(
-        Arc::new(MemoryStore::new()),
-        clock,
-        common::bans(),
-        PrefixLens::default(),
-    );
+    let e = start();
     let theirs = |i: u32| moat_core::Decision {
         scope: Scope::Ip(IpAddr::V4(Ipv4Addr::from(0x0c00_0000 + i))),
         verdict: moat_core::Verdict::Ban,
