@@ -42,7 +42,7 @@ pub enum Command {
     },
     /// Bulk work is waiting ([`crate::bulk`]): wakes the decider, applies nothing.
     BulkWork,
-    /// Answers once every command sent before it, and the feeds' queued work, is applied.
+    /// Answers once every command sent before it, and the bulk work queued, is applied.
     Flush(SyncSender<()>),
     Shutdown,
 }
