@@ -47,7 +47,7 @@ pub struct Engine {
     shared_limits: std::sync::OnceLock<Arc<dyn moat_core::shared::SharedLimits>>,
     /// The ids of decoys this instance just learned, for a cluster to share.
     learned: tokio::sync::broadcast::Sender<String>,
-    /// The feeds' reconciliation, beside the channel ([`bulk`]).
+    /// Bulk work (the feeds' reconciliation, a cluster's catch-up), beside the channel ([`bulk`]).
     bulk_work: Arc<std::sync::Mutex<bulk::BulkWork>>,
 }
 
